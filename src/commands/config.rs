@@ -1,0 +1,213 @@
+//! `ldm config get|set|unset KEY [VALUE]`: the hand-editable settings of
+//! `containers.yaml`, through the store so that parallel commands never lose
+//! each other's changes.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::ConfigCommand;
+use crate::commands::Ctx;
+use crate::model::{validate, Mutation, Project, Scope, DEFAULT_USER};
+use crate::store::StoreError;
+use crate::{say, Error};
+
+const KEYS: &str = "defaults.ports, defaults.user.name, defaults.user.password, containers.NAME.ports, containers.NAME.user.name, containers.NAME.user.password";
+
+/// Which setting a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Ports,
+    UserName,
+    UserPassword,
+}
+
+/// A parsed KEY.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    scope: Scope,
+    field: Field,
+}
+
+fn parse_key(key: &str) -> Result<Key, Error> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let (scope, rest) = match parts.as_slice() {
+        ["defaults", rest @ ..] => (Scope::Defaults, rest),
+        ["containers", name, rest @ ..] if !name.is_empty() => {
+            (Scope::Container((*name).to_string()), rest)
+        }
+        _ => return Err(unknown(key)),
+    };
+    let field = match rest {
+        ["ports"] => Field::Ports,
+        ["user", "name"] => Field::UserName,
+        ["user", "password"] => Field::UserPassword,
+        _ => return Err(unknown(key)),
+    };
+    Ok(Key { scope, field })
+}
+
+fn unknown(key: &str) -> Error {
+    Error::Usage(format!("unknown key {key:?}; keys are {KEYS}"))
+}
+
+/// Runs one `config` subcommand.
+pub fn run(ctx: &Ctx, cmd: ConfigCommand, out: &mut dyn Write) -> Result<(), Error> {
+    match cmd {
+        ConfigCommand::Get { key, json } => get(ctx, &key, json, out),
+        ConfigCommand::Set { key, value } => {
+            let key = parse_key(&key)?;
+            let value = Some(parse_value(key.field, &value)?);
+            change(ctx, key, value)
+        }
+        ConfigCommand::Unset { key } => change(ctx, parse_key(&key)?, None),
+    }
+}
+
+/// A validated value to store.
+enum Value {
+    Ports(Vec<u16>),
+    Text(String),
+}
+
+fn parse_value(field: Field, text: &str) -> Result<Value, Error> {
+    match field {
+        Field::Ports => {
+            let ports = validate::parse_ports(text)?;
+            if ports.is_empty() {
+                return Err(Error::Usage(
+                    "no ports given; to clear the setting use `ldm config unset KEY`".into(),
+                ));
+            }
+            Ok(Value::Ports(ports))
+        }
+        Field::UserName => {
+            validate::user_name(text)?;
+            Ok(Value::Text(text.to_string()))
+        }
+        Field::UserPassword => {
+            validate::password(text)?;
+            Ok(Value::Text(text.to_string()))
+        }
+    }
+}
+
+fn change(ctx: &Ctx, key: Key, value: Option<Value>) -> Result<(), Error> {
+    let container = match &key.scope {
+        Scope::Defaults => None,
+        Scope::Container(c) => Some(c.clone()),
+    };
+    let mutation = match (key.field, value) {
+        (Field::Ports, Some(Value::Ports(ports))) => Mutation::PortsSet { container, ports },
+        (Field::Ports, _) => Mutation::PortsSet {
+            container,
+            ports: Vec::new(),
+        },
+        (Field::UserName, v) => Mutation::UserNameSet {
+            container,
+            name: text(v),
+        },
+        (Field::UserPassword, v) => Mutation::UserPasswordSet {
+            container,
+            password: text(v),
+        },
+    };
+    let mut store = ctx.store()?;
+    store.commit(|_| Ok::<_, StoreError>((vec![mutation], ())))?;
+    Ok(())
+}
+
+fn text(v: Option<Value>) -> Option<String> {
+    match v {
+        Some(Value::Text(t)) => Some(t),
+        _ => None,
+    }
+}
+
+#[derive(Serialize)]
+struct Got {
+    key: String,
+    value: serde_json::Value,
+    /// Where the value comes from: container, defaults or builtin.
+    source: &'static str,
+}
+
+fn get(ctx: &Ctx, key_text: &str, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let key = parse_key(key_text)?;
+    let project = ctx.store()?.read()?;
+    let (value, source) = effective(&project, &key)?;
+    if json {
+        let got = Got {
+            key: key_text.to_string(),
+            value,
+            source,
+        };
+        say(out, &serde_json::to_string(&got).unwrap_or_default())
+    } else {
+        let text = match value {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        say(out, &text)
+    }
+}
+
+fn effective(project: &Project, key: &Key) -> Result<(serde_json::Value, &'static str), Error> {
+    let own = match &key.scope {
+        Scope::Defaults => None,
+        Scope::Container(name) => Some(project.containers.get(name).ok_or_else(|| {
+            Error::Usage(format!(
+                "container {name:?} is not in project {}; see `ldm list`",
+                project.project
+            ))
+        })?),
+    };
+    let def = &project.defaults;
+    Ok(match key.field {
+        Field::Ports => match own {
+            Some(c) if !c.ports.is_empty() => (serde_json::json!(c.ports), "container"),
+            _ if !def.ports.is_empty() => (serde_json::json!(def.ports), "defaults"),
+            _ => (serde_json::json!([]), "builtin"),
+        },
+        Field::UserName | Field::UserPassword => {
+            let pick = |u: &crate::model::User| {
+                if key.field == Field::UserName {
+                    u.name.clone()
+                } else {
+                    u.password.clone()
+                }
+            };
+            if let Some(v) = own.and_then(|c| c.user.as_ref()).and_then(pick) {
+                (serde_json::json!(v), "container")
+            } else if let Some(v) = def.user.as_ref().and_then(pick) {
+                (serde_json::json!(v), "defaults")
+            } else {
+                (serde_json::json!(DEFAULT_USER), "builtin")
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse() {
+        assert_eq!(
+            parse_key("containers.dev.user.name").unwrap(),
+            Key {
+                scope: Scope::Container("dev".into()),
+                field: Field::UserName
+            }
+        );
+        assert!(parse_key("defaults.port").is_err());
+        assert!(parse_key("containers..ports").is_err());
+        assert!(parse_key("defaults.user").is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! One file per command group; [`run`] dispatches in one `match`.
+//!
+//! Every command follows the same shape: validate the arguments into model
+//! values, then open the store and read or commit. Results go to `out`
+//! (stdout); notices and progress go to stderr.
+
+mod config;
+mod doctor;
+mod project;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::cli::{Cli, Command, ProjectCommand};
+use crate::store::{self, Paths, Store};
+use crate::Error;
+
+/// What every command gets: where it runs and how the store behaves.
+pub struct Ctx {
+    /// Absolute folder the command starts in (`-C DIR` or the current one).
+    pub start: PathBuf,
+    /// Store options (lock timeout, holder note, notices).
+    pub opts: store::Options,
+    /// `-q`: no progress output.
+    pub quiet: bool,
+}
+
+impl Ctx {
+    /// The store of the project at `start` or its nearest parent.
+    pub fn store(&self) -> Result<Store, Error> {
+        Ok(Store::open(Paths::find(&self.start)?, self.opts.clone()))
+    }
+}
+
+/// Runs one parsed command line, writing results to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
+    let ctx = context(&cli)?;
+    match cli.command {
+        Command::Create(args) | Command::Project(ProjectCommand::Create(args)) => {
+            project::create(&ctx, &args, out)
+        }
+        Command::Config(cmd) => config::run(&ctx, cmd, out),
+        Command::Compact => doctor::compact(&ctx, out),
+        Command::Doctor(args) => doctor::run(&ctx, &args, out),
+    }
+}
+
+fn context(cli: &Cli) -> Result<Ctx, Error> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::Usage(format!("cannot read the current folder: {e}")))?;
+    let start = match &cli.dir {
+        Some(d) => cwd.join(d),
+        None => cwd,
+    };
+    if !start.is_dir() {
+        return Err(Error::Usage(format!(
+            "-C {}: no such folder",
+            start.display()
+        )));
+    }
+    let holder = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Ctx {
+        start,
+        opts: store::Options {
+            lock_timeout: cli.lock_timeout,
+            holder,
+            ..store::Options::default()
+        },
+        quiet: cli.quiet,
+    })
+}

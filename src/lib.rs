@@ -1,0 +1,61 @@
+//! ldm: per-project LXD development containers, with a crash-safe project
+//! store. The successor of `lxc-dev-manager`, reading and writing the same
+//! `containers.yaml`.
+//!
+//! Modules follow the data: [`model`] (state and mutations, no I/O),
+//! [`store`] (the files), [`commands`] (one file per command group), [`cli`]
+//! (clap definitions). [`run`] is the single entry point `main.rs` calls.
+
+pub mod cli;
+pub mod commands;
+pub mod model;
+pub mod store;
+pub mod yaml;
+
+use std::io::{self, Write};
+
+use thiserror::Error;
+
+pub use commands::run;
+
+/// Any error a command can end with; [`Error::exit_code`] maps it.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The project store failed or refused.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// A value the user gave is not valid.
+    #[error(transparent)]
+    Invalid(#[from] model::ValidationError),
+    /// Arguments that parse but make no sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// `doctor` found damage; the report is already printed.
+    #[error("{0}")]
+    Unhealthy(String),
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl Error {
+    /// 0 success, 1 user error, 2 store damage or lock timeout (README, "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Store(e) if e.is_damage() => 2,
+            Error::Unhealthy(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// True when stdout was closed by the reader (`ldm list | head`): not an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Writes one line to `out`, for commands' results.
+pub fn say(out: &mut dyn Write, line: &str) -> Result<(), Error> {
+    writeln!(out, "{line}")?;
+    Ok(())
+}

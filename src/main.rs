@@ -1,0 +1,27 @@
+//! The `ldm` binary: parse, run, print the error, exit with its code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match ldm::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage errors are user errors (1), not clap's default 2,
+            // which ldm reserves for store damage.
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match ldm::run(cli, &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The project state and the mutations that change it. No I/O.
+//!
+//! [`Project`] is what `containers.yaml` holds (same keys as the Go tool);
+//! [`Mutation`] is what one log record holds. [`Project::apply`] is the only
+//! way state changes: the store calls it when a command commits and again
+//! when the log is replayed, so both paths enforce the same rules.
+
+mod mutation;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use mutation::{ApplyError, Mutation};
+pub use validate::ValidationError;
+
+/// Default user name and password when neither container nor defaults set one.
+pub const DEFAULT_USER: &str = "dev";
+
+/// One project: the containers of one folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    /// Project name; prefix of every LXD name (`project-container`).
+    pub project: String,
+    /// Values containers fall back to.
+    #[serde(default, skip_serializing_if = "Defaults::is_empty")]
+    pub defaults: Defaults,
+    /// Containers by name.
+    #[serde(default)]
+    pub containers: BTreeMap<String, Container>,
+}
+
+/// Project-wide defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Defaults {
+    /// Ports `proxy` forwards for containers that have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Default user inside containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+}
+
+impl Defaults {
+    fn is_empty(&self) -> bool {
+        self.ports.is_empty() && self.user.is_none()
+    }
+}
+
+/// A user inside a container; either field may fall back to the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Login name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Password, stored in clear as the Go tool does (hence files are 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl User {
+    fn is_empty(&self) -> bool {
+        self.name.is_none() && self.password.is_none()
+    }
+}
+
+/// One recorded container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// Image it was created from.
+    pub image: String,
+    /// Ports to forward; empty means "use the defaults".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// User override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<User>,
+    /// Snapshots ldm knows about, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub snapshots: BTreeMap<String, Snapshot>,
+}
+
+/// Metadata of one snapshot; LXD holds the snapshot itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Free text given with `-d`.
+    #[serde(default)]
+    pub description: String,
+    /// RFC 3339 time of creation, UTC.
+    #[serde(default)]
+    pub created_at: String,
+}
+
+/// Which part of the project a setting belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// `defaults.*`
+    Defaults,
+    /// `containers.NAME.*`
+    Container(String),
+}
+
+impl Project {
+    /// A new, empty project.
+    pub fn new(name: &str, ports: Vec<u16>) -> Project {
+        Project {
+            project: name.to_string(),
+            defaults: Defaults { ports, user: None },
+            containers: BTreeMap::new(),
+        }
+    }
+
+    /// Checks every value a hand edit could have broken. Errors name the key.
+    pub fn validate(&self) -> Result<(), (String, ValidationError)> {
+        validate::project_name(&self.project).map_err(|e| ("project".to_string(), e))?;
+        validate::ports_list(&self.defaults.ports)
+            .map_err(|e| ("defaults.ports".to_string(), e))?;
+        check_user(self.defaults.user.as_ref(), "defaults.user")?;
+        for (name, c) in &self.containers {
+            let key = format!("containers.{name}");
+            validate::container_name(&self.project, name).map_err(|e| (key.clone(), e))?;
+            validate::ports_list(&c.ports).map_err(|e| (format!("{key}.ports"), e))?;
+            check_user(c.user.as_ref(), &format!("{key}.user"))?;
+            for snap in c.snapshots.keys() {
+                validate::snapshot_name(snap)
+                    .map_err(|e| (format!("{key}.snapshots.{snap}"), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The ports `proxy` forwards for `container`: its own, else the defaults.
+    pub fn effective_ports(&self, container: &str) -> &[u16] {
+        match self.containers.get(container) {
+            Some(c) if !c.ports.is_empty() => &c.ports,
+            _ => &self.defaults.ports,
+        }
+    }
+
+    /// The user name and password for `container` (container, then defaults,
+    /// then `dev`/`dev`), each field falling back on its own.
+    pub fn effective_user(&self, container: &str) -> (String, String) {
+        let own = self.containers.get(container).and_then(|c| c.user.as_ref());
+        let def = self.defaults.user.as_ref();
+        let pick = |f: fn(&User) -> &Option<String>| {
+            own.and_then(|u| f(u).clone())
+                .or_else(|| def.and_then(|u| f(u).clone()))
+                .unwrap_or_else(|| DEFAULT_USER.to_string())
+        };
+        (pick(|u| &u.name), pick(|u| &u.password))
+    }
+
+    /// The full LXD instance name of `container`.
+    pub fn lxd_name(&self, container: &str) -> String {
+        format!("{}-{container}", self.project)
+    }
+}
+
+fn check_user(user: Option<&User>, key: &str) -> Result<(), (String, ValidationError)> {
+    if let Some(u) = user {
+        if let Some(n) = &u.name {
+            validate::user_name(n).map_err(|e| (format!("{key}.name"), e))?;
+        }
+        if let Some(p) = &u.password {
+            validate::password(p).map_err(|e| (format!("{key}.password"), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_precedence_is_container_then_defaults_then_dev() {
+        let mut p = Project::new("p", vec![]);
+        p.containers.insert("a".into(), Container::default());
+        assert_eq!(p.effective_user("a"), ("dev".into(), "dev".into()));
+        p.defaults.user = Some(User {
+            name: Some("ann".into()),
+            password: Some("pw".into()),
+        });
+        p.containers.get_mut("a").unwrap().user = Some(User {
+            name: Some("bob".into()),
+            password: None,
+        });
+        assert_eq!(p.effective_user("a"), ("bob".into(), "pw".into()));
+    }
+
+    #[test]
+    fn ports_fall_back_to_defaults_when_empty() {
+        let mut p = Project::new("p", vec![8000]);
+        p.containers.insert("a".into(), Container::default());
+        assert_eq!(p.effective_ports("a"), &[8000]);
+        p.containers.get_mut("a").unwrap().ports = vec![3000];
+        assert_eq!(p.effective_ports("a"), &[3000]);
+    }
+}

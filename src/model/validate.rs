@@ -1,0 +1,306 @@
+//! Validation of everything a user types: names, ports, users.
+//!
+//! The rules are the Go tool's (see `shared/reference/lxc-dev-manager.md`) so
+//! that a project valid there is valid here. Every error says what is wrong
+//! and what is allowed.
+
+use thiserror::Error;
+
+/// Names the Go tool reserves because they read like subcommands.
+const RESERVED: &[&str] = &[
+    "list", "create", "delete", "start", "stop", "snapshot", "image", "config",
+];
+
+/// LXD limits instance names to 63 characters (a DNS label).
+pub const MAX_LXD_NAME: usize = 63;
+
+/// A value the user gave that ldm cannot accept.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ValidationError {
+    /// Bad project name.
+    #[error("invalid project name {name:?}: {why}")]
+    ProjectName {
+        /// The name given.
+        name: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+    /// Bad container name.
+    #[error("invalid container name {name:?}: {why}")]
+    ContainerName {
+        /// The name given.
+        name: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+    /// Bad snapshot name.
+    #[error("invalid snapshot name {name:?}: {why}")]
+    SnapshotName {
+        /// The name given.
+        name: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+    /// Bad port or port list.
+    #[error("invalid ports {given:?}: {why}")]
+    Ports {
+        /// The text or list given.
+        given: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+    /// Bad user name.
+    #[error("invalid user name {name:?}: {why}")]
+    UserName {
+        /// The name given.
+        name: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
+    /// Bad image reference.
+    #[error("invalid image {image:?}: {why}")]
+    Image {
+        /// The image given.
+        image: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Bad password.
+    #[error("invalid password: {why}")]
+    Password {
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Checks a project name: letters, digits, `-`, `_`, and short enough that
+/// `PROJECT-c` still fits LXD's 63-character limit.
+pub fn project_name(name: &str) -> Result<(), ValidationError> {
+    let err = |why: &str| ValidationError::ProjectName {
+        name: name.to_string(),
+        why: why.to_string(),
+    };
+    if name.is_empty() {
+        return Err(err("it is empty; use letters, digits, '-' and '_'"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(err(&format!(
+            "{c:?} is not allowed; use letters, digits, '-' and '_'"
+        )));
+    }
+    if name.len() > MAX_LXD_NAME - 2 {
+        return Err(err(&format!(
+            "it is {} characters; at most {} leave room for container names",
+            name.len(),
+            MAX_LXD_NAME - 2
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a container name, alone and joined to its project as `project-name`.
+pub fn container_name(project: &str, name: &str) -> Result<(), ValidationError> {
+    let err = |why: String| ValidationError::ContainerName {
+        name: name.to_string(),
+        why,
+    };
+    let rule = "names start with a letter and use letters, digits and single hyphens";
+    let Some(first) = name.chars().next() else {
+        return Err(err(format!("it is empty; {rule}")));
+    };
+    if !first.is_ascii_alphabetic() {
+        return Err(err(format!("it must start with a letter; {rule}")));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Err(err(format!("{c:?} is not allowed; {rule}")));
+    }
+    if name.contains("--") {
+        return Err(err(format!("it has a double hyphen; {rule}")));
+    }
+    if name.ends_with('-') {
+        return Err(err(format!("it ends with a hyphen; {rule}")));
+    }
+    if name.len() > MAX_LXD_NAME {
+        return Err(err(format!(
+            "it is {} characters; at most {MAX_LXD_NAME}",
+            name.len()
+        )));
+    }
+    if project.len() + 1 + name.len() > MAX_LXD_NAME {
+        return Err(err(format!(
+            "the LXD name {project}-{name} would be {} characters; at most {MAX_LXD_NAME}",
+            project.len() + 1 + name.len()
+        )));
+    }
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(err(format!(
+            "it is reserved (reserved: {})",
+            RESERVED.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a snapshot name as LXD accepts it: no `/`, no spaces, not empty.
+pub fn snapshot_name(name: &str) -> Result<(), ValidationError> {
+    let err = |why: &str| ValidationError::SnapshotName {
+        name: name.to_string(),
+        why: why.to_string(),
+    };
+    let rule = "use letters, digits, '-', '_' and '.'";
+    if name.is_empty() {
+        return Err(err(&format!("it is empty; {rule}")));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(err(&format!("it has a character LXD refuses; {rule}")));
+    }
+    if name.starts_with('.') || name.len() > MAX_LXD_NAME {
+        return Err(err(&format!(
+            "it must not start with '.' and has at most {MAX_LXD_NAME} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a comma-separated port list such as `3000,4000`. An empty string
+/// is an empty list.
+pub fn parse_ports(text: &str) -> Result<Vec<u16>, ValidationError> {
+    let err = |why: String| ValidationError::Ports {
+        given: text.to_string(),
+        why,
+    };
+    let text_trimmed = text.trim();
+    if text_trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ports = Vec::new();
+    for part in text_trimmed.split(',') {
+        let part = part.trim();
+        let n: u32 = part.parse().map_err(|_| {
+            err(format!(
+                "{part:?} is not a number; write ports as 3000,4000"
+            ))
+        })?;
+        if !(1..=65535).contains(&n) {
+            return Err(err(format!("{n} is outside 1..65535")));
+        }
+        ports.push(n as u16);
+    }
+    ports_list(&ports).map_err(|_| err("a port is listed twice".to_string()))?;
+    Ok(ports)
+}
+
+/// Checks an already-parsed port list: 1..65535, no duplicates.
+pub fn ports_list(ports: &[u16]) -> Result<(), ValidationError> {
+    let err = |why: String| ValidationError::Ports {
+        given: format!("{ports:?}"),
+        why,
+    };
+    for (i, p) in ports.iter().enumerate() {
+        if *p == 0 {
+            return Err(err("port 0 is outside 1..65535".to_string()));
+        }
+        if ports[..i].contains(p) {
+            return Err(err(format!("port {p} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a Linux user name as `useradd` accepts it by default.
+pub fn user_name(name: &str) -> Result<(), ValidationError> {
+    let err = |why: &str| ValidationError::UserName {
+        name: name.to_string(),
+        why: why.to_string(),
+    };
+    let rule = "start with a lowercase letter or '_', then lowercase letters, digits, '_' or '-'; at most 32 characters";
+    let mut chars = name.chars();
+    let ok_first = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_');
+    let ok_rest =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !ok_first || !ok_rest || name.len() > 32 {
+        return Err(err(rule));
+    }
+    Ok(())
+}
+
+/// Checks a password: anything but NUL and line breaks, which `chpasswd` cannot carry.
+pub fn password(pw: &str) -> Result<(), ValidationError> {
+    if pw.is_empty() {
+        return Err(ValidationError::Password {
+            why: "it is empty".into(),
+        });
+    }
+    if pw.contains(['\0', '\n', '\r']) {
+        return Err(ValidationError::Password {
+            why: "it contains a NUL or line break".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks an image reference: non-empty and free of control characters.
+pub fn image(image: &str) -> Result<(), ValidationError> {
+    if image.trim().is_empty() || image.chars().any(char::is_control) {
+        return Err(ValidationError::Image {
+            image: image.to_string(),
+            why: "it is empty or has control characters; use e.g. ubuntu:24.04".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_follow_the_go_rules() {
+        for ok in ["dev", "a1", "web-2", "A-b-c"] {
+            assert!(container_name("p", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "", "1dev", "-dev", "dev-", "de--v", "de_v", "dé", "LIST", "config", "a b",
+        ] {
+            assert!(container_name("p", bad).is_err(), "{bad}");
+        }
+        let long = "a".repeat(62);
+        assert!(container_name("p", &long).is_err());
+        assert!(container_name("p", &"a".repeat(61)).is_ok());
+    }
+
+    #[test]
+    fn project_names() {
+        assert!(project_name("web_app-2").is_ok());
+        for bad in ["", "a b", "a/b", "ü"] {
+            assert!(project_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_parse_and_reject() {
+        assert_eq!(parse_ports("3000, 4000").unwrap(), vec![3000, 4000]);
+        assert_eq!(parse_ports("").unwrap(), Vec::<u16>::new());
+        for bad in ["0", "65536", "abc", "3000,3000", "3000,,4000", "-1"] {
+            assert!(parse_ports(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_names_and_passwords() {
+        assert!(user_name("dev").is_ok());
+        assert!(user_name("Dev").is_err());
+        assert!(user_name("a;b").is_err());
+        assert!(password("it's $(x) ok").is_ok());
+        assert!(password("a\nb").is_err());
+    }
+}

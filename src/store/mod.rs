@@ -1,0 +1,520 @@
+//! The project store: `containers.yaml` (the compacted state) plus
+//! `containers.log` (checksummed mutation records after it), guarded by
+//! `containers.lock`. DESIGN.md is the specification; this module doc is the
+//! map.
+//!
+//! Lifecycle of a writing command:
+//!
+//! ```text
+//! Store::open(dir) ── commit(|project| mutations) ──────────────────────────┐
+//!   lock (bounded wait) → recover (first time: temps, torn tail, folded log) │
+//!   → catch up on records other processes appended → validate → append      │
+//!   → fdatasync → maybe compact → unlock                    ← ms, never LXD ┘
+//! ```
+//!
+//! Readers call [`Store::read`]: no lock, no writes; they retry if a
+//! compaction swapped the files between their two reads, so they never see
+//! two generations mixed.
+//!
+//! Files: `record.rs` (framing), `log.rs` (scanning), `snapshot.rs` (YAML
+//! document), `lock.rs`, `recover.rs` (load and tail policy), `compact.rs`,
+//! `repair.rs` (`doctor`), `fs.rs` (the I/O seam), `failpoint.rs` (test hooks).
+
+mod compact;
+mod error;
+pub mod failpoint;
+pub mod fs;
+pub mod lock;
+pub mod log;
+pub mod record;
+pub mod recover;
+pub mod repair;
+pub mod snapshot;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::StoreError;
+pub use fs::{Fs, OsFs};
+pub use snapshot::Mark;
+
+use crate::model::{Mutation, Project};
+use fs::FileId;
+use log::Tail;
+
+/// Name of the snapshot file.
+pub const YAML_FILE: &str = "containers.yaml";
+/// Name of the log file.
+pub const LOG_FILE: &str = "containers.log";
+/// Name of the lock file.
+pub const LOCK_FILE: &str = "containers.lock";
+
+/// Default bound on the lock wait.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Auto-compaction runs once the log is at least this big...
+pub const AUTO_COMPACT_MIN_BYTES: u64 = 64 * 1024;
+/// ...and at least this many percent of the size of `containers.yaml`.
+pub const AUTO_COMPACT_PERCENT: u64 = 100;
+
+/// The three files of one project folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The project folder.
+    pub dir: PathBuf,
+    /// `containers.yaml`.
+    pub yaml: PathBuf,
+    /// `containers.log`.
+    pub log: PathBuf,
+    /// `containers.lock`.
+    pub lock: PathBuf,
+}
+
+impl Paths {
+    /// The files of a project in `dir`.
+    pub fn in_dir(dir: &Path) -> Paths {
+        Paths {
+            dir: dir.to_path_buf(),
+            yaml: dir.join(YAML_FILE),
+            log: dir.join(LOG_FILE),
+            lock: dir.join(LOCK_FILE),
+        }
+    }
+
+    /// The project whose folder is `start` or its nearest parent holding a
+    /// `containers.yaml`, as git finds `.git`.
+    pub fn find(start: &Path) -> Result<Paths, StoreError> {
+        start
+            .ancestors()
+            .find(|d| d.join(YAML_FILE).is_file())
+            .map(Paths::in_dir)
+            .ok_or_else(|| StoreError::NotAProject {
+                start: start.to_path_buf(),
+            })
+    }
+}
+
+/// Something recovery did that the user should hear about (one stderr line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A torn tail was cut off the log.
+    TornTailTruncated {
+        /// The log.
+        path: PathBuf,
+        /// New length of the log.
+        offset: u64,
+        /// Bytes dropped.
+        dropped: u64,
+        /// What was wrong with them.
+        reason: &'static str,
+    },
+    /// An interrupted compaction was finished.
+    CompactionFinished {
+        /// The log that was replaced.
+        path: PathBuf,
+    },
+    /// A temp file from a dead process was removed.
+    TempRemoved {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Automatic compaction failed after a successful commit.
+    CompactionFailed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::TornTailTruncated { path, offset, dropped, reason } => write!(
+                f,
+                "recovered {}: dropped {dropped} bytes of an unfinished record at byte {offset} ({reason}); it was never acknowledged",
+                path.display()
+            ),
+            Notice::CompactionFinished { path } => {
+                write!(f, "finished an interrupted compaction of {}", path.display())
+            }
+            Notice::TempRemoved { path } => {
+                write!(f, "removed {} left by an interrupted command", path.display())
+            }
+            Notice::CompactionFailed { error } => write!(
+                f,
+                "warning: the change was saved, but automatic compaction failed: {error}; run `ldm compact` later"
+            ),
+        }
+    }
+}
+
+/// How a store behaves; [`Options::default`] is what the CLI uses.
+#[derive(Clone)]
+pub struct Options {
+    /// Bound on the lock wait.
+    pub lock_timeout: Duration,
+    /// What this process is doing, written into the lock file for waiters.
+    pub holder: String,
+    /// Auto-compaction size floor in bytes (`u64::MAX` disables it).
+    pub auto_compact_min: u64,
+    /// Where notices go.
+    pub notify: Arc<dyn Fn(&Notice) + Send + Sync>,
+    /// The file system.
+    pub fs: Arc<dyn Fs>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            holder: "ldm".to_string(),
+            auto_compact_min: AUTO_COMPACT_MIN_BYTES,
+            notify: Arc::new(|n| eprintln!("ldm: {n}")),
+            fs: Arc::new(OsFs),
+        }
+    }
+}
+
+/// What this process knows of the files, to catch up instead of reloading.
+#[derive(Debug)]
+struct View {
+    project: Project,
+    mark: Option<Mark>,
+    yaml_id: FileId,
+    /// Generation, identity and valid length of the log; `None` if absent.
+    log: Option<(u64, (u64, u64), u64)>,
+    last_seq: u64,
+}
+
+/// A handle on one project's store. Holds no lock between calls.
+pub struct Store {
+    paths: Paths,
+    opts: Options,
+    view: Option<View>,
+}
+
+impl Store {
+    /// Opens the project at `paths`; reads nothing yet.
+    pub fn open(paths: Paths, opts: Options) -> Store {
+        Store {
+            paths,
+            opts,
+            view: None,
+        }
+    }
+
+    /// Creates a new project in `dir`: `containers.yaml` with `project`
+    /// and an empty log. Refuses if a project is already there.
+    pub fn create(dir: &Path, project: &Project, opts: Options) -> Result<Store, StoreError> {
+        let paths = Paths::in_dir(dir);
+        let fs = opts.fs.clone();
+        let _guard = lock::acquire(&paths.lock, opts.lock_timeout, &opts.holder)?;
+        if paths.yaml.exists() {
+            return Err(StoreError::AlreadyExists { path: paths.yaml });
+        }
+        if paths.log.exists() {
+            return Err(StoreError::OrphanLog { path: paths.log });
+        }
+        for path in recover::remove_temps(&*fs, &paths)? {
+            (opts.notify)(&Notice::TempRemoved { path });
+        }
+        let mark = Mark {
+            generation: 1,
+            seq: 0,
+        };
+        compact::write_snapshot(&*fs, &paths, project, mark)?;
+        compact::write_empty_log(&*fs, &paths, 1)?;
+        Ok(Store::open(paths, opts))
+    }
+
+    /// The project's files.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Reads the current state without locking or writing anything. A torn
+    /// tail (perhaps an append in progress) is ignored; damage is an error.
+    pub fn read(&self) -> Result<Project, StoreError> {
+        let fs = &*self.opts.fs;
+        for _ in 0..50 {
+            let before = fs.stat(&self.paths.yaml).ok();
+            match recover::load(fs, &self.paths) {
+                Ok(loaded) if before == Some(loaded.yaml_id) => return Ok(loaded.project),
+                Ok(_) | Err(StoreError::GenerationMismatch { .. }) => {
+                    // A compaction swapped the files between our reads.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unstable {
+            path: self.paths.dir.clone(),
+        })
+    }
+
+    /// Under the lock: brings the state up to date, lets `f` look at it and
+    /// choose mutations, applies and appends them, and returns after the
+    /// fdatasync. `f`'s error aborts with nothing written.
+    pub fn commit<T, E>(
+        &mut self,
+        f: impl FnOnce(&Project) -> Result<(Vec<Mutation>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let _guard = self.lock()?;
+        self.sync_view()?;
+        let view = self.view_mut()?;
+        let (mutations, out) = f(&view.project)?;
+        if mutations.is_empty() {
+            return Ok(out);
+        }
+        self.append(&mutations)?;
+        self.maybe_compact();
+        Ok(out)
+    }
+
+    /// Compacts now, under the lock (`ldm compact`). Returns the new mark.
+    pub fn compact(&mut self) -> Result<Mark, StoreError> {
+        let _guard = self.lock()?;
+        self.sync_view()?;
+        self.compact_locked()
+    }
+
+    /// Takes the lock and recovers, changing nothing else; for `doctor`.
+    pub fn recover(&mut self) -> Result<Project, StoreError> {
+        let _guard = self.lock()?;
+        self.sync_view()?;
+        Ok(self.view_mut()?.project.clone())
+    }
+
+    /// Under the lock: backs up and rebuilds a damaged log (`ldm doctor --repair`).
+    pub fn repair(&mut self) -> Result<repair::RepairReport, StoreError> {
+        let _guard = self.lock()?;
+        self.view = None;
+        repair::repair(&*self.opts.fs, &self.paths)
+    }
+
+    /// Read-only health check of both files (`ldm doctor`).
+    pub fn inspect(&self) -> Vec<repair::Finding> {
+        repair::inspect(&*self.opts.fs, &self.paths)
+    }
+
+    fn lock(&self) -> Result<lock::LockGuard, StoreError> {
+        Ok(lock::acquire(
+            &self.paths.lock,
+            self.opts.lock_timeout,
+            &self.opts.holder,
+        )?)
+    }
+
+    fn view_mut(&mut self) -> Result<&mut View, StoreError> {
+        // sync_view always leaves a view; this only guards the invariant.
+        self.view.as_mut().ok_or_else(|| StoreError::Unstable {
+            path: self.paths.dir.clone(),
+        })
+    }
+
+    /// Under the lock: catch up on records appended since our last look, or
+    /// reload and recover if either file was replaced or edited.
+    fn sync_view(&mut self) -> Result<(), StoreError> {
+        let fs = self.opts.fs.clone();
+        if let Some(view) = &mut self.view {
+            let yaml_now = fs.stat(&self.paths.yaml).ok();
+            let log_now = fs.stat(&self.paths.log).ok();
+            let same = yaml_now == Some(view.yaml_id)
+                && match (view.log, log_now) {
+                    (Some((_, id, end)), Some(now)) => now.dev_ino == id && now.len >= end,
+                    (None, None) => true,
+                    _ => false,
+                };
+            if same {
+                let Some((_, _, end)) = view.log else {
+                    return Ok(());
+                };
+                let bytes = fs
+                    .read_from(&self.paths.log, end)
+                    .map_err(|e| StoreError::io("read", &self.paths.log, e))?;
+                if bytes.is_empty() {
+                    return Ok(());
+                }
+                let scan = log::scan(&bytes, end, Some(view.last_seq));
+                if let Err(e) = recover::replay(&mut view.project, &scan, &self.paths) {
+                    self.view = None;
+                    return Err(e);
+                }
+                if let Some(last) = scan.entries.last() {
+                    view.last_seq = last.seq;
+                }
+                if let Some(log) = &mut view.log {
+                    log.2 = scan.end;
+                }
+                return self.handle_tail(&scan.tail);
+            }
+            self.view = None;
+        }
+        self.full_recover()
+    }
+
+    fn full_recover(&mut self) -> Result<(), StoreError> {
+        let fs = self.opts.fs.clone();
+        for path in recover::remove_temps(&*fs, &self.paths)? {
+            (self.opts.notify)(&Notice::TempRemoved { path });
+        }
+        let loaded = recover::load(&*fs, &self.paths)?;
+        let mut log = None;
+        let mut tail = Tail::Clean;
+        if let Some(found) = &loaded.log {
+            if found.folded {
+                let generation = loaded.mark.map_or(found.generation + 1, |m| m.generation);
+                compact::write_empty_log(&*fs, &self.paths, generation)?;
+                (self.opts.notify)(&Notice::CompactionFinished {
+                    path: self.paths.log.clone(),
+                });
+                let id = fs
+                    .stat(&self.paths.log)
+                    .map_err(|e| StoreError::io("read", &self.paths.log, e))?;
+                log = Some((generation, id.dev_ino, log::FIRST_RECORD));
+            } else {
+                log = Some((found.generation, found.id.dev_ino, found.scan.end));
+                tail = found.scan.tail.clone();
+            }
+        }
+        self.view = Some(View {
+            project: loaded.project,
+            mark: loaded.mark,
+            yaml_id: loaded.yaml_id,
+            log,
+            last_seq: loaded.last_seq,
+        });
+        self.handle_tail(&tail)
+    }
+
+    /// Cuts a torn tail (under the lock; the writer that left it is dead).
+    fn handle_tail(&mut self, tail: &Tail) -> Result<(), StoreError> {
+        match tail {
+            Tail::Clean => Ok(()),
+            Tail::Corrupt { offset, reason, .. } => {
+                self.view = None;
+                Err(StoreError::Corrupt {
+                    path: self.paths.log.clone(),
+                    offset: *offset,
+                    reason: reason.clone(),
+                })
+            }
+            Tail::Torn {
+                offset,
+                dropped,
+                reason,
+            } => {
+                let fs = &*self.opts.fs;
+                let path = &self.paths.log;
+                fs.set_len(path, *offset)
+                    .map_err(|e| StoreError::io("truncate the torn tail of", path, e))?;
+                fs.sync(path)
+                    .map_err(|e| StoreError::io("fsync", path, e))?;
+                (self.opts.notify)(&Notice::TornTailTruncated {
+                    path: path.clone(),
+                    offset: *offset,
+                    dropped: *dropped,
+                    reason,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Validates, appends and fdatasyncs `mutations`; on any failure the log
+    /// is cut back to its previous length and the view is dropped.
+    fn append(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let result = self.try_append(mutations);
+        if result.is_err() {
+            self.view = None;
+        }
+        result
+    }
+
+    fn try_append(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let fs = self.opts.fs.clone();
+        let path = self.paths.log.clone();
+        let view = self.view_mut()?;
+        for m in mutations {
+            view.project.apply(m)?;
+        }
+        if view.log.is_none() {
+            let generation = view.mark.map_or(1, |m| m.generation);
+            compact::write_empty_log(&*fs, &self.paths, generation)?;
+            let id = fs
+                .stat(&path)
+                .map_err(|e| StoreError::io("read", &path, e))?;
+            let view = self.view_mut()?;
+            view.log = Some((generation, id.dev_ino, log::FIRST_RECORD));
+        }
+        let view = self.view_mut()?;
+        let Some((_, _, end)) = view.log else {
+            return Ok(());
+        };
+        let bytes = log::encode(mutations, view.last_seq + 1);
+        let rollback = |e: std::io::Error, action| {
+            // Leave the log as it was: a partial record must not stay behind
+            // a later, acknowledged one.
+            let _ = fs.set_len(&path, end).and_then(|()| fs.sync(&path));
+            StoreError::io(action, &path, e)
+        };
+        fs.append(&path, &bytes)
+            .map_err(|e| rollback(e, "append to"))?;
+        failpoint::hit("append.written");
+        fs.sync(&path).map_err(|e| rollback(e, "fdatasync"))?;
+        failpoint::hit("append.synced");
+        if let Some(log) = &mut view.log {
+            log.2 = end + bytes.len() as u64;
+        }
+        view.last_seq += mutations.len() as u64;
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) {
+        let Some(view) = &self.view else { return };
+        let Some((_, _, end)) = view.log else { return };
+        let floor = self.opts.auto_compact_min;
+        if end >= floor && end * 100 >= view.yaml_id.len * AUTO_COMPACT_PERCENT {
+            if let Err(e) = self.compact_locked() {
+                (self.opts.notify)(&Notice::CompactionFailed {
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+
+    fn compact_locked(&mut self) -> Result<Mark, StoreError> {
+        let fs = self.opts.fs.clone();
+        let paths = self.paths.clone();
+        let view = self.view_mut()?;
+        let result = compact::compact(
+            &*fs,
+            &paths,
+            &view.project,
+            view.mark,
+            view.log.map(|l| l.0),
+            view.last_seq,
+        );
+        let mark = match result {
+            Ok(mark) => mark,
+            Err(e) => {
+                self.view = None;
+                return Err(e);
+            }
+        };
+        let yaml_id = fs.stat(&self.paths.yaml);
+        let log_id = fs.stat(&self.paths.log);
+        match (yaml_id, log_id) {
+            (Ok(y), Ok(l)) => {
+                let view = self.view_mut()?;
+                view.mark = Some(mark);
+                view.yaml_id = y;
+                view.log = Some((mark.generation, l.dev_ino, log::FIRST_RECORD));
+            }
+            _ => self.view = None,
+        }
+        Ok(mark)
+    }
+}

@@ -1,0 +1,203 @@
+//! Loading the state from both files, and what recovery does about the tail.
+//!
+//! [`load`] reads and never writes: readers use it as is. Writers call it
+//! under the lock and then act on what it found ([`super::Store`]): cut a
+//! torn tail, finish an interrupted compaction, remove temp files. Damage in
+//! the middle is returned as an error and nothing is touched (DESIGN.md,
+//! "Recovery").
+
+use std::io::ErrorKind;
+
+use super::error::StoreError;
+use super::fs::{FileId, Fs};
+use super::log::{self, Scan, Tail};
+use super::record;
+use super::snapshot::{self, Mark};
+use super::Paths;
+use crate::model::Project;
+
+/// The log as found on disk.
+#[derive(Debug)]
+pub struct LogFound {
+    /// Generation in its header.
+    pub generation: u64,
+    /// Identity when read.
+    pub id: FileId,
+    /// Its records and how they end.
+    pub scan: Scan,
+    /// True when the log is the previous generation of `containers.yaml`:
+    /// a compaction renamed the new YAML in and died before replacing the log.
+    pub folded: bool,
+}
+
+/// Everything read from the two files.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The state: snapshot plus every complete record after it.
+    pub project: Project,
+    /// The snapshot's mark; `None` if another tool wrote the file.
+    pub mark: Option<Mark>,
+    /// Identity of `containers.yaml` when read.
+    pub yaml_id: FileId,
+    /// The log, if there is one.
+    pub log: Option<LogFound>,
+    /// Sequence number of the last record in the state.
+    pub last_seq: u64,
+}
+
+/// Reads the snapshot and the log and replays the log onto the snapshot.
+/// A torn tail is left in `log.scan.tail` for the caller; damage is an error.
+pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
+    let yaml_id = fs
+        .stat(&paths.yaml)
+        .map_err(|e| not_found_or_io(e, paths, "read"))?;
+    let bytes = fs
+        .read(&paths.yaml)
+        .map_err(|e| not_found_or_io(e, paths, "read"))?;
+    let (mut project, mark) = parse_yaml(paths, &bytes)?;
+    let mut last_seq = mark.map_or(0, |m| m.seq);
+
+    let log = match fs.read(&paths.log) {
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(StoreError::io("read", &paths.log, e)),
+        Ok(bytes) => {
+            let id = fs
+                .stat(&paths.log)
+                .map_err(|e| StoreError::io("read", &paths.log, e))?;
+            let header = record::decode_header(&bytes).map_err(|error| StoreError::BadHeader {
+                path: paths.log.clone(),
+                error,
+            })?;
+            let folded = match mark {
+                Some(m) if header.generation == m.generation => false,
+                Some(m) if header.generation + 1 == m.generation => true,
+                Some(m) => {
+                    return Err(StoreError::GenerationMismatch {
+                        yaml: paths.yaml.clone(),
+                        yaml_gen: m.generation,
+                        log: paths.log.clone(),
+                        log_gen: header.generation,
+                    })
+                }
+                None => false,
+            };
+            let expect = if folded { None } else { mark.map(|m| m.seq) };
+            let scan = log::scan(&bytes[record::HEADER_LEN..], log::FIRST_RECORD, expect);
+            if let Tail::Corrupt { offset, reason, .. } = &scan.tail {
+                return Err(StoreError::Corrupt {
+                    path: paths.log.clone(),
+                    offset: *offset,
+                    reason: reason.clone(),
+                });
+            }
+            if folded {
+                // Every record of the previous generation is in the YAML already.
+                if let Some(e) = scan.entries.iter().find(|e| e.seq > last_seq) {
+                    return Err(StoreError::Corrupt {
+                        path: paths.log.clone(),
+                        offset: e.offset,
+                        reason: format!(
+                            "record {} of the previous generation is newer than containers.yaml (seq {last_seq})",
+                            e.seq
+                        ),
+                    });
+                }
+            } else {
+                replay(&mut project, &scan, paths)?;
+                if let Some(e) = scan.entries.last() {
+                    last_seq = e.seq;
+                }
+            }
+            Some(LogFound {
+                generation: header.generation,
+                id,
+                scan,
+                folded,
+            })
+        }
+    };
+    Ok(Loaded {
+        project,
+        mark,
+        yaml_id,
+        log,
+        last_seq,
+    })
+}
+
+/// Applies the scanned records to `project`; a record that does not apply is
+/// reported with its sequence number and offset.
+pub fn replay(project: &mut Project, scan: &Scan, paths: &Paths) -> Result<(), StoreError> {
+    for e in &scan.entries {
+        project
+            .apply(&e.mutation)
+            .map_err(|error| StoreError::Replay {
+                path: paths.log.clone(),
+                seq: e.seq,
+                offset: e.offset,
+                error,
+            })?;
+    }
+    Ok(())
+}
+
+/// Parses and validates the bytes of `containers.yaml`.
+pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<(Project, Option<Mark>), StoreError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| StoreError::Yaml {
+        path: paths.yaml.clone(),
+        line: None,
+        column: None,
+        message: format!(
+            "the file is not UTF-8 text (bad byte at offset {})",
+            e.valid_up_to()
+        ),
+    })?;
+    let (project, mark) = snapshot::decode(text).map_err(|e| StoreError::Yaml {
+        path: paths.yaml.clone(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })?;
+    project
+        .validate()
+        .map_err(|(key, error)| StoreError::Invalid {
+            path: paths.yaml.clone(),
+            key,
+            error,
+        })?;
+    Ok((project, mark))
+}
+
+fn not_found_or_io(e: std::io::Error, paths: &Paths, action: &'static str) -> StoreError {
+    if e.kind() == ErrorKind::NotFound {
+        StoreError::NotAProject {
+            start: paths.dir.clone(),
+        }
+    } else {
+        StoreError::io(action, &paths.yaml, e)
+    }
+}
+
+/// Prefixes of the temp files compaction and `create` write.
+pub const TEMP_PREFIXES: [&str; 2] = [".containers.yaml.tmp-", ".containers.log.tmp-"];
+
+/// Removes temp files a dead compaction left behind. Only under the lock:
+/// the only process that could own one is the lock holder, which is us.
+pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let names = fs
+        .list(&paths.dir)
+        .map_err(|e| StoreError::io("list", &paths.dir, e))?;
+    let mut removed = Vec::new();
+    for name in names {
+        let Some(s) = name.to_str() else { continue };
+        if TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
+            let path = paths.dir.join(s);
+            match fs.remove(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", &path, e)),
+            }
+        }
+    }
+    Ok(removed)
+}
