@@ -62,11 +62,21 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ");
+    // Tuning and test knob (DESIGN.md, "Compaction"): the auto-compaction floor.
+    let auto_compact_min = match std::env::var("LDM_AUTO_COMPACT_BYTES") {
+        Ok(v) => v.parse().map_err(|_| {
+            Error::Usage(format!(
+                "LDM_AUTO_COMPACT_BYTES={v:?} is not a number of bytes"
+            ))
+        })?,
+        Err(_) => store::AUTO_COMPACT_MIN_BYTES,
+    };
     Ok(Ctx {
         start,
         opts: store::Options {
             lock_timeout: cli.lock_timeout,
             holder,
+            auto_compact_min,
             ..store::Options::default()
         },
         quiet: cli.quiet,
