@@ -32,6 +32,18 @@ pub enum Command {
     /// Project-level commands.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Create, clone, reset and snapshot containers.
+    #[command(subcommand, visible_alias = "c")]
+    Container(ContainerCommand),
+    /// List the project's containers with status, IPv4 and ports.
+    List(List),
+    /// Start a container and wait for its IPv4 address.
+    Up(Named),
+    /// Stop a container.
+    Down(Named),
+    /// Delete a container from LXD and from the project.
+    #[command(visible_alias = "rm")]
+    Remove(Remove),
     /// Read and change settings in containers.yaml.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -46,6 +58,120 @@ pub enum Command {
 pub enum ProjectCommand {
     /// Start a project in this folder: writes containers.yaml.
     Create(ProjectCreate),
+    /// Delete every container of the project from LXD, then the project files.
+    Delete(Force),
+}
+
+/// `ldm container ...`
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Launch a container from IMAGE, set up its user and SSH, snapshot it as initial-state.
+    #[command(visible_alias = "c")]
+    Create(ContainerCreate),
+    /// Copy a container (or one of its snapshots) to a new container.
+    Clone(ContainerClone),
+    /// Restore a container to a snapshot (default initial-state), keeping it running or stopped.
+    Reset(ContainerReset),
+    /// Snapshot commands.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+/// Arguments of `ldm container create`.
+#[derive(Debug, Args)]
+pub struct ContainerCreate {
+    /// Container name (the LXD name is PROJECT-NAME).
+    pub name: String,
+    /// Image to launch, e.g. ubuntu:24.04 or a local alias.
+    pub image: String,
+    /// Seconds to wait for the container to finish booting (cloud-init).
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+/// Arguments of `ldm container clone`.
+#[derive(Debug, Args)]
+pub struct ContainerClone {
+    /// Container to copy.
+    pub source: String,
+    /// Name of the copy.
+    pub name: String,
+    /// Copy this snapshot of the source instead of its current state.
+    #[arg(short, long, value_name = "SNAP")]
+    pub snapshot: Option<String>,
+}
+
+/// Arguments of `ldm container reset`.
+#[derive(Debug, Args)]
+pub struct ContainerReset {
+    /// Container to reset.
+    pub name: String,
+    /// Snapshot to restore.
+    #[arg(default_value = "initial-state")]
+    pub snapshot: String,
+}
+
+/// `ldm container snapshot ...`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Take a snapshot.
+    Create {
+        /// Container.
+        container: String,
+        /// Snapshot name.
+        name: String,
+        /// Free-text description.
+        #[arg(short, long, default_value = "")]
+        description: String,
+    },
+    /// List snapshots: LXD's, with ldm's descriptions and times.
+    List {
+        /// Container.
+        container: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a snapshot (not initial-state).
+    Delete {
+        /// Container.
+        container: String,
+        /// Snapshot name.
+        name: String,
+    },
+}
+
+/// A command on one container.
+#[derive(Debug, Args)]
+pub struct Named {
+    /// Container name.
+    pub name: String,
+}
+
+/// Arguments of `ldm list`.
+#[derive(Debug, Args)]
+pub struct List {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `ldm remove`.
+#[derive(Debug, Args)]
+pub struct Remove {
+    /// Container name.
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// A command that asks for confirmation.
+#[derive(Debug, Args)]
+pub struct Force {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// Arguments of `ldm create`.

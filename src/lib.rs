@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod lxd;
 pub mod model;
 pub mod store;
 pub mod yaml;
@@ -30,6 +31,22 @@ pub enum Error {
     /// Arguments that parse but make no sense together.
     #[error("{0}")]
     Usage(String),
+    /// The LXD client failed; `doing` says what ldm was doing.
+    #[error("{doing}: {source}")]
+    Lxd {
+        /// What ldm was doing, e.g. "launching webapp-dev".
+        doing: String,
+        /// The client's failure, with its own message.
+        source: lxd::LxdError,
+    },
+    /// Another live ldm process is running an operation on this container.
+    #[error("container {container} is busy: {who}; wait for it to finish")]
+    Busy {
+        /// Container name.
+        container: String,
+        /// Who, what and since when.
+        who: String,
+    },
     /// `doctor` found damage; the report is already printed.
     #[error("{0}")]
     Unhealthy(String),
@@ -51,6 +68,14 @@ impl Error {
     /// True when stdout was closed by the reader (`ldm list | head`): not an error.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl Error {
+    /// Wraps an LXD failure with what ldm was doing.
+    pub fn lxd(doing: impl Into<String>) -> impl FnOnce(lxd::LxdError) -> Error {
+        let doing = doing.into();
+        move |source| Error::Lxd { doing, source }
     }
 }
 

@@ -5,13 +5,20 @@
 //! (stdout); notices and progress go to stderr.
 
 mod config;
+mod container;
 mod doctor;
+mod lifecycle;
+mod list;
+pub mod op;
 mod project;
+mod snapshot;
+mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, ProjectCommand};
+use crate::cli::{Cli, Command, ContainerCommand, ProjectCommand, SnapshotCommand};
+use crate::lxd::Client;
 use crate::store::{self, Paths, Store};
 use crate::Error;
 
@@ -35,10 +42,40 @@ impl Ctx {
 /// Runs one parsed command line, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
     let ctx = context(&cli)?;
+    let lxd = Client::from_env();
     match cli.command {
         Command::Create(args) | Command::Project(ProjectCommand::Create(args)) => {
             project::create(&ctx, &args, out)
         }
+        Command::Project(ProjectCommand::Delete(args)) => {
+            lifecycle::delete_project(&ctx, &lxd, args.force, out)
+        }
+        Command::Container(ContainerCommand::Create(args)) => {
+            container::create(&ctx, &lxd, &args, out)
+        }
+        Command::Container(ContainerCommand::Clone(args)) => {
+            container::clone(&ctx, &lxd, &args, out)
+        }
+        Command::Container(ContainerCommand::Reset(args)) => {
+            lifecycle::reset(&ctx, &lxd, &args, out)
+        }
+        Command::Container(ContainerCommand::Snapshot(cmd)) => match cmd {
+            SnapshotCommand::Create {
+                container,
+                name,
+                description,
+            } => snapshot::create(&ctx, &lxd, &container, &name, &description, out),
+            SnapshotCommand::List { container, json } => {
+                snapshot::list(&ctx, &lxd, &container, json, out)
+            }
+            SnapshotCommand::Delete { container, name } => {
+                snapshot::delete(&ctx, &lxd, &container, &name, out)
+            }
+        },
+        Command::List(args) => list::run(&ctx, &lxd, args.json, out),
+        Command::Up(args) => lifecycle::up(&ctx, &lxd, &args.name, out),
+        Command::Down(args) => lifecycle::down(&ctx, &lxd, &args.name, out),
+        Command::Remove(args) => lifecycle::remove(&ctx, &lxd, &args, out),
         Command::Config(cmd) => config::run(&ctx, cmd, out),
         Command::Compact => doctor::compact(&ctx, out),
         Command::Doctor(args) => doctor::run(&ctx, &args, out),

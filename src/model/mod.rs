@@ -79,6 +79,93 @@ pub struct Container {
     /// Snapshots ldm knows about, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snapshots: BTreeMap<String, Snapshot>,
+    /// A long operation under way (or interrupted) on this container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// An operation that runs LXD steps without the store lock: recorded before
+/// the first step (the intent) and cleared after the last (the outcome), so
+/// that an interrupted one stays visible (DESIGN.md, "Long operations").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// What is being done.
+    pub op: Op,
+    /// Who is doing it.
+    pub owner: Owner,
+    /// RFC 3339 time the operation started, UTC.
+    pub started_at: String,
+}
+
+/// The kinds of long operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Op {
+    /// `container create`.
+    Create,
+    /// `container clone` from `source`.
+    Clone {
+        /// Source container (and `/snapshot`).
+        source: String,
+    },
+    /// `container reset` to `snapshot`.
+    Reset {
+        /// Snapshot restored.
+        snapshot: String,
+    },
+    /// `container snapshot create`.
+    SnapshotCreate {
+        /// Snapshot name.
+        snapshot: String,
+    },
+    /// `container snapshot delete`.
+    SnapshotDelete {
+        /// Snapshot name.
+        snapshot: String,
+    },
+    /// `remove` or `project delete`.
+    Remove,
+}
+
+impl Op {
+    /// Upper-case verb for `list`: CREATING, REMOVING, ...
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Op::Create => "CREATING",
+            Op::Clone { .. } => "CLONING",
+            Op::Reset { .. } => "RESETTING",
+            Op::SnapshotCreate { .. } => "SNAPSHOTTING",
+            Op::SnapshotDelete { .. } => "DELETING SNAPSHOT",
+            Op::Remove => "REMOVING",
+        }
+    }
+
+    /// The command that re-runs it, for hints.
+    pub fn command(&self, container: &str) -> String {
+        match self {
+            Op::Create => format!("ldm container create {container} IMAGE"),
+            Op::Clone { source } => format!("ldm container clone {source} {container}"),
+            Op::Reset { snapshot } => format!("ldm container reset {container} {snapshot}"),
+            Op::SnapshotCreate { snapshot } => {
+                format!("ldm container snapshot create {container} {snapshot}")
+            }
+            Op::SnapshotDelete { snapshot } => {
+                format!("ldm container snapshot delete {container} {snapshot}")
+            }
+            Op::Remove => format!("ldm remove {container}"),
+        }
+    }
+}
+
+/// The process running an operation: its pid, for people, and the byte of
+/// `containers.lock` it holds an OFD lock on, for liveness (the kernel drops
+/// the lock when the process dies, whatever killed it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Process id.
+    pub pid: u32,
+    /// Offset of the owner's lock byte in `containers.lock`.
+    pub slot: u64,
 }
 
 /// Metadata of one snapshot; LXD holds the snapshot itself.
@@ -90,6 +177,9 @@ pub struct Snapshot {
     /// RFC 3339 time of creation, UTC.
     #[serde(default)]
     pub created_at: String,
+    /// A snapshot operation under way (or interrupted) on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
 }
 
 /// Which part of the project a setting belongs to.

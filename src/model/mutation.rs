@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{validate, Container, Project, Snapshot, User, ValidationError};
+use super::{validate, Container, Pending, Project, Snapshot, User, ValidationError};
 
 /// One semantic change to a project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +18,9 @@ pub enum Mutation {
         name: String,
         /// Image it comes from.
         image: String,
+        /// The operation creating it, if LXD steps are still to run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pending: Option<Pending>,
     },
     /// A container was forgotten.
     ContainerRemoved {
@@ -34,6 +37,9 @@ pub enum Mutation {
         description: String,
         /// RFC 3339, UTC.
         created_at: String,
+        /// The operation creating it, if the LXD snapshot is still to be taken.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pending: Option<Pending>,
     },
     /// A snapshot was forgotten.
     SnapshotRemoved {
@@ -57,6 +63,26 @@ pub enum Mutation {
         container: Option<String>,
         /// The new name.
         name: Option<String>,
+    },
+    /// A long operation starts on an existing container or snapshot
+    /// (replacing an interrupted one, if any: the command checked that its
+    /// owner is gone).
+    OperationStarted {
+        /// Container name.
+        container: String,
+        /// Snapshot name, for snapshot operations.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
+        /// The operation.
+        pending: Pending,
+    },
+    /// The long operation on a container or snapshot ended.
+    OperationFinished {
+        /// Container name.
+        container: String,
+        /// Snapshot name, for snapshot operations.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
     },
     /// Password of the defaults or of one container; `None` unsets.
     UserPasswordSet {
@@ -103,7 +129,11 @@ impl Project {
     /// project is unchanged.
     pub fn apply(&mut self, m: &Mutation) -> Result<(), ApplyError> {
         match m {
-            Mutation::ContainerAdded { name, image } => {
+            Mutation::ContainerAdded {
+                name,
+                image,
+                pending,
+            } => {
                 validate::container_name(&self.project, name)?;
                 validate::image(image)?;
                 if self.containers.contains_key(name) {
@@ -113,6 +143,7 @@ impl Project {
                     name.clone(),
                     Container {
                         image: image.clone(),
+                        pending: pending.clone(),
                         ..Container::default()
                     },
                 );
@@ -127,6 +158,7 @@ impl Project {
                 name,
                 description,
                 created_at,
+                pending,
             } => {
                 validate::snapshot_name(name)?;
                 let c = self.container_mut(container)?;
@@ -141,6 +173,7 @@ impl Project {
                     Snapshot {
                         description: description.clone(),
                         created_at: created_at.clone(),
+                        pending: pending.clone(),
                     },
                 );
             }
@@ -160,6 +193,15 @@ impl Project {
                     None => self.defaults.ports = ports.clone(),
                 }
             }
+            Mutation::OperationStarted {
+                container,
+                snapshot,
+                pending,
+            } => *self.pending_slot(container, snapshot.as_deref())? = Some(pending.clone()),
+            Mutation::OperationFinished {
+                container,
+                snapshot,
+            } => *self.pending_slot(container, snapshot.as_deref())? = None,
             Mutation::UserNameSet { container, name } => {
                 if let Some(n) = name {
                     validate::user_name(n)?;
@@ -183,6 +225,25 @@ impl Project {
         self.containers
             .get_mut(name)
             .ok_or_else(|| ApplyError::ContainerMissing(name.to_string()))
+    }
+
+    fn pending_slot(
+        &mut self,
+        container: &str,
+        snapshot: Option<&str>,
+    ) -> Result<&mut Option<Pending>, ApplyError> {
+        let c = self.container_mut(container)?;
+        match snapshot {
+            None => Ok(&mut c.pending),
+            Some(s) => c
+                .snapshots
+                .get_mut(s)
+                .map(|snap| &mut snap.pending)
+                .ok_or_else(|| ApplyError::SnapshotMissing {
+                    container: container.to_string(),
+                    name: s.to_string(),
+                }),
+        }
     }
 
     fn set_user_field(
@@ -210,6 +271,7 @@ mod tests {
         let m = Mutation::ContainerAdded {
             name: "dev".into(),
             image: "ubuntu:24.04".into(),
+            pending: None,
         };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),
@@ -234,6 +296,7 @@ mod tests {
             name: "s".into(),
             description: String::new(),
             created_at: String::new(),
+            pending: None,
         });
         assert_eq!(r, Err(ApplyError::ContainerMissing("nope".into())));
         assert_eq!(p, before);

@@ -26,6 +26,7 @@ pub mod failpoint;
 pub mod fs;
 pub mod lock;
 pub mod log;
+pub mod owner;
 pub mod record;
 pub mod recover;
 pub mod repair;
@@ -292,6 +293,28 @@ impl Store {
         let _guard = self.lock()?;
         self.view = None;
         repair::repair(&*self.opts.fs, &self.paths)
+    }
+
+    /// Under the lock: deletes the project's files (`ldm project delete`).
+    /// Compacts first, so that a crash between the removals leaves either a
+    /// consistent project or nothing: the log goes first (empty after the
+    /// compaction), then `containers.yaml`, then the lock file.
+    pub fn destroy(&mut self) -> Result<(), StoreError> {
+        let _guard = self.lock()?;
+        self.sync_view()?;
+        self.compact_locked()?;
+        let fs = self.opts.fs.clone();
+        for path in [&self.paths.log, &self.paths.yaml, &self.paths.lock] {
+            match fs.remove(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", path, e)),
+            }
+        }
+        fs.sync_dir(&self.paths.dir)
+            .map_err(|e| StoreError::io("fsync the folder", &self.paths.dir, e))?;
+        self.view = None;
+        Ok(())
     }
 
     /// Read-only health check of both files (`ldm doctor`).

@@ -1,0 +1,275 @@
+//! `ldm up`, `down`, `container reset`, `remove` and `project delete`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::cli::{ContainerReset, Remove};
+use crate::commands::container::wait_ipv4;
+use crate::commands::op::{self, Progress};
+use crate::commands::{table, Ctx};
+use crate::lxd::{Lxd, LxdError};
+use crate::model::{validate, Mutation, Op, Pending};
+use crate::store::Store;
+use crate::{say, Error};
+
+/// `ldm up NAME`: start, then wait (polling, bounded) for an IPv4.
+pub fn up(ctx: &Ctx, lxd: &dyn Lxd, name: &str, out: &mut dyn Write) -> Result<(), Error> {
+    let project = ctx.store()?.read()?;
+    op::container(&project, name)?;
+    let lxd_name = project.lxd_name(name);
+    match lxd.start(&lxd_name) {
+        Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
+        Err(e) => return Err(Error::lxd(format!("starting {lxd_name}"))(e)),
+    }
+    if !ctx.quiet {
+        eprintln!("Waiting for {lxd_name} to get an IPv4 address...");
+    }
+    match wait_ipv4(lxd, &lxd_name, Duration::from_secs(60))? {
+        Some(ip) => say(out, &format!("{name} is running at {ip}")),
+        None => say(
+            out,
+            &format!("{name} is running, but has no IPv4 address after 60 s"),
+        ),
+    }
+}
+
+/// `ldm down NAME`.
+pub fn down(ctx: &Ctx, lxd: &dyn Lxd, name: &str, out: &mut dyn Write) -> Result<(), Error> {
+    let project = ctx.store()?.read()?;
+    op::container(&project, name)?;
+    let lxd_name = project.lxd_name(name);
+    match lxd.stop(&lxd_name) {
+        Ok(()) | Err(LxdError::AlreadyInState { .. }) => say(out, &format!("{name} is stopped")),
+        Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
+    }
+}
+
+/// Records the start of a container-level `op` on an existing container.
+fn begin(store: &mut Store, name: &str, pending: &Pending) -> Result<String, Error> {
+    let paths = store.paths().clone();
+    store.commit(|p| {
+        let c = op::container(p, name)?;
+        if let Some(old) = op::check_free(&paths, name, c)? {
+            let same = std::mem::discriminant(&old.op) == std::mem::discriminant(&pending.op);
+            if !same && old.op != Op::Remove && pending.op != Op::Remove {
+                return Err(Error::Usage(format!(
+                    "container {name} has an interrupted {} operation; run `{}` to finish it first",
+                    old.op.verb().to_lowercase(),
+                    old.op.command(name)
+                )));
+            }
+        }
+        let m = Mutation::OperationStarted {
+            container: name.to_string(),
+            snapshot: None,
+            pending: pending.clone(),
+        };
+        Ok((vec![m], p.lxd_name(name)))
+    })
+}
+
+fn record(store: &mut Store, m: Vec<Mutation>) -> Result<(), Error> {
+    store.commit(|_| Ok::<_, Error>((m, ())))
+}
+
+/// `ldm container reset NAME [SNAP]`: stop if running, restore, start again
+/// if it was running.
+pub fn reset(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    args: &ContainerReset,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (name, snap) = (args.name.as_str(), args.snapshot.as_str());
+    validate::snapshot_name(snap)?;
+    let mut store = ctx.store()?;
+    let (_owner, pending) = op::claim(
+        &store,
+        Op::Reset {
+            snapshot: snap.to_string(),
+        },
+    )?;
+    let lxd_name = begin(&mut store, name, &pending)?;
+    let result = restore(ctx, lxd, &lxd_name, snap);
+    // LXD holds the outcome either way; the operation is over.
+    record(
+        &mut store,
+        vec![Mutation::OperationFinished {
+            container: name.to_string(),
+            snapshot: None,
+        }],
+    )?;
+    let running = result?;
+    say(
+        out,
+        &format!(
+            "Reset {name} to {snap} ({})",
+            if running { "running" } else { "stopped" }
+        ),
+    )
+}
+
+fn restore(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, snap: &str) -> Result<bool, Error> {
+    let inst = lxd
+        .instance(lxd_name)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
+        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
+    let was_running = inst.is_running();
+    let mut progress = Progress::new(ctx.quiet, if was_running { 3 } else { 1 });
+    if was_running {
+        progress.step(&format!("Stopping {lxd_name}"));
+        match lxd.stop(lxd_name) {
+            Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
+            Err(e) => return Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
+        }
+    }
+    progress.step(&format!("Restoring {lxd_name} to {snap}"));
+    lxd.restore(lxd_name, snap).map_err(|e| match e {
+        LxdError::NotFound { .. } => Error::Usage(format!(
+            "{lxd_name} has no snapshot {snap:?}; see `ldm container snapshot list {}`",
+            lxd_name
+        )),
+        e => Error::lxd(format!("restoring {lxd_name} to {snap}"))(e),
+    })?;
+    if was_running {
+        progress.step(&format!("Starting {lxd_name}"));
+        lxd.start(lxd_name)
+            .map_err(Error::lxd(format!("starting {lxd_name}")))?;
+    }
+    Ok(was_running)
+}
+
+/// `ldm remove NAME [-f]`: from LXD and from the project; either may be
+/// missing already.
+pub fn remove(ctx: &Ctx, lxd: &dyn Lxd, args: &Remove, out: &mut dyn Write) -> Result<(), Error> {
+    let name = args.name.as_str();
+    let mut store = ctx.store()?;
+    let project = store.read()?;
+    let lxd_name = project.lxd_name(name);
+    let recorded = project.containers.get(name);
+    if let Some(c) = recorded {
+        op::check_free(store.paths(), name, c)?;
+    }
+    if !args.force {
+        let inst = lxd
+            .instance(&lxd_name)
+            .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?;
+        let state = match (&inst, recorded) {
+            (None, None) => return Err(op::not_found(&project, name)),
+            (None, Some(_)) => "not in LXD".to_string(),
+            (Some(i), _) => format!(
+                "{}{}",
+                i.status.to_uppercase(),
+                i.ipv4
+                    .as_ref()
+                    .map(|ip| format!(", {ip}"))
+                    .unwrap_or_default()
+            ),
+        };
+        let what = if recorded.is_some() {
+            ""
+        } else {
+            " (not recorded in this project)"
+        };
+        eprintln!("{name} ({lxd_name}): {state}{what}");
+        if !op::confirm(&format!("Remove container {name}?"), false, "--force")? {
+            return say(out, "Cancelled");
+        }
+    }
+    let owner = match recorded {
+        Some(_) => {
+            let (guard, pending) = op::claim(&store, Op::Remove)?;
+            begin(&mut store, name, &pending)?;
+            Some(guard)
+        }
+        None => None,
+    };
+    match lxd.delete(&lxd_name) {
+        Ok(()) => {}
+        Err(LxdError::NotFound { .. }) if owner.is_some() => {}
+        Err(LxdError::NotFound { .. }) => return Err(op::not_found(&project, name)),
+        Err(e) => return Err(Error::lxd(format!("deleting {lxd_name}; the project shows it as interrupted: run `ldm remove {name}` again"))(e)),
+    }
+    if owner.is_some() {
+        record(
+            &mut store,
+            vec![Mutation::ContainerRemoved {
+                name: name.to_string(),
+            }],
+        )?;
+    }
+    say(out, &format!("Removed {name}"))
+}
+
+/// `ldm project delete [-f]`: every container from LXD, then the files.
+pub fn delete_project(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    force: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let mut store = ctx.store()?;
+    let project = store.read()?;
+    let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
+    let status = |n: &str| {
+        let full = project.lxd_name(n);
+        instances
+            .iter()
+            .find(|i| i.name == full)
+            .map_or("NOT FOUND".to_string(), |i| i.status.to_uppercase())
+    };
+    let rows: Vec<Vec<String>> = project
+        .containers
+        .keys()
+        .map(|n| vec![n.clone(), project.lxd_name(n), status(n)])
+        .collect();
+    if !rows.is_empty() {
+        table::print(
+            &mut std::io::stderr(),
+            &["NAME", "LXD NAME", "STATUS"],
+            &rows,
+        )?;
+    }
+    let question = format!(
+        "Delete project {} with its {} containers and {}?",
+        project.project,
+        rows.len(),
+        store.paths().yaml.display()
+    );
+    if !op::confirm(&question, force, "--force")? {
+        return say(out, "Cancelled");
+    }
+    let (_owner, pending) = op::claim(&store, Op::Remove)?;
+    let paths = store.paths().clone();
+    let names: Vec<String> = store.commit(|p| {
+        let mut m = Vec::new();
+        for (n, c) in &p.containers {
+            op::check_free(&paths, n, c)?;
+            m.push(Mutation::OperationStarted {
+                container: n.clone(),
+                snapshot: None,
+                pending: pending.clone(),
+            });
+        }
+        Ok::<_, Error>((m, p.containers.keys().cloned().collect()))
+    })?;
+    let mut progress = Progress::new(ctx.quiet, names.len());
+    for n in &names {
+        let full = project.lxd_name(n);
+        progress.step(&format!("Deleting {full}"));
+        match lxd.delete(&full) {
+            Ok(()) | Err(LxdError::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(Error::lxd(format!(
+                    "deleting {full}; run `ldm project delete` again to finish"
+                ))(e))
+            }
+        }
+        record(
+            &mut store,
+            vec![Mutation::ContainerRemoved { name: n.clone() }],
+        )?;
+    }
+    store.destroy()?;
+    say(out, &format!("Deleted project {}", project.project))
+}

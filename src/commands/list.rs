@@ -1,0 +1,113 @@
+//! `ldm list [--json]`: the project's containers with LXD's view of them,
+//! in one LXD call however many containers there are.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::commands::{op, table, Ctx};
+use crate::lxd::Lxd;
+use crate::{say, Error};
+
+/// One container in `list --json` (schema documented in README).
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    lxd_name: String,
+    image: String,
+    /// LXD status upper-cased, `NOT FOUND`, or the pending operation.
+    status: String,
+    ipv4: Option<String>,
+    ports: Vec<u16>,
+    snapshots: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<PendingRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct PendingRow {
+    op: String,
+    pid: u32,
+    started_at: String,
+    interrupted: bool,
+}
+
+/// Prints the table (or JSON).
+pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let store = ctx.store()?;
+    let project = store.read()?;
+    let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
+    let rows: Vec<Row> = project
+        .containers
+        .iter()
+        .map(|(name, c)| {
+            let lxd_name = project.lxd_name(name);
+            let inst = instances.iter().find(|i| i.name == lxd_name);
+            let pending = c.pending.as_ref().map(|p| PendingRow {
+                op: p.op.verb().to_lowercase(),
+                pid: p.owner.pid,
+                started_at: p.started_at.clone(),
+                interrupted: !op::is_alive(store.paths(), p),
+            });
+            let status = match (&c.pending, inst) {
+                (Some(p), _) => op::describe(store.paths(), p),
+                (None, Some(i)) => i.status.to_uppercase(),
+                (None, None) => "NOT FOUND".to_string(),
+            };
+            Row {
+                name: name.clone(),
+                image: c.image.clone(),
+                status,
+                ipv4: inst.and_then(|i| i.ipv4.clone()),
+                ports: project.effective_ports(name).to_vec(),
+                snapshots: c.snapshots.len(),
+                pending,
+                lxd_name,
+            }
+        })
+        .collect();
+    let prefix = format!("{}-", project.project);
+    let strays: Vec<&str> = instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|n| {
+            n.strip_prefix(&prefix)
+                .is_some_and(|c| !project.containers.contains_key(c))
+        })
+        .collect();
+    if !strays.is_empty() && !ctx.quiet {
+        eprintln!(
+            "note: LXD has {} instance(s) named like this project's but not recorded ({}); see `ldm doctor`",
+            strays.len(),
+            strays.join(", ")
+        );
+    }
+    if json {
+        return say(
+            out,
+            &serde_json::to_string_pretty(&rows).unwrap_or_default(),
+        );
+    }
+    if rows.is_empty() {
+        return say(out, &format!("No containers in project {} yet; create one with `ldm container create NAME IMAGE`", project.project));
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let ports = r
+                .ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                r.name.clone(),
+                r.image.clone(),
+                r.status.clone(),
+                r.ipv4.clone().unwrap_or_else(|| "-".into()),
+                ports,
+            ]
+        })
+        .collect();
+    table::print(out, &["NAME", "IMAGE", "STATUS", "IPV4", "PORTS"], &cells)
+}

@@ -1,0 +1,216 @@
+//! Long operations: claim an owner, record the intent in one short locked
+//! commit, run the LXD steps with no lock held, record the outcome the same
+//! way (DESIGN.md, "Long operations"). Also the small helpers every LXD
+//! command shares: progress lines, prompts, the time stamp.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use crate::model::{Container, Op, Pending, Project};
+use crate::store::{owner, Paths, Store};
+use crate::Error;
+
+/// RFC 3339 UTC time stamp of now, to the second.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Claims an owner slot for `op`; keep the guard alive until the outcome is
+/// recorded (dropping it is what tells others the owner is gone).
+pub fn claim(store: &Store, op: Op) -> Result<(owner::OwnerGuard, Pending), Error> {
+    let guard = owner::claim(&store.paths().lock).map_err(|e| {
+        Error::Usage(format!(
+            "cannot claim an owner slot in {}: {e}",
+            store.paths().lock.display()
+        ))
+    })?;
+    let pending = Pending {
+        op,
+        owner: guard.owner(),
+        started_at: now(),
+    };
+    Ok((guard, pending))
+}
+
+/// True if `pending`'s owner is still running.
+pub fn is_alive(paths: &Paths, pending: &Pending) -> bool {
+    // If the lock file cannot be read, assume alive: refusing is safe,
+    // taking over a live operation is not.
+    owner::is_alive(&paths.lock, &pending.owner).unwrap_or(true)
+}
+
+/// How `list` shows an operation: `CREATING (pid 42)` or `CREATING (interrupted)`.
+pub fn describe(paths: &Paths, pending: &Pending) -> String {
+    if is_alive(paths, pending) {
+        format!("{} (pid {})", pending.op.verb(), pending.owner.pid)
+    } else {
+        format!("{} (interrupted)", pending.op.verb())
+    }
+}
+
+/// Refuses if a live process runs an operation on `name` or one of its
+/// snapshots. Returns the container's interrupted operation, if any.
+pub fn check_free(paths: &Paths, name: &str, c: &Container) -> Result<Option<Pending>, Error> {
+    let busy = |p: &Pending| Error::Busy {
+        container: name.to_string(),
+        who: format!(
+            "pid {} is {} it since {}",
+            p.owner.pid,
+            p.op.verb().to_lowercase(),
+            p.started_at
+        ),
+    };
+    for snap in c.snapshots.values() {
+        if let Some(p) = &snap.pending {
+            if is_alive(paths, p) {
+                return Err(busy(p));
+            }
+        }
+    }
+    match &c.pending {
+        Some(p) if is_alive(paths, p) => Err(busy(p)),
+        Some(p) => Ok(Some(p.clone())),
+        None => Ok(None),
+    }
+}
+
+/// Looks up a recorded container or says how to list them.
+pub fn container<'a>(project: &'a Project, name: &str) -> Result<&'a Container, Error> {
+    project
+        .containers
+        .get(name)
+        .ok_or_else(|| not_found(project, name))
+}
+
+/// "container X is not in project P", with the closest name if one is near.
+pub fn not_found(project: &Project, name: &str) -> Error {
+    let near = project
+        .containers
+        .keys()
+        .map(|k| (distance(k, name), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min();
+    let hint = match near {
+        Some((_, k)) => format!("; did you mean {k}?"),
+        None => "; see `ldm list`".to_string(),
+    };
+    Error::Usage(format!(
+        "container {name:?} is not in project {}{hint}",
+        project.project
+    ))
+}
+
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Progress lines on stderr: `[2/5] Waiting for webapp-dev (3.1s)`.
+pub struct Progress {
+    quiet: bool,
+    total: usize,
+    step: usize,
+    start: Instant,
+}
+
+impl Progress {
+    /// A progress of `total` steps; silent with `-q`.
+    pub fn new(quiet: bool, total: usize) -> Progress {
+        Progress {
+            quiet,
+            total,
+            step: 0,
+            start: Instant::now(),
+        }
+    }
+
+    /// Announces the next step.
+    pub fn step(&mut self, what: &str) {
+        self.step += 1;
+        if !self.quiet {
+            eprintln!(
+                "[{}/{}] {what} ({:.1}s)",
+                self.step,
+                self.total,
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    /// A note outside the numbered steps.
+    pub fn note(&self, what: &str) {
+        if !self.quiet {
+            eprintln!("      {what}");
+        }
+    }
+}
+
+/// Asks `question [y/N]` on a terminal; without one, refuses unless `force`.
+pub fn confirm(question: &str, force: bool, flag: &str) -> Result<bool, Error> {
+    if force {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(format!(
+            "{question}: stdin is not a terminal, so ldm cannot ask; pass {flag} to go ahead"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Polls `f` with backoff (100 ms doubling to 1 s) until it returns
+/// `Some` or `limit` passes.
+pub fn poll<T>(
+    limit: Duration,
+    mut f: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<Option<T>, Error> {
+    let start = Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        if let Some(v) = f()? {
+            return Ok(Some(v));
+        }
+        if start.elapsed() + wait > limit {
+            return Ok(None);
+        }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_counts_edits() {
+        assert_eq!(distance("dev", "dev"), 0);
+        assert_eq!(distance("dev", "dve"), 2);
+        assert_eq!(distance("web", "webs"), 1);
+    }
+
+    #[test]
+    fn not_found_suggests_the_closest_name() {
+        let mut p = Project::new("p", vec![]);
+        p.containers.insert("backend".into(), Container::default());
+        let msg = not_found(&p, "backnd").to_string();
+        assert!(msg.contains("did you mean backend?"), "{msg}");
+        let msg = not_found(&p, "zzz").to_string();
+        assert!(msg.contains("ldm list"), "{msg}");
+    }
+}

@@ -1,0 +1,268 @@
+//! `ldm container snapshot create|list|delete`. Snapshot operations put
+//! their intent on the snapshot entry, not the container, so snapshots of
+//! different names on one container can be taken in parallel.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::commands::container::INITIAL_STATE;
+use crate::commands::op::{self};
+use crate::commands::{table, Ctx};
+use crate::lxd::{Lxd, LxdError};
+use crate::model::{validate, Container, Mutation, Op, Project};
+use crate::store::{Paths, Store};
+use crate::{say, Error};
+
+/// Refuses if a live container-level operation runs on `name`, or an
+/// interrupted one left it unfinished.
+fn container_ready<'a>(paths: &Paths, p: &'a Project, name: &str) -> Result<&'a Container, Error> {
+    let c = op::container(p, name)?;
+    if let Some(pending) = &c.pending {
+        if op::is_alive(paths, pending) {
+            return Err(Error::Busy {
+                container: name.to_string(),
+                who: format!(
+                    "pid {} is {} it",
+                    pending.owner.pid,
+                    pending.op.verb().to_lowercase()
+                ),
+            });
+        }
+        return Err(Error::Usage(format!(
+            "container {name} has an interrupted {} operation; run `{}` to finish it first",
+            pending.op.verb().to_lowercase(),
+            pending.op.command(name)
+        )));
+    }
+    Ok(c)
+}
+
+fn record(store: &mut Store, m: Mutation) -> Result<(), Error> {
+    store.commit(|_| Ok::<_, Error>((vec![m], ())))
+}
+
+/// `ldm container snapshot create C NAME [-d DESC]`.
+pub fn create(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    container: &str,
+    snap: &str,
+    description: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    validate::snapshot_name(snap)?;
+    let mut store = ctx.store()?;
+    let paths = store.paths().clone();
+    let (_owner, pending) = op::claim(
+        &store,
+        Op::SnapshotCreate {
+            snapshot: snap.to_string(),
+        },
+    )?;
+    let (lxd_name, resumed) = store.commit(|p| {
+        let c = container_ready(&paths, p, container)?;
+        let m = match c.snapshots.get(snap) {
+            None => Mutation::SnapshotAdded {
+                container: container.to_string(),
+                name: snap.to_string(),
+                description: description.to_string(),
+                created_at: op::now(),
+                pending: Some(pending.clone()),
+            },
+            Some(s) => match &s.pending {
+                Some(old) if op::is_alive(&paths, old) => {
+                    return Err(Error::Busy { container: container.to_string(), who: format!("pid {} is taking snapshot {snap}", old.owner.pid) })
+                }
+                Some(old) if matches!(old.op, Op::SnapshotCreate { .. }) => Mutation::OperationStarted {
+                    container: container.to_string(),
+                    snapshot: Some(snap.to_string()),
+                    pending: pending.clone(),
+                },
+                _ => return Err(Error::Usage(format!("container {container} already has a snapshot {snap}; see `ldm container snapshot list {container}`"))),
+            },
+        };
+        let resumed = matches!(m, Mutation::OperationStarted { .. });
+        Ok::<_, Error>((vec![m], (p.lxd_name(container), resumed)))
+    })?;
+    if !ctx.quiet {
+        eprintln!("Taking snapshot {snap} of {lxd_name}...");
+    }
+    match lxd.snapshot(&lxd_name, snap) {
+        Ok(()) => {}
+        Err(LxdError::AlreadyExists { .. }) if resumed => {}
+        Err(e) => {
+            // LXD made nothing (or made it under a name we do not own): undo the intent.
+            record(
+                &mut store,
+                Mutation::SnapshotRemoved {
+                    container: container.to_string(),
+                    name: snap.to_string(),
+                },
+            )?;
+            return Err(match e {
+                LxdError::AlreadyExists { .. } => Error::Usage(format!("LXD already has a snapshot {snap} of {lxd_name} that the project does not record; see `ldm doctor`")),
+                e => Error::lxd(format!("snapshotting {lxd_name}"))(e),
+            });
+        }
+    }
+    record(
+        &mut store,
+        Mutation::OperationFinished {
+            container: container.to_string(),
+            snapshot: Some(snap.to_string()),
+        },
+    )?;
+    say(out, &format!("Created snapshot {snap} of {container}"))
+}
+
+/// `ldm container snapshot delete C NAME`.
+pub fn delete(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    container: &str,
+    snap: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    if snap == INITIAL_STATE {
+        return Err(Error::Usage(format!(
+            "{INITIAL_STATE} is what `ldm container reset` restores and cannot be deleted; to start over, run `ldm remove {container}` and create it again"
+        )));
+    }
+    let mut store = ctx.store()?;
+    let paths = store.paths().clone();
+    let (_owner, pending) = op::claim(
+        &store,
+        Op::SnapshotDelete {
+            snapshot: snap.to_string(),
+        },
+    )?;
+    let (lxd_name, recorded) = store.commit(|p| {
+        let c = container_ready(&paths, p, container)?;
+        let mut m = Vec::new();
+        if let Some(s) = c.snapshots.get(snap) {
+            if let Some(old) = &s.pending {
+                if op::is_alive(&paths, old) {
+                    return Err(Error::Busy {
+                        container: container.to_string(),
+                        who: format!("pid {} is working on snapshot {snap}", old.owner.pid),
+                    });
+                }
+            }
+            m.push(Mutation::OperationStarted {
+                container: container.to_string(),
+                snapshot: Some(snap.to_string()),
+                pending: pending.clone(),
+            });
+        }
+        let recorded = !m.is_empty();
+        Ok::<_, Error>((m, (p.lxd_name(container), recorded)))
+    })?;
+    match lxd.delete_snapshot(&lxd_name, snap) {
+        Ok(()) => {}
+        Err(LxdError::NotFound { .. }) if recorded => {}
+        Err(LxdError::NotFound { .. }) => {
+            return Err(Error::Usage(format!("{container} has no snapshot {snap}; see `ldm container snapshot list {container}`")))
+        }
+        Err(e) => return Err(Error::lxd(format!("deleting snapshot {snap} of {lxd_name}; the project shows it as interrupted: run the command again"))(e)),
+    }
+    if recorded {
+        record(
+            &mut store,
+            Mutation::SnapshotRemoved {
+                container: container.to_string(),
+                name: snap.to_string(),
+            },
+        )?;
+    }
+    say(out, &format!("Deleted snapshot {snap} of {container}"))
+}
+
+/// One row of `snapshot list --json`.
+#[derive(Debug, Serialize)]
+struct Row {
+    name: String,
+    created_at: String,
+    description: String,
+    /// LXD has it.
+    in_lxd: bool,
+    /// The project records it.
+    recorded: bool,
+    /// `SNAPSHOTTING (interrupted)` and the like, if an operation is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<String>,
+}
+
+/// `ldm container snapshot list C [--json]`: LXD's snapshots with the
+/// project's descriptions; snapshots on one side only are flagged.
+pub fn list(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    container: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let store = ctx.store()?;
+    let project = store.read()?;
+    let c = op::container(&project, container)?;
+    let lxd_name = project.lxd_name(container);
+    let in_lxd = lxd.snapshots(&lxd_name).map_err(|e| match e {
+        LxdError::NotFound { .. } => {
+            Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`"))
+        }
+        e => Error::lxd(format!("listing snapshots of {lxd_name}"))(e),
+    })?;
+    let mut rows: Vec<Row> = in_lxd
+        .iter()
+        .map(|s| {
+            let rec = c.snapshots.get(&s.name);
+            Row {
+                name: s.name.clone(),
+                created_at: rec.map_or_else(|| s.created_at.clone(), |r| r.created_at.clone()),
+                description: rec.map(|r| r.description.clone()).unwrap_or_default(),
+                in_lxd: true,
+                recorded: rec.is_some(),
+                pending: rec
+                    .and_then(|r| r.pending.as_ref())
+                    .map(|p| op::describe(store.paths(), p)),
+            }
+        })
+        .collect();
+    for (name, rec) in &c.snapshots {
+        if !in_lxd.iter().any(|s| &s.name == name) {
+            rows.push(Row {
+                name: name.clone(),
+                created_at: rec.created_at.clone(),
+                description: rec.description.clone(),
+                in_lxd: false,
+                recorded: true,
+                pending: rec.pending.as_ref().map(|p| op::describe(store.paths(), p)),
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.name.cmp(&b.name)));
+    if json {
+        return say(
+            out,
+            &serde_json::to_string_pretty(&rows).unwrap_or_default(),
+        );
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let note = match (&r.pending, r.in_lxd, r.recorded) {
+                (Some(p), _, _) => p.clone(),
+                (None, false, _) => "missing in LXD (see ldm doctor)".into(),
+                (None, _, false) => "not recorded (see ldm doctor)".into(),
+                _ => String::new(),
+            };
+            vec![
+                r.name.clone(),
+                r.created_at.clone(),
+                r.description.clone(),
+                note,
+            ]
+        })
+        .collect();
+    table::print(out, &["NAME", "CREATED", "DESCRIPTION", "NOTE"], &cells)
+}

@@ -1,0 +1,328 @@
+//! [`Client`]: the LXD backend that runs the client program (`lxc`/`incus`).
+//!
+//! Every client call is an [`Invocation`]: program, arguments and stdin bytes,
+//! never a shell string, so names, images and passwords reach LXD as single
+//! arguments or stdin whatever they contain. Its `Display` is the quoted
+//! command line for error messages. A failure keeps the client's stderr;
+//! known messages ("not found", "already exists") become typed errors here
+//! and nowhere else. Machine-readable output (`--format json`, `query`) is
+//! preferred over tables.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::{ExecOutput, Instance, Lxd, LxdError, SnapshotInfo};
+
+/// Runs the LXD client program.
+#[derive(Debug, Clone)]
+pub struct Client {
+    program: OsString,
+    profile: Option<String>,
+}
+
+impl Client {
+    /// The client named by `LDM_LXC` (a name on PATH or a path), else `lxc`.
+    /// `LDM_PROFILE` adds `--profile` to launches.
+    pub fn from_env() -> Client {
+        Client {
+            program: std::env::var_os("LDM_LXC")
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "lxc".into()),
+            profile: std::env::var("LDM_PROFILE").ok().filter(|p| !p.is_empty()),
+        }
+    }
+
+    /// The client program, for messages.
+    pub fn program(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+
+    fn call(&self, args: &[&str]) -> Invocation {
+        Invocation {
+            program: self.program.clone(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            stdin: Vec::new(),
+        }
+    }
+
+    fn query(&self, path: &str) -> Result<Value, LxdError> {
+        let inv = self.call(&["query", path]);
+        let out = inv.run()?;
+        serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
+            cmd: inv.to_string(),
+            why: e.to_string(),
+        })
+    }
+}
+
+/// Exit code (`None` if killed by a signal), stdout and stderr of a run.
+type Captured = (Option<i32>, Vec<u8>, Vec<u8>);
+
+/// One client command line with its stdin.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    program: OsString,
+    args: Vec<String>,
+    stdin: Vec<u8>,
+}
+
+impl fmt::Display for Invocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", quote(&self.program.to_string_lossy()))?;
+        for a in &self.args {
+            write!(f, " {}", quote(a))?;
+        }
+        Ok(())
+    }
+}
+
+/// Quotes `s` for a POSIX shell if it needs it; for messages only.
+fn quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl Invocation {
+    /// Runs it and returns exit code and both streams; spawn failure only is an error.
+    fn output(&self) -> Result<Captured, LxdError> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env("LC_ALL", "C")
+            .stdin(if self.stdin.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LxdError::Spawn {
+                cmd: self.to_string(),
+                source,
+            })?;
+        // Feed stdin from a thread so a child that writes before it reads
+        // cannot deadlock against us; wait_with_output drains both pipes.
+        let feeder = child.stdin.take().map(|mut pipe| {
+            let bytes = self.stdin.clone();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            })
+        });
+        let out = child.wait_with_output().map_err(|source| LxdError::Spawn {
+            cmd: self.to_string(),
+            source,
+        })?;
+        if let Some(t) = feeder {
+            let _ = t.join();
+        }
+        Ok((out.status.code(), out.stdout, out.stderr))
+    }
+
+    /// Runs it; a non-zero exit is an error, typed where the message is known.
+    fn run(&self) -> Result<Vec<u8>, LxdError> {
+        let (code, stdout, stderr) = self.output()?;
+        if code == Some(0) {
+            return Ok(stdout);
+        }
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        let lower = stderr.to_lowercase();
+        let what = self.args.last().cloned().unwrap_or_default();
+        if lower.contains("not found") || lower.contains("does not exist") {
+            Err(LxdError::NotFound { what })
+        } else if lower.contains("is already running") || lower.contains("is already stopped") {
+            Err(LxdError::AlreadyInState { what })
+        } else if lower.contains("already exists") {
+            Err(LxdError::AlreadyExists { what })
+        } else {
+            Err(LxdError::Failed {
+                cmd: self.to_string(),
+                code,
+                stderr,
+            })
+        }
+    }
+}
+
+fn parse_instance(v: &Value) -> Instance {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let state = &v["state"];
+    let ipv4 = state["network"].as_object().and_then(|nics| {
+        nics.iter()
+            .filter(|(name, _)| name.as_str() != "lo")
+            .flat_map(|(_, nic)| nic["addresses"].as_array().into_iter().flatten())
+            .find(|a| a["family"] == "inet" && a["scope"] == "global")
+            .and_then(|a| text(&a["address"]))
+    });
+    let snapshots = v["snapshots"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| text(&s["name"]))
+                .map(|n| n.rsplit('/').next().unwrap_or(&n).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Instance {
+        name: text(&v["name"]).unwrap_or_default(),
+        status: text(&v["status"])
+            .or_else(|| text(&state["status"]))
+            .unwrap_or_else(|| "Unknown".into()),
+        ipv4,
+        snapshots,
+        image: text(&v["config"]["image.description"]),
+    }
+}
+
+impl Lxd for Client {
+    fn list(&self) -> Result<Vec<Instance>, LxdError> {
+        let inv = self.call(&["list", "--format", "json"]);
+        let out = inv.run()?;
+        let v: Value = serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
+            cmd: inv.to_string(),
+            why: e.to_string(),
+        })?;
+        let items = v.as_array().ok_or_else(|| LxdError::Parse {
+            cmd: inv.to_string(),
+            why: "expected a JSON list".into(),
+        })?;
+        Ok(items.iter().map(parse_instance).collect())
+    }
+
+    fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
+        match self.query(&format!("/1.0/instances/{name}?recursion=1")) {
+            Ok(v) => Ok(Some(parse_instance(&v))),
+            Err(LxdError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        let mut args = vec!["launch".to_string(), image.to_string(), name.to_string()];
+        for (k, v) in config {
+            args.push("--config".into());
+            args.push(format!("{k}={v}"));
+        }
+        if let Some(p) = &self.profile {
+            args.push("--profile".into());
+            args.push(p.clone());
+        }
+        let inv = Invocation {
+            program: self.program.clone(),
+            args,
+            stdin: Vec::new(),
+        };
+        inv.run().map(drop).map_err(|e| match e {
+            LxdError::NotFound { .. } => LxdError::NotFound {
+                what: format!("image {image}"),
+            },
+            LxdError::AlreadyExists { .. } => LxdError::AlreadyExists {
+                what: format!("instance {name}"),
+            },
+            e => e,
+        })
+    }
+
+    fn start(&self, name: &str) -> Result<(), LxdError> {
+        self.call(&["start", name]).run().map(drop)
+    }
+
+    fn stop(&self, name: &str) -> Result<(), LxdError> {
+        self.call(&["stop", name]).run().map(drop)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), LxdError> {
+        self.call(&["delete", name, "--force"]).run().map(drop)
+    }
+
+    fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError> {
+        let mut inv = self.call(&["exec", name, "--"]);
+        inv.args.extend(argv.iter().map(|a| a.to_string()));
+        inv.stdin = stdin.to_vec();
+        let (code, stdout, stderr) = inv.output()?;
+        Ok(ExecOutput {
+            code: code.unwrap_or(-1),
+            stdout,
+            stderr,
+        })
+    }
+
+    fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError> {
+        let v = self.query(&format!("/1.0/instances/{name}/snapshots?recursion=1"))?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let name = s["name"].as_str().unwrap_or_default();
+                SnapshotInfo {
+                    name: name.rsplit('/').next().unwrap_or(name).to_string(),
+                    created_at: s["created_at"].as_str().unwrap_or_default().to_string(),
+                }
+            })
+            .collect())
+    }
+
+    fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.call(&["snapshot", name, snap]).run().map(drop)
+    }
+
+    fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.call(&["restore", name, snap]).run().map(drop)
+    }
+
+    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.call(&["delete", &format!("{name}/{snap}")])
+            .run()
+            .map(drop)
+    }
+
+    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
+        let from = match snap {
+            Some(s) => format!("{source}/{s}"),
+            None => source.to_string(),
+        };
+        self.call(&["copy", &from, target, "--instance-only"])
+            .run()
+            .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        let inv = Invocation {
+            program: "lxc".into(),
+            args: vec!["exec".into(), "p-a".into(), "it's $(x)".into()],
+            stdin: Vec::new(),
+        };
+        assert_eq!(inv.to_string(), r"lxc exec p-a 'it'\''s $(x)'");
+    }
+
+    #[test]
+    fn instance_json_is_parsed() {
+        let v: Value = serde_json::from_str(
+            r#"{"name":"p-a","status":"Running","config":{"image.description":"Debian"},
+                "state":{"network":{"lo":{"addresses":[{"family":"inet","address":"127.0.0.1","scope":"local"}]},
+                "eth0":{"addresses":[{"family":"inet6","address":"fe80::1","scope":"link"},{"family":"inet","address":"198.18.77.5","scope":"global"}]}}},
+                "snapshots":[{"name":"initial-state","created_at":"2026-01-01T00:00:00Z"}]}"#,
+        )
+        .unwrap();
+        let i = parse_instance(&v);
+        assert_eq!(i.ipv4.as_deref(), Some("198.18.77.5"));
+        assert_eq!(i.snapshots, vec!["initial-state"]);
+        assert!(i.is_running());
+        assert_eq!(i.image.as_deref(), Some("Debian"));
+    }
+}

@@ -1,0 +1,136 @@
+//! The LXD backend: every operation ldm asks of LXD, as one trait.
+//!
+//! [`Lxd`] is implemented once, by [`cli::Client`], which runs the client
+//! program (`lxc`, or `incus` with `LDM_LXC=incus`). Commands see only the
+//! trait and the typed results below; nothing outside this module builds a
+//! client command line or parses client output. Names passed in are full
+//! LXD instance names (`project-container`).
+
+pub mod cli;
+
+use serde::Serialize;
+use thiserror::Error;
+
+pub use cli::Client;
+
+/// One instance as LXD reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    /// Full LXD name.
+    pub name: String,
+    /// `Running`, `Stopped`, ...
+    pub status: String,
+    /// First global IPv4 address, if any.
+    pub ipv4: Option<String>,
+    /// Names of its snapshots.
+    pub snapshots: Vec<String>,
+    /// The image description LXD recorded at launch, if any.
+    pub image: Option<String>,
+}
+
+impl Instance {
+    /// True when LXD says it is running.
+    pub fn is_running(&self) -> bool {
+        self.status.eq_ignore_ascii_case("running")
+    }
+}
+
+/// One snapshot as LXD reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    /// Snapshot name (without the instance prefix).
+    pub name: String,
+    /// Creation time as LXD reports it (RFC 3339).
+    pub created_at: String,
+}
+
+/// Output of a command run inside an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code of the command (LXD passes it through).
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+}
+
+/// A failed LXD operation. `cmd` is the client command line, shell-quoted.
+#[derive(Debug, Error)]
+pub enum LxdError {
+    /// The client program could not be started.
+    #[error("cannot run `{cmd}`: {source}; is LXD installed? (set LDM_LXC to the client, e.g. LDM_LXC=incus)")]
+    Spawn {
+        /// The command line.
+        cmd: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The client ran and failed.
+    #[error("`{cmd}` failed{}: {}", code.map(|c| format!(" (exit {c})")).unwrap_or_else(|| " (killed by a signal)".into()), stderr.trim())]
+    Failed {
+        /// The command line.
+        cmd: String,
+        /// Exit code, `None` if killed by a signal.
+        code: Option<i32>,
+        /// What the client printed on stderr.
+        stderr: String,
+    },
+    /// The instance or snapshot does not exist.
+    #[error("LXD has no {what}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The instance or snapshot exists already.
+    #[error("LXD already has {what}")]
+    AlreadyExists {
+        /// What was created.
+        what: String,
+    },
+    /// Start of a running or stop of a stopped instance.
+    #[error("{what} is already in that state")]
+    AlreadyInState {
+        /// The instance.
+        what: String,
+    },
+    /// The client's output was not what ldm expected.
+    #[error("cannot understand the output of `{cmd}`: {why}")]
+    Parse {
+        /// The command line.
+        cmd: String,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+/// Every LXD operation ldm uses. One implementation runs the client; tests
+/// replace the client program with a test double, not this trait, so that
+/// the real command lines are exercised.
+pub trait Lxd {
+    /// All instances (one client call, however many there are).
+    fn list(&self) -> Result<Vec<Instance>, LxdError>;
+    /// One instance, or `None`.
+    fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError>;
+    /// Creates and starts `name` from `image` with `config` keys set at launch.
+    fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError>;
+    /// Starts a stopped instance.
+    fn start(&self, name: &str) -> Result<(), LxdError>;
+    /// Stops a running instance.
+    fn stop(&self, name: &str) -> Result<(), LxdError>;
+    /// Deletes an instance (running or not).
+    fn delete(&self, name: &str) -> Result<(), LxdError>;
+    /// Runs `argv` inside `name`, feeding `stdin`.
+    fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError>;
+    /// Snapshots of `name`.
+    fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError>;
+    /// Takes snapshot `snap` of `name`.
+    fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError>;
+    /// Restores `name` to `snap`.
+    fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError>;
+    /// Deletes snapshot `snap` of `name`.
+    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError>;
+    /// Copies `source` (or its snapshot) to a new stopped instance `target`,
+    /// without the source's snapshots.
+    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError>;
+}
