@@ -220,6 +220,14 @@ pub struct Doctor {
     /// Back up and rebuild a damaged log, keeping every valid record.
     #[arg(long)]
     pub repair: bool,
+    /// Record what LXD has: adopt unrecorded containers and snapshots,
+    /// forget missing ones, close interrupted operations.
+    #[arg(long)]
+    pub fix: bool,
+    /// With --fix: delete half-created or half-removed containers from LXD
+    /// instead of adopting them.
+    #[arg(long, requires = "fix")]
+    pub force: bool,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {

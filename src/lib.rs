@@ -50,6 +50,9 @@ pub enum Error {
     /// `doctor` found damage; the report is already printed.
     #[error("{0}")]
     Unhealthy(String),
+    /// `doctor` found the project and LXD out of step; the report is printed.
+    #[error("{0}")]
+    Drift(String),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),

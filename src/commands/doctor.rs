@@ -5,8 +5,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::Doctor;
+use crate::commands::drift::{self, Drift};
 use crate::commands::Ctx;
+use crate::lxd::{Instance, Lxd, LxdError};
 use crate::store::repair::{Finding, RepairReport, Severity};
+use crate::store::Store;
 use crate::{say, Error};
 
 /// `ldm compact`: folds the log into `containers.yaml` now.
@@ -31,10 +34,18 @@ struct Report<'a> {
     findings: &'a [Finding],
     #[serde(skip_serializing_if = "Option::is_none")]
     repair: Option<&'a RepairReport>,
+    /// Differences with LXD (after `--fix`, what is left).
+    drift: &'a [Drift],
+    /// Why LXD was not compared, if it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lxd_unchecked: Option<String>,
+    /// Fixes applied by `--fix`.
+    fixed: &'a [Drift],
 }
 
-/// `ldm doctor`: prints what it finds; exits 2 if damage remains.
-pub fn run(ctx: &Ctx, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
+/// `ldm doctor`: prints what it finds; exits 2 if damage remains, 1 if the
+/// project and LXD differ.
+pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
     let mut store = ctx.store()?;
     let repair = if args.repair {
         Some(store.repair()?)
@@ -43,12 +54,33 @@ pub fn run(ctx: &Ctx, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
     };
     let findings = store.inspect();
     let healthy = findings.iter().all(|f| f.severity != Severity::Damage);
+    let (mut drifts, mut fixed, mut lxd_unchecked) = (Vec::new(), Vec::new(), None);
+    if healthy {
+        match lxd.list() {
+            Err(e) => {
+                lxd_unchecked = Some(format!(
+                    "cannot list LXD instances, so only the files were checked: {e}"
+                ))
+            }
+            Ok(mut instances) => {
+                let project = store.read()?;
+                drifts = drift::compare(store.paths(), &project, &instances);
+                if args.fix && !drifts.is_empty() {
+                    fixed = fix(&mut store, lxd, args.force, &mut instances, &drifts)?;
+                    drifts = drift::compare(store.paths(), &store.read()?, &instances);
+                }
+            }
+        }
+    }
     if args.json {
         let report = Report {
             project_dir: store.paths().dir.display().to_string(),
             healthy,
             findings: &findings,
             repair: repair.as_ref(),
+            drift: &drifts,
+            lxd_unchecked: lxd_unchecked.clone(),
+            fixed: &fixed,
         };
         say(
             out,
@@ -72,14 +104,64 @@ pub fn run(ctx: &Ctx, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
                 say(out, &format!("         fix: {h}"))?;
             }
         }
+        for d in &fixed {
+            say(
+                out,
+                &format!("  fixed  {}: {} -> {}", d.container, d.message, d.fix),
+            )?;
+        }
+        for d in &drifts {
+            say(out, &format!("  DRIFT  {}: {}", d.container, d.message))?;
+            say(
+                out,
+                &format!("         fix: `ldm doctor --fix` will {}", d.fix),
+            )?;
+        }
+        if let Some(why) = &lxd_unchecked {
+            say(out, &format!("warning  {why}"))?;
+        } else if healthy && drifts.is_empty() {
+            say(out, "     ok  the project and LXD agree")?;
+        }
     }
-    if healthy {
-        Ok(())
-    } else {
-        Err(Error::Unhealthy(
+    if !healthy {
+        return Err(Error::Unhealthy(
             "the project store is damaged (see above); run `ldm doctor --repair`".into(),
-        ))
+        ));
     }
+    if !drifts.is_empty() {
+        return Err(Error::Drift(
+            "the project and LXD differ (see above); run `ldm doctor --fix`".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies `drifts`: LXD deletions first (only with `force`), then the
+/// records, recomputed against the state under the lock so that changes
+/// made meanwhile by other commands are respected.
+fn fix(
+    store: &mut Store,
+    lxd: &dyn Lxd,
+    force: bool,
+    instances: &mut Vec<Instance>,
+    drifts: &[Drift],
+) -> Result<Vec<Drift>, Error> {
+    if force {
+        for name in drifts.iter().filter_map(|d| d.delete_with_force.as_ref()) {
+            eprintln!("Deleting {name} from LXD (--force)");
+            match lxd.delete(name) {
+                Ok(()) | Err(LxdError::NotFound { .. }) => instances.retain(|i| &i.name != name),
+                Err(e) => return Err(Error::lxd(format!("deleting {name}"))(e)),
+            }
+        }
+    }
+    let paths = store.paths().clone();
+    let applied = store.commit(|p| {
+        let now = drift::compare(&paths, p, instances);
+        let mutations = now.iter().flat_map(|d| d.mutations.clone()).collect();
+        Ok::<_, Error>((mutations, now))
+    })?;
+    Ok(applied)
 }
 
 fn print_repair(r: &RepairReport, out: &mut dyn Write) -> Result<(), Error> {

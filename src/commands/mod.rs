@@ -7,6 +7,7 @@
 mod config;
 mod container;
 mod doctor;
+mod drift;
 mod lifecycle;
 mod list;
 pub mod op;
@@ -78,7 +79,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Remove(args) => lifecycle::remove(&ctx, &lxd, &args, out),
         Command::Config(cmd) => config::run(&ctx, cmd, out),
         Command::Compact => doctor::compact(&ctx, out),
-        Command::Doctor(args) => doctor::run(&ctx, &args, out),
+        Command::Doctor(args) => doctor::run(&ctx, &lxd, &args, out),
     }
 }
 

@@ -153,6 +153,14 @@ impl Invocation {
     }
 }
 
+fn parse_snapshot(s: &Value) -> SnapshotInfo {
+    let name = s["name"].as_str().unwrap_or_default();
+    SnapshotInfo {
+        name: name.rsplit('/').next().unwrap_or(name).to_string(),
+        created_at: s["created_at"].as_str().unwrap_or_default().to_string(),
+    }
+}
+
 fn parse_instance(v: &Value) -> Instance {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let state = &v["state"];
@@ -165,12 +173,7 @@ fn parse_instance(v: &Value) -> Instance {
     });
     let snapshots = v["snapshots"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| text(&s["name"]))
-                .map(|n| n.rsplit('/').next().unwrap_or(&n).to_string())
-                .collect()
-        })
+        .map(|a| a.iter().map(parse_snapshot).collect())
         .unwrap_or_default();
     Instance {
         name: text(&v["name"]).unwrap_or_default(),
@@ -261,13 +264,7 @@ impl Lxd for Client {
         Ok(v.as_array()
             .into_iter()
             .flatten()
-            .map(|s| {
-                let name = s["name"].as_str().unwrap_or_default();
-                SnapshotInfo {
-                    name: name.rsplit('/').next().unwrap_or(name).to_string(),
-                    created_at: s["created_at"].as_str().unwrap_or_default().to_string(),
-                }
-            })
+            .map(parse_snapshot)
             .collect())
     }
 
@@ -321,7 +318,7 @@ mod tests {
         .unwrap();
         let i = parse_instance(&v);
         assert_eq!(i.ipv4.as_deref(), Some("198.18.77.5"));
-        assert_eq!(i.snapshots, vec!["initial-state"]);
+        assert_eq!(i.snapshots[0].name, "initial-state");
         assert!(i.is_running());
         assert_eq!(i.image.as_deref(), Some("Debian"));
     }

@@ -22,8 +22,8 @@ pub struct Instance {
     pub status: String,
     /// First global IPv4 address, if any.
     pub ipv4: Option<String>,
-    /// Names of its snapshots.
-    pub snapshots: Vec<String>,
+    /// Its snapshots.
+    pub snapshots: Vec<SnapshotInfo>,
     /// The image description LXD recorded at launch, if any.
     pub image: Option<String>,
 }
