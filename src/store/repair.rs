@@ -95,7 +95,7 @@ pub fn inspect(fs: &dyn Fs, paths: &Paths) -> Vec<Finding> {
                     Severity::Ok,
                     &paths.yaml,
                     format!(
-                        "project {:?}, {} containers, {gen}",
+                        "project {:?}, {} containers folded into this file, {gen}",
                         project.project,
                         project.containers.len()
                     ),
