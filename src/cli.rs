@@ -44,6 +44,17 @@ pub enum Command {
     /// Delete a container from LXD and from the project.
     #[command(visible_alias = "rm")]
     Remove(Remove),
+    /// Open a login shell in a container, or run one command there.
+    Ssh(Ssh),
+    /// Forward the container's ports to this machine (127.0.0.1 by default).
+    Proxy(Proxy),
+    /// Copy files: host to container (NAME:/path), back, or between containers.
+    Mv(Mv),
+    /// Save containers as images, list, delete and rename images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// List images (same as `ldm image list`).
+    Images(ImageList),
     /// Read and change settings in containers.yaml.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -139,6 +150,90 @@ pub enum SnapshotCommand {
         /// Snapshot name.
         name: String,
     },
+}
+
+/// Arguments of `ldm ssh`.
+#[derive(Debug, Args)]
+pub struct Ssh {
+    /// Container name.
+    pub name: String,
+    /// Log in as USER (default: the container's configured user; `root` for a root shell).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Run this command instead of a shell, and exit with its exit code.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Arguments of `ldm proxy`.
+#[derive(Debug, Args)]
+pub struct Proxy {
+    /// Container name.
+    pub name: String,
+    /// Address to listen on; 0.0.0.0 exposes the ports to your network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// LOCAL:REMOTE port pair (or one port for both); repeatable. Default: the configured ports.
+    #[arg(short, long = "port", value_name = "LOCAL:REMOTE")]
+    pub ports: Vec<String>,
+    /// Most connections at once per port.
+    #[arg(long, default_value = "100")]
+    pub max_conns: usize,
+    /// Close a connection after this many seconds without traffic either way.
+    #[arg(long, value_name = "SECS", default_value = "600", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+}
+
+/// Arguments of `ldm mv`.
+#[derive(Debug, Args)]
+pub struct Mv {
+    /// Source: a host path, or NAME:/path (NAME may be `*` or `prefix*`).
+    pub src: String,
+    /// Destination: a host path, or NAME:/path (NAME may be `*` or `prefix*`); `~` is the user's home.
+    pub dst: String,
+    /// Create a missing destination folder without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+/// `ldm image ...`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Save a container as an image (stops and restarts it if running).
+    Create {
+        /// Container.
+        container: String,
+        /// Alias of the new image.
+        alias: String,
+    },
+    /// List images.
+    List(ImageList),
+    /// Delete an image.
+    Delete {
+        /// Image alias.
+        alias: String,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Rename an image alias.
+    Rename {
+        /// Current alias.
+        old: String,
+        /// New alias.
+        new: String,
+    },
+}
+
+/// Arguments of `ldm image list`.
+#[derive(Debug, Args)]
+pub struct ImageList {
+    /// Include images without an alias.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A command on one container.

@@ -53,6 +53,9 @@ pub enum Error {
     /// `doctor` found the project and LXD out of step; the report is printed.
     #[error("{0}")]
     Drift(String),
+    /// A command run in a container exited with this code; ldm exits with it too.
+    #[error("the command exited with code {0}")]
+    Exit(i32),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[from] io::Error),
@@ -64,6 +67,7 @@ impl Error {
         match self {
             Error::Store(e) if e.is_damage() => 2,
             Error::Unhealthy(_) => 2,
+            Error::Exit(code) => *code,
             _ => 1,
         }
     }

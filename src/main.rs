@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     match ldm::run(cli, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        // The command already spoke for itself; only pass its code on.
+        Err(ldm::Error::Exit(code)) => ExitCode::from(code.clamp(1, 255) as u8),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code() as u8)

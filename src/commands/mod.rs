@@ -8,17 +8,20 @@ mod config;
 mod container;
 mod doctor;
 mod drift;
+mod files;
+mod image;
 mod lifecycle;
 mod list;
 pub mod op;
 mod project;
 mod snapshot;
+mod ssh;
 mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::cli::{Cli, Command, ContainerCommand, ProjectCommand, SnapshotCommand};
+use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand};
 use crate::lxd::Client;
 use crate::store::{self, Paths, Store};
 use crate::Error;
@@ -77,6 +80,22 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Up(args) => lifecycle::up(&ctx, &lxd, &args.name, out),
         Command::Down(args) => lifecycle::down(&ctx, &lxd, &args.name, out),
         Command::Remove(args) => lifecycle::remove(&ctx, &lxd, &args, out),
+        Command::Ssh(args) => ssh::run(&ctx, &lxd, &args),
+        Command::Proxy(args) => Err(crate::Error::Usage(format!(
+            "proxy for {} is not built yet",
+            args.name
+        ))),
+        Command::Mv(args) => files::run(&ctx, &lxd, &args, out),
+        Command::Images(args) | Command::Image(ImageCommand::List(args)) => {
+            image::list(&lxd, &args, out)
+        }
+        Command::Image(ImageCommand::Create { container, alias }) => {
+            image::create(&ctx, &lxd, &container, &alias, out)
+        }
+        Command::Image(ImageCommand::Delete { alias, force }) => {
+            image::delete(&lxd, &alias, force, out)
+        }
+        Command::Image(ImageCommand::Rename { old, new }) => image::rename(&lxd, &old, &new, out),
         Command::Config(cmd) => config::run(&ctx, cmd, out),
         Command::Compact => doctor::compact(&ctx, out),
         Command::Doctor(args) => doctor::run(&ctx, &lxd, &args, out),

@@ -11,11 +11,14 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use super::{ExecOutput, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
 /// Runs the LXD client program.
 #[derive(Debug, Clone)]
@@ -128,27 +131,74 @@ impl Invocation {
         Ok((out.status.code(), out.stdout, out.stderr))
     }
 
+    /// Runs it with this process's terminal; returns the exit code.
+    fn attached(&self) -> Result<Option<i32>, LxdError> {
+        Command::new(&self.program)
+            .args(&self.args)
+            .status()
+            .map(|s| s.code())
+            .map_err(|source| LxdError::Spawn {
+                cmd: self.to_string(),
+                source,
+            })
+    }
+
+    /// Runs it with stdout sent to stderr (progress) and stderr captured.
+    fn run_with_progress(&self) -> Result<(), LxdError> {
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| LxdError::Spawn {
+                        cmd: self.to_string(),
+                        source,
+                    })?,
+            ))
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LxdError::Spawn {
+                cmd: self.to_string(),
+                source,
+            })?;
+        let out = child.wait_with_output().map_err(|source| LxdError::Spawn {
+            cmd: self.to_string(),
+            source,
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(self.classify(out.status.code(), &out.stderr))
+    }
+
     /// Runs it; a non-zero exit is an error, typed where the message is known.
     fn run(&self) -> Result<Vec<u8>, LxdError> {
         let (code, stdout, stderr) = self.output()?;
         if code == Some(0) {
             return Ok(stdout);
         }
-        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        Err(self.classify(code, &stderr))
+    }
+
+    /// Turns a failed run into a typed error by the client's message.
+    fn classify(&self, code: Option<i32>, stderr: &[u8]) -> LxdError {
+        let stderr = String::from_utf8_lossy(stderr).into_owned();
         let lower = stderr.to_lowercase();
         let what = self.args.last().cloned().unwrap_or_default();
         if lower.contains("not found") || lower.contains("does not exist") {
-            Err(LxdError::NotFound { what })
+            LxdError::NotFound { what }
         } else if lower.contains("is already running") || lower.contains("is already stopped") {
-            Err(LxdError::AlreadyInState { what })
+            LxdError::AlreadyInState { what }
         } else if lower.contains("already exists") {
-            Err(LxdError::AlreadyExists { what })
+            LxdError::AlreadyExists { what }
         } else {
-            Err(LxdError::Failed {
+            LxdError::Failed {
                 cmd: self.to_string(),
                 code,
                 stderr,
-            })
+            }
         }
     }
 }
@@ -288,6 +338,88 @@ impl Lxd for Client {
             None => source.to_string(),
         };
         self.call(&["copy", &from, target, "--instance-only"])
+            .run()
+            .map(drop)
+    }
+
+    fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
+        let mut inv = self.call(&["exec", name, "--"]);
+        inv.args.extend(argv.iter().map(|a| a.to_string()));
+        Ok(inv.attached()?.unwrap_or(128 + 9))
+    }
+
+    fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError {
+        let mut inv = self.call(&["exec", name, "--"]);
+        inv.args.extend(argv.iter().map(|a| a.to_string()));
+        let source = Command::new(&inv.program).args(&inv.args).exec();
+        LxdError::Spawn {
+            cmd: inv.to_string(),
+            source,
+        }
+    }
+
+    fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {
+        let mut inv = self.call(&["file", "push"]);
+        if recursive {
+            inv.args.push("--recursive".into());
+        }
+        inv.args.push(src.to_string_lossy().into_owned());
+        inv.args.push(format!("{name}{path}"));
+        inv.run().map(drop)
+    }
+
+    fn pull(&self, name: &str, path: &str, dest: &Path, recursive: bool) -> Result<(), LxdError> {
+        let mut inv = self.call(&["file", "pull"]);
+        if recursive {
+            inv.args.push("--recursive".into());
+        }
+        inv.args.push(format!("{name}{path}"));
+        inv.args.push(dest.to_string_lossy().into_owned());
+        inv.run().map(drop)
+    }
+
+    fn images(&self) -> Result<Vec<Image>, LxdError> {
+        let inv = self.call(&["image", "list", "--format", "json"]);
+        let out = inv.run()?;
+        let v: Value = serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
+            cmd: inv.to_string(),
+            why: e.to_string(),
+        })?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| Image {
+                aliases: i["aliases"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["name"].as_str().map(str::to_string))
+                    .collect(),
+                fingerprint: i["fingerprint"].as_str().unwrap_or_default().to_string(),
+                size: i["size"].as_u64().unwrap_or(0),
+                description: i["properties"]["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            })
+            .collect())
+    }
+
+    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
+        let inv = self.call(&["publish", &format!("{name}/{snap}"), "--alias", alias]);
+        if progress {
+            inv.run_with_progress()
+        } else {
+            inv.run().map(drop)
+        }
+    }
+
+    fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
+        self.call(&["image", "delete", alias]).run().map(drop)
+    }
+
+    fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
+        self.call(&["image", "alias", "rename", old, new])
             .run()
             .map(drop)
     }

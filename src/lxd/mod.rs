@@ -55,6 +55,19 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
 }
 
+/// One image in the local image store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    /// Its aliases (may be empty).
+    pub aliases: Vec<String>,
+    /// Full fingerprint.
+    pub fingerprint: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The `description` property.
+    pub description: String,
+}
+
 /// A failed LXD operation. `cmd` is the client command line, shell-quoted.
 #[derive(Debug, Error)]
 pub enum LxdError {
@@ -133,4 +146,34 @@ pub trait Lxd {
     /// Copies `source` (or its snapshot) to a new stopped instance `target`,
     /// without the source's snapshots.
     fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError>;
+    /// Runs `argv` inside `name` on this terminal and returns its exit code.
+    fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError>;
+    /// Replaces this process with an interactive `argv` inside `name`;
+    /// returns only if that could not be done.
+    fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError;
+    /// Copies host file or folder `src` to `path` inside `name`.
+    fn push(
+        &self,
+        name: &str,
+        src: &std::path::Path,
+        path: &str,
+        recursive: bool,
+    ) -> Result<(), LxdError>;
+    /// Copies `path` inside `name` to host `dest`.
+    fn pull(
+        &self,
+        name: &str,
+        path: &str,
+        dest: &std::path::Path,
+        recursive: bool,
+    ) -> Result<(), LxdError>;
+    /// Local images.
+    fn images(&self) -> Result<Vec<Image>, LxdError>;
+    /// Publishes snapshot `snap` of `name` as an image with `alias`;
+    /// progress goes to this process's stderr when `progress` is set.
+    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError>;
+    /// Deletes the image an alias points to.
+    fn delete_image(&self, alias: &str) -> Result<(), LxdError>;
+    /// Renames an image alias in one step (the server never shows both or neither).
+    fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError>;
 }

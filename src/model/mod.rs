@@ -125,6 +125,11 @@ pub enum Op {
     },
     /// `remove` or `project delete`.
     Remove,
+    /// `image create` (the container is stopped and snapshotted meanwhile).
+    ImageCreate {
+        /// Alias of the image being published.
+        alias: String,
+    },
 }
 
 impl Op {
@@ -137,6 +142,7 @@ impl Op {
             Op::SnapshotCreate { .. } => "SNAPSHOTTING",
             Op::SnapshotDelete { .. } => "DELETING SNAPSHOT",
             Op::Remove => "REMOVING",
+            Op::ImageCreate { .. } => "PUBLISHING",
         }
     }
 
@@ -153,6 +159,7 @@ impl Op {
                 format!("ldm container snapshot delete {container} {snapshot}")
             }
             Op::Remove => format!("ldm remove {container}"),
+            Op::ImageCreate { alias } => format!("ldm image create {container} {alias}"),
         }
     }
 }

@@ -1,0 +1,314 @@
+//! `ldm mv SRC DST [-y]`: copy files between the host and containers, or
+//! between containers. `NAME:/path` names a container path; NAME may be `*`
+//! or `prefix*` to fan out; `~` is the container user's home. Files end up
+//! owned by the container's user. Every path travels as one argv element.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cli::Mv;
+use crate::commands::{op, Ctx};
+use crate::lxd::Lxd;
+use crate::model::Project;
+use crate::{say, Error};
+
+/// Says what a container path is: `dir`, `parent` (missing, parent exists)
+/// or `missing` (parent missing too). The path is `$1`, never spliced in.
+const PROBE: &str = r#"if [ -d "$1" ]; then echo dir; elif [ -e "$1" ]; then echo file; elif [ -d "$(dirname "$1")" ]; then echo parent; else echo missing; fi"#;
+
+/// One end of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum End {
+    Host(PathBuf),
+    Container { pattern: String, path: String },
+}
+
+fn parse(arg: &str) -> End {
+    if let Some((name, path)) = arg.split_once(':') {
+        let plausible = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '*');
+        if plausible && !path.is_empty() {
+            return End::Container {
+                pattern: name.to_string(),
+                path: path.to_string(),
+            };
+        }
+    }
+    End::Host(PathBuf::from(arg))
+}
+
+/// Containers matching `*`, `prefix*` or an exact name.
+fn expand(project: &Project, pattern: &str) -> Result<Vec<String>, Error> {
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        let names: Vec<String> = project
+            .containers
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return Err(Error::Usage(format!(
+                "no container matches {pattern}; see `ldm list`"
+            )));
+        }
+        return Ok(names);
+    }
+    op::container(project, pattern)?;
+    Ok(vec![pattern.to_string()])
+}
+
+/// The absolute path `path` means in `container`: `~` is the user's home,
+/// relative paths start there too.
+fn resolve(project: &Project, container: &str, path: &str) -> String {
+    let user = project.effective_user(container).0;
+    let home = if user == "root" {
+        "/root".to_string()
+    } else {
+        format!("/home/{user}")
+    };
+    if path == "~" {
+        home
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        format!("{home}/{rest}")
+    } else if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{home}/{path}")
+    }
+}
+
+fn parent(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/".to_string(),
+        Some((p, _)) => p.to_string(),
+    }
+}
+
+fn base(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs the copy; prints one ✓/✗ line per destination container.
+pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Mv, out: &mut dyn Write) -> Result<(), Error> {
+    let (src, dst) = (parse(&args.src), parse(&args.dst));
+    let project = match (&src, &dst) {
+        (End::Host(_), End::Host(_)) => {
+            return Err(Error::Usage(format!(
+                "neither {} nor {} names a container; write container paths as NAME:/path, e.g. dev:/home/dev/{}",
+                args.src,
+                args.dst,
+                Path::new(&args.dst).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into())
+            )))
+        }
+        _ => ctx.store()?.read()?,
+    };
+    match (src, dst) {
+        (End::Host(from), End::Container { pattern, path }) => {
+            if !from.exists() {
+                return Err(Error::Usage(format!(
+                    "{}: no such file or folder on this machine",
+                    from.display()
+                )));
+            }
+            fan_out(ctx, lxd, &project, &from, &pattern, &path, args.yes, out)
+        }
+        (End::Container { pattern, path }, End::Host(to)) => {
+            let name = single(&project, &pattern)?;
+            pull(lxd, &project, &name, &path, &to)?;
+            say(
+                out,
+                &format!(
+                    "✓ {name}:{} -> {}",
+                    resolve(&project, &name, &path),
+                    to.display()
+                ),
+            )
+        }
+        (
+            End::Container {
+                pattern: sp,
+                path: spath,
+            },
+            End::Container { pattern, path },
+        ) => {
+            let name = single(&project, &sp)?;
+            let tmp = std::env::temp_dir().join(format!("ldm-mv-{}", std::process::id()));
+            std::fs::create_dir_all(&tmp)?;
+            let from_path = resolve(&project, &name, &spath);
+            let local = tmp.join(base(Path::new(&from_path)));
+            let result = pull(lxd, &project, &name, &spath, &tmp)
+                .and_then(|()| fan_out(ctx, lxd, &project, &local, &pattern, &path, args.yes, out));
+            let _ = std::fs::remove_dir_all(&tmp);
+            result
+        }
+        (End::Host(_), End::Host(_)) => Ok(()),
+    }
+}
+
+fn single(project: &Project, pattern: &str) -> Result<String, Error> {
+    let names = expand(project, pattern)?;
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(Error::Usage(format!(
+            "a source must be one container, but {pattern} matches {}",
+            names.join(", ")
+        ))),
+    }
+}
+
+fn pull(lxd: &dyn Lxd, project: &Project, name: &str, path: &str, to: &Path) -> Result<(), Error> {
+    let lxd_name = project.lxd_name(name);
+    let path = resolve(project, name, path);
+    let kind = probe(lxd, &lxd_name, &path)?;
+    if kind != "dir" && kind != "file" {
+        return Err(Error::Usage(format!(
+            "{name}:{path}: no such file or folder"
+        )));
+    }
+    lxd.pull(&lxd_name, &path, to, kind == "dir")
+        .map_err(Error::lxd(format!(
+            "copying {name}:{path} to {}",
+            to.display()
+        )))
+}
+
+fn probe(lxd: &dyn Lxd, lxd_name: &str, path: &str) -> Result<String, Error> {
+    let out = lxd
+        .exec(lxd_name, &["sh", "-c", PROBE, "sh", path], b"")
+        .map_err(Error::lxd(format!("looking at {path} in {lxd_name}")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fan_out(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    project: &Project,
+    from: &Path,
+    pattern: &str,
+    path: &str,
+    yes: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let names = expand(project, pattern)?;
+    let mut failed = 0;
+    for name in &names {
+        match push(ctx, lxd, project, from, name, path, yes) {
+            Ok(Some(dest)) => say(out, &format!("✓ {name}:{dest}"))?,
+            Ok(None) => say(out, &format!("✗ {name}: skipped (folder not created)"))?,
+            Err(e) => {
+                failed += 1;
+                say(out, &format!("✗ {name}: {e}"))?;
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(Error::Usage(format!(
+            "{n} of {} copies failed (see above)",
+            names.len()
+        ))),
+    }
+}
+
+/// Copies host `from` into `name`; `None` if the user declined to create the folder.
+fn push(
+    _ctx: &Ctx,
+    lxd: &dyn Lxd,
+    project: &Project,
+    from: &Path,
+    name: &str,
+    path: &str,
+    yes: bool,
+) -> Result<Option<String>, Error> {
+    let lxd_name = project.lxd_name(name);
+    let user = project.effective_user(name).0;
+    let path = resolve(project, name, path);
+    let into_dir = path.ends_with('/') || probe(lxd, &lxd_name, &path)? == "dir";
+    let (dir, dest) = if into_dir {
+        let dir = path.trim_end_matches('/').to_string();
+        let dir = if dir.is_empty() { "/".to_string() } else { dir };
+        let dest = format!("{}/{}", dir.trim_end_matches('/'), base(from));
+        (dir, dest)
+    } else {
+        (parent(&path), path.clone())
+    };
+    if probe(lxd, &lxd_name, &dir)? != "dir" {
+        if !op::confirm(
+            &format!("{dir} does not exist in {name}; create it?"),
+            yes,
+            "-y",
+        )? {
+            return Ok(None);
+        }
+        exec_ok(lxd, &lxd_name, &["mkdir", "-p", &dir])?;
+        if user != "root" {
+            exec_ok(lxd, &lxd_name, &["chown", &format!("{user}:"), &dir])?;
+        }
+    }
+    let recursive = from.is_dir();
+    let target = if recursive { dir.clone() } else { dest.clone() };
+    lxd.push(&lxd_name, from, &target, recursive)
+        .map_err(Error::lxd(format!(
+            "copying {} to {name}:{target}",
+            from.display()
+        )))?;
+    if user != "root" {
+        exec_ok(lxd, &lxd_name, &["chown", "-R", &format!("{user}:"), &dest])?;
+    }
+    Ok(Some(dest))
+}
+
+fn exec_ok(lxd: &dyn Lxd, lxd_name: &str, argv: &[&str]) -> Result<(), Error> {
+    let out = lxd
+        .exec(lxd_name, argv, b"")
+        .map_err(Error::lxd(format!("running {} in {lxd_name}", argv[0])))?;
+    if out.code != 0 {
+        return Err(Error::Usage(format!(
+            "`{}` in {lxd_name} failed (exit {}): {}",
+            argv.join(" "),
+            out.code,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_parse() {
+        assert_eq!(
+            parse("dev:/tmp/x"),
+            End::Container {
+                pattern: "dev".into(),
+                path: "/tmp/x".into()
+            }
+        );
+        assert_eq!(
+            parse("web*:~/a b"),
+            End::Container {
+                pattern: "web*".into(),
+                path: "~/a b".into()
+            }
+        );
+        assert_eq!(parse("a/b"), End::Host("a/b".into()));
+        assert_eq!(parse("./x:y"), End::Host("./x:y".into()));
+    }
+
+    #[test]
+    fn home_and_parents() {
+        let mut p = Project::new("p", vec![]);
+        p.containers.insert("dev".into(), Default::default());
+        assert_eq!(resolve(&p, "dev", "~/x"), "/home/dev/x");
+        assert_eq!(resolve(&p, "dev", "x"), "/home/dev/x");
+        assert_eq!(parent("/a/b"), "/a");
+        assert_eq!(parent("/a"), "/");
+    }
+}

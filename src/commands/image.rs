@@ -1,0 +1,196 @@
+//! `ldm image create|list|delete|rename` and `ldm images`.
+
+use std::io::{IsTerminal, Write};
+
+use crate::cli::ImageList;
+use crate::commands::op::{self, Progress};
+use crate::commands::{table, Ctx};
+use crate::lxd::{Lxd, LxdError};
+use crate::model::{Mutation, Op};
+use crate::{say, Error};
+
+/// Prefix of the temporary snapshot `image create` publishes from.
+pub const PUBLISH_PREFIX: &str = "ldm-publish-";
+
+fn check_alias(alias: &str) -> Result<(), Error> {
+    if alias.is_empty()
+        || alias.contains('/')
+        || alias.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(Error::Usage(format!(
+            "invalid image alias {alias:?}: use letters, digits, '-', '_', '.' and ':'"
+        )));
+    }
+    Ok(())
+}
+
+/// `ldm image create C ALIAS`: stop if running, snapshot, publish the
+/// snapshot, remove the snapshot (even on failure), restart if it was running.
+pub fn create(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    container: &str,
+    alias: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    check_alias(alias)?;
+    let mut store = ctx.store()?;
+    let paths = store.paths().clone();
+    let (_owner, pending) = op::claim(
+        &store,
+        Op::ImageCreate {
+            alias: alias.to_string(),
+        },
+    )?;
+    let lxd_name = store.commit(|p| {
+        let c = op::container(p, container)?;
+        op::check_free(&paths, container, c)?;
+        let m = Mutation::OperationStarted {
+            container: container.to_string(),
+            snapshot: None,
+            pending: pending.clone(),
+        };
+        Ok::<_, Error>((vec![m], p.lxd_name(container)))
+    })?;
+    let result = publish(ctx, lxd, &lxd_name, alias);
+    store.commit(|_| {
+        Ok::<_, Error>((
+            vec![Mutation::OperationFinished {
+                container: container.to_string(),
+                snapshot: None,
+            }],
+            (),
+        ))
+    })?;
+    result?;
+    say(out, &format!("Created image {alias} from {container}; use it with `ldm container create NAME {alias}`"))
+}
+
+fn publish(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, alias: &str) -> Result<(), Error> {
+    let inst = lxd
+        .instance(lxd_name)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
+        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
+    let was_running = inst.is_running();
+    let mut progress = Progress::new(ctx.quiet, 4);
+    progress.step(&format!(
+        "Stopping {lxd_name}{}",
+        if was_running {
+            ""
+        } else {
+            " (already stopped)"
+        }
+    ));
+    if was_running {
+        match lxd.stop(lxd_name) {
+            Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
+            Err(e) => return Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
+        }
+    }
+    let snap = format!("{PUBLISH_PREFIX}{}", std::process::id());
+    progress.step(&format!("Taking snapshot {snap}"));
+    let taken = lxd
+        .snapshot(lxd_name, &snap)
+        .map_err(Error::lxd(format!("snapshotting {lxd_name}")));
+    let published = taken.and_then(|()| {
+        progress.step(&format!("Publishing {lxd_name}/{snap} as {alias}"));
+        let show = !ctx.quiet && std::io::stderr().is_terminal();
+        lxd.publish(lxd_name, &snap, alias, show).map_err(|e| match e {
+            LxdError::AlreadyExists { .. } => Error::Usage(format!("an image alias {alias} exists already; pick another, or `ldm image delete {alias}` first")),
+            e => Error::lxd(format!("publishing {lxd_name}/{snap}"))(e),
+        })
+    });
+    progress.step("Cleaning up");
+    let removed = match lxd.delete_snapshot(lxd_name, &snap) {
+        Ok(()) | Err(LxdError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::lxd(format!(
+            "deleting the temporary snapshot {lxd_name}/{snap}"
+        ))(e)),
+    };
+    let restarted = if was_running {
+        match lxd.start(lxd_name) {
+            Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok(()),
+            Err(e) => Err(Error::lxd(format!("restarting {lxd_name}"))(e)),
+        }
+    } else {
+        Ok(())
+    };
+    published.and(removed).and(restarted)
+}
+
+/// `ldm image list [--all] [--json]`.
+pub fn list(lxd: &dyn Lxd, args: &ImageList, out: &mut dyn Write) -> Result<(), Error> {
+    let mut images = lxd.images().map_err(Error::lxd("listing images"))?;
+    if !args.all {
+        images.retain(|i| !i.aliases.is_empty());
+    }
+    if args.json {
+        return say(
+            out,
+            &serde_json::to_string_pretty(&images).unwrap_or_default(),
+        );
+    }
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| {
+            let alias = if i.aliases.is_empty() {
+                "-".to_string()
+            } else {
+                i.aliases.join(", ")
+            };
+            let fp: String = i.fingerprint.chars().take(12).collect();
+            vec![
+                alias,
+                fp,
+                format!("{:.1} MB", i.size as f64 / 1e6),
+                i.description.clone(),
+            ]
+        })
+        .collect();
+    table::print(out, &["ALIAS", "FINGERPRINT", "SIZE", "DESCRIPTION"], &rows)
+}
+
+/// `ldm image delete ALIAS [-f]`.
+pub fn delete(lxd: &dyn Lxd, alias: &str, force: bool, out: &mut dyn Write) -> Result<(), Error> {
+    if !force {
+        let images = lxd.images().map_err(Error::lxd("listing images"))?;
+        let image = images
+            .iter()
+            .find(|i| i.aliases.iter().any(|a| a == alias))
+            .ok_or_else(|| {
+                Error::Usage(format!("no image with alias {alias}; see `ldm image list`"))
+            })?;
+        eprintln!(
+            "{alias}: {} ({:.1} MB) {}",
+            &image.fingerprint.chars().take(12).collect::<String>(),
+            image.size as f64 / 1e6,
+            image.description
+        );
+        if !op::confirm(&format!("Delete image {alias}?"), false, "--force")? {
+            return say(out, "Cancelled");
+        }
+    }
+    lxd.delete_image(alias).map_err(|e| match e {
+        LxdError::NotFound { .. } => {
+            Error::Usage(format!("no image with alias {alias}; see `ldm image list`"))
+        }
+        e => Error::lxd(format!("deleting image {alias}"))(e),
+    })?;
+    say(out, &format!("Deleted image {alias}"))
+}
+
+/// `ldm image rename OLD NEW`: one server-side alias rename, so a failure
+/// never leaves both aliases or neither.
+pub fn rename(lxd: &dyn Lxd, old: &str, new: &str, out: &mut dyn Write) -> Result<(), Error> {
+    check_alias(new)?;
+    lxd.rename_alias(old, new).map_err(|e| match e {
+        LxdError::NotFound { .. } => {
+            Error::Usage(format!("no image with alias {old}; see `ldm image list`"))
+        }
+        LxdError::AlreadyExists { .. } => {
+            Error::Usage(format!("an image alias {new} exists already"))
+        }
+        e => Error::lxd(format!("renaming image alias {old} to {new}"))(e),
+    })?;
+    say(out, &format!("Renamed image {old} to {new}"))
+}

@@ -1,0 +1,53 @@
+//! `ldm ssh NAME [-u USER] [-- CMD ARGS...]`: a login shell as the
+//! container's user (so its groups apply), or one command with its exit code.
+
+use crate::cli::Ssh;
+use crate::commands::{op, Ctx};
+use crate::lxd::Lxd;
+use crate::model::validate;
+use crate::Error;
+
+/// Runs `$0 "$@"` in the login shell: the script is constant, the command
+/// and its arguments reach the container as separate argv elements.
+const RUN_ARGV: &str = r#"exec "$0" "$@""#;
+
+/// Opens the shell (replacing this process) or runs the command.
+pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Ssh) -> Result<(), Error> {
+    let project = ctx.store()?.read()?;
+    op::container(&project, &args.name)?;
+    let lxd_name = project.lxd_name(&args.name);
+    let user = match &args.user {
+        Some(u) => u.clone(),
+        None => project.effective_user(&args.name).0,
+    };
+    if user != "root" {
+        validate::user_name(&user)?;
+    }
+    let inst = lxd
+        .instance(&lxd_name)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
+        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
+    if !inst.is_running() {
+        return Err(Error::Usage(format!(
+            "{} is {}; start it with `ldm up {}`",
+            args.name,
+            inst.status.to_lowercase(),
+            args.name
+        )));
+    }
+    let mut argv: Vec<&str> = vec!["su", "-l", &user];
+    if args.command.is_empty() {
+        return Err(Error::lxd(format!("opening a shell in {lxd_name}"))(
+            lxd.exec_replace(&lxd_name, &argv),
+        ));
+    }
+    argv.extend(["-c", RUN_ARGV, "--"]);
+    argv.extend(args.command.iter().map(String::as_str));
+    match lxd
+        .exec_attached(&lxd_name, &argv)
+        .map_err(Error::lxd(format!("running a command in {lxd_name}")))?
+    {
+        0 => Ok(()),
+        code => Err(Error::Exit(code)),
+    }
+}
