@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "ldm", version, about, propagate_version = true)]
 pub struct Cli {
+    /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: clap::ColorChoice,
     /// Run as if ldm was started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub dir: Option<PathBuf>,
@@ -62,6 +65,13 @@ pub enum Command {
     Compact,
     /// Check containers.yaml and containers.log; repair a damaged log.
     Doctor(Doctor),
+    /// Print a shell completion script: `ldm completions bash > /etc/bash_completion.d/ldm`.
+    Completions {
+        /// Shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `ldm man | man -l -`.
+    Man,
 }
 
 /// `ldm project ...`
@@ -278,6 +288,9 @@ pub struct ProjectCreate {
     /// Default ports to forward, e.g. 5173,8000.
     #[arg(long, value_name = "PORTS")]
     pub ports: Option<String>,
+    /// Run the containers on this LXD remote (see `lxc remote list`) instead of the local LXD.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 /// `ldm config ...`

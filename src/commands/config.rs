@@ -12,11 +12,12 @@ use crate::model::{validate, Mutation, Project, Scope, DEFAULT_USER};
 use crate::store::StoreError;
 use crate::{say, Error};
 
-const KEYS: &str = "defaults.ports, defaults.user.name, defaults.user.password, containers.NAME.ports, containers.NAME.user.name, containers.NAME.user.password";
+const KEYS: &str = "remote, defaults.ports, defaults.user.name, defaults.user.password, containers.NAME.ports, containers.NAME.user.name, containers.NAME.user.password";
 
 /// Which setting a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
+    Remote,
     Ports,
     UserName,
     UserPassword,
@@ -31,6 +32,12 @@ struct Key {
 
 fn parse_key(key: &str) -> Result<Key, Error> {
     let parts: Vec<&str> = key.split('.').collect();
+    if parts == ["remote"] {
+        return Ok(Key {
+            scope: Scope::Defaults,
+            field: Field::Remote,
+        });
+    }
     let (scope, rest) = match parts.as_slice() {
         ["defaults", rest @ ..] => (Scope::Defaults, rest),
         ["containers", name, rest @ ..] if !name.is_empty() => {
@@ -72,6 +79,10 @@ enum Value {
 
 fn parse_value(field: Field, text: &str) -> Result<Value, Error> {
     match field {
+        Field::Remote => {
+            validate::remote(text)?;
+            Ok(Value::Text(text.to_string()))
+        }
         Field::Ports => {
             let ports = validate::parse_ports(text)?;
             if ports.is_empty() {
@@ -98,6 +109,7 @@ fn change(ctx: &Ctx, key: Key, value: Option<Value>) -> Result<(), Error> {
         Scope::Container(c) => Some(c.clone()),
     };
     let mutation = match (key.field, value) {
+        (Field::Remote, v) => Mutation::RemoteSet { remote: text(v) },
         (Field::Ports, Some(Value::Ports(ports))) => Mutation::PortsSet { container, ports },
         (Field::Ports, _) => Mutation::PortsSet {
             container,
@@ -169,6 +181,10 @@ fn effective(project: &Project, key: &Key) -> Result<(serde_json::Value, &'stati
     };
     let def = &project.defaults;
     Ok(match key.field {
+        Field::Remote => match &project.remote {
+            Some(r) => (serde_json::json!(r), "project"),
+            None => (serde_json::json!(""), "builtin"),
+        },
         Field::Ports => match own {
             Some(c) if !c.ports.is_empty() => (serde_json::json!(c.ports), "container"),
             _ if !def.ports.is_empty() => (serde_json::json!(def.ports), "defaults"),

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::cli::Doctor;
 use crate::commands::drift::{self, Drift};
+use crate::commands::style::Color;
 use crate::commands::Ctx;
 use crate::lxd::{Instance, Lxd, LxdError};
 use crate::store::repair::{Finding, RepairReport, Severity};
@@ -111,7 +112,8 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Resu
             )?;
         }
         for d in &drifts {
-            say(out, &format!("  DRIFT  {}: {}", d.container, d.message))?;
+            let tag = ctx.style.paint("  DRIFT", Some(Color::Red));
+            say(out, &format!("{tag}  {}: {}", d.container, d.message))?;
             say(
                 out,
                 &format!("         fix: `ldm doctor --fix` will {}", d.fix),

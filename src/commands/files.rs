@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::cli::Mv;
+use crate::commands::style::Color;
 use crate::commands::{op, Ctx};
 use crate::lxd::Lxd;
 use crate::model::Project;
@@ -198,11 +199,23 @@ fn fan_out(
     let mut failed = 0;
     for name in &names {
         match push(ctx, lxd, project, from, name, path, yes) {
-            Ok(Some(dest)) => say(out, &format!("✓ {name}:{dest}"))?,
-            Ok(None) => say(out, &format!("✗ {name}: skipped (folder not created)"))?,
+            Ok(Some(dest)) => say(
+                out,
+                &format!("{} {name}:{dest}", ctx.style.paint("✓", Some(Color::Green))),
+            )?,
+            Ok(None) => say(
+                out,
+                &format!(
+                    "{} {name}: skipped (folder not created)",
+                    ctx.style.paint("✗", Some(Color::Yellow))
+                ),
+            )?,
             Err(e) => {
                 failed += 1;
-                say(out, &format!("✗ {name}: {e}"))?;
+                say(
+                    out,
+                    &format!("{} {name}: {e}", ctx.style.paint("✗", Some(Color::Red))),
+                )?;
             }
         }
     }

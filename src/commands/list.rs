@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::commands::{op, table, Ctx};
+use crate::commands::{op, style, table, Ctx};
 use crate::lxd::Lxd;
 use crate::{say, Error};
 
@@ -109,5 +109,11 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<
             ]
         })
         .collect();
-    table::print(out, &["NAME", "IMAGE", "STATUS", "IPV4", "PORTS"], &cells)
+    table::print_styled(
+        out,
+        &["NAME", "IMAGE", "STATUS", "IPV4", "PORTS"],
+        &cells,
+        ctx.style,
+        &|col, text| (col == 2).then(|| style::status_color(text)).flatten(),
+    )
 }

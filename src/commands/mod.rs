@@ -16,6 +16,7 @@ pub mod op;
 mod project;
 mod snapshot;
 mod ssh;
+pub mod style;
 mod table;
 
 use std::io::Write;
@@ -34,6 +35,8 @@ pub struct Ctx {
     pub opts: store::Options,
     /// `-q`: no progress output.
     pub quiet: bool,
+    /// Colour for stdout.
+    pub style: style::Style,
 }
 
 impl Ctx {
@@ -45,8 +48,25 @@ impl Ctx {
 
 /// Runs one parsed command line, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics if its writer fails
+            // (`ldm completions bash | head`); ours reports a broken pipe.
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "ldm", &mut buf);
+            out.write_all(&buf)?;
+            return Ok(());
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(out)?;
+            return Ok(());
+        }
+        _ => {}
+    }
     let ctx = context(&cli)?;
-    let lxd = Client::from_env();
+    let lxd = client(&ctx, &cli.command);
     match cli.command {
         Command::Create(args) | Command::Project(ProjectCommand::Create(args)) => {
             project::create(&ctx, &args, out)
@@ -99,6 +119,52 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Config(cmd) => config::run(&ctx, cmd, out),
         Command::Compact => doctor::compact(&ctx, out),
         Command::Doctor(args) => doctor::run(&ctx, &lxd, &args, out),
+        Command::Completions { .. } | Command::Man => Ok(()),
+    }
+}
+
+/// The LXD client, addressed to the project's `remote:` if it has one.
+/// Commands that never call LXD skip the project read.
+fn client(ctx: &Ctx, command: &Command) -> Client {
+    let (client, note) = Client::from_env();
+    if let Some(note) = note {
+        note_once("incus", &note);
+    }
+    let uses_lxd = !matches!(
+        command,
+        Command::Create(_)
+            | Command::Project(ProjectCommand::Create(_))
+            | Command::Config(_)
+            | Command::Compact
+            | Command::Completions { .. }
+            | Command::Man
+    );
+    if !uses_lxd {
+        return client;
+    }
+    // A project that cannot be read here fails with its own error in the
+    // command; image commands work without a project.
+    let remote = ctx
+        .store()
+        .ok()
+        .and_then(|s| s.read().ok())
+        .and_then(|p| p.remote);
+    client.with_remote(remote)
+}
+
+/// Prints `message` on stderr the first time `key` comes up for this user.
+fn note_once(key: &str, message: &str) {
+    let dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("ldm"));
+    let marker = dir.as_ref().map(|d| d.join(format!("noted-{key}")));
+    if marker.as_ref().is_some_and(|m| m.exists()) {
+        return;
+    }
+    eprintln!("ldm: {message}");
+    if let (Some(dir), Some(marker)) = (dir, marker) {
+        let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(marker, message));
     }
 }
 
@@ -137,5 +203,6 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
             ..store::Options::default()
         },
         quiet: cli.quiet,
+        style: style::Style::for_stdout(cli.color),
     })
 }

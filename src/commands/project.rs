@@ -19,7 +19,12 @@ pub fn create(ctx: &Ctx, args: &ProjectCreate, out: &mut dyn Write) -> Result<()
         Some(p) => validate::parse_ports(p)?,
         None => Vec::new(),
     };
-    let store = Store::create(&ctx.start, &Project::new(&name, ports), ctx.opts.clone())?;
+    let mut project = Project::new(&name, ports);
+    if let Some(r) = &args.remote {
+        validate::remote(r)?;
+        project.remote = Some(r.clone());
+    }
+    let store = Store::create(&ctx.start, &project, ctx.opts.clone())?;
     say(
         out,
         &format!("Created project {name} in {}", store.paths().yaml.display()),

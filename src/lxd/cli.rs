@@ -25,17 +25,42 @@ use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
 pub struct Client {
     program: OsString,
     profile: Option<String>,
+    remote: Option<String>,
 }
 
 impl Client {
-    /// The client named by `LDM_LXC` (a name on PATH or a path), else `lxc`.
+    /// The client named by `LDM_LXC` (a name on PATH or a path); else
+    /// `lxc`, or `incus` when only that is installed, with a note saying so.
     /// `LDM_PROFILE` adds `--profile` to launches.
-    pub fn from_env() -> Client {
-        Client {
-            program: std::env::var_os("LDM_LXC")
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "lxc".into()),
+    pub fn from_env() -> (Client, Option<String>) {
+        let (program, note) = match std::env::var_os("LDM_LXC").filter(|p| !p.is_empty()) {
+            Some(p) => (p, None),
+            None if !on_path("lxc") && on_path("incus") => (
+                "incus".into(),
+                Some("lxc is not installed; using incus (set LDM_LXC to choose)".to_string()),
+            ),
+            None => ("lxc".into(), None),
+        };
+        let client = Client {
+            program,
             profile: std::env::var("LDM_PROFILE").ok().filter(|p| !p.is_empty()),
+            remote: None,
+        };
+        (client, note)
+    }
+
+    /// Addresses every call to `remote` (an LXD remote name), as set by the
+    /// project's `remote:` key.
+    pub fn with_remote(mut self, remote: Option<String>) -> Client {
+        self.remote = remote;
+        self
+    }
+
+    /// `REMOTE:name` when a remote is set, else `name`.
+    fn at(&self, name: &str) -> String {
+        match &self.remote {
+            Some(r) => format!("{r}:{name}"),
+            None => name.to_string(),
         }
     }
 
@@ -81,6 +106,17 @@ impl fmt::Display for Invocation {
         }
         Ok(())
     }
+}
+
+/// True if an executable named `program` is in a `PATH` folder.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// Quotes `s` for a POSIX shell if it needs it; for messages only.
@@ -238,7 +274,11 @@ fn parse_instance(v: &Value) -> Instance {
 
 impl Lxd for Client {
     fn list(&self) -> Result<Vec<Instance>, LxdError> {
-        let inv = self.call(&["list", "--format", "json"]);
+        let server = self.at("");
+        let mut inv = self.call(&["list", "--format", "json"]);
+        if !server.is_empty() {
+            inv.args.insert(1, server);
+        }
         let out = inv.run()?;
         let v: Value = serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
             cmd: inv.to_string(),
@@ -252,7 +292,7 @@ impl Lxd for Client {
     }
 
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
-        match self.query(&format!("/1.0/instances/{name}?recursion=1")) {
+        match self.query(&self.at(&format!("/1.0/instances/{name}?recursion=1"))) {
             Ok(v) => Ok(Some(parse_instance(&v))),
             Err(LxdError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -260,7 +300,13 @@ impl Lxd for Client {
     }
 
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
-        let mut args = vec!["launch".to_string(), image.to_string(), name.to_string()];
+        let image = match &self.remote {
+            // A bare alias means an image on the project's server.
+            Some(_) if !image.contains(':') => self.at(image),
+            _ => image.to_string(),
+        };
+        let image = image.as_str();
+        let mut args = vec!["launch".to_string(), image.to_string(), self.at(name)];
         for (k, v) in config {
             args.push("--config".into());
             args.push(format!("{k}={v}"));
@@ -286,19 +332,21 @@ impl Lxd for Client {
     }
 
     fn start(&self, name: &str) -> Result<(), LxdError> {
-        self.call(&["start", name]).run().map(drop)
+        self.call(&["start", &self.at(name)]).run().map(drop)
     }
 
     fn stop(&self, name: &str) -> Result<(), LxdError> {
-        self.call(&["stop", name]).run().map(drop)
+        self.call(&["stop", &self.at(name)]).run().map(drop)
     }
 
     fn delete(&self, name: &str) -> Result<(), LxdError> {
-        self.call(&["delete", name, "--force"]).run().map(drop)
+        self.call(&["delete", &self.at(name), "--force"])
+            .run()
+            .map(drop)
     }
 
     fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError> {
-        let mut inv = self.call(&["exec", name, "--"]);
+        let mut inv = self.call(&["exec", &self.at(name), "--"]);
         inv.args.extend(argv.iter().map(|a| a.to_string()));
         inv.stdin = stdin.to_vec();
         let (code, stdout, stderr) = inv.output()?;
@@ -310,7 +358,7 @@ impl Lxd for Client {
     }
 
     fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError> {
-        let v = self.query(&format!("/1.0/instances/{name}/snapshots?recursion=1"))?;
+        let v = self.query(&self.at(&format!("/1.0/instances/{name}/snapshots?recursion=1")))?;
         Ok(v.as_array()
             .into_iter()
             .flatten()
@@ -319,15 +367,19 @@ impl Lxd for Client {
     }
 
     fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
-        self.call(&["snapshot", name, snap]).run().map(drop)
+        self.call(&["snapshot", &self.at(name), snap])
+            .run()
+            .map(drop)
     }
 
     fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
-        self.call(&["restore", name, snap]).run().map(drop)
+        self.call(&["restore", &self.at(name), snap])
+            .run()
+            .map(drop)
     }
 
     fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
-        self.call(&["delete", &format!("{name}/{snap}")])
+        self.call(&["delete", &self.at(&format!("{name}/{snap}"))])
             .run()
             .map(drop)
     }
@@ -337,19 +389,19 @@ impl Lxd for Client {
             Some(s) => format!("{source}/{s}"),
             None => source.to_string(),
         };
-        self.call(&["copy", &from, target, "--instance-only"])
+        self.call(&["copy", &self.at(&from), &self.at(target), "--instance-only"])
             .run()
             .map(drop)
     }
 
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
-        let mut inv = self.call(&["exec", name, "--"]);
+        let mut inv = self.call(&["exec", &self.at(name), "--"]);
         inv.args.extend(argv.iter().map(|a| a.to_string()));
         Ok(inv.attached()?.unwrap_or(128 + 9))
     }
 
     fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError {
-        let mut inv = self.call(&["exec", name, "--"]);
+        let mut inv = self.call(&["exec", &self.at(name), "--"]);
         inv.args.extend(argv.iter().map(|a| a.to_string()));
         let source = Command::new(&inv.program).args(&inv.args).exec();
         LxdError::Spawn {
@@ -364,7 +416,7 @@ impl Lxd for Client {
             inv.args.push("--recursive".into());
         }
         inv.args.push(src.to_string_lossy().into_owned());
-        inv.args.push(format!("{name}{path}"));
+        inv.args.push(self.at(&format!("{name}{path}")));
         inv.run().map(drop)
     }
 
@@ -373,13 +425,17 @@ impl Lxd for Client {
         if recursive {
             inv.args.push("--recursive".into());
         }
-        inv.args.push(format!("{name}{path}"));
+        inv.args.push(self.at(&format!("{name}{path}")));
         inv.args.push(dest.to_string_lossy().into_owned());
         inv.run().map(drop)
     }
 
     fn images(&self) -> Result<Vec<Image>, LxdError> {
-        let inv = self.call(&["image", "list", "--format", "json"]);
+        let server = self.at("");
+        let mut inv = self.call(&["image", "list", "--format", "json"]);
+        if !server.is_empty() {
+            inv.args.insert(2, server);
+        }
         let out = inv.run()?;
         let v: Value = serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
             cmd: inv.to_string(),
@@ -406,7 +462,16 @@ impl Lxd for Client {
     }
 
     fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
-        let inv = self.call(&["publish", &format!("{name}/{snap}"), "--alias", alias]);
+        let mut inv = self.call(&[
+            "publish",
+            &self.at(&format!("{name}/{snap}")),
+            "--alias",
+            alias,
+        ]);
+        if self.remote.is_some() {
+            // Publish onto the project's server, not the local store.
+            inv.args.insert(2, self.at(""));
+        }
         if progress {
             inv.run_with_progress()
         } else {
@@ -415,11 +480,13 @@ impl Lxd for Client {
     }
 
     fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
-        self.call(&["image", "delete", alias]).run().map(drop)
+        self.call(&["image", "delete", &self.at(alias)])
+            .run()
+            .map(drop)
     }
 
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
-        self.call(&["image", "alias", "rename", old, new])
+        self.call(&["image", "alias", "rename", &self.at(old), new])
             .run()
             .map(drop)
     }

@@ -23,6 +23,10 @@ pub const DEFAULT_USER: &str = "dev";
 pub struct Project {
     /// Project name; prefix of every LXD name (`project-container`).
     pub project: String,
+    /// LXD remote (server or cluster) every client call addresses; `None`
+    /// for the local LXD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     /// Values containers fall back to.
     #[serde(default, skip_serializing_if = "Defaults::is_empty")]
     pub defaults: Defaults,
@@ -203,6 +207,7 @@ impl Project {
     pub fn new(name: &str, ports: Vec<u16>) -> Project {
         Project {
             project: name.to_string(),
+            remote: None,
             defaults: Defaults { ports, user: None },
             containers: BTreeMap::new(),
         }
@@ -211,6 +216,9 @@ impl Project {
     /// Checks every value a hand edit could have broken. Errors name the key.
     pub fn validate(&self) -> Result<(), (String, ValidationError)> {
         validate::project_name(&self.project).map_err(|e| ("project".to_string(), e))?;
+        if let Some(r) = &self.remote {
+            validate::remote(r).map_err(|e| ("remote".to_string(), e))?;
+        }
         validate::ports_list(&self.defaults.ports)
             .map_err(|e| ("defaults.ports".to_string(), e))?;
         check_user(self.defaults.user.as_ref(), "defaults.user")?;

@@ -84,6 +84,11 @@ pub enum Mutation {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snapshot: Option<String>,
     },
+    /// The LXD remote of the project; `None` for the local LXD.
+    RemoteSet {
+        /// Remote name.
+        remote: Option<String>,
+    },
     /// Password of the defaults or of one container; `None` unsets.
     UserPasswordSet {
         /// `None` for `defaults`.
@@ -202,6 +207,12 @@ impl Project {
                 container,
                 snapshot,
             } => *self.pending_slot(container, snapshot.as_deref())? = None,
+            Mutation::RemoteSet { remote } => {
+                if let Some(r) = remote {
+                    validate::remote(r)?;
+                }
+                self.remote = remote.clone();
+            }
             Mutation::UserNameSet { container, name } => {
                 if let Some(n) = name {
                     validate::user_name(n)?;

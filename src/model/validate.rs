@@ -65,6 +65,14 @@ pub enum ValidationError {
         /// What is wrong.
         why: String,
     },
+    /// Bad remote name.
+    #[error("invalid remote {remote:?}: {why}")]
+    Remote {
+        /// The name given.
+        remote: String,
+        /// What is wrong.
+        why: String,
+    },
     /// Bad password.
     #[error("invalid password: {why}")]
     Password {
@@ -244,6 +252,21 @@ pub fn password(pw: &str) -> Result<(), ValidationError> {
     if pw.contains('\0') {
         return Err(ValidationError::Password {
             why: "it contains a NUL byte".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks an LXD remote name (as listed by `lxc remote list`).
+pub fn remote(name: &str) -> Result<(), ValidationError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(ValidationError::Remote {
+            remote: name.to_string(),
+            why: "use the name `lxc remote list` shows (letters, digits, '-', '_', '.')".into(),
         });
     }
     Ok(())

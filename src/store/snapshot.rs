@@ -26,6 +26,8 @@ pub struct Mark {
 #[derive(Deserialize)]
 struct DocIn {
     project: String,
+    #[serde(default)]
+    remote: Option<String>,
     #[serde(default, deserialize_with = "null_is_default")]
     defaults: Defaults,
     #[serde(default, deserialize_with = "null_is_default")]
@@ -37,6 +39,8 @@ struct DocIn {
 #[derive(Serialize)]
 struct DocOut<'a> {
     project: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: &'a Option<String>,
     #[serde(skip_serializing_if = "defaults_empty")]
     defaults: &'a Defaults,
     containers: &'a BTreeMap<String, Container>,
@@ -62,6 +66,7 @@ pub fn decode(text: &str) -> Result<(Project, Option<Mark>), YamlError> {
     Ok((
         Project {
             project: doc.project,
+            remote: doc.remote,
             defaults: doc.defaults,
             containers: doc.containers,
         },
@@ -73,6 +78,7 @@ pub fn decode(text: &str) -> Result<(Project, Option<Mark>), YamlError> {
 pub fn encode(project: &Project, mark: Mark) -> Result<String, YamlError> {
     let body = yaml::to_string(&DocOut {
         project: &project.project,
+        remote: &project.remote,
         defaults: &project.defaults,
         containers: &project.containers,
         ldm: mark,
