@@ -61,7 +61,8 @@ struct Started {
 }
 
 /// Records the intent for `name`, or takes over an interrupted `op` of the
-/// same kind. `make` builds the intent mutation for a fresh name.
+/// same kind. `check` validates the request and builds the intent mutation
+/// for a fresh name.
 fn begin(
     store: &mut Store,
     name: &str,
@@ -90,6 +91,9 @@ fn begin(
                 }
             },
         };
+        // The command's own checks run on both paths: a resumed create must
+        // use the same image, a resumed clone the same source.
+        let fresh = check(p)?;
         let mutation = if resumed {
             Mutation::OperationStarted {
                 container: name.to_string(),
@@ -97,7 +101,7 @@ fn begin(
                 pending: pending.clone(),
             }
         } else {
-            check(p)?
+            fresh
         };
         let (user, password) = p.effective_user(name);
         let started = Started {
