@@ -20,6 +20,8 @@ pub fn print_styled(
     style: Style,
     color: &dyn Fn(usize, &str) -> Option<Color>,
 ) -> Result<(), Error> {
+    let rows = fit(rows, terminal_width());
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -50,8 +52,61 @@ pub fn print_styled(
     Ok(())
 }
 
+/// Columns of the terminal stdout is on, if it is one.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ fills the winsize struct we own.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
+/// Shortens the last column (descriptions, notes) so rows fit `width`.
+fn fit(rows: &[Vec<String>], width: Option<usize>) -> Vec<Vec<String>> {
+    let Some(width) = width else {
+        return rows.to_vec();
+    };
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    if cols == 0 {
+        return rows.to_vec();
+    }
+    let lead: usize = (0..cols - 1)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .sum();
+    let room = width.saturating_sub(lead).max(10);
+    rows.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(last) = r.last_mut() {
+                if last.chars().count() > room {
+                    *last = last.chars().take(room - 1).chain(['…']).collect();
+                }
+            }
+            r
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_last_column_is_cut_to_the_width() {
+        let rows = vec![vec!["name".to_string(), "x".repeat(100)]];
+        let fitted = super::fit(&rows, Some(40));
+        assert_eq!(fitted[0][1].chars().count(), 40 - 6);
+        assert!(fitted[0][1].ends_with('…'));
+        assert_eq!(super::fit(&rows, None), rows);
+    }
+
     use super::*;
 
     #[test]
