@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod lxd;
 pub mod model;
+pub mod proxy;
 pub mod store;
 pub mod yaml;
 

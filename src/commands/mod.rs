@@ -14,6 +14,7 @@ mod lifecycle;
 mod list;
 pub mod op;
 mod project;
+mod proxy;
 mod snapshot;
 mod ssh;
 pub mod style;
@@ -101,10 +102,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Down(args) => lifecycle::down(&ctx, &lxd, &args.name, out),
         Command::Remove(args) => lifecycle::remove(&ctx, &lxd, &args, out),
         Command::Ssh(args) => ssh::run(&ctx, &lxd, &args),
-        Command::Proxy(args) => Err(crate::Error::Usage(format!(
-            "proxy for {} is not built yet",
-            args.name
-        ))),
+        Command::Proxy(args) => proxy::run(&ctx, &lxd, &args),
         Command::Mv(args) => files::run(&ctx, &lxd, &args, out),
         Command::Images(args) | Command::Image(ImageCommand::List(args)) => {
             image::list(&lxd, &args, out)

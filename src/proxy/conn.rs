@@ -1,0 +1,366 @@
+//! One forwarded connection: join the client to the container, then move
+//! bytes both ways until both sides finish, the link idles out, or the proxy
+//! stops.
+//!
+//! Owns the byte moving. Each direction runs on its own thread with blocking
+//! `splice(2)` through a pipe (no copy through user space), or `read`/`write`
+//! with a 256 KiB buffer where splice is refused. End of file in one
+//! direction becomes `shutdown(Write)` on the other socket (half-close passes
+//! through); an error in either direction shuts both sockets down. Reads and
+//! writes time out every tick so a thread can notice that *neither*
+//! direction moved a byte for the idle timeout: the timeout is on silence,
+//! not on the connection's age.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{CloseReason, Event, Shared, CONNECT_TIMEOUT};
+
+/// Stack size of connection threads; buffers live on the heap.
+pub(crate) const STACK: usize = 128 * 1024;
+/// Pipe capacity asked for (the unprivileged maximum is usually 1 MiB).
+const PIPE_SIZE: usize = 1 << 20;
+/// Buffer of the read/write fallback.
+const BUF: usize = 256 * 1024;
+
+/// What the accept loop hands a connection thread.
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) port: u16,
+    pub(crate) remote: u16,
+    pub(crate) peer: SocketAddr,
+}
+
+/// Serves one accepted client until the connection ends; emits its events.
+pub(crate) fn serve(shared: &Arc<Shared>, client: TcpStream, job: Job) {
+    let client = Arc::new(client);
+    if !shared.register(job.id, &client) {
+        return;
+    }
+    let server = match connect(shared, &job).map(Arc::new) {
+        Some(s) if shared.register(job.id, &s) => s,
+        _ => {
+            shared.unregister(job.id);
+            return;
+        }
+    };
+    if let Ok(upstream) = server.peer_addr() {
+        shared.emit(Event::Opened {
+            port: job.port,
+            peer: job.peer,
+            upstream,
+        });
+    }
+    let (sent, received, reason) = forward(shared, &client, &server);
+    shared.unregister(job.id);
+    shared.emit(Event::Closed {
+        port: job.port,
+        peer: job.peer,
+        sent,
+        received,
+        reason,
+    });
+}
+
+/// Connects to the container; after a failure, once more if a fresh lookup
+/// gives another address. Reports failures as events.
+fn connect(shared: &Shared, job: &Job) -> Option<TcpStream> {
+    let port = job.port;
+    let Some(ip) = shared.upstream.current(shared) else {
+        shared.emit(Event::NoAddress { port });
+        return None;
+    };
+    let first = SocketAddr::new(ip, job.remote);
+    let error = match TcpStream::connect_timeout(&first, CONNECT_TIMEOUT) {
+        Ok(s) => return Some(s),
+        Err(e) => e,
+    };
+    if shared.stopping.load(Ordering::SeqCst) {
+        return None;
+    }
+    let (upstream, error) = match shared.upstream.refresh(ip, shared) {
+        None => {
+            shared.emit(Event::NoAddress { port });
+            return None;
+        }
+        Some(new) if new != ip => {
+            let again = SocketAddr::new(new, job.remote);
+            match TcpStream::connect_timeout(&again, CONNECT_TIMEOUT) {
+                Ok(s) => return Some(s),
+                Err(e) => (again, e),
+            }
+        }
+        Some(_) => (first, error),
+    };
+    shared.emit(Event::ConnectFailed {
+        port,
+        upstream,
+        error,
+    });
+    None
+}
+
+/// Activity shared by the two directions of one connection.
+struct Link {
+    start: Instant,
+    /// Milliseconds since `start` of the last byte moved either way.
+    last: AtomicU64,
+    idle_ms: u64,
+    /// Set by the direction that found the link idle.
+    idled: AtomicBool,
+}
+
+impl Link {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+    fn touch(&self) {
+        self.last.store(self.now_ms(), Ordering::Relaxed);
+    }
+    fn expired(&self) -> bool {
+        let idle = self
+            .now_ms()
+            .saturating_sub(self.last.load(Ordering::Relaxed))
+            >= self.idle_ms;
+        if idle {
+            self.idled.store(true, Ordering::Relaxed);
+        }
+        idle
+    }
+}
+
+/// Moves bytes both ways; returns (client → server, server → client, why it ended).
+fn forward(
+    shared: &Shared,
+    client: &Arc<TcpStream>,
+    server: &Arc<TcpStream>,
+) -> (u64, u64, CloseReason) {
+    let idle = shared.idle_timeout;
+    // How often a blocked thread looks at the clock.
+    let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let link = Arc::new(Link {
+        start: Instant::now(),
+        last: AtomicU64::new(0),
+        idle_ms: (idle.as_millis() as u64).max(1),
+        idled: AtomicBool::new(false),
+    });
+    let setup = [client, server].iter().try_for_each(|s| {
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(tick))?;
+        s.set_write_timeout(Some(tick))
+    });
+    if let Err(e) = setup {
+        shut_both(client, server);
+        return (0, 0, CloseReason::Error(e));
+    }
+    let (c, s, l) = (Arc::clone(client), Arc::clone(server), Arc::clone(&link));
+    let up = std::thread::Builder::new()
+        .name("proxy-up".into())
+        .stack_size(STACK)
+        .spawn(move || pump(&c, &s, &l));
+    let up = match up {
+        Ok(t) => t,
+        Err(e) => {
+            shut_both(client, server);
+            return (0, 0, CloseReason::Error(e));
+        }
+    };
+    let (received, down) = pump(server, client, &link);
+    let (sent, up) = up
+        .join()
+        .unwrap_or_else(|_| (0, Err(io::Error::other("forwarding thread panicked"))));
+    let reason = if shared.stopping.load(Ordering::SeqCst) {
+        CloseReason::Shutdown
+    } else if link.idled.load(Ordering::Relaxed) {
+        CloseReason::Idle
+    } else {
+        match up.and(down) {
+            Ok(()) => CloseReason::Done,
+            Err(e) => CloseReason::Error(e),
+        }
+    };
+    (sent, received, reason)
+}
+
+fn shut_both(a: &TcpStream, b: &TcpStream) {
+    let _ = a.shutdown(Shutdown::Both);
+    let _ = b.shutdown(Shutdown::Both);
+}
+
+/// One direction, `from` → `to`, until end of file (passed on as
+/// `shutdown(Write)`), an error or idleness (both sockets shut down).
+fn pump(from: &TcpStream, to: &TcpStream, link: &Link) -> (u64, io::Result<()>) {
+    let mut moved = 0;
+    let result = match (if std::env::var_os("XCOPY").is_some() {
+        Err(io::ErrorKind::Other.into())
+    } else {
+        Pipe::new()
+    })
+    .map(|p| splice_loop(from, to, &p, link, &mut moved))
+    {
+        Ok(Err(e)) if e.kind() == io::ErrorKind::Unsupported => {
+            copy_loop(from, to, link, &mut moved)
+        }
+        Err(_) => copy_loop(from, to, link, &mut moved),
+        Ok(r) => r,
+    };
+    let result = result.and_then(|()| match to.shutdown(Shutdown::Write) {
+        Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+        _ => Ok(()),
+    });
+    if result.is_err() {
+        shut_both(from, to);
+    }
+    (moved, result)
+}
+
+/// Runs one transfer until it moves bytes, sees end of file (0) or fails;
+/// a timeout only checks the link's idleness, then tries again.
+fn retry(link: &Link, mut op: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        match op() {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if link.expired() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "connection idle"));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn copy_loop(
+    mut from: &TcpStream,
+    mut to: &TcpStream,
+    link: &Link,
+    moved: &mut u64,
+) -> io::Result<()> {
+    let mut buf = vec![
+        0u8;
+        std::env::var("XBUF")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(BUF)
+    ];
+    loop {
+        let n = retry(link, || from.read(&mut buf))?;
+        if n == 0 {
+            return Ok(());
+        }
+        link.touch();
+        let mut off = 0;
+        while off < n {
+            let m = retry(link, || to.write(&buf[off..n]))?;
+            if m == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            off += m;
+            *moved += m as u64;
+            link.touch();
+        }
+    }
+}
+
+fn splice_loop(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    link: &Link,
+    moved: &mut u64,
+) -> io::Result<()> {
+    let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
+    let (pr, pw) = (pipe.r.as_raw_fd(), pipe.w.as_raw_fd());
+    let mut first = true;
+    loop {
+        // The pipe is empty here, so this splice never waits for pipe room.
+        let n = match retry(link, || splice(src, pw, pipe.size)) {
+            // No splice for this socket: the caller copies instead.
+            Err(e) if first && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) => {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, e));
+            }
+            r => r?,
+        };
+        first = false;
+        if n == 0 {
+            return Ok(());
+        }
+        link.touch();
+        let mut left = n;
+        while left > 0 {
+            let m = retry(link, || splice(pr, dst, left))?;
+            if m == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            left -= m;
+            *moved += m as u64;
+            link.touch();
+        }
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: null offsets are required for sockets and pipes; both fds are
+    // open for the whole call (their owners outlive it).
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// A pipe, the kernel-side buffer between the two sockets of one direction.
+struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    size: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe2 writes two fds into the array we own.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: fcntl on our open pipe fd with an integer argument.
+        let mut size = unsafe {
+            libc::fcntl(
+                w.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                std::env::var("XPIPE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(PIPE_SIZE) as libc::c_int,
+            )
+        };
+        if size <= 0 {
+            // Over the system's limit: keep the default capacity.
+            // SAFETY: as above, no argument.
+            size = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        }
+        let size = usize::try_from(size).unwrap_or(0).max(4096);
+        Ok(Pipe { r, w, size })
+    }
+}
