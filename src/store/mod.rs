@@ -292,6 +292,9 @@ impl Store {
     pub fn repair(&mut self) -> Result<repair::RepairReport, StoreError> {
         let _guard = self.lock()?;
         self.view = None;
+        for path in recover::remove_temps(&*self.opts.fs, &self.paths)? {
+            (self.opts.notify)(&Notice::TempRemoved { path });
+        }
         repair::repair(&*self.opts.fs, &self.paths)
     }
 

@@ -83,26 +83,18 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
             };
             let expect = if folded { None } else { mark.map(|m| m.seq) };
             let scan = log::scan(&bytes[record::HEADER_LEN..], log::FIRST_RECORD, expect);
-            if let Tail::Corrupt { offset, reason, .. } = &scan.tail {
-                return Err(StoreError::Corrupt {
-                    path: paths.log.clone(),
-                    offset: *offset,
-                    reason: reason.clone(),
-                });
-            }
-            if folded {
-                // Every record of the previous generation is in the YAML already.
-                if let Some(e) = scan.entries.iter().find(|e| e.seq > last_seq) {
+            // A folded log is the previous generation: compaction (or a
+            // repair, which may have dropped damaged records) put everything
+            // it keeps into the YAML under the lock, so its content no longer
+            // matters, damaged or not. The next writer replaces it.
+            if !folded {
+                if let Tail::Corrupt { offset, reason, .. } = &scan.tail {
                     return Err(StoreError::Corrupt {
                         path: paths.log.clone(),
-                        offset: e.offset,
-                        reason: format!(
-                            "record {} of the previous generation is newer than containers.yaml (seq {last_seq})",
-                            e.seq
-                        ),
+                        offset: *offset,
+                        reason: reason.clone(),
                     });
                 }
-            } else {
                 replay(&mut project, &scan, paths)?;
                 if let Some(e) = scan.entries.last() {
                     last_seq = e.seq;

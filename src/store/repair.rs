@@ -180,7 +180,11 @@ fn inspect_log(
         }
         None => false,
     };
-    let expect = if folded { None } else { mark.map(|m| m.seq) };
+    if folded {
+        // Its content is in containers.yaml already (see recover::load).
+        return;
+    }
+    let expect = mark.map(|m| m.seq);
     let scan = log::scan(&bytes[HEADER_LEN..], log::FIRST_RECORD, expect);
     match &scan.tail {
         Tail::Clean => out.push(finding(
@@ -206,7 +210,7 @@ fn inspect_log(
             Some(REPAIR),
         )),
     }
-    if let (Some((mut project, _)), false) = (yaml, folded) {
+    if let Some((mut project, _)) = yaml {
         if let Err(e) = recover::replay(&mut project, &scan, paths) {
             out.push(finding(
                 Severity::Damage,
@@ -317,7 +321,13 @@ pub fn repair(fs: &dyn Fs, paths: &Paths) -> Result<RepairReport, StoreError> {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .replace(':', "");
-    let backup = paths.dir.join(format!("containers.log.broken-{stamp}"));
+    // Never overwrite the backup of an earlier repair (same second or not).
+    let mut backup = paths.dir.join(format!("containers.log.broken-{stamp}"));
+    let mut n = 1;
+    while fs.stat(&backup).is_ok() {
+        n += 1;
+        backup = paths.dir.join(format!("containers.log.broken-{stamp}-{n}"));
+    }
     fs.write_new(&backup, &bytes)
         .map_err(|e| StoreError::io("write", &backup, e))?;
     fs.sync(&backup)

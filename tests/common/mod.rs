@@ -1,0 +1,254 @@
+//! Helpers shared by the tests that run the real `ldm` binary.
+//!
+//! Every command runs with `-C DIR`, with the caller's `LDM_*` variables
+//! removed and `LDM_LXC` pointing at a program that does not exist, so that
+//! `doctor` never talks to a real LXD (it reports "LXD unchecked" and judges
+//! the files alone).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use ldm::model::Project;
+use ldm::store::{recover, Options, OsFs, Paths, Store};
+use tempfile::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ldm");
+
+/// A fresh, empty folder.
+pub fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("ldm-it-")
+        .tempdir()
+        .expect("create a temp folder")
+}
+
+/// `ldm` as a plain std command: no `-C`, a clean environment.
+pub fn ldm_bare() -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("LDM_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("LDM_LXC", "/nonexistent/ldm-tests/lxc");
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// `ldm -C dir` as a std command, for spawning and killing. It also runs
+/// in `dir`, so that nothing (not even a core dump) lands elsewhere.
+pub fn ldm_std(dir: &Path) -> std::process::Command {
+    let mut cmd = ldm_bare();
+    cmd.arg("-C").arg(dir);
+    if dir.is_dir() {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
+/// `ldm -C dir` as an assert_cmd command.
+pub fn ldm(dir: &Path) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(ldm_std(dir))
+}
+
+/// Runs `ldm -C dir ARGS...` and returns (exit code, stdout, stderr);
+/// panics if it died by a signal.
+pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = ldm_std(dir).args(args).output().expect("run ldm");
+    let code = out
+        .status
+        .code()
+        .unwrap_or_else(|| panic!("ldm {args:?} died: {:?}", out.status));
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = run(dir, args);
+    assert_eq!(code, 0, "ldm {args:?} failed:\n{err}");
+    out
+}
+
+/// `ldm config set KEY VALUE`, which must succeed.
+pub fn set(dir: &Path, key: &str, value: &str) {
+    ok(dir, &["config", "set", key, value]);
+}
+
+/// `ldm config get KEY --json`'s value.
+pub fn get(dir: &Path, key: &str) -> serde_json::Value {
+    let out = ok(dir, &["config", "get", key, "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("config get --json is JSON");
+    v["value"].clone()
+}
+
+/// Starts a project `p` in `dir` with `ldm create`.
+pub fn create(dir: &Path) {
+    ok(dir, &["create", "--name", "p"]);
+}
+
+/// Writes a `containers.yaml` by hand, as the Go tool would (no `ldm:`
+/// mark), with containers `c0..c{n-1}`.
+pub fn write_go_yaml(dir: &Path, n: usize) {
+    let mut text = String::from("project: p\ncontainers:\n");
+    for i in 0..n {
+        text.push_str(&format!("  c{i}:\n    image: img\n"));
+    }
+    std::fs::write(dir.join("containers.yaml"), text).expect("write containers.yaml");
+}
+
+/// One file of a folder: its bytes and permission bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    /// Content.
+    pub bytes: Vec<u8>,
+    /// `st_mode & 0o7777`.
+    pub mode: u32,
+}
+
+/// Every regular file directly in `dir`, by name.
+pub fn files(dir: &Path) -> BTreeMap<OsString, FileState> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("list folder") {
+        let entry = entry.expect("folder entry");
+        let meta = entry.metadata().expect("stat");
+        if meta.is_file() {
+            out.insert(
+                entry.file_name(),
+                FileState {
+                    bytes: std::fs::read(entry.path()).expect("read file"),
+                    mode: meta.permissions().mode() & 0o7777,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// Like [`files`], but the content of `containers.lock` is blanked: every
+/// command that takes the lock writes its "pid N (command)" note there,
+/// even one that then refuses to change anything. Its presence still counts.
+pub fn data_files(dir: &Path) -> BTreeMap<OsString, FileState> {
+    let mut out = files(dir);
+    if let Some(lock) = out.get_mut(std::ffi::OsStr::new("containers.lock")) {
+        lock.bytes.clear();
+    }
+    out
+}
+
+/// Asserts two snapshots are equal, naming the first file that differs.
+pub fn assert_same(
+    before: &BTreeMap<OsString, FileState>,
+    after: &BTreeMap<OsString, FileState>,
+    what: &str,
+) {
+    let names: Vec<_> = before.keys().chain(after.keys()).collect();
+    for name in names {
+        assert_eq!(
+            before.get(name),
+            after.get(name),
+            "{what}: {name:?} changed (before: {:?}, after: {:?})",
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>()
+        );
+    }
+}
+
+/// Names of compaction temp files (`.containers.*.tmp-PID`) in `dir`.
+pub fn temps(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("list folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".containers.") && n.contains(".tmp-"))
+        .collect()
+}
+
+/// The project state as the library reads it (no lock, no writes).
+pub fn state(dir: &Path) -> Project {
+    Store::open(Paths::in_dir(dir), Options::default())
+        .read()
+        .unwrap_or_else(|e| panic!("read the store in {}: {e}", dir.display()))
+}
+
+/// Sequence number of the last record in the state (YAML mark or log).
+pub fn last_seq(dir: &Path) -> u64 {
+    recover::load(&OsFs, &Paths::in_dir(dir))
+        .unwrap_or_else(|e| panic!("load the store in {}: {e}", dir.display()))
+        .last_seq
+}
+
+/// `containers.log` in `dir`.
+pub fn log_path(dir: &Path) -> PathBuf {
+    dir.join("containers.log")
+}
+
+/// `containers.yaml` in `dir`.
+pub fn yaml_path(dir: &Path) -> PathBuf {
+    dir.join("containers.yaml")
+}
+
+/// Byte offset and length of every complete record of the log in `dir`.
+pub fn records(dir: &Path) -> Vec<(u64, u64, u64)> {
+    let bytes = std::fs::read(log_path(dir)).expect("read containers.log");
+    let scan = ldm::store::log::scan(
+        &bytes[ldm::store::record::HEADER_LEN..],
+        ldm::store::log::FIRST_RECORD,
+        None,
+    );
+    scan.entries
+        .iter()
+        .map(|e| (e.seq, e.offset, e.len))
+        .collect()
+}
+
+/// `ldm doctor --json`, parsed; the exit code with it.
+pub fn doctor_json(dir: &Path) -> (i32, serde_json::Value) {
+    let (code, out, err) = run(dir, &["doctor", "--json"]);
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("doctor --json printed no JSON ({e}):\n{out}\n{err}"));
+    (code, v)
+}
+
+/// Asserts `ldm doctor` finds nothing but "ok": no damage, no warning.
+pub fn assert_healthy(dir: &Path) {
+    let (code, report) = doctor_json(dir);
+    assert_eq!(code, 0, "doctor: {report:#}");
+    assert_eq!(report["healthy"], true, "{report:#}");
+    for f in report["findings"].as_array().expect("findings") {
+        assert_eq!(f["severity"], "ok", "doctor finding: {f:#}");
+    }
+}
+
+/// A tiny deterministic PRNG (xorshift64*), so runs repeat.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator; seed 0 is remapped.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// Next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

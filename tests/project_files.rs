@@ -1,0 +1,180 @@
+//! The project files as a user sees them (acceptance items 7 and 8): hand
+//! edits of `containers.yaml` survive other commands and compaction; `-C`
+//! and the search of parent folders find the right project; every file is
+//! created mode 0600.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::*;
+
+/// Replaces `from` with `to` in `containers.yaml`, as a user in an editor.
+fn edit_yaml(dir: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    assert!(text.contains(from), "{from:?} not in:\n{text}");
+    assert!(text.contains("\nldm:\n"), "the mark is gone:\n{text}");
+    std::fs::write(yaml_path(dir), text.replacen(from, to, 1)).unwrap();
+}
+
+fn check_hand_edit_survives(compact_first: bool) {
+    let dir = tempdir();
+    let dir = dir.path();
+    ok(dir, &["create", "--name", "p", "--ports", "3000"]);
+    set(dir, "defaults.user.name", "alice");
+    if compact_first {
+        ok(dir, &["compact"]);
+    }
+    edit_yaml(dir, "  - 3000\n", "  - 5000\n  - 5001\n");
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([5000, 5001]));
+    set(dir, "defaults.user.password", "pw");
+    let expect = |dir: &Path| {
+        let p = state(dir);
+        assert_eq!(p.defaults.ports, vec![5000, 5001], "the hand edit was lost");
+        let user = p.defaults.user.unwrap();
+        assert_eq!(
+            (user.name.as_deref(), user.password.as_deref()),
+            (Some("alice"), Some("pw"))
+        );
+        assert_eq!(last_seq(dir), 2);
+    };
+    expect(dir);
+    ok(dir, &["compact"]);
+    expect(dir);
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    assert!(text.contains("- 5000\n  - 5001\n"), "{text}");
+    assert!(!text.contains("3000"), "{text}");
+    // And once more through a compaction run by a commit.
+    let out = ldm(dir)
+        .env("LDM_AUTO_COMPACT_BYTES", "1")
+        .args(["config", "set", "defaults.user.name", "bob"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(state(dir).defaults.ports, vec![5000, 5001]);
+    assert_healthy(dir);
+}
+
+#[test]
+fn hand_edit_of_the_yaml_survives_other_writes_and_compaction() {
+    check_hand_edit_survives(true);
+}
+
+#[test]
+fn hand_edit_under_unfolded_records_survives_too() {
+    check_hand_edit_survives(false);
+}
+
+#[test]
+fn hand_edit_that_removes_a_logged_container_is_refused_and_left_unchanged() {
+    let dir = tempdir();
+    let dir = dir.path();
+    write_go_yaml(dir, 2);
+    set(dir, "containers.c1.ports", "8080");
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    std::fs::write(yaml_path(dir), text.replace("  c1:\n    image: img\n", "")).unwrap();
+    let before = data_files(dir);
+    let (code, _, err) = run(dir, &["config", "set", "containers.c0.ports", "80"]);
+    assert_eq!(code, 2, "{err}");
+    for needle in ["containers.log", "record 1", "\"c1\"", "edited by hand"] {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+    assert_same(&before, &data_files(dir), "refused replay");
+}
+
+#[test]
+fn commands_find_the_nearest_project_in_parent_folders() {
+    let root = tempdir();
+    let root = root.path();
+    create(root);
+    let deep = root.join("a/b/c");
+    std::fs::create_dir_all(&deep).unwrap();
+    let in_folder = |cwd: &Path, args: &[&str]| {
+        let out = ldm_bare().current_dir(cwd).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "ldm {args:?} in {}: {err}",
+            cwd.display()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    in_folder(&deep, &["config", "set", "defaults.ports", "7000"]);
+    assert_eq!(state(root).defaults.ports, vec![7000]);
+    assert!(files(&deep).is_empty() && files(&root.join("a")).is_empty());
+    assert_eq!(
+        in_folder(&deep, &["config", "get", "defaults.ports"]).trim(),
+        "7000"
+    );
+    // -C is relative to the current folder, and searches upwards too.
+    in_folder(
+        root,
+        &["-C", "a/b", "config", "set", "defaults.user.name", "carol"],
+    );
+    assert_eq!(
+        state(root).defaults.user.unwrap().name.as_deref(),
+        Some("carol")
+    );
+    // A nested project is nearer than the outer one.
+    in_folder(root, &["-C", "a", "-q", "create", "--name", "inner"]);
+    in_folder(&deep, &["config", "set", "defaults.ports", "7001"]);
+    assert_eq!(state(&root.join("a")).project, "inner");
+    assert_eq!(state(&root.join("a")).defaults.ports, vec![7001]);
+    assert_eq!(state(root).defaults.ports, vec![7000]);
+    // `-C` to the outer folder reaches the outer project again.
+    let got = in_folder(
+        &deep,
+        &["-C", "../../..", "config", "get", "defaults.ports"],
+    );
+    assert_eq!(got.trim(), "7000");
+}
+
+#[test]
+fn quiet_create_prints_only_the_result() {
+    let dir = tempdir();
+    let out = ldm(dir.path())
+        .args(["-q", "create", "--name", "p"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Created project p"));
+}
+
+fn assert_modes(dir: &Path, what: &str) {
+    let all = files(dir);
+    assert!(!all.is_empty());
+    for (name, f) in &all {
+        assert_eq!(f.mode, 0o600, "{what}: {name:?} is {:o}", f.mode);
+    }
+}
+
+#[test]
+fn files_are_created_mode_0600() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    assert_eq!(files(dir).len(), 3);
+    assert_modes(dir, "after create");
+    set(dir, "defaults.user.password", "secret");
+    ok(dir, &["compact"]);
+    assert_modes(dir, "after compact");
+
+    // A file written by another tool with 0644: ldm's own files are 0600,
+    // and the YAML becomes 0600 when compaction replaces it.
+    let go = tempdir();
+    let go = go.path();
+    write_go_yaml(go, 1);
+    std::fs::set_permissions(yaml_path(go), std::fs::Permissions::from_mode(0o644)).unwrap();
+    set(go, "containers.c0.user.password", "secret");
+    for name in ["containers.log", "containers.lock"] {
+        assert_eq!(files(go)[std::ffi::OsStr::new(name)].mode, 0o600, "{name}");
+    }
+    ok(go, &["compact"]);
+    assert_modes(go, "after compacting a 0644 file");
+}
