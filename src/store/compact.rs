@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use super::cache;
 use super::error::StoreError;
 use super::failpoint;
 use super::fs::Fs;
@@ -82,7 +83,9 @@ pub fn write_snapshot(
         &paths.yaml,
         text.as_bytes(),
         "compact.yaml",
-    )
+    )?;
+    cache::write(fs, paths, text.as_bytes(), project, Some(mark));
+    Ok(())
 }
 
 /// Replaces the log with an empty one of `generation`.

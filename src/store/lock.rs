@@ -130,7 +130,9 @@ fn write_holder(file: &File, what: &str) -> io::Result<()> {
 /// What the current holder wrote into the lock file.
 pub fn read_holder(path: &Path) -> String {
     let mut buf = vec![0u8; NOTE_LEN];
-    let n = File::open(path).and_then(|mut f| f.read(&mut buf)).unwrap_or(0);
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut buf))
+        .unwrap_or(0);
     let s = String::from_utf8_lossy(&buf[..n]);
     match s.trim() {
         "" => "another process (it did not say which)".to_string(),

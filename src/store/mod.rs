@@ -20,6 +20,7 @@
 //! document), `lock.rs`, `recover.rs` (load and tail policy), `compact.rs`,
 //! `repair.rs` (`doctor`), `fs.rs` (the I/O seam), `failpoint.rs` (test hooks).
 
+mod cache;
 mod compact;
 mod error;
 pub mod failpoint;
@@ -307,7 +308,8 @@ impl Store {
         self.sync_view()?;
         self.compact_locked()?;
         let fs = self.opts.fs.clone();
-        for path in [&self.paths.log, &self.paths.yaml, &self.paths.lock] {
+        let cache = self.paths.dir.join(cache::CACHE_FILE);
+        for path in [&self.paths.log, &self.paths.yaml, &cache, &self.paths.lock] {
             match fs.remove(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -386,7 +388,10 @@ impl Store {
         for path in recover::remove_temps(&*fs, &self.paths)? {
             (self.opts.notify)(&Notice::TempRemoved { path });
         }
-        let loaded = recover::load(&*fs, &self.paths)?;
+        let mut loaded = recover::load(&*fs, &self.paths)?;
+        if let Some(miss) = loaded.cache_miss.take() {
+            cache::write(&*fs, &self.paths, &miss.yaml, &miss.project, miss.mark);
+        }
         let mut log = None;
         let mut tail = Tail::Clean;
         if let Some(found) = &loaded.log {

@@ -8,6 +8,7 @@
 
 use std::io::ErrorKind;
 
+use super::cache;
 use super::error::StoreError;
 use super::fs::{FileId, Fs};
 use super::log::{self, Scan, Tail};
@@ -43,6 +44,19 @@ pub struct Loaded {
     pub log: Option<LogFound>,
     /// Sequence number of the last record in the state.
     pub last_seq: u64,
+    /// Set when the YAML had to be parsed, so that a writer can cache it.
+    pub cache_miss: Option<CacheMiss>,
+}
+
+/// A parsed `containers.yaml` that the load cache did not have.
+#[derive(Debug)]
+pub struct CacheMiss {
+    /// The exact bytes parsed.
+    pub yaml: Vec<u8>,
+    /// What they parse to (before the log is applied).
+    pub project: Project,
+    /// Their mark.
+    pub mark: Option<Mark>,
 }
 
 /// Reads the snapshot and the log and replays the log onto the snapshot.
@@ -54,7 +68,28 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     let bytes = fs
         .read(&paths.yaml)
         .map_err(|e| not_found_or_io(e, paths, "read"))?;
-    let (mut project, mark) = parse_yaml(paths, &bytes)?;
+    let (mut project, mark, cache_miss) = match cache::read(fs, paths, &bytes) {
+        Some((project, mark)) => {
+            // Made from these very bytes by an ldm whose rules may differ.
+            project
+                .validate()
+                .map_err(|(key, error)| StoreError::Invalid {
+                    path: paths.yaml.clone(),
+                    key,
+                    error,
+                })?;
+            (project, mark, None)
+        }
+        None => {
+            let (project, mark) = parse_yaml(paths, &bytes)?;
+            let miss = CacheMiss {
+                yaml: bytes,
+                project: project.clone(),
+                mark,
+            };
+            (project, mark, Some(miss))
+        }
+    };
     let mut last_seq = mark.map_or(0, |m| m.seq);
 
     let log = match fs.read(&paths.log) {
@@ -114,6 +149,7 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
         yaml_id,
         log,
         last_seq,
+        cache_miss,
     })
 }
 
@@ -171,7 +207,11 @@ fn not_found_or_io(e: std::io::Error, paths: &Paths, action: &'static str) -> St
 }
 
 /// Prefixes of the temp files compaction and `create` write.
-pub const TEMP_PREFIXES: [&str; 2] = [".containers.yaml.tmp-", ".containers.log.tmp-"];
+pub const TEMP_PREFIXES: [&str; 3] = [
+    ".containers.yaml.tmp-",
+    ".containers.log.tmp-",
+    cache::CACHE_TMP_PREFIX,
+];
 
 /// Removes temp files a dead compaction left behind. Only under the lock:
 /// the only process that could own one is the lock holder, which is us.
