@@ -75,12 +75,13 @@ fn begin(
         let resumed = match p.containers.get(name) {
             None => false,
             Some(c) => match op::check_free(&paths, name, c)? {
-                Some(old) if std::mem::discriminant(&old.op) == std::mem::discriminant(&pending.op) => true,
+                // Resume only the very same operation (same source for a clone).
+                Some(old) if old.op == pending.op => true,
                 Some(old) => {
                     return Err(Error::Usage(format!(
-                        "container {name} has an interrupted {} operation; run `{}` to finish it first",
-                        old.op.verb().to_lowercase(),
-                        old.op.command(name)
+                        "container {name} has an interrupted {}; run `{}` to finish it, or `ldm remove {name}`",
+                        old.op.noun(),
+                        old.op.command(name, &c.image)
                     )))
                 }
                 None => {
@@ -160,11 +161,23 @@ fn forget(store: &mut Store, lxd: &dyn Lxd, lxd_name: &str, name: &str) -> Resul
 }
 
 /// Hint appended to errors that leave an interrupted operation behind.
-fn rerun_hint(name: &str, op: &Op) -> String {
+fn rerun_hint(name: &str, op: &Op, image: &str) -> String {
     format!(
         "; the project shows it as interrupted: run `{}` again to finish, or `ldm remove {name}`",
-        op.command(name)
+        op.command(name, image)
     )
+}
+
+/// Forgets a container whose intent must not stay behind.
+fn unrecord(store: &mut Store, name: &str) -> Result<(), Error> {
+    store.commit(|_| {
+        Ok::<_, Error>((
+            vec![Mutation::ContainerRemoved {
+                name: name.to_string(),
+            }],
+            (),
+        ))
+    })
 }
 
 /// `ldm container create NAME IMAGE`.
@@ -190,7 +203,7 @@ pub fn create(
             pending: Some(pending.clone()),
         })
     })?;
-    let hint = rerun_hint(name, &Op::Create);
+    let hint = rerun_hint(name, &Op::Create, image);
     let lxd_name = s.lxd_name.as_str();
     let mut progress = Progress::new(ctx.quiet, 5);
     progress.step(&format!("Launching {lxd_name} from {image}"));
@@ -204,13 +217,15 @@ pub fn create(
             }
         }
         Err(e) => {
-            let orphan = matches!(e, LxdError::AlreadyExists { .. });
-            if forget(&mut store, lxd, lxd_name, name)? || orphan {
-                if orphan {
-                    return Err(Error::Usage(format!("LXD already has an instance {lxd_name} that this project does not record; adopt it with `ldm doctor --fix`, or pick another name")));
-                }
+            if matches!(e, LxdError::AlreadyExists { .. }) {
+                // Someone else's instance: the name must not stay taken.
+                unrecord(&mut store, name)?;
+                return Err(Error::Usage(format!("LXD already has an instance {lxd_name} that this project does not record; adopt it with `ldm doctor --fix`, or pick another name")));
+            }
+            if forget(&mut store, lxd, lxd_name, name)? {
                 return Err(Error::lxd(format!("launching {lxd_name} from {image}"))(e));
             }
+
             return Err(Error::lxd(format!(
                 "launching {lxd_name} from {image}{hint}"
             ))(e));
@@ -278,7 +293,7 @@ pub fn clone(
         })
     })?;
     let src_lxd = format!("{}-{source}", s.project);
-    let hint = rerun_hint(name, &pending.op);
+    let hint = rerun_hint(name, &pending.op, "");
     let lxd_name = s.lxd_name.as_str();
     let mut progress = Progress::new(ctx.quiet, 4);
     progress.step(&format!(

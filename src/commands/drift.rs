@@ -75,7 +75,7 @@ pub fn compare(paths: &Paths, project: &Project, instances: &[Instance]) -> Vec<
                         format!(
                             "{what}; LXD has {} but its setup may be incomplete (or re-run `{}`)",
                             i.name,
-                            p.op.command(name)
+                            p.op.command(name, &c.image)
                         ),
                         "adopt it as it is",
                         adopt_snapshots(name, c, i, vec![finished]),

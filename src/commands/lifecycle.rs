@@ -53,9 +53,9 @@ fn begin(store: &mut Store, name: &str, pending: &Pending) -> Result<String, Err
             let same = std::mem::discriminant(&old.op) == std::mem::discriminant(&pending.op);
             if !same && old.op != Op::Remove && pending.op != Op::Remove {
                 return Err(Error::Usage(format!(
-                    "container {name} has an interrupted {} operation; run `{}` to finish it first",
-                    old.op.verb().to_lowercase(),
-                    old.op.command(name)
+                    "container {name} has an interrupted {}; run `{}` to finish it first",
+                    old.op.noun(),
+                    old.op.command(name, &c.image)
                 )));
             }
         }
@@ -90,7 +90,7 @@ pub fn reset(
         },
     )?;
     let lxd_name = begin(&mut store, name, &pending)?;
-    let result = restore(ctx, lxd, &lxd_name, snap);
+    let result = restore(ctx, lxd, name, &lxd_name, snap);
     // LXD holds the outcome either way; the operation is over.
     record(
         &mut store,
@@ -109,11 +109,23 @@ pub fn reset(
     )
 }
 
-fn restore(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, snap: &str) -> Result<bool, Error> {
+fn restore(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    name: &str,
+    lxd_name: &str,
+    snap: &str,
+) -> Result<bool, Error> {
     let inst = lxd
         .instance(lxd_name)
         .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
         .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
+    // Checked before stopping: a missing snapshot must not leave it stopped.
+    if !inst.snapshots.iter().any(|s| s.name == snap) {
+        return Err(Error::Usage(format!(
+            "{name} has no snapshot {snap:?}; see `ldm container snapshot list {name}`"
+        )));
+    }
     let was_running = inst.is_running();
     let mut progress = Progress::new(ctx.quiet, if was_running { 3 } else { 1 });
     if was_running {
@@ -124,13 +136,8 @@ fn restore(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, snap: &str) -> Result<bool,
         }
     }
     progress.step(&format!("Restoring {lxd_name} to {snap}"));
-    lxd.restore(lxd_name, snap).map_err(|e| match e {
-        LxdError::NotFound { .. } => Error::Usage(format!(
-            "{lxd_name} has no snapshot {snap:?}; see `ldm container snapshot list {}`",
-            lxd_name
-        )),
-        e => Error::lxd(format!("restoring {lxd_name} to {snap}"))(e),
-    })?;
+    lxd.restore(lxd_name, snap)
+        .map_err(Error::lxd(format!("restoring {lxd_name} to {snap}")))?;
     if was_running {
         progress.step(&format!("Starting {lxd_name}"));
         lxd.start(lxd_name)

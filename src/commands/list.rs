@@ -43,13 +43,18 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<
         .map(|(name, c)| {
             let lxd_name = project.lxd_name(name);
             let inst = instances.iter().find(|i| i.name == lxd_name);
-            let pending = c.pending.as_ref().map(|p| PendingRow {
-                op: p.op.verb().to_lowercase(),
+            // The container's own operation, else one on a snapshot.
+            let busy = c
+                .pending
+                .as_ref()
+                .or_else(|| c.snapshots.values().find_map(|s| s.pending.as_ref()));
+            let pending = busy.map(|p| PendingRow {
+                op: p.op.noun().to_string(),
                 pid: p.owner.pid,
                 started_at: p.started_at.clone(),
                 interrupted: !op::is_alive(store.paths(), p),
             });
-            let status = match (&c.pending, inst) {
+            let status = match (busy, inst) {
                 (Some(p), _) => op::describe(store.paths(), p),
                 (None, Some(i)) => i.status.to_uppercase(),
                 (None, None) => "NOT FOUND".to_string(),

@@ -30,9 +30,9 @@ fn container_ready<'a>(paths: &Paths, p: &'a Project, name: &str) -> Result<&'a 
             });
         }
         return Err(Error::Usage(format!(
-            "container {name} has an interrupted {} operation; run `{}` to finish it first",
-            pending.op.verb().to_lowercase(),
-            pending.op.command(name)
+            "container {name} has an interrupted {}; run `{}` to finish it first",
+            pending.op.noun(),
+            pending.op.command(name, &c.image)
         )));
     }
     Ok(c)

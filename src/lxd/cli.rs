@@ -183,6 +183,7 @@ impl Invocation {
     fn run_with_progress(&self) -> Result<(), LxdError> {
         let child = Command::new(&self.program)
             .args(&self.args)
+            .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 std::io::stderr()
@@ -370,6 +371,12 @@ impl Lxd for Client {
         self.call(&["snapshot", &self.at(name), snap])
             .run()
             .map(drop)
+            .map_err(|e| match e {
+                LxdError::NotFound { .. } => LxdError::NotFound {
+                    what: format!("instance {name}"),
+                },
+                e => e,
+            })
     }
 
     fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
@@ -392,6 +399,10 @@ impl Lxd for Client {
         self.call(&["copy", &self.at(&from), &self.at(target), "--instance-only"])
             .run()
             .map(drop)
+            .map_err(|e| match e {
+                LxdError::NotFound { .. } => LxdError::NotFound { what: from.clone() },
+                e => e,
+            })
     }
 
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {

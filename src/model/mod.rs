@@ -150,11 +150,28 @@ impl Op {
         }
     }
 
-    /// The command that re-runs it, for hints.
-    pub fn command(&self, container: &str) -> String {
+    /// The operation as a noun, for messages: "create", "snapshot create".
+    pub fn noun(&self) -> &'static str {
         match self {
-            Op::Create => format!("ldm container create {container} IMAGE"),
-            Op::Clone { source } => format!("ldm container clone {source} {container}"),
+            Op::Create => "create",
+            Op::Clone { .. } => "clone",
+            Op::Reset { .. } => "reset",
+            Op::SnapshotCreate { .. } => "snapshot create",
+            Op::SnapshotDelete { .. } => "snapshot delete",
+            Op::Remove => "remove",
+            Op::ImageCreate { .. } => "image create",
+        }
+    }
+
+    /// The command that re-runs it, for hints; `image` is the container's
+    /// recorded image.
+    pub fn command(&self, container: &str, image: &str) -> String {
+        match self {
+            Op::Create => format!("ldm container create {container} {image}"),
+            Op::Clone { source } => match source.split_once('/') {
+                Some((src, snap)) => format!("ldm container clone {src} {container} -s {snap}"),
+                None => format!("ldm container clone {source} {container}"),
+            },
             Op::Reset { snapshot } => format!("ldm container reset {container} {snapshot}"),
             Op::SnapshotCreate { snapshot } => {
                 format!("ldm container snapshot create {container} {snapshot}")

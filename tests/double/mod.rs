@@ -1,0 +1,421 @@
+//! Harness for tests that run the `ldm` binary against the LXD client TEST
+//! DOUBLE `tests/lxd_double/lxc` (a python3 script; see its header for the
+//! state file, the call log and the SLOW/FAIL/HANG knobs).
+//!
+//! [`Env`] is one project folder plus one double folder: it runs ldm with
+//! `LDM_LXC` pointing at the double, reads the calls the double recorded,
+//! the double's state and the project (through `ldm::store`), and can seed
+//! containers without running `container create`.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ldm::model::{Mutation, Project};
+use ldm::store::{Options, Paths, Store};
+use serde_json::{json, Value};
+
+/// The config keys every `container create` passes to `launch`.
+pub const LAUNCH_CONFIG: [&str; 6] = [
+    "--config",
+    "security.nesting=true",
+    "--config",
+    "security.syscalls.intercept.mknod=true",
+    "--config",
+    "security.syscalls.intercept.setxattr=true",
+];
+
+/// Absolute path of the test double.
+pub fn double_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lxd_double/lxc")
+}
+
+/// One finished ldm run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Panics unless stderr contains `text`.
+    pub fn err_has(&self, text: &str) {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+    }
+
+    /// Panics unless stdout starts with `text`.
+    pub fn out_starts(&self, text: &str) {
+        assert!(
+            self.stdout.starts_with(text),
+            "stdout does not start with {text:?}:\n{}",
+            self.stdout
+        );
+    }
+
+    /// Panics with both streams unless the exit code is `code`.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// One client call as the double recorded it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Arguments after the program name.
+    pub argv: Vec<String>,
+    pub stdin: String,
+    /// The double's pid.
+    pub pid: u32,
+    /// Its parent: the ldm process that made the call.
+    pub ppid: u32,
+    /// Unix time of the call.
+    pub t: f64,
+}
+
+/// Contents of a `hang.VERB` marker.
+#[derive(Debug, Clone, Copy)]
+pub struct Hang {
+    pub pid: i32,
+    pub ppid: i32,
+}
+
+/// A project folder (project `name`, created with `ldm create`) and a double folder.
+pub struct Env {
+    _tmp: tempfile::TempDir,
+    /// Project name.
+    pub name: String,
+    /// Project folder (the working directory of every run).
+    pub dir: PathBuf,
+    /// `LDM_DOUBLE_DIR`.
+    pub dd: PathBuf,
+    home: PathBuf,
+}
+
+impl Env {
+    /// A new project `name` in a fresh folder; makes no client call.
+    pub fn new(name: &str) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, dd, home) = (
+            tmp.path().join("work"),
+            tmp.path().join("double"),
+            tmp.path().join("home"),
+        );
+        for d in [&dir, &dd, &home] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let env = Env {
+            _tmp: tmp,
+            name: name.to_string(),
+            dir,
+            dd,
+            home,
+        };
+        env.run(&["create", "--name", name]).expect(0);
+        assert!(env.calls().is_empty(), "ldm create calls no client");
+        env
+    }
+
+    /// The IPv4 the double gave container `c`.
+    pub fn ip(&self, c: &str) -> String {
+        self.instances()[&self.lxd(c)]["ip"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The full LXD name of container `c`.
+    pub fn lxd(&self, c: &str) -> String {
+        format!("{}-{c}", self.name)
+    }
+
+    /// `ldm ARGS` in the project folder, against the double, stdin closed.
+    pub fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ldm"));
+        cmd.args(args).current_dir(&self.dir);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LDM_") || k == "NO_COLOR" || k == "CLICOLOR_FORCE" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("LDM_LXC", double_path())
+            .env("LDM_DOUBLE_DIR", &self.dd)
+            .env("HOME", &self.home)
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `ldm ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
+        let start = Instant::now();
+        let out = self.command(args, envs).output().expect("run ldm");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: start.elapsed(),
+        }
+    }
+
+    /// Runs `ldm ARGS`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[])
+    }
+
+    /// Runs `ldm ARGS`, which must succeed.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        self.run(args).expect(0)
+    }
+
+    /// Runs `ldm ARGS`, which must fail with exit code 1.
+    pub fn fail(&self, args: &[&str]) -> Run {
+        self.run(args).expect(1)
+    }
+
+    /// Starts `ldm ARGS` in the background with stdout and stderr captured.
+    pub fn spawn(&self, args: &[&str], envs: &[(&str, &str)]) -> Child {
+        self.command(args, envs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ldm")
+    }
+
+    /// Every client call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        let text = std::fs::read_to_string(self.dd.join("calls.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("call line is JSON");
+                Call {
+                    argv: v["argv"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap().to_string())
+                        .collect(),
+                    stdin: v["stdin"].as_str().unwrap().to_string(),
+                    pid: v["pid"].as_u64().unwrap() as u32,
+                    ppid: v["ppid"].as_u64().unwrap() as u32,
+                    t: v["t"].as_f64().unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    /// The calls so far, and forgets them (sequential tests only).
+    pub fn take_calls(&self) -> Vec<Call> {
+        let calls = self.calls();
+        let _ = std::fs::remove_file(self.dd.join("calls.jsonl"));
+        calls
+    }
+
+    /// The argv of each call since the last `take_calls`, and forgets them.
+    pub fn take_argvs(&self) -> Vec<Vec<String>> {
+        self.take_calls().into_iter().map(|c| c.argv).collect()
+    }
+
+    /// The project as the store reads it (containers.yaml plus the log).
+    pub fn project(&self) -> Project {
+        Store::open(Paths::in_dir(&self.dir), Options::default())
+            .read()
+            .expect("project reads")
+    }
+
+    /// The double's state file (`{}` before the first call).
+    pub fn state(&self) -> Value {
+        match std::fs::read_to_string(self.dd.join("state.json")) {
+            Ok(t) => serde_json::from_str(&t).unwrap(),
+            Err(_) => json!({}),
+        }
+    }
+
+    /// The double's instances by name.
+    pub fn instances(&self) -> BTreeMap<String, Value> {
+        let st = self.state();
+        st["instances"]
+            .as_object()
+            .map(|o| o.clone().into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Snapshot names LXD (the double) has for container `c`.
+    pub fn lxd_snapshots(&self, c: &str) -> BTreeSet<String> {
+        self.instances()[&self.lxd(c)]["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Puts an instance into the double's state (no double may be running).
+    pub fn seed_instance(&self, lxd_name: &str, running: bool, snapshots: &[&str]) {
+        let mut st = self.state();
+        if st.get("instances").is_none() {
+            st["instances"] = json!({});
+        }
+        let n = st["instances"].as_object().unwrap().len() + 100;
+        st["instances"][lxd_name] = json!({
+            "config": {"image.description": "Double image seeded"},
+            "created_at": "2026-01-01T00:00:00.000000000Z",
+            "image": "seeded",
+            "ip": format!("198.18.77.{n}"),
+            "profiles": ["default"],
+            "snapshots": snapshots.iter().map(|s| json!({"name": s, "created_at": "2026-01-01T00:00:01.000000000Z"})).collect::<Vec<_>>(),
+            "status": if running { "Running" } else { "Stopped" },
+            "files": {},
+        });
+        std::fs::write(
+            self.dd.join("state.json"),
+            serde_json::to_vec_pretty(&st).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Records container `c` (image `image`, snapshot initial-state) in the
+    /// project and seeds its instance, as a finished `container create` would.
+    pub fn seed_container(&self, c: &str, image: &str, running: bool) {
+        let mut store = Store::open(Paths::in_dir(&self.dir), Options::default());
+        store
+            .commit(|_| {
+                let m = vec![
+                    Mutation::ContainerAdded {
+                        name: c.into(),
+                        image: image.into(),
+                        pending: None,
+                    },
+                    Mutation::SnapshotAdded {
+                        container: c.into(),
+                        name: "initial-state".into(),
+                        description: "Initial state after setup".into(),
+                        created_at: "2026-01-01T00:00:01Z".into(),
+                        pending: None,
+                    },
+                ];
+                Ok::<_, ldm::store::StoreError>((m, ()))
+            })
+            .unwrap();
+        self.seed_instance(&self.lxd(c), running, &["initial-state"]);
+    }
+
+    /// Waits for the double to write `hang.VERB`; returns and removes it.
+    pub fn wait_hang(&self, verb: &str, limit: Duration) -> Hang {
+        let path = self.dd.join(format!("hang.{verb}"));
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                std::fs::remove_file(&path).unwrap();
+                return Hang {
+                    pid: v["pid"].as_i64().unwrap() as i32,
+                    ppid: v["ppid"].as_i64().unwrap() as i32,
+                };
+            }
+            assert!(start.elapsed() < limit, "the double never reached {verb}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Panics unless the project and LXD agree: no operation pending, every
+    /// recorded container in LXD with the recorded snapshots, and no
+    /// instance named like the project's that it does not record.
+    pub fn assert_agree(&self) {
+        let p = self.project();
+        let inst = self.instances();
+        for (name, c) in &p.containers {
+            assert!(c.pending.is_none(), "{name} still pending: {:?}", c.pending);
+            assert!(
+                c.snapshots.values().all(|s| s.pending.is_none()),
+                "{name} has a pending snapshot"
+            );
+            let lxd = self.lxd(name);
+            assert!(inst.contains_key(&lxd), "recorded {name} is missing in LXD");
+            let recorded: BTreeSet<String> = c.snapshots.keys().cloned().collect();
+            assert_eq!(recorded, self.lxd_snapshots(name), "snapshots of {name}");
+        }
+        let prefix = format!("{}-", self.name);
+        for lxd in inst.keys() {
+            if let Some(c) = lxd.strip_prefix(&prefix) {
+                assert!(
+                    p.containers.contains_key(c),
+                    "LXD has {lxd}, the project does not record it"
+                );
+            }
+        }
+    }
+}
+
+/// SIGKILL to `pid` (a process this test started, or the double it ran).
+pub fn kill(pid: i32) {
+    // SAFETY: kill(2) with a pid we own; an already gone process is fine.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+/// `["a", "b"]` → owned argv.
+pub fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// The argv of `launch IMAGE LXD_NAME` with ldm's launch config.
+pub fn launch(image: &str, lxd: &str) -> Vec<String> {
+    let mut a = argv(&["launch", image, lxd]);
+    a.extend(argv(&LAUNCH_CONFIG));
+    a
+}
+
+/// The argv of the instance query (`Lxd::instance`).
+pub fn query(lxd: &str) -> Vec<String> {
+    argv(&["query", &format!("/1.0/instances/{lxd}?recursion=1")])
+}
+
+/// Checks `stdin` is `USER:$6$...\n` and that the hash is `password`'s
+/// (glibc crypt through python3's `crypt` module, as `chpasswd -e` would).
+pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
+    use std::io::Write;
+    let hash = stdin
+        .strip_prefix(&format!("{user}:"))
+        .and_then(|h| h.strip_suffix('\n'))
+        .expect(stdin);
+    assert!(
+        hash.starts_with("$6$") && !hash.contains(password),
+        "{hash}"
+    );
+    let check = "import crypt, sys\nh = sys.argv[1]\nsys.exit(0 if crypt.crypt(sys.stdin.buffer.read().decode(), h) == h else 3)";
+    let mut child = Command::new("python3")
+        .args(["-W", "ignore", "-c", check, hash])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    match child.wait().unwrap().code() {
+        Some(0) => {}
+        Some(3) => panic!("{hash} is not the hash of {password:?}"),
+        _ => eprintln!("python3 crypt unavailable: hash not verified"),
+    }
+}

@@ -1,0 +1,332 @@
+//! ldm killed at each client call of create, clone, snapshot create and
+//! remove (issue 3), using the LXD client TEST DOUBLE's HANG knob
+//! (tests/lxd_double/lxc): the double writes `hang.VERB` before or after
+//! the call's effect and sleeps; the test SIGKILLs ldm and the double. Then
+//! `ldm list` must show the interrupted operation, and re-running the
+//! command (or `ldm remove -f`) must leave the project and LXD in agreement.
+
+mod double;
+
+use std::time::Duration;
+
+use double::{kill, Env};
+
+/// Runs `ldm ARGS` with `LDM_DOUBLE_HANG=hang` ("exec#2:after"), waits for
+/// the double to hang there, kills ldm, runs `ldm list --json`, then kills
+/// the double. Returns the parsed `list --json`.
+fn interrupt(env: &Env, args: &[&str], hang: &str) -> serde_json::Value {
+    let mut child = env.spawn(args, &[("LDM_DOUBLE_HANG", hang)]);
+    let verb = hang.split([':', '#']).next().unwrap();
+    let h = env.wait_hang(verb, Duration::from_secs(60));
+    assert_eq!(h.ppid as u32, child.id(), "the double was run by this ldm");
+    kill(child.id() as i32);
+    child.wait().unwrap();
+    // The double (ldm's child) still runs: ldm's owner lock must not have
+    // leaked into it, so the operation must already read as interrupted.
+    let json = env.ok(&["list", "--json"]).stdout;
+    kill(h.pid);
+    serde_json::from_str(&json).unwrap()
+}
+
+/// `list --json` (`rows`) and `ldm list` show `container` as `VERB (interrupted)`.
+fn assert_listed_interrupted(
+    env: &Env,
+    rows: &serde_json::Value,
+    container: &str,
+    verb: &str,
+    ctx: &str,
+) {
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == container)
+        .unwrap();
+    assert_eq!(row["pending"]["interrupted"], true, "{ctx}: {row}");
+    let noun = match verb {
+        "CREATING" => "create",
+        "CLONING" => "clone",
+        "REMOVING" => "remove",
+        "SNAPSHOTTING" => "snapshot create",
+        other => panic!("no noun for {other}"),
+    };
+    assert_eq!(row["pending"]["op"], noun, "{ctx}: {row}");
+    let table = env.ok(&["list"]).stdout;
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(container))
+        .unwrap_or_else(|| panic!("{ctx}: {container} not listed:\n{table}"));
+    assert!(
+        line.contains(&format!("{verb} (interrupted)")),
+        "{ctx}: {line}"
+    );
+}
+
+/// Every call of `calls` at `before` and `after` its effect.
+fn points(calls: &[&str]) -> Vec<String> {
+    calls
+        .iter()
+        .flat_map(|c| [format!("{c}:before"), format!("{c}:after")])
+        .collect()
+}
+
+fn create_at(hangs: &[String]) {
+    for (i, hang) in hangs.iter().enumerate() {
+        let env = Env::new("p");
+        let rows = interrupt(&env, &["container", "create", "dev", "img"], hang);
+        assert_listed_interrupted(&env, &rows, "dev", "CREATING", hang);
+        if i % 2 == 0 {
+            let run = env.run(&["container", "create", "dev", "img"]);
+            assert_eq!(run.code, 0, "{hang}: re-run: {}", run.stderr);
+            assert!(
+                run.stdout.starts_with("Created dev (p-dev) from img\n"),
+                "{hang}: {}",
+                run.stdout
+            );
+            assert!(env.project().containers["dev"]
+                .snapshots
+                .contains_key("initial-state"));
+            assert_eq!(env.instances()["p-dev"]["status"], "Running", "{hang}");
+        } else {
+            let run = env.run(&["remove", "-f", "dev"]);
+            assert_eq!(run.code, 0, "{hang}: remove: {}", run.stderr);
+            assert!(
+                env.project().containers.is_empty() && env.instances().is_empty(),
+                "{hang}"
+            );
+        }
+        env.assert_agree();
+    }
+}
+
+#[test]
+fn create_killed_before_each_client_call() {
+    let all = points(&["launch", "exec#1", "exec#2", "snapshot", "query"]);
+    create_at(&all.iter().step_by(2).cloned().collect::<Vec<_>>());
+}
+
+#[test]
+fn create_killed_after_each_client_call() {
+    let all = points(&["launch", "exec#1", "exec#2", "snapshot", "query"]);
+    let after: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
+    // Start the alternation the other way round, so that each point is
+    // finished by re-running in one half and by remove in the other.
+    create_at(&after.iter().rev().cloned().collect::<Vec<_>>());
+}
+
+#[test]
+fn clone_killed_at_each_client_call() {
+    for (i, hang) in points(&["copy", "snapshot", "start", "query"])
+        .iter()
+        .enumerate()
+    {
+        let env = Env::new("p");
+        env.seed_container("a", "img", true);
+        let rows = interrupt(&env, &["container", "clone", "a", "b"], hang);
+        assert_listed_interrupted(&env, &rows, "b", "CLONING", hang);
+        if i % 3 != 2 {
+            let run = env.run(&["container", "clone", "a", "b"]);
+            assert_eq!(run.code, 0, "{hang}: re-run: {}", run.stderr);
+            assert_eq!(env.instances()["p-b"]["status"], "Running", "{hang}");
+            assert_eq!(
+                env.lxd_snapshots("b").into_iter().collect::<Vec<_>>(),
+                ["initial-state"],
+                "{hang}"
+            );
+        } else {
+            env.ok(&["remove", "-f", "b"]);
+            assert!(!env.instances().contains_key("p-b"), "{hang}");
+        }
+        env.assert_agree();
+    }
+}
+
+#[test]
+fn snapshot_create_killed_at_its_client_call() {
+    for (i, hang) in points(&["snapshot"]).iter().enumerate() {
+        let env = Env::new("p");
+        env.seed_container("a", "img", true);
+        interrupt(
+            &env,
+            &[
+                "container",
+                "snapshot",
+                "create",
+                "a",
+                "s1",
+                "-d",
+                "before upgrade",
+            ],
+            hang,
+        );
+        let listed = env.ok(&["container", "snapshot", "list", "a"]).stdout;
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with("s1"))
+            .unwrap_or_else(|| panic!("{hang}: {listed}"));
+        assert!(
+            line.contains("SNAPSHOTTING (interrupted)"),
+            "{hang}: {line}"
+        );
+        if i == 0 {
+            env.ok(&[
+                "container",
+                "snapshot",
+                "create",
+                "a",
+                "s1",
+                "-d",
+                "before upgrade",
+            ]);
+            let s1 = &env.project().containers["a"].snapshots["s1"];
+            assert_eq!(
+                (s1.description.as_str(), s1.pending.is_none()),
+                ("before upgrade", true)
+            );
+        } else {
+            env.ok(&["remove", "-f", "a"]);
+            assert!(env.instances().is_empty());
+        }
+        env.assert_agree();
+    }
+}
+
+#[test]
+fn regression_list_hides_an_interrupted_snapshot() {
+    // An interrupted `snapshot create` is recorded on the snapshot, and
+    // `ldm list` looks only at the container's own pending: it shows RUNNING
+    // and no `pending`. Fix (list.rs): when `c.pending` is None, fall back to
+    // the first snapshot with a pending op for STATUS ("SNAPSHOTTING s1
+    // (interrupted)") and for the JSON `pending` row.
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    let rows = interrupt(
+        &env,
+        &["container", "snapshot", "create", "a", "s1"],
+        "snapshot:after",
+    );
+    assert_listed_interrupted(&env, &rows, "a", "SNAPSHOTTING", "snapshot:after");
+}
+
+#[test]
+fn remove_killed_at_its_client_call() {
+    for hang in points(&["delete"]) {
+        let env = Env::new("p");
+        env.seed_container("a", "img", true);
+        env.seed_container("keep", "img", false);
+        let rows = interrupt(&env, &["remove", "-f", "a"], &hang);
+        assert_listed_interrupted(&env, &rows, "a", "REMOVING", &hang);
+        let run = env.ok(&["remove", "-f", "a"]);
+        assert_eq!(run.stdout, "Removed a\n");
+        assert_eq!(
+            env.project().containers.keys().collect::<Vec<_>>(),
+            ["keep"]
+        );
+        env.assert_agree();
+    }
+}
+
+#[test]
+fn resumed_create_with_another_image_is_refused() {
+    let env = Env::new("p");
+    interrupt(
+        &env,
+        &["container", "create", "dev", "img-a"],
+        "launch:before",
+    );
+    let run = env.fail(&["container", "create", "dev", "img-b"]);
+    assert!(
+        run.stderr.contains("ldm container create dev img-a"),
+        "{}",
+        run.stderr
+    );
+    assert!(!env
+        .calls()
+        .iter()
+        .any(|c| c.argv[0] == "launch" && c.argv[1] == "img-b"));
+}
+
+#[test]
+fn regression_resumed_clone_from_another_source_is_refused() {
+    // begin() resumes any interrupted Clone (it compares Op discriminants),
+    // and clone's check does not compare the recorded source: after an
+    // interrupted `clone a b`, `clone c b` finishes the copy of a and says
+    // "Cloned c to b". Fix (container.rs, begin): resume only when
+    // `old.op == pending.op` (Clone{source} included); otherwise refuse
+    // with the old command as the hint.
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    env.seed_container("c", "img", true);
+    interrupt(&env, &["container", "clone", "a", "b"], "copy:after");
+    let run = env.run(&["container", "clone", "c", "b"]);
+    assert_eq!(
+        run.code, 1,
+        "resumed the clone of a as a clone of c: {}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("ldm container clone a b"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn regression_create_over_an_unrecorded_instance_leaves_no_intent() {
+    // LXD already has p-dev, which the project does not record. ldm refuses
+    // ("adopt it with ldm doctor --fix"), but keeps its intent: the project
+    // now shows dev as CREATING (interrupted), and re-running the create
+    // would take over the foreign instance. Fix (container.rs, create): on
+    // the orphan path commit ContainerRemoved before returning the error.
+    let env = Env::new("p");
+    env.seed_instance("p-dev", true, &[]);
+    let run = env.fail(&["container", "create", "dev", "img"]);
+    run.err_has("does not record");
+    assert!(
+        !env.project().containers.contains_key("dev"),
+        "the refused create left {:?}",
+        env.project().containers.get("dev")
+    );
+}
+
+#[test]
+fn regression_clone_from_a_snapshot_hint_is_a_runnable_command() {
+    // Op::Clone{source: "a/initial-state"}.command() gives `ldm container
+    // clone a/initial-state b`, which fails ("a/initial-state" is no
+    // container). Fix (model/mod.rs, Op::command): split source at '/' and
+    // print `ldm container clone a b -s initial-state`.
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    let run = env
+        .run_env(
+            &["container", "clone", "a", "b", "-s", "initial-state"],
+            &[("LDM_DOUBLE_FAIL", "snapshot")],
+        )
+        .expect(1);
+    let hint = run
+        .stderr
+        .split("run `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .expect(&run.stderr)
+        .to_string();
+    let words: Vec<&str> = hint.split_whitespace().skip(1).collect();
+    let rerun = env.run(&words);
+    assert_eq!(rerun.code, 0, "the hint `{hint}` fails: {}", rerun.stderr);
+}
+
+#[test]
+fn regression_interrupted_create_hint_names_the_image() {
+    // Op::Create.command() prints `ldm container create dev IMAGE` with a
+    // literal IMAGE, though the project records the image (and a resumed
+    // create must use that one). Fix (model/mod.rs): give Op::command the
+    // container (or its image) and print `ldm container create dev img-a`.
+    let env = Env::new("p");
+    interrupt(
+        &env,
+        &["container", "create", "dev", "img-a"],
+        "exec#1:after",
+    );
+    let run = env.fail(&["container", "snapshot", "create", "dev", "s1"]);
+    run.err_has("ldm container create dev img-a`");
+}
