@@ -161,7 +161,8 @@ fn eight_writers_lose_no_mutation_and_never_time_out() {
     let mut next = [0usize; WRITERS];
     for (n, e) in entries.iter().enumerate() {
         assert_eq!(e.seq, n as u64 + 1);
-        let json = serde_json::to_string(&e.mutation).unwrap();
+        assert_eq!(e.mutations.len(), 1, "one mutation per `config set`");
+        let json = serde_json::to_string(&e.mutations[0]).unwrap();
         let &(i, k) = plan
             .get(&json)
             .unwrap_or_else(|| panic!("record {} is no planned mutation: {json}", e.seq));

@@ -12,7 +12,8 @@ use crate::model::Mutation;
 
 use super::record::{self, Decoded, HEADER_LEN};
 
-/// One record read back, with its mutation decoded.
+/// One record read back, with its mutations decoded: all the mutations of
+/// one commit, so that a torn write can never keep part of a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// Sequence number.
@@ -21,8 +22,8 @@ pub struct Entry {
     pub offset: u64,
     /// Encoded length of the record in bytes.
     pub len: u64,
-    /// The mutation it carries.
-    pub mutation: Mutation,
+    /// The mutations it carries (one commit), in order.
+    pub mutations: Vec<Mutation>,
 }
 
 /// How the records of a log end.
@@ -83,13 +84,13 @@ pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
                         ),
                     ))
                 } else {
-                    match serde_json::from_slice::<Mutation>(record.payload) {
-                        Ok(mutation) => {
+                    match decode_payload(record.payload) {
+                        Ok(mutations) => {
                             entries.push(Entry {
                                 seq: record.seq,
                                 offset: at,
                                 len: len as u64,
-                                mutation,
+                                mutations,
                             });
                             prev = Some(record.seq);
                             pos += len;
@@ -151,15 +152,37 @@ pub fn next_valid(bytes: &[u8], from: usize, prev: Option<u64>) -> Option<usize>
     })
 }
 
-/// Encodes `mutations` as consecutive records starting at `first_seq`.
-pub fn encode(mutations: &[Mutation], first_seq: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(mutations.len() * 128);
-    for (i, m) in mutations.iter().enumerate() {
-        // Serializing a Mutation cannot fail: it has only strings, numbers
-        // and lists, and string-keyed data.
-        let payload = serde_json::to_vec(m).unwrap_or_default();
-        record::encode_record(first_seq + i as u64, &payload, &mut out);
+/// The payload of a record: one mutation, or the array of a commit's
+/// mutations when it has several.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Payload {
+    One(Mutation),
+    Many(Vec<Mutation>),
+}
+
+fn decode_payload(bytes: &[u8]) -> Result<Vec<Mutation>, serde_json::Error> {
+    match serde_json::from_slice::<Payload>(bytes) {
+        Ok(Payload::One(m)) => Ok(vec![m]),
+        Ok(Payload::Many(ms)) if !ms.is_empty() => Ok(ms),
+        // Re-parse as one mutation for the precise serde message.
+        _ => serde_json::from_slice::<Mutation>(bytes).map(|m| vec![m]),
     }
+}
+
+/// Encodes one commit as one record with sequence number `seq`: a single
+/// mutation as itself, several as a JSON array. One record per commit is
+/// what makes a commit all or nothing under a torn write.
+pub fn encode_commit(mutations: &[Mutation], seq: u64) -> Vec<u8> {
+    // Serializing a Mutation cannot fail: it has only strings, numbers,
+    // lists and string-keyed data.
+    let payload = match mutations {
+        [one] => serde_json::to_vec(one),
+        many => serde_json::to_vec(many),
+    }
+    .unwrap_or_default();
+    let mut out = Vec::with_capacity(payload.len() + record::RECORD_HEADER_LEN);
+    record::encode_record(seq, &payload, &mut out);
     out
 }
 
@@ -182,6 +205,27 @@ mod tests {
                 ports: vec![1000 + i as u16],
             })
             .collect()
+    }
+
+    /// `n` one-mutation commits with seqs `first..`.
+    fn encode(ms: &[Mutation], first: u64) -> Vec<u8> {
+        ms.iter()
+            .enumerate()
+            .flat_map(|(i, m)| encode_commit(std::slice::from_ref(m), first + i as u64))
+            .collect()
+    }
+
+    #[test]
+    fn a_commit_of_several_mutations_is_one_record() {
+        let ms = muts(3);
+        let bytes = encode_commit(&ms, 1);
+        let s = scan(&bytes, 0, Some(0));
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(s.entries[0].mutations, ms);
+        // Any cut loses the whole commit, never part of it.
+        for cut in 0..bytes.len() {
+            assert!(scan(&bytes[..cut], 0, Some(0)).entries.is_empty());
+        }
     }
 
     #[test]

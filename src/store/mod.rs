@@ -210,10 +210,10 @@ impl Store {
         let paths = Paths::in_dir(dir);
         let fs = opts.fs.clone();
         let _guard = lock::acquire(&paths.lock, opts.lock_timeout, &opts.holder)?;
-        if paths.yaml.exists() {
+        if fs.stat(&paths.yaml).is_ok() {
             return Err(StoreError::AlreadyExists { path: paths.yaml });
         }
-        if paths.log.exists() {
+        if fs.stat(&paths.log).is_ok() {
             return Err(StoreError::OrphanLog { path: paths.log });
         }
         for path in recover::remove_temps(&*fs, &paths)? {
@@ -302,14 +302,16 @@ impl Store {
     /// Under the lock: deletes the project's files (`ldm project delete`).
     /// Compacts first, so that a crash between the removals leaves either a
     /// consistent project or nothing: the log goes first (empty after the
-    /// compaction), then `containers.yaml`, then the lock file.
+    /// compaction), then `containers.yaml`; the lock file stays.
     pub fn destroy(&mut self) -> Result<(), StoreError> {
         let _guard = self.lock()?;
         self.sync_view()?;
         self.compact_locked()?;
         let fs = self.opts.fs.clone();
+        // The lock file stays: removing it while held would let a waiter on
+        // the old file and a newcomer on a new one both "hold" the lock.
         let cache = self.paths.dir.join(cache::CACHE_FILE);
-        for path in [&self.paths.log, &self.paths.yaml, &cache, &self.paths.lock] {
+        for path in [&self.paths.log, &self.paths.yaml, &cache] {
             match fs.remove(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -484,7 +486,7 @@ impl Store {
         let Some((_, _, end)) = view.log else {
             return Ok(());
         };
-        let bytes = log::encode(mutations, view.last_seq + 1);
+        let bytes = log::encode_commit(mutations, view.last_seq + 1);
         let rollback = |e: std::io::Error, action| {
             // Leave the log as it was: a partial record must not stay behind
             // a later, acknowledged one.
@@ -499,7 +501,7 @@ impl Store {
         if let Some(log) = &mut view.log {
             log.2 = end + bytes.len() as u64;
         }
-        view.last_seq += mutations.len() as u64;
+        view.last_seq += 1;
         Ok(())
     }
 

@@ -157,15 +157,16 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
 /// reported with its sequence number and offset.
 pub fn replay(project: &mut Project, scan: &Scan, paths: &Paths) -> Result<(), StoreError> {
     for e in &scan.entries {
-        project
-            .apply(&e.mutation)
-            .map_err(|error| StoreError::Replay {
+        for m in &e.mutations {
+            project.apply(m).map_err(|error| StoreError::Replay {
                 path: paths.log.clone(),
                 seq: e.seq,
                 offset: e.offset,
                 error,
             })?;
+        }
     }
+
     Ok(())
 }
 

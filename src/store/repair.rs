@@ -287,7 +287,19 @@ pub fn repair(fs: &dyn Fs, paths: &Paths) -> Result<RepairReport, StoreError> {
             if folded && e.seq <= mark.map_or(0, |m| m.seq) {
                 continue;
             }
-            match project.apply(&e.mutation) {
+            // A record is one commit: keep all of it or none of it. One
+            // mutation applies atomically by itself; only several need a copy.
+            let applied = if let [one] = e.mutations.as_slice() {
+                project.apply(one)
+            } else {
+                let mut next = project.clone();
+                let r = e.mutations.iter().try_for_each(|m| next.apply(m));
+                if r.is_ok() {
+                    project = next;
+                }
+                r
+            };
+            match applied {
                 Ok(()) => {
                     report.kept += 1;
                     last_seq = last_seq.max(e.seq);

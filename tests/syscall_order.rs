@@ -1,0 +1,277 @@
+//! The real binary's write, fsync and rename order, seen by strace (issue 5).
+//!
+//! The FaultFs tests prove the store is right *if* `OsFs` does what the
+//! trait says; this checks the system calls themselves: a commit's
+//! fdatasync of containers.log follows its write and precedes the exit, and
+//! `ldm compact` writes and syncs each temp file, renames it, and fsyncs the
+//! folder, YAML first, then the log. Skipped (with a message) without strace.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One system call that matters here, with fds resolved to paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Call {
+    Write(String),
+    Fdatasync(String),
+    Fsync(String),
+    Truncate(String),
+    Rename(String, String),
+    Exit,
+}
+
+/// Runs `ldm -C dir args` under strace; `None` (after saying why) if
+/// strace is missing or cannot trace here.
+fn trace(dir: &Path, args: &[&str]) -> Option<Vec<Call>> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        println!("skipped: strace is not installed (.ci/run installs it)");
+        return None;
+    }
+    let out_file = dir.with_extension("strace");
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-e",
+            "trace=openat,write,pwrite64,fdatasync,fsync,rename,renameat,renameat2,ftruncate,exit_group",
+            "-o",
+        ])
+        .arg(&out_file)
+        .arg(assert_cmd::cargo::cargo_bin("ldm"))
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("LDM_AUTO_COMPACT_BYTES", "100000000")
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    if text.is_empty() {
+        println!(
+            "skipped: strace could not trace: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "ldm {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(parse(&text))
+}
+
+/// Quoted strings of a strace argument list, in order.
+fn quoted(args: &str) -> Vec<String> {
+    args.split('"')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
+/// Parses `strace -f` output: joins `<unfinished ...>` with `<... resumed>`,
+/// maps each fd to the path of the `openat` that last returned it.
+fn parse(text: &str) -> Vec<Call> {
+    let mut pending: HashMap<String, String> = HashMap::new();
+    let mut fds: HashMap<i64, String> = HashMap::new();
+    let mut calls = Vec::new();
+    for line in text.lines() {
+        let Some((pid, rest)) = line.split_once(char::is_whitespace) else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let full = if let Some(head) = rest.strip_suffix("<unfinished ...>") {
+            pending.insert(pid.to_string(), head.to_string());
+            continue;
+        } else if rest.starts_with("<... ") {
+            let Some((_, tail)) = rest.split_once("resumed>") else {
+                continue;
+            };
+            format!("{}{}", pending.remove(pid).unwrap_or_default(), tail)
+        } else {
+            rest.to_string()
+        };
+        let Some((name, after)) = full.split_once('(') else {
+            continue;
+        };
+        let (args, ret) = after.rsplit_once(" = ").unwrap_or((after, "?"));
+        let ret: i64 = ret
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+            .parse()
+            .unwrap_or(-1);
+        let fd_path = |fds: &HashMap<i64, String>| {
+            let fd: i64 = args
+                .split([',', ')'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .parse()
+                .unwrap_or(-1);
+            fds.get(&fd).cloned().unwrap_or_else(|| format!("fd {fd}"))
+        };
+        match name {
+            "openat" if ret >= 0 => {
+                if let Some(p) = quoted(args).first() {
+                    fds.insert(ret, p.clone());
+                }
+            }
+            "write" | "pwrite64" if ret > 0 => calls.push(Call::Write(fd_path(&fds))),
+            "fdatasync" if ret == 0 => calls.push(Call::Fdatasync(fd_path(&fds))),
+            "fsync" if ret == 0 => calls.push(Call::Fsync(fd_path(&fds))),
+            "ftruncate" if ret == 0 => calls.push(Call::Truncate(fd_path(&fds))),
+            "rename" | "renameat" | "renameat2" if ret == 0 => {
+                let q = quoted(args);
+                if q.len() == 2 {
+                    calls.push(Call::Rename(q[0].clone(), q[1].clone()));
+                }
+            }
+            "exit_group" => calls.push(Call::Exit),
+            _ => {}
+        }
+    }
+    calls
+}
+
+fn ldm(dir: &Path, args: &[&str]) {
+    let out = assert_cmd::Command::cargo_bin("ldm")
+        .unwrap()
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn project() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    std::fs::create_dir(&dir).unwrap();
+    ldm(&dir, &["create", "--name", "proj"]);
+    (tmp, dir)
+}
+
+/// Checks that `want` occur in `calls` in this order (other calls may come
+/// between); on failure shows the whole sequence.
+fn assert_in_order(calls: &[Call], want: &[Call]) {
+    let mut at = 0;
+    for w in want {
+        match calls[at..].iter().position(|c| c == w) {
+            Some(i) => at += i + 1,
+            None => panic!(
+                "expected {w:?} after call #{at} in:\n{}",
+                calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("  #{i} {c:?}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn commit_fdatasyncs_the_log_after_writing_it_and_before_exiting() {
+    let (_tmp, dir) = project();
+    let Some(calls) = trace(&dir, &["config", "set", "defaults.user.name", "x"]) else {
+        return;
+    };
+    let log = s(&dir.join("containers.log"));
+    assert_in_order(
+        &calls,
+        &[
+            Call::Write(log.clone()),
+            Call::Fdatasync(log.clone()),
+            Call::Exit,
+        ],
+    );
+    // Exactly one write (the whole commit) and nothing written after the sync.
+    let writes: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i] == Call::Write(log.clone()))
+        .collect();
+    let sync = calls
+        .iter()
+        .position(|c| *c == Call::Fdatasync(log.clone()))
+        .unwrap();
+    assert_eq!(writes.len(), 1, "{calls:?}");
+    assert!(writes[0] < sync);
+    // Nothing else is written, renamed or truncated in the project folder.
+    let yaml = s(&dir.join("containers.yaml"));
+    assert!(
+        !calls.iter().any(
+            |c| matches!(c, Call::Write(p) | Call::Truncate(p) if *p == yaml)
+                || matches!(c, Call::Rename(..))
+        ),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn compaction_syncs_each_temp_renames_it_then_fsyncs_the_folder() {
+    let (_tmp, dir) = project();
+    ldm(&dir, &["config", "set", "defaults.user.name", "x"]);
+    let Some(calls) = trace(&dir, &["compact"]) else {
+        return;
+    };
+    // The temp files are named after the pid: find them from the renames.
+    let renames: Vec<(String, String)> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Rename(a, b) => Some((a.clone(), b.clone())),
+            _ => None,
+        })
+        // The load cache is derived data, renamed in without fsync (DESIGN.md, "Load cache").
+        .filter(|(a, _)| !a.contains("/.containers.cache.tmp-"))
+        .collect();
+    let (yaml, log, folder) = (
+        s(&dir.join("containers.yaml")),
+        s(&dir.join("containers.log")),
+        s(&dir),
+    );
+    assert_eq!(renames.len(), 2, "{calls:?}");
+    let (yaml_tmp, log_tmp) = (renames[0].0.clone(), renames[1].0.clone());
+    assert!(yaml_tmp.contains("/.containers.yaml.tmp-"), "{yaml_tmp}");
+    assert!(log_tmp.contains("/.containers.log.tmp-"), "{log_tmp}");
+    assert_in_order(
+        &calls,
+        &[
+            Call::Write(yaml_tmp.clone()),
+            Call::Fdatasync(yaml_tmp.clone()),
+            Call::Rename(yaml_tmp.clone(), yaml.clone()),
+            Call::Fsync(folder.clone()),
+            Call::Write(log_tmp.clone()),
+            Call::Fdatasync(log_tmp.clone()),
+            Call::Rename(log_tmp.clone(), log.clone()),
+            Call::Fsync(folder.clone()),
+            Call::Exit,
+        ],
+    );
+    // No write to a temp after its sync, and the old files are never written in place.
+    for tmp in [&yaml_tmp, &log_tmp] {
+        let sync = calls
+            .iter()
+            .position(|c| *c == Call::Fdatasync(tmp.clone()))
+            .unwrap();
+        assert!(
+            !calls[sync..].contains(&Call::Write(tmp.clone())),
+            "{tmp} written after its fdatasync: {calls:?}"
+        );
+    }
+    assert!(
+        !calls
+            .iter()
+            .any(|c| *c == Call::Write(yaml.clone()) || *c == Call::Write(log.clone())),
+        "{calls:?}"
+    );
+}
