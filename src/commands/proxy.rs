@@ -77,8 +77,7 @@ pub fn run(ctx: &Ctx, lxd: &Client, args: &ProxyArgs) -> Result<(), Error> {
             args.bind
         );
     }
-    let running = proxy::start(&cfg, resolve, events)
-        .map_err(|e| Error::Usage(format!("cannot start the proxy: {e}")))?;
+    let running = proxy::start(&cfg, resolve, events).map_err(|e| Error::Usage(e.to_string()))?;
     eprintln!("Forwarding to {name} until Ctrl+C");
     running.wait();
     Ok(())

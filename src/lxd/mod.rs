@@ -7,6 +7,7 @@
 //! LXD instance names (`project-container`).
 
 pub mod cli;
+mod process;
 
 use serde::Serialize;
 use thiserror::Error;

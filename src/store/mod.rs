@@ -17,8 +17,10 @@
 //! two generations mixed.
 //!
 //! Files: `record.rs` (framing), `log.rs` (scanning), `snapshot.rs` (YAML
-//! document), `lock.rs`, `recover.rs` (load and tail policy), `compact.rs`,
-//! `repair.rs` (`doctor`), `fs.rs` (the I/O seam), `failpoint.rs` (test hooks).
+//! document), `cache.rs` (load cache), `lock.rs` (store lock), `owner.rs`
+//! (operation owners), `recover.rs` (load and tail policy), `compact.rs`,
+//! `repair.rs` (`doctor`), `paths.rs`, `options.rs` (options and notices),
+//! `fs.rs` (the I/O seam), `failpoint.rs` (test hooks).
 
 mod cache;
 mod compact;
@@ -27,18 +29,21 @@ pub mod failpoint;
 pub mod fs;
 pub mod lock;
 pub mod log;
+mod options;
 pub mod owner;
+mod paths;
 pub mod record;
 pub mod recover;
 pub mod repair;
 pub mod snapshot;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 pub use error::StoreError;
 pub use fs::{Fs, OsFs};
+pub use options::{Notice, Options};
+pub use paths::Paths;
 pub use snapshot::Mark;
 
 use crate::model::{Mutation, Project};
@@ -58,123 +63,6 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const AUTO_COMPACT_MIN_BYTES: u64 = 64 * 1024;
 /// ...and at least this many percent of the size of `containers.yaml`.
 pub const AUTO_COMPACT_PERCENT: u64 = 100;
-
-/// The three files of one project folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paths {
-    /// The project folder.
-    pub dir: PathBuf,
-    /// `containers.yaml`.
-    pub yaml: PathBuf,
-    /// `containers.log`.
-    pub log: PathBuf,
-    /// `containers.lock`.
-    pub lock: PathBuf,
-}
-
-impl Paths {
-    /// The files of a project in `dir`.
-    pub fn in_dir(dir: &Path) -> Paths {
-        Paths {
-            dir: dir.to_path_buf(),
-            yaml: dir.join(YAML_FILE),
-            log: dir.join(LOG_FILE),
-            lock: dir.join(LOCK_FILE),
-        }
-    }
-
-    /// The project whose folder is `start` or its nearest parent holding a
-    /// `containers.yaml`, as git finds `.git`.
-    pub fn find(start: &Path) -> Result<Paths, StoreError> {
-        start
-            .ancestors()
-            .find(|d| d.join(YAML_FILE).is_file())
-            .map(Paths::in_dir)
-            .ok_or_else(|| StoreError::NotAProject {
-                start: start.to_path_buf(),
-            })
-    }
-}
-
-/// Something recovery did that the user should hear about (one stderr line).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// A torn tail was cut off the log.
-    TornTailTruncated {
-        /// The log.
-        path: PathBuf,
-        /// New length of the log.
-        offset: u64,
-        /// Bytes dropped.
-        dropped: u64,
-        /// What was wrong with them.
-        reason: &'static str,
-    },
-    /// An interrupted compaction was finished.
-    CompactionFinished {
-        /// The log that was replaced.
-        path: PathBuf,
-    },
-    /// A temp file from a dead process was removed.
-    TempRemoved {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Automatic compaction failed after a successful commit.
-    CompactionFailed {
-        /// Why.
-        error: String,
-    },
-}
-
-impl std::fmt::Display for Notice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Notice::TornTailTruncated { path, offset, dropped, reason } => write!(
-                f,
-                "recovered {}: dropped {dropped} bytes of an unfinished record at byte {offset} ({reason}); it was never acknowledged",
-                path.display()
-            ),
-            Notice::CompactionFinished { path } => {
-                write!(f, "finished an interrupted compaction of {}", path.display())
-            }
-            Notice::TempRemoved { path } => {
-                write!(f, "removed {} left by an interrupted command", path.display())
-            }
-            Notice::CompactionFailed { error } => write!(
-                f,
-                "warning: the change was saved, but automatic compaction failed: {error}; run `ldm compact` later"
-            ),
-        }
-    }
-}
-
-/// How a store behaves; [`Options::default`] is what the CLI uses.
-#[derive(Clone)]
-pub struct Options {
-    /// Bound on the lock wait.
-    pub lock_timeout: Duration,
-    /// What this process is doing, written into the lock file for waiters.
-    pub holder: String,
-    /// Auto-compaction size floor in bytes (`u64::MAX` disables it).
-    pub auto_compact_min: u64,
-    /// Where notices go.
-    pub notify: Arc<dyn Fn(&Notice) + Send + Sync>,
-    /// The file system.
-    pub fs: Arc<dyn Fs>,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            holder: "ldm".to_string(),
-            auto_compact_min: AUTO_COMPACT_MIN_BYTES,
-            notify: Arc::new(|n| eprintln!("ldm: {n}")),
-            fs: Arc::new(OsFs),
-        }
-    }
-}
 
 /// What this process knows of the files, to catch up instead of reloading.
 #[derive(Debug)]

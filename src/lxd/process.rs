@@ -1,0 +1,168 @@
+//! One run of the client program: [`Invocation`] holds the program, argv
+//! and stdin bytes (never a shell string) and knows how to run them:
+//! captured, attached to the terminal, or with progress on stderr. Its
+//! `Display` is the shell-quoted command line for messages. Failures keep
+//! the client's stderr; `classify` turns the messages LXD is known to print
+//! into typed errors, here and nowhere else (cargo's `ProcessBuilder` is the
+//! model).
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+
+use super::LxdError;
+
+/// Exit code (`None` if killed by a signal), stdout and stderr of a run.
+type Captured = (Option<i32>, Vec<u8>, Vec<u8>);
+
+/// One client command line with its stdin.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub(super) program: OsString,
+    pub(super) args: Vec<String>,
+    pub(super) stdin: Vec<u8>,
+}
+
+impl fmt::Display for Invocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", quote(&self.program.to_string_lossy()))?;
+        for a in &self.args {
+            write!(f, " {}", quote(a))?;
+        }
+        Ok(())
+    }
+}
+
+/// True if an executable named `program` is in a `PATH` folder.
+pub(super) fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Quotes `s` for a POSIX shell if it needs it; for messages only.
+fn quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+impl Invocation {
+    /// Runs it and returns exit code and both streams; spawn failure only is an error.
+    pub(super) fn output(&self) -> Result<Captured, LxdError> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env("LC_ALL", "C")
+            .stdin(if self.stdin.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LxdError::Spawn {
+                cmd: self.to_string(),
+                source,
+            })?;
+        // Feed stdin from a thread so a child that writes before it reads
+        // cannot deadlock against us; wait_with_output drains both pipes.
+        let feeder = child.stdin.take().map(|mut pipe| {
+            let bytes = self.stdin.clone();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            })
+        });
+        let out = child.wait_with_output().map_err(|source| LxdError::Spawn {
+            cmd: self.to_string(),
+            source,
+        })?;
+        if let Some(t) = feeder {
+            let _ = t.join();
+        }
+        Ok((out.status.code(), out.stdout, out.stderr))
+    }
+
+    /// Runs it with this process's terminal; returns the exit code.
+    pub(super) fn attached(&self) -> Result<Option<i32>, LxdError> {
+        Command::new(&self.program)
+            .args(&self.args)
+            .status()
+            .map(|s| s.code())
+            .map_err(|source| LxdError::Spawn {
+                cmd: self.to_string(),
+                source,
+            })
+    }
+
+    /// Runs it with stdout sent to stderr (progress) and stderr captured.
+    pub(super) fn run_with_progress(&self) -> Result<(), LxdError> {
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|source| LxdError::Spawn {
+                        cmd: self.to_string(),
+                        source,
+                    })?,
+            ))
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LxdError::Spawn {
+                cmd: self.to_string(),
+                source,
+            })?;
+        let out = child.wait_with_output().map_err(|source| LxdError::Spawn {
+            cmd: self.to_string(),
+            source,
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(self.classify(out.status.code(), &out.stderr))
+    }
+
+    /// Runs it; a non-zero exit is an error, typed where the message is known.
+    pub(super) fn run(&self) -> Result<Vec<u8>, LxdError> {
+        let (code, stdout, stderr) = self.output()?;
+        if code == Some(0) {
+            return Ok(stdout);
+        }
+        Err(self.classify(code, &stderr))
+    }
+
+    /// Turns a failed run into a typed error by the client's message.
+    fn classify(&self, code: Option<i32>, stderr: &[u8]) -> LxdError {
+        let stderr = String::from_utf8_lossy(stderr).into_owned();
+        let lower = stderr.to_lowercase();
+        let what = self.args.last().cloned().unwrap_or_default();
+        if lower.contains("not found") || lower.contains("does not exist") {
+            LxdError::NotFound { what }
+        } else if lower.contains("is already running") || lower.contains("is already stopped") {
+            LxdError::AlreadyInState { what }
+        } else if lower.contains("already exists") {
+            LxdError::AlreadyExists { what }
+        } else {
+            LxdError::Failed {
+                cmd: self.to_string(),
+                code,
+                stderr,
+            }
+        }
+    }
+}
