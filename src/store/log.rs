@@ -22,6 +22,8 @@ pub struct Entry {
     pub offset: u64,
     /// Encoded length of the record in bytes.
     pub len: u64,
+    /// Its checksum, which identifies it.
+    pub crc: u32,
     /// The mutations it carries (one commit), in order.
     pub mutations: Vec<Mutation>,
 }
@@ -90,6 +92,7 @@ pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
                                 seq: record.seq,
                                 offset: at,
                                 len: len as u64,
+                                crc: crc_at(&bytes[pos..]),
                                 mutations,
                             });
                             prev = Some(record.seq);
@@ -141,6 +144,14 @@ pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
         end: base + pos as u64,
         tail: Tail::Clean,
     }
+}
+
+/// The checksum field of the record at the start of `bytes` (which holds
+/// at least a record header).
+pub fn crc_at(bytes: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&bytes[..4]);
+    u32::from_le_bytes(a)
 }
 
 /// First offset at or after `from` where a record with a valid checksum and

@@ -70,9 +70,36 @@ struct View {
     project: Project,
     mark: Option<Mark>,
     yaml_id: FileId,
-    /// Generation, identity and valid length of the log; `None` if absent.
-    log: Option<(u64, (u64, u64), u64)>,
+    /// The log as last seen; `None` if absent.
+    log: Option<LogView>,
     last_seq: u64,
+}
+
+/// What this process knows of the log file.
+#[derive(Debug, Clone, Copy)]
+struct LogView {
+    generation: u64,
+    /// Device and inode: a replaced log has new ones.
+    dev_ino: (u64, u64),
+    /// Offset just past the last valid record.
+    end: u64,
+    /// Length and checksum of that record (0 if none), re-checked on
+    /// catch-up so that a log rewritten in place (same inode, e.g. `cp
+    /// backup containers.log`) is reloaded, not trusted.
+    last_len: u64,
+    last_crc: u32,
+}
+
+impl LogView {
+    fn empty(generation: u64, dev_ino: (u64, u64)) -> LogView {
+        LogView {
+            generation,
+            dev_ino,
+            end: log::FIRST_RECORD,
+            last_len: 0,
+            last_crc: 0,
+        }
+    }
 }
 
 /// A handle on one project's store. Holds no lock between calls.
@@ -129,12 +156,19 @@ impl Store {
             let before = fs.stat(&self.paths.yaml).ok();
             match recover::load(fs, &self.paths) {
                 Ok(loaded) if before == Some(loaded.yaml_id) => return Ok(loaded.project),
-                Ok(_) | Err(StoreError::GenerationMismatch { .. }) => {
-                    // A compaction swapped the files between our reads.
-                    std::thread::sleep(Duration::from_millis(2));
+                // The YAML changed while we read: a compaction swapped the files.
+                Ok(_) => {}
+                // A log newer than the YAML is only transient if the YAML was
+                // replaced meanwhile; otherwise the pair really is mismatched
+                // (a restored backup) and the user must hear that.
+                Err(e @ StoreError::GenerationMismatch { .. }) => {
+                    if fs.stat(&self.paths.yaml).ok() == before {
+                        return Err(e);
+                    }
                 }
                 Err(e) => return Err(e),
             }
+            std::thread::sleep(Duration::from_millis(2));
         }
         Err(StoreError::Unstable {
             path: self.paths.dir.clone(),
@@ -241,21 +275,34 @@ impl Store {
             let log_now = fs.stat(&self.paths.log).ok();
             let same = yaml_now == Some(view.yaml_id)
                 && match (view.log, log_now) {
-                    (Some((_, id, end)), Some(now)) => now.dev_ino == id && now.len >= end,
+                    (Some(l), Some(now)) => now.dev_ino == l.dev_ino && now.len >= l.end,
                     (None, None) => true,
                     _ => false,
                 };
             if same {
-                let Some((_, _, end)) = view.log else {
+                let Some(lv) = view.log else {
                     return Ok(());
                 };
                 let bytes = fs
-                    .read_from(&self.paths.log, end)
+                    .read_from(&self.paths.log, lv.end - lv.last_len)
                     .map_err(|e| StoreError::io("read", &self.paths.log, e))?;
+                // Our last record must still be there, unchanged.
+                let ours = lv.last_len == 0
+                    || matches!(record::decode_record(&bytes),
+                        record::Decoded::Record { record, len }
+                            if record.seq == view.last_seq
+                                && len as u64 == lv.last_len
+                                && log::crc_at(&bytes) == lv.last_crc);
+                if !ours {
+                    self.view = None;
+                    return self.full_recover();
+                }
+                let bytes = &bytes[lv.last_len as usize..];
                 if bytes.is_empty() {
                     return Ok(());
                 }
-                let scan = log::scan(&bytes, end, Some(view.last_seq));
+                let end = lv.end;
+                let scan = log::scan(bytes, end, Some(view.last_seq));
                 if let Err(e) = recover::replay(&mut view.project, &scan, &self.paths) {
                     self.view = None;
                     return Err(e);
@@ -264,7 +311,11 @@ impl Store {
                     view.last_seq = last.seq;
                 }
                 if let Some(log) = &mut view.log {
-                    log.2 = scan.end;
+                    log.end = scan.end;
+                    if let Some(last) = scan.entries.last() {
+                        log.last_len = last.len;
+                        log.last_crc = last.crc;
+                    }
                 }
                 return self.handle_tail(&scan.tail);
             }
@@ -294,9 +345,15 @@ impl Store {
                 let id = fs
                     .stat(&self.paths.log)
                     .map_err(|e| StoreError::io("read", &self.paths.log, e))?;
-                log = Some((generation, id.dev_ino, log::FIRST_RECORD));
+                log = Some(LogView::empty(generation, id.dev_ino));
             } else {
-                log = Some((found.generation, found.id.dev_ino, found.scan.end));
+                log = Some(LogView {
+                    generation: found.generation,
+                    dev_ino: found.id.dev_ino,
+                    end: found.scan.end,
+                    last_len: found.scan.entries.last().map_or(0, |e| e.len),
+                    last_crc: found.scan.entries.last().map_or(0, |e| e.crc),
+                });
                 tail = found.scan.tail.clone();
             }
         }
@@ -368,10 +425,10 @@ impl Store {
                 .stat(&path)
                 .map_err(|e| StoreError::io("read", &path, e))?;
             let view = self.view_mut()?;
-            view.log = Some((generation, id.dev_ino, log::FIRST_RECORD));
+            view.log = Some(LogView::empty(generation, id.dev_ino));
         }
         let view = self.view_mut()?;
-        let Some((_, _, end)) = view.log else {
+        let Some(LogView { end, .. }) = view.log else {
             return Ok(());
         };
         let bytes = log::encode_commit(mutations, view.last_seq + 1);
@@ -387,7 +444,9 @@ impl Store {
         fs.sync(&path).map_err(|e| rollback(e, "fdatasync"))?;
         failpoint::hit("append.synced");
         if let Some(log) = &mut view.log {
-            log.2 = end + bytes.len() as u64;
+            log.end = end + bytes.len() as u64;
+            log.last_len = bytes.len() as u64;
+            log.last_crc = log::crc_at(&bytes);
         }
         view.last_seq += 1;
         Ok(())
@@ -395,7 +454,9 @@ impl Store {
 
     fn maybe_compact(&mut self) {
         let Some(view) = &self.view else { return };
-        let Some((_, _, end)) = view.log else { return };
+        let Some(LogView { end, .. }) = view.log else {
+            return;
+        };
         let floor = self.opts.auto_compact_min;
         if end >= floor && end * 100 >= view.yaml_id.len * AUTO_COMPACT_PERCENT {
             if let Err(e) = self.compact_locked() {
@@ -415,7 +476,7 @@ impl Store {
             &paths,
             &view.project,
             view.mark,
-            view.log.map(|l| l.0),
+            view.log.map(|l| l.generation),
             view.last_seq,
         );
         let mark = match result {
@@ -432,10 +493,55 @@ impl Store {
                 let view = self.view_mut()?;
                 view.mark = Some(mark);
                 view.yaml_id = y;
-                view.log = Some((mark.generation, l.dev_ino, log::FIRST_RECORD));
+                view.log = Some(LogView::empty(mark.generation, l.dev_ino));
             }
             _ => self.view = None,
         }
         Ok(mark)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Mutation;
+    use std::os::unix::fs::FileExt;
+
+    fn ports(p: u16) -> Mutation {
+        Mutation::PortsSet {
+            container: None,
+            ports: vec![p],
+        }
+    }
+
+    #[test]
+    fn a_log_rewritten_in_place_is_reloaded_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            auto_compact_min: u64::MAX,
+            ..Options::default()
+        };
+        let mut a = Store::create(dir.path(), &Project::new("p", vec![]), opts.clone()).unwrap();
+        a.commit(|_| Ok::<_, StoreError>((vec![ports(1)], ())))
+            .unwrap();
+        a.commit(|_| Ok::<_, StoreError>((vec![ports(2)], ())))
+            .unwrap();
+        // Same inode, same length, same last seq; a different last record.
+        let log_path = dir.path().join(LOG_FILE);
+        let bytes = std::fs::read(&log_path).unwrap();
+        let first_two = bytes.len() - log::encode_commit(&[ports(2)], 2).len();
+        let mut other = bytes[..first_two].to_vec();
+        other.extend(log::encode_commit(&[ports(3)], 2));
+        assert_eq!(other.len(), bytes.len());
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log_path)
+            .unwrap()
+            .write_all_at(&other, 0)
+            .unwrap();
+        let seen = a
+            .commit(|p| Ok::<_, StoreError>((vec![], p.defaults.ports.clone())))
+            .unwrap();
+        assert_eq!(seen, vec![3]);
     }
 }
