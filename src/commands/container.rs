@@ -27,11 +27,52 @@ const LAUNCH_CONFIG: &[(&str, &str)] = &[
     ("security.syscalls.intercept.setxattr", "true"),
 ];
 
-/// Waits for cloud-init, if the image has it. `$1` is the timeout in seconds.
-const READY_SCRIPT: &str = r#"command -v cloud-init >/dev/null 2>&1 || exit 0
+/// Waits for systemd to finish booting and for cloud-init, where the image
+/// has them. `$1` is the timeout in seconds.
+const READY_SCRIPT: &str = r#"if command -v systemctl >/dev/null 2>&1; then
+  timeout "$1" systemctl is-system-running --wait >/dev/null 2>&1 || true
+fi
+command -v cloud-init >/dev/null 2>&1 || exit 0
 timeout "$1" cloud-init status --wait >/dev/null 2>&1
 [ $? -eq 124 ] && { echo "cloud-init did not finish within $1 s" >&2; exit 124; }
 exit 0"#;
+
+/// Retries `f` while LXD says the instance is busy (the server-side part of
+/// an interrupted run may still be going), for at most `limit`.
+fn while_busy<T>(
+    limit: Duration,
+    mut f: impl FnMut() -> Result<T, LxdError>,
+) -> Result<T, LxdError> {
+    let start = std::time::Instant::now();
+    loop {
+        match f() {
+            Err(LxdError::Busy { .. }) if start.elapsed() < limit => {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Runs the readiness script, retrying while LXD cannot exec yet (it fails
+/// transiently for a moment right after boot).
+fn wait_ready(lxd: &dyn Lxd, lxd_name: &str, limit: Duration, hint: &str) -> Result<(), Error> {
+    let start = std::time::Instant::now();
+    let secs = limit.as_secs().max(1).to_string();
+    loop {
+        let out = lxd
+            .exec(lxd_name, &["sh", "-c", READY_SCRIPT, "sh", &secs], b"")
+            .map_err(Error::lxd(format!("waiting for {lxd_name}{hint}")))?;
+        if out.lxd_failed_transiently() && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        if out.code != 0 {
+            return Err(exec_failed(lxd_name, "waiting for boot", &out, hint));
+        }
+        return Ok(());
+    }
+}
 
 /// Creates user `$1` (idempotent), sets its password from `user:HASH` on
 /// stdin, gives it passwordless sudo, and enables SSH. The script is a
@@ -207,11 +248,11 @@ pub fn create(
     let lxd_name = s.lxd_name.as_str();
     let mut progress = Progress::new(ctx.quiet, 5);
     progress.step(&format!("Launching {lxd_name} from {image}"));
-    match lxd.launch(image, lxd_name, LAUNCH_CONFIG) {
+    match while_busy(args.timeout, || lxd.launch(image, lxd_name, LAUNCH_CONFIG)) {
         Ok(()) => {}
         Err(LxdError::AlreadyExists { .. }) if s.resumed => {
             progress.note("already launched by the interrupted run; continuing");
-            match lxd.start(lxd_name) {
+            match while_busy(args.timeout, || lxd.start(lxd_name)) {
                 Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
                 Err(e) => return Err(Error::lxd(format!("starting {lxd_name}{hint}"))(e)),
             }
@@ -232,13 +273,7 @@ pub fn create(
         }
     }
     progress.step(&format!("Waiting for {lxd_name} to finish booting"));
-    let secs = args.timeout.as_secs().max(1).to_string();
-    let ready = lxd
-        .exec(lxd_name, &["sh", "-c", READY_SCRIPT, "sh", &secs], b"")
-        .map_err(Error::lxd(format!("waiting for {lxd_name}{hint}")))?;
-    if ready.code != 0 {
-        return Err(exec_failed(lxd_name, "waiting for boot", &ready, &hint));
-    }
+    wait_ready(lxd, lxd_name, args.timeout, &hint)?;
     progress.step(&format!("Creating user {} with sudo, enabling SSH", s.user));
     let stdin = format!("{}:{}\n", s.user, crypt(&s.password)?);
     let setup = lxd
@@ -303,7 +338,10 @@ pub fn clone(
             .map(|s| format!("/{s}"))
             .unwrap_or_default()
     ));
-    match lxd.copy(&src_lxd, args.snapshot.as_deref(), lxd_name) {
+    let busy_limit = Duration::from_secs(120);
+    match while_busy(busy_limit, || {
+        lxd.copy(&src_lxd, args.snapshot.as_deref(), lxd_name)
+    }) {
         Ok(()) => {}
         Err(LxdError::AlreadyExists { .. }) if s.resumed => {
             progress.note("already copied by the interrupted run; continuing")

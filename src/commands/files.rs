@@ -264,12 +264,42 @@ fn push(
         }
     }
     let recursive = from.is_dir();
-    let target = if recursive { dir.clone() } else { dest.clone() };
-    lxd.push(&lxd_name, from, &target, recursive)
-        .map_err(Error::lxd(format!(
-            "copying {} to {name}:{target}",
-            from.display()
-        )))?;
+    if recursive && !into_dir {
+        // `file push -r` keeps the folder's own name inside the target; to
+        // give it the new name, push into a temp folder beside it and move.
+        let tmp = format!(
+            "{}/.ldm-mv-{}",
+            dir.trim_end_matches('/'),
+            std::process::id()
+        );
+        exec_ok(lxd, &lxd_name, &["mkdir", "-p", &tmp])?;
+        lxd.push(&lxd_name, from, &tmp, true)
+            .map_err(Error::lxd(format!(
+                "copying {} to {name}:{tmp}",
+                from.display()
+            )))?;
+        let pushed = format!("{tmp}/{}", base(from));
+        exec_ok(
+            lxd,
+            &lxd_name,
+            &[
+                "sh",
+                "-c",
+                r#"mv "$1" "$2" && rmdir "$3""#,
+                "sh",
+                &pushed,
+                &dest,
+                &tmp,
+            ],
+        )?;
+    } else {
+        let target = if recursive { dir.clone() } else { dest.clone() };
+        lxd.push(&lxd_name, from, &target, recursive)
+            .map_err(Error::lxd(format!(
+                "copying {} to {name}:{target}",
+                from.display()
+            )))?;
+    }
     if user != "root" {
         exec_ok(lxd, &lxd_name, &["chown", "-R", &format!("{user}:"), &dest])?;
     }

@@ -173,6 +173,9 @@ impl Lxd for Client {
             LxdError::AlreadyExists { .. } => LxdError::AlreadyExists {
                 what: format!("instance {name}"),
             },
+            LxdError::Busy { .. } => LxdError::Busy {
+                what: format!("instance {name}"),
+            },
             e => e,
         })
     }
@@ -241,13 +244,16 @@ impl Lxd for Client {
             Some(s) => format!("{source}/{s}"),
             None => source.to_string(),
         };
-        self.call(&["copy", &self.at(&from), &self.at(target), "--instance-only"])
-            .run()
-            .map(drop)
-            .map_err(|e| match e {
-                LxdError::NotFound { .. } => LxdError::NotFound { what: from.clone() },
-                e => e,
-            })
+        let mut inv = self.call(&["copy", &self.at(&from), &self.at(target)]);
+        // A snapshot source has no snapshots to leave behind, and LXD
+        // refuses --instance-only for it.
+        if snap.is_none() {
+            inv.args.push("--instance-only".into());
+        }
+        inv.run().map(drop).map_err(|e| match e {
+            LxdError::NotFound { .. } => LxdError::NotFound { what: from.clone() },
+            e => e,
+        })
     }
 
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {

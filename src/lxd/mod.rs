@@ -69,6 +69,17 @@ pub struct Image {
     pub description: String,
 }
 
+impl ExecOutput {
+    /// True when LXD itself failed to run the command (exit 255 with LXD's
+    /// own message), as happens for a moment right after a container boots;
+    /// retrying is the cure.
+    pub fn lxd_failed_transiently(&self) -> bool {
+        self.code == 255
+            && String::from_utf8_lossy(&self.stderr)
+                .contains("Failed to retrieve PID of executing child process")
+    }
+}
+
 /// A failed LXD operation. `cmd` is the client command line, shell-quoted.
 #[derive(Debug, Error)]
 pub enum LxdError {
@@ -100,6 +111,13 @@ pub enum LxdError {
     #[error("LXD already has {what}")]
     AlreadyExists {
         /// What was created.
+        what: String,
+    },
+    /// LXD is still running another operation on the instance (e.g. the
+    /// server-side create of a client that was killed).
+    #[error("LXD is still busy with {what}; try again in a moment")]
+    Busy {
+        /// The instance.
         what: String,
     },
     /// Start of a running or stop of a stopped instance.

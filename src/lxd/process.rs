@@ -157,6 +157,8 @@ impl Invocation {
             LxdError::AlreadyInState { what }
         } else if lower.contains("already exists") {
             LxdError::AlreadyExists { what }
+        } else if lower.contains("is busy running") {
+            LxdError::Busy { what }
         } else {
             LxdError::Failed {
                 cmd: self.to_string(),

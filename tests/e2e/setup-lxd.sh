@@ -354,6 +354,17 @@ ensure_image() { # KIND ALIAS
         log "image: building $kind into $tarball"
         "build_$kind" "$tarball"
     fi
+    # The image may be there without this alias (alias deleted or renamed,
+    # or a second alias asked for): importing it again would fail with
+    # "Image with same fingerprint already exists". A unified tarball's
+    # fingerprint is its sha256.
+    local fp
+    fp=$(sha256sum "$tarball" | cut -d' ' -f1)
+    if api_exists "/1.0/images/$fp"; then
+        log "image: ${fp:0:12} is already imported; adding the alias $alias"
+        lxc image alias create "$alias" "$fp" >/dev/null
+        return
+    fi
     log "image: importing $tarball as $alias"
     lxc image import "$tarball" --alias "$alias" >/dev/null
 }
