@@ -56,7 +56,11 @@ fn expand(project: &Project, pattern: &str) -> Result<Vec<String>, Error> {
         }
         return Ok(names);
     }
-    op::container(project, pattern)?;
+    op::container(project, pattern).map_err(|e| {
+        Error::Usage(format!(
+            "{e}; for a file on this machine whose name has a ':', write ./{pattern}:..."
+        ))
+    })?;
     Ok(vec![pattern.to_string()])
 }
 
@@ -137,13 +141,15 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Mv, out: &mut dyn Write) -> Result<(
             End::Container { pattern, path },
         ) => {
             let name = single(&project, &sp)?;
-            let tmp = std::env::temp_dir().join(format!("ldm-mv-{}", std::process::id()));
-            std::fs::create_dir_all(&tmp)?;
+            // A fresh private folder (0700, random name): nobody else can
+            // plant or read files in it.
+            let tmp_dir = tempfile::Builder::new().prefix("ldm-mv-").tempdir()?;
+            let tmp = tmp_dir.path().to_path_buf();
             let from_path = resolve(&project, &name, &spath);
             let local = tmp.join(base(Path::new(&from_path)));
             let result = pull(lxd, &project, &name, &spath, &tmp)
                 .and_then(|()| fan_out(ctx, lxd, &project, &local, &pattern, &path, args.yes, out));
-            let _ = std::fs::remove_dir_all(&tmp);
+            drop(tmp_dir);
             result
         }
         (End::Host(_), End::Host(_)) => Ok(()),
@@ -164,7 +170,7 @@ fn single(project: &Project, pattern: &str) -> Result<String, Error> {
 fn pull(lxd: &dyn Lxd, project: &Project, name: &str, path: &str, to: &Path) -> Result<(), Error> {
     let lxd_name = project.lxd_name(name);
     let path = resolve(project, name, path);
-    let kind = probe(lxd, &lxd_name, &path)?;
+    let kind = probe(lxd, name, &lxd_name, &path)?;
     if kind != "dir" && kind != "file" {
         return Err(Error::Usage(format!(
             "{name}:{path}: no such file or folder"
@@ -177,11 +183,24 @@ fn pull(lxd: &dyn Lxd, project: &Project, name: &str, path: &str, to: &Path) -> 
         )))
 }
 
-fn probe(lxd: &dyn Lxd, lxd_name: &str, path: &str) -> Result<String, Error> {
+fn probe(lxd: &dyn Lxd, name: &str, lxd_name: &str, path: &str) -> Result<String, Error> {
     let out = lxd
         .exec(lxd_name, &["sh", "-c", PROBE, "sh", path], b"")
         .map_err(Error::lxd(format!("looking at {path} in {lxd_name}")))?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    if out.instance_not_running() {
+        return Err(Error::Usage(format!(
+            "{name} is not running; start it with `ldm up {name}`"
+        )));
+    }
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.code != 0 {
+        return Err(Error::Usage(format!(
+            "cannot look at {path} in {lxd_name} (exit {}): {}",
+            out.code,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(answer)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -241,7 +260,7 @@ fn push(
     let lxd_name = project.lxd_name(name);
     let user = project.effective_user(name).0;
     let path = resolve(project, name, path);
-    let into_dir = path.ends_with('/') || probe(lxd, &lxd_name, &path)? == "dir";
+    let into_dir = path.ends_with('/') || probe(lxd, name, &lxd_name, &path)? == "dir";
     let (dir, dest) = if into_dir {
         let dir = path.trim_end_matches('/').to_string();
         let dir = if dir.is_empty() { "/".to_string() } else { dir };
@@ -250,7 +269,7 @@ fn push(
     } else {
         (parent(&path), path.clone())
     };
-    if probe(lxd, &lxd_name, &dir)? != "dir" {
+    if probe(lxd, name, &lxd_name, &dir)? != "dir" {
         if !op::confirm(
             &format!("{dir} does not exist in {name}; create it?"),
             yes,

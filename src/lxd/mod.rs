@@ -70,6 +70,11 @@ pub struct Image {
 }
 
 impl ExecOutput {
+    /// True when the command did not run because the instance is stopped.
+    pub fn instance_not_running(&self) -> bool {
+        self.code != 0 && String::from_utf8_lossy(&self.stderr).contains("Instance is not running")
+    }
+
     /// True when LXD itself failed to run the command (exit 255 with LXD's
     /// own message), as happens for a moment right after a container boots;
     /// retrying is the cure.
