@@ -159,7 +159,10 @@ fn files_are_created_mode_0600() {
     let dir = tempdir();
     let dir = dir.path();
     create(dir);
-    assert_eq!(files(dir).len(), 3);
+    // containers.yaml, containers.log, containers.lock and the load cache
+    // (.containers.cache, which holds the passwords too).
+    assert_eq!(files(dir).len(), 4);
+    assert!(dir.join(".containers.cache").exists());
     assert_modes(dir, "after create");
     set(dir, "defaults.user.password", "secret");
     ok(dir, &["compact"]);
