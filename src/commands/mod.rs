@@ -125,9 +125,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
 /// Commands that never call LXD skip the project read.
 fn client(ctx: &Ctx, command: &Command) -> Client {
     let (client, note) = Client::from_env();
-    if let Some(note) = note {
-        note_once("incus", &note);
-    }
     let uses_lxd = !matches!(
         command,
         Command::Create(_)
@@ -139,6 +136,11 @@ fn client(ctx: &Ctx, command: &Command) -> Client {
     );
     if !uses_lxd {
         return client;
+    }
+    // Said once per user, when it matters: not for commands that never call
+    // LXD, and not under -q (the marker is then not written either).
+    if let (Some(note), false) = (note, ctx.quiet) {
+        note_once("incus", &note);
     }
     // A project that cannot be read here fails with its own error in the
     // command; image commands work without a project.

@@ -1,0 +1,505 @@
+//! Issue 6 (UX) acceptance against the LXD client TEST DOUBLE
+//! (tests/lxd_double/lxc): the `--json` schemas README documents, colour
+//! only where wanted, completions and man page, the incus fallback, and a
+//! project `remote:` addressing every client call. The lock holder in the
+//! timeout message is covered by tests/concurrency.rs.
+
+mod double;
+
+use std::process::Command;
+use std::time::Duration;
+
+use double::{argv, kill, launch, Env, Run, LAUNCH_CONFIG};
+use serde_json::{json, Value};
+
+const ESC: &str = "\x1b[";
+const LIST_FIELDS: [&str; 7] = [
+    "name",
+    "lxd_name",
+    "image",
+    "status",
+    "ipv4",
+    "ports",
+    "snapshots",
+];
+
+/// `ldm ARGS` with `NO_COLOR` unset (stdout and stderr are pipes).
+fn run_colour(env: &Env, args: &[&str], no_color: bool) -> Run {
+    let mut cmd = env.command(args, &[]);
+    if !no_color {
+        cmd.env_remove("NO_COLOR");
+    }
+    finish(&mut cmd)
+}
+
+fn finish(cmd: &mut Command) -> Run {
+    let start = std::time::Instant::now();
+    let out = cmd.output().expect("run ldm");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+    }
+}
+
+fn json_of(run: &Run) -> Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", run.stdout))
+}
+
+/// Panics unless `v` is an object with exactly the `required` keys plus
+/// any of the `optional` ones.
+fn keys(v: &Value, required: &[&str], optional: &[&str]) {
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
+    for k in required {
+        assert!(obj.contains_key(*k), "{k} missing in {v}");
+    }
+    for k in obj.keys() {
+        assert!(
+            required.contains(&k.as_str()) || optional.contains(&k.as_str()),
+            "undocumented field {k} in {v}"
+        );
+    }
+}
+
+/// A project with a running `a` (ports 3000,4000) and a stopped `b`.
+fn two_containers() -> Env {
+    let env = Env::new("p");
+    env.seed_container("a", "images:debian/12", true);
+    env.seed_container("b", "ubuntu:24.04", false);
+    env.ok(&["config", "set", "containers.a.ports", "3000,4000"]);
+    env
+}
+
+#[test]
+fn list_json_schema() {
+    let env = two_containers();
+    let v = json_of(&env.ok(&["list", "--json"]));
+    let rows = v.as_array().expect("a list");
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        keys(r, &LIST_FIELDS, &["pending"]);
+        for k in ["name", "lxd_name", "image", "status"] {
+            assert!(r[k].is_string(), "{k}: {r}");
+        }
+        assert!(r["ports"].as_array().unwrap().iter().all(Value::is_u64));
+        assert!(r["snapshots"].is_u64());
+    }
+    let (a, b) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (a["name"].as_str(), a["lxd_name"].as_str()),
+        (Some("a"), Some("p-a"))
+    );
+    assert_eq!(a["status"], "RUNNING");
+    assert!(a["ipv4"].as_str().unwrap().starts_with("198.18.77."));
+    assert_eq!(a["ports"], json!([3000, 4000]));
+    assert_eq!(a["snapshots"], 1);
+    assert_eq!(
+        (b["status"].as_str(), b["ipv4"].is_null()),
+        (Some("STOPPED"), true)
+    );
+    // An interrupted create: `pending` with its documented fields.
+    let mut child = env.spawn(
+        &["c", "create", "x", "img"],
+        &[("LDM_DOUBLE_HANG", "launch:before")],
+    );
+    let h = env.wait_hang("launch", Duration::from_secs(60));
+    kill(child.id() as i32);
+    child.wait().unwrap();
+    kill(h.pid);
+    let v = json_of(&env.ok(&["list", "--json"]));
+    let x = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "x")
+        .unwrap();
+    assert!(
+        x["status"].as_str().unwrap().contains("(interrupted)"),
+        "{x}"
+    );
+    let p = &x["pending"];
+    keys(p, &["op", "pid", "started_at", "interrupted"], &[]);
+    assert!(p["op"].is_string() && p["pid"].is_u64() && p["started_at"].is_string());
+    assert_eq!(p["interrupted"], true);
+}
+
+#[test]
+fn snapshot_list_json_schema() {
+    let env = two_containers();
+    env.seed_instance("p-a", true, &["initial-state", "extra"]);
+    env.ok(&["c", "snapshot", "create", "a", "s1", "-d", "first"]);
+    let v = json_of(&env.ok(&["container", "snapshot", "list", "a", "--json"]));
+    let rows = v.as_array().expect("a list");
+    assert_eq!(rows.len(), 3, "{v}");
+    for r in rows {
+        keys(
+            r,
+            &["name", "created_at", "description", "in_lxd", "recorded"],
+            &["pending"],
+        );
+        assert!(r["created_at"].is_string() && r["description"].is_string());
+        assert!(r["in_lxd"].is_boolean() && r["recorded"].is_boolean());
+    }
+    let by = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap().clone();
+    assert_eq!(by("s1")["description"], "first");
+    assert_eq!(
+        (
+            by("extra")["in_lxd"].clone(),
+            by("extra")["recorded"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    assert_eq!(by("initial-state")["recorded"], true);
+}
+
+#[test]
+fn image_list_json_schema() {
+    let env = Env::new("p");
+    let mut st = env.state();
+    st["images"] = json!([
+        {"aliases": ["web-base"], "fingerprint": "ab".repeat(32), "size": 123456789u64,
+         "description": "Debian 12 web", "created_at": "2026-01-01T00:00:00Z"},
+        {"aliases": [], "fingerprint": "cd".repeat(32), "size": 5,
+         "description": "", "created_at": "2026-01-01T00:00:00Z"},
+    ]);
+    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    let v = json_of(&env.ok(&["image", "list", "--json"]));
+    assert_eq!(v.as_array().unwrap().len(), 1, "aliased only: {v}");
+    let i = &v[0];
+    keys(i, &["aliases", "fingerprint", "size", "description"], &[]);
+    assert_eq!(i["aliases"], json!(["web-base"]));
+    assert_eq!(i["fingerprint"], "ab".repeat(32));
+    assert_eq!(i["size"].as_u64(), Some(123456789));
+    assert_eq!(i["description"], "Debian 12 web");
+    let all = json_of(&env.ok(&["images", "--all", "--json"]));
+    assert_eq!(all.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn doctor_json_schema() {
+    let env = two_containers();
+    let v = json_of(&env.ok(&["doctor", "--json"]));
+    let (req, opt) = (
+        ["project_dir", "healthy", "findings", "drift", "fixed"],
+        ["repair", "lxd_unchecked"],
+    );
+    keys(&v, &req, &opt);
+    assert!(v["project_dir"].is_string());
+    assert_eq!(v["healthy"], true);
+    assert!(v["drift"].as_array().unwrap().is_empty() && v["fixed"].is_array());
+    for f in v["findings"].as_array().unwrap() {
+        keys(f, &["severity", "file", "message"], &["hint"]);
+        let sev = f["severity"].as_str().unwrap();
+        assert!(["ok", "warning", "damage"].contains(&sev), "{f}");
+        assert!(f["file"].is_string() && f["message"].is_string());
+    }
+    // Drift: an unrecorded instance named like the project's, and a recorded
+    // container LXD lacks.
+    env.seed_instance("p-stray", false, &[]);
+    let mut st = env.state();
+    st["instances"].as_object_mut().unwrap().remove("p-b");
+    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    let v = json_of(&env.run(&["doctor", "--json"]).expect(1));
+    keys(&v, &req, &opt);
+    let drift = v["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 2, "{v}");
+    for d in drift {
+        keys(d, &["container", "message", "fix"], &["delete_with_force"]);
+        assert!(d["container"].is_string() && d["message"].is_string() && d["fix"].is_string());
+    }
+}
+
+#[test]
+fn config_get_json_schema() {
+    let env = two_containers();
+    let get = |key: &str| json_of(&env.ok(&["config", "get", key, "--json"]));
+    let cases = [
+        ("remote", json!(""), "builtin"),
+        ("defaults.ports", json!([]), "builtin"),
+        ("containers.a.ports", json!([3000, 4000]), "container"),
+        ("containers.b.user.name", json!("dev"), "builtin"),
+    ];
+    for (key, value, source) in cases {
+        let v = get(key);
+        keys(&v, &["key", "value", "source"], &[]);
+        assert_eq!(v, json!({"key": key, "value": value, "source": source}));
+    }
+    env.ok(&["config", "set", "defaults.ports", "8080"]);
+    assert_eq!(get("containers.b.ports")["source"], "defaults");
+    env.ok(&["config", "set", "remote", "shared"]);
+    assert_eq!(
+        get("remote"),
+        json!({"key": "remote", "value": "shared", "source": "project"})
+    );
+}
+
+#[test]
+fn piped_output_has_no_escape_codes_with_or_without_no_color() {
+    let env = two_containers();
+    std::fs::write(
+        env.dd.join("exec.json"),
+        r#"[{"contains": ["echo dir"], "stdout": "dir\n"}]"#,
+    )
+    .unwrap();
+    let file = env.dir.join("notes.txt");
+    std::fs::write(&file, "hi").unwrap();
+    let f = file.to_str().unwrap();
+    let runs: [&[&str]; 4] = [
+        &["list"],
+        &["doctor"],
+        &["mv", f, "a:/tmp/"],
+        &["container", "snapshot", "list", "a"],
+    ];
+    for args in runs {
+        for no_color in [false, true] {
+            let run = run_colour(&env, args, no_color).expect(0);
+            assert!(!run.stdout.is_empty(), "{args:?}");
+            assert!(
+                !run.stdout.contains(ESC),
+                "{args:?} NO_COLOR={no_color}: {:?}",
+                run.stdout
+            );
+            assert!(!run.stderr.contains(ESC), "{args:?}: {:?}", run.stderr);
+        }
+    }
+    let fan = run_colour(&env, &["mv", f, "a*:/tmp/"], false).expect(0);
+    assert!(
+        fan.stdout.contains("✓ a:") && !fan.stdout.contains(ESC),
+        "{}",
+        fan.stdout
+    );
+}
+
+#[test]
+fn colour_flag_overrides_the_terminal_check() {
+    let env = two_containers();
+    for no_color in [false, true] {
+        let run = run_colour(&env, &["--color", "always", "list"], no_color).expect(0);
+        let (green, yellow) = ("\x1b[32mRUNNING\x1b[0m", "\x1b[33mSTOPPED\x1b[0m");
+        assert!(
+            run.stdout.contains(green) && run.stdout.contains(yellow),
+            "{:?}",
+            run.stdout
+        );
+        // Only the STATUS column is painted.
+        assert!(
+            !run.stdout.contains(&format!("{ESC}32mNAME")) && run.stdout.matches(ESC).count() == 4
+        );
+        let never = run_colour(&env, &["list", "--color", "never"], no_color).expect(0);
+        assert!(!never.stdout.contains(ESC), "{:?}", never.stdout);
+        let plain = |s: &str| {
+            s.replace("\x1b[32m", "")
+                .replace("\x1b[33m", "")
+                .replace("\x1b[0m", "")
+        };
+        assert_eq!(
+            plain(&run.stdout),
+            never.stdout,
+            "colour must not shift the columns"
+        );
+    }
+    // --json is never painted.
+    let run = run_colour(&env, &["--color", "always", "list", "--json"], false).expect(0);
+    assert!(!run.stdout.contains(ESC));
+}
+
+#[test]
+fn completions_and_man_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ldm = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ldm"));
+        cmd.args(args)
+            .current_dir(tmp.path())
+            .env("LDM_LXC", "/nonexistent/lxc");
+        finish(&mut cmd).expect(0)
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let run = ldm(&["completions", shell]);
+        for word in ["container", "snapshot", "doctor", "completions"] {
+            assert!(run.stdout.contains(word), "{shell} lacks {word}");
+        }
+        assert!(run.stderr.is_empty(), "{shell}: {}", run.stderr);
+    }
+    let man = ldm(&["man"]).stdout;
+    assert!(man.contains(".TH ldm") && man.contains(".SH") && man.contains("container"));
+}
+
+/// The real python3 (not a pyenv shim), for a PATH without /usr/bin.
+fn real_python() -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable))",
+        ])
+        .output()
+        .expect("python3");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn incus_is_used_when_lxc_is_missing_and_noted_once() {
+    let env = two_containers();
+    let bin = env.dd.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(double::double_path(), bin.join("incus")).unwrap();
+    std::os::unix::fs::symlink(real_python(), bin.join("python3")).unwrap();
+    assert!(!bin.join("lxc").exists());
+    let ldm = |args: &[&str]| {
+        let mut cmd = env.command(args, &[("PATH", bin.to_str().unwrap())]);
+        cmd.env_remove("LDM_LXC");
+        finish(&mut cmd).expect(0)
+    };
+    let first = ldm(&["list"]);
+    assert_eq!(
+        first.stderr.matches("using incus").count(),
+        1,
+        "{}",
+        first.stderr
+    );
+    assert!(first.stdout.contains("RUNNING"), "{}", first.stdout);
+    let second = ldm(&["container", "snapshot", "create", "a", "s1"]);
+    assert!(!second.stderr.contains("incus"), "{}", second.stderr);
+    let marker = env.dir.join("../home/.cache/ldm/noted-incus");
+    assert!(marker.exists(), "the note is remembered per user");
+    assert_eq!(
+        env.take_argvs(),
+        vec![
+            argv(&["list", "--format", "json"]),
+            argv(&["snapshot", "p-a", "s1"])
+        ]
+    );
+    assert!(env.lxd_snapshots("a").contains("s1"));
+}
+
+/// Panics unless some call starts with `prefix`.
+fn called(argvs: &[Vec<String>], prefix: &[&str]) {
+    let p = argv(prefix);
+    assert!(
+        argvs.iter().any(|a| a.starts_with(&p)),
+        "no {p:?} in {argvs:?}"
+    );
+}
+
+/// Panics unless every argument naming an instance of project `p` is
+/// addressed to `shared:`.
+fn all_remote(argvs: &[Vec<String>], p: &str) {
+    for a in argvs {
+        for arg in a.iter().filter(|x| x.contains(&format!("{p}-"))) {
+            assert!(arg.starts_with("shared:"), "{arg} in {a:?}");
+        }
+    }
+}
+
+#[test]
+fn create_remote_addresses_every_call_to_the_remote() {
+    let env = Env::new("p");
+    let sub = env.dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let q = |args: &[&str]| {
+        let mut all = vec!["-C", "sub"];
+        all.extend_from_slice(args);
+        env.ok(&all)
+    };
+    q(&["create", "--name", "q", "--remote", "shared"]);
+    assert!(env.calls().is_empty());
+    q(&["container", "create", "dev", "base"]);
+    let argvs = env.take_argvs();
+    assert_eq!(argvs[0], launch("shared:base", "shared:q-dev"));
+    assert_eq!(argvs[1][..2], argv(&["exec", "shared:q-dev"]));
+    assert_eq!(
+        argvs[3],
+        argv(&["snapshot", "shared:q-dev", "initial-state"])
+    );
+    assert_eq!(
+        argvs[4],
+        argv(&["query", "shared:/1.0/instances/q-dev?recursion=1"])
+    );
+    all_remote(&argvs, "q");
+    q(&["container", "create", "web", "ubuntu:24.04"]);
+    let argvs = env.take_argvs();
+    let mut l = argv(&["launch", "ubuntu:24.04", "shared:q-web"]);
+    l.extend(argv(&LAUNCH_CONFIG));
+    assert_eq!(argvs[0], l);
+    all_remote(&argvs, "q");
+    q(&["list"]);
+    assert_eq!(
+        env.take_argvs(),
+        vec![argv(&["list", "shared:", "--format", "json"])]
+    );
+    q(&["images"]);
+    assert_eq!(
+        env.take_argvs(),
+        vec![argv(&["image", "list", "shared:", "--format", "json"])]
+    );
+    q(&["container", "snapshot", "create", "dev", "s1"]);
+    q(&["container", "snapshot", "list", "dev"]);
+    q(&["container", "snapshot", "delete", "dev", "s1"]);
+    q(&["down", "dev"]);
+    q(&["up", "dev"]);
+    q(&["container", "clone", "dev", "dev2"]);
+    q(&["remove", "web", "--force"]);
+    let argvs = env.take_argvs();
+    called(&argvs, &["snapshot", "shared:q-dev", "s1"]);
+    called(&argvs, &["delete", "shared:q-dev/s1"]);
+    called(&argvs, &["stop", "shared:q-dev"]);
+    called(&argvs, &["start", "shared:q-dev"]);
+    called(&argvs, &["copy", "shared:q-dev", "shared:q-dev2"]);
+    called(&argvs, &["delete", "shared:q-web"]);
+    all_remote(&argvs, "q");
+    // The parent project `p` is not addressed to the remote.
+    env.seed_container("a", "img", true);
+    env.ok(&["list"]);
+    assert_eq!(env.take_argvs(), vec![argv(&["list", "--format", "json"])]);
+}
+
+#[test]
+fn config_set_remote_addresses_the_calls_that_follow() {
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    env.ok(&["config", "set", "remote", "shared"]);
+    assert!(env.calls().is_empty());
+    env.ok(&["list"]);
+    env.ok(&["container", "snapshot", "create", "a", "s1"]);
+    env.ok(&["container", "reset", "a", "s1"]);
+    env.ok(&["ssh", "a", "--", "true"]);
+    env.ok(&["image", "list"]);
+    let argvs = env.take_argvs();
+    assert_eq!(argvs[0], argv(&["list", "shared:", "--format", "json"]));
+    assert_eq!(argvs[1], argv(&["snapshot", "shared:p-a", "s1"]));
+    called(&argvs, &["restore", "shared:p-a", "s1"]);
+    called(&argvs, &["exec", "shared:p-a", "--"]);
+    assert_eq!(
+        argvs.last().unwrap(),
+        &argv(&["image", "list", "shared:", "--format", "json"])
+    );
+    all_remote(&argvs, "p");
+    // Unset: back to the local server.
+    env.ok(&["config", "unset", "remote"]);
+    env.ok(&["list"]);
+    assert_eq!(env.take_argvs(), vec![argv(&["list", "--format", "json"])]);
+}
+
+#[test]
+fn regression_mv_with_a_stopped_container_says_it_is_stopped() {
+    // probe() (commands/files.rs) read only exec's stdout: on a stopped
+    // container the empty stdout read as "not a dir" and ldm asked "/tmp
+    // does not exist in b; create it?" (pull: "no such file or folder").
+    let env = two_containers();
+    let file = env.dir.join("notes.txt");
+    std::fs::write(&file, "hi").unwrap();
+    let f = file.to_str().unwrap();
+    for args in [&["mv", f, "b:/tmp/"][..], &["mv", "b:/etc/hostname", f]] {
+        let run = env.fail(args);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains("not running")
+                && !all.contains("does not exist")
+                && !all.contains("no such"),
+            "{args:?}: {all}"
+        );
+    }
+}
