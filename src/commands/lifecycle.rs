@@ -230,7 +230,8 @@ pub fn delete_project(
         .keys()
         .map(|n| vec![n.clone(), project.lxd_name(n), status(n)])
         .collect();
-    if !rows.is_empty() {
+    // Shown so a person can confirm; with -f -q nobody is asked.
+    if !rows.is_empty() && !(force && ctx.quiet) {
         table::print(
             &mut std::io::stderr(),
             &["NAME", "LXD NAME", "STATUS"],
