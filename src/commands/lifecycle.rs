@@ -231,7 +231,8 @@ pub fn delete_project(
         .map(|n| vec![n.clone(), project.lxd_name(n), status(n)])
         .collect();
     // Shown so a person can confirm; with -f -q nobody is asked.
-    if !rows.is_empty() && !(force && ctx.quiet) {
+    let nobody_asked = force && ctx.quiet;
+    if !rows.is_empty() && !nobody_asked {
         table::print(
             &mut std::io::stderr(),
             &["NAME", "LXD NAME", "STATUS"],
