@@ -67,10 +67,7 @@ pub fn create(
 }
 
 fn publish(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, alias: &str) -> Result<(), Error> {
-    let inst = lxd
-        .instance(lxd_name)
-        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
-        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
+    let inst = op::instance(lxd, lxd_name)?;
     let was_running = inst.is_running();
     let mut progress = Progress::new(ctx.quiet, 4);
     progress.step(&format!(

@@ -116,10 +116,7 @@ fn restore(
     lxd_name: &str,
     snap: &str,
 ) -> Result<bool, Error> {
-    let inst = lxd
-        .instance(lxd_name)
-        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
-        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
+    let inst = op::instance(lxd, lxd_name)?;
     // Checked before stopping: a missing snapshot must not leave it stopped.
     if !inst.snapshots.iter().any(|s| s.name == snap) {
         return Err(Error::Usage(format!(

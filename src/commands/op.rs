@@ -6,6 +6,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use crate::lxd::{Instance, Lxd};
 use crate::model::{Container, Op, Pending, Project};
 use crate::store::{owner, Paths, Store};
 use crate::Error;
@@ -114,6 +115,25 @@ fn distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// LXD's view of `lxd_name`, or an error saying it is missing.
+pub fn instance(lxd: &dyn Lxd, lxd_name: &str) -> Result<Instance, Error> {
+    lxd.instance(lxd_name)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
+        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))
+}
+
+/// Like [`instance`], and refuses a container that is not running, naming `ldm up`.
+pub fn running(lxd: &dyn Lxd, name: &str, lxd_name: &str) -> Result<Instance, Error> {
+    let inst = instance(lxd, lxd_name)?;
+    if !inst.is_running() {
+        return Err(Error::Usage(format!(
+            "{name} is {}; start it with `ldm up {name}`",
+            inst.status.to_lowercase()
+        )));
+    }
+    Ok(inst)
 }
 
 /// Progress lines on stderr: `[2/5] Waiting for webapp-dev (3.1s)`.

@@ -40,16 +40,7 @@ pub fn run(ctx: &Ctx, lxd: &Client, args: &ProxyArgs) -> Result<(), Error> {
         )));
     }
     let lxd_name = project.lxd_name(name);
-    let inst = lxd
-        .instance(&lxd_name)
-        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
-        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
-    if !inst.is_running() {
-        return Err(Error::Usage(format!(
-            "{name} is {}; start it with `ldm up {name}`",
-            inst.status.to_lowercase()
-        )));
-    }
+    let inst = op::running(lxd, name, &lxd_name)?;
     let first: Option<IpAddr> = inst.ipv4.as_deref().and_then(|ip| ip.parse().ok());
     let client = lxd.clone();
     let resolve: proxy::Resolve = Arc::new(move |refresh| {

@@ -23,18 +23,7 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Ssh) -> Result<(), Error> {
     if user != "root" {
         validate::user_name(&user)?;
     }
-    let inst = lxd
-        .instance(&lxd_name)
-        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
-        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))?;
-    if !inst.is_running() {
-        return Err(Error::Usage(format!(
-            "{} is {}; start it with `ldm up {}`",
-            args.name,
-            inst.status.to_lowercase(),
-            args.name
-        )));
-    }
+    op::running(lxd, &args.name, &lxd_name)?;
     let mut argv: Vec<&str> = vec!["su", "-l", &user];
     if args.command.is_empty() {
         return Err(Error::lxd(format!("opening a shell in {lxd_name}"))(

@@ -71,13 +71,7 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     let (mut project, mark, cache_miss) = match cache::read(fs, paths, &bytes) {
         Some((project, mark)) => {
             // Made from these very bytes by an ldm whose rules may differ.
-            project
-                .validate()
-                .map_err(|(key, error)| StoreError::Invalid {
-                    path: paths.yaml.clone(),
-                    key,
-                    error,
-                })?;
+            validated(paths, &project)?;
             (project, mark, None)
         }
         None => {
@@ -187,14 +181,19 @@ pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<(Project, Option<Mark>)
         column: e.column,
         message: e.message,
     })?;
+    validated(paths, &project)?;
+    Ok((project, mark))
+}
+
+/// Checks the values of a loaded `containers.yaml`; errors name the key.
+fn validated(paths: &Paths, project: &Project) -> Result<(), StoreError> {
     project
         .validate()
         .map_err(|(key, error)| StoreError::Invalid {
             path: paths.yaml.clone(),
             key,
             error,
-        })?;
-    Ok((project, mark))
+        })
 }
 
 fn not_found_or_io(e: std::io::Error, paths: &Paths, action: &'static str) -> StoreError {
