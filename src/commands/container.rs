@@ -190,14 +190,7 @@ fn forget(store: &mut Store, lxd: &dyn Lxd, lxd_name: &str, name: &str) -> Resul
     {
         return Ok(false);
     }
-    store.commit(|_| {
-        Ok::<_, Error>((
-            vec![Mutation::ContainerRemoved {
-                name: name.to_string(),
-            }],
-            (),
-        ))
-    })?;
+    unrecord(store, name)?;
     Ok(true)
 }
 
@@ -211,14 +204,12 @@ fn rerun_hint(name: &str, op: &Op, image: &str) -> String {
 
 /// Forgets a container whose intent must not stay behind.
 fn unrecord(store: &mut Store, name: &str) -> Result<(), Error> {
-    store.commit(|_| {
-        Ok::<_, Error>((
-            vec![Mutation::ContainerRemoved {
-                name: name.to_string(),
-            }],
-            (),
-        ))
-    })
+    op::record(
+        store,
+        vec![Mutation::ContainerRemoved {
+            name: name.to_string(),
+        }],
+    )
 }
 
 /// `ldm container create NAME IMAGE`.

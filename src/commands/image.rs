@@ -53,15 +53,13 @@ pub fn create(
         Ok::<_, Error>((vec![m], p.lxd_name(container)))
     })?;
     let result = publish(ctx, lxd, &lxd_name, alias);
-    store.commit(|_| {
-        Ok::<_, Error>((
-            vec![Mutation::OperationFinished {
-                container: container.to_string(),
-                snapshot: None,
-            }],
-            (),
-        ))
-    })?;
+    op::record(
+        &mut store,
+        vec![Mutation::OperationFinished {
+            container: container.to_string(),
+            snapshot: None,
+        }],
+    )?;
     result?;
     say(out, &format!("Created image {alias} from {container}; use it with `ldm container create NAME {alias}`"))
 }

@@ -68,10 +68,6 @@ fn begin(store: &mut Store, name: &str, pending: &Pending) -> Result<String, Err
     })
 }
 
-fn record(store: &mut Store, m: Vec<Mutation>) -> Result<(), Error> {
-    store.commit(|_| Ok::<_, Error>((m, ())))
-}
-
 /// `ldm container reset NAME [SNAP]`: stop if running, restore, start again
 /// if it was running.
 pub fn reset(
@@ -92,7 +88,7 @@ pub fn reset(
     let lxd_name = begin(&mut store, name, &pending)?;
     let result = restore(ctx, lxd, name, &lxd_name, snap);
     // LXD holds the outcome either way; the operation is over.
-    record(
+    op::record(
         &mut store,
         vec![Mutation::OperationFinished {
             container: name.to_string(),
@@ -195,7 +191,7 @@ pub fn remove(ctx: &Ctx, lxd: &dyn Lxd, args: &Remove, out: &mut dyn Write) -> R
         Err(e) => return Err(Error::lxd(format!("deleting {lxd_name}; the project shows it as interrupted: run `ldm remove {name}` again"))(e)),
     }
     if owner.is_some() {
-        record(
+        op::record(
             &mut store,
             vec![Mutation::ContainerRemoved {
                 name: name.to_string(),
@@ -271,7 +267,7 @@ pub fn delete_project(
                 ))(e))
             }
         }
-        record(
+        op::record(
             &mut store,
             vec![Mutation::ContainerRemoved { name: n.clone() }],
         )?;

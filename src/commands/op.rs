@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use crate::lxd::{Instance, Lxd};
-use crate::model::{Container, Op, Pending, Project};
+use crate::model::{Container, Mutation, Op, Pending, Project};
 use crate::store::{owner, Paths, Store};
 use crate::Error;
 
@@ -31,6 +31,12 @@ pub fn claim(store: &Store, op: Op) -> Result<(owner::OwnerGuard, Pending), Erro
         started_at: now(),
     };
     Ok((guard, pending))
+}
+
+/// Commits `mutations` that need no look at the state first (an outcome,
+/// an undo); they are still validated under the lock.
+pub fn record(store: &mut Store, mutations: Vec<Mutation>) -> Result<(), Error> {
+    store.commit(|_| Ok::<_, Error>((mutations, ())))
 }
 
 /// True if `pending`'s owner is still running.

@@ -11,7 +11,7 @@ use crate::commands::op::{self};
 use crate::commands::{table, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{validate, Container, Mutation, Op, Project};
-use crate::store::{Paths, Store};
+use crate::store::Paths;
 use crate::{say, Error};
 
 /// Refuses if a live container-level operation runs on `name`, or an
@@ -36,10 +36,6 @@ fn container_ready<'a>(paths: &Paths, p: &'a Project, name: &str) -> Result<&'a 
         )));
     }
     Ok(c)
-}
-
-fn record(store: &mut Store, m: Mutation) -> Result<(), Error> {
-    store.commit(|_| Ok::<_, Error>((vec![m], ())))
 }
 
 /// `ldm container snapshot create C NAME [-d DESC]`.
@@ -93,12 +89,12 @@ pub fn create(
         Err(LxdError::AlreadyExists { .. }) if resumed => {}
         Err(e) => {
             // LXD made nothing (or made it under a name we do not own): undo the intent.
-            record(
+            op::record(
                 &mut store,
-                Mutation::SnapshotRemoved {
+                vec![Mutation::SnapshotRemoved {
                     container: container.to_string(),
                     name: snap.to_string(),
-                },
+                }],
             )?;
             return Err(match e {
                 LxdError::AlreadyExists { .. } => Error::Usage(format!("LXD already has a snapshot {snap} of {lxd_name} that the project does not record; see `ldm doctor`")),
@@ -106,12 +102,12 @@ pub fn create(
             });
         }
     }
-    record(
+    op::record(
         &mut store,
-        Mutation::OperationFinished {
+        vec![Mutation::OperationFinished {
             container: container.to_string(),
             snapshot: Some(snap.to_string()),
-        },
+        }],
     )?;
     say(out, &format!("Created snapshot {snap} of {container}"))
 }
@@ -167,12 +163,12 @@ pub fn delete(
         Err(e) => return Err(Error::lxd(format!("deleting snapshot {snap} of {lxd_name}; the project shows it as interrupted: run the command again"))(e)),
     }
     if recorded {
-        record(
+        op::record(
             &mut store,
-            Mutation::SnapshotRemoved {
+            vec![Mutation::SnapshotRemoved {
                 container: container.to_string(),
                 name: snap.to_string(),
-            },
+            }],
         )?;
     }
     say(out, &format!("Deleted snapshot {snap} of {container}"))
