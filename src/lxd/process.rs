@@ -59,6 +59,14 @@ fn quote(s: &str) -> String {
 }
 
 impl Invocation {
+    /// The error for a client that could not be started or waited for.
+    fn spawn_error(&self, source: std::io::Error) -> LxdError {
+        LxdError::Spawn {
+            cmd: self.to_string(),
+            source,
+        }
+    }
+
     /// Runs it and returns exit code and both streams; spawn failure only is an error.
     pub(super) fn output(&self) -> Result<Captured, LxdError> {
         let mut child = Command::new(&self.program)
@@ -72,10 +80,7 @@ impl Invocation {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| LxdError::Spawn {
-                cmd: self.to_string(),
-                source,
-            })?;
+            .map_err(|source| self.spawn_error(source))?;
         // Feed stdin from a thread so a child that writes before it reads
         // cannot deadlock against us; wait_with_output drains both pipes.
         let feeder = child.stdin.take().map(|mut pipe| {
@@ -84,10 +89,9 @@ impl Invocation {
                 let _ = pipe.write_all(&bytes);
             })
         });
-        let out = child.wait_with_output().map_err(|source| LxdError::Spawn {
-            cmd: self.to_string(),
-            source,
-        })?;
+        let out = child
+            .wait_with_output()
+            .map_err(|source| self.spawn_error(source))?;
         if let Some(t) = feeder {
             let _ = t.join();
         }
@@ -100,10 +104,7 @@ impl Invocation {
             .args(&self.args)
             .status()
             .map(|s| s.code())
-            .map_err(|source| LxdError::Spawn {
-                cmd: self.to_string(),
-                source,
-            })
+            .map_err(|source| self.spawn_error(source))
     }
 
     /// Runs it with stdout sent to stderr (progress) and stderr captured.
@@ -116,21 +117,14 @@ impl Invocation {
                 std::io::stderr()
                     .as_fd()
                     .try_clone_to_owned()
-                    .map_err(|source| LxdError::Spawn {
-                        cmd: self.to_string(),
-                        source,
-                    })?,
+                    .map_err(|source| self.spawn_error(source))?,
             ))
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| LxdError::Spawn {
-                cmd: self.to_string(),
-                source,
-            })?;
-        let out = child.wait_with_output().map_err(|source| LxdError::Spawn {
-            cmd: self.to_string(),
-            source,
-        })?;
+            .map_err(|source| self.spawn_error(source))?;
+        let out = child
+            .wait_with_output()
+            .map_err(|source| self.spawn_error(source))?;
         if out.status.success() {
             return Ok(());
         }
