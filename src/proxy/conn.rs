@@ -4,14 +4,13 @@
 //!
 //! Owns the byte moving. Each direction runs on its own thread, blocking
 //! `read`/`write` with a 256 KiB buffer. (`splice(2)` through a pipe was
-//! measured too: no less CPU per byte on loopback, twice the context
-//! switches, and its pipes count against the user's pipe budget, which
-//! would shrink the pipes of the user's other programs.) End of file in one
-//! direction becomes `shutdown(Write)` on the other socket (half-close passes
-//! through); an error in either direction shuts both sockets down. Reads and
-//! writes time out every tick so a thread can notice that *neither*
-//! direction moved a byte for the idle timeout: the timeout is on silence,
-//! not on the connection's age.
+//! measured too: no faster and no less CPU per byte on loopback, where TCP
+//! processing and wake-ups cost more than the copies; see DESIGN.md, "The
+//! proxy".) End of file in one direction becomes `shutdown(Write)` on the
+//! other socket (half-close passes through); an error in either direction
+//! shuts both sockets down. Reads and writes time out every tick so a
+//! thread can notice that *neither* direction moved a byte for the idle
+//! timeout: the timeout is on silence, not on the connection's age.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -114,6 +113,14 @@ struct Link {
 }
 
 impl Link {
+    fn new(idle: Duration) -> Link {
+        Link {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+            idle_ms: (idle.as_millis() as u64).max(1),
+            idled: AtomicBool::new(false),
+        }
+    }
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -141,12 +148,7 @@ fn forward(
     let idle = shared.idle_timeout;
     // How often a blocked thread looks at the clock.
     let tick = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
-    let link = Arc::new(Link {
-        start: Instant::now(),
-        last: AtomicU64::new(0),
-        idle_ms: (idle.as_millis() as u64).max(1),
-        idled: AtomicBool::new(false),
-    });
+    let link = Arc::new(Link::new(idle));
     let setup = [client, server].iter().try_for_each(|s| {
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(tick))?;
@@ -245,5 +247,47 @@ fn copy(mut from: &TcpStream, mut to: &TcpStream, link: &Link, moved: &mut u64) 
             *moved += m as u64;
             link.touch();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Two connected loopback sockets.
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (b, _) = l.accept().expect("accept");
+        (a, b)
+    }
+
+    #[test]
+    fn pump_moves_bytes_exactly_and_passes_end_of_file() {
+        let total = 9 << 20 | 12_345;
+        let (mut writer, from) = pair();
+        let (to, mut reader) = pair();
+        let link = Arc::new(Link::new(Duration::from_secs(30)));
+        let l = Arc::clone(&link);
+        let pumper = std::thread::spawn(move || pump(&from, &to, &l));
+        let feeder = std::thread::spawn(move || {
+            let data: Vec<u8> = (0..total).map(|i| (i * 7 + i / 4093) as u8).collect();
+            writer.write_all(&data).expect("write");
+            writer.shutdown(Shutdown::Write).expect("half-close");
+            data
+        });
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).expect("read to end of file");
+        let (moved, result) = pumper.join().expect("pump thread");
+        let data = feeder.join().expect("feeder");
+        result.expect("pump ends cleanly");
+        assert_eq!(moved, total as u64);
+        assert!(
+            got == data,
+            "bytes differ ({} of {} arrived)",
+            got.len(),
+            total
+        );
     }
 }
