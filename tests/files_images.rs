@@ -5,7 +5,9 @@
 
 mod double;
 
-use double::{argv, query, Env};
+use std::time::Duration;
+
+use double::{argv, kill, query, Env};
 use serde_json::{json, Value};
 
 /// Writes the double's exec rules (first match wins).
@@ -453,4 +455,95 @@ fn regression_mv_from_a_stopped_container_says_start_it() {
         "{}",
         run.stderr
     );
+}
+
+/// Kills `ldm image create dev myimg` while the double hangs before its
+/// publish: the container is stopped and has the temporary snapshot.
+fn interrupted_image_create(env: &Env) -> String {
+    env.seed_container("dev", "img", true);
+    let mut child = env.spawn(
+        &["image", "create", "dev", "myimg"],
+        &[("LDM_DOUBLE_HANG", "publish:before")],
+    );
+    let h = env.wait_hang("publish", Duration::from_secs(60));
+    kill(child.id() as i32);
+    child.wait().unwrap();
+    kill(h.pid);
+    let snap = format!("ldm-publish-{}", child.id());
+    assert!(env.lxd_snapshots("dev").contains(&snap));
+    env.take_calls();
+    snap
+}
+
+#[test]
+fn doctor_fix_deletes_the_snapshot_an_interrupted_image_create_left() {
+    let env = Env::new("p");
+    let snap = interrupted_image_create(&env);
+    let run = env.run(&["doctor"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains(&format!(
+            "dev: snapshot {snap} is a leftover of an interrupted `ldm image create`"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("will delete it from LXD"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("dev: interrupted publishing"),
+        "{}",
+        run.stdout
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&env.run(&["doctor", "--json"]).stdout).unwrap();
+    assert!(
+        json["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["delete_snapshot"] == json!(["p-dev", snap])),
+        "{json}"
+    );
+    env.take_calls();
+    let run = env.ok(&["doctor", "--fix"]);
+    assert!(
+        run.stdout.contains(&format!("fixed  dev: snapshot {snap}")),
+        "{}",
+        run.stdout
+    );
+    let argvs = env.take_argvs();
+    assert!(
+        argvs.contains(&argv(&["delete", &format!("p-dev/{snap}")])),
+        "{argvs:?}"
+    );
+    // Deleted from LXD, and never recorded as a user's snapshot.
+    assert!(!env.lxd_snapshots("dev").contains(&snap));
+    let recorded = &env.project().containers["dev"].snapshots;
+    assert!(!recorded.keys().any(|s| s.starts_with("ldm-publish-")));
+    env.ok(&["doctor"]);
+    env.assert_agree();
+}
+
+#[test]
+fn rerun_image_create_deletes_the_leftover_snapshot_first() {
+    let env = Env::new("p");
+    let old = interrupted_image_create(&env);
+    env.ok(&["image", "create", "dev", "myimg"]);
+    let calls = env.take_calls();
+    let pid = calls[0].ppid;
+    let argvs: Vec<_> = calls.into_iter().map(|c| c.argv).collect();
+    // The container was left stopped, so it is not stopped (nor started) again.
+    let mut want = publish_calls("p-dev", pid, false);
+    want.insert(1, argv(&["delete", &format!("p-dev/{old}")]));
+    assert_eq!(argvs, want);
+    assert!(!env
+        .lxd_snapshots("dev")
+        .iter()
+        .any(|s| s.starts_with("ldm-publish-")));
+    assert_eq!(env.state()["images"][0]["aliases"], json!(["myimg"]));
+    env.assert_agree();
 }

@@ -208,7 +208,11 @@ fn doctor_json_schema() {
     let drift = v["drift"].as_array().unwrap();
     assert_eq!(drift.len(), 2, "{v}");
     for d in drift {
-        keys(d, &["container", "message", "fix"], &["delete_with_force"]);
+        keys(
+            d,
+            &["container", "message", "fix"],
+            &["delete_with_force", "delete_snapshot"],
+        );
         assert!(d["container"].is_string() && d["message"].is_string() && d["fix"].is_string());
     }
 }

@@ -138,9 +138,10 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Resu
     Ok(())
 }
 
-/// Applies `drifts`: LXD deletions first (only with `force`), then the
-/// records, recomputed against the state under the lock so that changes
-/// made meanwhile by other commands are respected.
+/// Applies `drifts`: LXD deletions first (ldm's own temporary snapshots
+/// always, instances only with `force`), then the records, recomputed
+/// against the state under the lock so that changes made meanwhile by other
+/// commands are respected.
 fn fix(
     store: &mut Store,
     lxd: &dyn Lxd,
@@ -157,13 +158,30 @@ fn fix(
             }
         }
     }
+    let mut deleted = Vec::new();
+    for d in drifts.iter().filter(|d| d.delete_snapshot.is_some()) {
+        let Some((inst, snap)) = &d.delete_snapshot else {
+            continue;
+        };
+        eprintln!("Deleting the temporary snapshot {inst}/{snap} from LXD");
+        match lxd.delete_snapshot(inst, snap) {
+            Ok(()) | Err(LxdError::NotFound { .. }) => {
+                for i in instances.iter_mut().filter(|i| &i.name == inst) {
+                    i.snapshots.retain(|s| &s.name != snap);
+                }
+                deleted.push(d.clone());
+            }
+            Err(e) => return Err(Error::lxd(format!("deleting {inst}/{snap}"))(e)),
+        }
+    }
     let paths = store.paths().clone();
     let applied = store.commit(|p| {
         let now = drift::compare(&paths, p, instances);
         let mutations = now.iter().flat_map(|d| d.mutations.clone()).collect();
         Ok::<_, Error>((mutations, now))
     })?;
-    Ok(applied)
+    deleted.extend(applied);
+    Ok(deleted)
 }
 
 fn print_repair(r: &RepairReport, out: &mut dyn Write) -> Result<(), Error> {

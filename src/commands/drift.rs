@@ -1,10 +1,13 @@
 //! The project compared with LXD, for `ldm doctor`: containers or snapshots
 //! on one side only, and operations whose owner died half way. Each finding
-//! carries the mutations that would record it (`--fix`) and, separately, the
-//! LXD deletions that only `--fix --force` performs.
+//! carries the mutations that would record it (`--fix`), the leftovers of
+//! ldm's own that `--fix` deletes from LXD (temporary `ldm-publish-*`
+//! snapshots of an interrupted `image create`) and, separately, the LXD
+//! deletions that only `--fix --force` performs.
 
 use serde::Serialize;
 
+use crate::commands::image::PUBLISH_PREFIX;
 use crate::commands::op;
 use crate::lxd::Instance;
 use crate::model::{validate, Mutation, Op, Project};
@@ -25,6 +28,10 @@ pub struct Drift {
     /// LXD instance `--fix --force` deletes instead of adopting, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_with_force: Option<String>,
+    /// LXD snapshot (instance, snapshot) `--fix` deletes: a temporary one of
+    /// ldm's own, never a user's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_snapshot: Option<(String, String)>,
 }
 
 fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) -> Drift {
@@ -34,6 +41,7 @@ fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) 
         fix: fix.to_string(),
         mutations,
         delete_with_force: None,
+        delete_snapshot: None,
     }
 }
 
@@ -52,10 +60,13 @@ pub fn compare(paths: &Paths, project: &Project, instances: &[Instance]) -> Vec<
             snapshot: None,
         };
         let removed = Mutation::ContainerRemoved { name: name.clone() };
+        if c.pending.as_ref().is_some_and(|p| op::is_alive(paths, p)) {
+            continue;
+        }
+        if let Some(i) = inst {
+            out.extend(leftovers(name, i));
+        }
         if let Some(p) = &c.pending {
-            if op::is_alive(paths, p) {
-                continue;
-            }
             let what = format!(
                 "interrupted {} (pid {} since {})",
                 p.op.verb().to_lowercase(),
@@ -205,7 +216,31 @@ pub fn compare(paths: &Paths, project: &Project, instances: &[Instance]) -> Vec<
     out
 }
 
-/// `base` plus a `SnapshotAdded` for every LXD snapshot `c` does not record.
+/// Temporary `ldm-publish-*` snapshots on `i`, left by an `image create`
+/// that died before deleting them. Only called when no live operation owns
+/// the container, so no running `image create` is using them.
+fn leftovers(name: &str, i: &Instance) -> Vec<Drift> {
+    i.snapshots
+        .iter()
+        .filter(|s| s.name.starts_with(PUBLISH_PREFIX))
+        .map(|s| {
+            let mut d = drift(
+                name,
+                format!(
+                    "snapshot {} is a leftover of an interrupted `ldm image create`",
+                    s.name
+                ),
+                "delete it from LXD",
+                Vec::new(),
+            );
+            d.delete_snapshot = Some((i.name.clone(), s.name.clone()));
+            d
+        })
+        .collect()
+}
+
+/// `base` plus a `SnapshotAdded` for every LXD snapshot `c` does not record
+/// (ldm's temporary `ldm-publish-*` snapshots are never recorded).
 fn adopt_snapshots(
     name: &str,
     c: &crate::model::Container,
@@ -213,7 +248,10 @@ fn adopt_snapshots(
     mut base: Vec<Mutation>,
 ) -> Vec<Mutation> {
     for s in &i.snapshots {
-        if !c.snapshots.contains_key(&s.name) && validate::snapshot_name(&s.name).is_ok() {
+        if !c.snapshots.contains_key(&s.name)
+            && !s.name.starts_with(PUBLISH_PREFIX)
+            && validate::snapshot_name(&s.name).is_ok()
+        {
             base.push(Mutation::SnapshotAdded {
                 container: name.to_string(),
                 name: s.name.clone(),

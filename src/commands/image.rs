@@ -66,6 +66,23 @@ pub fn create(
 
 fn publish(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, alias: &str) -> Result<(), Error> {
     let inst = op::instance(lxd, lxd_name)?;
+    // Our claim means no live `image create` owns this container, so any
+    // temporary snapshot is a dead one's leftover.
+    for s in inst
+        .snapshots
+        .iter()
+        .filter(|s| s.name.starts_with(PUBLISH_PREFIX))
+    {
+        match lxd.delete_snapshot(lxd_name, &s.name) {
+            Ok(()) | Err(LxdError::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(Error::lxd(format!(
+                    "deleting the leftover snapshot {lxd_name}/{}",
+                    s.name
+                ))(e))
+            }
+        }
+    }
     let was_running = inst.is_running();
     let mut progress = Progress::new(ctx.quiet, 4);
     progress.step(&format!(
