@@ -160,7 +160,7 @@ fn bench_size(root: &Path, n: usize, iters: usize) -> Row {
     //     interleaved with rotating order.
     let record_len = log::encode_commit(&[ports(0)], 1).len();
     let mut bare = Bare::new(&dir.join("bare.dat"), record_len);
-    let mut syscalls = Syscalls::new(&dir, "sys", record_len, Note::Truncate, true);
+    let mut syscalls = Syscalls::new(&dir, "sys", record_len, Note::Overwrite, true);
     let mut steady = Store::open(paths.clone(), opts(u64::MAX));
     commit(&mut steady, vec![ports(0)]);
     let mut t = [Vec::new(), Vec::new(), Vec::new()];
@@ -508,10 +508,11 @@ impl Bare {
 /// What the hand-written commit does about the lock's holder note.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Note {
-    /// As `lock::acquire` does: `ftruncate(0)` then `write`.
+    /// As `lock::acquire` did before it was fixed: `ftruncate(0)` then
+    /// `write`; ext4 then flushes the lock file with the log's fdatasync.
     Truncate,
-    /// A fixed-width note written over the old one with `pwrite` at 0: the
-    /// file keeps its size and its block.
+    /// As `lock::acquire` does: a fixed-width note written over the old one
+    /// with `pwrite` at 0, so the file keeps its size and its block.
     Overwrite,
     /// No note.
     Skip,
@@ -566,10 +567,13 @@ impl Syscalls {
             unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
             0
         );
-        let note = format!(
+        // Padded to the store's fixed 256-byte note, so every write covers
+        // the previous one (src/store/lock.rs).
+        let mut note = format!(
             "pid {:>10} (ldm) since 2026-01-01T00:00:00Z",
             std::process::id()
         );
+        note.extend(std::iter::repeat_n(' ', 256 - note.len()));
         match self.note {
             Note::Truncate => {
                 lock.set_len(0).unwrap();
@@ -616,21 +620,17 @@ fn attribute(dir: &Path, record_len: usize, iters: usize) {
     let mut bare = Bare::new(&dir.join("attr-bare.dat"), record_len);
     let mut arms = [
         (
-            "as OsFs (ftruncate+write note, reopen per step)",
-            Note::Truncate,
-            true,
-        ),
-        (
-            "note by pwrite over the old one, reopen per step",
+            "as OsFs (pwrite note over the old one, reopen)",
             Note::Overwrite,
             true,
         ),
-        ("no note, reopen per step", Note::Skip, true),
         (
-            "ftruncate+write note, one kept log fd",
+            "as before the fix (ftruncate+write note, reopen)",
             Note::Truncate,
-            false,
+            true,
         ),
+        ("no note, reopen per step", Note::Skip, true),
+        ("note by pwrite, one kept log fd", Note::Overwrite, false),
         ("no note, one kept log fd", Note::Skip, false),
     ]
     .map(|(what, note, reopen)| {
