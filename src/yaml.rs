@@ -25,6 +25,27 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_yaml_ng::from_str(text).map_err(convert)
 }
 
+/// Parses `text` into a `T`, also returning the keys `T` has no field for
+/// (dotted paths such as `containers.dev.usr`), which plain parsing skips.
+pub fn from_str_with_unknown<T: DeserializeOwned>(
+    text: &str,
+) -> Result<(T, Vec<String>), YamlError> {
+    let mut unknown = Vec::new();
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let value = serde_ignored::deserialize(de, |path| {
+        // `?` marks an Option level in serde_ignored's paths, not a key.
+        let keys: Vec<String> = path
+            .to_string()
+            .split('.')
+            .filter(|k| *k != "?")
+            .map(String::from)
+            .collect();
+        unknown.push(keys.join("."));
+    })
+    .map_err(convert)?;
+    Ok((value, unknown))
+}
+
 /// Serializes `value` as a YAML document.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
     serde_yaml_ng::to_string(value).map_err(convert)
@@ -47,6 +68,22 @@ fn convert(e: serde_yaml_ng::Error) -> YamlError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_keys_are_reported_by_path() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            a: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>,
+        }
+        let (_, unknown) = from_str_with_unknown::<T>(
+            "a: {x: {y: 1}}
+b: 2
+",
+        )
+        .unwrap();
+        assert_eq!(unknown, vec!["b".to_string()]);
+    }
 
     #[test]
     fn parse_error_has_line_and_column() {

@@ -57,6 +57,36 @@ fn check_hand_edit_survives(compact_first: bool) {
 }
 
 #[test]
+fn unknown_keys_warn_on_every_command_until_compaction_drops_them() {
+    let dir = tempdir();
+    let dir = dir.path();
+    ok(dir, &["create", "--name", "p", "--ports", "3000"]);
+    edit_yaml(dir, "project: p\n", "project: p\ncolour: blue\n");
+    edit_yaml(dir, "defaults:\n", "defaults:\n  usr: {name: typo}\n");
+    let warning = "ignoring unknown keys `colour`, `defaults.usr`; ldm drops unknown keys when it next rewrites the file";
+    // A reader parses the YAML; a writer caches it; the cached load warns too.
+    for args in [
+        &["config", "get", "defaults.ports"][..],
+        &["config", "set", "defaults.user.name", "alice"],
+        &["config", "get", "defaults.user.name"],
+    ] {
+        let (code, _, err) = run(dir, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert_eq!(err.matches(warning).count(), 1, "{args:?}: {err}");
+        assert!(err.contains("containers.yaml"), "{err}");
+    }
+    assert_eq!(
+        state(dir).defaults.user.unwrap().name.as_deref(),
+        Some("alice")
+    );
+    ok(dir, &["compact"]);
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    assert!(!text.contains("colour") && !text.contains("usr:"), "{text}");
+    let (code, _, err) = run(dir, &["config", "get", "defaults.ports"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
+#[test]
 fn hand_edit_of_the_yaml_survives_other_writes_and_compaction() {
     check_hand_edit_survives(true);
 }

@@ -32,12 +32,27 @@ struct Key {
 struct BodyOut<'a> {
     project: &'a Project,
     mark: Option<Mark>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    unknown: &'a [String],
 }
 
 #[derive(Deserialize)]
 struct BodyIn {
     project: Project,
     mark: Option<Mark>,
+    /// Keys of the YAML ldm ignores, so that a cached load warns as a parse does.
+    #[serde(default)]
+    unknown: Vec<String>,
+}
+
+/// What the cache holds for one `containers.yaml`.
+pub struct Cached {
+    /// The parsed state.
+    pub project: Project,
+    /// Its mark.
+    pub mark: Option<Mark>,
+    /// Keys ldm ignored when parsing it.
+    pub unknown: Vec<String>,
 }
 
 fn key(yaml: &[u8]) -> Key {
@@ -48,7 +63,7 @@ fn key(yaml: &[u8]) -> Key {
 }
 
 /// The parsed form of `yaml`, if the cache was made from these exact bytes.
-pub fn read(fs: &dyn Fs, paths: &Paths, yaml: &[u8]) -> Option<(Project, Option<Mark>)> {
+pub fn read(fs: &dyn Fs, paths: &Paths, yaml: &[u8]) -> Option<Cached> {
     let bytes = fs.read(&paths.dir.join(CACHE_FILE)).ok()?;
     let split = bytes.iter().position(|b| *b == b'\n')?;
     let found: Key = serde_json::from_slice(&bytes[..split]).ok()?;
@@ -56,17 +71,33 @@ pub fn read(fs: &dyn Fs, paths: &Paths, yaml: &[u8]) -> Option<(Project, Option<
         return None;
     }
     let body: BodyIn = serde_json::from_slice(&bytes[split + 1..]).ok()?;
-    Some((body.project, body.mark))
+    Some(Cached {
+        project: body.project,
+        mark: body.mark,
+        unknown: body.unknown,
+    })
 }
 
-/// Records `project` and `mark` as the parsed form of `yaml`. Best effort:
-/// failures only cost a slower next load.
-pub fn write(fs: &dyn Fs, paths: &Paths, yaml: &[u8], project: &Project, mark: Option<Mark>) {
+/// Records `project`, `mark` and the `unknown` keys as the parsed form of
+/// `yaml`. Best effort: failures only cost a slower next load.
+pub fn write(
+    fs: &dyn Fs,
+    paths: &Paths,
+    yaml: &[u8],
+    project: &Project,
+    mark: Option<Mark>,
+    unknown: &[String],
+) {
     let Ok(mut out) = serde_json::to_vec(&key(yaml)) else {
         return;
     };
     out.push(b'\n');
-    if serde_json::to_writer(&mut out, &BodyOut { project, mark }).is_err() {
+    let body = BodyOut {
+        project,
+        mark,
+        unknown,
+    };
+    if serde_json::to_writer(&mut out, &body).is_err() {
         return;
     }
     let tmp = paths
@@ -92,7 +123,7 @@ mod tests {
         assert!(dir.path().join(CACHE_FILE).exists());
         let yaml = std::fs::read_to_string(&paths.yaml).unwrap();
         let cached = read(&crate::store::OsFs, &paths, yaml.as_bytes()).unwrap();
-        assert_eq!(cached.0.defaults.ports, vec![1]);
+        assert_eq!(cached.project.defaults.ports, vec![1]);
         std::fs::write(&paths.yaml, yaml.replace("  - 1", "  - 2")).unwrap();
         let project = Store::open(paths.clone(), Options::default())
             .read()

@@ -84,7 +84,7 @@ pub fn write_snapshot(
         text.as_bytes(),
         "compact.yaml",
     )?;
-    cache::write(fs, paths, text.as_bytes(), project, Some(mark));
+    cache::write(fs, paths, text.as_bytes(), project, Some(mark), &[]);
     Ok(())
 }
 

@@ -38,6 +38,7 @@ pub mod repair;
 pub mod snapshot;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use error::StoreError;
@@ -107,6 +108,8 @@ pub struct Store {
     paths: Paths,
     opts: Options,
     view: Option<View>,
+    /// Unknown YAML keys are reported once per process, not once per load.
+    warned_unknown: AtomicBool,
 }
 
 impl Store {
@@ -116,6 +119,7 @@ impl Store {
             paths,
             opts,
             view: None,
+            warned_unknown: AtomicBool::new(false),
         }
     }
 
@@ -155,7 +159,10 @@ impl Store {
         for _ in 0..50 {
             let before = fs.stat(&self.paths.yaml).ok();
             match recover::load(fs, &self.paths) {
-                Ok(loaded) if before == Some(loaded.yaml_id) => return Ok(loaded.project),
+                Ok(loaded) if before == Some(loaded.yaml_id) => {
+                    self.warn_unknown(&loaded.unknown_keys);
+                    return Ok(loaded.project);
+                }
                 // The YAML changed while we read: a compaction swapped the files.
                 Ok(_) => {}
                 // A log newer than the YAML is only transient if the YAML was
@@ -324,14 +331,31 @@ impl Store {
         self.full_recover()
     }
 
+    fn warn_unknown(&self, keys: &[String]) {
+        if !keys.is_empty() && !self.warned_unknown.swap(true, Ordering::Relaxed) {
+            (self.opts.notify)(&Notice::UnknownKeys {
+                path: self.paths.yaml.clone(),
+                keys: keys.to_vec(),
+            });
+        }
+    }
+
     fn full_recover(&mut self) -> Result<(), StoreError> {
         let fs = self.opts.fs.clone();
         for path in recover::remove_temps(&*fs, &self.paths)? {
             (self.opts.notify)(&Notice::TempRemoved { path });
         }
         let mut loaded = recover::load(&*fs, &self.paths)?;
+        self.warn_unknown(&loaded.unknown_keys);
         if let Some(miss) = loaded.cache_miss.take() {
-            cache::write(&*fs, &self.paths, &miss.yaml, &miss.project, miss.mark);
+            cache::write(
+                &*fs,
+                &self.paths,
+                &miss.yaml,
+                &miss.project,
+                miss.mark,
+                &loaded.unknown_keys,
+            );
         }
         let mut log = None;
         let mut tail = Tail::Clean;

@@ -38,6 +38,14 @@ pub enum Notice {
         /// Why.
         error: String,
     },
+    /// `containers.yaml` has keys ldm does not know; they are ignored, and
+    /// dropped when the file is next rewritten (as the Go tool does).
+    UnknownKeys {
+        /// The YAML.
+        path: PathBuf,
+        /// Dotted paths of the keys, e.g. `containers.dev.usr`.
+        keys: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Notice {
@@ -58,6 +66,16 @@ impl std::fmt::Display for Notice {
                 f,
                 "warning: the change was saved, but automatic compaction failed: {error}; run `ldm compact` later"
             ),
+            Notice::UnknownKeys { path, keys } => {
+                let list: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+                write!(
+                    f,
+                    "warning: {}: ignoring unknown key{} {}; ldm drops unknown keys when it next rewrites the file, as lxc-dev-manager does (README, \"Settings\", lists the keys)",
+                    path.display(),
+                    if keys.len() == 1 { "" } else { "s" },
+                    list.join(", ")
+                )
+            }
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Loaded {
     pub last_seq: u64,
     /// Set when the YAML had to be parsed, so that a writer can cache it.
     pub cache_miss: Option<CacheMiss>,
+    /// Keys of the YAML ldm ignores (dotted paths), dropped at the next
+    /// compaction.
+    pub unknown_keys: Vec<String>,
 }
 
 /// A parsed `containers.yaml` that the load cache did not have.
@@ -68,14 +71,17 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     let bytes = fs
         .read(&paths.yaml)
         .map_err(|e| not_found_or_io(e, paths, "read"))?;
+    let unknown_keys;
     let (mut project, mark, cache_miss) = match cache::read(fs, paths, &bytes) {
-        Some((project, mark)) => {
+        Some(cached) => {
             // Made from these very bytes by an ldm whose rules may differ.
-            validated(paths, &project)?;
-            (project, mark, None)
+            validated(paths, &cached.project)?;
+            unknown_keys = cached.unknown;
+            (cached.project, cached.mark, None)
         }
         None => {
-            let (project, mark) = parse_yaml(paths, &bytes)?;
+            let (project, mark, unknown) = parse_yaml_with_unknown(paths, &bytes)?;
+            unknown_keys = unknown;
             let miss = CacheMiss {
                 yaml: bytes,
                 project: project.clone(),
@@ -144,6 +150,7 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
         log,
         last_seq,
         cache_miss,
+        unknown_keys,
     })
 }
 
@@ -166,6 +173,14 @@ pub fn replay(project: &mut Project, scan: &Scan, paths: &Paths) -> Result<(), S
 
 /// Parses and validates the bytes of `containers.yaml`.
 pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<(Project, Option<Mark>), StoreError> {
+    parse_yaml_with_unknown(paths, bytes).map(|(project, mark, _)| (project, mark))
+}
+
+/// [`parse_yaml`], plus the keys ldm does not know (see [`snapshot::decode_with_unknown`]).
+pub fn parse_yaml_with_unknown(
+    paths: &Paths,
+    bytes: &[u8],
+) -> Result<(Project, Option<Mark>, Vec<String>), StoreError> {
     let text = std::str::from_utf8(bytes).map_err(|e| StoreError::Yaml {
         path: paths.yaml.clone(),
         line: None,
@@ -175,14 +190,15 @@ pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<(Project, Option<Mark>)
             e.valid_up_to()
         ),
     })?;
-    let (project, mark) = snapshot::decode(text).map_err(|e| StoreError::Yaml {
-        path: paths.yaml.clone(),
-        line: e.line,
-        column: e.column,
-        message: e.message,
-    })?;
+    let (project, mark, unknown) =
+        snapshot::decode_with_unknown(text).map_err(|e| StoreError::Yaml {
+            path: paths.yaml.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        })?;
     validated(paths, &project)?;
-    Ok((project, mark))
+    Ok((project, mark, unknown))
 }
 
 /// Checks the values of a loaded `containers.yaml`; errors name the key.

@@ -62,7 +62,13 @@ where
 
 /// Parses the text of `containers.yaml`.
 pub fn decode(text: &str) -> Result<(Project, Option<Mark>), YamlError> {
-    let doc: DocIn = yaml::from_str(text)?;
+    decode_with_unknown(text).map(|(project, mark, _)| (project, mark))
+}
+
+/// [`decode`], plus the keys ldm does not know (dotted paths), which it
+/// ignores and, like the Go tool, drops when it next writes the file.
+pub fn decode_with_unknown(text: &str) -> Result<(Project, Option<Mark>, Vec<String>), YamlError> {
+    let (doc, unknown): (DocIn, _) = yaml::from_str_with_unknown(text)?;
     Ok((
         Project {
             project: doc.project,
@@ -71,6 +77,7 @@ pub fn decode(text: &str) -> Result<(Project, Option<Mark>), YamlError> {
             containers: doc.containers,
         },
         doc.ldm,
+        unknown,
     ))
 }
 
