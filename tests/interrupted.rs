@@ -330,3 +330,60 @@ fn regression_interrupted_create_hint_names_the_image() {
     let run = env.fail(&["container", "snapshot", "create", "dev", "s1"]);
     run.err_has("ldm container create dev img-a`");
 }
+
+#[test]
+fn reset_killed_after_its_stop_restarts_the_container_on_rerun() {
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    interrupt(
+        &env,
+        &["container", "reset", "a", "initial-state"],
+        "restore:before",
+    );
+    assert_eq!(env.instances()["p-a"]["status"], "Stopped");
+    // The intent recorded that it was running before the stop.
+    let pending = env.project().containers["a"].pending.clone().unwrap();
+    assert!(pending.op.restart(), "{pending:?}");
+    let table = env.ok(&["list"]).stdout;
+    assert!(table.contains("RESETTING (interrupted)"), "{table}");
+    let doctor = env.run(&["doctor"]);
+    assert_eq!(doctor.code, 1, "{}", doctor.stderr);
+    assert!(
+        doctor.stdout.contains(
+            "p-a was running before and is stopped now (or re-run `ldm container reset a initial-state`)"
+        ) && doctor.stdout.contains("then `ldm up a` starts it"),
+        "{}",
+        doctor.stdout
+    );
+    env.take_calls();
+    let run = env.ok(&["container", "reset", "a", "initial-state"]);
+    assert_eq!(run.stdout, "Reset a to initial-state (running)\n");
+    assert_eq!(
+        env.take_argvs(),
+        vec![
+            double::query("p-a"),
+            double::argv(&["restore", "p-a", "initial-state"]),
+            double::argv(&["start", "p-a"]),
+        ]
+    );
+    assert_eq!(env.instances()["p-a"]["status"], "Running");
+    env.assert_agree();
+}
+
+#[test]
+fn reset_of_a_stopped_container_killed_midway_leaves_it_stopped() {
+    let env = Env::new("p");
+    env.seed_container("a", "img", false);
+    interrupt(
+        &env,
+        &["container", "reset", "a", "initial-state"],
+        "restore:before",
+    );
+    let pending = env.project().containers["a"].pending.clone().unwrap();
+    assert!(!pending.op.restart(), "{pending:?}");
+    env.take_calls();
+    let run = env.ok(&["container", "reset", "a", "initial-state"]);
+    assert_eq!(run.stdout, "Reset a to initial-state (stopped)\n");
+    assert_eq!(env.instances()["p-a"]["status"], "Stopped");
+    env.assert_agree();
+}

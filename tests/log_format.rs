@@ -159,11 +159,11 @@ fn pending() -> BoxedStrategy<Pending> {
     let op = prop_oneof![
         Just(Op::Create),
         text().prop_map(|source| Op::Clone { source }),
-        text().prop_map(|snapshot| Op::Reset { snapshot }),
+        (text(), any::<bool>()).prop_map(|(snapshot, restart)| Op::Reset { snapshot, restart }),
         text().prop_map(|snapshot| Op::SnapshotCreate { snapshot }),
         text().prop_map(|snapshot| Op::SnapshotDelete { snapshot }),
         Just(Op::Remove),
-        text().prop_map(|alias| Op::ImageCreate { alias }),
+        (text(), any::<bool>()).prop_map(|(alias, restart)| Op::ImageCreate { alias, restart }),
     ]
     .boxed();
     (op, any::<u32>(), any::<u64>(), text())

@@ -104,6 +104,16 @@ pub fn compare(paths: &Paths, project: &Project, instances: &[Instance]) -> Vec<
                     d.delete_with_force = Some(i.name.clone());
                     d
                 }
+                (op, Some(i)) if op.restart() && !i.is_running() => drift(
+                    name,
+                    format!(
+                        "{what}; {} was running before and is stopped now (or re-run `{}`)",
+                        i.name,
+                        op.command(name, &c.image)
+                    ),
+                    &format!("mark the operation finished; then `ldm up {name}` starts it"),
+                    adopt_snapshots(name, c, i, vec![finished]),
+                ),
                 (_, Some(i)) => drift(
                     name,
                     what,

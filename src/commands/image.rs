@@ -6,7 +6,8 @@ use crate::cli::ImageList;
 use crate::commands::op::{self, Progress};
 use crate::commands::{table, Ctx};
 use crate::lxd::{Lxd, LxdError};
-use crate::model::{Mutation, Op};
+use crate::model::{Mutation, Op, Pending};
+use crate::store::Store;
 use crate::{say, Error};
 
 /// Prefix of the temporary snapshot `image create` publishes from.
@@ -36,23 +37,31 @@ pub fn create(
     check_alias(alias)?;
     let mut store = ctx.store()?;
     let paths = store.paths().clone();
-    let (_owner, pending) = op::claim(
+    let (_owner, mut pending) = op::claim(
         &store,
         Op::ImageCreate {
             alias: alias.to_string(),
+            restart: false,
         },
     )?;
-    let lxd_name = store.commit(|p| {
+    let (lxd_name, old) = store.commit(|p| {
         let c = op::container(p, container)?;
-        op::check_free(&paths, container, c)?;
+        let old = op::check_free(&paths, container, c)?;
         let m = Mutation::OperationStarted {
             container: container.to_string(),
             snapshot: None,
             pending: pending.clone(),
         };
-        Ok::<_, Error>((vec![m], p.lxd_name(container)))
+        Ok::<_, Error>((vec![m], (p.lxd_name(container), old)))
     })?;
-    let result = publish(ctx, lxd, &lxd_name, alias);
+    let job = Publish {
+        container,
+        lxd_name: &lxd_name,
+        alias,
+        // An interrupted run may have stopped it already: its intent says so.
+        restart: old.is_some_and(|o| o.op.restart()),
+    };
+    let result = publish(ctx, lxd, &mut store, &mut pending, &job);
     op::record(
         &mut store,
         vec![Mutation::OperationFinished {
@@ -64,7 +73,23 @@ pub fn create(
     say(out, &format!("Created image {alias} from {container}; use it with `ldm container create NAME {alias}`"))
 }
 
-fn publish(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, alias: &str) -> Result<(), Error> {
+/// One `image create`: which container, under which alias, and whether an
+/// interrupted run left it stopped while it had been running.
+struct Publish<'a> {
+    container: &'a str,
+    lxd_name: &'a str,
+    alias: &'a str,
+    restart: bool,
+}
+
+fn publish(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    store: &mut Store,
+    pending: &mut Pending,
+    job: &Publish,
+) -> Result<(), Error> {
+    let (lxd_name, alias) = (job.lxd_name, job.alias);
     let inst = op::instance(lxd, lxd_name)?;
     // Our claim means no live `image create` owns this container, so any
     // temporary snapshot is a dead one's leftover.
@@ -83,17 +108,17 @@ fn publish(ctx: &Ctx, lxd: &dyn Lxd, lxd_name: &str, alias: &str) -> Result<(), 
             }
         }
     }
-    let was_running = inst.is_running();
+    let running = inst.is_running();
+    let was_running = running || job.restart;
+    if was_running {
+        op::mark_restart(store, job.container, pending)?;
+    }
     let mut progress = Progress::new(ctx.quiet, 4);
     progress.step(&format!(
         "Stopping {lxd_name}{}",
-        if was_running {
-            ""
-        } else {
-            " (already stopped)"
-        }
+        if running { "" } else { " (already stopped)" }
     ));
-    if was_running {
+    if running {
         match lxd.stop(lxd_name) {
             Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
             Err(e) => return Err(Error::lxd(format!("stopping {lxd_name}"))(e)),

@@ -45,11 +45,16 @@ pub fn down(ctx: &Ctx, lxd: &dyn Lxd, name: &str, out: &mut dyn Write) -> Result
 }
 
 /// Records the start of a container-level `op` on an existing container.
-fn begin(store: &mut Store, name: &str, pending: &Pending) -> Result<String, Error> {
+fn begin(
+    store: &mut Store,
+    name: &str,
+    pending: &Pending,
+) -> Result<(String, Option<Pending>), Error> {
     let paths = store.paths().clone();
     store.commit(|p| {
         let c = op::container(p, name)?;
-        if let Some(old) = op::check_free(&paths, name, c)? {
+        let old = op::check_free(&paths, name, c)?;
+        if let Some(old) = &old {
             let same = std::mem::discriminant(&old.op) == std::mem::discriminant(&pending.op);
             if !same && old.op != Op::Remove && pending.op != Op::Remove {
                 return Err(Error::Usage(format!(
@@ -64,7 +69,7 @@ fn begin(store: &mut Store, name: &str, pending: &Pending) -> Result<String, Err
             snapshot: None,
             pending: pending.clone(),
         };
-        Ok((vec![m], p.lxd_name(name)))
+        Ok((vec![m], (p.lxd_name(name), old)))
     })
 }
 
@@ -79,14 +84,23 @@ pub fn reset(
     let (name, snap) = (args.name.as_str(), args.snapshot.as_str());
     validate::snapshot_name(snap)?;
     let mut store = ctx.store()?;
-    let (_owner, pending) = op::claim(
+    let (_owner, mut pending) = op::claim(
         &store,
         Op::Reset {
             snapshot: snap.to_string(),
+            restart: false,
         },
     )?;
-    let lxd_name = begin(&mut store, name, &pending)?;
-    let result = restore(ctx, lxd, name, &lxd_name, snap);
+    let (lxd_name, old) = begin(&mut store, name, &pending)?;
+    // An interrupted reset may have stopped it already: its intent says so.
+    let restart = old.is_some_and(|o| o.op.restart());
+    let target = Target {
+        name,
+        lxd_name: &lxd_name,
+        snap,
+        restart,
+    };
+    let result = restore(ctx, lxd, &mut store, &mut pending, &target);
     // LXD holds the outcome either way; the operation is over.
     op::record(
         &mut store,
@@ -105,13 +119,23 @@ pub fn reset(
     )
 }
 
+/// What `reset` restores: the container, its snapshot, and whether an
+/// interrupted run left it stopped while it had been running.
+struct Target<'a> {
+    name: &'a str,
+    lxd_name: &'a str,
+    snap: &'a str,
+    restart: bool,
+}
+
 fn restore(
     ctx: &Ctx,
     lxd: &dyn Lxd,
-    name: &str,
-    lxd_name: &str,
-    snap: &str,
+    store: &mut Store,
+    pending: &mut Pending,
+    t: &Target,
 ) -> Result<bool, Error> {
+    let (name, lxd_name, snap) = (t.name, t.lxd_name, t.snap);
     let inst = op::instance(lxd, lxd_name)?;
     // Checked before stopping: a missing snapshot must not leave it stopped.
     if !inst.snapshots.iter().any(|s| s.name == snap) {
@@ -119,9 +143,16 @@ fn restore(
             "{name} has no snapshot {snap:?}; see `ldm container snapshot list {name}`"
         )));
     }
-    let was_running = inst.is_running();
-    let mut progress = Progress::new(ctx.quiet, if was_running { 3 } else { 1 });
+    let running = inst.is_running();
+    let was_running = running || t.restart;
     if was_running {
+        op::mark_restart(store, name, pending)?;
+    }
+    let mut progress = Progress::new(
+        ctx.quiet,
+        1 + usize::from(running) + usize::from(was_running),
+    );
+    if running {
         progress.step(&format!("Stopping {lxd_name}"));
         match lxd.stop(lxd_name) {
             Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}

@@ -39,6 +39,29 @@ pub fn record(store: &mut Store, mutations: Vec<Mutation>) -> Result<(), Error> 
     store.commit(|_| Ok::<_, Error>((mutations, ())))
 }
 
+/// Before an operation stops a running container (or goes on with one that
+/// an interrupted run of it stopped): records in its intent that the
+/// container must be started again, so that a re-run after a crash still
+/// knows it was running. One short commit; nothing when already recorded.
+pub fn mark_restart(
+    store: &mut Store,
+    container: &str,
+    pending: &mut Pending,
+) -> Result<(), Error> {
+    if pending.op.restart() {
+        return Ok(());
+    }
+    pending.op = pending.op.clone().with_restart();
+    record(
+        store,
+        vec![Mutation::OperationStarted {
+            container: container.to_string(),
+            snapshot: None,
+            pending: pending.clone(),
+        }],
+    )
+}
+
 /// True if `pending`'s owner is still running.
 pub fn is_alive(paths: &Paths, pending: &Pending) -> bool {
     // If the lock file cannot be read, assume alive: refusing is safe,

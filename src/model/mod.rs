@@ -116,6 +116,10 @@ pub enum Op {
     Reset {
         /// Snapshot restored.
         snapshot: String,
+        /// The container was running and must be started again at the end;
+        /// recorded before it is stopped, so a re-run after a crash knows.
+        #[serde(default, skip_serializing_if = "is_false")]
+        restart: bool,
     },
     /// `container snapshot create`.
     SnapshotCreate {
@@ -133,10 +137,41 @@ pub enum Op {
     ImageCreate {
         /// Alias of the image being published.
         alias: String,
+        /// As for [`Op::Reset`]: start the container again at the end.
+        #[serde(default, skip_serializing_if = "is_false")]
+        restart: bool,
     },
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl Op {
+    /// True if the operation stopped a running container and must start it
+    /// again when it ends.
+    pub fn restart(&self) -> bool {
+        matches!(
+            self,
+            Op::Reset { restart: true, .. } | Op::ImageCreate { restart: true, .. }
+        )
+    }
+
+    /// The same operation, noting that the container must be started again.
+    pub fn with_restart(self) -> Op {
+        match self {
+            Op::Reset { snapshot, .. } => Op::Reset {
+                snapshot,
+                restart: true,
+            },
+            Op::ImageCreate { alias, .. } => Op::ImageCreate {
+                alias,
+                restart: true,
+            },
+            other => other,
+        }
+    }
+
     /// Upper-case verb for `list`: CREATING, REMOVING, ...
     pub fn verb(&self) -> &'static str {
         match self {
@@ -172,7 +207,7 @@ impl Op {
                 Some((src, snap)) => format!("ldm container clone {src} {container} -s {snap}"),
                 None => format!("ldm container clone {source} {container}"),
             },
-            Op::Reset { snapshot } => format!("ldm container reset {container} {snapshot}"),
+            Op::Reset { snapshot, .. } => format!("ldm container reset {container} {snapshot}"),
             Op::SnapshotCreate { snapshot } => {
                 format!("ldm container snapshot create {container} {snapshot}")
             }
@@ -180,7 +215,7 @@ impl Op {
                 format!("ldm container snapshot delete {container} {snapshot}")
             }
             Op::Remove => format!("ldm remove {container}"),
-            Op::ImageCreate { alias } => format!("ldm image create {container} {alias}"),
+            Op::ImageCreate { alias, .. } => format!("ldm image create {container} {alias}"),
         }
     }
 }
@@ -318,5 +353,21 @@ mod tests {
         assert_eq!(p.effective_ports("a"), &[8000]);
         p.containers.get_mut("a").unwrap().ports = vec![3000];
         assert_eq!(p.effective_ports("a"), &[3000]);
+    }
+
+    #[test]
+    fn restart_flag_is_absent_unless_set_so_old_records_read_the_same() {
+        let old = r#"{"kind":"reset","snapshot":"s1"}"#;
+        let op: Op = serde_json::from_str(old).unwrap();
+        assert!(!op.restart());
+        assert_eq!(serde_json::to_string(&op).unwrap(), old);
+        let op = op.with_restart();
+        assert!(op.restart());
+        let text = serde_json::to_string(&op).unwrap();
+        assert_eq!(text, r#"{"kind":"reset","snapshot":"s1","restart":true}"#);
+        let old = r#"{"kind":"image-create","alias":"img"}"#;
+        let op: Op = serde_json::from_str(old).unwrap();
+        assert!(!op.restart() && op.with_restart().restart());
+        assert!(!Op::Create.with_restart().restart());
     }
 }
