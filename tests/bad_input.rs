@@ -351,6 +351,12 @@ fn create_over_an_existing_or_orphaned_project_is_refused() {
         err.contains("containers.log is left from an earlier project"),
         "{err}"
     );
-    assert!(!yaml_path(orphan.path()).exists());
+    // Nothing created: the folder holds the log and nothing else.
+    let mut names: Vec<String> = std::fs::read_dir(orphan.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["containers.log".to_string()]);
     assert_eq!(std::fs::read(log_path(orphan.path())).unwrap(), log);
 }

@@ -128,13 +128,25 @@ impl Store {
     pub fn create(dir: &Path, project: &Project, opts: Options) -> Result<Store, StoreError> {
         let paths = Paths::in_dir(dir);
         let fs = opts.fs.clone();
+        let refuse = |paths: &Paths| {
+            if fs.stat(&paths.yaml).is_ok() {
+                return Err(StoreError::AlreadyExists {
+                    path: paths.yaml.clone(),
+                });
+            }
+            if fs.stat(&paths.log).is_ok() {
+                return Err(StoreError::OrphanLog {
+                    path: paths.log.clone(),
+                });
+            }
+            Ok(())
+        };
+        // Checked before taking the lock too, so that a refusal leaves the
+        // folder as it was (taking the lock creates containers.lock); and
+        // again under the lock, for a create racing this one.
+        refuse(&paths)?;
         let _guard = lock::acquire(&paths.lock, opts.lock_timeout, &opts.holder)?;
-        if fs.stat(&paths.yaml).is_ok() {
-            return Err(StoreError::AlreadyExists { path: paths.yaml });
-        }
-        if fs.stat(&paths.log).is_ok() {
-            return Err(StoreError::OrphanLog { path: paths.log });
-        }
+        refuse(&paths)?;
         for path in recover::remove_temps(&*fs, &paths)? {
             (opts.notify)(&Notice::TempRemoved { path });
         }
