@@ -45,6 +45,7 @@ impl Env {
             holder: "disk_full test".into(),
             auto_compact_min: auto_compact,
             notify: Arc::new(move |n: &Notice| notices.lock().unwrap().push(n.to_string())),
+            on_load: None,
             fs: self.fs.clone() as Arc<dyn Fs>,
         }
     }

@@ -219,6 +219,7 @@ impl Env {
             holder: "power_loss test".into(),
             auto_compact_min: auto_compact,
             notify: Arc::new(move |n: &Notice| notices.lock().unwrap().push(n.to_string())),
+            on_load: None,
             fs: fs.clone() as Arc<dyn Fs>,
         }
     }

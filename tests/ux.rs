@@ -507,3 +507,62 @@ fn regression_mv_with_a_stopped_container_says_it_is_stopped() {
         );
     }
 }
+
+/// How many times `ldm ARGS` (not the client it runs) opens containers.yaml,
+/// seen by strace; `None` without strace.
+fn yaml_opens(env: &Env, args: &[&str]) -> Option<usize> {
+    if Command::new("strace").arg("-V").output().is_err() {
+        println!("skipped: strace is not installed (.ci/run installs it)");
+        return None;
+    }
+    let cmd = env.command(args, &[]);
+    let log = env.dd.join("openat.strace");
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-e", "trace=openat", "-o"])
+        .arg(&log)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .current_dir(&env.dir)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => traced.env(k, v),
+            None => traced.env_remove(k),
+        };
+    }
+    let out = traced.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    Some(
+        text.lines()
+            .filter(|l| l.contains("/containers.yaml\""))
+            .count(),
+    )
+}
+
+#[test]
+fn a_command_that_calls_lxd_loads_the_project_once() {
+    // The client takes the `remote:` key from the command's own load of the
+    // project; it used to load the project a second time just for that.
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    env.ok(&["config", "set", "remote", "shared"]);
+    for args in [&["list"][..], &["ssh", "a", "--", "true"], &["up", "a"]] {
+        if let Some(n) = yaml_opens(&env, args) {
+            assert_eq!(n, 1, "ldm {args:?} opened containers.yaml {n} times");
+        }
+    }
+    // And the remote still reaches every call.
+    all_remote(&env.take_argvs(), "p");
+    // Image commands need no project; with one, they learn the remote too.
+    env.ok(&["image", "list"]);
+    assert_eq!(
+        env.take_argvs(),
+        vec![argv(&["image", "list", "shared:", "--format", "json"])]
+    );
+}

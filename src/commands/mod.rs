@@ -22,9 +22,11 @@ mod table;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand};
-use crate::lxd::Client;
+use crate::lxd::{Client, Remote};
+use crate::model::Project;
 use crate::store::{self, Paths, Store};
 use crate::Error;
 
@@ -38,12 +40,20 @@ pub struct Ctx {
     pub quiet: bool,
     /// Colour for stdout.
     pub style: style::Style,
+    /// The project's `remote:` key, filled by the first load of the project
+    /// (any store from [`Ctx::store`]) and read by the LXD client.
+    pub remote: Arc<OnceLock<Option<String>>>,
 }
 
 impl Ctx {
     /// The store of the project at `start` or its nearest parent.
     pub fn store(&self) -> Result<Store, Error> {
-        Ok(Store::open(Paths::find(&self.start)?, self.opts.clone()))
+        let mut opts = self.opts.clone();
+        let remote = Arc::clone(&self.remote);
+        opts.on_load = Some(Arc::new(move |p: &Project| {
+            let _ = remote.set(p.remote.clone());
+        }));
+        Ok(Store::open(Paths::find(&self.start)?, opts))
     }
 }
 
@@ -142,14 +152,15 @@ fn client(ctx: &Ctx, command: &Command) -> Client {
     if let (Some(note), false) = (note, ctx.quiet) {
         note_once("incus", &note);
     }
-    // A project that cannot be read here fails with its own error in the
-    // command; image commands work without a project.
-    let remote = ctx
-        .store()
-        .ok()
-        .and_then(|s| s.read().ok())
-        .and_then(|p| p.remote);
-    client.with_remote(remote)
+    // Usually the command has loaded the project before its first LXD call,
+    // which filled `ctx.remote`; else (image commands, which work without a
+    // project) the first call reads it. A project that cannot be read fails
+    // with its own error in the command.
+    let (start, opts) = (ctx.start.clone(), ctx.opts.clone());
+    client.with_remote(Remote::lazy(Arc::clone(&ctx.remote), move || {
+        let paths = Paths::find(&start).ok()?;
+        Store::open(paths, opts.clone()).read().ok()?.remote
+    }))
 }
 
 /// Prints `message` on stderr the first time `key` comes up for this user.
@@ -204,5 +215,6 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         },
         quiet: cli.quiet,
         style: style::Style::for_stdout(cli.color),
+        remote: Arc::default(),
     })
 }

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -23,7 +24,41 @@ use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
 pub struct Client {
     program: OsString,
     profile: Option<String>,
-    remote: Option<String>,
+    remote: Remote,
+}
+
+/// The LXD remote every call addresses, learnt at most once: given up front,
+/// or asked of a closure when the first call needs it (by then the command
+/// has usually loaded the project and filled the cell itself).
+#[derive(Clone, Default)]
+pub struct Remote {
+    cell: Arc<OnceLock<Option<String>>>,
+    learn: Option<Arc<dyn Fn() -> Option<String> + Send + Sync>>,
+}
+
+impl Remote {
+    /// A remote learnt from `cell` if something fills it first, else from `learn`.
+    pub fn lazy(
+        cell: Arc<OnceLock<Option<String>>>,
+        learn: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Remote {
+        Remote {
+            cell,
+            learn: Some(Arc::new(learn)),
+        }
+    }
+
+    fn get(&self) -> Option<&str> {
+        self.cell
+            .get_or_init(|| self.learn.as_ref().and_then(|f| f()))
+            .as_deref()
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Remote").field(&self.cell.get()).finish()
+    }
 }
 
 impl Client {
@@ -42,21 +77,21 @@ impl Client {
         let client = Client {
             program,
             profile: std::env::var("LDM_PROFILE").ok().filter(|p| !p.is_empty()),
-            remote: None,
+            remote: Remote::default(),
         };
         (client, note)
     }
 
     /// Addresses every call to `remote` (an LXD remote name), as set by the
     /// project's `remote:` key.
-    pub fn with_remote(mut self, remote: Option<String>) -> Client {
+    pub fn with_remote(mut self, remote: Remote) -> Client {
         self.remote = remote;
         self
     }
 
     /// `REMOTE:name` when a remote is set, else `name`.
     fn at(&self, name: &str) -> String {
-        match &self.remote {
+        match self.remote.get() {
             Some(r) => format!("{r}:{name}"),
             None => name.to_string(),
         }
@@ -146,7 +181,7 @@ impl Lxd for Client {
     }
 
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
-        let image = match &self.remote {
+        let image = match self.remote.get() {
             // A bare alias means an image on the project's server.
             Some(_) if !image.contains(':') => self.at(image),
             _ => image.to_string(),
@@ -330,7 +365,7 @@ impl Lxd for Client {
             "--alias",
             alias,
         ]);
-        if self.remote.is_some() {
+        if self.remote.get().is_some() {
             // Publish onto the project's server, not the local store.
             inv.args.insert(2, self.at(""));
         }

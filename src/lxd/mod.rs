@@ -12,7 +12,7 @@ mod process;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use cli::Client;
+pub use cli::{Client, Remote};
 
 /// One instance as LXD reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

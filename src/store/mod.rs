@@ -172,7 +172,7 @@ impl Store {
             let before = fs.stat(&self.paths.yaml).ok();
             match recover::load(fs, &self.paths) {
                 Ok(loaded) if before == Some(loaded.yaml_id) => {
-                    self.warn_unknown(&loaded.unknown_keys);
+                    self.loaded(&loaded);
                     return Ok(loaded.project);
                 }
                 // The YAML changed while we read: a compaction swapped the files.
@@ -343,7 +343,13 @@ impl Store {
         self.full_recover()
     }
 
-    fn warn_unknown(&self, keys: &[String]) {
+    /// What every load from the files tells the caller: the state itself
+    /// (`Options::on_load`) and, once per store, unknown YAML keys.
+    fn loaded(&self, loaded: &recover::Loaded) {
+        if let Some(f) = &self.opts.on_load {
+            f(&loaded.project);
+        }
+        let keys = &loaded.unknown_keys;
         if !keys.is_empty() && !self.warned_unknown.swap(true, Ordering::Relaxed) {
             (self.opts.notify)(&Notice::UnknownKeys {
                 path: self.paths.yaml.clone(),
@@ -358,7 +364,7 @@ impl Store {
             (self.opts.notify)(&Notice::TempRemoved { path });
         }
         let mut loaded = recover::load(&*fs, &self.paths)?;
-        self.warn_unknown(&loaded.unknown_keys);
+        self.loaded(&loaded);
         if let Some(miss) = loaded.cache_miss.take() {
             cache::write(
                 &*fs,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::fs::{Fs, OsFs};
 use super::{AUTO_COMPACT_MIN_BYTES, DEFAULT_LOCK_TIMEOUT};
+use crate::model::Project;
 
 /// Something recovery did that the user should hear about (one stderr line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +81,9 @@ impl std::fmt::Display for Notice {
     }
 }
 
+/// See [`Options::on_load`].
+pub type OnLoad = Arc<dyn Fn(&Project) + Send + Sync>;
+
 /// How a store behaves; [`Options::default`] is what the CLI uses.
 #[derive(Clone)]
 pub struct Options {
@@ -91,6 +95,10 @@ pub struct Options {
     pub auto_compact_min: u64,
     /// Where notices go.
     pub notify: Arc<dyn Fn(&Notice) + Send + Sync>,
+    /// Called with each state the store loads from the files, so that a
+    /// caller can reuse what it needs (the CLI takes the `remote:` key for
+    /// its LXD client instead of loading the project a second time).
+    pub on_load: Option<OnLoad>,
     /// The file system.
     pub fs: Arc<dyn Fs>,
 }
@@ -102,6 +110,7 @@ impl Default for Options {
             holder: "ldm".to_string(),
             auto_compact_min: AUTO_COMPACT_MIN_BYTES,
             notify: Arc::new(|n| eprintln!("ldm: {n}")),
+            on_load: None,
             fs: Arc::new(OsFs),
         }
     }
