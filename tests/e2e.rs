@@ -240,6 +240,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Sends `len` bytes to a counting sink, half-closes, and returns the count
+/// the sink answers with.
+fn send_counted(to: SocketAddr, len: usize) -> std::io::Result<u64> {
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let buf = vec![0x5au8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        s.write_all(&buf[..n])?;
+        left -= n;
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut count = [0u8; 8];
+    s.read_exact(&mut count)?;
+    Ok(u64::from_le_bytes(count))
+}
+
 /// Connects and reads until the server closes; `None` on any failure.
 fn fetch(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
@@ -968,8 +986,78 @@ while (my $c = $s->accept) { print $c "HTTP/1.0 200 OK\r\nContent-Type: text/pla
                     fetch(SocketAddr::from(([127, 0, 0, 1], other))).filter(|t| t.contains(&want))
                 });
                 assert!(got.is_some(), "`ldm proxy a -p {pair}` did not forward");
+                self.proxy_throughput(ip);
             }
         }
+    }
+
+    /// Bulk bytes host → container, direct and through `ldm proxy`, to a
+    /// sink in the container that answers with the count it received: the
+    /// count must match (byte-exact on real LXD), and the speeds are printed
+    /// (the loopback figure of `cargo bench --bench proxy`, for a real bridge).
+    fn proxy_throughput(&mut self, ip: std::net::IpAddr) {
+        const SINK: &str = r#"my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 16, ReuseAddr => 1) or die "listen: $!";
+while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); while (($n = sysread($c, $b, 262144)) > 0) { $t += $n } syswrite($c, pack("Q<", $t)); exit 0 } close $c }"#;
+        let port = free_port();
+        let port_s = port.to_string();
+        self.ldm(&[
+            "ssh",
+            "a",
+            "-u",
+            "root",
+            "--",
+            "sh",
+            "-c",
+            r#"setsid perl -MIO::Socket::INET -e "$1" "$2" </dev/null >/dev/null 2>&1 &"#,
+            "sh",
+            SINK,
+            &port_s,
+        ])
+        .ok();
+        let local = free_port();
+        let child = self
+            .ldm_cmd(&["proxy", "a", "-p", &format!("{local}:{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ldm proxy -p");
+        let _guard = ChildGuard(Some(child));
+        let (direct, via) = (
+            SocketAddr::new(ip, port),
+            SocketAddr::from(([127, 0, 0, 1], local)),
+        );
+        let ready = |to| poll(Duration::from_secs(20), || send_counted(to, 1).ok());
+        assert!(
+            ready(direct).is_some(),
+            "the sink in a does not answer on {direct}"
+        );
+        assert!(
+            ready(via).is_some(),
+            "`ldm proxy a -p {local}:{port}` does not forward to the sink"
+        );
+        const MIB: usize = 512;
+        let (mut d, mut p) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            for (to, out) in [(direct, &mut d), (via, &mut p)] {
+                let t = Instant::now();
+                let got = send_counted(to, MIB << 20).expect("bulk transfer");
+                assert_eq!(
+                    got,
+                    (MIB << 20) as u64,
+                    "the sink counted other bytes via {to}"
+                );
+                out.push(MIB as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        d.sort_by(f64::total_cmp);
+        p.sort_by(f64::total_cmp);
+        loud(&format!(
+            "e2e: proxy throughput host -> container ({MIB} MiB, median of 5): direct {:.0} MiB/s, ldm proxy {:.0} MiB/s ({:.0}%)",
+            d[2],
+            p[2],
+            100.0 * p[2] / d[2]
+        ));
     }
 
     fn snapshot(&mut self) {
