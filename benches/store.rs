@@ -131,7 +131,8 @@ fn bench_size(root: &Path, n: usize, iters: usize) -> Row {
     });
     let text = std::str::from_utf8(&yaml_bytes).unwrap();
     let decode = sample(load_iters(n), || snapshot::decode(text).expect("decode"));
-    let (base, mark) = snapshot::decode(text).unwrap();
+    let doc = snapshot::decode(text).unwrap();
+    let (base, mark) = (doc.project, doc.mark);
     // What a derived JSON checkpoint of the same state would cost to load
     // (not a store feature: a measured alternative for the report), with a
     // CRC of the YAML bytes to tell whether the checkpoint is current.
@@ -151,14 +152,14 @@ fn bench_size(root: &Path, n: usize, iters: usize) -> Row {
                 mark.map(|m| m.seq),
             );
             assert_eq!(scan.entries.len(), LOG_RECORDS);
-            recover::replay(&mut p, &scan, &paths).expect("replay");
+            recover::replay(&mut p, &scan.entries, &paths).expect("replay");
             (p, scan)
         },
     );
 
     // 1a. Steady state: one opened store, first load done; three arms
     //     interleaved with rotating order.
-    let record_len = log::encode_commit(&[ports(0)], 1).len();
+    let record_len = log::encode_commit(&[ports(0)], 1).unwrap().len();
     let mut bare = Bare::new(&dir.join("bare.dat"), record_len);
     let mut syscalls = Syscalls::new(&dir, "sys", record_len, Note::Overwrite, true);
     let mut steady = Store::open(paths.clone(), opts(u64::MAX));
@@ -388,9 +389,12 @@ fn verdict(pass: bool, what: &str) {
 
 // ---------------------------------------------------------------- fixtures --
 
+/// The commit alone: no fold into containers.yaml after it (benches/fold.rs
+/// measures the whole command, fold included).
 fn opts(auto_compact_min: u64) -> Options {
     Options {
         auto_compact_min,
+        fold_max: 0,
         notify: Arc::new(|_| {}),
         ..Options::default()
     }

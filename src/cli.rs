@@ -333,8 +333,9 @@ pub struct Doctor {
     #[arg(long)]
     pub fix: bool,
     /// With --fix: delete half-created or half-removed containers from LXD
-    /// instead of adopting them.
-    #[arg(long, requires = "fix")]
+    /// instead of adopting them. With --repair: also drop records written by
+    /// a newer ldm.
+    #[arg(long)]
     pub force: bool,
 }
 

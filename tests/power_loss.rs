@@ -11,6 +11,14 @@
 //! again, even in the middle of a recovery, and ends with one more power
 //! loss and check.
 //!
+//! Another writer takes part: lxc-dev-manager (or a person) rewriting
+//! `containers.yaml` between commands, without ldm's mark, through the same
+//! file system (so a crash may hit it too). It changes a field ldm's
+//! workload never touches (a password), so the acknowledged state after it
+//! is the model plus that field: every later load must merge it, through
+//! every crash of the fold the merge needs. Workloads run with the fold
+//! after each commit and without it.
+//!
 //! Default: every crash point of a few workloads under each loss model, plus
 //! random schedules; about a minute in a debug build. `LDM_SOAK=N` runs N
 //! more schedules (`LDM_SOAK=5000 cargo test --release --test power_loss`).
@@ -24,7 +32,7 @@ use std::time::{Duration, Instant};
 use faultfs::{FaultFs, Loss, Rng, Torn};
 use ldm::model::{Mutation, Project};
 use ldm::store::fs::Fs;
-use ldm::store::{Notice, Options, Paths, Store, StoreError};
+use ldm::store::{snapshot, Notice, Options, Paths, Store, StoreError};
 use serde_json::json;
 
 // ---------------------------------------------------------------- workload
@@ -52,6 +60,8 @@ enum Action {
     Recover,
     /// `ldm project delete`: the project is gone afterwards.
     Destroy,
+    /// Another program rewrites `containers.yaml` (see the module doc).
+    Foreign,
 }
 
 impl Gen {
@@ -64,7 +74,8 @@ impl Gen {
 
     fn action(&mut self, state: &Project) -> Action {
         match self.rng.below(100) {
-            0..=64 => Action::Commit(self.commit(state)),
+            0..=56 => Action::Commit(self.commit(state)),
+            57..=64 => Action::Foreign,
             65..=74 => Action::Compact,
             75..=84 => Action::Reopen,
             85..=91 => Action::Read,
@@ -148,6 +159,8 @@ struct Schedule {
     more_crashes: bool,
     /// `Options::auto_compact_min`.
     auto_compact: u64,
+    /// Fold into `containers.yaml` after each commit.
+    fold: bool,
 }
 
 /// What a schedule did.
@@ -156,10 +169,11 @@ struct Outcome {
     crashed: bool,
     /// Power losses survived and checked.
     losses: u64,
-    /// Recovery notices: [torn tails cut, compactions finished, temps removed].
+    /// Notices: [torn tails cut, folds deferred, temps removed].
     notices: [u64; 3],
-    /// Commits, compactions and project deletions that returned `Ok`.
-    acked: [u64; 3],
+    /// Commits, compactions, project deletions and foreign writes that
+    /// returned `Ok`.
+    acked: [u64; 4],
     /// Ops and sync points of the first epoch (all of them if it did not crash).
     first_epoch: (u64, u64),
 }
@@ -167,8 +181,8 @@ struct Outcome {
 fn count_notices(notices: &[String]) -> [u64; 3] {
     let n = |pat: &str| notices.iter().filter(|s| s.contains(pat)).count() as u64;
     [
-        n("of an unfinished record"),
-        n("finished an interrupted compaction"),
+        n("recovered "),
+        n("lxc-dev-manager is changing this project"),
         n("left by an interrupted command"),
     ]
 }
@@ -213,6 +227,10 @@ impl Env {
     }
 
     fn opts(&self, fs: &Arc<FaultFs>, auto_compact: u64) -> Options {
+        self.opts_folding(fs, auto_compact, true)
+    }
+
+    fn opts_folding(&self, fs: &Arc<FaultFs>, auto_compact: u64, fold: bool) -> Options {
         let notices = self.notices.clone();
         Options {
             lock_timeout: Duration::from_secs(30),
@@ -221,6 +239,8 @@ impl Env {
             notify: Arc::new(move |n: &Notice| notices.lock().unwrap().push(n.to_string())),
             on_load: None,
             fs: fs.clone() as Arc<dyn Fs>,
+            fold_max: if fold { u64::MAX } else { 0 },
+            ..Options::default()
         }
     }
 }
@@ -247,7 +267,7 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
     let mut epoch = 0u64;
     let mut losses = 0u64;
     let mut first_crashed = false;
-    let mut acked = [0u64; 3];
+    let mut acked = [0u64; 4];
     let mut first_epoch = (0, 0);
     let mut done = 0usize;
     // The states recovery may find; None: no project (create not finished).
@@ -262,7 +282,10 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
     };
     loop {
         // One epoch: from power-on to the next crash (or the end).
-        let mut store = Store::open(env.paths.clone(), env.opts(&fs, s.auto_compact));
+        let mut store = Store::open(
+            env.paths.clone(),
+            env.opts_folding(&fs, s.auto_compact, s.fold),
+        );
         let mut model: Option<Project> = None;
         // States the in-flight commit may leave: after each of its mutations.
         let mut in_flight: Vec<Option<Project>> = Vec::new();
@@ -294,7 +317,11 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
             }
             loop {
                 let Some(state) = model.clone() else {
-                    match Store::create(&dir, &initial(), env.opts(&fs, s.auto_compact)) {
+                    match Store::create(
+                        &dir,
+                        &initial(),
+                        env.opts_folding(&fs, s.auto_compact, s.fold),
+                    ) {
                         Ok(st) => {
                             store = st;
                             model = Some(initial());
@@ -364,8 +391,27 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
                             Some(e.to_string())
                         }
                     },
+                    Action::Foreign => {
+                        let mut after = state.clone();
+                        let pw = format!("go{done}");
+                        after.defaults.user.get_or_insert_default().password = Some(pw.clone());
+                        match foreign_write(&fs, &env.paths, &pw) {
+                            Ok(()) => {
+                                model = Some(after);
+                                acked[3] += 1;
+                                None
+                            }
+                            Err(e) => {
+                                in_flight = vec![Some(after)];
+                                Some(e.to_string())
+                            }
+                        }
+                    }
                     Action::Reopen => {
-                        store = Store::open(env.paths.clone(), env.opts(&fs, s.auto_compact));
+                        store = Store::open(
+                            env.paths.clone(),
+                            env.opts_folding(&fs, s.auto_compact, s.fold),
+                        );
                         None
                     }
                     Action::Read | Action::Recover => {
@@ -420,7 +466,10 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
         epoch += 1;
         if !crashed && done == s.actions {
             // Last check on what the final power loss left.
-            let mut store = Store::open(env.paths.clone(), env.opts(&fs, s.auto_compact));
+            let mut store = Store::open(
+                env.paths.clone(),
+                env.opts_folding(&fs, s.auto_compact, s.fold),
+            );
             let got = match store.recover() {
                 Ok(p) => Some(p),
                 Err(StoreError::NotAProject { .. }) => None,
@@ -453,6 +502,32 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
     }
 }
 
+/// Rewrites `containers.yaml` as a careful other program would: reads it,
+/// sets the defaults' password, drops ldm's mark (as lxc-dev-manager does),
+/// writes a temp file, fdatasyncs, renames it in and fsyncs the folder.
+fn foreign_write(fs: &Arc<FaultFs>, paths: &Paths, password: &str) -> std::io::Result<()> {
+    let text = String::from_utf8(fs.read(&paths.yaml)?).map_err(std::io::Error::other)?;
+    let doc = snapshot::decode(&text).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let mut p = doc.project;
+    p.defaults.user.get_or_insert_default().password = Some(password.to_string());
+    let mark = snapshot::Mark {
+        generation: 0,
+        seq: 0,
+        log: None,
+    };
+    let out: String = snapshot::encode(&p, mark)
+        .map_err(std::io::Error::other)?
+        .lines()
+        .filter(|l| !l.starts_with("ldm:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tmp = paths.dir.join(".containers.yaml.tmp.go");
+    fs.write_new(&tmp, out.as_bytes())?;
+    fs.sync(&tmp)?;
+    fs.rename(&tmp, &paths.yaml)?;
+    fs.sync_dir(&paths.dir)
+}
+
 // ---------------------------------------------------------------- drivers
 
 #[derive(Default)]
@@ -460,7 +535,7 @@ struct Tally {
     schedules: u64,
     losses: u64,
     notices: [u64; 3],
-    acked: [u64; 3],
+    acked: [u64; 4],
 }
 
 impl Tally {
@@ -480,8 +555,8 @@ impl std::fmt::Display for Tally {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} schedules ({} commits, {} compactions, {} project deletions acknowledged), {} power losses checked; recovery cut {} torn tails, finished {} compactions, removed {} temp files",
-            self.schedules, self.acked[0], self.acked[1], self.acked[2], self.losses, self.notices[0], self.notices[1], self.notices[2]
+            "{} schedules ({} commits, {} compactions, {} project deletions, {} foreign writes acknowledged), {} power losses checked; recovery cut {} torn tails, deferred {} folds, removed {} temp files",
+            self.schedules, self.acked[0], self.acked[1], self.acked[2], self.acked[3], self.losses, self.notices[0], self.notices[1], self.notices[2]
         )
     }
 }
@@ -557,6 +632,7 @@ fn every_crash_point_under_every_loss_model() {
             loss: Loss::strict(),
             more_crashes: false,
             auto_compact: auto_compact(seed),
+            fold: seed % 2 == 0,
         };
         let (ops, syncs) = sweep(&env, base, soak().is_some(), &mut tally);
         sizes.push(format!("{ops} ops ({syncs} sync points)"));
@@ -588,6 +664,7 @@ fn random_schedules_with_repeated_crashes() {
             loss: Loss::variant(rng.below(8), rng.next_u64()),
             more_crashes: true,
             auto_compact: auto_compact(rng.below(3)),
+            fold: rng.chance(50),
         };
         let out = run_schedule(&env, &s).unwrap_or_else(|e| panic!("{e}"));
         tally.add(&out);

@@ -14,17 +14,25 @@ use common::*;
 fn edit_yaml(dir: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
     assert!(text.contains(from), "{from:?} not in:\n{text}");
-    assert!(text.contains("\nldm:\n"), "the mark is gone:\n{text}");
+    assert!(text.contains("\nldm: {"), "the mark is gone:\n{text}");
     std::fs::write(yaml_path(dir), text.replacen(from, to, 1)).unwrap();
 }
 
+/// `compact_first`: the change before the edit is in containers.yaml (a
+/// compaction, and the fold after each commit); else it is only in the log
+/// (no fold, as for a project too big to fold after each commit).
 fn check_hand_edit_survives(compact_first: bool) {
     let dir = tempdir();
     let dir = dir.path();
     ok(dir, &["create", "--name", "p", "--ports", "3000"]);
-    set(dir, "defaults.user.name", "alice");
     if compact_first {
+        set(dir, "defaults.user.name", "alice");
         ok(dir, &["compact"]);
+    } else {
+        set_unfolded(dir, "defaults.user.name", "alice");
+        assert!(!std::fs::read_to_string(yaml_path(dir))
+            .unwrap()
+            .contains("alice"));
     }
     edit_yaml(dir, "  - 3000\n", "  - 5000\n  - 5001\n");
     assert_eq!(get(dir, "defaults.ports"), serde_json::json!([5000, 5001]));
@@ -57,31 +65,48 @@ fn check_hand_edit_survives(compact_first: bool) {
 }
 
 #[test]
-fn unknown_keys_warn_on_every_command_until_compaction_drops_them() {
+fn unknown_keys_warn_and_the_file_is_kept_when_ldm_rewrites_it() {
     let dir = tempdir();
     let dir = dir.path();
     ok(dir, &["create", "--name", "p", "--ports", "3000"]);
     edit_yaml(dir, "project: p\n", "project: p\ncolour: blue\n");
-    edit_yaml(dir, "defaults:\n", "defaults:\n  usr: {name: typo}\n");
+    edit_yaml(
+        dir,
+        "defaults:\n",
+        "defaults:\n  # my note\n  usr: {name: typo}\n",
+    );
+    let edited = std::fs::read(yaml_path(dir)).unwrap();
     let warning = "ignoring unknown keys `colour`, `defaults.usr`; ldm drops unknown keys when it next rewrites the file";
-    // A reader parses the YAML; a writer caches it; the cached load warns too.
-    for args in [
-        &["config", "get", "defaults.ports"][..],
-        &["config", "set", "defaults.user.name", "alice"],
-        &["config", "get", "defaults.user.name"],
-    ] {
-        let (code, _, err) = run(dir, args);
-        assert_eq!(code, 0, "{args:?}: {err}");
-        assert_eq!(err.matches(warning).count(), 1, "{args:?}: {err}");
-        assert!(err.contains("containers.yaml"), "{err}");
-    }
+    // A reader warns and changes nothing (but the load cache).
+    let before = files_but_cache(dir);
+    let (code, _, err) = run(dir, &["config", "get", "defaults.ports"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    assert_same(&before, &files_but_cache(dir), "a reader");
+    // The writer warns, rewrites the file, and keeps it as it was first.
+    let (code, _, err) = run(dir, &["config", "set", "defaults.user.name", "alice"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    let kept: Vec<_> = files(dir)
+        .into_iter()
+        .filter(|(n, _)| n.to_string_lossy().starts_with("containers.yaml.edited-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{err}");
+    assert_eq!(kept[0].1.bytes, edited, "the copy is the file as it was");
+    assert_eq!(kept[0].1.mode, 0o600);
+    assert!(
+        err.contains(&*kept[0].0.to_string_lossy()),
+        "the notice names the copy: {err}"
+    );
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    assert!(
+        !text.contains("colour") && !text.contains("usr:") && !text.contains("my note"),
+        "{text}"
+    );
     assert_eq!(
         state(dir).defaults.user.unwrap().name.as_deref(),
         Some("alice")
     );
-    ok(dir, &["compact"]);
-    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
-    assert!(!text.contains("colour") && !text.contains("usr:"), "{text}");
     let (code, _, err) = run(dir, &["config", "get", "defaults.ports"]);
     assert_eq!((code, err.as_str()), (0, ""));
 }
@@ -97,20 +122,38 @@ fn hand_edit_under_unfolded_records_survives_too() {
 }
 
 #[test]
-fn hand_edit_that_removes_a_logged_container_is_refused_and_left_unchanged() {
+fn hand_edit_that_removes_a_container_ldm_just_changed_keeps_the_removal_and_saves_the_change() {
     let dir = tempdir();
     let dir = dir.path();
     write_go_yaml(dir, 2);
-    set(dir, "containers.c1.ports", "8080");
+    set_unfolded(dir, "containers.c1.ports", "8080");
     let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
     std::fs::write(yaml_path(dir), text.replace("  c1:\n    image: img\n", "")).unwrap();
-    let before = data_files(dir);
     let (code, _, err) = run(dir, &["config", "set", "containers.c0.ports", "80"]);
-    assert_eq!(code, 2, "{err}");
-    for needle in ["containers.log", "record 1", "\"c1\"", "edited by hand"] {
+    assert_eq!(code, 0, "{err}");
+    for needle in [
+        "`containers.c1`",
+        "the file removed it",
+        "8080",
+        "containers.log.dropped-",
+    ] {
         assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
     }
-    assert_same(&before, &data_files(dir), "refused replay");
+    let p = state(dir);
+    assert_eq!(p.containers.keys().collect::<Vec<_>>(), ["c0"]);
+    assert_eq!(p.containers["c0"].ports, vec![80]);
+    let saved: Vec<_> = files(dir)
+        .into_iter()
+        .filter(|(n, _)| n.to_string_lossy().starts_with("containers.log.dropped-"))
+        .collect();
+    assert_eq!(saved.len(), 1);
+    let json: serde_json::Value = serde_json::from_slice(&saved[0].1.bytes).unwrap();
+    assert_eq!(json["fields"][0]["field"], "containers.c1");
+    assert_eq!(
+        json["fields"][0]["dropped"]["ports"],
+        serde_json::json!([8080])
+    );
+    assert_healthy(dir);
 }
 
 #[test]
@@ -189,10 +232,23 @@ fn files_are_created_mode_0600() {
     let dir = tempdir();
     let dir = dir.path();
     create(dir);
-    // containers.yaml, containers.log, containers.lock and the load cache
-    // (.containers.cache, which holds the passwords too).
-    assert_eq!(files(dir).len(), 4);
-    assert!(dir.join(".containers.cache").exists());
+    // containers.yaml, containers.log, containers.lock, lxc-dev-manager's
+    // containers.yaml.lock and the base (.containers.folded, which holds
+    // the passwords too).
+    let names: Vec<String> = files(dir)
+        .keys()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ".containers.folded",
+            "containers.lock",
+            "containers.log",
+            "containers.yaml",
+            "containers.yaml.lock"
+        ]
+    );
     assert_modes(dir, "after create");
     set(dir, "defaults.user.password", "secret");
     ok(dir, &["compact"]);

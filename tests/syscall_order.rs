@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One system call that matters here, with fds resolved to paths.
+impl From<(String, String)> for Call {
+    fn from((a, b): (String, String)) -> Call {
+        Call::Rename(a, b)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Call {
     Write(String),
@@ -24,6 +30,11 @@ enum Call {
 /// Runs `ldm -C dir args` under strace; `None` (after saying why) if
 /// strace is missing or cannot trace here.
 fn trace(dir: &Path, args: &[&str]) -> Option<Vec<Call>> {
+    trace_with(dir, args, &[])
+}
+
+/// [`trace`] with extra environment variables.
+fn trace_with(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Option<Vec<Call>> {
     if Command::new("strace").arg("-V").output().is_err() {
         println!("skipped: strace is not installed (.ci/run installs it)");
         return None;
@@ -42,6 +53,7 @@ fn trace(dir: &Path, args: &[&str]) -> Option<Vec<Call>> {
         .arg(dir)
         .args(args)
         .env("LDM_AUTO_COMPACT_BYTES", "100000000")
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     let text = std::fs::read_to_string(&out_file).unwrap_or_default();
@@ -184,7 +196,12 @@ fn s(p: &Path) -> String {
 #[test]
 fn commit_fdatasyncs_the_log_after_writing_it_and_before_exiting() {
     let (_tmp, dir) = project();
-    let Some(calls) = trace(&dir, &["config", "set", "defaults.user.name", "x"]) else {
+    // Without the fold after the commit (a big project).
+    let Some(calls) = trace_with(
+        &dir,
+        &["config", "set", "defaults.user.name", "x"],
+        &[("LDM_FOLD_BYTES", "0")],
+    ) else {
         return;
     };
     let log = s(&dir.join("containers.log"));
@@ -214,6 +231,57 @@ fn commit_fdatasyncs_the_log_after_writing_it_and_before_exiting() {
                 || matches!(c, Call::Rename(..))
         ),
         "{calls:?}"
+    );
+}
+
+/// The fold after a commit (DESIGN.md, "Fold"): only once the record is
+/// durable; the new YAML is fdatasynced before it is renamed in; the base
+/// follows it; one folder fsync makes both names durable; nothing after.
+#[test]
+fn the_fold_after_a_commit_comes_after_its_fdatasync_and_syncs_before_each_rename() {
+    let (_tmp, dir) = project();
+    let Some(calls) = trace(&dir, &["config", "set", "defaults.user.name", "x"]) else {
+        return;
+    };
+    let renames: Vec<(String, String)> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Rename(a, b) => Some((a.clone(), b.clone())),
+            _ => None,
+        })
+        .collect();
+    let (log, yaml, base, folder) = (
+        s(&dir.join("containers.log")),
+        s(&dir.join("containers.yaml")),
+        s(&dir.join(".containers.folded")),
+        s(&dir),
+    );
+    assert_eq!(renames.len(), 2, "{calls:?}");
+    assert_eq!((&renames[0].1, &renames[1].1), (&yaml, &base), "{calls:?}");
+    let yaml_tmp = renames[0].0.clone();
+    assert!(yaml_tmp.contains("/.containers.yaml.tmp-"), "{yaml_tmp}");
+    assert_in_order(
+        &calls,
+        &[
+            Call::Write(log.clone()),
+            Call::Fdatasync(log.clone()),
+            Call::Write(yaml_tmp.clone()),
+            Call::Fdatasync(yaml_tmp.clone()),
+            renames[0].clone().into(),
+            renames[1].clone().into(),
+            Call::Fsync(folder.clone()),
+            Call::Exit,
+        ],
+    );
+    let last_fsync = calls
+        .iter()
+        .rposition(|c| *c == Call::Fsync(folder.clone()))
+        .unwrap();
+    assert!(
+        !calls[last_fsync..]
+            .iter()
+            .any(|c| matches!(c, Call::Write(_) | Call::Rename(..) | Call::Truncate(_))),
+        "written after the folder fsync: {calls:?}"
     );
 }
 

@@ -110,12 +110,12 @@ fn begin(
     pending: &Pending,
     check: impl FnOnce(&Project) -> Result<Mutation, Error>,
 ) -> Result<Started, Error> {
-    let paths = store.paths().clone();
+    let owners = store.owners();
     store.commit(|p| {
         validate::container_name(&p.project, name)?;
         let resumed = match p.containers.get(name) {
             None => false,
-            Some(c) => match op::check_free(&paths, name, c)? {
+            Some(c) => match op::check_free(&owners, name, c)? {
                 // Resume only the very same operation (same source for a clone).
                 Some(old) if old.op == pending.op => true,
                 Some(old) => {
@@ -302,7 +302,7 @@ pub fn clone(
         None => source.to_string(),
     };
     let mut store = ctx.store()?;
-    let paths = store.paths().clone();
+    let owners = store.owners();
     let (_owner, pending) = op::claim(
         &store,
         Op::Clone {
@@ -311,7 +311,7 @@ pub fn clone(
     )?;
     let s = begin(&mut store, name, &pending, |p| {
         let src = op::container(p, source)?;
-        op::check_free(&paths, source, src)?;
+        op::check_free(&owners, source, src)?;
         Ok(Mutation::ContainerAdded {
             name: name.to_string(),
             image: format!("{}:cloned-from-{source}", src.image),

@@ -47,9 +47,15 @@ struct Report<'a> {
 /// `ldm doctor`: prints what it finds; exits 2 if damage remains, 1 if the
 /// project and LXD differ.
 pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
+    if args.force && !args.fix && !args.repair {
+        return Err(Error::Usage(
+            "--force goes with --fix (delete from LXD) or --repair (drop a newer ldm's records)"
+                .into(),
+        ));
+    }
     let mut store = ctx.store()?;
     let repair = if args.repair {
-        Some(store.repair()?)
+        Some(store.repair(args.force)?)
     } else {
         None
     };
@@ -65,10 +71,10 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Resu
             }
             Ok(mut instances) => {
                 let project = store.read()?;
-                drifts = drift::compare(store.paths(), &project, &instances);
+                drifts = drift::compare(&store.owners(), &project, &instances);
                 if args.fix && !drifts.is_empty() {
                     fixed = fix(&mut store, lxd, args.force, &mut instances, &drifts)?;
-                    drifts = drift::compare(store.paths(), &store.read()?, &instances);
+                    drifts = drift::compare(&store.owners(), &store.read()?, &instances);
                 }
             }
         }
@@ -174,9 +180,9 @@ fn fix(
             Err(e) => return Err(Error::lxd(format!("deleting {inst}/{snap}"))(e)),
         }
     }
-    let paths = store.paths().clone();
+    let owners = store.owners();
     let applied = store.commit(|p| {
-        let now = drift::compare(&paths, p, instances);
+        let now = drift::compare(&owners, p, instances);
         let mutations = now.iter().flat_map(|d| d.mutations.clone()).collect();
         Ok::<_, Error>((mutations, now))
     })?;
@@ -200,6 +206,15 @@ fn print_repair(r: &RepairReport, out: &mut dyn Write) -> Result<(), Error> {
     }
     for (seq, why) in &r.dropped_records {
         say(out, &format!("repair: dropped record {seq}: {why}"))?;
+    }
+    if let Some(p) = &r.dropped_changes {
+        say(
+            out,
+            &format!(
+                "repair: changes of ldm's that containers.yaml overrides are kept in {}",
+                p.display()
+            ),
+        )?;
     }
     say(
         out,

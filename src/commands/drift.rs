@@ -11,7 +11,7 @@ use crate::commands::image::PUBLISH_PREFIX;
 use crate::commands::op;
 use crate::lxd::Instance;
 use crate::model::{validate, Mutation, Op, Project};
-use crate::store::Paths;
+use crate::store::Owners;
 
 /// One difference between the project and LXD.
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +47,7 @@ fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) 
 
 /// Everything that differs between `project` and `instances` (LXD's full
 /// list). Operations whose owner is alive are in progress, not drift.
-pub fn compare(paths: &Paths, project: &Project, instances: &[Instance]) -> Vec<Drift> {
+pub fn compare(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Drift> {
     let mut out = Vec::new();
     let find = |name: &str| {
         let full = project.lxd_name(name);
@@ -60,7 +60,7 @@ pub fn compare(paths: &Paths, project: &Project, instances: &[Instance]) -> Vec<
             snapshot: None,
         };
         let removed = Mutation::ContainerRemoved { name: name.clone() };
-        if c.pending.as_ref().is_some_and(|p| op::is_alive(paths, p)) {
+        if c.pending.as_ref().is_some_and(|p| op::is_alive(owners, p)) {
             continue;
         }
         if let Some(i) = inst {
@@ -144,7 +144,7 @@ pub fn compare(paths: &Paths, project: &Project, instances: &[Instance]) -> Vec<
             let in_lxd = i.snapshots.iter().any(|x| &x.name == snap);
             let key = Some(snap.clone());
             match &s.pending {
-                Some(p) if op::is_alive(paths, p) => {}
+                Some(p) if op::is_alive(owners, p) => {}
                 Some(p) if in_lxd => out.push(drift(
                     name,
                     format!(

@@ -36,7 +36,7 @@ pub fn create(
 ) -> Result<(), Error> {
     check_alias(alias)?;
     let mut store = ctx.store()?;
-    let paths = store.paths().clone();
+    let owners = store.owners();
     let (_owner, mut pending) = op::claim(
         &store,
         Op::ImageCreate {
@@ -46,7 +46,7 @@ pub fn create(
     )?;
     let (lxd_name, old) = store.commit(|p| {
         let c = op::container(p, container)?;
-        let old = op::check_free(&paths, container, c)?;
+        let old = op::check_free(&owners, container, c)?;
         let m = Mutation::OperationStarted {
             container: container.to_string(),
             snapshot: None,

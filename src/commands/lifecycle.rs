@@ -50,10 +50,10 @@ fn begin(
     name: &str,
     pending: &Pending,
 ) -> Result<(String, Option<Pending>), Error> {
-    let paths = store.paths().clone();
+    let owners = store.owners();
     store.commit(|p| {
         let c = op::container(p, name)?;
-        let old = op::check_free(&paths, name, c)?;
+        let old = op::check_free(&owners, name, c)?;
         if let Some(old) = &old {
             let same = std::mem::discriminant(&old.op) == std::mem::discriminant(&pending.op);
             if !same && old.op != Op::Remove && pending.op != Op::Remove {
@@ -179,7 +179,7 @@ pub fn remove(ctx: &Ctx, lxd: &dyn Lxd, args: &Remove, out: &mut dyn Write) -> R
     let lxd_name = project.lxd_name(name);
     let recorded = project.containers.get(name);
     if let Some(c) = recorded {
-        op::check_free(store.paths(), name, c)?;
+        op::check_free(&store.owners(), name, c)?;
     }
     if !args.force {
         let inst = lxd
@@ -273,11 +273,11 @@ pub fn delete_project(
         return say(out, "Cancelled");
     }
     let (_owner, pending) = op::claim(&store, Op::Remove)?;
-    let paths = store.paths().clone();
+    let owners = store.owners();
     let names: Vec<String> = store.commit(|p| {
         let mut m = Vec::new();
         for (n, c) in &p.containers {
-            op::check_free(&paths, n, c)?;
+            op::check_free(&owners, n, c)?;
             m.push(Mutation::OperationStarted {
                 container: n.clone(),
                 snapshot: None,

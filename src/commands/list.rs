@@ -52,10 +52,10 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<
                 op: p.op.noun().to_string(),
                 pid: p.owner.pid,
                 started_at: p.started_at.clone(),
-                interrupted: !op::is_alive(store.paths(), p),
+                interrupted: !op::is_alive(&store.owners(), p),
             });
             let status = match (busy, inst) {
-                (Some(p), _) => op::describe(store.paths(), p),
+                (Some(p), _) => op::describe(&store.owners(), p),
                 (None, Some(i)) => i.status.to_uppercase(),
                 (None, None) => "NOT FOUND".to_string(),
             };

@@ -27,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand};
 use crate::lxd::{Client, Remote};
 use crate::model::Project;
-use crate::store::{self, Paths, Store};
+use crate::store::{self, Paths, SafeDirs, Store};
 use crate::Error;
 
 /// What every command gets: where it runs and how the store behaves.
@@ -40,20 +40,24 @@ pub struct Ctx {
     pub quiet: bool,
     /// Colour for stdout.
     pub style: style::Style,
+    /// Folders whose projects may hold other users' files (`-C`, `LDM_SAFE_DIRS`).
+    pub safe: SafeDirs,
     /// The project's `remote:` key, filled by the first load of the project
     /// (any store from [`Ctx::store`]) and read by the LXD client.
     pub remote: Arc<OnceLock<Option<String>>>,
 }
 
 impl Ctx {
-    /// The store of the project at `start` or its nearest parent.
+    /// The store of the project at `start` or its nearest parent (one
+    /// owned by another user only if the user trusts its folder).
     pub fn store(&self) -> Result<Store, Error> {
-        let mut opts = self.opts.clone();
+        let (paths, trust) = Paths::find(&self.start, &self.safe)?;
+        let mut opts = self.opts.clone().trusting(trust);
         let remote = Arc::clone(&self.remote);
         opts.on_load = Some(Arc::new(move |p: &Project| {
             let _ = remote.set(p.remote.clone());
         }));
-        Ok(Store::open(Paths::find(&self.start)?, opts))
+        Ok(Store::open(paths, opts))
     }
 }
 
@@ -156,11 +160,53 @@ fn client(ctx: &Ctx, command: &Command) -> Client {
     // which filled `ctx.remote`; else (image commands, which work without a
     // project) the first call reads it. A project that cannot be read fails
     // with its own error in the command.
-    let (start, opts) = (ctx.start.clone(), ctx.opts.clone());
+    let (start, opts, safe) = (ctx.start.clone(), ctx.opts.clone(), ctx.safe.clone());
     client.with_remote(Remote::lazy(Arc::clone(&ctx.remote), move || {
-        let paths = Paths::find(&start).ok()?;
-        Store::open(paths, opts.clone()).read().ok()?.remote
+        let (paths, trust) = Paths::find(&start, &safe).ok()?;
+        Store::open(paths, opts.clone().trusting(trust))
+            .read()
+            .ok()?
+            .remote
     }))
+}
+
+/// The command as typed without its arguments, for the lock's holder note.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Create(_) => "create",
+        Command::Project(ProjectCommand::Create(_)) => "project create",
+        Command::Project(ProjectCommand::Delete(_)) => "project delete",
+        Command::Container(ContainerCommand::Create(_)) => "container create",
+        Command::Container(ContainerCommand::Clone(_)) => "container clone",
+        Command::Container(ContainerCommand::Reset(_)) => "container reset",
+        Command::Container(ContainerCommand::Snapshot(SnapshotCommand::Create { .. })) => {
+            "container snapshot create"
+        }
+        Command::Container(ContainerCommand::Snapshot(SnapshotCommand::List { .. })) => {
+            "container snapshot list"
+        }
+        Command::Container(ContainerCommand::Snapshot(SnapshotCommand::Delete { .. })) => {
+            "container snapshot delete"
+        }
+        Command::List(_) => "list",
+        Command::Up(_) => "up",
+        Command::Down(_) => "down",
+        Command::Remove(_) => "remove",
+        Command::Ssh(_) => "ssh",
+        Command::Proxy(_) => "proxy",
+        Command::Mv(_) => "mv",
+        Command::Image(ImageCommand::Create { .. }) => "image create",
+        Command::Image(ImageCommand::List(_)) | Command::Images(_) => "image list",
+        Command::Image(ImageCommand::Delete { .. }) => "image delete",
+        Command::Image(ImageCommand::Rename { .. }) => "image rename",
+        Command::Config(crate::cli::ConfigCommand::Get { .. }) => "config get",
+        Command::Config(crate::cli::ConfigCommand::Set { .. }) => "config set",
+        Command::Config(crate::cli::ConfigCommand::Unset { .. }) => "config unset",
+        Command::Compact => "compact",
+        Command::Doctor(_) => "doctor",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+    }
 }
 
 /// Prints `message` on stderr the first time `key` comes up for this user.
@@ -192,10 +238,9 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
             start.display()
         )));
     }
-    let holder = std::env::args_os()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
+    // The command only: argument values (a password given to `config set`)
+    // must not reach a file other users may read.
+    let holder = format!("ldm {}", command_name(&cli.command));
     // Tuning and test knob (DESIGN.md, "Compaction"): the auto-compaction floor.
     let auto_compact_min = match std::env::var("LDM_AUTO_COMPACT_BYTES") {
         Ok(v) => v.parse().map_err(|_| {
@@ -205,14 +250,24 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         })?,
         Err(_) => store::AUTO_COMPACT_MIN_BYTES,
     };
+    // The same for the fold after each commit (DESIGN.md, "Fold").
+    let fold_max = match std::env::var("LDM_FOLD_BYTES") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| Error::Usage(format!("LDM_FOLD_BYTES={v:?} is not a number of bytes")))?,
+        Err(_) => store::FOLD_MAX_BYTES,
+    };
+    let start_dir = start.clone();
     Ok(Ctx {
         start,
         opts: store::Options {
             lock_timeout: cli.lock_timeout,
             holder,
             auto_compact_min,
+            fold_max,
             ..store::Options::default()
         },
+        safe: SafeDirs::from_env(cli.dir.as_ref().map(|_| start_dir.as_path())),
         quiet: cli.quiet,
         style: style::Style::for_stdout(cli.color),
         remote: Arc::default(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::lxd::{Instance, Lxd};
 use crate::model::{Container, Mutation, Op, Pending, Project};
-use crate::store::{owner, Paths, Store};
+use crate::store::{OwnerGuard, Owners, Store};
 use crate::Error;
 
 /// RFC 3339 UTC time stamp of now, to the second.
@@ -18,13 +18,8 @@ pub fn now() -> String {
 
 /// Claims an owner slot for `op`; keep the guard alive until the outcome is
 /// recorded (dropping it is what tells others the owner is gone).
-pub fn claim(store: &Store, op: Op) -> Result<(owner::OwnerGuard, Pending), Error> {
-    let guard = owner::claim(&store.paths().lock).map_err(|e| {
-        Error::Usage(format!(
-            "cannot claim an owner slot in {}: {e}",
-            store.paths().lock.display()
-        ))
-    })?;
+pub fn claim(store: &Store, op: Op) -> Result<(OwnerGuard, Pending), Error> {
+    let guard = store.owners().claim()?;
     let pending = Pending {
         op,
         owner: guard.owner(),
@@ -63,15 +58,13 @@ pub fn mark_restart(
 }
 
 /// True if `pending`'s owner is still running.
-pub fn is_alive(paths: &Paths, pending: &Pending) -> bool {
-    // If the lock file cannot be read, assume alive: refusing is safe,
-    // taking over a live operation is not.
-    owner::is_alive(&paths.lock, &pending.owner).unwrap_or(true)
+pub fn is_alive(owners: &Owners, pending: &Pending) -> bool {
+    owners.is_alive(&pending.owner)
 }
 
 /// How `list` shows an operation: `CREATING (pid 42)` or `CREATING (interrupted)`.
-pub fn describe(paths: &Paths, pending: &Pending) -> String {
-    if is_alive(paths, pending) {
+pub fn describe(owners: &Owners, pending: &Pending) -> String {
+    if is_alive(owners, pending) {
         format!("{} (pid {})", pending.op.verb(), pending.owner.pid)
     } else {
         format!("{} (interrupted)", pending.op.verb())
@@ -80,7 +73,7 @@ pub fn describe(paths: &Paths, pending: &Pending) -> String {
 
 /// Refuses if a live process runs an operation on `name` or one of its
 /// snapshots. Returns the container's interrupted operation, if any.
-pub fn check_free(paths: &Paths, name: &str, c: &Container) -> Result<Option<Pending>, Error> {
+pub fn check_free(owners: &Owners, name: &str, c: &Container) -> Result<Option<Pending>, Error> {
     let busy = |p: &Pending| Error::Busy {
         container: name.to_string(),
         who: format!(
@@ -92,13 +85,13 @@ pub fn check_free(paths: &Paths, name: &str, c: &Container) -> Result<Option<Pen
     };
     for snap in c.snapshots.values() {
         if let Some(p) = &snap.pending {
-            if is_alive(paths, p) {
+            if is_alive(owners, p) {
                 return Err(busy(p));
             }
         }
     }
     match &c.pending {
-        Some(p) if is_alive(paths, p) => Err(busy(p)),
+        Some(p) if is_alive(owners, p) => Err(busy(p)),
         Some(p) => Ok(Some(p.clone())),
         None => Ok(None),
     }

@@ -11,15 +11,19 @@ use crate::commands::op::{self};
 use crate::commands::{table, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{validate, Container, Mutation, Op, Project};
-use crate::store::Paths;
+use crate::store::Owners;
 use crate::{say, Error};
 
 /// Refuses if a live container-level operation runs on `name`, or an
 /// interrupted one left it unfinished.
-fn container_ready<'a>(paths: &Paths, p: &'a Project, name: &str) -> Result<&'a Container, Error> {
+fn container_ready<'a>(
+    owners: &Owners,
+    p: &'a Project,
+    name: &str,
+) -> Result<&'a Container, Error> {
     let c = op::container(p, name)?;
     if let Some(pending) = &c.pending {
-        if op::is_alive(paths, pending) {
+        if op::is_alive(owners, pending) {
             return Err(Error::Busy {
                 container: name.to_string(),
                 who: format!(
@@ -49,7 +53,7 @@ pub fn create(
 ) -> Result<(), Error> {
     validate::snapshot_name(snap)?;
     let mut store = ctx.store()?;
-    let paths = store.paths().clone();
+    let owners = store.owners();
     let (_owner, pending) = op::claim(
         &store,
         Op::SnapshotCreate {
@@ -57,7 +61,7 @@ pub fn create(
         },
     )?;
     let (lxd_name, resumed) = store.commit(|p| {
-        let c = container_ready(&paths, p, container)?;
+        let c = container_ready(&owners, p, container)?;
         let m = match c.snapshots.get(snap) {
             None => Mutation::SnapshotAdded {
                 container: container.to_string(),
@@ -67,7 +71,7 @@ pub fn create(
                 pending: Some(pending.clone()),
             },
             Some(s) => match &s.pending {
-                Some(old) if op::is_alive(&paths, old) => {
+                Some(old) if op::is_alive(&owners, old) => {
                     return Err(Error::Busy { container: container.to_string(), who: format!("pid {} is taking snapshot {snap}", old.owner.pid) })
                 }
                 Some(old) if matches!(old.op, Op::SnapshotCreate { .. }) => Mutation::OperationStarted {
@@ -126,7 +130,7 @@ pub fn delete(
         )));
     }
     let mut store = ctx.store()?;
-    let paths = store.paths().clone();
+    let owners = store.owners();
     let (_owner, pending) = op::claim(
         &store,
         Op::SnapshotDelete {
@@ -134,11 +138,11 @@ pub fn delete(
         },
     )?;
     let (lxd_name, recorded) = store.commit(|p| {
-        let c = container_ready(&paths, p, container)?;
+        let c = container_ready(&owners, p, container)?;
         let mut m = Vec::new();
         if let Some(s) = c.snapshots.get(snap) {
             if let Some(old) = &s.pending {
-                if op::is_alive(&paths, old) {
+                if op::is_alive(&owners, old) {
                     return Err(Error::Busy {
                         container: container.to_string(),
                         who: format!("pid {} is working on snapshot {snap}", old.owner.pid),
@@ -220,7 +224,7 @@ pub fn list(
                 recorded: rec.is_some(),
                 pending: rec
                     .and_then(|r| r.pending.as_ref())
-                    .map(|p| op::describe(store.paths(), p)),
+                    .map(|p| op::describe(&store.owners(), p)),
             }
         })
         .collect();
@@ -232,7 +236,10 @@ pub fn list(
                 description: rec.description.clone(),
                 in_lxd: false,
                 recorded: true,
-                pending: rec.pending.as_ref().map(|p| op::describe(store.paths(), p)),
+                pending: rec
+                    .pending
+                    .as_ref()
+                    .map(|p| op::describe(&store.owners(), p)),
             });
         }
     }

@@ -5,6 +5,7 @@
 //! way state changes: the store calls it when a command commits and again
 //! when the log is replayed, so both paths enforce the same rules.
 
+pub mod merge;
 mod mutation;
 pub mod validate;
 
@@ -223,12 +224,21 @@ impl Op {
 /// The process running an operation: its pid, for people, and the byte of
 /// `containers.lock` it holds an OFD lock on, for liveness (the kernel drops
 /// the lock when the process dies, whatever killed it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     /// Process id.
     pub pid: u32,
     /// Offset of the owner's lock byte in `containers.lock`.
     pub slot: u64,
+    /// Inode of `containers.lock` when the slot was claimed: if the file
+    /// at the path is another one now (it was removed or replaced), the
+    /// slot cannot be asked and liveness falls back on `pid` and `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_ino: Option<u64>,
+    /// The owner's start time (clock ticks after boot, `/proc/PID/stat`),
+    /// so a reused pid is not taken for the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<u64>,
 }
 
 /// Metadata of one snapshot; LXD holds the snapshot itself.

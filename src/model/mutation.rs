@@ -99,6 +99,42 @@ pub enum Mutation {
     },
 }
 
+impl Mutation {
+    /// Every kind (`op` name) with the log format version that introduced
+    /// it. Part of the format: a new kind needs a new log version (the
+    /// reader refuses a kind it does not know as "written by a newer ldm"),
+    /// and `tests::kinds_and_shapes_are_frozen` fails until both are done.
+    pub const KINDS: &'static [(&'static str, u32)] = &[
+        ("container_added", 1),
+        ("container_removed", 1),
+        ("snapshot_added", 1),
+        ("snapshot_removed", 1),
+        ("ports_set", 1),
+        ("user_name_set", 1),
+        ("operation_started", 1),
+        ("operation_finished", 1),
+        // Shipped in version 1 logs before the rule above existed.
+        ("remote_set", 1),
+        ("user_password_set", 1),
+    ];
+
+    /// The `op` name of this mutation, as written in the log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Mutation::ContainerAdded { .. } => "container_added",
+            Mutation::ContainerRemoved { .. } => "container_removed",
+            Mutation::SnapshotAdded { .. } => "snapshot_added",
+            Mutation::SnapshotRemoved { .. } => "snapshot_removed",
+            Mutation::PortsSet { .. } => "ports_set",
+            Mutation::UserNameSet { .. } => "user_name_set",
+            Mutation::OperationStarted { .. } => "operation_started",
+            Mutation::OperationFinished { .. } => "operation_finished",
+            Mutation::RemoteSet { .. } => "remote_set",
+            Mutation::UserPasswordSet { .. } => "user_password_set",
+        }
+    }
+}
+
 /// Why a mutation does not apply to the current state.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ApplyError {
@@ -295,6 +331,118 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&p).unwrap(),
             r#"{"op":"ports_set","ports":[3000]}"#
+        );
+    }
+
+    /// One example of every kind, with every optional field set, and its
+    /// exact JSON. Adding a variant breaks the exhaustive match in `kind`;
+    /// adding it here without a new entry in `KINDS` (and so a new log
+    /// version) breaks this test.
+    #[test]
+    fn kinds_and_shapes_are_frozen() {
+        use crate::model::{Op, Owner, Pending};
+        let pending = Pending {
+            op: Op::Create,
+            owner: Owner {
+                pid: 7,
+                slot: 9,
+                ..Default::default()
+            },
+            started_at: "2026-01-15T10:30:00Z".into(),
+        };
+        let c = || Some("dev".to_string());
+        let frozen: Vec<(Mutation, &str)> = vec![
+            (
+                Mutation::ContainerAdded {
+                    name: "dev".into(),
+                    image: "img".into(),
+                    pending: Some(pending.clone()),
+                },
+                r#"{"op":"container_added","name":"dev","image":"img","pending":{"op":{"kind":"create"},"owner":{"pid":7,"slot":9},"started_at":"2026-01-15T10:30:00Z"}}"#,
+            ),
+            (
+                Mutation::ContainerRemoved { name: "dev".into() },
+                r#"{"op":"container_removed","name":"dev"}"#,
+            ),
+            (
+                Mutation::SnapshotAdded {
+                    container: "dev".into(),
+                    name: "s".into(),
+                    description: "d".into(),
+                    created_at: "t".into(),
+                    pending: None,
+                },
+                r#"{"op":"snapshot_added","container":"dev","name":"s","description":"d","created_at":"t"}"#,
+            ),
+            (
+                Mutation::SnapshotRemoved {
+                    container: "dev".into(),
+                    name: "s".into(),
+                },
+                r#"{"op":"snapshot_removed","container":"dev","name":"s"}"#,
+            ),
+            (
+                Mutation::PortsSet {
+                    container: c(),
+                    ports: vec![1, 2],
+                },
+                r#"{"op":"ports_set","container":"dev","ports":[1,2]}"#,
+            ),
+            (
+                Mutation::UserNameSet {
+                    container: c(),
+                    name: Some("ann".into()),
+                },
+                r#"{"op":"user_name_set","container":"dev","name":"ann"}"#,
+            ),
+            (
+                Mutation::OperationStarted {
+                    container: "dev".into(),
+                    snapshot: Some("s".into()),
+                    pending: pending.clone(),
+                },
+                r#"{"op":"operation_started","container":"dev","snapshot":"s","pending":{"op":{"kind":"create"},"owner":{"pid":7,"slot":9},"started_at":"2026-01-15T10:30:00Z"}}"#,
+            ),
+            (
+                Mutation::OperationFinished {
+                    container: "dev".into(),
+                    snapshot: Some("s".into()),
+                },
+                r#"{"op":"operation_finished","container":"dev","snapshot":"s"}"#,
+            ),
+            (
+                Mutation::RemoteSet {
+                    remote: Some("r".into()),
+                },
+                r#"{"op":"remote_set","remote":"r"}"#,
+            ),
+            (
+                Mutation::UserPasswordSet {
+                    container: c(),
+                    password: None,
+                },
+                r#"{"op":"user_password_set","container":"dev","password":null}"#,
+            ),
+        ];
+        let kinds: Vec<&str> = frozen.iter().map(|(m, _)| m.kind()).collect();
+        let listed: Vec<&str> = Mutation::KINDS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds, listed,
+            "every kind has one frozen example, in KINDS order"
+        );
+        for (m, json) in &frozen {
+            assert_eq!(
+                serde_json::to_string(m).unwrap(),
+                *json,
+                "shape of {}",
+                m.kind()
+            );
+            assert_eq!(&serde_json::from_str::<Mutation>(json).unwrap(), m);
+        }
+        let newest = Mutation::KINDS.iter().map(|(_, v)| *v).max().unwrap();
+        assert!(
+            newest <= crate::store::record::VERSION,
+            "a kind newer than the log format"
         );
     }
 

@@ -1,56 +1,65 @@
-//! Compaction: fold the log into a new `containers.yaml`, then start a new
-//! log generation. Also the atomic file replacement both steps use.
+//! Folding and compaction: writing the state into `containers.yaml`, and
+//! replacing the log once it has grown. Also the atomic file replacement
+//! both use.
 //!
-//! Order (DESIGN.md, "Compaction"), each step a crash point:
-//! 1. write `.containers.yaml.tmp-PID`, fdatasync it;
-//! 2. rename it over `containers.yaml`, fsync the folder: the new YAML (mark
-//!    generation G+1) is durable before anything touches the old log;
-//! 3. write `.containers.log.tmp-PID` holding only a generation G+1 header,
-//!    fdatasync, rename over `containers.log`, fsync the folder.
+//! A **fold** (DESIGN.md, "Fold"), each step a crash point:
+//! 1. write `.containers.yaml.tmp-PID` (mark: this log, last seq), fdatasync;
+//! 2. rename it over `containers.yaml`;
+//! 3. write the base `.containers.folded` (what was just folded) by temp,
+//!    fdatasync and rename, and remove a stale `.containers.cache`;
+//! 4. fsync the folder.
 //!
-//! A crash before 2 leaves the old pair; between 2 and 3 a G+1 YAML with a
-//! G log, which [`super::recover::load`] reads as "folded" and the next
-//! writer finishes; after 3 the new pair. No record is lost or applied twice.
+//! The log is not touched: records up to the mark's seq are simply skipped
+//! by the next load. A crash before 2 leaves the old YAML; after 2 the new
+//! one, which says by its own checksum that it is ldm's fold (so a base left
+//! stale by a crash before 3 is rewritten, never trusted).
+//!
+//! A **compaction** is a fold with the generation bumped, then a new empty
+//! log of the same identity starting after the last seq: temp, fdatasync,
+//! rename, folder fsync. A crash between the two leaves a YAML that already
+//! holds every record of the old log, which the next load skips.
 
 use std::path::Path;
 
-use super::cache;
+use super::cache::{self, Key, CACHE_FILE, FOLDED_FILE};
 use super::error::StoreError;
 use super::failpoint;
 use super::fs::Fs;
-use super::log;
-use super::snapshot::{self, Mark};
+use super::record::{self, LogId};
+use super::snapshot::{self, Doc, Mark, Written};
 use super::Paths;
 use crate::model::Project;
 
-/// Writes `bytes` to `tmp`, syncs it, renames it to `target` and syncs the
-/// folder. `point` names the fail points (`{point}.written` etc.).
-pub fn replace(
+/// Writes `bytes` to `tmp`, fdatasyncs it and renames it to `target`;
+/// no folder fsync. `point` names the fail points (`{point}.written` etc.).
+fn write_and_rename(
     fs: &dyn Fs,
-    dir: &Path,
     tmp: &Path,
     target: &Path,
     bytes: &[u8],
     point: &str,
 ) -> Result<(), StoreError> {
+    let cleanup = |err: StoreError| {
+        let _ = fs.remove(tmp);
+        err
+    };
     fs.write_new(tmp, bytes)
-        .map_err(|e| cleanup(fs, tmp, StoreError::io("write", tmp, e)))?;
+        .map_err(|e| cleanup(StoreError::io("write", tmp, e)))?;
     failpoint::hit(&format!("{point}.written"));
     fs.sync(tmp)
-        .map_err(|e| cleanup(fs, tmp, StoreError::io("fsync", tmp, e)))?;
+        .map_err(|e| cleanup(StoreError::io("fsync", tmp, e)))?;
     failpoint::hit(&format!("{point}.synced"));
     fs.rename(tmp, target)
-        .map_err(|e| cleanup(fs, tmp, StoreError::io("rename into place", tmp, e)))?;
+        .map_err(|e| cleanup(StoreError::io("rename into place", tmp, e)))?;
     failpoint::hit(&format!("{point}.renamed"));
+    Ok(())
+}
+
+fn sync_dir(fs: &dyn Fs, dir: &Path, point: &str) -> Result<(), StoreError> {
     fs.sync_dir(dir)
         .map_err(|e| StoreError::io("fsync the folder", dir, e))?;
     failpoint::hit(&format!("{point}.dir-synced"));
     Ok(())
-}
-
-fn cleanup(fs: &dyn Fs, tmp: &Path, err: StoreError) -> StoreError {
-    let _ = fs.remove(tmp);
-    err
 }
 
 /// Temp file names for this process.
@@ -62,12 +71,14 @@ pub fn temp_paths(paths: &Paths) -> (std::path::PathBuf, std::path::PathBuf) {
     )
 }
 
-/// Writes `project` as the new snapshot with `mark`.
-pub fn write_snapshot(
+/// Steps 1 to 4 of a fold: `project` as `containers.yaml` with `mark`, and
+/// its base. `point` prefixes the fail points (`fold`, `compact`, `create`).
+pub fn fold(
     fs: &dyn Fs,
     paths: &Paths,
     project: &Project,
     mark: Mark,
+    point: &str,
 ) -> Result<(), StoreError> {
     let text = snapshot::encode(project, mark).map_err(|e| StoreError::Yaml {
         path: paths.yaml.clone(),
@@ -76,48 +87,73 @@ pub fn write_snapshot(
         message: e.message,
     })?;
     let (tmp, _) = temp_paths(paths);
-    replace(
-        fs,
-        &paths.dir,
-        &tmp,
-        &paths.yaml,
-        text.as_bytes(),
-        "compact.yaml",
-    )?;
-    cache::write(fs, paths, text.as_bytes(), project, Some(mark), &[]);
-    Ok(())
+    let yaml_point = format!("{point}.yaml");
+    write_and_rename(fs, &tmp, &paths.yaml, text.as_bytes(), &yaml_point)?;
+    let base = Doc {
+        project: project.clone(),
+        mark: Some(mark),
+        written: Written::ByLdm,
+        unknown: Vec::new(),
+    };
+    let key = Key::of(text.as_bytes());
+    let base_path = paths.dir.join(FOLDED_FILE);
+    cache::write(fs, paths, FOLDED_FILE, &key, &base, cache::Sync::Data)
+        .map_err(|e| StoreError::io("write", &base_path, e))?;
+    cache::remove(fs, paths, CACHE_FILE);
+    failpoint::hit(&format!("{point}.base.renamed"));
+    sync_dir(fs, &paths.dir, &yaml_point)
 }
 
-/// Replaces the log with an empty one of `generation`.
-pub fn write_empty_log(fs: &dyn Fs, paths: &Paths, generation: u64) -> Result<(), StoreError> {
+/// Replaces the log with an empty one: `generation`, identity `id`, first
+/// record `prev_seq + 1`.
+pub fn write_empty_log(
+    fs: &dyn Fs,
+    paths: &Paths,
+    generation: u64,
+    id: &LogId,
+    prev_seq: u64,
+    point: &str,
+) -> Result<(), StoreError> {
     let (_, tmp) = temp_paths(paths);
-    replace(
-        fs,
-        &paths.dir,
-        &tmp,
-        &paths.log,
-        &log::new_file(generation),
-        "compact.log",
-    )
+    let log_point = format!("{point}.log");
+    let header = record::encode_header(generation, id, prev_seq);
+    write_and_rename(fs, &tmp, &paths.log, &header, &log_point)?;
+    sync_dir(fs, &paths.dir, &log_point)
 }
 
-/// Runs steps 1 to 3 for a state whose log is `log_gen` and whose last
-/// record is `last_seq`; returns the new mark.
+/// A compaction: fold `project` (records up to `last_seq`) as generation
+/// `generation + 1`, then start an empty log after it. Returns the new mark.
 pub fn compact(
     fs: &dyn Fs,
     paths: &Paths,
     project: &Project,
-    mark: Option<Mark>,
-    log_gen: Option<u64>,
+    generation: u64,
+    id: &LogId,
     last_seq: u64,
 ) -> Result<Mark, StoreError> {
-    let current = mark.map_or(0, |m| m.generation).max(log_gen.unwrap_or(0));
-    let new = Mark {
-        generation: current + 1,
+    let mark = Mark {
+        generation: generation + 1,
         seq: last_seq,
+        log: Some(*id),
     };
-    write_snapshot(fs, paths, project, new)?;
-    write_empty_log(fs, paths, new.generation)?;
+    fold(fs, paths, project, mark, "compact")?;
+    write_empty_log(fs, paths, mark.generation, id, last_seq, "compact")?;
     failpoint::hit("compact.done");
-    Ok(new)
+    Ok(mark)
+}
+
+/// A fresh random log identity.
+pub fn new_log_id() -> LogId {
+    let mut id = [0u8; record::LOG_ID_LEN];
+    // SAFETY: getrandom writes at most id.len() bytes into id.
+    let n = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+    if n != id.len() as isize {
+        // Without the kernel's randomness, time and pid still tell two
+        // logs apart; the identity is not a secret.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        id[..16].copy_from_slice(&(t ^ (u128::from(std::process::id()) << 96)).to_le_bytes());
+    }
+    id
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use super::fs::Refusal;
 use super::lock::LockError;
 use super::record::HeaderError;
 use crate::model::{ApplyError, ValidationError};
@@ -83,18 +84,6 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// `containers.yaml` and `containers.log` are from different compactions.
-    #[error("{yaml} (generation {yaml_gen}) and {log} (generation {log_gen}) do not belong together; was one restored from a backup? Run `ldm doctor` to inspect")]
-    GenerationMismatch {
-        /// The snapshot file.
-        yaml: PathBuf,
-        /// Its generation.
-        yaml_gen: u64,
-        /// The log file.
-        log: PathBuf,
-        /// Its generation.
-        log_gen: u64,
-    },
     /// A logged mutation does not apply to `containers.yaml` (a hand edit removed what it needs).
     #[error("{path}: record {seq} at byte {offset} does not apply to containers.yaml: {error}. Was containers.yaml edited by hand? Undo the edit, or run `ldm doctor`")]
     Replay {
@@ -110,6 +99,64 @@ pub enum StoreError {
     /// The mutation a command asked for is not valid now.
     #[error(transparent)]
     Rejected(#[from] ApplyError),
+    /// `containers.yaml` has no `project:` key (lxc-dev-manager files from
+    /// before project prefixes).
+    #[error("{path} has no `project:` key (lxc-dev-manager wrote files without one before it used project prefixes); nothing was changed. Add a first line `project: NAME`: ldm names each container's LXD instance NAME-CONTAINER{}, so containers created without a prefix are not found under their old LXD names", example.as_ref().map(|c| format!(" (e.g. NAME-{c})")).unwrap_or_default())]
+    NoProjectKey {
+        /// The file.
+        path: PathBuf,
+        /// A container of the file, for the example.
+        example: Option<String>,
+    },
+    /// A project file larger than ldm reads.
+    #[error("{path} is {len} bytes, over ldm's limit of {limit} bytes for this file; is it the right file? Nothing was changed")]
+    TooBig {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A project file ldm must not use: a link, a FIFO, someone else's.
+    #[error("{path}: {why}")]
+    Untrusted {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// A `containers.yaml` found by searching parent folders belongs to
+    /// another user.
+    #[error("{path} belongs to {owner}, not to you ({me}); ldm does not use a project another user can change (it holds the passwords and commands of your containers). If you trust it, run ldm with `-C {dir}`, or add the folder to LDM_SAFE_DIRS (e.g. `export LDM_SAFE_DIRS={dir}`); or start your own project with `ldm create`", dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default())]
+    NotOwned {
+        /// The file.
+        path: PathBuf,
+        /// Its owner, `name (uid N)`.
+        owner: String,
+        /// This user, `name (uid N)`.
+        me: String,
+    },
+    /// A record of a kind this ldm does not know: written by a newer ldm.
+    #[error("{path}: record {seq} at byte {offset} is a change of kind `{op}`, written by a newer ldm; upgrade ldm to use this project (nothing was changed; `ldm doctor --repair --force` would drop it and every record after it)")]
+    NewerRecord {
+        /// The log file.
+        path: PathBuf,
+        /// Offset of the record.
+        offset: u64,
+        /// Its sequence number.
+        seq: u64,
+        /// The unknown kind.
+        op: String,
+    },
+    /// One commit's record would exceed the record size limit.
+    #[error("this change is {len} bytes, over the {limit}-byte limit of one record of containers.log; nothing was written. Make the change in smaller steps")]
+    CommitTooLarge {
+        /// Payload size.
+        len: usize,
+        /// The limit.
+        limit: u32,
+    },
     /// The files kept changing under a reader.
     #[error("{path} kept changing while being read; try again")]
     Unstable {
@@ -127,8 +174,15 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
 }
 
 impl StoreError {
-    /// Shorthand for an I/O error with its context.
+    /// Shorthand for an I/O error with its context; a refusal of
+    /// [`super::fs::open_checked`] becomes [`StoreError::Untrusted`].
     pub fn io(action: &'static str, path: &std::path::Path, source: io::Error) -> StoreError {
+        if let Some(r) = Refusal::of(&source) {
+            return StoreError::Untrusted {
+                path: path.to_path_buf(),
+                why: r.why.clone(),
+            };
+        }
         StoreError::Io {
             action,
             path: path.to_path_buf(),
@@ -136,7 +190,9 @@ impl StoreError {
         }
     }
 
-    /// True for damage or a lock timeout (exit code 2); false for user errors.
+    /// True for damage, a record or header of a newer ldm, or a lock not
+    /// released in time (exit code 2); false for what the user must fix
+    /// (exit code 1).
     pub fn is_damage(&self) -> bool {
         !matches!(
             self,
@@ -144,6 +200,12 @@ impl StoreError {
                 | StoreError::AlreadyExists { .. }
                 | StoreError::OrphanLog { .. }
                 | StoreError::Rejected(_)
+                | StoreError::NoProjectKey { .. }
+                | StoreError::TooBig { .. }
+                | StoreError::Untrusted { .. }
+                | StoreError::NotOwned { .. }
+                | StoreError::CommitTooLarge { .. }
+                | StoreError::Lock(LockError::Refused { .. })
         )
     }
 }

@@ -1,4 +1,5 @@
-//! The store's only door to the file system.
+//! The store's only door to the file system, and the checks that make it
+//! safe to use in a folder someone else filled (DESIGN.md, "What ldm trusts").
 //!
 //! Every byte the store reads or writes, every fsync and rename, goes through
 //! [`Fs`], so that a test implementation can stand in and "lose power" at any
@@ -6,8 +7,13 @@
 //! calls are path-based because a store operation touches each file only a
 //! few times, and an `open` costs microseconds next to an fdatasync.
 //!
-//! The lock file is not behind this seam: locking is about processes, not
-//! durability, and is tested with real processes.
+//! [`open_checked`] is how every project file is opened, by [`OsFs`] and by
+//! the lock and owner code alike: never through a symbolic link
+//! (`O_NOFOLLOW`), never blocking on a FIFO (`O_NONBLOCK`), and only if
+//! `fstat` of the opened file says it is a regular file owned by this user
+//! (unless the project is trusted explicitly). A refusal is an `io::Error`
+//! carrying a [`Refusal`], which the store turns into a message naming the
+//! file and what to do.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -29,6 +35,145 @@ pub struct FileId {
     pub mtime_ns: i128,
 }
 
+/// Whose files the project's files may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// Only files owned by the effective user (the default; root included,
+    /// as git's `safe.directory` does).
+    #[default]
+    Mine,
+    /// Files of any owner: the user named this project explicitly (`-C DIR`
+    /// or `LDM_SAFE_DIRS`). Symbolic links and non-regular files are still
+    /// refused.
+    Anyone,
+}
+
+/// Why a project file was not opened: it is not what ldm may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What is wrong with the file and what to do, without its name (the
+    /// caller adds the path).
+    pub why: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl Refusal {
+    /// The refusal inside `e`, if it is one.
+    pub fn of(e: &io::Error) -> Option<&Refusal> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Refusal>())
+    }
+
+    fn error(why: String) -> io::Error {
+        io::Error::new(io::ErrorKind::PermissionDenied, Refusal { why })
+    }
+}
+
+/// Opens `path` without following a symbolic link or blocking on a FIFO,
+/// then checks with `fstat` that it is a regular file that `trust` allows.
+/// `opts` says read/write/create; the safety flags are added here.
+pub fn open_checked(path: &Path, opts: &mut OpenOptions, trust: Trust) -> io::Result<File> {
+    let file = match opts
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let target = fs::read_link(path)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            return Err(Refusal::error(format!(
+                "it is a symbolic link{target}; ldm never follows links for its project files, so that a cloned repository cannot make it write elsewhere. Replace the link with the file itself, or remove it"
+            )));
+        }
+        // A FIFO opened write-only without a reader.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(Refusal::error(
+                "it is a FIFO or socket, not a regular file; remove it (`rm` it), ldm creates its files itself".into(),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    check_kind_and_owner(&meta, trust)?;
+    Ok(file)
+}
+
+/// The checks of [`open_checked`] on metadata already read.
+pub fn check_kind_and_owner(meta: &fs::Metadata, trust: Trust) -> io::Result<()> {
+    if !meta.file_type().is_file() {
+        return Err(Refusal::error(format!(
+            "it is {}, not a regular file; remove it (ldm creates its files itself)",
+            kind_name(meta)
+        )));
+    }
+    let me = effective_uid();
+    if trust == Trust::Mine && meta.uid() != me {
+        return Err(Refusal::error(format!(
+            "it is owned by {}, not by you ({}); ldm only uses project files you own. If you trust this project, run ldm with `-C DIR` naming its folder, or add the folder to LDM_SAFE_DIRS; or take the file over (`cp` it and replace the original)",
+            user_name(meta.uid()),
+            user_name(me)
+        )));
+    }
+    Ok(())
+}
+
+fn kind_name(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `name (uid N)`, or `uid N` when the user database has no such user.
+pub fn user_name(uid: u32) -> String {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: libc::passwd is a plain C struct; all-zero is a valid value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length given)
+    // and sets `result` to `&pwd` or null; both outlive the call.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return format!("uid {uid}");
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    format!("{} (uid {uid})", name.to_string_lossy())
+}
+
 /// The file operations the store needs. Errors are plain `io::Error`s; the
 /// store adds the path and what it was doing.
 pub trait Fs: Send + Sync {
@@ -36,9 +181,10 @@ pub trait Fs: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Reads from `offset` to the end of the file.
     fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>>;
-    /// Identity and size of the file.
+    /// Identity and size of the file (the entry itself, not a link target).
     fn stat(&self, path: &Path) -> io::Result<FileId>;
-    /// Creates or truncates `path` (mode 0600) and writes `bytes`; no sync.
+    /// Creates `path` afresh (mode 0600; any old entry of that name is
+    /// removed first, so the new inode is ours) and writes `bytes`; no sync.
     fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
     /// Appends `bytes` at the end of an existing file; no sync.
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
@@ -57,17 +203,39 @@ pub trait Fs: Send + Sync {
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
 }
 
-/// The real file system.
+/// The real file system, opening every file with [`open_checked`].
 #[derive(Debug, Default, Clone, Copy)]
-pub struct OsFs;
+pub struct OsFs {
+    /// Whose files may be used.
+    pub trust: Trust,
+}
+
+impl OsFs {
+    /// Files must be this user's (the default).
+    pub fn strict() -> OsFs {
+        OsFs { trust: Trust::Mine }
+    }
+
+    /// Files of any owner, for a project the user trusts explicitly.
+    pub fn with_trust(trust: Trust) -> OsFs {
+        OsFs { trust }
+    }
+
+    fn open(&self, path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
+        open_checked(path, opts, self.trust)
+    }
+}
 
 impl Fs for OsFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        fs::read(path)
+        let mut f = self.open(path, OpenOptions::new().read(true))?;
+        let mut out = Vec::with_capacity(f.metadata()?.len() as usize);
+        f.read_to_end(&mut out)?;
+        Ok(out)
     }
 
     fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
-        let mut f = File::open(path)?;
+        let mut f = self.open(path, OpenOptions::new().read(true))?;
         let len = f.metadata()?.len();
         let mut out = Vec::with_capacity(len.saturating_sub(offset) as usize);
         f.seek(SeekFrom::Start(offset))?;
@@ -76,7 +244,7 @@ impl Fs for OsFs {
     }
 
     fn stat(&self, path: &Path) -> io::Result<FileId> {
-        let m = fs::metadata(path)?;
+        let m = fs::symlink_metadata(path)?;
         Ok(FileId {
             dev_ino: (m.dev(), m.ino()),
             len: m.len(),
@@ -85,26 +253,35 @@ impl Fs for OsFs {
     }
 
     fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(FILE_MODE)
-            .open(path)?;
+        // A fresh inode: whatever sat at this name (a stale temp file, or
+        // something planted there) is unlinked, never written through.
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut f = self.open(
+            path,
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE),
+        )?;
         f.write_all(bytes)
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut f = OpenOptions::new().append(true).open(path)?;
+        let mut f = self.open(path, OpenOptions::new().append(true))?;
         f.write_all(bytes)
     }
 
     fn sync(&self, path: &Path) -> io::Result<()> {
-        OpenOptions::new().write(true).open(path)?.sync_data()
+        self.open(path, OpenOptions::new().write(true))?.sync_data()
     }
 
     fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
-        OpenOptions::new().write(true).open(path)?.set_len(len)
+        self.open(path, OpenOptions::new().write(true))?
+            .set_len(len)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -123,5 +300,48 @@ impl Fs for OsFs {
         fs::read_dir(dir)?
             .map(|e| e.map(|e| e.file_name()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, b"keep me").unwrap();
+        let link = dir.path().join("containers.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let fs = OsFs::strict();
+        let e = fs.append(&link, b"x").unwrap_err();
+        assert!(
+            Refusal::of(&e).is_some_and(|r| r.why.contains("symbolic link")),
+            "{e}"
+        );
+        assert!(fs.read(&link).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+        // write_new replaces the link itself, never writes through it.
+        fs.write_new(&link, b"new").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("containers.log");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let fs = OsFs::strict();
+        for e in [
+            fs.read(&fifo).unwrap_err(),
+            fs.append(&fifo, b"x").unwrap_err(),
+            fs.sync(&fifo).unwrap_err(),
+        ] {
+            assert!(Refusal::of(&e).is_some(), "{e}");
+        }
     }
 }

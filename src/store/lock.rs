@@ -1,18 +1,29 @@
-//! The project lock: one exclusive `flock` on `containers.lock`.
+//! The two locks of a project folder (DESIGN.md, "Lock protocol"):
 //!
-//! Writers hold it for milliseconds: recover, read the new tail, append,
-//! fdatasync, maybe compact (DESIGN.md, "Lock protocol"). Readers never take
-//! it. The waiter sleeps in the kernel's `flock` queue on a helper thread, so
-//! it wakes the moment the holder lets go, and gives up after the timeout
-//! with the holder's pid and command, which every holder writes into the
-//! file after it takes the lock.
+//! - `containers.lock`, ldm's own: one exclusive `flock`, held by a writer
+//!   for milliseconds (recover, read the new tail, append, fdatasync, fold).
+//!   Its first 256 bytes say who holds it (command, pid, start time; never
+//!   argument values, which may be passwords).
+//! - `containers.yaml.lock`, lxc-dev-manager's: the same kind of `flock`,
+//!   which the Go tool holds across its whole read-modify-write of
+//!   `containers.yaml`. ldm takes it, after its own, around writing
+//!   `containers.yaml` and around reading state it then writes back, so the
+//!   two tools never overwrite each other.
 //!
+//! A lock file can be unlinked or replaced while held (by a person, or a
+//! cloned repository's checkout). So after `flock` returns, ldm checks that
+//! the file it locked is still the one at the path (device and inode) and
+//! starts over if not; and a holder re-checks before each append, so that
+//! two processes can never both append thinking they hold the lock.
+//!
+//! The waiter sleeps in the kernel's `flock` queue on a helper thread, so
+//! it wakes the moment the holder lets go, and gives up after the timeout.
 //! fs4 is called by path (`FileExt::try_lock(&f)`) on purpose: `std::fs::File`
 //! has inherent `lock`/`try_lock` methods of the same names since Rust 1.89.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,12 +32,15 @@ use fs4::FileExt;
 use fs4::TryLockError;
 use thiserror::Error;
 
-use super::fs::FILE_MODE;
+use super::fs::{open_checked, Refusal, Trust, FILE_MODE};
 
-/// Failure to take the project lock.
+/// Name of lxc-dev-manager's lock file.
+pub const GO_LOCK_FILE: &str = "containers.yaml.lock";
+
+/// Failure to take a project lock.
 #[derive(Debug, Error)]
 pub enum LockError {
-    /// Another process held the lock for longer than the timeout.
+    /// Another process held ldm's lock for longer than the timeout.
     #[error("timed out after {waited:.1?} waiting for the project lock {path}: it is held by {holder}; wait for it to finish, or raise --lock-timeout")]
     Timeout {
         /// The lock file.
@@ -35,6 +49,29 @@ pub enum LockError {
         waited: Duration,
         /// Who holds it, as the holder wrote it.
         holder: String,
+    },
+    /// lxc-dev-manager (or another program using its lock) held
+    /// `containers.yaml.lock` for longer than the timeout.
+    #[error("timed out after {waited:.1?} waiting for {path}, which lxc-dev-manager holds while it changes containers.yaml (is `lxc-dev-manager` running in this project?); wait for it to finish, or raise --lock-timeout")]
+    GoTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The lock file is not one ldm may use (a link, a FIFO, another's file).
+    #[error("{path}: {why}")]
+    Refused {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// The lock file was removed or replaced while this command held it.
+    #[error("{path} was removed or replaced while this command held it; nothing more was written. Do not delete the lock file while ldm runs; run the command again")]
+    Lost {
+        /// The lock file.
+        path: PathBuf,
     },
     /// The lock file could not be opened or locked.
     #[error("cannot lock {path}: {source}")]
@@ -49,58 +86,163 @@ pub enum LockError {
 /// A held lock; dropping it closes the file, which releases the `flock`.
 #[derive(Debug)]
 pub struct LockGuard {
-    _file: File,
+    file: File,
+    path: PathBuf,
 }
 
-/// Takes the exclusive lock on `path` (created 0600 if missing), waiting at
-/// most `timeout`. `what` is written into the file for waiters to read.
-pub fn acquire(path: &Path, timeout: Duration, what: &str) -> Result<LockGuard, LockError> {
-    let io_err = |source| LockError::Io {
+impl LockGuard {
+    /// Fails if the locked file is no longer the one at its path: another
+    /// process may then hold a lock on the new file.
+    pub fn check(&self) -> Result<(), LockError> {
+        if same_file(&self.file, &self.path).unwrap_or(false) {
+            Ok(())
+        } else {
+            Err(LockError::Lost {
+                path: self.path.clone(),
+            })
+        }
+    }
+}
+
+/// Which lock to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Ldm,
+    Go,
+}
+
+/// Takes ldm's exclusive lock on `path` (created 0600 if missing), waiting
+/// at most `timeout`. `what` (the command, no argument values) goes into
+/// the file for waiters to read, with this pid and the time.
+pub fn acquire(
+    path: &Path,
+    timeout: Duration,
+    what: &str,
+    trust: Trust,
+) -> Result<LockGuard, LockError> {
+    let guard = take(path, Some(timeout), trust, Which::Ldm)?.ok_or_else(|| LockError::Io {
         path: path.to_path_buf(),
-        source,
-    };
-    let file = open(path).map_err(io_err)?;
-    let file = match FileExt::try_lock(&file) {
-        Ok(()) => file,
-        Err(TryLockError::WouldBlock) => wait(path, file, timeout)?,
-        Err(TryLockError::Error(e)) => return Err(io_err(e)),
-    };
+        source: io::Error::other("lock not taken"),
+    })?;
     // Best effort: the note only helps a waiter's error message.
-    let _ = write_holder(&file, what);
-    Ok(LockGuard { _file: file })
+    let _ = write_holder(&guard.file, what);
+    Ok(guard)
 }
 
-fn open(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(path)
+/// Takes lxc-dev-manager's lock `containers.yaml.lock` in `dir`, waiting
+/// at most `timeout`.
+pub fn acquire_go(dir: &Path, timeout: Duration, trust: Trust) -> Result<LockGuard, LockError> {
+    let path = dir.join(GO_LOCK_FILE);
+    take(&path, Some(timeout), trust, Which::Go)?.ok_or(LockError::GoTimeout {
+        path,
+        waited: timeout,
+    })
 }
 
-/// Blocks in `flock` on a helper thread so the wait can be bounded. If we
-/// give up first, the thread still gets the lock eventually, finds nobody
-/// listening, and drops it at once.
-fn wait(path: &Path, file: File, timeout: Duration) -> Result<File, LockError> {
+/// Takes lxc-dev-manager's lock if it is free now; `None` if it is held.
+pub fn try_go(dir: &Path, trust: Trust) -> Result<Option<LockGuard>, LockError> {
+    take(&dir.join(GO_LOCK_FILE), None, trust, Which::Go)
+}
+
+/// Opens, locks and checks `path`, starting over if the file was replaced
+/// meanwhile. `timeout: None` does not wait: `Ok(None)` if it is held.
+fn take(
+    path: &Path,
+    timeout: Option<Duration>,
+    trust: Trust,
+    which: Which,
+) -> Result<Option<LockGuard>, LockError> {
     let start = Instant::now();
+    let io_err = |source: io::Error| match Refusal::of(&source) {
+        Some(r) => LockError::Refused {
+            path: path.to_path_buf(),
+            why: r.why.clone(),
+        },
+        None => LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    loop {
+        let file = open(path, trust).map_err(io_err)?;
+        let file = match FileExt::try_lock(&file) {
+            Ok(()) => file,
+            Err(TryLockError::WouldBlock) => match timeout {
+                None => return Ok(None),
+                Some(t) => {
+                    let left = t.saturating_sub(start.elapsed());
+                    match wait(file, left) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => {
+                            return Err(match which {
+                                Which::Ldm => LockError::Timeout {
+                                    path: path.to_path_buf(),
+                                    waited: start.elapsed(),
+                                    holder: read_holder(path),
+                                },
+                                Which::Go => LockError::GoTimeout {
+                                    path: path.to_path_buf(),
+                                    waited: start.elapsed(),
+                                },
+                            })
+                        }
+                        Err(e) => return Err(io_err(e)),
+                    }
+                }
+            },
+            Err(TryLockError::Error(e)) => return Err(io_err(e)),
+        };
+        // The usual pattern for lock files that can be unlinked: the lock
+        // counts only if the file locked is still the one at the path.
+        if same_file(&file, path).map_err(io_err)? {
+            return Ok(Some(LockGuard {
+                file,
+                path: path.to_path_buf(),
+            }));
+        }
+        if timeout.is_some_and(|t| start.elapsed() > t) {
+            return Err(LockError::Lost {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+}
+
+fn same_file(file: &File, path: &Path) -> io::Result<bool> {
+    let held = file.metadata()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(now) => Ok(now.dev() == held.dev() && now.ino() == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn open(path: &Path, trust: Trust) -> io::Result<File> {
+    open_checked(
+        path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE),
+        trust,
+    )
+}
+
+/// Blocks in `flock` on a helper thread so the wait can be bounded; `None`
+/// on timeout. If we give up first, the thread still gets the lock
+/// eventually, finds nobody listening, and drops it at once.
+fn wait(file: File, timeout: Duration) -> io::Result<Option<File>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let result = FileExt::lock(&file).map(|()| file);
         let _ = tx.send(result);
     });
     match rx.recv_timeout(timeout) {
-        Ok(Ok(file)) => Ok(file),
-        Ok(Err(source)) => Err(LockError::Io {
-            path: path.to_path_buf(),
-            source,
-        }),
-        Err(_) => Err(LockError::Timeout {
-            path: path.to_path_buf(),
-            waited: start.elapsed(),
-            holder: read_holder(path),
-        }),
+        Ok(Ok(file)) => Ok(Some(file)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Ok(None),
     }
 }
 
@@ -127,16 +269,29 @@ fn write_holder(file: &File, what: &str) -> io::Result<()> {
     file.write_all_at(&bytes, 0)
 }
 
-/// What the current holder wrote into the lock file.
+/// What the current holder wrote into the lock file (control characters
+/// shown escaped: the file may come from anyone).
 pub fn read_holder(path: &Path) -> String {
     let mut buf = vec![0u8; NOTE_LEN];
-    let n = File::open(path)
-        .and_then(|mut f| f.read(&mut buf))
+    let n = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|mut f| {
+            if f.metadata()?.is_file() {
+                f.read(&mut buf)
+            } else {
+                Ok(0)
+            }
+        })
         .unwrap_or(0);
     let s = String::from_utf8_lossy(&buf[..n]);
     match s.trim() {
         "" => "another process (it did not say which)".to_string(),
-        note => note.to_string(),
+        note => note
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
     }
 }
 
@@ -144,12 +299,14 @@ pub fn read_holder(path: &Path) -> String {
 mod tests {
     use super::*;
 
+    const T: Trust = Trust::Mine;
+
     #[test]
     fn second_holder_times_out_and_names_the_first() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("containers.lock");
-        let held = acquire(&path, Duration::from_secs(1), "test holder").unwrap();
-        let err = acquire(&path, Duration::from_millis(100), "second").unwrap_err();
+        let held = acquire(&path, Duration::from_secs(1), "test holder", T).unwrap();
+        let err = acquire(&path, Duration::from_millis(100), "second", T).unwrap_err();
         match err {
             LockError::Timeout { holder, .. } => {
                 assert!(holder.contains("test holder"), "{holder}")
@@ -157,18 +314,53 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         drop(held);
-        acquire(&path, Duration::from_millis(100), "third").unwrap();
+        acquire(&path, Duration::from_millis(100), "third", T).unwrap();
     }
 
     #[test]
     fn waiter_gets_the_lock_when_the_holder_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("containers.lock");
-        let held = acquire(&path, Duration::from_secs(1), "first").unwrap();
+        let held = acquire(&path, Duration::from_secs(1), "first", T).unwrap();
         let p2 = path.clone();
-        let t = std::thread::spawn(move || acquire(&p2, Duration::from_secs(5), "second").is_ok());
+        let t =
+            std::thread::spawn(move || acquire(&p2, Duration::from_secs(5), "second", T).is_ok());
         std::thread::sleep(Duration::from_millis(50));
         drop(held);
         assert!(t.join().unwrap());
+    }
+
+    #[test]
+    fn a_lock_file_removed_while_held_is_noticed_by_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containers.lock");
+        let held = acquire(&path, Duration::from_secs(1), "first", T).unwrap();
+        held.check().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // A newcomer locks the new file; the old holder must stop.
+        let newcomer = acquire(&path, Duration::from_secs(1), "second", T).unwrap();
+        assert!(matches!(held.check(), Err(LockError::Lost { .. })));
+        newcomer.check().unwrap();
+    }
+
+    #[test]
+    fn a_waiter_whose_file_was_replaced_starts_over_on_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containers.lock");
+        let held = acquire(&path, Duration::from_secs(1), "first", T).unwrap();
+        let p2 = path.clone();
+        let waiter = std::thread::spawn(move || acquire(&p2, Duration::from_secs(5), "second", T));
+        std::thread::sleep(Duration::from_millis(50));
+        // Replaced while the waiter is queued on the old inode.
+        std::fs::remove_file(&path).unwrap();
+        let third = acquire(&path, Duration::from_secs(1), "third", T).unwrap();
+        drop(held);
+        std::thread::sleep(Duration::from_millis(50));
+        // The waiter got the old inode's lock, saw it replaced, and now
+        // queues on the new file, which `third` holds.
+        assert!(!waiter.is_finished());
+        drop(third);
+        let g = waiter.join().unwrap().unwrap();
+        g.check().unwrap();
     }
 }

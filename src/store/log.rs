@@ -10,7 +10,7 @@
 
 use crate::model::Mutation;
 
-use super::record::{self, Decoded, HEADER_LEN};
+use super::record::{self, Decoded};
 
 /// One record read back, with its mutations decoded: all the mutations of
 /// one commit, so that a torn write can never keep part of a commit.
@@ -42,6 +42,17 @@ pub enum Tail {
         /// What was wrong with it.
         reason: &'static str,
     },
+    /// A record with a valid checksum and the right sequence number whose
+    /// payload is a mutation this ldm does not know: a newer ldm wrote it.
+    /// Never cut, never dropped without `--force`.
+    Newer {
+        /// Offset of the record.
+        offset: u64,
+        /// Its sequence number.
+        seq: u64,
+        /// The unknown `op` name.
+        op: String,
+    },
     /// Bytes at `offset` are not a valid record, yet a valid record follows.
     Corrupt {
         /// Where the damage starts.
@@ -68,6 +79,13 @@ pub struct Scan {
 /// that does not decode. `last_seq` is the sequence number of the record
 /// before `base` (if any): each record must carry the next one.
 pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
+    scan_after(bytes, base, last_seq, 0)
+}
+
+/// [`scan`], but the payloads of records with a sequence number up to
+/// `folded` are not decoded (their `mutations` are empty): they are in
+/// `containers.yaml` already, and decoding is most of a scan's cost.
+pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: u64) -> Scan {
     let mut entries = Vec::new();
     let mut pos = 0usize;
     let mut prev = last_seq;
@@ -86,7 +104,23 @@ pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
                         ),
                     ))
                 } else {
-                    match decode_payload(record.payload) {
+                    let decoded = if record.seq <= folded {
+                        Ok(Vec::new())
+                    } else {
+                        decode_payload(record.payload)
+                    };
+                    match decoded {
+                        Err(PayloadError::Unknown { op }) => {
+                            return Scan {
+                                entries,
+                                end: at,
+                                tail: Tail::Newer {
+                                    offset: at,
+                                    seq: record.seq,
+                                    op,
+                                },
+                            };
+                        }
                         Ok(mutations) => {
                             entries.push(Entry {
                                 seq: record.seq,
@@ -99,16 +133,14 @@ pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
                             pos += len;
                             Ok(())
                         }
-                        Err(e) => Err((
-                            "unknown payload",
-                            format!("checksum is valid but the payload is not a mutation this ldm knows: {e}"),
+                        Err(PayloadError::Malformed(e)) => Err((
+                            "malformed payload",
+                            format!("checksum is valid but the payload is not a well-formed mutation: {e}"),
                         )),
                     }
                 }
             }
-            Decoded::Incomplete => {
-                Err(("record is cut short by the end of the file", String::new()))
-            }
+            Decoded::Incomplete => Err((CUT_SHORT, String::new())),
             Decoded::Invalid { reason } => Err((reason, String::new())),
         };
         if let Err((short, long)) = failure {
@@ -146,6 +178,30 @@ pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
     }
 }
 
+/// Offset of the first record in a version 2 log.
+pub const FIRST_RECORD: u64 = record::HEADER_LEN as u64;
+
+/// The reason of a torn tail whose last record stops before its length
+/// says it ends (the other reasons are checksum or length damage).
+pub const CUT_SHORT: &str = "record is cut short by the end of the file";
+
+/// The highest sequence number of any record with a valid checksum in
+/// `bytes`, found by a byte-by-byte search (only run on damage).
+pub fn max_valid_seq(bytes: &[u8]) -> Option<u64> {
+    let mut best = None;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match record::decode_record(&bytes[pos..]) {
+            Decoded::Record { record, len } => {
+                best = best.max(Some(record.seq));
+                pos += len;
+            }
+            _ => pos += 1,
+        }
+    }
+    best
+}
+
 /// The checksum field of the record at the start of `bytes` (which holds
 /// at least a record header).
 pub fn crc_at(bytes: &[u8]) -> u32 {
@@ -172,19 +228,54 @@ enum Payload {
     Many(Vec<Mutation>),
 }
 
-fn decode_payload(bytes: &[u8]) -> Result<Vec<Mutation>, serde_json::Error> {
+/// Why a payload with a valid checksum was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadError {
+    /// A mutation kind this ldm does not know (`op`): a newer ldm wrote it.
+    Unknown {
+        /// The unknown kind.
+        op: String,
+    },
+    /// Not a mutation at all, or a known kind with a wrong shape.
+    Malformed(String),
+}
+
+/// Decodes one record's payload into the mutations of its commit.
+pub fn decode_payload(bytes: &[u8]) -> Result<Vec<Mutation>, PayloadError> {
     match serde_json::from_slice::<Payload>(bytes) {
-        Ok(Payload::One(m)) => Ok(vec![m]),
-        Ok(Payload::Many(ms)) if !ms.is_empty() => Ok(ms),
-        // Re-parse as one mutation for the precise serde message.
-        _ => serde_json::from_slice::<Mutation>(bytes).map(|m| vec![m]),
+        Ok(Payload::One(m)) => return Ok(vec![m]),
+        Ok(Payload::Many(ms)) if !ms.is_empty() => return Ok(ms),
+        _ => {}
     }
+    // Tell "a kind from a newer ldm" from damage: an object (or array of
+    // objects) with an `op` string this build does not have.
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        let objects: Vec<&serde_json::Value> = match &v {
+            serde_json::Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for o in objects {
+            if let Some(op) = o.get("op").and_then(|op| op.as_str()) {
+                if !Mutation::KINDS.iter().any(|(k, _)| *k == op) {
+                    return Err(PayloadError::Unknown { op: op.to_string() });
+                }
+            }
+        }
+    }
+    // Re-parse as one mutation for the precise serde message.
+    Err(PayloadError::Malformed(
+        match serde_json::from_slice::<Mutation>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(_) => "an empty commit".to_string(),
+        },
+    ))
 }
 
 /// Encodes one commit as one record with sequence number `seq`: a single
 /// mutation as itself, several as a JSON array. One record per commit is
-/// what makes a commit all or nothing under a torn write.
-pub fn encode_commit(mutations: &[Mutation], seq: u64) -> Vec<u8> {
+/// what makes a commit all or nothing under a torn write. A commit over the
+/// record limit is refused here, before anything is written.
+pub fn encode_commit(mutations: &[Mutation], seq: u64) -> Result<Vec<u8>, record::TooLarge> {
     // Serializing a Mutation cannot fail: it has only strings, numbers,
     // lists and string-keyed data.
     let payload = match mutations {
@@ -193,17 +284,9 @@ pub fn encode_commit(mutations: &[Mutation], seq: u64) -> Vec<u8> {
     }
     .unwrap_or_default();
     let mut out = Vec::with_capacity(payload.len() + record::RECORD_HEADER_LEN);
-    record::encode_record(seq, &payload, &mut out);
-    out
+    record::encode_record(seq, &payload, &mut out)?;
+    Ok(out)
 }
-
-/// A fresh log file of `generation`: just the header.
-pub fn new_file(generation: u64) -> Vec<u8> {
-    record::encode_header(generation).to_vec()
-}
-
-/// Offset of the first record.
-pub const FIRST_RECORD: u64 = HEADER_LEN as u64;
 
 #[cfg(test)]
 mod tests {
@@ -222,14 +305,14 @@ mod tests {
     fn encode(ms: &[Mutation], first: u64) -> Vec<u8> {
         ms.iter()
             .enumerate()
-            .flat_map(|(i, m)| encode_commit(std::slice::from_ref(m), first + i as u64))
+            .flat_map(|(i, m)| encode_commit(std::slice::from_ref(m), first + i as u64).unwrap())
             .collect()
     }
 
     #[test]
     fn a_commit_of_several_mutations_is_one_record() {
         let ms = muts(3);
-        let bytes = encode_commit(&ms, 1);
+        let bytes = encode_commit(&ms, 1).unwrap();
         let s = scan(&bytes, 0, Some(0));
         assert_eq!(s.entries.len(), 1);
         assert_eq!(s.entries[0].mutations, ms);
@@ -285,5 +368,78 @@ mod tests {
         let s = scan(&bytes, 0, Some(0));
         assert!(matches!(s.tail, Tail::Corrupt { .. }));
         assert_eq!(s.entries.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_kind_is_newer_not_damage() {
+        let mut bytes = Vec::new();
+        record::encode_record(1, br#"{"op":"mount_added","name":"x"}"#, &mut bytes).unwrap();
+        let s = scan(&bytes, 24, Some(0));
+        assert_eq!(
+            s.tail,
+            Tail::Newer {
+                offset: 24,
+                seq: 1,
+                op: "mount_added".into()
+            }
+        );
+        // A known kind with a wrong shape is damage.
+        let mut bad = Vec::new();
+        record::encode_record(1, br#"{"op":"ports_set","ports":"x"}"#, &mut bad).unwrap();
+        assert!(matches!(scan(&bad, 0, Some(0)).tail, Tail::Corrupt { .. }));
+    }
+
+    #[test]
+    fn folded_records_are_checked_but_not_decoded() {
+        let mut bytes = Vec::new();
+        record::encode_record(1, br#"{"op":"mount_added"}"#, &mut bytes).unwrap();
+        let m = Mutation::PortsSet {
+            container: None,
+            ports: vec![1],
+        };
+        bytes.extend(encode_commit(std::slice::from_ref(&m), 2).unwrap());
+        let s = scan_after(&bytes, 0, Some(0), 1);
+        assert_eq!(s.tail, Tail::Clean);
+        assert_eq!(s.entries.len(), 2);
+        assert!(s.entries[0].mutations.is_empty());
+        assert_eq!(s.entries[1].mutations, vec![m]);
+    }
+}
+
+#[cfg(test)]
+mod design_example {
+    use super::*;
+
+    /// DESIGN.md, "The log file": the worked example, byte for byte.
+    #[test]
+    fn the_example_in_design_md_is_what_the_writer_produces() {
+        let id = [
+            0x5f, 0x1c, 0x3a, 0x9e, 0x0b, 0x7d, 0x42, 0xc6, 0xa1, 0xe8, 0xf0, 0x3b, 0x9d, 0x2c,
+            0x4e, 0x71,
+        ];
+        let mut file = record::encode_header(1, &id, 0).to_vec();
+        let m = Mutation::PortsSet {
+            container: None,
+            ports: vec![3000],
+        };
+        file.extend(encode_commit(&[m], 1).unwrap());
+        let hex: String = file.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "4c444d4c4f470d0a0200000034000000",
+                "01000000000000005f1c3a9e0b7d42c6",
+                "a1e8f03b9d2c4e710000000000000000",
+                "8f70f2da5685befc2100000001000000",
+                "000000007b226f70223a22706f727473",
+                "5f736574222c22706f727473223a5b33",
+                "3030305d7d"
+            )
+        );
     }
 }

@@ -1,43 +1,57 @@
 //! How a [`super::Store`] behaves ([`Options`]) and what it tells its caller
-//! on the way ([`Notice`]): recovery never prints by itself, the caller
-//! decides (the CLI prints one stderr line per notice).
+//! on the way ([`Notice`]): the store never prints by itself, the caller
+//! decides (the CLI prints one stderr line per notice line).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::fs::{Fs, OsFs};
-use super::{AUTO_COMPACT_MIN_BYTES, DEFAULT_LOCK_TIMEOUT};
+use super::fs::{Fs, OsFs, Trust};
+use super::{AUTO_COMPACT_MIN_BYTES, DEFAULT_LOCK_TIMEOUT, FOLD_MAX_BYTES};
+use crate::model::merge::Conflict;
 use crate::model::Project;
 
-/// Something recovery did that the user should hear about (one stderr line).
+/// Why recovery cut the end of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// The last record stops before its length says it ends: a write that
+    /// never completed (its command was killed before it said "done").
+    Unfinished,
+    /// The last record is complete but its checksum fails: a torn write, or
+    /// damage to a change that was reported done.
+    BadChecksum,
+}
+
+/// Something recovery or a fold did that the user should hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// A torn tail was cut off the log.
-    TornTailTruncated {
+    /// The end of the log was cut off; its bytes are kept in `saved`.
+    TailCut {
         /// The log.
         path: PathBuf,
         /// New length of the log.
         offset: u64,
-        /// Bytes dropped.
+        /// Bytes cut.
         dropped: u64,
         /// What was wrong with them.
-        reason: &'static str,
-    },
-    /// An interrupted compaction was finished.
-    CompactionFinished {
-        /// The log that was replaced.
-        path: PathBuf,
+        why: Cut,
+        /// Where the cut bytes are.
+        saved: PathBuf,
     },
     /// A temp file from a dead process was removed.
     TempRemoved {
         /// The file.
         path: PathBuf,
     },
-    /// Automatic compaction failed after a successful commit.
-    CompactionFailed {
+    /// Writing `containers.yaml` after a successful commit failed.
+    FoldFailed {
         /// Why.
         error: String,
+    },
+    /// lxc-dev-manager holds its lock: `containers.yaml` is written later.
+    FoldDeferred {
+        /// Its lock file.
+        lock: PathBuf,
     },
     /// `containers.yaml` has keys ldm does not know; they are ignored, and
     /// dropped when the file is next rewritten (as the Go tool does).
@@ -47,25 +61,74 @@ pub enum Notice {
         /// Dotted paths of the keys, e.g. `containers.dev.usr`.
         keys: Vec<String>,
     },
+    /// Another writer's `containers.yaml` was merged with ldm's changes and
+    /// some of ldm's were dropped (the file's values kept).
+    Merged {
+        /// The YAML.
+        path: PathBuf,
+        /// Each field whose ldm value was dropped.
+        conflicts: Vec<Conflict>,
+        /// There was no base to merge with: the file won wholesale.
+        base_gone: bool,
+        /// Where the dropped values are kept; `None` for a reader, which
+        /// writes nothing (the next writer saves them).
+        saved: Option<PathBuf>,
+    },
+    /// ldm rewrote a `containers.yaml` that held keys it does not know or
+    /// comments; the file as it was is kept in `saved`.
+    YamlKept {
+        /// The YAML.
+        path: PathBuf,
+        /// The copy.
+        saved: PathBuf,
+    },
+    /// The log was rewritten in format version 2.
+    Upgraded {
+        /// The log.
+        path: PathBuf,
+    },
+}
+
+/// A value for a one-line message: passwords hidden, long values cut.
+fn shown(field: &str, v: &serde_json::Value) -> String {
+    if field.ends_with(".password") && !v.is_null() {
+        return "(a password)".to_string();
+    }
+    let text = v.to_string();
+    if text.chars().count() > 80 {
+        let cut: String = text.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
 }
 
 impl std::fmt::Display for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Notice::TornTailTruncated { path, offset, dropped, reason } => write!(
-                f,
-                "recovered {}: dropped {dropped} bytes of an unfinished record at byte {offset} ({reason}); it was never acknowledged",
-                path.display()
-            ),
-            Notice::CompactionFinished { path } => {
-                write!(f, "finished an interrupted compaction of {}", path.display())
+            Notice::TailCut { path, offset, dropped, why, saved } => {
+                let what = match why {
+                    Cut::Unfinished => "an unfinished last record (a command killed while writing it; it never said it was done)",
+                    Cut::BadChecksum => "a last record whose checksum fails (a write torn by a crash, or damage to a change reported done)",
+                };
+                write!(
+                    f,
+                    "recovered {}: cut {dropped} bytes at byte {offset}, {what}; the bytes are kept in {}",
+                    path.display(),
+                    saved.display()
+                )
             }
             Notice::TempRemoved { path } => {
                 write!(f, "removed {} left by an interrupted command", path.display())
             }
-            Notice::CompactionFailed { error } => write!(
+            Notice::FoldFailed { error } => write!(
                 f,
-                "warning: the change was saved, but automatic compaction failed: {error}; run `ldm compact` later"
+                "warning: the change was saved in containers.log, but writing containers.yaml failed: {error}; the next ldm command tries again (or run `ldm compact`)"
+            ),
+            Notice::FoldDeferred { lock } => write!(
+                f,
+                "note: lxc-dev-manager is changing this project ({} is locked); the change is saved in containers.log and reaches containers.yaml with the next ldm command",
+                lock.display()
             ),
             Notice::UnknownKeys { path, keys } => {
                 let list: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
@@ -77,6 +140,44 @@ impl std::fmt::Display for Notice {
                     list.join(", ")
                 )
             }
+            Notice::Merged { path, conflicts, base_gone, saved } => {
+                let kept_where = match saved {
+                    Some(p) => format!("ldm's values are kept in {}", p.display()),
+                    None => "the next ldm command that writes keeps this outcome and saves ldm's values beside the log".to_string(),
+                };
+                if *base_gone {
+                    write!(
+                        f,
+                        "{}: changed by another program, and ldm has no copy of what it last wrote there ({} is missing or from another log), so the file's values win; {kept_where}:",
+                        path.display(),
+                        super::cache::FOLDED_FILE
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "{}: changed by another program while ldm changed the same {}; the file's values win, {kept_where}:",
+                        path.display(),
+                        if conflicts.len() == 1 { "field" } else { "fields" }
+                    )?;
+                }
+                for c in conflicts {
+                    let kept = if c.kept.is_null() { "removed it".to_string() } else { format!("has {}", shown(&c.field, &c.kept)) };
+                    let dropped = if c.dropped.is_null() { "ldm's removal".to_string() } else { format!("ldm's {}", shown(&c.field, &c.dropped)) };
+                    write!(f, "\n  `{}`: the file {kept}; dropped {dropped}", c.field)?;
+                }
+                Ok(())
+            }
+            Notice::YamlKept { path, saved } => write!(
+                f,
+                "{} had comments or keys ldm does not keep; ldm rewrote it, and the file as it was is kept in {}",
+                path.display(),
+                saved.display()
+            ),
+            Notice::Upgraded { path } => write!(
+                f,
+                "upgraded {} to log format version 2 (an older ldm cannot read it and says so)",
+                path.display()
+            ),
         }
     }
 }
@@ -87,12 +188,18 @@ pub type OnLoad = Arc<dyn Fn(&Project) + Send + Sync>;
 /// How a store behaves; [`Options::default`] is what the CLI uses.
 #[derive(Clone)]
 pub struct Options {
-    /// Bound on the lock wait.
+    /// Bound on each lock wait (ldm's own, and lxc-dev-manager's).
     pub lock_timeout: Duration,
-    /// What this process is doing, written into the lock file for waiters.
+    /// What this process is doing, written into the lock file for waiters:
+    /// the command, never its argument values.
     pub holder: String,
     /// Auto-compaction size floor in bytes (`u64::MAX` disables it).
     pub auto_compact_min: u64,
+    /// `containers.yaml` is rewritten after each commit while it is at most
+    /// this big (0 disables it; bigger projects fold at compaction).
+    pub fold_max: u64,
+    /// Whose files the project may hold.
+    pub trust: Trust,
     /// Where notices go.
     pub notify: Arc<dyn Fn(&Notice) + Send + Sync>,
     /// Called with each state the store loads from the files, so that a
@@ -109,9 +216,20 @@ impl Default for Options {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             holder: "ldm".to_string(),
             auto_compact_min: AUTO_COMPACT_MIN_BYTES,
+            fold_max: FOLD_MAX_BYTES,
+            trust: Trust::Mine,
             notify: Arc::new(|n| eprintln!("ldm: {n}")),
             on_load: None,
-            fs: Arc::new(OsFs),
+            fs: Arc::new(OsFs::strict()),
         }
+    }
+}
+
+impl Options {
+    /// These options with `trust` for every file, the store's and the locks'.
+    pub fn trusting(mut self, trust: Trust) -> Options {
+        self.trust = trust;
+        self.fs = Arc::new(OsFs::with_trust(trust));
+        self
     }
 }

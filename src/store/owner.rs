@@ -10,12 +10,19 @@
 //! killed, so "is the byte locked?" (`F_OFD_GETLK`) answers "is the owner
 //! alive?" exactly. On Linux, OFD locks and the whole-file `flock` used by
 //! [`super::lock`] do not interact.
+//!
+//! If `containers.lock` was removed or replaced after the claim, its byte
+//! cannot be asked any more (the owner's lock sits on the old inode). The
+//! owner records that inode and its own start time, so the answer then
+//! comes from the process table: the pid exists and started at that time.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+use super::fs::{open_checked, Trust, FILE_MODE};
 use crate::model::Owner;
 
 /// First offset used for owner slots; below it is the holder note.
@@ -38,16 +45,29 @@ impl OwnerGuard {
 }
 
 /// Claims a fresh slot in `lock_path` for this process.
-pub fn claim(lock_path: &Path) -> io::Result<OwnerGuard> {
-    let file = open(lock_path)?;
+pub fn claim(lock_path: &Path, trust: Trust) -> io::Result<OwnerGuard> {
+    let file = open_checked(
+        lock_path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE),
+        trust,
+    )?;
+    let lock_ino = file.metadata()?.ino();
+    let pid = std::process::id();
     for _ in 0..8 {
         let slot = SLOT_BASE + random_u64() % SLOT_RANGE;
         if set_lock(&file, slot, libc::F_OFD_SETLK, libc::F_WRLCK)? {
             return Ok(OwnerGuard {
                 _file: file,
                 owner: Owner {
-                    pid: std::process::id(),
+                    pid,
                     slot,
+                    lock_ino: Some(lock_ino),
+                    start: start_time(pid),
                 },
             });
         }
@@ -55,14 +75,20 @@ pub fn claim(lock_path: &Path) -> io::Result<OwnerGuard> {
     Err(io::Error::other("no free owner slot in the lock file"))
 }
 
-/// True while the process that claimed `owner` holds its slot.
-pub fn is_alive(lock_path: &Path, owner: &Owner) -> io::Result<bool> {
+/// True while the process that claimed `owner` is running its operation.
+pub fn is_alive(lock_path: &Path, owner: &Owner, trust: Trust) -> io::Result<bool> {
     // Read-only and without creating: readers never write.
-    let file = match File::open(lock_path) {
+    let file = match open_checked(lock_path, OpenOptions::new().read(true), trust) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(process_alive(owner)),
         Err(e) => return Err(e),
     };
+    if owner
+        .lock_ino
+        .is_some_and(|ino| ino != file.metadata().map_or(0, |m| m.ino()))
+    {
+        return Ok(process_alive(owner));
+    }
     let mut fl = flock_for(owner.slot, libc::F_WRLCK);
     // SAFETY: fcntl with F_OFD_GETLK reads and writes the flock struct we own.
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
@@ -72,15 +98,24 @@ pub fn is_alive(lock_path: &Path, owner: &Owner) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-fn open(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(super::fs::FILE_MODE)
-        .open(path)
+/// The fallback when the slot cannot be asked: the pid runs and, when the
+/// owner recorded it, started when the owner did. Without either record
+/// (an owner from before these fields, with its lock file gone) the answer
+/// is "gone", as it was before.
+fn process_alive(owner: &Owner) -> bool {
+    match (owner.lock_ino, start_time(owner.pid)) {
+        (None, _) | (_, None) => false,
+        (Some(_), Some(now)) => owner.start.is_none_or(|s| s == now),
+    }
+}
+
+/// Start time of process `pid` in clock ticks after boot (`/proc/PID/stat`,
+/// field 22), `None` if there is no such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and ')': skip past the last one.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn flock_for(slot: u64, kind: libc::c_int) -> libc::flock {
@@ -130,12 +165,34 @@ mod tests {
     fn claimed_slot_is_alive_until_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("containers.lock");
-        let guard = claim(&path).unwrap();
+        let guard = claim(&path, Trust::Mine).unwrap();
         let owner = guard.owner();
         // Checked through a different open file description, as another
         // process would.
-        assert!(is_alive(&path, &owner).unwrap());
+        assert!(is_alive(&path, &owner, Trust::Mine).unwrap());
         drop(guard);
-        assert!(!is_alive(&path, &owner).unwrap());
+        assert!(!is_alive(&path, &owner, Trust::Mine).unwrap());
+    }
+
+    #[test]
+    fn an_owner_stays_alive_when_the_lock_file_is_replaced_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containers.lock");
+        let guard = claim(&path, Trust::Mine).unwrap();
+        let owner = guard.owner();
+        std::fs::remove_file(&path).unwrap();
+        assert!(is_alive(&path, &owner, Trust::Mine).unwrap(), "file gone");
+        std::fs::write(&path, b"").unwrap();
+        assert!(
+            is_alive(&path, &owner, Trust::Mine).unwrap(),
+            "file replaced"
+        );
+        // Another process's pid with our start time is not us.
+        let impostor = Owner {
+            start: owner.start.map(|s| s + 1),
+            ..owner
+        };
+        assert!(!is_alive(&path, &impostor, Trust::Mine).unwrap());
+        drop(guard);
     }
 }

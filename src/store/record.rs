@@ -6,9 +6,11 @@
 //! refuse" to `recover.rs`.
 //!
 //! ```text
-//! header := magic[8] "LDMLOG\r\n" | version u32 | generation u64 | crc u32    (24 bytes)
-//! record := crc u32 | length u32 | seq u64 | payload[length]                  (16 + length)
-//!           crc = CRC-32 (IEEE, crc32fast) over length | seq | payload
+//! header v2 := magic[8] "LDMLOG\r\n" | version u32 = 2 | hlen u32 = 52 | generation u64
+//!              | log_id[16] | prev_seq u64 | hcrc u32 over the 48 bytes before it
+//! header v1 := magic[8] | version u32 = 1 | generation u64 | hcrc u32      (24 bytes, read only)
+//! record    := crc u32 | length u32 | seq u64 | payload[length]           (16 + length)
+//!              crc = CRC-32 (IEEE, crc32fast) over length | seq | payload
 //! ```
 //! All integers are little-endian. The checksum covers the length, so a
 //! flipped length bit can never make the reader accept other bytes as a record.
@@ -17,27 +19,61 @@ use thiserror::Error;
 
 /// First eight bytes of every log file. `\r\n` catches text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"LDMLOG\r\n";
-/// The only log format version this build reads and writes.
-pub const VERSION: u32 = 1;
-/// Size of the file header in bytes.
-pub const HEADER_LEN: usize = 24;
+/// The log format version this build writes.
+pub const VERSION: u32 = 2;
+/// The oldest log format version this build still reads.
+pub const OLDEST_VERSION: u32 = 1;
+/// Size of a version 1 header in bytes.
+pub const HEADER_V1_LEN: usize = 24;
+/// Size of a version 2 header in bytes.
+pub const HEADER_LEN: usize = 52;
 /// Size of a record's fixed part (crc, length, seq) in bytes.
 pub const RECORD_HEADER_LEN: usize = 16;
 /// Largest payload a writer produces; anything larger is damage, not data.
 pub const MAX_PAYLOAD: u32 = 1 << 20;
+/// Length of a log's identity.
+pub const LOG_ID_LEN: usize = 16;
+
+/// A log's identity: random, made when a log starts from nothing and kept
+/// by every compaction, so that `containers.yaml` can name the log it was
+/// folded from (DESIGN.md, "Lineage").
+pub type LogId = [u8; LOG_ID_LEN];
 
 /// The decoded log file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Compaction generation this log belongs to (see DESIGN.md, "Generations").
+    /// Format version of the file (1 or 2).
+    pub version: u32,
+    /// How many times the log was replaced by compaction.
     pub generation: u64,
+    /// Version 2: the identity (`None` in a version 1 file).
+    pub id: Option<LogId>,
+    /// Version 2: sequence number of the last record before this file's
+    /// first one (`None` in version 1, where it is the YAML's mark).
+    pub prev_seq: Option<u64>,
+}
+
+impl Header {
+    /// Size of this header in the file.
+    pub fn len(&self) -> usize {
+        if self.version == 1 {
+            HEADER_V1_LEN
+        } else {
+            HEADER_LEN
+        }
+    }
+
+    /// Always false: a header has bytes (for clippy's `len` rule).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Why a header was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum HeaderError {
-    /// Fewer than [`HEADER_LEN`] bytes.
-    #[error("the file is {len} bytes long, shorter than the {HEADER_LEN}-byte header")]
+    /// Fewer bytes than the header needs.
+    #[error("the file is {len} bytes long, shorter than its header")]
     Short {
         /// Bytes present.
         len: usize,
@@ -48,48 +84,107 @@ pub enum HeaderError {
     /// The header checksum does not match.
     #[error("the header checksum does not match")]
     BadChecksum,
-    /// A format version this build does not know.
-    #[error("format version {found} is not supported by this ldm (it reads version {VERSION}); upgrade ldm")]
+    /// A well-formed header of a format version this build does not know:
+    /// written by a newer ldm.
+    #[error("it was written by a newer ldm (log format version {found}; this ldm reads versions {OLDEST_VERSION} to {VERSION}); upgrade ldm")]
     UnknownVersion {
         /// Version found in the file.
         found: u32,
     },
 }
 
-/// Encodes a log header for `generation`.
-pub fn encode_header(generation: u64) -> [u8; HEADER_LEN] {
+/// Encodes a version 2 log header.
+pub fn encode_header(generation: u64, id: &LogId, prev_seq: u64) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
     out[0..8].copy_from_slice(&MAGIC);
     out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&generation.to_le_bytes());
+    out[24..40].copy_from_slice(id);
+    out[40..48].copy_from_slice(&prev_seq.to_le_bytes());
+    let crc = crc32fast::hash(&out[0..48]);
+    out[48..52].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Encodes a version 1 header (24 bytes), as ldm wrote before version 2;
+/// for tests of the upgrade path.
+pub fn encode_header_v1(generation: u64) -> [u8; HEADER_V1_LEN] {
+    let mut out = [0u8; HEADER_V1_LEN];
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&1u32.to_le_bytes());
     out[12..20].copy_from_slice(&generation.to_le_bytes());
     let crc = crc32fast::hash(&out[0..20]);
     out[20..24].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// Decodes the header at the start of `bytes`.
+/// Decodes the header at the start of `bytes`: version 1 (24 bytes) or 2.
+/// A later version is recognised by its own length field and checksum, so
+/// that a newer ldm's log asks for an upgrade while a damaged one is damage.
 pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
-    if bytes.len() < HEADER_LEN {
+    if bytes.len() < 12 {
         return Err(HeaderError::Short { len: bytes.len() });
     }
     if bytes[0..8] != MAGIC {
         return Err(HeaderError::BadMagic);
     }
-    if crc32fast::hash(&bytes[0..20]) != le_u32(&bytes[20..24]) {
+    let version = le_u32(&bytes[8..12]);
+    if version == 1 {
+        if bytes.len() < HEADER_V1_LEN {
+            return Err(HeaderError::Short { len: bytes.len() });
+        }
+        if crc32fast::hash(&bytes[0..20]) != le_u32(&bytes[20..24]) {
+            return Err(HeaderError::BadChecksum);
+        }
+        return Ok(Header {
+            version,
+            generation: le_u64(&bytes[12..20]),
+            id: None,
+            prev_seq: None,
+        });
+    }
+    // Version 2 and later: magic, version, header length, ..., crc.
+    if bytes.len() < 16 {
+        return Err(HeaderError::Short { len: bytes.len() });
+    }
+    let hlen = le_u32(&bytes[12..16]) as usize;
+    if !(20..=4096).contains(&hlen) {
         return Err(HeaderError::BadChecksum);
     }
-    let version = le_u32(&bytes[8..12]);
-    if version != VERSION {
+    if bytes.len() < hlen {
+        return Err(HeaderError::Short { len: bytes.len() });
+    }
+    if crc32fast::hash(&bytes[0..hlen - 4]) != le_u32(&bytes[hlen - 4..hlen]) {
+        return Err(HeaderError::BadChecksum);
+    }
+    if version != VERSION || hlen != HEADER_LEN {
         return Err(HeaderError::UnknownVersion { found: version });
     }
+    let mut id = [0u8; LOG_ID_LEN];
+    id.copy_from_slice(&bytes[24..40]);
     Ok(Header {
-        generation: le_u64(&bytes[12..20]),
+        version,
+        generation: le_u64(&bytes[16..24]),
+        id: Some(id),
+        prev_seq: Some(le_u64(&bytes[40..48])),
     })
 }
 
-/// Appends one encoded record to `out`.
-pub fn encode_record(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
+/// A payload over [`MAX_PAYLOAD`]: the writer refuses it before writing.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("the change is {len} bytes, over the {MAX_PAYLOAD}-byte limit of one record")]
+pub struct TooLarge {
+    /// Payload length.
+    pub len: usize,
+}
+
+/// Appends one encoded record to `out`; refuses a payload over
+/// [`MAX_PAYLOAD`], which no reader would accept.
+pub fn encode_record(seq: u64, payload: &[u8], out: &mut Vec<u8>) -> Result<(), TooLarge> {
+    if payload.len() > MAX_PAYLOAD as usize {
+        return Err(TooLarge { len: payload.len() });
+    }
     let start = out.len();
     out.extend_from_slice(&[0u8; 4]);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -97,6 +192,7 @@ pub fn encode_record(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(&out[start + 4..]);
     out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
 }
 
 /// One record read back from the log.
@@ -175,28 +271,58 @@ fn le_u64(b: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    const ID: LogId = [7u8; LOG_ID_LEN];
+
     #[test]
     fn header_round_trips() {
-        let h = encode_header(42);
-        assert_eq!(decode_header(&h), Ok(Header { generation: 42 }));
+        let h = encode_header(42, &ID, 9);
+        assert_eq!(
+            decode_header(&h),
+            Ok(Header {
+                version: 2,
+                generation: 42,
+                id: Some(ID),
+                prev_seq: Some(9)
+            })
+        );
+        let v1 = encode_header_v1(5);
+        assert_eq!(
+            decode_header(&v1).map(|h| (h.version, h.generation, h.len())),
+            Ok((1, 5, 24))
+        );
     }
 
     #[test]
-    fn header_with_future_version_is_refused_by_version() {
-        let mut h = encode_header(1);
-        h[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32fast::hash(&h[0..20]);
-        h[20..24].copy_from_slice(&crc.to_le_bytes());
+    fn a_well_formed_header_of_a_later_version_asks_for_an_upgrade() {
+        // Version 3 with a longer header: its own length and checksum hold.
+        let mut h = encode_header(1, &ID, 0).to_vec();
+        h.extend_from_slice(&[0u8; 8]);
+        h[8..12].copy_from_slice(&3u32.to_le_bytes());
+        h[12..16].copy_from_slice(&60u32.to_le_bytes());
+        let crc = crc32fast::hash(&h[0..56]);
+        h[56..60].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             decode_header(&h),
-            Err(HeaderError::UnknownVersion { found: 2 })
+            Err(HeaderError::UnknownVersion { found: 3 })
         );
+    }
+
+    #[test]
+    fn a_flipped_version_bit_is_damage_not_a_newer_ldm() {
+        let mut h = encode_header(1, &ID, 0);
+        h[8] ^= 0x04;
+        assert_eq!(decode_header(&h), Err(HeaderError::BadChecksum));
+        for bit in 0..HEADER_LEN * 8 {
+            let mut d = encode_header(1, &ID, 0);
+            d[bit / 8] ^= 1 << (bit % 8);
+            assert!(decode_header(&d).is_err(), "flip of bit {bit} accepted");
+        }
     }
 
     #[test]
     fn record_round_trips() {
         let mut buf = Vec::new();
-        encode_record(7, b"{\"op\":\"x\"}", &mut buf);
+        encode_record(7, b"{\"op\":\"x\"}", &mut buf).unwrap();
         match decode_record(&buf) {
             Decoded::Record { record, len } => {
                 assert_eq!(record.seq, 7);
@@ -208,9 +334,21 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_refuses_a_payload_over_the_limit_and_writes_nothing() {
+        let mut buf = Vec::new();
+        let big = vec![b' '; MAX_PAYLOAD as usize + 1];
+        assert_eq!(
+            encode_record(1, &big, &mut buf),
+            Err(TooLarge { len: big.len() })
+        );
+        assert!(buf.is_empty());
+        encode_record(1, &big[1..], &mut buf).unwrap();
+    }
+
+    #[test]
     fn every_bit_flip_is_detected() {
         let mut buf = Vec::new();
-        encode_record(3, b"payload bytes", &mut buf);
+        encode_record(3, b"payload bytes", &mut buf).unwrap();
         for bit in 0..buf.len() * 8 {
             let mut damaged = buf.clone();
             damaged[bit / 8] ^= 1 << (bit % 8);
@@ -224,7 +362,7 @@ mod tests {
     #[test]
     fn huge_length_is_invalid_not_incomplete() {
         let mut buf = Vec::new();
-        encode_record(1, b"x", &mut buf);
+        encode_record(1, b"x", &mut buf).unwrap();
         buf[7] = 0x80;
         assert!(matches!(decode_record(&buf), Decoded::Invalid { .. }));
     }

@@ -1,163 +1,369 @@
-//! Loading the state from both files, and what recovery does about the tail.
+//! Loading the state from the files, and what recovery finds on the way.
 //!
 //! [`load`] reads and never writes: readers use it as is. Writers call it
 //! under the lock and then act on what it found ([`super::Store`]): cut a
-//! torn tail, finish an interrupted compaction, remove temp files. Damage in
-//! the middle is returned as an error and nothing is touched (DESIGN.md,
-//! "Recovery").
+//! torn tail (keeping its bytes), fold a merge, finish an upgrade, remove
+//! temp files. Damage in the middle of the log and records of a newer ldm
+//! are errors, and nothing is touched (DESIGN.md, "Recovery").
 
 use std::io::ErrorKind;
 
-use super::cache;
+use super::cache::{self, Key, CACHE_FILE, FOLDED_FILE};
 use super::error::StoreError;
 use super::fs::{FileId, Fs};
-use super::log::{self, Scan, Tail};
-use super::record;
-use super::snapshot::{self, Mark};
+use super::lineage::{self, LogInfo, Origin};
+use super::log::{self, Entry, Scan, Tail};
+use super::record::{self, Header};
+use super::snapshot::{self, Doc, DocError};
 use super::Paths;
+use crate::model::merge::{self, Conflict};
 use crate::model::Project;
+
+/// A `containers.yaml` larger than this is refused before it is read: a
+/// project of 10,000 snapshots is about 1.5 MB.
+pub const YAML_MAX_BYTES: u64 = 64 << 20;
+/// A `containers.log` larger than this is refused before it is read: the
+/// log is compacted once it reaches the YAML's size.
+pub const LOG_MAX_BYTES: u64 = 256 << 20;
 
 /// The log as found on disk.
 #[derive(Debug)]
 pub struct LogFound {
-    /// Generation in its header.
-    pub generation: u64,
+    /// Its header.
+    pub header: Header,
     /// Identity when read.
     pub id: FileId,
-    /// Its records and how they end.
+    /// Its records (payloads decoded after the base) and how they end.
     pub scan: Scan,
-    /// True when the log is the previous generation of `containers.yaml`:
-    /// a compaction renamed the new YAML in and died before replacing the log.
-    pub folded: bool,
+    /// Its seq range, for [`lineage::classify`].
+    pub info: LogInfo,
 }
 
-/// Everything read from the two files.
+/// What merging another writer's YAML found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merge {
+    /// Fields both sides changed (the file's value kept), or, without a
+    /// base, every change of ldm's that the file overrides.
+    pub conflicts: Vec<Conflict>,
+    /// No usable base: the file won wholesale.
+    pub base_gone: bool,
+    /// ldm's records after the base, which the merge weighed against the
+    /// file; kept beside the log when anything of them was dropped.
+    pub records: Vec<Entry>,
+}
+
+/// Everything read from the files.
 #[derive(Debug)]
 pub struct Loaded {
-    /// The state: snapshot plus every complete record after it.
+    /// The state: the YAML (merged with ldm's records where another writer
+    /// changed it) plus every complete record after it.
     pub project: Project,
-    /// The snapshot's mark; `None` if another tool wrote the file.
-    pub mark: Option<Mark>,
     /// Identity of `containers.yaml` when read.
     pub yaml_id: FileId,
+    /// Key of its bytes.
+    pub yaml_key: Key,
+    /// The YAML as parsed (or as the base or cache had it parsed). Its
+    /// `project` is emptied (moved into `project`) when the YAML is ldm's
+    /// current fold, parsed from the base: nothing needs it twice then.
+    pub doc: Doc,
+    /// The base file: what ldm last folded, if readable.
+    pub base: Option<(Key, Doc)>,
+    /// Where the state comes from.
+    pub origin: Origin,
     /// The log, if there is one.
     pub log: Option<LogFound>,
     /// Sequence number of the last record in the state.
     pub last_seq: u64,
-    /// Set when the YAML had to be parsed, so that a writer can cache it.
-    pub cache_miss: Option<CacheMiss>,
-    /// Keys of the YAML ldm ignores (dotted paths), dropped at the next
-    /// compaction.
-    pub unknown_keys: Vec<String>,
+    /// Set when another writer's YAML was merged.
+    pub merge: Option<Merge>,
+    /// True when the YAML's bytes had to be parsed (neither the base nor the
+    /// cache had them): a reader caches the parse.
+    pub parsed: bool,
+    /// The log has damage, but only among records the YAML holds: a writer
+    /// replaces the log before appending to it.
+    pub damaged_but_folded: bool,
+    /// The YAML's bytes, when it holds what a rewrite drops (keys ldm does
+    /// not know, or comments of its own), so that a writer can keep them.
+    pub extras: Option<Vec<u8>>,
 }
 
-/// A parsed `containers.yaml` that the load cache did not have.
-#[derive(Debug)]
-pub struct CacheMiss {
-    /// The exact bytes parsed.
-    pub yaml: Vec<u8>,
-    /// What they parse to (before the log is applied).
-    pub project: Project,
-    /// Their mark.
-    pub mark: Option<Mark>,
+impl Loaded {
+    /// Keys of the YAML ldm ignores (dotted paths), dropped at the next fold.
+    pub fn unknown_keys(&self) -> &[String] {
+        &self.doc.unknown
+    }
 }
 
-/// Reads the snapshot and the log and replays the log onto the snapshot.
-/// A torn tail is left in `log.scan.tail` for the caller; damage is an error.
+/// Reads the YAML, the base and the log, and builds the state. A torn tail
+/// is left in `log.scan.tail` for the caller; damage is an error.
 pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     let yaml_id = fs
         .stat(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths, "read"))?;
+        .map_err(|e| not_found_or_io(e, paths))?;
+    if yaml_id.len > YAML_MAX_BYTES {
+        return Err(StoreError::TooBig {
+            path: paths.yaml.clone(),
+            len: yaml_id.len,
+            limit: YAML_MAX_BYTES,
+        });
+    }
     let bytes = fs
         .read(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths, "read"))?;
-    let unknown_keys;
-    let (mut project, mark, cache_miss) = match cache::read(fs, paths, &bytes) {
-        Some(cached) => {
-            // Made from these very bytes by an ldm whose rules may differ.
-            validated(paths, &cached.project)?;
-            unknown_keys = cached.unknown;
-            (cached.project, cached.mark, None)
-        }
-        None => {
-            let (project, mark, unknown) = parse_yaml_with_unknown(paths, &bytes)?;
-            unknown_keys = unknown;
-            let miss = CacheMiss {
-                yaml: bytes,
-                project: project.clone(),
-                mark,
+        .map_err(|e| not_found_or_io(e, paths))?;
+    let yaml_key = Key::of(&bytes);
+    let mut base = cache::read(fs, paths, FOLDED_FILE);
+    let (doc, parsed) = match &mut base {
+        // The base is these very bytes: its state is the YAML's (moved, not
+        // copied: a base that matches the YAML is never needed for a merge).
+        Some((k, d)) if *k == yaml_key => {
+            let doc = Doc {
+                project: std::mem::take(&mut d.project),
+                mark: d.mark,
+                written: d.written,
+                unknown: std::mem::take(&mut d.unknown),
             };
-            (project, mark, Some(miss))
+            (doc, false)
         }
+        _ => match cache::read(fs, paths, CACHE_FILE) {
+            Some((k, d)) if k == yaml_key => (d, false),
+            _ => (parse_yaml(paths, &bytes)?, true),
+        },
     };
-    let mut last_seq = mark.map_or(0, |m| m.seq);
-
-    let log = match fs.read(&paths.log) {
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(StoreError::io("read", &paths.log, e)),
-        Ok(bytes) => {
-            let id = fs
-                .stat(&paths.log)
-                .map_err(|e| StoreError::io("read", &paths.log, e))?;
-            let header = record::decode_header(&bytes).map_err(|error| StoreError::BadHeader {
-                path: paths.log.clone(),
-                error,
-            })?;
-            let folded = match mark {
-                Some(m) if header.generation == m.generation => false,
-                Some(m) if header.generation + 1 == m.generation => true,
-                Some(m) => {
-                    return Err(StoreError::GenerationMismatch {
-                        yaml: paths.yaml.clone(),
-                        yaml_gen: m.generation,
-                        log: paths.log.clone(),
-                        log_gen: header.generation,
-                    })
-                }
-                None => false,
-            };
-            let expect = if folded { None } else { mark.map(|m| m.seq) };
-            let scan = log::scan(&bytes[record::HEADER_LEN..], log::FIRST_RECORD, expect);
-            // A folded log is the previous generation: compaction (or a
-            // repair, which may have dropped damaged records) put everything
-            // it keeps into the YAML under the lock, so its content no longer
-            // matters, damaged or not. The next writer replaces it.
-            if !folded {
-                if let Tail::Corrupt { offset, reason, .. } = &scan.tail {
-                    return Err(StoreError::Corrupt {
-                        path: paths.log.clone(),
-                        offset: *offset,
-                        reason: reason.clone(),
-                    });
-                }
-                replay(&mut project, &scan, paths)?;
-                if let Some(e) = scan.entries.last() {
-                    last_seq = e.seq;
-                }
+    if !parsed {
+        // Made from these very bytes, perhaps by an ldm whose rules differ.
+        validated(paths, &doc.project)?;
+    }
+    let log = read_log(fs, paths, &doc)?;
+    let origin = lineage::classify(
+        &doc,
+        &yaml_key,
+        base.as_ref(),
+        log.as_ref().map(|(l, _)| &l.info),
+    );
+    // The YAML's own state is needed beside the result only to merge it,
+    // to cache a parse, or to rewrite a stale base; else it moves.
+    let keep_doc = parsed
+        || !matches!(
+            origin,
+            Origin::Ours {
+                base_stale: false,
+                ..
             }
-            Some(LogFound {
-                generation: header.generation,
-                id,
-                scan,
-                folded,
+        );
+    let project = if keep_doc {
+        doc.project.clone()
+    } else {
+        Project::default()
+    };
+    let mut loaded = Loaded {
+        project,
+        yaml_id,
+        yaml_key,
+        doc,
+        base,
+        origin,
+        log: None,
+        last_seq: 0,
+        merge: None,
+        parsed,
+        damaged_but_folded: false,
+        extras: None,
+    };
+    if !loaded.doc.unknown.is_empty() || has_own_comments(&bytes) {
+        loaded.extras = Some(bytes);
+    }
+    if !keep_doc {
+        loaded.project = std::mem::take(&mut loaded.doc.project);
+    }
+    let Some((mut log, log_bytes)) = log else {
+        loaded.last_seq = loaded.doc.mark.map_or(0, |m| m.seq);
+        return Ok(loaded);
+    };
+    let body = &log_bytes[log.header.len()..];
+    let base_at = log.header.len() as u64;
+    // Which records the state needs, decoded; those before are folded.
+    let after = match origin {
+        Origin::NoLog => u64::MAX,
+        Origin::Ours { seq, .. } => seq,
+        Origin::Legacy { seq, log_folded } => {
+            if log_folded {
+                u64::MAX
+            } else {
+                seq
+            }
+        }
+        Origin::Foreign {
+            base_seq: Some(b), ..
+        } => b,
+        Origin::Foreign { base_seq: None, .. } => dropped_from(&loaded.doc, &log),
+    };
+    log.scan = log::scan_after(body, base_at, log.header.prev_seq, after);
+    if let Tail::Corrupt { offset, .. } = log.scan.tail {
+        // Damage among records the YAML holds already (every valid record
+        // after it is folded too) does not matter: a writer compacts it
+        // away. Damage before a record the state needs is refused.
+        let from = (offset - base_at) as usize;
+        let folded = matches!(origin, Origin::Ours { .. } | Origin::Legacy { .. })
+            && log::max_valid_seq(&body[from..]).is_none_or(|s| s <= after);
+        if folded {
+            loaded.damaged_but_folded = true;
+            log.scan.tail = Tail::Clean;
+        }
+    }
+    match &log.scan.tail {
+        Tail::Corrupt { offset, reason, .. } => {
+            return Err(StoreError::Corrupt {
+                path: paths.log.clone(),
+                offset: *offset,
+                reason: reason.clone(),
             })
         }
-    };
-    Ok(Loaded {
-        project,
-        mark,
-        yaml_id,
-        log,
-        last_seq,
-        cache_miss,
-        unknown_keys,
-    })
+        Tail::Newer { offset, seq, op } => {
+            return Err(StoreError::NewerRecord {
+                path: paths.log.clone(),
+                offset: *offset,
+                seq: *seq,
+                op: op.clone(),
+            })
+        }
+        Tail::Clean | Tail::Torn { .. } => {}
+    }
+    let records: Vec<Entry> = log
+        .scan
+        .entries
+        .iter()
+        .filter(|e| e.seq > after)
+        .cloned()
+        .collect();
+    loaded.last_seq = log
+        .scan
+        .entries
+        .last()
+        .map_or(log.info.prev_seq, |e| e.seq)
+        .max(after.min(log.info.last_seq));
+    match origin {
+        Origin::NoLog | Origin::Ours { .. } | Origin::Legacy { .. } => {
+            replay(&mut loaded.project, &records, paths)?;
+        }
+        Origin::Foreign {
+            base_seq: Some(_),
+            writer,
+        } => {
+            let Some((_, base)) = &loaded.base else {
+                return Err(StoreError::Unstable {
+                    path: paths.dir.clone(),
+                });
+            };
+            let mut ours = base.project.clone();
+            replay(&mut ours, &records, paths)?;
+            let (project, conflicts) =
+                merge::merge(&base.project, &ours, &loaded.doc.project, writer);
+            loaded.project = project;
+            loaded.merge = Some(Merge {
+                conflicts,
+                base_gone: false,
+                records,
+            });
+        }
+        Origin::Foreign { base_seq: None, .. } => {
+            // No base: the file wins; list what ldm's records would change.
+            let mut ours = loaded.doc.project.clone();
+            for e in &records {
+                for m in &e.mutations {
+                    let _ = ours.apply(m);
+                }
+            }
+            let conflicts = merge::differences(&ours, &loaded.doc.project);
+            loaded.merge = Some(Merge {
+                conflicts,
+                base_gone: true,
+                records,
+            });
+        }
+    }
+    if loaded.merge.is_some() {
+        // Each side was valid; check the combination all the same.
+        validated(paths, &loaded.project)?;
+    }
+    loaded.log = Some(log);
+    Ok(loaded)
 }
 
-/// Applies the scanned records to `project`; a record that does not apply is
+/// True if the YAML has comment lines besides the two of ldm's header: a
+/// rewrite would drop them. (Comments after a value on the same line are
+/// not noticed; DESIGN.md says so.)
+fn has_own_comments(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .skip_while(|l| l.starts_with("# ldm project file") || l.starts_with("# between commands"))
+        .any(|l| l.trim_start().starts_with('#'))
+}
+
+/// Without a base, the records that may hold changes the file lacks: all
+/// of the log, but those a mark of this log says the file holds already.
+fn dropped_from(doc: &Doc, log: &LogFound) -> u64 {
+    match doc.mark {
+        Some(m) if m.log.is_some() && m.log == log.header.id => m.seq.max(log.info.prev_seq),
+        _ => log.info.prev_seq,
+    }
+}
+
+/// Reads the log, its header and its frames (no payloads yet).
+fn read_log(
+    fs: &dyn Fs,
+    paths: &Paths,
+    doc: &Doc,
+) -> Result<Option<(LogFound, Vec<u8>)>, StoreError> {
+    let id = match fs.stat(&paths.log) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("read", &paths.log, e)),
+        Ok(id) => id,
+    };
+    if id.len > LOG_MAX_BYTES {
+        return Err(StoreError::TooBig {
+            path: paths.log.clone(),
+            len: id.len,
+            limit: LOG_MAX_BYTES,
+        });
+    }
+    let bytes = fs
+        .read(&paths.log)
+        .map_err(|e| StoreError::io("read", &paths.log, e))?;
+    let header = record::decode_header(&bytes).map_err(|error| StoreError::BadHeader {
+        path: paths.log.clone(),
+        error,
+    })?;
+    let body = &bytes[header.len()..];
+    let scan = log::scan_after(body, header.len() as u64, header.prev_seq, u64::MAX);
+    // Version 1 logs start after the YAML's mark; their first record says.
+    let prev_seq = header.prev_seq.unwrap_or_else(|| {
+        scan.entries
+            .first()
+            .map_or(doc.mark.map_or(0, |m| m.seq), |e| e.seq - 1)
+    });
+    let mut last_seq = scan.entries.last().map_or(prev_seq, |e| e.seq);
+    if let Tail::Corrupt { offset, .. } = scan.tail {
+        // Records past damage count for the range: a repair's fold names them.
+        let from = (offset as usize).saturating_sub(header.len());
+        last_seq = last_seq.max(log::max_valid_seq(&body[from..]).unwrap_or(0));
+    }
+    let found = LogFound {
+        header,
+        id,
+        scan,
+        info: LogInfo {
+            header,
+            prev_seq,
+            last_seq,
+        },
+    };
+    Ok(Some((found, bytes)))
+}
+
+/// Applies the records to `project`; a record that does not apply is
 /// reported with its sequence number and offset.
-pub fn replay(project: &mut Project, scan: &Scan, paths: &Paths) -> Result<(), StoreError> {
-    for e in &scan.entries {
+pub fn replay(project: &mut Project, entries: &[Entry], paths: &Paths) -> Result<(), StoreError> {
+    for e in entries {
         for m in &e.mutations {
             project.apply(m).map_err(|error| StoreError::Replay {
                 path: paths.log.clone(),
@@ -167,20 +373,11 @@ pub fn replay(project: &mut Project, scan: &Scan, paths: &Paths) -> Result<(), S
             })?;
         }
     }
-
     Ok(())
 }
 
 /// Parses and validates the bytes of `containers.yaml`.
-pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<(Project, Option<Mark>), StoreError> {
-    parse_yaml_with_unknown(paths, bytes).map(|(project, mark, _)| (project, mark))
-}
-
-/// [`parse_yaml`], plus the keys ldm does not know (see [`snapshot::decode_with_unknown`]).
-pub fn parse_yaml_with_unknown(
-    paths: &Paths,
-    bytes: &[u8],
-) -> Result<(Project, Option<Mark>, Vec<String>), StoreError> {
+pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<Doc, StoreError> {
     let text = std::str::from_utf8(bytes).map_err(|e| StoreError::Yaml {
         path: paths.yaml.clone(),
         line: None,
@@ -190,15 +387,32 @@ pub fn parse_yaml_with_unknown(
             e.valid_up_to()
         ),
     })?;
-    let (project, mark, unknown) =
-        snapshot::decode_with_unknown(text).map_err(|e| StoreError::Yaml {
+    let doc = snapshot::decode(text).map_err(|e| match e {
+        DocError::NoProject => StoreError::NoProjectKey {
+            path: paths.yaml.clone(),
+            example: example_names(text),
+        },
+        DocError::Yaml(e) => StoreError::Yaml {
             path: paths.yaml.clone(),
             line: e.line,
             column: e.column,
             message: e.message,
-        })?;
-    validated(paths, &project)?;
-    Ok((project, mark, unknown))
+        },
+    })?;
+    validated(paths, &doc.project)?;
+    Ok(doc)
+}
+
+/// For the "no `project:`" error: the project name ldm would suggest (the
+/// folder's) and one container name of the file, to show the LXD names.
+fn example_names(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Containers {
+        #[serde(default)]
+        containers: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
+    }
+    let c: Containers = crate::yaml::from_str(text).ok()?;
+    c.containers?.keys().next().cloned()
 }
 
 /// Checks the values of a loaded `containers.yaml`; errors name the key.
@@ -212,24 +426,24 @@ fn validated(paths: &Paths, project: &Project) -> Result<(), StoreError> {
         })
 }
 
-fn not_found_or_io(e: std::io::Error, paths: &Paths, action: &'static str) -> StoreError {
+fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
     if e.kind() == ErrorKind::NotFound {
         StoreError::NotAProject {
             start: paths.dir.clone(),
         }
     } else {
-        StoreError::io(action, &paths.yaml, e)
+        StoreError::io("read", &paths.yaml, e)
     }
 }
 
-/// Prefixes of the temp files compaction and `create` write.
+/// Prefixes of the temp files of folds, compactions and `create`.
 pub const TEMP_PREFIXES: [&str; 3] = [
     ".containers.yaml.tmp-",
     ".containers.log.tmp-",
-    cache::CACHE_TMP_PREFIX,
+    cache::TMP_PREFIX,
 ];
 
-/// Removes temp files a dead compaction left behind. Only under the lock:
+/// Removes temp files a dead command left behind. Only under the lock:
 /// the only process that could own one is the lock holder, which is us.
 pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf>, StoreError> {
     let names = fs

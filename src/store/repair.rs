@@ -1,24 +1,32 @@
-//! `ldm doctor`: inspect both files read-only, and repair a damaged log.
+//! `ldm doctor`: inspect the files read-only, and repair a damaged log.
 //!
-//! Inspection never writes. Repair is narrow and explicit (DESIGN.md,
-//! "Repair"): it copies the log to `containers.log.broken-TIME` first, keeps
-//! every record that has a valid checksum and still applies, folds them into
-//! a new `containers.yaml` generation, and reports each byte range and
-//! record it dropped. It never edits `containers.yaml` by guesswork: a YAML
-//! that does not parse must be fixed by hand.
+//! Inspection never writes; it judges through the same [`recover::load`]
+//! every command uses, so that it never calls healthy what a command
+//! refuses, and each hint names a command that can fix what it found.
+//! Repair is narrow and explicit (DESIGN.md, "Repair"): it copies the log to
+//! `containers.log.broken-TIME` first, keeps every record that has a valid
+//! checksum and still applies, folds them into a new `containers.yaml`
+//! generation, and reports each byte range and record it dropped. A record
+//! of a newer ldm is dropped only with `--force`. It never edits a YAML by
+//! guesswork: a YAML that does not parse must be fixed by hand.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::backup;
+use super::cache::{self, FOLDED_FILE};
 use super::compact;
 use super::error::StoreError;
 use super::fs::Fs;
+use super::lineage::{self, LogInfo, Origin};
 use super::log::{self, Tail};
-use super::record::{self, HEADER_LEN};
-use super::recover;
+use super::record::{self, HeaderError};
+use super::recover::{self, Loaded};
+use super::snapshot::Written;
 use super::Paths;
+use crate::model::merge;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,7 +36,7 @@ pub enum Severity {
     Ok,
     /// Harmless; the next writing command deals with it.
     Warning,
-    /// ldm refuses to write until it is repaired.
+    /// ldm refuses to write until it is fixed.
     Damage,
 }
 
@@ -62,65 +70,12 @@ fn finding(
 
 const REPAIR: &str = "ldm doctor --repair";
 
-/// Checks both files and the folder; writes nothing.
+/// Checks the files and the folder; writes nothing.
 pub fn inspect(fs: &dyn Fs, paths: &Paths) -> Vec<Finding> {
     let mut out = Vec::new();
-    let yaml_state = match fs.read(&paths.yaml) {
-        Err(e) => {
-            out.push(finding(
-                Severity::Damage,
-                &paths.yaml,
-                format!("cannot read: {e}"),
-                None,
-            ));
-            None
-        }
-        Ok(bytes) => match recover::parse_yaml(paths, &bytes) {
-            Err(e) => {
-                out.push(finding(
-                    Severity::Damage,
-                    &paths.yaml,
-                    e.to_string(),
-                    Some("fix containers.yaml by hand"),
-                ));
-                None
-            }
-            Ok((project, mark)) => {
-                let gen = match mark {
-                    Some(m) => format!("generation {}, records up to {}", m.generation, m.seq),
-                    None => "no `ldm:` mark (written by another tool); the log applies on top"
-                        .to_string(),
-                };
-                out.push(finding(
-                    Severity::Ok,
-                    &paths.yaml,
-                    format!(
-                        "project {:?}, {} containers folded into this file, {gen}",
-                        project.project,
-                        project.containers.len()
-                    ),
-                    None,
-                ));
-                Some((project, mark))
-            }
-        },
-    };
-    match fs.read(&paths.log) {
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            out.push(finding(
-                Severity::Ok,
-                &paths.log,
-                "absent (no change since the project was created or compacted)".into(),
-                None,
-            ));
-        }
-        Err(e) => out.push(finding(
-            Severity::Damage,
-            &paths.log,
-            format!("cannot read: {e}"),
-            None,
-        )),
-        Ok(bytes) => inspect_log(paths, &bytes, yaml_state, &mut out),
+    match recover::load(fs, paths) {
+        Ok(loaded) => describe(paths, &loaded, &mut out),
+        Err(e) => out.push(damage(paths, &e)),
     }
     if let Ok(names) = fs.list(&paths.dir) {
         for name in names {
@@ -129,7 +84,7 @@ pub fn inspect(fs: &dyn Fs, paths: &Paths) -> Vec<Finding> {
                 out.push(finding(
                     Severity::Warning,
                     &paths.dir.join(s),
-                    "temp file of an interrupted compaction; the next writing command removes it"
+                    "temp file of an interrupted command; the next writing command removes it"
                         .into(),
                     None,
                 ));
@@ -139,84 +94,100 @@ pub fn inspect(fs: &dyn Fs, paths: &Paths) -> Vec<Finding> {
     out
 }
 
-fn inspect_log(
-    paths: &Paths,
-    bytes: &[u8],
-    yaml: Option<(crate::model::Project, Option<super::Mark>)>,
-    out: &mut Vec<Finding>,
-) {
-    let header = match record::decode_header(bytes) {
-        Ok(h) => h,
-        Err(e) => {
-            out.push(finding(
-                Severity::Damage,
-                &paths.log,
-                format!("bad header: {e}"),
-                Some(REPAIR),
-            ));
-            return;
-        }
+/// The finding for an error a load returned, with a hint that works.
+fn damage(paths: &Paths, e: &StoreError) -> Finding {
+    let (file, hint) = match e {
+        StoreError::Corrupt { path, .. } | StoreError::Replay { path, .. } => (path, Some(REPAIR)),
+        StoreError::BadHeader {
+            path,
+            error: HeaderError::UnknownVersion { .. },
+        } => (path, Some("upgrade ldm")),
+        StoreError::BadHeader { path, .. } => (path, Some(REPAIR)),
+        StoreError::NewerRecord { path, .. } => (
+            path,
+            Some("upgrade ldm (or, to drop it and every record after it: ldm doctor --repair --force)"),
+        ),
+        StoreError::Yaml { path, .. }
+        | StoreError::Invalid { path, .. }
+        | StoreError::NoProjectKey { path, .. } => (path, Some("fix containers.yaml by hand")),
+        StoreError::Untrusted { path, .. } | StoreError::TooBig { path, .. } => (path, None),
+        _ => (&paths.yaml, None),
     };
-    let mark = yaml.as_ref().and_then(|(_, m)| *m);
-    let folded = match mark {
-        Some(m) if m.generation == header.generation => false,
-        Some(m) if m.generation == header.generation + 1 => {
-            out.push(finding(
-                Severity::Warning,
-                &paths.log,
-                format!("generation {} is already folded into containers.yaml (an interrupted compaction); the next writing command replaces it", header.generation),
-                None,
-            ));
-            true
+    // The finding names the file already.
+    let text = e.to_string();
+    let prefix = format!("{}: ", file.display());
+    let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+    finding(Severity::Damage, file, message, hint)
+}
+
+fn describe(paths: &Paths, loaded: &Loaded, out: &mut Vec<Finding>) {
+    let p = &loaded.project;
+    let who = match (loaded.origin, &loaded.merge) {
+        (Origin::Ours { seq, .. }, _) => format!("ldm's fold of the log up to record {seq}"),
+        (Origin::NoLog, _) => "no log yet; the next writing command starts one".into(),
+        (Origin::Legacy { .. }, _) => {
+            "written by an ldm before log format version 2; the next writing command upgrades both files".into()
         }
-        Some(m) => {
-            out.push(finding(
-                Severity::Damage,
-                &paths.log,
-                format!("generation {} does not belong to containers.yaml (generation {}); was one of them restored from a backup?", header.generation, m.generation),
-                Some("restore the matching pair of files, or move containers.log away to keep only containers.yaml"),
-            ));
-            return;
-        }
-        None => false,
+        (Origin::Foreign { .. }, Some(m)) if !m.conflicts.is_empty() => format!(
+            "changed by another program or by hand since ldm's last fold, and {} field(s) were changed by ldm too: the file's values win and ldm's are kept beside the log when the next writing command merges it",
+            m.conflicts.len()
+        ),
+        (Origin::Foreign { .. }, _) => match loaded.doc.written {
+            Written::NoMark => "rewritten by another program (no `ldm:` mark, e.g. lxc-dev-manager); the next writing command merges it with ldm's records".into(),
+            _ => "edited since ldm's last fold; the next writing command merges it with ldm's records".into(),
+        },
     };
-    if folded {
-        // Its content is in containers.yaml already (see recover::load).
-        return;
-    }
-    let expect = mark.map(|m| m.seq);
-    let scan = log::scan(&bytes[HEADER_LEN..], log::FIRST_RECORD, expect);
-    match &scan.tail {
-        Tail::Clean => out.push(finding(
+    let conflicting = loaded
+        .merge
+        .as_ref()
+        .is_some_and(|m| !m.conflicts.is_empty());
+    out.push(finding(
+        if conflicting {
+            Severity::Warning
+        } else {
+            Severity::Ok
+        },
+        &paths.yaml,
+        format!(
+            "project {:?}, {} containers; {who}",
+            p.project,
+            p.containers.len()
+        ),
+        None,
+    ));
+    match &loaded.log {
+        None => out.push(finding(
             Severity::Ok,
             &paths.log,
-            format!("generation {}, {} records, {} bytes, clean end", header.generation, scan.entries.len(), bytes.len()),
+            "absent (no change since the project was created or upgraded)".into(),
             None,
         )),
-        Tail::Torn { offset, dropped, reason } => out.push(finding(
-            Severity::Warning,
-            &paths.log,
-            format!("{} records, then an unfinished record at byte {offset} ({dropped} bytes, {reason}); the next writing command drops it", scan.entries.len()),
-            None,
-        )),
-        Tail::Corrupt { offset, next_valid, reason } => out.push(finding(
-            Severity::Damage,
-            &paths.log,
-            format!(
-                "{} good records, then damage at byte {offset} ({reason}){}",
-                scan.entries.len(),
-                next_valid.map(|n| format!("; valid records resume at byte {n}")).unwrap_or_default()
-            ),
-            Some(REPAIR),
-        )),
-    }
-    if let Some((mut project, _)) = yaml {
-        if let Err(e) = recover::replay(&mut project, &scan, paths) {
+        Some(log) => {
+            let n = log.scan.entries.len();
+            let tail = match log.scan.tail {
+                Tail::Torn { offset, dropped, .. } => Some(format!(
+                    "then {dropped} bytes of an unfinished record at byte {offset}; the next writing command cuts them and keeps them in containers.log.cut-TIME"
+                )),
+                _ if loaded.damaged_but_folded => Some(
+                    "then damage among records containers.yaml holds already; the next writing command replaces the log".into(),
+                ),
+                _ => None,
+            };
             out.push(finding(
-                Severity::Damage,
+                if tail.is_some() {
+                    Severity::Warning
+                } else {
+                    Severity::Ok
+                },
                 &paths.log,
-                e.to_string(),
-                Some(REPAIR),
+                format!(
+                    "format version {}, generation {}, {n} records up to {}, {}",
+                    log.header.version,
+                    log.header.generation,
+                    loaded.last_seq,
+                    tail.as_deref().unwrap_or("clean end")
+                ),
+                None,
             ));
         }
     }
@@ -231,35 +202,45 @@ pub struct RepairReport {
     pub kept: usize,
     /// Byte ranges dropped: (offset, length, reason).
     pub dropped_bytes: Vec<(u64, u64, String)>,
-    /// Records with a valid checksum dropped because they no longer apply: (seq, reason).
+    /// Records with a valid checksum dropped: (seq, reason).
     pub dropped_records: Vec<(u64, String)>,
+    /// Where changes a merge with another writer's YAML dropped are kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_changes: Option<PathBuf>,
 }
 
-/// Repairs the log of `paths`; the caller holds the lock.
-pub fn repair(fs: &dyn Fs, paths: &Paths) -> Result<RepairReport, StoreError> {
+/// Repairs the log of `paths`; the caller holds both locks. `force` also
+/// drops records (or a header) of a newer ldm.
+pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, StoreError> {
     let yaml = fs
         .read(&paths.yaml)
         .map_err(|e| StoreError::io("read", &paths.yaml, e))?;
-    let (mut project, mark) = recover::parse_yaml(paths, &yaml)?;
+    let doc = recover::parse_yaml(paths, &yaml)?;
     let bytes = match fs.read(&paths.log) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RepairReport::default()),
         Err(e) => return Err(StoreError::io("read", &paths.log, e)),
         Ok(b) => b,
     };
-    if recover::load(fs, paths)
-        .is_ok_and(|l| l.log.as_ref().is_none_or(|f| f.scan.tail == Tail::Clean))
-    {
-        return Ok(RepairReport::default());
+    match recover::load(fs, paths) {
+        Ok(l)
+            if l.log.as_ref().is_none_or(|f| f.scan.tail == Tail::Clean)
+                && !l.damaged_but_folded =>
+        {
+            return Ok(RepairReport::default())
+        }
+        // A newer ldm's data is not damage: keep it unless told otherwise.
+        Err(e @ StoreError::NewerRecord { .. }) if !force => return Err(e),
+        Err(
+            e @ StoreError::BadHeader {
+                error: HeaderError::UnknownVersion { .. },
+                ..
+            },
+        ) if !force => return Err(e),
+        _ => {}
     }
     let mut report = RepairReport::default();
-    let (start, header_gen) = match record::decode_header(&bytes) {
-        Ok(h) => (HEADER_LEN, Some(h.generation)),
-        Err(record::HeaderError::UnknownVersion { found }) => {
-            return Err(StoreError::BadHeader {
-                path: paths.log.clone(),
-                error: record::HeaderError::UnknownVersion { found },
-            })
-        }
+    let (start, header) = match record::decode_header(&bytes) {
+        Ok(h) => (h.len(), Some(h)),
         Err(e) => {
             let first = log::next_valid(&bytes, 0, None).unwrap_or(bytes.len());
             report
@@ -268,41 +249,59 @@ pub fn repair(fs: &dyn Fs, paths: &Paths) -> Result<RepairReport, StoreError> {
             (first, None)
         }
     };
-    if let (Some(m), Some(g)) = (mark, header_gen) {
-        if g != m.generation && g + 1 != m.generation {
-            return Err(StoreError::GenerationMismatch {
-                yaml: paths.yaml.clone(),
-                yaml_gen: m.generation,
-                log: paths.log.clone(),
-                log_gen: g,
-            });
+    let max_seq = log::max_valid_seq(&bytes[start..]).unwrap_or(0);
+    let info = header.map(|h| {
+        let prev_seq = h.prev_seq.unwrap_or_else(|| doc.mark.map_or(0, |m| m.seq));
+        LogInfo {
+            header: h,
+            prev_seq,
+            last_seq: max_seq.max(prev_seq),
         }
-    }
-    let folded = matches!((mark, header_gen), (Some(m), Some(g)) if g + 1 == m.generation);
-    let mut last_seq = mark.map_or(0, |m| m.seq);
+    });
+    let key = cache::Key::of(&yaml);
+    let base = cache::read(fs, paths, FOLDED_FILE);
+    let origin = lineage::classify(&doc, &key, base.as_ref(), info.as_ref());
+    // The state the records apply to, and the last record it holds.
+    let (mut project, skip) = match (header, origin) {
+        // No readable header: the records after it continue the YAML's mark.
+        (None, _) => (doc.project.clone(), doc.mark.map_or(0, |m| m.seq)),
+        (Some(_), origin) => match origin {
+            Origin::Ours { seq, .. }
+            | Origin::Legacy {
+                seq,
+                log_folded: false,
+            } => (doc.project.clone(), seq),
+            Origin::Legacy {
+                log_folded: true, ..
+            }
+            | Origin::NoLog => (doc.project.clone(), u64::MAX),
+            Origin::Foreign {
+                base_seq: Some(b), ..
+            } => match &base {
+                Some((_, d)) => (d.project.clone(), b),
+                None => (doc.project.clone(), info.map_or(0, |i| i.prev_seq)),
+            },
+            Origin::Foreign { base_seq: None, .. } => {
+                (doc.project.clone(), info.map_or(0, |i| i.prev_seq))
+            }
+        },
+    };
+    let ours_from = project.clone();
+    let mut kept_entries = Vec::new();
     let mut pos = start;
     while pos < bytes.len() {
         let scan = log::scan(&bytes[pos..], pos as u64, None);
         for e in &scan.entries {
-            if folded && e.seq <= mark.map_or(0, |m| m.seq) {
+            if e.seq <= skip {
                 continue;
             }
-            // A record is one commit: keep all of it or none of it. One
-            // mutation applies atomically by itself; only several need a copy.
-            let applied = if let [one] = e.mutations.as_slice() {
-                project.apply(one)
-            } else {
-                let mut next = project.clone();
-                let r = e.mutations.iter().try_for_each(|m| next.apply(m));
-                if r.is_ok() {
-                    project = next;
-                }
-                r
-            };
-            match applied {
+            // A record is one commit: keep all of it or none of it.
+            let mut next = project.clone();
+            match e.mutations.iter().try_for_each(|m| next.apply(m)) {
                 Ok(()) => {
+                    project = next;
                     report.kept += 1;
-                    last_seq = last_seq.max(e.seq);
+                    kept_entries.push(e.clone());
                 }
                 Err(err) => report.dropped_records.push((e.seq, err.to_string())),
             }
@@ -319,6 +318,18 @@ pub fn repair(fs: &dyn Fs, paths: &Paths) -> Result<RepairReport, StoreError> {
                     .push((offset, dropped, reason.to_string()));
                 break;
             }
+            Tail::Newer { offset, seq, op } => {
+                // Only with --force (checked above); drop this record alone.
+                report.dropped_records.push((
+                    seq,
+                    format!("a change of kind `{op}` from a newer ldm (--force)"),
+                ));
+                let len = match record::decode_record(&bytes[offset as usize..]) {
+                    record::Decoded::Record { len, .. } => len,
+                    _ => 1,
+                };
+                pos = offset as usize + len;
+            }
             Tail::Corrupt {
                 offset,
                 next_valid,
@@ -330,23 +341,31 @@ pub fn repair(fs: &dyn Fs, paths: &Paths) -> Result<RepairReport, StoreError> {
             }
         }
     }
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace(':', "");
-    // Never overwrite the backup of an earlier repair (same second or not).
-    let mut backup = paths.dir.join(format!("containers.log.broken-{stamp}"));
-    let mut n = 1;
-    while fs.stat(&backup).is_ok() {
-        n += 1;
-        backup = paths.dir.join(format!("containers.log.broken-{stamp}-{n}"));
+    // Another writer's YAML: merge as a load would, keeping what it drops.
+    if let (Some(_), Origin::Foreign { base_seq, writer }) = (header, origin) {
+        let (merged, conflicts) = match base_seq {
+            Some(_) => merge::merge(&ours_from, &project, &doc.project, writer),
+            None => (
+                doc.project.clone(),
+                merge::differences(&project, &doc.project),
+            ),
+        };
+        if !conflicts.is_empty() {
+            report.dropped_changes =
+                Some(backup::keep_dropped(fs, paths, &conflicts, &kept_entries)?);
+        }
+        project = merged;
     }
-    fs.write_new(&backup, &bytes)
-        .map_err(|e| StoreError::io("write", &backup, e))?;
-    fs.sync(&backup)
-        .map_err(|e| StoreError::io("fsync", &backup, e))?;
-    fs.sync_dir(&paths.dir)
-        .map_err(|e| StoreError::io("fsync the folder", &paths.dir, e))?;
-    report.backup = Some(backup);
-    compact::compact(fs, paths, &project, mark, header_gen, last_seq)?;
+    report.backup = Some(backup::keep(fs, paths, "broken", &bytes)?);
+    // The new YAML's mark is past every valid record of the old log, so a
+    // crash before the log is replaced leaves a readable pair.
+    let last = max_seq
+        .max(doc.mark.map_or(0, |m| m.seq))
+        .max(info.map_or(0, |i| i.prev_seq));
+    let id = header
+        .and_then(|h| h.id)
+        .unwrap_or_else(compact::new_log_id);
+    let generation = header.map_or(0, |h| h.generation);
+    compact::compact(fs, paths, &project, generation, &id, last)?;
     Ok(report)
 }

@@ -1,31 +1,90 @@
-//! `containers.yaml`: the compacted state, in the Go tool's format.
+//! `containers.yaml`: the folded state, in the Go tool's format.
 //!
 //! The document has the Go tool's keys (`project`, `defaults`, `containers`)
-//! plus one of ours, `ldm: {generation, seq}`, the high-water mark that ties
-//! the file to a log generation (DESIGN.md, "Generations"). The Go tool
-//! ignores unknown keys when reading and drops them when writing; a file
-//! without the mark is read as "written by another tool" (see [`Mark`]).
+//! plus two of ours: `remote` and, as the last line, the mark
+//!
+//! ```yaml
+//! ldm: {generation: 3, seq: 41, log: "5f1c…", sha: "9ab3…"}
+//! ```
+//!
+//! which says which log the file was folded from (`log`, the log's
+//! identity), up to which record (`seq`), and `sha`, the SHA-256 of every
+//! byte of the file before the mark's line. So ldm recognises its own fold
+//! without any other file: an edit that keeps the mark changes the bytes
+//! above it; lxc-dev-manager drops the mark when it rewrites the file
+//! (DESIGN.md, "containers.yaml"). Files written by ldm before the log
+//! format version 2 have a mark of `generation` and `seq` only.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
 
+use super::record::{LogId, LOG_ID_LEN};
 use crate::model::{Container, Defaults, Project};
 use crate::yaml::{self, YamlError};
 
 /// The store's bookkeeping in `containers.yaml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {
-    /// Compaction generation: the log that continues this file has this
-    /// generation in its header.
+    /// How many times the log was replaced (informative).
     pub generation: u64,
     /// Sequence number of the last record folded into this file.
     pub seq: u64,
+    /// The log this file was folded from; `None` in a version 1 mark.
+    pub log: Option<LogId>,
+}
+
+/// What the mark says about who wrote the bytes of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// No mark: another tool wrote the file (lxc-dev-manager drops it).
+    NoMark,
+    /// A version 1 mark (no checksum): cannot tell an edit from ldm's fold.
+    Unchecked,
+    /// The checksum matches: the bytes are exactly as ldm wrote them.
+    ByLdm,
+    /// The mark is there but the bytes above it changed: edited by hand or
+    /// by another program that kept the mark.
+    Edited,
+}
+
+/// A parsed `containers.yaml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Doc {
+    /// The state it holds.
+    pub project: Project,
+    /// Its mark, if any.
+    pub mark: Option<Mark>,
+    /// Who wrote it, as far as the mark tells.
+    pub written: Written,
+    /// Keys ldm ignores (dotted paths), dropped when it next writes the file.
+    pub unknown: Vec<String>,
+}
+
+/// Why `containers.yaml` could not be read.
+#[derive(Debug)]
+pub enum DocError {
+    /// Not YAML of the expected shape.
+    Yaml(YamlError),
+    /// No `project:` key (files of lxc-dev-manager before project prefixes).
+    NoProject,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MarkDoc {
+    generation: u64,
+    seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct DocIn {
-    project: String,
+    #[serde(default)]
+    project: Option<String>,
     #[serde(default)]
     remote: Option<String>,
     #[serde(default, deserialize_with = "null_is_default")]
@@ -33,7 +92,7 @@ struct DocIn {
     #[serde(default, deserialize_with = "null_is_default")]
     containers: BTreeMap<String, Container>,
     #[serde(default)]
-    ldm: Option<Mark>,
+    ldm: Option<MarkDoc>,
 }
 
 #[derive(Serialize)]
@@ -44,7 +103,6 @@ struct DocOut<'a> {
     #[serde(skip_serializing_if = "defaults_empty")]
     defaults: &'a Defaults,
     containers: &'a BTreeMap<String, Container>,
-    ldm: Mark,
 }
 
 fn defaults_empty(d: &&Defaults) -> bool {
@@ -60,25 +118,70 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// Parses the text of `containers.yaml`.
-pub fn decode(text: &str) -> Result<(Project, Option<Mark>), YamlError> {
-    decode_with_unknown(text).map(|(project, mark, _)| (project, mark))
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// [`decode`], plus the keys ldm does not know (dotted paths), which it
-/// ignores and, like the Go tool, drops when it next writes the file.
-pub fn decode_with_unknown(text: &str) -> Result<(Project, Option<Mark>, Vec<String>), YamlError> {
-    let (doc, unknown): (DocIn, _) = yaml::from_str_with_unknown(text)?;
-    Ok((
-        Project {
-            project: doc.project,
+/// The bytes of lower- or upper-case hex `text` of exactly `N` bytes.
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Where the mark's line starts: the last line beginning with `ldm:`.
+fn mark_line(text: &str) -> Option<usize> {
+    if text.starts_with("ldm:") && !text[4..].contains("\nldm:") {
+        return Some(0);
+    }
+    text.rfind("\nldm:").map(|i| i + 1)
+}
+
+/// Parses the text of `containers.yaml`.
+pub fn decode(text: &str) -> Result<Doc, DocError> {
+    let (doc, unknown): (DocIn, _) = yaml::from_str_with_unknown(text).map_err(DocError::Yaml)?;
+    let project = doc.project.ok_or(DocError::NoProject)?;
+    let (mark, written) = match doc.ldm {
+        None => (None, Written::NoMark),
+        Some(m) => {
+            let log = m.log.as_deref().and_then(unhex::<LOG_ID_LEN>);
+            let written = match m.sha.as_deref().and_then(unhex::<32>) {
+                None => Written::Unchecked,
+                Some(sha) => match mark_line(text) {
+                    Some(at) if sha256(&text.as_bytes()[..at]) == sha => Written::ByLdm,
+                    _ => Written::Edited,
+                },
+            };
+            let mark = Mark {
+                generation: m.generation,
+                seq: m.seq,
+                log,
+            };
+            (Some(mark), written)
+        }
+    };
+    Ok(Doc {
+        project: Project {
+            project,
             remote: doc.remote,
             defaults: doc.defaults,
             containers: doc.containers,
         },
-        doc.ldm,
+        mark,
+        written,
         unknown,
-    ))
+    })
 }
 
 /// Renders `project` with its mark, with a header comment for humans.
@@ -88,23 +191,37 @@ pub fn encode(project: &Project, mark: Mark) -> Result<String, YamlError> {
         remote: &project.remote,
         defaults: &project.defaults,
         containers: &project.containers,
-        ldm: mark,
     })?;
-    Ok(format!(
+    let mut text = format!(
         "# ldm project file (lxc-dev-manager compatible). Edit ports and users freely\n\
-         # between commands; keep the `ldm:` key, it ties this file to containers.log.\n{body}"
-    ))
+         # between commands: ldm merges what you change with its own changes.\n{body}"
+    );
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let sha = hex(&sha256(text.as_bytes()));
+    let log = mark
+        .log
+        .map(|id| format!(", log: \"{}\"", hex(&id)))
+        .unwrap_or_default();
+    text.push_str(&format!(
+        "ldm: {{generation: {}, seq: {}{log}, sha: \"{sha}\"}}\n",
+        mark.generation, mark.seq
+    ));
+    Ok(text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const GO: &str = "project: webapp\ndefaults:\n  ports: [5173, 8000]\n  user: {name: dev, password: dev}\ncontainers:\n  dev:\n    image: ubuntu:24.04\n    ports: [3000]\n    user: {name: admin}\n    snapshots:\n      initial-state: {description: Initial state after setup, created_at: \"2026-01-15T10:30:00Z\"}\n";
+
     #[test]
     fn go_tool_file_loads_as_is() {
-        let text = "project: webapp\ndefaults:\n  ports: [5173, 8000]\n  user: {name: dev, password: dev}\ncontainers:\n  dev:\n    image: ubuntu:24.04\n    ports: [3000]\n    user: {name: admin}\n    snapshots:\n      initial-state: {description: Initial state after setup, created_at: \"2026-01-15T10:30:00Z\"}\n";
-        let (p, mark) = decode(text).unwrap();
-        assert_eq!(mark, None);
+        let d = decode(GO).unwrap();
+        assert_eq!((d.mark, d.written), (None, Written::NoMark));
+        let p = d.project;
         assert_eq!(p.project, "webapp");
         assert_eq!(p.defaults.ports, vec![5173, 8000]);
         let dev = &p.containers["dev"];
@@ -116,7 +233,7 @@ mod tests {
     }
 
     #[test]
-    fn encode_decode_round_trips() {
+    fn encode_decode_round_trips_and_recognises_its_own_bytes() {
         let mut p = Project::new("p", vec![1, 2]);
         p.containers.insert(
             "a".into(),
@@ -128,14 +245,41 @@ mod tests {
         let mark = Mark {
             generation: 3,
             seq: 9,
+            log: Some([0xab; LOG_ID_LEN]),
         };
-        let (q, m) = decode(&encode(&p, mark).unwrap()).unwrap();
-        assert_eq!((q, m), (p, Some(mark)));
+        let text = encode(&p, mark).unwrap();
+        let d = decode(&text).unwrap();
+        assert_eq!(
+            (d.project, d.mark, d.written),
+            (p, Some(mark), Written::ByLdm)
+        );
+        // An edit above the mark, mark kept: recognised as an edit.
+        let edited = text.replace("- 2", "- 3");
+        assert_eq!(decode(&edited).unwrap().written, Written::Edited);
+        // A version 1 mark.
+        let v1 = format!("{GO}ldm:\n  generation: 3\n  seq: 41\n");
+        let d = decode(&v1).unwrap();
+        assert_eq!(d.written, Written::Unchecked);
+        assert_eq!(
+            d.mark.map(|m| (m.generation, m.seq, m.log)),
+            Some((3, 41, None))
+        );
     }
 
     #[test]
     fn null_containers_is_empty() {
-        let (p, _) = decode("project: x\ncontainers:\n").unwrap();
-        assert!(p.containers.is_empty());
+        assert!(decode("project: x\ncontainers:\n")
+            .unwrap()
+            .project
+            .containers
+            .is_empty());
+    }
+
+    #[test]
+    fn a_file_without_project_is_its_own_error() {
+        assert!(matches!(
+            decode("containers:\n  dev: {image: x}\n"),
+            Err(DocError::NoProject)
+        ));
     }
 }

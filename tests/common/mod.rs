@@ -71,6 +71,59 @@ pub fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// [`run`] with extra environment variables.
+pub fn run_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = ldm_std(dir)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run ldm");
+    let code = out.status.code().unwrap_or(128 + 6);
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `containers.yaml` as lxc-dev-manager does (DESIGN.md, "Other
+/// writers"): takes its flock on `containers.yaml.lock`, reads the file,
+/// writes the whole new file (`edit` of the old text, minus ldm's mark,
+/// which the Go tool drops) to a temp file and renames it into place.
+pub fn go_tool_write(dir: &Path, edit: impl FnOnce(&str) -> String) {
+    let lock = go_lock(dir);
+    let text = std::fs::read_to_string(yaml_path(dir)).expect("read containers.yaml");
+    let without_mark: String = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with("ldm:") && !l.starts_with("  generation:") && !l.starts_with("  seq:")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let tmp = dir.join(".containers.yaml.tmp.go");
+    std::fs::write(&tmp, edit(&without_mark)).expect("write the temp file");
+    std::fs::rename(&tmp, yaml_path(dir)).expect("rename into place");
+    drop(lock);
+}
+
+/// Takes lxc-dev-manager's lock as it does (`flock` on
+/// `containers.yaml.lock`, created 0644 if missing); released on drop.
+pub fn go_lock(dir: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(dir.join("containers.yaml.lock"))
+        .expect("open containers.yaml.lock");
+    // SAFETY: flock on a file descriptor we own.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    f
+}
+
 /// Runs a command that must succeed; returns its stdout.
 pub fn ok(dir: &Path, args: &[&str]) -> String {
     let (code, out, err) = run(dir, args);
@@ -81,6 +134,17 @@ pub fn ok(dir: &Path, args: &[&str]) -> String {
 /// `ldm config set KEY VALUE`, which must succeed.
 pub fn set(dir: &Path, key: &str, value: &str) {
     ok(dir, &["config", "set", key, value]);
+}
+
+/// `ldm config set KEY VALUE` with no fold after the commit: the change
+/// stays in the log only, as in a project too big to fold each time.
+pub fn set_unfolded(dir: &Path, key: &str, value: &str) {
+    let out = ldm_std(dir)
+        .env("LDM_FOLD_BYTES", "0")
+        .args(["config", "set", key, value])
+        .output()
+        .expect("run ldm");
+    assert!(out.status.success(), "config set {key}: {out:?}");
 }
 
 /// `ldm config get KEY --json`'s value.
@@ -144,6 +208,14 @@ pub fn data_files(dir: &Path) -> BTreeMap<OsString, FileState> {
     out
 }
 
+/// Like [`files`], without the load cache, which readers may refresh
+/// (the only file a read-only command writes).
+pub fn files_but_cache(dir: &Path) -> BTreeMap<OsString, FileState> {
+    let mut out = files(dir);
+    out.remove(std::ffi::OsStr::new(".containers.cache"));
+    out
+}
+
 /// Asserts two snapshots are equal, naming the first file that differs.
 pub fn assert_same(
     before: &BTreeMap<OsString, FileState>,
@@ -181,7 +253,7 @@ pub fn state(dir: &Path) -> Project {
 
 /// Sequence number of the last record in the state (YAML mark or log).
 pub fn last_seq(dir: &Path) -> u64 {
-    recover::load(&OsFs, &Paths::in_dir(dir))
+    recover::load(&OsFs::strict(), &Paths::in_dir(dir))
         .unwrap_or_else(|e| panic!("load the store in {}: {e}", dir.display()))
         .last_seq
 }

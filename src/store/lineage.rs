@@ -1,0 +1,303 @@
+//! Whose `containers.yaml` this is: the one rule that ties the YAML to the
+//! log (DESIGN.md, "Lineage"). Everything that loads, inspects or repairs the
+//! store asks [`classify`]; nothing else compares marks, log identities or
+//! generations.
+
+use super::cache::Key;
+use super::record::Header;
+use super::snapshot::{Doc, Written};
+use crate::model::merge::Writer;
+
+/// What a log file says about itself, for [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogInfo {
+    /// Its header.
+    pub header: Header,
+    /// Sequence number before its first record.
+    pub prev_seq: u64,
+    /// Sequence number of its last complete record (`prev_seq` if none).
+    pub last_seq: u64,
+}
+
+/// Where the state comes from, given the YAML, the base and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// No log: the YAML is the whole state. A writer starts a log.
+    NoLog,
+    /// The YAML is ldm's own fold of this log up to `seq`: the state is the
+    /// YAML plus the records after `seq`. `base_stale`: the base file does
+    /// not describe it (a fold died between its two renames); a writer
+    /// rewrites the base.
+    Ours {
+        /// Last record folded into the YAML.
+        seq: u64,
+        /// The base file must be rewritten.
+        base_stale: bool,
+    },
+    /// A version 1 pair (before log identities): the YAML plus the records
+    /// after `seq`, or, when `log_folded`, the YAML alone (a compaction died
+    /// after renaming the YAML in). A writer upgrades to version 2.
+    Legacy {
+        /// Last record in the YAML.
+        seq: u64,
+        /// The log is entirely in the YAML already.
+        log_folded: bool,
+    },
+    /// Another writer made the YAML (or it was never folded from this log):
+    /// merge it with the base, ldm's last fold, when the base is usable
+    /// (`base_seq`), else the file wins and ldm's changes it overrides are
+    /// listed and kept beside the log.
+    Foreign {
+        /// Sequence number the base stands at, if the base is usable.
+        base_seq: Option<u64>,
+        /// How the other writer treats keys it does not know.
+        writer: Writer,
+    },
+}
+
+impl Origin {
+    /// True when a writer must fold before it appends anything: so that its
+    /// records come after whatever the other writer did.
+    pub fn needs_fold(&self) -> bool {
+        !matches!(self, Origin::Ours { .. })
+    }
+}
+
+/// A file without the mark was rewritten by a tool that drops the keys it
+/// does not know (lxc-dev-manager); one with the mark, by a person or a
+/// tool that keeps them.
+fn writer_of(yaml: &Doc) -> Writer {
+    match yaml.mark {
+        None => Writer::KeyDropping,
+        Some(_) => Writer::KeepsKeys,
+    }
+}
+
+/// The rule. `yaml` is the YAML as found (with `key`, its bytes' key);
+/// `base` what ldm last folded; `log` the log's header and seq range.
+pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&LogInfo>) -> Origin {
+    let Some(log) = log else {
+        return Origin::NoLog;
+    };
+    let seq_of = |d: &Doc| d.mark.map(|m| m.seq);
+    if log.header.version == 1 {
+        // Version 1: the log's generation says which YAML it continues.
+        return match yaml.mark {
+            Some(m)
+                if m.log.is_none()
+                    && m.generation == log.header.generation
+                    && m.seq == log.prev_seq =>
+            {
+                Origin::Legacy {
+                    seq: m.seq,
+                    log_folded: false,
+                }
+            }
+            // A compaction (or an upgrade to version 2) put every record of
+            // the log into the YAML, then died before replacing the log.
+            Some(m)
+                if m.seq == log.last_seq
+                    && (m.generation == log.header.generation + 1
+                        || yaml.written == Written::ByLdm) =>
+            {
+                Origin::Legacy {
+                    seq: m.seq,
+                    log_folded: true,
+                }
+            }
+            _ => Origin::Foreign {
+                base_seq: None,
+                writer: writer_of(yaml),
+            },
+        };
+    }
+    // The log holds every record after the base, so the base is usable.
+    let usable = |d: &Doc| match d.mark {
+        Some(m) => {
+            m.log.is_some()
+                && m.log == log.header.id
+                && (log.prev_seq..=log.last_seq).contains(&m.seq)
+        }
+        None => false,
+    };
+    let base_seq = base.filter(|(_, d)| usable(d)).and_then(|(_, d)| seq_of(d));
+    if let Some((base_key, _)) = base {
+        if base_key == key && base_seq.is_some() {
+            return Origin::Ours {
+                seq: base_seq.unwrap_or_default(),
+                base_stale: false,
+            };
+        }
+    }
+    // The YAML says it is ldm's own fold of this log, and no base says a
+    // later fold happened (a copy of an older fold put back by hand is
+    // another writer's doing).
+    if yaml.written == Written::ByLdm && usable(yaml) {
+        let seq = seq_of(yaml).unwrap_or_default();
+        if base_seq.is_none_or(|b| b < seq) {
+            return Origin::Ours {
+                seq,
+                base_stale: true,
+            };
+        }
+    }
+    Origin::Foreign {
+        base_seq,
+        writer: writer_of(yaml),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Project;
+    use crate::store::record::LOG_ID_LEN;
+    use crate::store::snapshot::Mark;
+
+    const A: [u8; LOG_ID_LEN] = [1; LOG_ID_LEN];
+    const B: [u8; LOG_ID_LEN] = [2; LOG_ID_LEN];
+
+    fn doc(mark: Option<(u64, Option<[u8; LOG_ID_LEN]>)>, written: Written) -> Doc {
+        Doc {
+            project: Project::new("p", vec![]),
+            mark: mark.map(|(seq, log)| Mark {
+                generation: 1,
+                seq,
+                log,
+            }),
+            written,
+            unknown: vec![],
+        }
+    }
+
+    fn log(id: [u8; LOG_ID_LEN], prev: u64, last: u64) -> LogInfo {
+        LogInfo {
+            header: Header {
+                version: 2,
+                generation: 1,
+                id: Some(id),
+                prev_seq: Some(prev),
+            },
+            prev_seq: prev,
+            last_seq: last,
+        }
+    }
+
+    fn key(n: u8) -> Key {
+        Key {
+            len: 1,
+            sha: [n; 32],
+        }
+    }
+
+    #[test]
+    fn the_base_matching_the_bytes_makes_the_yaml_ours() {
+        let y = doc(Some((5, Some(A))), Written::ByLdm);
+        let base = (key(1), y.clone());
+        assert_eq!(
+            classify(&y, &key(1), Some(&base), Some(&log(A, 0, 7))),
+            Origin::Ours {
+                seq: 5,
+                base_stale: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_teammates_yaml_from_another_log_is_foreign_not_a_dead_compaction() {
+        // Self-consistent and one step ahead, but folded from log B.
+        let y = doc(Some((8, Some(B))), Written::ByLdm);
+        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        assert_eq!(
+            classify(&y, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            Origin::Foreign {
+                base_seq: Some(5),
+                writer: Writer::KeepsKeys
+            }
+        );
+    }
+
+    #[test]
+    fn an_older_fold_put_back_is_foreign_a_newer_one_is_ours() {
+        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let older = doc(Some((3, Some(A))), Written::ByLdm);
+        assert!(matches!(
+            classify(&older, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            Origin::Foreign {
+                base_seq: Some(5),
+                ..
+            }
+        ));
+        let newer = doc(Some((6, Some(A))), Written::ByLdm);
+        assert_eq!(
+            classify(&newer, &key(3), Some(&base), Some(&log(A, 0, 7))),
+            Origin::Ours {
+                seq: 6,
+                base_stale: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_go_tools_file_is_foreign_and_drops_keys() {
+        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let go = doc(None, Written::NoMark);
+        assert_eq!(
+            classify(&go, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            Origin::Foreign {
+                base_seq: Some(5),
+                writer: Writer::KeyDropping
+            }
+        );
+        // A base the log no longer covers (older than its first record) is unusable.
+        assert!(matches!(
+            classify(&go, &key(2), Some(&base), Some(&log(A, 6, 7))),
+            Origin::Foreign { base_seq: None, .. }
+        ));
+    }
+
+    #[test]
+    fn version_one_pairs_follow_the_generation_rule() {
+        let v1 = |generation: u64, last: u64| LogInfo {
+            header: Header {
+                version: 1,
+                generation,
+                id: None,
+                prev_seq: None,
+            },
+            prev_seq: 4,
+            last_seq: last,
+        };
+        let y = doc(Some((4, None)), Written::Unchecked);
+        assert_eq!(
+            classify(&y, &key(1), None, Some(&v1(1, 6))),
+            Origin::Legacy {
+                seq: 4,
+                log_folded: false
+            }
+        );
+        let mut ahead = y.clone();
+        ahead.mark = Some(Mark {
+            generation: 2,
+            seq: 6,
+            log: None,
+        });
+        assert_eq!(
+            classify(&ahead, &key(1), None, Some(&v1(1, 6))),
+            Origin::Legacy {
+                seq: 6,
+                log_folded: true
+            }
+        );
+        // One generation ahead but not holding the log's records: not ours.
+        ahead.mark = Some(Mark {
+            generation: 2,
+            seq: 9,
+            log: None,
+        });
+        assert!(matches!(
+            classify(&ahead, &key(1), None, Some(&v1(1, 6))),
+            Origin::Foreign { base_seq: None, .. }
+        ));
+    }
+}
