@@ -274,8 +274,8 @@ fn convert(e: serde_saphyr::Error) -> YamlError {
         ),
         Some(Limit::Expansion) => format!(
             "the YAML's aliases (*name) expand it past ldm's limit of {EXPANSION_PER_BYTE} \
-             nodes per byte of the file, as an alias bomb does; a project file needs no \
-             aliases: check that this is the right file"
+             nodes per byte of the file, as an alias bomb does (ldm's own files use \
+             none); check that this is the right file"
         ),
         Some(Limit::Size) | None => {
             // The text may quote the file: keep its control characters
