@@ -8,6 +8,12 @@
 //! Flag bit 1: the log is a valid header of generation `c % 4` followed by
 //! the log part split on NUL bytes into checksummed records with seqs from
 //! `b % 4 + 1`, so that the fuzzer reaches replay.
+//! Flag bit 2: no log file at all.
+//! Flag bit 3: the YAML part follows a project with an anchored snapshot
+//! (`&s`) and an open `snapshots:` map, so that aliases (`sN: *s`) land
+//! where the model copies them: the YAML bounds (src/yaml.rs) must refuse
+//! an expansion, and what loads must stay proportional to the file, which
+//! is checked on the load cache a writer leaves.
 
 #![no_main]
 
@@ -48,6 +54,14 @@ fuzz_target!(|data: &[u8]| {
                 b % 4
             )
             .as_bytes(),
+        );
+    }
+    if flags & 8 != 0 {
+        if flags & 1 == 0 {
+            yaml.extend_from_slice(b"project: p\n");
+        }
+        yaml.extend_from_slice(
+            b"x: &s {description: d, created_at: t}\ncontainers:\n  c:\n    image: i\n    snapshots:\n      ",
         );
     }
     yaml.extend_from_slice(yaml_part);
@@ -98,5 +112,17 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(l) = &loaded {
             assert_eq!(&l.project, p, "recovery changed the state");
         }
+    }
+    // The cache mirrors the parsed YAML: no bigger than a constant times the
+    // file (JSON spells a snapshot's empty fields out, and escapes a
+    // control character in six bytes).
+    if let Ok(cache) = std::fs::metadata(dir.join(".containers.cache")) {
+        let bound = 64 * yaml.len() as u64 + 64 * 1024;
+        assert!(
+            cache.len() <= bound,
+            "a {}-byte YAML made a {}-byte cache",
+            yaml.len(),
+            cache.len()
+        );
     }
 });
