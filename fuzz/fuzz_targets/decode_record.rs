@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
         for (i, payload) in body.split(|b| *b == 0).enumerate() {
             // Bit 1: leave a gap in the sequence numbers after the first record.
             let gap = u64::from(flags & 2 != 0 && i > 0);
-            record::encode_record(seq + i as u64 + gap, payload, &mut out);
+            // Too large: nothing is written, as the store would refuse it.
+            let _ = record::encode_record(seq + i as u64 + gap, payload, &mut out);
         }
         out
     };
@@ -40,7 +41,8 @@ fn check(bytes: &[u8]) {
         assert!(len >= RECORD_HEADER_LEN && len <= bytes.len());
         assert_eq!(record.payload.len(), len - RECORD_HEADER_LEN);
         let mut again = Vec::new();
-        record::encode_record(record.seq, record.payload, &mut again);
+        record::encode_record(record.seq, record.payload, &mut again)
+            .expect("a decoded payload is within the limit");
         assert_eq!(
             again,
             &bytes[..len],
@@ -74,6 +76,10 @@ fn check(bytes: &[u8]) {
                 assert_eq!(offset, scan.end);
                 assert!(dropped > 0);
                 assert_eq!(offset + dropped, total);
+            }
+            Tail::Newer { offset, .. } => {
+                assert_eq!(offset, scan.end);
+                assert!(offset < total);
             }
             Tail::Corrupt {
                 offset, next_valid, ..

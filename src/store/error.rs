@@ -109,7 +109,7 @@ pub enum StoreError {
         example: Option<String>,
     },
     /// A project file larger than ldm reads.
-    #[error("{path} is {len} bytes, over ldm's limit of {limit} bytes for this file; is it the right file? Nothing was changed")]
+    #[error("{path} is {len} bytes, over ldm's limit of {} MiB for this file; is it the right file? Nothing was changed", limit >> 20)]
     TooBig {
         /// The file.
         path: PathBuf,

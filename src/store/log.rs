@@ -79,13 +79,13 @@ pub struct Scan {
 /// that does not decode. `last_seq` is the sequence number of the record
 /// before `base` (if any): each record must carry the next one.
 pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
-    scan_after(bytes, base, last_seq, 0)
+    scan_after(bytes, base, last_seq, None)
 }
 
 /// [`scan`], but the payloads of records with a sequence number up to
-/// `folded` are not decoded (their `mutations` are empty): they are in
-/// `containers.yaml` already, and decoding is most of a scan's cost.
-pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: u64) -> Scan {
+/// `folded` (if any) are not decoded (their `mutations` are empty): they are
+/// in `containers.yaml` already, and decoding is most of a scan's cost.
+pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: Option<u64>) -> Scan {
     let mut entries = Vec::new();
     let mut pos = 0usize;
     let mut prev = last_seq;
@@ -104,7 +104,7 @@ pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: u64) -
                         ),
                     ))
                 } else {
-                    let decoded = if record.seq <= folded {
+                    let decoded = if folded.is_some_and(|f| record.seq <= f) {
                         Ok(Vec::new())
                     } else {
                         decode_payload(record.payload)
@@ -403,7 +403,7 @@ mod payload_tests {
             ports: vec![1],
         };
         bytes.extend(encode_commit(std::slice::from_ref(&m), 2).unwrap());
-        let s = scan_after(&bytes, 0, Some(0), 1);
+        let s = scan_after(&bytes, 0, Some(0), Some(1));
         assert_eq!(s.tail, Tail::Clean);
         assert_eq!(s.entries.len(), 2);
         assert!(s.entries[0].mutations.is_empty());

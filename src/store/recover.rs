@@ -19,9 +19,9 @@ use super::Paths;
 use crate::model::merge::{self, Conflict};
 use crate::model::Project;
 
-/// A `containers.yaml` larger than this is refused before it is read: a
-/// project of 10,000 snapshots is about 1.5 MB.
-pub const YAML_MAX_BYTES: u64 = 64 << 20;
+/// A `containers.yaml` larger than this is refused before it is read (by
+/// `stat`, so a huge file is never loaded): the YAML parser's own limit.
+pub const YAML_MAX_BYTES: u64 = crate::yaml::MAX_BYTES as u64;
 /// A `containers.log` larger than this is refused before it is read: the
 /// log is compacted once it reaches the YAML's size.
 pub const LOG_MAX_BYTES: u64 = 256 << 20;
@@ -197,7 +197,7 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
         } => b,
         Origin::Foreign { base_seq: None, .. } => dropped_from(&loaded.doc, &log),
     };
-    log.scan = log::scan_after(body, base_at, log.header.prev_seq, after);
+    log.scan = log::scan_after(body, base_at, log.header.prev_seq, Some(after));
     if let Tail::Corrupt { offset, .. } = log.scan.tail {
         // Damage among records the YAML holds already (every valid record
         // after it is folded too) does not matter: a writer compacts it
@@ -334,7 +334,7 @@ fn read_log(
         error,
     })?;
     let body = &bytes[header.len()..];
-    let scan = log::scan_after(body, header.len() as u64, header.prev_seq, u64::MAX);
+    let scan = log::scan_after(body, header.len() as u64, header.prev_seq, Some(u64::MAX));
     // Version 1 logs start after the YAML's mark; their first record says.
     let prev_seq = header.prev_seq.unwrap_or_else(|| {
         scan.entries
