@@ -279,8 +279,11 @@ fn convert(e: serde_saphyr::Error) -> YamlError {
         ),
         Some(Limit::Size) | None => {
             // The text may quote the file: keep its control characters
-            // out of the terminal.
-            printable(&serde_saphyr::DefaultMessageFormatter.format_message(inner))
+            // out of the terminal. Advice about the crate's options is for
+            // programmers, not for a person fixing the file.
+            let text = serde_saphyr::DefaultMessageFormatter.format_message(inner);
+            let text = text.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+            printable(&text)
         }
     };
     // The crate reports line and column 0 when it does not know them.
@@ -459,6 +462,17 @@ mod tests {
         let text = format!("{head}{}\"\n", "a".repeat(fill));
         assert_eq!(text.len(), MAX_BYTES);
         from_str::<Doc>(&text).unwrap();
+    }
+
+    #[test]
+    fn a_duplicate_key_names_the_key_and_no_crate_option() {
+        let e = from_str::<BTreeMap<String, u32>>("a: 1\na: 2\n").unwrap_err();
+        assert!(
+            e.message.contains("duplicate") && e.message.contains('a'),
+            "{e:?}"
+        );
+        assert!(!e.message.contains("Options"), "{e:?}");
+        assert_eq!(e.line, Some(2));
     }
 
     #[test]

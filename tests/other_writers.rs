@@ -1,0 +1,443 @@
+//! Issue 11: `containers.yaml` stays the truth when people and
+//! lxc-dev-manager write it too. One regression test per case of the issue
+//! (named `..._issue_11_case_N`), each against the real binary. The Go
+//! tool's writes are done by `common::go_tool_write`, which acts as it does:
+//! flock `containers.yaml.lock`, read the file, write the whole file by temp
+//! and rename, without ldm's `ldm:` mark.
+
+mod common;
+mod double;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use ldm::model::Mutation;
+use ldm::store::{record, Options, Paths, Store, StoreError};
+
+fn yaml(dir: &Path) -> String {
+    std::fs::read_to_string(yaml_path(dir)).unwrap()
+}
+
+/// Files beside the log whose name starts with `prefix`, with their bytes.
+fn kept(dir: &Path, prefix: &str) -> Vec<(String, String)> {
+    files(dir)
+        .into_iter()
+        .filter(|(n, _)| n.to_string_lossy().starts_with(prefix))
+        .map(|(n, f)| {
+            (
+                n.to_string_lossy().into_owned(),
+                String::from_utf8_lossy(&f.bytes).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Replaces `from` with `to` in `containers.yaml`, keeping the mark, as a
+/// person in an editor.
+fn hand_edit(dir: &Path, from: &str, to: &str) {
+    let text = yaml(dir);
+    assert!(text.contains(from), "{from:?} not in:\n{text}");
+    assert!(text.contains("\nldm: {"), "no mark:\n{text}");
+    std::fs::write(yaml_path(dir), text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn a_hand_edit_of_a_value_ldm_changed_is_the_later_write_issue_11_case_1() {
+    // The value ldm changed is in the file already (folded after the commit).
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "3000");
+    assert!(yaml(dir).contains("- 3000"), "{}", yaml(dir));
+    hand_edit(dir, "- 3000", "- 4000");
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([4000]));
+    ok(dir, &["compact"]);
+    assert!(
+        yaml(dir).contains("- 4000") && !yaml(dir).contains("3000"),
+        "{}",
+        yaml(dir)
+    );
+    assert_healthy(dir);
+
+    // The value ldm changed is only in the log (a project too big to fold
+    // after each commit): the edit still wins, and says what it dropped.
+    let dir = tempdir();
+    let dir = dir.path();
+    ok(dir, &["create", "--name", "p", "--ports", "1000"]);
+    set_unfolded(dir, "defaults.ports", "3000");
+    hand_edit(dir, "- 1000", "- 4000");
+    let (code, out, err) = run(dir, &["config", "get", "defaults.ports"]);
+    assert_eq!((code, out.trim()), (0, "4000"), "{err}");
+    assert!(
+        err.contains("`defaults.ports`") && err.contains("[3000]"),
+        "the conflict is reported: {err}"
+    );
+    let (code, _, err) = run(dir, &["compact"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        yaml(dir).contains("- 4000") && !yaml(dir).contains("3000"),
+        "{}",
+        yaml(dir)
+    );
+    let dropped = kept(dir, "containers.log.dropped-");
+    assert_eq!(dropped.len(), 1, "{err}");
+    assert!(
+        dropped[0].1.contains("3000"),
+        "ldm's value is kept: {}",
+        dropped[0].1
+    );
+    assert!(
+        err.contains(&dropped[0].0),
+        "the notice names the file: {err}"
+    );
+    let (code, report) = doctor_json(dir);
+    assert_eq!(code, 0, "{report:#}");
+}
+
+#[test]
+fn a_write_of_lxc_dev_manager_between_commands_is_kept_issue_11_case_2() {
+    let dir = tempdir();
+    let dir = dir.path();
+    std::fs::write(
+        yaml_path(dir),
+        "project: p\ncontainers:\n  dev:\n    image: img\n    snapshots:\n      x: {description: old x, created_at: '2026-01-01T00:00:00Z'}\n",
+    )
+    .unwrap();
+    set(dir, "defaults.user.name", "alice");
+    // ldm's changes still in the log: a port, and snapshot x deleted (the
+    // record `ldm container snapshot delete dev x` makes).
+    set_unfolded(dir, "defaults.ports", "3000");
+    let mut store = Store::open(
+        Paths::in_dir(dir),
+        Options {
+            fold_max: 0,
+            ..Options::default()
+        },
+    );
+    store
+        .commit(|_| {
+            Ok::<_, StoreError>((
+                vec![Mutation::SnapshotRemoved {
+                    container: "dev".into(),
+                    name: "x".into(),
+                }],
+                (),
+            ))
+        })
+        .unwrap();
+    // lxc-dev-manager then changes the port, and takes a new snapshot x.
+    go_tool_write(dir, |t| {
+        t.replace(
+            "description: old x",
+            "description: a new x from the Go tool",
+        )
+        .replace("defaults:\n", "defaults:\n  ports: [5000]\n")
+    });
+    assert!(!yaml(dir).contains("ldm:"), "the Go tool dropped the mark");
+    let (code, _, err) = run(dir, &["config", "set", "defaults.user.password", "pw"]);
+    assert_eq!(code, 0, "{err}");
+    let p = state(dir);
+    assert_eq!(p.defaults.ports, vec![5000], "the Go tool's later port");
+    assert_eq!(
+        p.containers["dev"].snapshots["x"].description,
+        "a new x from the Go tool"
+    );
+    let user = p.defaults.user.unwrap();
+    assert_eq!(
+        (user.name.as_deref(), user.password.as_deref()),
+        (Some("alice"), Some("pw"))
+    );
+    // Nothing dropped silently: both conflicts named, ldm's side kept.
+    for needle in [
+        "`defaults.ports`",
+        "[3000]",
+        "`containers.dev.snapshots.x`",
+        "ldm's removal",
+    ] {
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+    }
+    assert_eq!(kept(dir, "containers.log.dropped-").len(), 1);
+    assert_healthy(dir);
+}
+
+#[test]
+fn lxc_dev_manager_mid_command_never_overwrites_an_acknowledged_change_issue_11_case_3() {
+    let dir = tempdir();
+    let dir = dir.path();
+    ok(dir, &["create", "--name", "p", "--ports", "1000"]);
+    // The Go tool starts a command: takes its lock, reads the file, and
+    // then spends a while in LXD.
+    let lock = go_lock(dir);
+    let read_by_go = yaml(dir);
+    // ldm commits meanwhile: acknowledged, not folded (the Go tool holds its
+    // lock), and it says so.
+    let (code, _, err) = run(dir, &["config", "set", "defaults.user.name", "alice"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("lxc-dev-manager is changing this project"),
+        "{err}"
+    );
+    assert!(!yaml(dir).contains("alice"));
+    // A command that must write containers.yaml waits, then names the Go tool.
+    let (code, _, err) = run(dir, &["--lock-timeout", "0.3", "compact"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("containers.yaml.lock") && err.contains("lxc-dev-manager"),
+        "{err}"
+    );
+    // The Go tool writes the file it read (plus its change) and lets go.
+    let without_mark: String = read_by_go
+        .lines()
+        .filter(|l| !l.starts_with("ldm:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(
+        dir.join(".go.tmp"),
+        without_mark.replace("- 1000", "- 2000"),
+    )
+    .unwrap();
+    std::fs::rename(dir.join(".go.tmp"), yaml_path(dir)).unwrap();
+    drop(lock);
+    // Both changes are there; no conflict, nothing reported.
+    let (code, _, err) = run(dir, &["compact"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let p = state(dir);
+    assert_eq!(p.defaults.ports, vec![2000]);
+    assert_eq!(p.defaults.user.unwrap().name.as_deref(), Some("alice"));
+    assert!(
+        yaml(dir).contains("alice") && yaml(dir).contains("- 2000"),
+        "{}",
+        yaml(dir)
+    );
+    assert_healthy(dir);
+}
+
+#[test]
+fn a_teammates_yaml_copied_in_is_merged_not_taken_for_a_dead_compaction_issue_11_case_4() {
+    // Two checkouts of one project; each has its own log.
+    let mine = tempdir();
+    let mine = mine.path();
+    let theirs = tempdir();
+    let theirs = theirs.path();
+    ok(mine, &["create", "--name", "p", "--ports", "1000"]);
+    std::fs::copy(yaml_path(mine), yaml_path(theirs)).unwrap();
+    // The teammate works on: several commits and a compaction, so that
+    // their file is generations ahead of mine.
+    set(theirs, "defaults.user.name", "teammate");
+    ok(theirs, &["compact"]);
+    set(theirs, "defaults.user.password", "their-pw");
+    // My change, acknowledged and only in my log.
+    set_unfolded(mine, "defaults.ports", "3000");
+    let log_before = std::fs::read(log_path(mine)).unwrap();
+    // git pull: their containers.yaml lands in my folder.
+    std::fs::copy(yaml_path(theirs), yaml_path(mine)).unwrap();
+    let (code, _, err) = run(mine, &["config", "get", "defaults.ports"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("interrupted compaction"), "{err}");
+    let (code, _, err) = run(mine, &["config", "set", "containers.c0.ports", "1"]);
+    assert_eq!(code, 1, "(no container c0) {err}");
+    // My log was not deleted; my change and theirs are both there.
+    assert!(std::fs::read(log_path(mine))
+        .unwrap()
+        .starts_with(&log_before[..record::HEADER_LEN]));
+    let p = state(mine);
+    assert_eq!(p.defaults.ports, vec![3000], "my acknowledged change");
+    let user = p.defaults.user.unwrap();
+    assert_eq!(
+        (user.name.as_deref(), user.password.as_deref()),
+        (Some("teammate"), Some("their-pw"))
+    );
+    set(mine, "defaults.user.name", "me");
+    assert_eq!(state(mine).defaults.ports, vec![3000]);
+    assert_healthy(mine);
+}
+
+#[test]
+fn containers_yaml_shows_ldms_changes_between_commands_issue_11_case_5() {
+    let env = double::Env::new("web");
+    env.ok(&["container", "create", "dev", "ubuntu:24.04"]);
+    // What lxc-dev-manager reads: the file, ignoring the `ldm:` key.
+    #[derive(serde::Deserialize)]
+    struct GoView {
+        project: String,
+        containers: std::collections::BTreeMap<String, serde_json::Value>,
+    }
+    let text = std::fs::read_to_string(env.dir.join("containers.yaml")).unwrap();
+    let go: GoView = ldm::yaml::from_str(&text).unwrap();
+    assert_eq!(go.project, "web");
+    assert!(go.containers.contains_key("dev"), "{text}");
+    assert!(
+        go.containers["dev"]["snapshots"]["initial-state"].is_object(),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_commit_over_the_record_limit_is_refused_before_anything_is_written_issue_11_case_6() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "1");
+    let before = data_files(dir);
+    let mut store = Store::open(Paths::in_dir(dir), Options::default());
+    let huge = Mutation::UserPasswordSet {
+        container: None,
+        password: Some("x".repeat(record::MAX_PAYLOAD as usize + 1)),
+    };
+    let e = store
+        .commit(|_| Ok::<_, StoreError>((vec![huge], ())))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::CommitTooLarge { .. }), "{e:?}");
+    assert!(e.to_string().contains("nothing was written"), "{e}");
+    assert_same(&before, &data_files(dir), "a refused commit");
+    // Not acknowledged, so nothing to lose: the next command sees no trace.
+    let (code, _, err) = run(dir, &["config", "get", "defaults.ports"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_record_is_kept_and_not_called_unacknowledged_issue_11_case_7() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set_unfolded(dir, "defaults.ports", "3000");
+    let mut log = std::fs::read(log_path(dir)).unwrap();
+    let last = log.len() - 3;
+    log[last] ^= 0x01;
+    std::fs::write(log_path(dir), &log).unwrap();
+    let (code, _, err) = run(dir, &["config", "set", "defaults.user.name", "a"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("never acknowledged") && !err.contains("never said it was done"),
+        "{err}"
+    );
+    assert!(
+        err.contains("checksum fails") && err.contains("damage to a change reported done"),
+        "{err}"
+    );
+    let cut = kept(dir, "containers.log.cut-");
+    assert_eq!(cut.len(), 1);
+    let bytes = std::fs::read(dir.join(&cut[0].0)).unwrap();
+    assert_eq!(
+        &bytes[..],
+        &log[record::HEADER_LEN..],
+        "the damaged record, byte for byte"
+    );
+}
+
+/// A log whose one record is a kind this ldm does not know (as a newer ldm
+/// would write), with a valid checksum and the next seq.
+fn newer_record(dir: &Path) -> Vec<u8> {
+    create(dir);
+    let mut log = std::fs::read(log_path(dir)).unwrap();
+    record::encode_record(
+        1,
+        br#"{"op":"mount_added","container":"dev","host":"."}"#,
+        &mut log,
+    )
+    .unwrap();
+    std::fs::write(log_path(dir), &log).unwrap();
+    log
+}
+
+#[test]
+fn a_record_of_a_newer_ldm_is_refused_and_not_dropped_without_force_issue_11_case_8() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let log = newer_record(dir);
+    for args in [
+        &["config", "get", "defaults.ports"][..],
+        &["config", "set", "defaults.ports", "1"],
+    ] {
+        let (code, _, err) = run(dir, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("written by a newer ldm") && err.contains("upgrade ldm"),
+            "{err}"
+        );
+        assert!(err.contains("mount_added"), "{err}");
+        assert!(
+            !err.contains("doctor --repair` to"),
+            "not offered as damage: {err}"
+        );
+    }
+    let (code, report) = doctor_json(dir);
+    assert_eq!(code, 2);
+    assert!(
+        report["findings"][0]["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("upgrade ldm"),
+        "{report:#}"
+    );
+    let (code, _, err) = run(dir, &["doctor", "--repair"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(std::fs::read(log_path(dir)).unwrap(), log, "repair kept it");
+    let (code, out, err) = run(dir, &["doctor", "--repair", "--force"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("mount_added") && out.contains("--force"),
+        "{out}"
+    );
+    let backups = kept(dir, "containers.log.broken-");
+    assert_eq!(backups.len(), 1);
+    assert_eq!(std::fs::read(dir.join(&backups[0].0)).unwrap(), log);
+    assert_healthy(dir);
+}
+
+#[test]
+fn a_yaml_without_project_is_a_clear_error_and_left_unchanged_issue_11_case_10() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let text = "containers:\n  dev:\n    image: ubuntu:24.04\n";
+    std::fs::write(yaml_path(dir), text).unwrap();
+    for args in [
+        &["config", "get", "defaults.ports"][..],
+        &["config", "set", "defaults.ports", "1"],
+    ] {
+        let (code, _, err) = run(dir, args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        for needle in [
+            "no `project:` key",
+            "project: NAME",
+            "NAME-dev",
+            "nothing was changed",
+        ] {
+            assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+        }
+    }
+    assert_eq!(yaml(dir), text);
+    assert!(!log_path(dir).exists());
+}
+
+#[test]
+fn readers_cache_a_foreign_write_so_the_next_reader_does_not_parse_it_issue_11_case_11() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "1");
+    go_tool_write(dir, |t| t.replace("- 1", "- 2"));
+    let cache = dir.join(".containers.cache");
+    assert!(!cache.exists());
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([2]));
+    // Keyed by the exact bytes of the YAML it mirrors.
+    let head: serde_json::Value = {
+        let bytes = std::fs::read(&cache).expect("a reader wrote the cache");
+        let line = bytes.split(|b| *b == b'\n').next().unwrap().to_vec();
+        serde_json::from_slice(&line).unwrap()
+    };
+    let sha = ldm::store::snapshot::hex(&ldm::store::snapshot::sha256(yaml(dir).as_bytes()));
+    assert_eq!(head["yaml_sha256"], serde_json::json!(sha));
+    // The next reader uses it (it rewrites it only when it had to parse).
+    let stamp = std::fs::metadata(&cache).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([2]));
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().modified().unwrap(),
+        stamp
+    );
+    // The next writer folds the merge: the cache is gone, the base serves.
+    set(dir, "defaults.user.name", "a");
+    assert!(!cache.exists());
+}
