@@ -389,8 +389,10 @@ pub fn query(lxd: &str) -> Vec<String> {
     argv(&["query", &format!("/1.0/instances/{lxd}?recursion=1")])
 }
 
-/// Checks `stdin` is `USER:$6$...\n` and that the hash is `password`'s
-/// (glibc crypt through python3's `crypt` module, as `chpasswd -e` would).
+/// Checks `stdin` is `USER:$6$...\n` and that the hash is `password`'s:
+/// python3 calls the system's crypt(3) (libcrypt, which `chpasswd -e` and
+/// login use) through ctypes, so the check does not trust ldm's own hashing
+/// crate. Fails, saying so, if python3 or libcrypt is missing.
 pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
     use std::io::Write;
     let hash = stdin
@@ -401,12 +403,20 @@ pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
         hash.starts_with("$6$") && !hash.contains(password),
         "{hash}"
     );
-    let check = "import crypt, sys\nh = sys.argv[1]\nsys.exit(0 if crypt.crypt(sys.stdin.buffer.read().decode(), h) == h else 3)";
+    let check = r#"import ctypes, ctypes.util, sys
+name = ctypes.util.find_library("crypt")
+if name is None:
+    sys.exit(4)
+lib = ctypes.CDLL(name)
+lib.crypt.restype = ctypes.c_char_p
+lib.crypt.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+h = sys.argv[1].encode()
+sys.exit(0 if lib.crypt(sys.stdin.buffer.read(), h) == h else 3)"#;
     let mut child = Command::new("python3")
-        .args(["-W", "ignore", "-c", check, hash])
+        .args(["-c", check, hash])
         .stdin(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("this test needs python3 to check the hash: {e}"));
     child
         .stdin
         .take()
@@ -416,6 +426,9 @@ pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
     match child.wait().unwrap().code() {
         Some(0) => {}
         Some(3) => panic!("{hash} is not the hash of {password:?}"),
-        _ => eprintln!("python3 crypt unavailable: hash not verified"),
+        Some(4) => {
+            panic!("this test needs libcrypt (crypt(3)) to check the hash; python3 finds none")
+        }
+        other => panic!("the hash check in python3 failed (exit {other:?})"),
     }
 }
