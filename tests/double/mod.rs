@@ -84,6 +84,9 @@ pub struct Call {
     pub ppid: u32,
     /// Unix time of the call.
     pub t: f64,
+    /// Unix time it exited (`ends.jsonl`); `None` while it runs, or if it
+    /// was killed.
+    pub end: Option<f64>,
 }
 
 /// Contents of a `hang.VERB` marker.
@@ -199,8 +202,22 @@ impl Env {
             .expect("spawn ldm")
     }
 
-    /// Every client call so far, in order.
+    /// Every client call so far, in order, with its end time where it has
+    /// finished.
     pub fn calls(&self) -> Vec<Call> {
+        // Keyed by pid and start time: a pid the kernel reuses is another call.
+        let ends: BTreeMap<(u64, u64), f64> = std::fs::read_to_string(self.dd.join("ends.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("end line is JSON");
+                let key = (
+                    v["pid"].as_u64().unwrap(),
+                    v["start"].as_f64().unwrap().to_bits(),
+                );
+                (key, v["t"].as_f64().unwrap())
+            })
+            .collect();
         let text = std::fs::read_to_string(self.dd.join("calls.jsonl")).unwrap_or_default();
         text.lines()
             .map(|l| {
@@ -216,6 +233,12 @@ impl Env {
                     pid: v["pid"].as_u64().unwrap() as u32,
                     ppid: v["ppid"].as_u64().unwrap() as u32,
                     t: v["t"].as_f64().unwrap(),
+                    end: ends
+                        .get(&(
+                            v["pid"].as_u64().unwrap(),
+                            v["t"].as_f64().unwrap().to_bits(),
+                        ))
+                        .copied(),
                 }
             })
             .collect()
@@ -225,6 +248,7 @@ impl Env {
     pub fn take_calls(&self) -> Vec<Call> {
         let calls = self.calls();
         let _ = std::fs::remove_file(self.dd.join("calls.jsonl"));
+        let _ = std::fs::remove_file(self.dd.join("ends.jsonl"));
         calls
     }
 
