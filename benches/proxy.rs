@@ -7,6 +7,11 @@
 //!   its own process, as `ldm proxy` does;
 //! - the client is this process.
 //!
+//! Direct and proxied runs alternate, ABBA...: round r runs direct first
+//! when r is even and the proxy first when it is odd, so neither arm always
+//! gets the warmer (or the noisier) slot. Ratios are computed one way: the
+//! proxy's median over the direct arm's median, of the same rounds.
+//!
 //! It prints, as ratios to direct: one-way throughput (client → sink, which
 //! acknowledges the byte count at the end, like iperf3), echo throughput
 //! (both directions of one connection at once), CPU per MiB of all three
@@ -62,7 +67,7 @@ fn main() {
     println!("{:<22} {:>10} {:>10} {:>9}", "", "direct", "proxy", "ratio");
     one.print("one-way MiB/s");
     two.print("echo MiB/s");
-    let lat = [&echo, &echo_p].map(|s| latency(s.addr));
+    let lat = latency([&echo, &echo_p].map(|s| s.addr));
     for (name, q) in [("latency p50 us", 0.50), ("latency p99 us", 0.99)] {
         let [d, p] = [0, 1].map(|i| quantile(&lat[i], q));
         println!("{name:<22} {d:>10.1} {p:>10.1} {:>+7.1}us", p - d);
@@ -106,13 +111,18 @@ impl Figures {
 }
 
 /// Runs `run` against direct and proxy in turn, `rounds` times, so machine
-/// noise hits both alike. CPU counts the client, server and proxy processes.
+/// noise hits both alike; the arm that goes first alternates each round.
+/// CPU counts the client, server and proxy processes.
 fn measure(rounds: usize, to: [&Server; 2], run: impl Fn(SocketAddr) -> f64) -> Figures {
     let mut speed = [vec![], vec![]];
     let mut cpu = [vec![], vec![]];
-    let _ = run(to[0].addr); // warm up caches and the page allocator
-    for _ in 0..rounds {
-        for (i, target) in to.iter().enumerate() {
+    // Warm up caches and the page allocator, through both arms.
+    for target in to {
+        let _ = run(target.addr);
+    }
+    for round in 0..rounds {
+        for i in order(round) {
+            let target = to[i];
             let mut pids = vec![to[0].pid()];
             if i > 0 {
                 pids.push(target.pid());
@@ -290,22 +300,50 @@ fn cpu_seconds(children: &[u32]) -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime) + children.iter().map(child).sum::<f64>()
 }
 
-/// Round-trip times of 64-byte messages, in microseconds, sorted.
-fn latency(to: SocketAddr) -> Vec<f64> {
-    let mut s = TcpStream::connect(to).expect("connect");
-    s.set_nodelay(true).expect("nodelay");
+/// The arm indices (0 direct, 1 proxy) in the order round `round` runs them.
+fn order(round: usize) -> [usize; 2] {
+    if round.is_multiple_of(2) {
+        [0, 1]
+    } else {
+        [1, 0]
+    }
+}
+
+/// Round-trip times of 64-byte messages through each of the two addresses,
+/// in microseconds, sorted: [`PINGS`] each after 1000 warm-up round trips,
+/// in 20 rounds that alternate which address goes first, like [`measure`].
+fn latency(to: [SocketAddr; 2]) -> [Vec<f64>; 2] {
+    const ROUNDS: usize = 20;
+    let mut socks = to.map(|a| {
+        let s = TcpStream::connect(a).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s
+    });
     let msg = [7u8; 64];
     let mut back = [0u8; 64];
-    let mut out = Vec::with_capacity(PINGS);
-    for i in 0..PINGS + 1000 {
+    let mut ping = |s: &mut TcpStream| {
         let t0 = Instant::now();
         s.write_all(&msg).expect("write");
         s.read_exact(&mut back).expect("read");
-        if i >= 1000 {
-            out.push(t0.elapsed().as_secs_f64() * 1e6);
+        t0.elapsed().as_secs_f64() * 1e6
+    };
+    for s in &mut socks {
+        for _ in 0..1000 {
+            ping(s);
         }
     }
-    out.sort_by(f64::total_cmp);
+    let mut out = [Vec::with_capacity(PINGS), Vec::with_capacity(PINGS)];
+    for round in 0..ROUNDS {
+        for i in order(round) {
+            for _ in 0..PINGS / ROUNDS {
+                let t = ping(&mut socks[i]);
+                out[i].push(t);
+            }
+        }
+    }
+    for v in &mut out {
+        v.sort_by(f64::total_cmp);
+    }
     thread::sleep(Duration::from_millis(10));
     out
 }

@@ -23,7 +23,7 @@ const PER_WRITER: usize = 100;
 /// user name; every value is distinct.
 fn planned(i: usize, k: usize) -> (String, String, Mutation) {
     let container = Some(format!("c{i}"));
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         let port = (10_000 + i * 1000 + k) as u16;
         let m = Mutation::PortsSet {
             container,

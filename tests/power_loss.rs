@@ -415,7 +415,7 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
                         None
                     }
                     Action::Read | Action::Recover => {
-                        let read = if done % 2 == 0 {
+                        let read = if done.is_multiple_of(2) {
                             store.read()
                         } else {
                             store.recover()
@@ -572,7 +572,7 @@ fn sweep(env: &Env, base: Schedule, all_names: bool, tally: &mut Tally) -> (u64,
         loop {
             let names: &[u64] = if all_names {
                 &[0, 4]
-            } else if (point + base.seed) % 2 == 0 {
+            } else if (point + base.seed).is_multiple_of(2) {
                 &[0]
             } else {
                 &[4]

@@ -84,6 +84,9 @@ pub struct Call {
     pub ppid: u32,
     /// Unix time of the call.
     pub t: f64,
+    /// Unix time it exited (`ends.jsonl`); `None` while it runs, or if it
+    /// was killed.
+    pub end: Option<f64>,
 }
 
 /// Contents of a `hang.VERB` marker.
@@ -199,8 +202,22 @@ impl Env {
             .expect("spawn ldm")
     }
 
-    /// Every client call so far, in order.
+    /// Every client call so far, in order, with its end time where it has
+    /// finished.
     pub fn calls(&self) -> Vec<Call> {
+        // Keyed by pid and start time: a pid the kernel reuses is another call.
+        let ends: BTreeMap<(u64, u64), f64> = std::fs::read_to_string(self.dd.join("ends.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("end line is JSON");
+                let key = (
+                    v["pid"].as_u64().unwrap(),
+                    v["start"].as_f64().unwrap().to_bits(),
+                );
+                (key, v["t"].as_f64().unwrap())
+            })
+            .collect();
         let text = std::fs::read_to_string(self.dd.join("calls.jsonl")).unwrap_or_default();
         text.lines()
             .map(|l| {
@@ -216,6 +233,12 @@ impl Env {
                     pid: v["pid"].as_u64().unwrap() as u32,
                     ppid: v["ppid"].as_u64().unwrap() as u32,
                     t: v["t"].as_f64().unwrap(),
+                    end: ends
+                        .get(&(
+                            v["pid"].as_u64().unwrap(),
+                            v["t"].as_f64().unwrap().to_bits(),
+                        ))
+                        .copied(),
                 }
             })
             .collect()
@@ -225,6 +248,7 @@ impl Env {
     pub fn take_calls(&self) -> Vec<Call> {
         let calls = self.calls();
         let _ = std::fs::remove_file(self.dd.join("calls.jsonl"));
+        let _ = std::fs::remove_file(self.dd.join("ends.jsonl"));
         calls
     }
 
@@ -389,8 +413,10 @@ pub fn query(lxd: &str) -> Vec<String> {
     argv(&["query", &format!("/1.0/instances/{lxd}?recursion=1")])
 }
 
-/// Checks `stdin` is `USER:$6$...\n` and that the hash is `password`'s
-/// (glibc crypt through python3's `crypt` module, as `chpasswd -e` would).
+/// Checks `stdin` is `USER:$6$...\n` and that the hash is `password`'s:
+/// python3 calls the system's crypt(3) (libcrypt, which `chpasswd -e` and
+/// login use) through ctypes, so the check does not trust ldm's own hashing
+/// crate. Fails, saying so, if python3 or libcrypt is missing.
 pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
     use std::io::Write;
     let hash = stdin
@@ -401,12 +427,20 @@ pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
         hash.starts_with("$6$") && !hash.contains(password),
         "{hash}"
     );
-    let check = "import crypt, sys\nh = sys.argv[1]\nsys.exit(0 if crypt.crypt(sys.stdin.buffer.read().decode(), h) == h else 3)";
+    let check = r#"import ctypes, ctypes.util, sys
+name = ctypes.util.find_library("crypt")
+if name is None:
+    sys.exit(4)
+lib = ctypes.CDLL(name)
+lib.crypt.restype = ctypes.c_char_p
+lib.crypt.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+h = sys.argv[1].encode()
+sys.exit(0 if lib.crypt(sys.stdin.buffer.read(), h) == h else 3)"#;
     let mut child = Command::new("python3")
-        .args(["-W", "ignore", "-c", check, hash])
+        .args(["-c", check, hash])
         .stdin(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("this test needs python3 to check the hash: {e}"));
     child
         .stdin
         .take()
@@ -416,6 +450,9 @@ pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
     match child.wait().unwrap().code() {
         Some(0) => {}
         Some(3) => panic!("{hash} is not the hash of {password:?}"),
-        _ => eprintln!("python3 crypt unavailable: hash not verified"),
+        Some(4) => {
+            panic!("this test needs libcrypt (crypt(3)) to check the hash; python3 finds none")
+        }
+        other => panic!("the hash check in python3 failed (exit {other:?})"),
     }
 }

@@ -106,7 +106,7 @@ impl Loss {
         const DATA: [Torn; 4] = [Torn::Drop, Torn::Prefix, Torn::Garbage, Torn::KeepAll];
         Loss {
             data: DATA[(i % 4) as usize],
-            lose_unsynced_names: (i / 4) % 2 == 0,
+            lose_unsynced_names: (i / 4).is_multiple_of(2),
             seed,
         }
     }
