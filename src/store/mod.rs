@@ -26,14 +26,18 @@
 //! `repair.rs` (`doctor`), `paths.rs` (discovery), `options.rs` (options
 //! and notices), `fs.rs` (the I/O seam and safe opens), `failpoint.rs`.
 
+// Public: what commands use, the I/O seam tests replace, and the on-disk
+// format (records, log scanning, the YAML document), which tests, the
+// fuzzers and tools read. `recover::load` is the read-only way to look at a
+// store's files as a load sees them. Everything else is private.
 mod backup;
 mod cache;
 mod compact;
 mod error;
-pub mod failpoint;
+mod failpoint;
 pub mod fs;
-pub mod lineage;
-pub mod lock;
+mod lineage;
+mod lock;
 pub mod log;
 mod options;
 mod owner;
