@@ -1677,12 +1677,14 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             "LXD still has {:?}",
             left.iter().map(|i| &i["name"]).collect::<Vec<_>>()
         );
-        // containers.lock stays by design (removing a held lock file would
-        // let two processes "hold" it); everything else of ldm's goes.
+        // The lock files stay by design (removing a lock file someone may
+        // hold would let two processes "hold" it): ldm's containers.lock and
+        // lxc-dev-manager's containers.yaml.lock, which ldm takes too.
+        // Everything else of ldm's goes.
         let left: Vec<String> = std::fs::read_dir(&self.dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "containers.lock")
+            .filter(|n| n != "containers.lock" && n != "containers.yaml.lock")
             .collect();
         assert!(left.is_empty(), "project delete left {left:?}");
         self.ldm(&["list"]).expect_code(1);
