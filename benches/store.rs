@@ -136,7 +136,7 @@ fn bench_size(root: &Path, n: usize, iters: usize) -> Row {
     let yaml_bytes = fs::read(&paths.yaml).unwrap();
     let log_bytes = fs::read(&paths.log).unwrap();
     let parse = sample(load_iters(n), || {
-        recover::parse_yaml(&paths, &yaml_bytes).expect("parse")
+        snapshot::parse_yaml(&paths, &yaml_bytes).expect("parse")
     });
     let text = std::str::from_utf8(&yaml_bytes).unwrap();
     let decode = sample(load_iters(n), || snapshot::decode(text).expect("decode"));
@@ -339,7 +339,7 @@ fn report(rows: &[Row]) {
             r.json_ms
         );
     }
-    println!("  load = Store::read (median; min as an uncontended hint); parse = recover::parse_yaml (UTF-8 + decode + validate); replay = log::scan + recover::replay");
+    println!("  load = Store::read (median; min as an uncontended hint); parse = snapshot::parse_yaml (UTF-8 + decode + validate); replay = log::scan + recover::replay");
     println!("  json alt = crc32 of the YAML bytes + serde_json decode of the same Project: what the load cache (.containers.cache) path costs once its file is read");
 
     println!();

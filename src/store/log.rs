@@ -144,30 +144,10 @@ pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: Option
             Decoded::Invalid { reason } => Err((reason, String::new())),
         };
         if let Err((short, long)) = failure {
-            // A record with a valid checksum is never a torn write: refuse it.
-            let valid_crc = !long.is_empty();
-            let next = next_valid(bytes, pos + 1, prev).map(|p| base + p as u64);
-            let tail = if valid_crc || next.is_some() {
-                Tail::Corrupt {
-                    offset: at,
-                    next_valid: next,
-                    reason: if long.is_empty() {
-                        short.to_string()
-                    } else {
-                        long
-                    },
-                }
-            } else {
-                Tail::Torn {
-                    offset: at,
-                    dropped: (bytes.len() - pos) as u64,
-                    reason: short,
-                }
-            };
             return Scan {
                 entries,
                 end: at,
-                tail,
+                tail: failed_at(bytes, pos, base, prev, short, long),
             };
         }
     }
@@ -175,6 +155,40 @@ pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: Option
         entries,
         end: base + pos as u64,
         tail: Tail::Clean,
+    }
+}
+
+/// How a stretch ends whose record at `pos` (file offset `base + pos`) did
+/// not decode: `short` says why; `long`, when set, that its checksum is
+/// valid (so it is not a torn write). The rule of the module doc.
+fn failed_at(
+    bytes: &[u8],
+    pos: usize,
+    base: u64,
+    prev: Option<u64>,
+    short: &'static str,
+    long: String,
+) -> Tail {
+    let at = base + pos as u64;
+    // A record with a valid checksum is never a torn write: refuse it.
+    let valid_crc = !long.is_empty();
+    let next = next_valid(bytes, pos + 1, prev).map(|p| base + p as u64);
+    if valid_crc || next.is_some() {
+        Tail::Corrupt {
+            offset: at,
+            next_valid: next,
+            reason: if long.is_empty() {
+                short.to_string()
+            } else {
+                long
+            },
+        }
+    } else {
+        Tail::Torn {
+            offset: at,
+            dropped: (bytes.len() - pos) as u64,
+            reason: short,
+        }
     }
 }
 

@@ -20,8 +20,9 @@
 //! Files: `record.rs` (framing), `log.rs` (scanning), `snapshot.rs` (YAML
 //! document and mark), `cache.rs` (the base and the load cache),
 //! `lineage.rs` (whose YAML this is: the one rule), `recover.rs` (load),
-//! `writer.rs` (what a writer does with what it loaded), `compact.rs` (fold
-//! and compaction), `backup.rs` (bytes kept beside the log), `lock.rs`
+//! `writer.rs` (what a writer does with what it loaded), `append.rs` (the
+//! append and the fold after it), `create.rs`, `compact.rs` (fold and
+//! compaction), `backup.rs` (bytes kept beside the log), `lock.rs`
 //! (ldm's and lxc-dev-manager's locks), `owner.rs` (operation owners),
 //! `repair.rs` (`doctor`), `paths.rs` (discovery), `options.rs` (options
 //! and notices), `fs.rs` (the I/O seam and safe opens), `failpoint.rs`.
@@ -30,9 +31,11 @@
 // format (records, log scanning, the YAML document), which tests, the
 // fuzzers and tools read. `recover::load` is the read-only way to look at a
 // store's files as a load sees them. Everything else is private.
+mod append;
 mod backup;
 mod cache;
 mod compact;
+mod create;
 mod error;
 mod failpoint;
 pub mod fs;
@@ -163,7 +166,7 @@ impl Store {
     /// and an empty log. Refuses if a project is already there. If a step
     /// fails, what it made is removed again (the folder is as it was).
     pub fn create(dir: &Path, project: &Project, opts: Options) -> Result<Store, StoreError> {
-        writer::create(dir, project, &opts)?;
+        create::create(dir, project, &opts)?;
         Ok(Store::open(Paths::in_dir(dir), opts))
     }
 
@@ -278,7 +281,7 @@ impl Store {
         let mut go = Some(self.go()?);
         self.sync_view(&mut go)?;
         self.compact_locked()?;
-        writer::remove_files(&*self.opts.fs, &self.paths)?;
+        create::remove_files(&*self.opts.fs, &self.paths)?;
         self.view = None;
         Ok(())
     }

@@ -14,7 +14,7 @@ use super::fs::{FileId, Fs};
 use super::lineage::{self, LogInfo, Origin};
 use super::log::{self, Entry, Scan, Tail};
 use super::record::{self, Header};
-use super::snapshot::{self, Doc, DocError};
+use super::snapshot::{self, Doc};
 use super::Paths;
 use crate::model::merge::{self, Conflict};
 use crate::model::Project;
@@ -97,52 +97,17 @@ impl Loaded {
 /// Reads the YAML, the base and the log, and builds the state. A torn tail
 /// is left in `log.scan.tail` for the caller; damage is an error.
 pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
-    let yaml_id = fs
-        .stat(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths))?;
-    if yaml_id.len > YAML_MAX_BYTES {
-        return Err(StoreError::TooBig {
-            path: paths.yaml.clone(),
-            len: yaml_id.len,
-            limit: YAML_MAX_BYTES,
-        });
-    }
-    let bytes = fs
-        .read(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths))?;
-    let yaml_key = Key::of(&bytes);
-    let mut base = cache::read(fs, paths, FOLDED_FILE);
-    let (doc, parsed) = match &mut base {
-        // The base is these very bytes: its state is the YAML's (moved, not
-        // copied: a base that matches the YAML is never needed for a merge).
-        Some((k, d)) if *k == yaml_key => {
-            let doc = Doc {
-                project: std::mem::take(&mut d.project),
-                mark: d.mark,
-                written: d.written,
-                unknown: std::mem::take(&mut d.unknown),
-            };
-            (doc, false)
-        }
-        _ => match cache::read(fs, paths, CACHE_FILE) {
-            Some((k, d)) if k == yaml_key => (d, false),
-            _ => (parse_yaml(paths, &bytes)?, true),
-        },
-    };
-    if !parsed {
-        // Made from these very bytes, perhaps by an ldm whose rules differ.
-        validated(paths, &doc.project)?;
-    }
-    let log = read_log(fs, paths, &doc)?;
+    let yaml = read_yaml(fs, paths)?;
+    let log = read_log(fs, paths, &yaml.doc)?;
     let origin = lineage::classify(
-        &doc,
-        &yaml_key,
-        base.as_ref(),
+        &yaml.doc,
+        &yaml.key,
+        yaml.base.as_ref(),
         log.as_ref().map(|(l, _)| &l.info),
     );
     // The YAML's own state is needed beside the result only to merge it,
     // to cache a parse, or to rewrite a stale base; else it moves.
-    let keep_doc = parsed
+    let keep_doc = yaml.parsed
         || !matches!(
             origin,
             Origin::Ours {
@@ -150,84 +115,34 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
                 ..
             }
         );
+    let mut doc = yaml.doc;
     let project = if keep_doc {
         doc.project.clone()
     } else {
-        Project::default()
+        std::mem::take(&mut doc.project)
     };
+    let extras =
+        (!doc.unknown.is_empty() || snapshot::has_own_comments(&yaml.bytes)).then_some(yaml.bytes);
     let mut loaded = Loaded {
         project,
-        yaml_id,
-        yaml_key,
+        yaml_id: yaml.id,
+        yaml_key: yaml.key,
         doc,
-        base,
+        base: yaml.base,
         origin,
         log: None,
         last_seq: 0,
         merge: None,
-        parsed,
+        parsed: yaml.parsed,
         damaged_but_folded: false,
-        extras: None,
+        extras,
     };
-    if !loaded.doc.unknown.is_empty() || has_own_comments(&bytes) {
-        loaded.extras = Some(bytes);
-    }
-    if !keep_doc {
-        loaded.project = std::mem::take(&mut loaded.doc.project);
-    }
     let Some((mut log, log_bytes)) = log else {
         loaded.last_seq = loaded.doc.mark.map_or(0, |m| m.seq);
         return Ok(loaded);
     };
-    let body = &log_bytes[log.header.len()..];
-    let base_at = log.header.len() as u64;
-    // Which records the state needs, decoded; those before are folded.
-    let after = match origin {
-        Origin::NoLog => u64::MAX,
-        Origin::Ours { seq, .. } => seq,
-        Origin::Legacy { seq, log_folded } => {
-            if log_folded {
-                u64::MAX
-            } else {
-                seq
-            }
-        }
-        Origin::Foreign {
-            base_seq: Some(b), ..
-        } => b,
-        Origin::Foreign { base_seq: None, .. } => dropped_from(&loaded.doc, &log),
-    };
-    log.scan = log::scan_after(body, base_at, log.header.prev_seq, Some(after));
-    if let Tail::Corrupt { offset, .. } = log.scan.tail {
-        // Damage among records the YAML holds already (every valid record
-        // after it is folded too) does not matter: a writer compacts it
-        // away. Damage before a record the state needs is refused.
-        let from = (offset - base_at) as usize;
-        let folded = matches!(origin, Origin::Ours { .. } | Origin::Legacy { .. })
-            && log::max_valid_seq(&body[from..]).is_none_or(|s| s <= after);
-        if folded {
-            loaded.damaged_but_folded = true;
-            log.scan.tail = Tail::Clean;
-        }
-    }
-    match &log.scan.tail {
-        Tail::Corrupt { offset, reason, .. } => {
-            return Err(StoreError::Corrupt {
-                path: paths.log.clone(),
-                offset: *offset,
-                reason: reason.clone(),
-            })
-        }
-        Tail::Newer { offset, seq, op } => {
-            return Err(StoreError::NewerRecord {
-                path: paths.log.clone(),
-                offset: *offset,
-                seq: *seq,
-                op: op.clone(),
-            })
-        }
-        Tail::Clean | Tail::Torn { .. } => {}
-    }
+    let after = folded_up_to(origin, &loaded.doc, &log);
+    loaded.damaged_but_folded = scan_records(&mut log, &log_bytes, origin, after, paths)?;
     let records: Vec<Entry> = log
         .scan
         .entries
@@ -241,9 +156,140 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
         .last()
         .map_or(log.info.prev_seq, |e| e.seq)
         .max(after.min(log.info.last_seq));
+    apply_records(&mut loaded, records, paths)?;
+    loaded.log = Some(log);
+    Ok(loaded)
+}
+
+/// `containers.yaml` as read: its identity, bytes and key, the base, and
+/// its parsed form (from the base or the cache when they hold these bytes).
+struct YamlRead {
+    id: FileId,
+    bytes: Vec<u8>,
+    key: Key,
+    base: Option<(Key, Doc)>,
+    doc: Doc,
+    parsed: bool,
+}
+
+fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
+    let id = fs
+        .stat(&paths.yaml)
+        .map_err(|e| not_found_or_io(e, paths))?;
+    if id.len > YAML_MAX_BYTES {
+        return Err(StoreError::TooBig {
+            path: paths.yaml.clone(),
+            len: id.len,
+            limit: YAML_MAX_BYTES,
+        });
+    }
+    let bytes = fs
+        .read(&paths.yaml)
+        .map_err(|e| not_found_or_io(e, paths))?;
+    let key = Key::of(&bytes);
+    let mut base = cache::read(fs, paths, FOLDED_FILE);
+    let (doc, parsed) = match &mut base {
+        // The base is these very bytes: its state is the YAML's (moved, not
+        // copied: a base that matches the YAML is never needed for a merge).
+        Some((k, d)) if *k == key => {
+            let doc = Doc {
+                project: std::mem::take(&mut d.project),
+                mark: d.mark,
+                written: d.written,
+                unknown: std::mem::take(&mut d.unknown),
+            };
+            (doc, false)
+        }
+        _ => match cache::read(fs, paths, CACHE_FILE) {
+            Some((k, d)) if k == key => (d, false),
+            _ => (snapshot::parse_yaml(paths, &bytes)?, true),
+        },
+    };
+    if !parsed {
+        // Made from these very bytes, perhaps by an ldm whose rules differ.
+        snapshot::validated(paths, &doc.project)?;
+    }
+    Ok(YamlRead {
+        id,
+        bytes,
+        key,
+        base,
+        doc,
+        parsed,
+    })
+}
+
+/// The last record the state's starting point holds already: records up to
+/// it are skipped (not even decoded), those after it applied.
+fn folded_up_to(origin: Origin, doc: &Doc, log: &LogFound) -> u64 {
     match origin {
+        Origin::NoLog => u64::MAX,
+        Origin::Ours { seq, .. } => seq,
+        Origin::Legacy { seq, log_folded } => {
+            if log_folded {
+                u64::MAX
+            } else {
+                seq
+            }
+        }
+        Origin::Foreign {
+            base_seq: Some(b), ..
+        } => b,
+        Origin::Foreign { base_seq: None, .. } => dropped_from(doc, log),
+    }
+}
+
+/// Scans the log's records, decoding those after `after`; refuses damage
+/// before a record the state needs and a newer ldm's record. Returns true
+/// when the only damage lies among folded records.
+fn scan_records(
+    log: &mut LogFound,
+    bytes: &[u8],
+    origin: Origin,
+    after: u64,
+    paths: &Paths,
+) -> Result<bool, StoreError> {
+    let body = &bytes[log.header.len()..];
+    let base_at = log.header.len() as u64;
+    log.scan = log::scan_after(body, base_at, log.header.prev_seq, Some(after));
+    if let Tail::Corrupt { offset, .. } = log.scan.tail {
+        // Damage among records the YAML holds already (every valid record
+        // after it is folded too) does not matter: a writer compacts it
+        // away. Damage before a record the state needs is refused.
+        let from = (offset - base_at) as usize;
+        let folded = matches!(origin, Origin::Ours { .. } | Origin::Legacy { .. })
+            && log::max_valid_seq(&body[from..]).is_none_or(|s| s <= after);
+        if folded {
+            log.scan.tail = Tail::Clean;
+            return Ok(true);
+        }
+    }
+    match &log.scan.tail {
+        Tail::Corrupt { offset, reason, .. } => Err(StoreError::Corrupt {
+            path: paths.log.clone(),
+            offset: *offset,
+            reason: reason.clone(),
+        }),
+        Tail::Newer { offset, seq, op } => Err(StoreError::NewerRecord {
+            path: paths.log.clone(),
+            offset: *offset,
+            seq: *seq,
+            op: op.clone(),
+        }),
+        Tail::Clean | Tail::Torn { .. } => Ok(false),
+    }
+}
+
+/// Builds the state from its starting point and ldm's `records` after it:
+/// replayed onto ldm's own fold, or merged with another writer's file.
+fn apply_records(
+    loaded: &mut Loaded,
+    records: Vec<Entry>,
+    paths: &Paths,
+) -> Result<(), StoreError> {
+    match loaded.origin {
         Origin::NoLog | Origin::Ours { .. } | Origin::Legacy { .. } => {
-            replay(&mut loaded.project, &records, paths)?;
+            return replay(&mut loaded.project, &records, paths);
         }
         Origin::Foreign {
             base_seq: Some(_),
@@ -281,22 +327,8 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
             });
         }
     }
-    if loaded.merge.is_some() {
-        // Each side was valid; check the combination all the same.
-        validated(paths, &loaded.project)?;
-    }
-    loaded.log = Some(log);
-    Ok(loaded)
-}
-
-/// True if the YAML has comment lines besides the two of ldm's header: a
-/// rewrite would drop them. (Comments after a value on the same line are
-/// not noticed; DESIGN.md says so.)
-fn has_own_comments(bytes: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(bytes);
-    text.lines()
-        .skip_while(|l| l.starts_with("# ldm project file") || l.starts_with("# between commands"))
-        .any(|l| l.trim_start().starts_with('#'))
+    // Each side was valid; check the combination all the same.
+    snapshot::validated(paths, &loaded.project)
 }
 
 /// Without a base, the records that may hold changes the file lacks: all
@@ -374,56 +406,6 @@ pub fn replay(project: &mut Project, entries: &[Entry], paths: &Paths) -> Result
         }
     }
     Ok(())
-}
-
-/// Parses and validates the bytes of `containers.yaml`.
-pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<Doc, StoreError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| StoreError::Yaml {
-        path: paths.yaml.clone(),
-        line: None,
-        column: None,
-        message: format!(
-            "the file is not UTF-8 text (bad byte at offset {})",
-            e.valid_up_to()
-        ),
-    })?;
-    let doc = snapshot::decode(text).map_err(|e| match e {
-        DocError::NoProject => StoreError::NoProjectKey {
-            path: paths.yaml.clone(),
-            example: example_names(text),
-        },
-        DocError::Yaml(e) => StoreError::Yaml {
-            path: paths.yaml.clone(),
-            line: e.line,
-            column: e.column,
-            message: e.message,
-        },
-    })?;
-    validated(paths, &doc.project)?;
-    Ok(doc)
-}
-
-/// For the "no `project:`" error: the project name ldm would suggest (the
-/// folder's) and one container name of the file, to show the LXD names.
-fn example_names(text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Containers {
-        #[serde(default)]
-        containers: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
-    }
-    let c: Containers = crate::yaml::from_str(text).ok()?;
-    c.containers?.keys().next().cloned()
-}
-
-/// Checks the values of a loaded `containers.yaml`; errors name the key.
-fn validated(paths: &Paths, project: &Project) -> Result<(), StoreError> {
-    project
-        .validate()
-        .map_err(|(key, error)| StoreError::Invalid {
-            path: paths.yaml.clone(),
-            key,
-            error,
-        })
 }
 
 fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {

@@ -24,9 +24,9 @@ use super::lineage::{self, LogInfo, Origin};
 use super::log::{self, Tail};
 use super::record::{self, HeaderError};
 use super::recover::{self, Loaded};
-use super::snapshot::Written;
+use super::snapshot::{self, Doc, Written};
 use super::Paths;
-use crate::model::merge;
+use crate::model::{merge, Project};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -215,7 +215,7 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
     let yaml = fs
         .read(&paths.yaml)
         .map_err(|e| StoreError::io("read", &paths.yaml, e))?;
-    let doc = recover::parse_yaml(paths, &yaml)?;
+    let doc = snapshot::parse_yaml(paths, &yaml)?;
     let bytes = match fs.read(&paths.log) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RepairReport::default()),
         Err(e) => return Err(StoreError::io("read", &paths.log, e)),
@@ -262,31 +262,50 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
     let base = cache::read(fs, paths, FOLDED_FILE);
     let origin = lineage::classify(&doc, &key, base.as_ref(), info.as_ref());
     // The state the records apply to, and the last record it holds.
-    let (mut project, skip) = match (header, origin) {
-        // No readable header: the records after it continue the YAML's mark.
-        (None, _) => (doc.project.clone(), doc.mark.map_or(0, |m| m.seq)),
-        (Some(_), origin) => match origin {
-            Origin::Ours { seq, .. }
-            | Origin::Legacy {
-                seq,
-                log_folded: false,
-            } => (doc.project.clone(), seq),
-            Origin::Legacy {
-                log_folded: true, ..
-            }
-            | Origin::NoLog => (doc.project.clone(), u64::MAX),
-            Origin::Foreign {
-                base_seq: Some(b), ..
-            } => match &base {
-                Some((_, d)) => (d.project.clone(), b),
-                None => (doc.project.clone(), info.map_or(0, |i| i.prev_seq)),
-            },
-            Origin::Foreign { base_seq: None, .. } => {
-                (doc.project.clone(), info.map_or(0, |i| i.prev_seq))
-            }
-        },
-    };
+    let (mut project, skip) =
+        starting_point(header.is_some(), origin, &doc, base.as_ref(), info.as_ref());
     let ours_from = project.clone();
+    let kept_entries = keep_records(&bytes, start, skip, &mut project, &mut report);
+    // Another writer's YAML: merge as a load would, keeping what it drops.
+    if let (Some(_), Origin::Foreign { base_seq, writer }) = (header, origin) {
+        let (merged, conflicts) = match base_seq {
+            Some(_) => merge::merge(&ours_from, &project, &doc.project, writer),
+            None => (
+                doc.project.clone(),
+                merge::differences(&project, &doc.project),
+            ),
+        };
+        if !conflicts.is_empty() {
+            report.dropped_changes =
+                Some(backup::keep_dropped(fs, paths, &conflicts, &kept_entries)?);
+        }
+        project = merged;
+    }
+    report.backup = Some(backup::keep(fs, paths, "broken", &bytes)?);
+    // The new YAML's mark is past every valid record of the old log, so a
+    // crash before the log is replaced leaves a readable pair.
+    let last = max_seq
+        .max(doc.mark.map_or(0, |m| m.seq))
+        .max(info.map_or(0, |i| i.prev_seq));
+    let id = header
+        .and_then(|h| h.id)
+        .unwrap_or_else(compact::new_log_id);
+    let generation = header.map_or(0, |h| h.generation);
+    compact::compact(fs, paths, &project, generation, &id, last)?;
+    Ok(report)
+}
+
+/// Walks the log from `start`, applying every record with a valid checksum
+/// after `skip` to `project` (each all or nothing: a record is one commit),
+/// resyncing past damage; notes in `report` what it keeps and drops.
+/// Returns the records it kept.
+fn keep_records(
+    bytes: &[u8],
+    start: usize,
+    skip: u64,
+    project: &mut Project,
+    report: &mut RepairReport,
+) -> Vec<log::Entry> {
     let mut kept_entries = Vec::new();
     let mut pos = start;
     while pos < bytes.len() {
@@ -299,7 +318,7 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
             let mut next = project.clone();
             match e.mutations.iter().try_for_each(|m| next.apply(m)) {
                 Ok(()) => {
-                    project = next;
+                    *project = next;
                     report.kept += 1;
                     kept_entries.push(e.clone());
                 }
@@ -341,31 +360,40 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
             }
         }
     }
-    // Another writer's YAML: merge as a load would, keeping what it drops.
-    if let (Some(_), Origin::Foreign { base_seq, writer }) = (header, origin) {
-        let (merged, conflicts) = match base_seq {
-            Some(_) => merge::merge(&ours_from, &project, &doc.project, writer),
-            None => (
-                doc.project.clone(),
-                merge::differences(&project, &doc.project),
-            ),
-        };
-        if !conflicts.is_empty() {
-            report.dropped_changes =
-                Some(backup::keep_dropped(fs, paths, &conflicts, &kept_entries)?);
-        }
-        project = merged;
+    kept_entries
+}
+
+/// The state a repair applies the log's records to, and the last record it
+/// holds already: as a load would start (DESIGN.md, "Lineage").
+fn starting_point(
+    header_ok: bool,
+    origin: Origin,
+    doc: &Doc,
+    base: Option<&(cache::Key, Doc)>,
+    info: Option<&LogInfo>,
+) -> (Project, u64) {
+    let yaml = || doc.project.clone();
+    let from_log_start = info.map_or(0, |i| i.prev_seq);
+    if !header_ok {
+        // No readable header: the records after it continue the YAML's mark.
+        return (yaml(), doc.mark.map_or(0, |m| m.seq));
     }
-    report.backup = Some(backup::keep(fs, paths, "broken", &bytes)?);
-    // The new YAML's mark is past every valid record of the old log, so a
-    // crash before the log is replaced leaves a readable pair.
-    let last = max_seq
-        .max(doc.mark.map_or(0, |m| m.seq))
-        .max(info.map_or(0, |i| i.prev_seq));
-    let id = header
-        .and_then(|h| h.id)
-        .unwrap_or_else(compact::new_log_id);
-    let generation = header.map_or(0, |h| h.generation);
-    compact::compact(fs, paths, &project, generation, &id, last)?;
-    Ok(report)
+    match origin {
+        Origin::Ours { seq, .. }
+        | Origin::Legacy {
+            seq,
+            log_folded: false,
+        } => (yaml(), seq),
+        Origin::Legacy {
+            log_folded: true, ..
+        }
+        | Origin::NoLog => (yaml(), u64::MAX),
+        Origin::Foreign {
+            base_seq: Some(b), ..
+        } => match base {
+            Some((_, d)) => (d.project.clone(), b),
+            None => (yaml(), from_log_start),
+        },
+        Origin::Foreign { base_seq: None, .. } => (yaml(), from_log_start),
+    }
 }

@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::error::StoreError;
 use super::record::{LogId, LOG_ID_LEN};
+use super::Paths;
 use crate::model::{Container, Defaults, Project};
 use crate::yaml::{self, YamlError};
 
@@ -209,6 +211,66 @@ pub fn encode(project: &Project, mark: Mark) -> Result<String, YamlError> {
         mark.generation, mark.seq
     ));
     Ok(text)
+}
+
+/// True if the YAML has comment lines besides the two of ldm's header: a
+/// rewrite would drop them. (Comments after a value on the same line are
+/// not noticed; DESIGN.md says so.)
+pub fn has_own_comments(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.lines()
+        .skip_while(|l| l.starts_with("# ldm project file") || l.starts_with("# between commands"))
+        .any(|l| l.trim_start().starts_with('#'))
+}
+
+/// Parses and validates the bytes of `containers.yaml`.
+pub fn parse_yaml(paths: &Paths, bytes: &[u8]) -> Result<Doc, StoreError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| StoreError::Yaml {
+        path: paths.yaml.clone(),
+        line: None,
+        column: None,
+        message: format!(
+            "the file is not UTF-8 text (bad byte at offset {})",
+            e.valid_up_to()
+        ),
+    })?;
+    let doc = decode(text).map_err(|e| match e {
+        DocError::NoProject => StoreError::NoProjectKey {
+            path: paths.yaml.clone(),
+            example: example_names(text),
+        },
+        DocError::Yaml(e) => StoreError::Yaml {
+            path: paths.yaml.clone(),
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        },
+    })?;
+    validated(paths, &doc.project)?;
+    Ok(doc)
+}
+
+/// For the "no `project:`" error: the project name ldm would suggest (the
+/// folder's) and one container name of the file, to show the LXD names.
+fn example_names(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Containers {
+        #[serde(default)]
+        containers: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
+    }
+    let c: Containers = crate::yaml::from_str(text).ok()?;
+    c.containers?.keys().next().cloned()
+}
+
+/// Checks the values of a loaded `containers.yaml`; errors name the key.
+pub fn validated(paths: &Paths, project: &Project) -> Result<(), StoreError> {
+    project
+        .validate()
+        .map_err(|(key, error)| StoreError::Invalid {
+            path: paths.yaml.clone(),
+            key,
+            error,
+        })
 }
 
 #[cfg(test)]

@@ -1,30 +1,27 @@
-//! What a writer does under the lock with what it loaded (DESIGN.md,
-//! "Recovery", "Fold", "Other writers"): catch up on records other
-//! processes appended, or reload; cut a torn tail (keeping its bytes);
-//! settle what another writer did (save what a merge drops, fold the merge
-//! at once so that later records come after it); upgrade version 1 files;
-//! append; fold or compact after the commit.
+//! What a writer does under the lock before it commits (DESIGN.md,
+//! "Recovery", "Other writers"): catch up on records other processes
+//! appended, or reload; cut a torn tail (keeping its bytes); settle what
+//! another writer did (save what a merge drops, fold the merge at once so
+//! that later records come after it); upgrade version 1 files. Appending and
+//! what follows a commit are in `append.rs`; `create` in `create.rs`.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::backup;
-use super::cache::{self, CACHE_FILE, FOLDED_FILE};
+use super::cache::{self, FOLDED_FILE};
 use super::compact;
 use super::error::StoreError;
 use super::failpoint;
-use super::fs::Fs;
 use super::lineage::Origin;
 use super::lock::{self, LockGuard};
 use super::log::{self, Tail};
-use super::options::{Cut, Notice, Options};
+use super::options::{Cut, Notice};
 use super::record::LogId;
 use super::recover::{self, Loaded};
-use super::{LogView, Mark, Paths, Store, View, AUTO_COMPACT_PERCENT};
-use crate::model::{Mutation, Project};
+use super::{LogView, Mark, Store, View};
 
 impl LogView {
-    fn empty(id: LogId, generation: u64, dev_ino: (u64, u64)) -> LogView {
+    pub(super) fn empty(id: LogId, generation: u64, dev_ino: (u64, u64)) -> LogView {
         LogView {
             id,
             generation,
@@ -200,340 +197,155 @@ impl Store {
     /// view. Another writer's YAML needs lxc-dev-manager's lock (held).
     fn settle(&mut self, loaded: Loaded) -> Result<View, StoreError> {
         let fs = self.opts.fs.clone();
-        let fs = &*fs;
-        let paths = self.paths.clone();
         if let (true, Some(bytes)) = (loaded.origin.needs_fold(), &loaded.extras) {
             // The fold below rewrites it without them: keep the file first.
-            let saved = backup::keep_yaml(fs, &paths, bytes)?;
+            let saved = backup::keep_yaml(&*fs, &self.paths, bytes)?;
             (self.opts.notify)(&Notice::YamlKept {
-                path: paths.yaml.clone(),
+                path: self.paths.yaml.clone(),
                 saved,
             });
         }
-        let project = &loaded.project;
-        let last_seq = loaded.last_seq;
-        let log = match &loaded.log {
-            Some(l) if l.header.version >= 2 => Some(LogView {
+        self.keep_dropped_values(&loaded)?;
+        let log = loaded
+            .log
+            .as_ref()
+            .filter(|l| l.header.version >= 2)
+            .map(|l| LogView {
                 id: l.header.id.unwrap_or_default(),
                 generation: l.header.generation,
                 dev_ino: l.id.dev_ino,
                 end: l.scan.end,
                 last_len: l.scan.entries.last().map_or(0, |e| e.len),
                 last_crc: l.scan.entries.last().map_or(0, |e| e.crc),
-            }),
-            _ => None,
-        };
+            });
         let (yaml_seq, log, yaml_id) = match (loaded.origin, log) {
             (Origin::Ours { seq, base_stale }, Some(log)) if !loaded.damaged_but_folded => {
                 if base_stale {
-                    // Durably, before anything else can happen to the YAML:
-                    // a merge against an older base could report (and drop)
-                    // ldm's later changes as conflicts.
-                    let base_path = paths.dir.join(FOLDED_FILE);
-                    cache::write(
-                        fs,
-                        &paths,
-                        FOLDED_FILE,
-                        &loaded.yaml_key,
-                        &loaded.doc,
-                        cache::Sync::Data,
-                    )
-                    .and_then(|()| fs.sync_dir(&paths.dir))
-                    .map_err(|e| StoreError::io("write", &base_path, e))?;
+                    self.rewrite_base(&loaded)?;
                 }
                 (seq, log, loaded.yaml_id)
             }
-            (Origin::NoLog, _) => {
-                // Start a log; keep the identity only if the base confirms
-                // that this YAML is our fold of it.
-                let mark = loaded.doc.mark;
-                let reuse = loaded
-                    .base
-                    .as_ref()
-                    .filter(|(k, _)| *k == loaded.yaml_key)
-                    .and_then(|(_, d)| d.mark)
-                    .and_then(|m| m.log);
-                let id = reuse.unwrap_or_else(compact::new_log_id);
-                let generation = mark.map_or(1, |m| m.generation.max(1));
-                compact::write_empty_log(fs, &paths, generation, &id, last_seq, "start")?;
-                let log = LogView::empty(id, generation, self.stat_log()?);
-                if reuse.is_none() {
-                    let mark = Mark {
-                        generation,
-                        seq: last_seq,
-                        log: Some(id),
-                    };
-                    compact::fold(fs, &paths, project, mark, "fold")?;
-                }
-                (last_seq, log, self.stat_yaml()?)
-            }
+            (Origin::NoLog, _) => self.start_log(&loaded)?,
             (Origin::Foreign { .. }, Some(log)) => {
-                if let Some(m) = loaded.merge.as_ref().filter(|m| !m.conflicts.is_empty()) {
-                    let saved = backup::keep_dropped(fs, &paths, &m.conflicts, &m.records)?;
-                    (self.opts.notify)(&Notice::Merged {
-                        path: paths.yaml.clone(),
-                        conflicts: m.conflicts.clone(),
-                        base_gone: m.base_gone,
-                        saved: Some(saved),
-                    });
-                }
                 let mark = Mark {
                     generation: log.generation,
-                    seq: last_seq,
+                    seq: loaded.last_seq,
                     log: Some(log.id),
                 };
-                compact::fold(fs, &paths, project, mark, "merge")?;
+                compact::fold(&*fs, &self.paths, &loaded.project, mark, "merge")?;
                 failpoint::hit("merge.folded");
-                (last_seq, log, self.stat_yaml()?)
+                (loaded.last_seq, log, self.stat_yaml()?)
             }
-            // A version 1 log (ours, or beside a foreign YAML): fold into a
-            // new version 2 pair with a fresh identity. Or a log whose
-            // damage lies among folded records: compact it away.
-            (origin, log) => {
-                if let (Origin::Foreign { .. }, Some(m)) = (origin, loaded.merge.as_ref()) {
-                    if !m.conflicts.is_empty() {
-                        let saved = backup::keep_dropped(fs, &paths, &m.conflicts, &m.records)?;
-                        (self.opts.notify)(&Notice::Merged {
-                            path: paths.yaml.clone(),
-                            conflicts: m.conflicts.clone(),
-                            base_gone: m.base_gone,
-                            saved: Some(saved),
-                        });
-                    }
-                }
-                let generation = loaded.log.as_ref().map_or(0, |l| l.header.generation);
-                let id = log.map_or_else(compact::new_log_id, |l| l.id);
-                let mark = compact::compact(fs, &paths, project, generation, &id, last_seq)?;
-                if log.is_none() {
-                    (self.opts.notify)(&Notice::Upgraded {
-                        path: paths.log.clone(),
-                    });
-                }
-                let log = LogView::empty(id, mark.generation, self.stat_log()?);
-                (last_seq, log, self.stat_yaml()?)
-            }
+            // A version 1 log (ours, or beside a foreign YAML), or a log
+            // whose damage lies among folded records: compact.
+            (_, log) => self.compact_loaded(&loaded, log)?,
         };
         Ok(View {
             project: loaded.project,
             yaml_id,
             yaml_seq,
             log,
-            last_seq,
+            last_seq: loaded.last_seq,
         })
     }
 
-    fn stat_yaml(&self) -> Result<super::fs::FileId, StoreError> {
+    /// Keeps ldm's values a merge dropped beside the log, and says so.
+    fn keep_dropped_values(&self, loaded: &Loaded) -> Result<(), StoreError> {
+        let Some(m) = loaded.merge.as_ref().filter(|m| !m.conflicts.is_empty()) else {
+            return Ok(());
+        };
+        let saved = backup::keep_dropped(&*self.opts.fs, &self.paths, &m.conflicts, &m.records)?;
+        (self.opts.notify)(&Notice::Merged {
+            path: self.paths.yaml.clone(),
+            conflicts: m.conflicts.clone(),
+            base_gone: m.base_gone,
+            saved: Some(saved),
+        });
+        Ok(())
+    }
+
+    /// Rewrites a stale base durably, before anything else can happen to
+    /// the YAML: a merge against an older base could report (and drop)
+    /// ldm's later changes as conflicts.
+    fn rewrite_base(&self, loaded: &Loaded) -> Result<(), StoreError> {
+        let fs = &*self.opts.fs;
+        let base_path = self.paths.dir.join(FOLDED_FILE);
+        cache::write(
+            fs,
+            &self.paths,
+            FOLDED_FILE,
+            &loaded.yaml_key,
+            &loaded.doc,
+            cache::Sync::Data,
+        )
+        .and_then(|()| fs.sync_dir(&self.paths.dir))
+        .map_err(|e| StoreError::io("write", &base_path, e))
+    }
+
+    /// No log yet: starts one (keeping the identity only if the base
+    /// confirms that this YAML is our fold of it) and folds if need be.
+    fn start_log(&self, loaded: &Loaded) -> Result<(u64, LogView, super::fs::FileId), StoreError> {
+        let fs = &*self.opts.fs;
+        let reuse = loaded
+            .base
+            .as_ref()
+            .filter(|(k, _)| *k == loaded.yaml_key)
+            .and_then(|(_, d)| d.mark)
+            .and_then(|m| m.log);
+        let id = reuse.unwrap_or_else(compact::new_log_id);
+        let generation = loaded.doc.mark.map_or(1, |m| m.generation.max(1));
+        let last_seq = loaded.last_seq;
+        compact::write_empty_log(fs, &self.paths, generation, &id, last_seq, "start")?;
+        let log = LogView::empty(id, generation, self.stat_log()?);
+        if reuse.is_none() {
+            let mark = Mark {
+                generation,
+                seq: last_seq,
+                log: Some(id),
+            };
+            compact::fold(fs, &self.paths, &loaded.project, mark, "fold")?;
+        }
+        Ok((last_seq, log, self.stat_yaml()?))
+    }
+
+    /// Compacts what was loaded into a fresh version 2 pair: the same
+    /// identity for a version 2 log, a new one (and a notice) for version 1.
+    fn compact_loaded(
+        &self,
+        loaded: &Loaded,
+        log: Option<LogView>,
+    ) -> Result<(u64, LogView, super::fs::FileId), StoreError> {
+        let generation = loaded.log.as_ref().map_or(0, |l| l.header.generation);
+        let id = log.map_or_else(compact::new_log_id, |l| l.id);
+        let mark = compact::compact(
+            &*self.opts.fs,
+            &self.paths,
+            &loaded.project,
+            generation,
+            &id,
+            loaded.last_seq,
+        )?;
+        if log.is_none() {
+            (self.opts.notify)(&Notice::Upgraded {
+                path: self.paths.log.clone(),
+            });
+        }
+        let log = LogView::empty(id, mark.generation, self.stat_log()?);
+        Ok((loaded.last_seq, log, self.stat_yaml()?))
+    }
+
+    pub(super) fn stat_yaml(&self) -> Result<super::fs::FileId, StoreError> {
         self.opts
             .fs
             .stat(&self.paths.yaml)
             .map_err(|e| StoreError::io("read", &self.paths.yaml, e))
     }
 
-    fn stat_log(&self) -> Result<(u64, u64), StoreError> {
+    pub(super) fn stat_log(&self) -> Result<(u64, u64), StoreError> {
         self.opts
             .fs
             .stat(&self.paths.log)
             .map(|id| id.dev_ino)
             .map_err(|e| StoreError::io("read", &self.paths.log, e))
     }
-
-    /// Validates, appends and fdatasyncs `mutations`; on any failure the log
-    /// is cut back to its previous length and the view is dropped.
-    pub(super) fn append(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
-        let result = self.try_append(mutations);
-        if result.is_err() {
-            self.view = None;
-        }
-        result
-    }
-
-    fn try_append(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
-        let fs = self.opts.fs.clone();
-        let path = self.paths.log.clone();
-        let view = self.view_mut()?;
-        // Applied to the view in place: on any failure below the view is
-        // dropped (`append`), so a half-applied state is never used.
-        for m in mutations {
-            view.project.apply(m)?;
-        }
-        let bytes = log::encode_commit(mutations, view.last_seq + 1).map_err(|e| {
-            StoreError::CommitTooLarge {
-                len: e.len,
-                limit: super::record::MAX_PAYLOAD,
-            }
-        })?;
-        let end = view.log.end;
-        let rollback = |e: std::io::Error, action| {
-            // Leave the log as it was: a partial record must not stay behind
-            // a later, acknowledged one.
-            let _ = fs.set_len(&path, end).and_then(|()| fs.sync(&path));
-            StoreError::io(action, &path, e)
-        };
-        fs.append(&path, &bytes)
-            .map_err(|e| rollback(e, "append to"))?;
-        failpoint::hit("append.written");
-        fs.sync(&path).map_err(|e| rollback(e, "fdatasync"))?;
-        failpoint::hit("append.synced");
-        view.log.end = end + bytes.len() as u64;
-        view.log.last_len = bytes.len() as u64;
-        view.log.last_crc = log::crc_at(&bytes);
-        view.last_seq += 1;
-        Ok(())
-    }
-
-    /// After a durable commit: fold into `containers.yaml` while it is
-    /// small, or compact once the log has grown (DESIGN.md, "Fold"). Needs
-    /// lxc-dev-manager's lock (`go`), else it is left for a later command.
-    /// Best effort: the commit is acknowledged either way.
-    pub(super) fn after_commit(&mut self, go: Option<&LockGuard>) {
-        let Some(view) = &self.view else { return };
-        let end = view.log.end;
-        let yaml_len = view.yaml_id.len;
-        let compact_due =
-            end >= self.opts.auto_compact_min && end * 100 >= yaml_len * AUTO_COMPACT_PERCENT;
-        let fold_due = view.yaml_seq < view.last_seq && yaml_len <= self.opts.fold_max;
-        if !compact_due && !fold_due {
-            return;
-        }
-        if go.is_none() {
-            if !self.warned_deferred.swap(true, Ordering::Relaxed) {
-                (self.opts.notify)(&Notice::FoldDeferred {
-                    lock: self.paths.dir.join(lock::GO_LOCK_FILE),
-                });
-            }
-            return;
-        }
-        let result = if compact_due {
-            self.compact_locked().map(drop)
-        } else {
-            self.fold_now()
-        };
-        if let Err(e) = result {
-            (self.opts.notify)(&Notice::FoldFailed {
-                error: e.to_string(),
-            });
-        }
-    }
-
-    /// Folds the state into `containers.yaml` (both locks held).
-    fn fold_now(&mut self) -> Result<(), StoreError> {
-        let fs = self.opts.fs.clone();
-        let paths = self.paths.clone();
-        let view = self.view_mut()?;
-        let mark = Mark {
-            generation: view.log.generation,
-            seq: view.last_seq,
-            log: Some(view.log.id),
-        };
-        if let Err(e) = compact::fold(&*fs, &paths, &view.project, mark, "fold") {
-            self.view = None;
-            return Err(e);
-        }
-        let yaml_id = self.stat_yaml()?;
-        let view = self.view_mut()?;
-        view.yaml_id = yaml_id;
-        view.yaml_seq = view.last_seq;
-        Ok(())
-    }
-
-    /// Compacts (both locks held, view in sync).
-    pub(super) fn compact_locked(&mut self) -> Result<Mark, StoreError> {
-        let fs = self.opts.fs.clone();
-        let paths = self.paths.clone();
-        let view = self.view_mut()?;
-        let (generation, id, last_seq) = (view.log.generation, view.log.id, view.last_seq);
-        let mark = match compact::compact(&*fs, &paths, &view.project, generation, &id, last_seq) {
-            Ok(mark) => mark,
-            Err(e) => {
-                self.view = None;
-                return Err(e);
-            }
-        };
-        match (self.stat_yaml(), self.stat_log()) {
-            (Ok(yaml_id), Ok(dev_ino)) => {
-                let view = self.view_mut()?;
-                view.yaml_id = yaml_id;
-                view.yaml_seq = last_seq;
-                view.log = LogView::empty(id, mark.generation, dev_ino);
-            }
-            _ => self.view = None,
-        }
-        Ok(mark)
-    }
-}
-
-/// [`Store::create`]: refuses over an existing project, then writes the
-/// YAML and an empty log under both locks; on failure removes what it made.
-pub(super) fn create(dir: &Path, project: &Project, opts: &Options) -> Result<(), StoreError> {
-    let paths = Paths::in_dir(dir);
-    let fs = &*opts.fs;
-    let refuse = |paths: &Paths| {
-        if fs.stat(&paths.yaml).is_ok() {
-            return Err(StoreError::AlreadyExists {
-                path: paths.yaml.clone(),
-            });
-        }
-        if fs.stat(&paths.log).is_ok() {
-            return Err(StoreError::OrphanLog {
-                path: paths.log.clone(),
-            });
-        }
-        Ok(())
-    };
-    // Checked before taking the locks too, so that a refusal leaves the
-    // folder as it was (taking a lock creates its file); and again under
-    // them, for a create racing this one.
-    refuse(&paths)?;
-    let go_path = dir.join(lock::GO_LOCK_FILE);
-    let made_locks: Vec<std::path::PathBuf> = [&paths.lock, &go_path]
-        .into_iter()
-        .filter(|p| std::fs::symlink_metadata(p).is_err())
-        .cloned()
-        .collect();
-    let guards = lock::acquire(&paths.lock, opts.lock_timeout, &opts.holder, opts.trust)
-        .and_then(|g| Ok((g, lock::acquire_go(dir, opts.lock_timeout, opts.trust)?)));
-    let result = guards.map_err(StoreError::from).and_then(|_guards| {
-        refuse(&paths)?;
-        for path in recover::remove_temps(fs, &paths)? {
-            (opts.notify)(&Notice::TempRemoved { path });
-        }
-        let id = compact::new_log_id();
-        let mark = Mark {
-            generation: 1,
-            seq: 0,
-            log: Some(id),
-        };
-        let made = compact::fold(fs, &paths, project, mark, "create")
-            .and_then(|()| compact::write_empty_log(fs, &paths, 1, &id, 0, "create"));
-        if made.is_err() {
-            // Whatever was made goes again: a failed create leaves nothing
-            // that makes the next one say "already exists".
-            let _ = remove_files(fs, &paths);
-        }
-        made
-    });
-    if result.is_err() {
-        for p in &made_locks {
-            // Safe even if another create waits on it: the waiter finds its
-            // file gone from the path and starts over (lock.rs).
-            let _ = std::fs::remove_file(p);
-        }
-    }
-    result
-}
-
-/// Removes the log, the base, the cache and `containers.yaml`, in that
-/// order, and makes it durable; the lock files stay.
-pub(super) fn remove_files(fs: &dyn Fs, paths: &Paths) -> Result<(), StoreError> {
-    let folded = paths.dir.join(FOLDED_FILE);
-    let cache = paths.dir.join(CACHE_FILE);
-    for path in [&paths.log, &folded, &cache, &paths.yaml] {
-        match fs.remove(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io("remove", path, e)),
-        }
-    }
-    fs.sync_dir(&paths.dir)
-        .map_err(|e| StoreError::io("fsync the folder", &paths.dir, e))
 }

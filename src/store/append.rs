@@ -1,0 +1,141 @@
+//! A commit's append, and what follows it (DESIGN.md, "Append", "Fold",
+//! "Compaction"): validate, write one record, fdatasync, roll back on
+//! failure; then fold into `containers.yaml` while it is small, or compact
+//! once the log has grown.
+
+use std::sync::atomic::Ordering;
+
+use super::compact;
+use super::error::StoreError;
+use super::failpoint;
+use super::lock::{self, LockGuard};
+use super::log;
+use super::options::Notice;
+use super::{LogView, Mark, Store, AUTO_COMPACT_PERCENT};
+use crate::model::Mutation;
+
+impl Store {
+    /// Validates, appends and fdatasyncs `mutations`; on any failure the log
+    /// is cut back to its previous length and the view is dropped.
+    pub(super) fn append(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let result = self.try_append(mutations);
+        if result.is_err() {
+            self.view = None;
+        }
+        result
+    }
+
+    fn try_append(&mut self, mutations: &[Mutation]) -> Result<(), StoreError> {
+        let fs = self.opts.fs.clone();
+        let path = self.paths.log.clone();
+        let view = self.view_mut()?;
+        // Applied to the view in place: on any failure below the view is
+        // dropped (`append`), so a half-applied state is never used.
+        for m in mutations {
+            view.project.apply(m)?;
+        }
+        let bytes = log::encode_commit(mutations, view.last_seq + 1).map_err(|e| {
+            StoreError::CommitTooLarge {
+                len: e.len,
+                limit: super::record::MAX_PAYLOAD,
+            }
+        })?;
+        let end = view.log.end;
+        let rollback = |e: std::io::Error, action| {
+            // Leave the log as it was: a partial record must not stay behind
+            // a later, acknowledged one.
+            let _ = fs.set_len(&path, end).and_then(|()| fs.sync(&path));
+            StoreError::io(action, &path, e)
+        };
+        fs.append(&path, &bytes)
+            .map_err(|e| rollback(e, "append to"))?;
+        failpoint::hit("append.written");
+        fs.sync(&path).map_err(|e| rollback(e, "fdatasync"))?;
+        failpoint::hit("append.synced");
+        view.log.end = end + bytes.len() as u64;
+        view.log.last_len = bytes.len() as u64;
+        view.log.last_crc = log::crc_at(&bytes);
+        view.last_seq += 1;
+        Ok(())
+    }
+
+    /// After a durable commit: fold into `containers.yaml` while it is
+    /// small, or compact once the log has grown (DESIGN.md, "Fold"). Needs
+    /// lxc-dev-manager's lock (`go`), else it is left for a later command.
+    /// Best effort: the commit is acknowledged either way.
+    pub(super) fn after_commit(&mut self, go: Option<&LockGuard>) {
+        let Some(view) = &self.view else { return };
+        let end = view.log.end;
+        let yaml_len = view.yaml_id.len;
+        let compact_due =
+            end >= self.opts.auto_compact_min && end * 100 >= yaml_len * AUTO_COMPACT_PERCENT;
+        let fold_due = view.yaml_seq < view.last_seq && yaml_len <= self.opts.fold_max;
+        if !compact_due && !fold_due {
+            return;
+        }
+        if go.is_none() {
+            if !self.warned_deferred.swap(true, Ordering::Relaxed) {
+                (self.opts.notify)(&Notice::FoldDeferred {
+                    lock: self.paths.dir.join(lock::GO_LOCK_FILE),
+                });
+            }
+            return;
+        }
+        let result = if compact_due {
+            self.compact_locked().map(drop)
+        } else {
+            self.fold_now()
+        };
+        if let Err(e) = result {
+            (self.opts.notify)(&Notice::FoldFailed {
+                error: e.to_string(),
+            });
+        }
+    }
+
+    /// Folds the state into `containers.yaml` (both locks held).
+    fn fold_now(&mut self) -> Result<(), StoreError> {
+        let fs = self.opts.fs.clone();
+        let paths = self.paths.clone();
+        let view = self.view_mut()?;
+        let mark = Mark {
+            generation: view.log.generation,
+            seq: view.last_seq,
+            log: Some(view.log.id),
+        };
+        if let Err(e) = compact::fold(&*fs, &paths, &view.project, mark, "fold") {
+            self.view = None;
+            return Err(e);
+        }
+        let yaml_id = self.stat_yaml()?;
+        let view = self.view_mut()?;
+        view.yaml_id = yaml_id;
+        view.yaml_seq = view.last_seq;
+        Ok(())
+    }
+
+    /// Compacts (both locks held, view in sync).
+    pub(super) fn compact_locked(&mut self) -> Result<Mark, StoreError> {
+        let fs = self.opts.fs.clone();
+        let paths = self.paths.clone();
+        let view = self.view_mut()?;
+        let (generation, id, last_seq) = (view.log.generation, view.log.id, view.last_seq);
+        let mark = match compact::compact(&*fs, &paths, &view.project, generation, &id, last_seq) {
+            Ok(mark) => mark,
+            Err(e) => {
+                self.view = None;
+                return Err(e);
+            }
+        };
+        match (self.stat_yaml(), self.stat_log()) {
+            (Ok(yaml_id), Ok(dev_ino)) => {
+                let view = self.view_mut()?;
+                view.yaml_id = yaml_id;
+                view.yaml_seq = last_seq;
+                view.log = LogView::empty(id, mark.generation, dev_ino);
+            }
+            _ => self.view = None,
+        }
+        Ok(mark)
+    }
+}
