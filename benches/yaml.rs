@@ -632,6 +632,7 @@ fn big_project(n: usize) -> Project {
                 ..Owner::default()
             },
             started_at: "2026-01-15T10:31:00Z".into(),
+            setup: None,
         });
     }
     p
@@ -744,6 +745,7 @@ fn tricky_project() -> Project {
                 }),
                 snapshots,
                 pending: None,
+                ..Container::default()
             },
         );
     }
@@ -811,6 +813,7 @@ fn go_file_project() -> Project {
             }),
             snapshots,
             pending: None,
+            ..Container::default()
         },
     );
     p

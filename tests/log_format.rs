@@ -83,6 +83,25 @@ const REMOTES: &[(&str, bool)] = &[
     ("a/b", false),
 ];
 
+const MOUNT_HOSTS: &[(&str, bool)] = &[
+    (".", true),
+    ("src/app", true),
+    ("/opt/cache", true),
+    ("", false),
+    ("a:b", false),
+    ("../x", false),
+    ("a\nb", false),
+];
+
+const MOUNT_PATHS: &[(&str, bool)] = &[
+    ("/home/dev/p", true),
+    ("/srv", true),
+    ("/", false),
+    ("relative", false),
+    ("/a/../b", false),
+    ("/x:y", false),
+];
+
 /// Strings that YAML and JSON writers are known to find awkward.
 const AWKWARD: &[&str] = &[
     "pw",
@@ -169,6 +188,7 @@ fn pending() -> BoxedStrategy<Pending> {
     .boxed();
     (op, any::<u32>(), any::<u64>(), text())
         .prop_map(|(op, pid, slot, started_at)| Pending {
+            setup: None,
             op,
             owner: Owner {
                 pid,
@@ -255,6 +275,20 @@ fn mutation() -> BoxedStrategy<Mutation> {
     let remote = maybe(0.7, pick(REMOTES))
         .prop_map(|remote| Mutation::RemoteSet { remote })
         .boxed();
+    let mount_added = (
+        pick(CONTAINERS),
+        pick(MOUNT_HOSTS),
+        pick(MOUNT_PATHS),
+        any::<bool>(),
+    )
+        .prop_map(|(container, host, path, readonly)| Mutation::MountAdded {
+            container,
+            mount: format!("{host}:{path}{}", if readonly { ":ro" } else { "" }),
+        })
+        .boxed();
+    let mount_removed = (pick(CONTAINERS), pick(MOUNT_PATHS))
+        .prop_map(|(container, path)| Mutation::MountRemoved { container, path })
+        .boxed();
     prop_oneof![
         4 => added,
         1 => removed,
@@ -266,6 +300,8 @@ fn mutation() -> BoxedStrategy<Mutation> {
         2 => started,
         1 => finished,
         1 => remote,
+        2 => mount_added,
+        1 => mount_removed,
     ]
     .boxed()
 }
@@ -290,6 +326,8 @@ struct MSnap {
 struct MContainer {
     image: String,
     ports: Vec<u16>,
+    /// (host, path, readonly), in the order added.
+    mounts: Vec<(String, String, bool)>,
     user: MUser,
     pending: Option<Pending>,
     snapshots: BTreeMap<String, MSnap>,
@@ -333,6 +371,7 @@ impl Model {
                     MContainer {
                         image: image.clone(),
                         ports: vec![],
+                        mounts: vec![],
                         user: MUser::default(),
                         pending: pending.clone(),
                         snapshots: BTreeMap::new(),
@@ -401,6 +440,33 @@ impl Model {
                 }
                 next.remote = remote.clone();
             }
+            Mutation::MountAdded { container, mount } => {
+                // The generator joins host, path and ":ro" (see `mutation`).
+                let (rest, readonly) = match mount.strip_suffix(":ro") {
+                    Some(r) => (r, true),
+                    None => (mount.as_str(), false),
+                };
+                let (host, path) = MOUNT_HOSTS
+                    .iter()
+                    .find_map(|(h, _)| rest.strip_prefix(&format!("{h}:")).map(|p| (*h, p)))?;
+                if !valid_in(MOUNT_HOSTS, host) || !valid_in(MOUNT_PATHS, path) {
+                    return None;
+                }
+                let c = next.containers.get_mut(container)?;
+                if c.mounts.iter().any(|(_, p, _)| p == path) {
+                    return None;
+                }
+                c.mounts
+                    .push((host.to_string(), path.to_string(), readonly));
+            }
+            Mutation::MountRemoved { container, path } => {
+                let c = next.containers.get_mut(container)?;
+                let before = c.mounts.len();
+                c.mounts.retain(|(_, p, _)| p != path);
+                if c.mounts.len() == before {
+                    return None;
+                }
+            }
         }
         Some(next)
     }
@@ -449,6 +515,7 @@ impl Model {
             defaults: Defaults {
                 ports: self.ports.clone(),
                 user: user(&self.user),
+                ..Defaults::default()
             },
             containers: self
                 .containers
@@ -457,6 +524,16 @@ impl Model {
                     let container = Container {
                         image: c.image.clone(),
                         ports: c.ports.clone(),
+                        mounts: c
+                            .mounts
+                            .iter()
+                            .map(|(host, path, readonly)| ldm::model::Mount {
+                                host: host.clone(),
+                                path: path.clone(),
+                                readonly: *readonly,
+                            })
+                            .collect(),
+                        setup: None,
                         user: user(&c.user),
                         pending: c.pending.clone(),
                         snapshots: c
@@ -560,6 +637,7 @@ fn sixty() -> Vec<Mutation> {
             ..Owner::default()
         },
         started_at: "2026-01-15T10:30:00Z".into(),
+        setup: None,
     };
     let mut ms = Vec::new();
     for i in 0..4 {

@@ -333,7 +333,7 @@ fn newer_record(dir: &Path) -> Vec<u8> {
     let mut log = std::fs::read(log_path(dir)).unwrap();
     record::encode_record(
         1,
-        br#"{"op":"mount_added","container":"dev","host":"."}"#,
+        br#"{"op":"port_forward_added","container":"dev","port":8080}"#,
         &mut log,
     )
     .unwrap();
@@ -356,7 +356,7 @@ fn a_record_of_a_newer_ldm_is_refused_and_not_dropped_without_force_issue_11_cas
             err.contains("written by a newer ldm") && err.contains("upgrade ldm"),
             "{err}"
         );
-        assert!(err.contains("mount_added"), "{err}");
+        assert!(err.contains("port_forward_added"), "{err}");
         assert!(
             !err.contains("doctor --repair` to"),
             "not offered as damage: {err}"
@@ -377,7 +377,7 @@ fn a_record_of_a_newer_ldm_is_refused_and_not_dropped_without_force_issue_11_cas
     let (code, out, err) = run(dir, &["doctor", "--repair", "--force"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("mount_added") && out.contains("--force"),
+        out.contains("port_forward_added") && out.contains("--force"),
         "{out}"
     );
     let backups = kept(dir, "containers.log.broken-");

@@ -24,6 +24,7 @@ pub fn claim(store: &Store, op: Op) -> Result<(OwnerGuard, Pending), Error> {
         op,
         owner: guard.owner(),
         started_at: now(),
+        setup: None,
     };
     Ok((guard, pending))
 }

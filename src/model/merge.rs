@@ -10,7 +10,8 @@
 //! other is a conflict, resolved the file's way.
 //!
 //! lxc-dev-manager drops the keys it does not know when it rewrites the
-//! file (`remote`, the `pending` operations, the `ldm:` mark). In a file
+//! file (`remote`, `mounts`, `setup`, the `pending` operations, the `ldm:`
+//! mark). In a file
 //! without the mark, the absence of those keys is not a change: they are
 //! taken as the base had them ([`Writer::KeyDropping`]).
 
@@ -70,11 +71,18 @@ pub fn differences(ours: &Project, theirs: &Project) -> Vec<Conflict> {
 }
 
 /// `theirs` with the keys a key-dropping writer cannot have kept taken
-/// from `base`: the project's remote, and each operation under way.
+/// from `base`: the project's remote, mounts and setup steps, and each
+/// operation under way.
 fn with_ldm_keys_of(base: &Project, theirs: &Project) -> Project {
     let mut t = theirs.clone();
     if t.remote.is_none() {
         t.remote = base.remote.clone();
+    }
+    if t.defaults.mounts.is_none() {
+        t.defaults.mounts = base.defaults.mounts.clone();
+    }
+    if t.defaults.setup.is_empty() {
+        t.defaults.setup = base.defaults.setup.clone();
     }
     for (name, c) in &mut t.containers {
         let Some(b) = base.containers.get(name) else {
@@ -82,6 +90,12 @@ fn with_ldm_keys_of(base: &Project, theirs: &Project) -> Project {
         };
         if c.pending.is_none() {
             c.pending = b.pending.clone();
+        }
+        if c.mounts.is_empty() {
+            c.mounts = b.mounts.clone();
+        }
+        if c.setup.is_none() {
+            c.setup = b.setup.clone();
         }
         for (snap, s) in &mut c.snapshots {
             if s.pending.is_none() {
@@ -131,6 +145,18 @@ impl Merger {
                     base.map(|b| &b.defaults.user),
                     &ours.defaults.user,
                     &theirs.defaults.user,
+                ),
+                mounts: self.pick(
+                    "defaults.mounts",
+                    base.map(|b| &b.defaults.mounts),
+                    &ours.defaults.mounts,
+                    &theirs.defaults.mounts,
+                ),
+                setup: self.pick(
+                    "defaults.setup",
+                    base.map(|b| &b.defaults.setup),
+                    &ours.defaults.setup,
+                    &theirs.defaults.setup,
                 ),
             },
             containers: self.map(
@@ -272,6 +298,18 @@ impl Merger {
                 &o.ports,
                 &t.ports,
             ),
+            mounts: self.pick(
+                &format!("{field}.mounts"),
+                b.map(|b| &b.mounts),
+                &o.mounts,
+                &t.mounts,
+            ),
+            setup: self.pick(
+                &format!("{field}.setup"),
+                b.map(|b| &b.setup),
+                &o.setup,
+                &t.setup,
+            ),
             user: self.user(
                 &format!("{field}.user"),
                 b.map(|b| &b.user),
@@ -407,6 +445,7 @@ mod tests {
                 ..Default::default()
             },
             started_at: "t".into(),
+            setup: None,
         });
         let mut theirs = base.clone();
         theirs.remote = None;

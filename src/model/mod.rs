@@ -6,6 +6,7 @@
 //! when the log is replayed, so both paths enforce the same rules.
 
 pub mod merge;
+mod mount;
 mod mutation;
 pub mod validate;
 
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use mount::{Mount, SetupProgress, Step};
 pub use mutation::{ApplyError, Mutation};
 pub use validate::ValidationError;
 
@@ -45,11 +47,22 @@ pub struct Defaults {
     /// Default user inside containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<User>,
+    /// What new containers mount; absent: the project folder at
+    /// `/home/USER/PROJECT` (see [`Project::new_container_mounts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<Vec<Mount>>,
+    /// Setup steps of containers that have none of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<Step>,
 }
 
 impl Defaults {
-    fn is_empty(&self) -> bool {
-        self.ports.is_empty() && self.user.is_none()
+    /// True when nothing is set (the YAML leaves `defaults:` out).
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+            && self.user.is_none()
+            && self.mounts.is_none()
+            && self.setup.is_empty()
     }
 }
 
@@ -81,6 +94,12 @@ pub struct Container {
     /// User override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<User>,
+    /// Host folders mounted in it (recorded when they are added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    /// Its own setup steps, instead of the defaults'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<Vec<Step>>,
     /// Snapshots ldm knows about, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snapshots: BTreeMap<String, Snapshot>,
@@ -100,6 +119,9 @@ pub struct Pending {
     pub owner: Owner,
     /// RFC 3339 time the operation started, UTC.
     pub started_at: String,
+    /// How far its setup steps ran, for an operation that runs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<SetupProgress>,
 }
 
 /// The kinds of long operation.
@@ -270,7 +292,10 @@ impl Project {
         Project {
             project: name.to_string(),
             remote: None,
-            defaults: Defaults { ports, user: None },
+            defaults: Defaults {
+                ports,
+                ..Defaults::default()
+            },
             containers: BTreeMap::new(),
         }
     }
@@ -316,6 +341,31 @@ impl Project {
                 .unwrap_or_else(|| DEFAULT_USER.to_string())
         };
         (pick(|u| &u.name), pick(|u| &u.password))
+    }
+
+    /// The setup steps of `container`: its own, else the defaults'.
+    pub fn effective_setup(&self, container: &str) -> &[Step] {
+        match self
+            .containers
+            .get(container)
+            .and_then(|c| c.setup.as_ref())
+        {
+            Some(own) => own,
+            None => &self.defaults.setup,
+        }
+    }
+
+    /// What a new container whose user is `user` mounts: `defaults.mounts`,
+    /// else the project folder at `/home/USER/PROJECT`.
+    pub fn new_container_mounts(&self, user: &str) -> Vec<Mount> {
+        match &self.defaults.mounts {
+            Some(m) => m.clone(),
+            None => vec![Mount {
+                host: ".".into(),
+                path: format!("/home/{user}/{}", self.project),
+                readonly: false,
+            }],
+        }
     }
 
     /// The full LXD instance name of `container`.

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{validate, Container, Pending, Project, Snapshot, User, ValidationError};
+use super::{validate, Container, Mount, Pending, Project, Snapshot, User, ValidationError};
 
 /// One semantic change to a project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +97,22 @@ pub enum Mutation {
         /// The new password.
         password: Option<String>,
     },
+    /// A host folder was mounted in a container (or is being: the record
+    /// comes before the LXD device, so that a crash leaves it visible).
+    MountAdded {
+        /// Container name.
+        container: String,
+        /// The mount, as `HOST:CONTAINER[:ro]`: text, checked by `apply`
+        /// (decoding must give back whatever was encoded).
+        mount: String,
+    },
+    /// The mount at `path` was removed from a container.
+    MountRemoved {
+        /// Container name.
+        container: String,
+        /// Its path inside the container.
+        path: String,
+    },
 }
 
 impl Mutation {
@@ -116,6 +132,8 @@ impl Mutation {
         // Shipped in version 1 logs before the rule above existed.
         ("remote_set", 1),
         ("user_password_set", 1),
+        ("mount_added", 2),
+        ("mount_removed", 2),
     ];
 
     /// The `op` name of this mutation, as written in the log.
@@ -131,6 +149,8 @@ impl Mutation {
             Mutation::OperationFinished { .. } => "operation_finished",
             Mutation::RemoteSet { .. } => "remote_set",
             Mutation::UserPasswordSet { .. } => "user_password_set",
+            Mutation::MountAdded { .. } => "mount_added",
+            Mutation::MountRemoved { .. } => "mount_removed",
         }
     }
 }
@@ -159,6 +179,22 @@ pub enum ApplyError {
         container: String,
         /// Snapshot name.
         name: String,
+    },
+    /// Mounting at a path a mount of the container uses already.
+    #[error("container {container:?} has a mount at {path} already")]
+    MountExists {
+        /// Container name.
+        container: String,
+        /// The path inside the container.
+        path: String,
+    },
+    /// Removing a mount that is not recorded.
+    #[error("container {container:?} has no mount at {path}")]
+    MountMissing {
+        /// Container name.
+        container: String,
+        /// The path inside the container.
+        path: String,
     },
     /// A value in the mutation breaks a validation rule.
     #[error(transparent)]
@@ -264,6 +300,28 @@ impl Project {
                 }
                 self.set_user_field(container, |u| u.password = password.clone())?;
             }
+            Mutation::MountAdded { container, mount } => {
+                let mount = Mount::parse(mount)?;
+                let c = self.container_mut(container)?;
+                if c.mounts.iter().any(|m| m.path == mount.path) {
+                    return Err(ApplyError::MountExists {
+                        container: container.clone(),
+                        path: mount.path.clone(),
+                    });
+                }
+                c.mounts.push(mount);
+            }
+            Mutation::MountRemoved { container, path } => {
+                let c = self.container_mut(container)?;
+                let before = c.mounts.len();
+                c.mounts.retain(|m| &m.path != path);
+                if c.mounts.len() == before {
+                    return Err(ApplyError::MountMissing {
+                        container: container.clone(),
+                        path: path.clone(),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -349,6 +407,7 @@ mod tests {
                 ..Default::default()
             },
             started_at: "2026-01-15T10:30:00Z".into(),
+            setup: None,
         };
         let c = || Some("dev".to_string());
         let frozen: Vec<(Mutation, &str)> = vec![
@@ -422,6 +481,20 @@ mod tests {
                     password: None,
                 },
                 r#"{"op":"user_password_set","container":"dev","password":null}"#,
+            ),
+            (
+                Mutation::MountAdded {
+                    container: "dev".into(),
+                    mount: ".:/home/dev/p:ro".into(),
+                },
+                r#"{"op":"mount_added","container":"dev","mount":".:/home/dev/p:ro"}"#,
+            ),
+            (
+                Mutation::MountRemoved {
+                    container: "dev".into(),
+                    path: "/home/dev/p".into(),
+                },
+                r#"{"op":"mount_removed","container":"dev","path":"/home/dev/p"}"#,
             ),
         ];
         let kinds: Vec<&str> = frozen.iter().map(|(m, _)| m.kind()).collect();

@@ -73,6 +73,14 @@ pub enum ValidationError {
         /// What is wrong.
         why: String,
     },
+    /// Bad mount.
+    #[error("invalid mount {given:?}: {why}")]
+    Mount {
+        /// The text given.
+        given: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
     /// Bad password.
     #[error("invalid password: {why}")]
     Password {
@@ -272,6 +280,66 @@ pub fn remote(name: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// The error for mount text `given`.
+pub fn mount_error(given: &str, why: &str) -> ValidationError {
+    ValidationError::Mount {
+        given: given.to_string(),
+        why: why.to_string(),
+    }
+}
+
+/// Checks a mount's two paths; `Err` says what is wrong.
+pub fn mount(m: &super::Mount) -> Result<(), String> {
+    let bad_char = |s: &str| s.chars().any(|c| c.is_control());
+    if m.host.is_empty() || bad_char(&m.host) {
+        return Err("the host folder is empty or has control characters; write a folder of the project (`.` for all of it) or an absolute path".into());
+    }
+    if !m.path.starts_with('/') || m.path == "/" || bad_char(&m.path) {
+        return Err(
+            "the container path must be an absolute path other than `/`, e.g. /home/dev/webapp"
+                .into(),
+        );
+    }
+    let dotdot = |s: &str| s.split('/').any(|part| part == "..");
+    if dotdot(&m.path) || dotdot(&m.host) {
+        return Err("a path with `..` is ambiguous; write the folder itself".into());
+    }
+    if m.path.contains(':') || m.host.contains(':') {
+        return Err(
+            "`:` separates the host folder from the container path, so neither may contain one"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Host folders a mount must not expose without `--force`: the root, the
+/// folder holding every user's home, and LXD's own state. `abs` is the
+/// host folder made absolute (symbolic links resolved); `home_root` the
+/// parent of the user's home. Returns what the folder is.
+pub fn risky_host(abs: &str, home_root: Option<&str>) -> Option<&'static str> {
+    let abs = abs.trim_end_matches('/');
+    if abs.is_empty() {
+        return Some("the whole file system");
+    }
+    if Some(abs) == home_root.map(|h| h.trim_end_matches('/')) || abs == "/home" {
+        return Some("the folder holding every user's home");
+    }
+    const LXD: [&str; 4] = [
+        "/var/lib/lxd",
+        "/var/snap/lxd",
+        "/var/lib/incus",
+        "/var/lib/lxc",
+    ];
+    if LXD
+        .iter()
+        .any(|d| abs == *d || abs.starts_with(&format!("{d}/")))
+    {
+        return Some("LXD's own state");
+    }
+    None
+}
+
 /// Checks an image reference: non-empty and free of control characters.
 pub fn image(image: &str) -> Result<(), ValidationError> {
     if image.trim().is_empty() || image.chars().any(char::is_control) {
@@ -317,6 +385,15 @@ mod tests {
         for bad in ["0", "65536", "abc", "3000,3000", "3000,,4000", "-1"] {
             assert!(parse_ports(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn risky_host_folders_need_force() {
+        assert_eq!(risky_host("/", None), Some("the whole file system"));
+        assert!(risky_host("/home", None).is_some());
+        assert!(risky_host("/srv/users", Some("/srv/users")).is_some());
+        assert!(risky_host("/var/lib/lxd/containers", None).is_some());
+        assert_eq!(risky_host("/home/ann/src/webapp", Some("/home")), None);
     }
 
     #[test]

@@ -392,14 +392,14 @@ mod payload_tests {
     #[test]
     fn an_unknown_kind_is_newer_not_damage() {
         let mut bytes = Vec::new();
-        record::encode_record(1, br#"{"op":"mount_added","name":"x"}"#, &mut bytes).unwrap();
+        record::encode_record(1, br#"{"op":"port_forward_added","name":"x"}"#, &mut bytes).unwrap();
         let s = scan(&bytes, 24, Some(0));
         assert_eq!(
             s.tail,
             Tail::Newer {
                 offset: 24,
                 seq: 1,
-                op: "mount_added".into()
+                op: "port_forward_added".into()
             }
         );
         // A known kind with a wrong shape is damage.
@@ -411,7 +411,7 @@ mod payload_tests {
     #[test]
     fn folded_records_are_checked_but_not_decoded() {
         let mut bytes = Vec::new();
-        record::encode_record(1, br#"{"op":"mount_added"}"#, &mut bytes).unwrap();
+        record::encode_record(1, br#"{"op":"port_forward_added"}"#, &mut bytes).unwrap();
         let m = Mutation::PortsSet {
             container: None,
             ports: vec![1],

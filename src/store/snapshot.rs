@@ -108,7 +108,7 @@ struct DocOut<'a> {
 }
 
 fn defaults_empty(d: &&Defaults) -> bool {
-    d.ports.is_empty() && d.user.is_none()
+    d.is_empty()
 }
 
 /// `containers:` with nothing after it is null in YAML; read it as empty.
