@@ -172,12 +172,7 @@ fn get(ctx: &Ctx, key_text: &str, json: bool, out: &mut dyn Write) -> Result<(),
 fn effective(project: &Project, key: &Key) -> Result<(serde_json::Value, &'static str), Error> {
     let own = match &key.scope {
         Scope::Defaults => None,
-        Scope::Container(name) => Some(project.containers.get(name).ok_or_else(|| {
-            Error::Usage(format!(
-                "container {name:?} is not in project {}; see `ldm list`",
-                project.project
-            ))
-        })?),
+        Scope::Container(name) => Some(crate::commands::op::container(project, name)?),
     };
     let def = &project.defaults;
     Ok(match key.field {

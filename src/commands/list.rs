@@ -5,8 +5,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::commands::{op, style, table, Ctx};
-use crate::lxd::Lxd;
+use crate::cli::DEFAULT_WAIT;
+use crate::commands::{op, style, table, text, Ctx};
 use crate::{say, Error};
 
 /// One container in `list --json` (schema documented in README).
@@ -33,9 +33,10 @@ struct PendingRow {
 }
 
 /// Prints the table (or JSON).
-pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+pub fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let store = ctx.store()?;
     let project = store.read()?;
+    let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
     let rows: Vec<Row> = project
         .containers
@@ -84,7 +85,7 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<
         eprintln!(
             "note: LXD has {} instance(s) named like this project's but not recorded ({}); see `ldm doctor`",
             strays.len(),
-            strays.join(", ")
+            text::escape(&strays.join(", "))
         );
     }
     if json {

@@ -2,69 +2,38 @@
 //!
 //! Every client call is an [`Invocation`]: program, arguments and stdin bytes,
 //! never a shell string, so names, images and passwords reach LXD as single
-//! arguments or stdin whatever they contain. Its `Display` is the quoted
-//! command line for error messages. A failure keeps the client's stderr;
-//! known messages ("not found", "already exists") become typed errors here
-//! and nowhere else. Machine-readable output (`--format json`, `query`) is
-//! preferred over tables.
+//! arguments or stdin whatever they contain. Flags come first, then `--`,
+//! then every value (instance, snapshot, image, path), so that no value can
+//! be read as a flag (the client's parser, cobra, takes everything after
+//! `--` as an argument; checked against LXD 5.0.2's `lxc`). Its `Display` is
+//! the quoted command line for error messages. This file is the only place
+//! that reads the client's English: [`classify`] turns the messages LXD is
+//! known to print into typed errors (with `LC_ALL=C`). Machine-readable
+//! output (`--format json`, `query`) is preferred over tables (`json.rs`).
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
 use super::process::{on_path, Invocation};
-use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{json, ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
-/// Runs the LXD client program.
+/// Runs the LXD client program, addressed to one remote (or the local LXD).
 #[derive(Debug, Clone)]
 pub struct Client {
     program: OsString,
     profile: Option<String>,
-    remote: Remote,
-}
-
-/// The LXD remote every call addresses, learnt at most once: given up front,
-/// or asked of a closure when the first call needs it (by then the command
-/// has usually loaded the project and filled the cell itself).
-#[derive(Clone, Default)]
-pub struct Remote {
-    cell: Arc<OnceLock<Option<String>>>,
-    learn: Option<Arc<dyn Fn() -> Option<String> + Send + Sync>>,
-}
-
-impl Remote {
-    /// A remote learnt from `cell` if something fills it first, else from `learn`.
-    pub fn lazy(
-        cell: Arc<OnceLock<Option<String>>>,
-        learn: impl Fn() -> Option<String> + Send + Sync + 'static,
-    ) -> Remote {
-        Remote {
-            cell,
-            learn: Some(Arc::new(learn)),
-        }
-    }
-
-    fn get(&self) -> Option<&str> {
-        self.cell
-            .get_or_init(|| self.learn.as_ref().and_then(|f| f()))
-            .as_deref()
-    }
-}
-
-impl std::fmt::Debug for Remote {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Remote").field(&self.cell.get()).finish()
-    }
+    remote: Option<String>,
 }
 
 impl Client {
     /// The client named by `LDM_LXC` (a name on PATH or a path); else
     /// `lxc`, or `incus` when only that is installed, with a note saying so.
-    /// `LDM_PROFILE` adds `--profile` to launches.
+    /// `LDM_PROFILE` adds `--profile` to launches. Addresses the local LXD
+    /// until [`Client::with_remote`].
     pub fn from_env() -> (Client, Option<String>) {
         let (program, note) = match std::env::var_os("LDM_LXC").filter(|p| !p.is_empty()) {
             Some(p) => (p, None),
@@ -77,200 +46,238 @@ impl Client {
         let client = Client {
             program,
             profile: std::env::var("LDM_PROFILE").ok().filter(|p| !p.is_empty()),
-            remote: Remote::default(),
+            remote: None,
         };
         (client, note)
     }
 
-    /// Addresses every call to `remote` (an LXD remote name), as set by the
-    /// project's `remote:` key.
-    pub fn with_remote(mut self, remote: Remote) -> Client {
+    /// Addresses every call to `remote` (an LXD remote name, validated by
+    /// the caller: `model::validate::remote`), or to the local LXD for `None`.
+    pub fn with_remote(mut self, remote: Option<String>) -> Client {
         self.remote = remote;
         self
     }
 
     /// `REMOTE:name` when a remote is set, else `name`.
     fn at(&self, name: &str) -> String {
-        match self.remote.get() {
+        match &self.remote {
             Some(r) => format!("{r}:{name}"),
             None => name.to_string(),
         }
     }
 
-    /// The client program, for messages.
-    pub fn program(&self) -> String {
-        self.program.to_string_lossy().into_owned()
+    /// `REMOTE:` for commands that take a server, when a remote is set.
+    fn server(&self) -> Option<String> {
+        self.remote.as_ref().map(|r| format!("{r}:"))
     }
 
-    fn call(&self, args: &[&str]) -> Invocation {
+    /// `program FLAGS -- VALUES`: the flags ldm chose, then every value.
+    fn call(&self, flags: &[&str], values: &[String]) -> Invocation {
+        let mut args: Vec<String> = flags.iter().map(|a| a.to_string()).collect();
+        if !values.is_empty() {
+            args.push("--".into());
+            args.extend(values.iter().cloned());
+        }
         Invocation {
             program: self.program.clone(),
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args,
             stdin: Vec::new(),
         }
     }
 
-    fn query(&self, path: &str) -> Result<Value, LxdError> {
-        let inv = self.call(&["query", path]);
-        let out = inv.run()?;
-        serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
+    /// Runs `call(flags, values)`; a failure is typed by [`classify`] as
+    /// being about `what`.
+    fn run(&self, flags: &[&str], values: &[String], what: &str) -> Result<Vec<u8>, LxdError> {
+        self.call(flags, values)
+            .run()
+            .map_err(|e| classify(e, what))
+    }
+
+    fn json(&self, inv: &Invocation, bytes: &[u8]) -> Result<Value, LxdError> {
+        serde_json::from_slice(bytes).map_err(|e| LxdError::Parse {
             cmd: inv.to_string(),
             why: e.to_string(),
         })
     }
-}
 
-fn parse_snapshot(s: &Value) -> SnapshotInfo {
-    let name = s["name"].as_str().unwrap_or_default();
-    SnapshotInfo {
-        name: name.rsplit('/').next().unwrap_or(name).to_string(),
-        created_at: s["created_at"].as_str().unwrap_or_default().to_string(),
+    fn query(&self, path: &str, what: &str) -> Result<Value, LxdError> {
+        let inv = self.call(&["query"], &[self.at(path)]);
+        let out = inv.run().map_err(|e| classify(e, what))?;
+        self.json(&inv, &out)
+    }
+
+    /// `exec -- NAME ARGV...`.
+    fn exec_call(&self, name: &str, argv: &[&str]) -> Invocation {
+        let mut values = vec![self.at(name)];
+        values.extend(argv.iter().map(|a| a.to_string()));
+        self.call(&["exec"], &values)
     }
 }
 
-fn parse_instance(v: &Value) -> Instance {
-    let text = |v: &Value| v.as_str().map(str::to_string);
-    let state = &v["state"];
-    let ipv4 = state["network"].as_object().and_then(|nics| {
-        nics.iter()
-            .filter(|(name, _)| name.as_str() != "lo")
-            .flat_map(|(_, nic)| nic["addresses"].as_array().into_iter().flatten())
-            .find(|a| a["family"] == "inet" && a["scope"] == "global")
-            .and_then(|a| text(&a["address"]))
-    });
-    let snapshots = v["snapshots"]
-        .as_array()
-        .map(|a| a.iter().map(parse_snapshot).collect())
-        .unwrap_or_default();
-    Instance {
-        name: text(&v["name"]).unwrap_or_default(),
-        status: text(&v["status"])
-            .or_else(|| text(&state["status"]))
-            .unwrap_or_else(|| "Unknown".into()),
-        ipv4,
-        snapshots,
-        image: text(&v["config"]["image.description"]),
+/// Turns a failed client run into a typed error about `what`, by the
+/// messages LXD 5.0 prints (`LC_ALL=C`); anything else stays
+/// [`LxdError::Failed`] with the client's stderr.
+pub(super) fn classify(e: LxdError, what: &str) -> LxdError {
+    let LxdError::Failed { ref stderr, .. } = e else {
+        return e;
+    };
+    let lower = stderr.to_lowercase();
+    let what = what.to_string();
+    if lower.contains("is busy running") {
+        // LXD's operation lock: `Instance is busy running a "create" operation`.
+        LxdError::Busy {
+            what,
+            waited: std::time::Duration::ZERO,
+        }
+    } else if lower.contains("not found") || lower.contains("does not exist") {
+        LxdError::NotFound { what }
+    } else if lower.contains("is already running") || lower.contains("is already stopped") {
+        LxdError::AlreadyInState { what }
+    } else if lower.contains("already exists") {
+        LxdError::AlreadyExists { what }
+    } else {
+        e
     }
+}
+
+/// LXD's own failures of `exec`, told from the command's (whose exit code
+/// and stderr `exec` passes through) by LXD's exact messages.
+fn exec_failure(inv: &Invocation, name: &str, code: i32, stderr: &[u8]) -> Option<LxdError> {
+    let text = String::from_utf8_lossy(stderr);
+    if code != 0 && text.contains("Instance is not running") {
+        return Some(LxdError::NotRunning {
+            what: name.to_string(),
+        });
+    }
+    // Exit 255 with this message: LXD could not start the command, as
+    // happens for a moment right after the container boots.
+    if code == 255 && text.contains("Failed to retrieve PID of executing child process") {
+        return Some(LxdError::NotReady {
+            cmd: inv.to_string(),
+            stderr: text.into_owned(),
+        });
+    }
+    if code != 0 && text.contains("is busy running") {
+        return Some(classify(
+            LxdError::Failed {
+                cmd: inv.to_string(),
+                code: Some(code),
+                stderr: text.into_owned(),
+            },
+            name,
+        ));
+    }
+    None
 }
 
 impl Lxd for Client {
     fn list(&self) -> Result<Vec<Instance>, LxdError> {
-        let server = self.at("");
-        let mut inv = self.call(&["list", "--format", "json"]);
-        if !server.is_empty() {
-            inv.args.insert(1, server);
-        }
-        let out = inv.run()?;
-        let v: Value = serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
-            cmd: inv.to_string(),
-            why: e.to_string(),
-        })?;
+        let inv = self.call(
+            &["list", "--format", "json"],
+            &Vec::from_iter(self.server()),
+        );
+        let out = inv.run().map_err(|e| classify(e, "the instance list"))?;
+        let v = self.json(&inv, &out)?;
         let items = v.as_array().ok_or_else(|| LxdError::Parse {
             cmd: inv.to_string(),
             why: "expected a JSON list".into(),
         })?;
-        Ok(items.iter().map(parse_instance).collect())
+        Ok(items.iter().map(json::instance).collect())
     }
 
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
-        match self.query(&self.at(&format!("/1.0/instances/{name}?recursion=1"))) {
-            Ok(v) => Ok(Some(parse_instance(&v))),
+        let path = format!("/1.0/instances/{name}?recursion=1");
+        match self.query(&path, &format!("instance {name}")) {
+            Ok(v) => Ok(Some(json::instance(&v))),
             Err(LxdError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
-        let image = match self.remote.get() {
+        let image = match &self.remote {
             // A bare alias means an image on the project's server.
             Some(_) if !image.contains(':') => self.at(image),
             _ => image.to_string(),
         };
-        let image = image.as_str();
-        let mut args = vec!["launch".to_string(), image.to_string(), self.at(name)];
-        for (k, v) in config {
-            args.push("--config".into());
-            args.push(format!("{k}={v}"));
-        }
+        // `--flag=value`: a value never parses as a flag of its own.
+        let mut flags = vec!["launch".to_string()];
+        flags.extend(config.iter().map(|(k, v)| format!("--config={k}={v}")));
         if let Some(p) = &self.profile {
-            args.push("--profile".into());
-            args.push(p.clone());
+            flags.push(format!("--profile={p}"));
         }
-        let inv = Invocation {
-            program: self.program.clone(),
-            args,
-            stdin: Vec::new(),
-        };
-        inv.run().map(drop).map_err(|e| match e {
-            LxdError::NotFound { .. } => LxdError::NotFound {
-                what: format!("image {image}"),
-            },
-            LxdError::AlreadyExists { .. } => LxdError::AlreadyExists {
-                what: format!("instance {name}"),
-            },
-            LxdError::Busy { .. } => LxdError::Busy {
-                what: format!("instance {name}"),
-            },
-            e => e,
-        })
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let out = self.call(&flags, &[image.clone(), self.at(name)]).run();
+        out.map(drop)
+            .map_err(|e| match classify(e, &format!("instance {name}")) {
+                LxdError::NotFound { .. } => LxdError::NotFound {
+                    what: format!("image {image}"),
+                },
+                e => e,
+            })
     }
 
     fn start(&self, name: &str) -> Result<(), LxdError> {
-        self.call(&["start", &self.at(name)]).run().map(drop)
+        self.run(&["start"], &[self.at(name)], name).map(drop)
     }
 
     fn stop(&self, name: &str) -> Result<(), LxdError> {
-        self.call(&["stop", &self.at(name)]).run().map(drop)
+        self.run(&["stop"], &[self.at(name)], name).map(drop)
     }
 
     fn delete(&self, name: &str) -> Result<(), LxdError> {
-        self.call(&["delete", &self.at(name), "--force"])
-            .run()
+        self.run(&["delete", "--force"], &[self.at(name)], name)
             .map(drop)
     }
 
     fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError> {
-        let mut inv = self.call(&["exec", &self.at(name), "--"]);
-        inv.args.extend(argv.iter().map(|a| a.to_string()));
+        let mut inv = self.exec_call(name, argv);
         inv.stdin = stdin.to_vec();
         let (code, stdout, stderr) = inv.output()?;
+        let code = code.unwrap_or(-1);
+        if let Some(e) = exec_failure(&inv, name, code, &stderr) {
+            return Err(e);
+        }
         Ok(ExecOutput {
-            code: code.unwrap_or(-1),
+            code,
             stdout,
             stderr,
         })
     }
 
     fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError> {
-        let v = self.query(&self.at(&format!("/1.0/instances/{name}/snapshots?recursion=1")))?;
+        let path = format!("/1.0/instances/{name}/snapshots?recursion=1");
+        let v = self.query(&path, &format!("instance {name}"))?;
         Ok(v.as_array()
             .into_iter()
             .flatten()
-            .map(parse_snapshot)
+            .map(json::snapshot)
             .collect())
     }
 
     fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
-        self.call(&["snapshot", &self.at(name), snap])
-            .run()
+        self.run(&["snapshot"], &[self.at(name), snap.to_string()], name)
             .map(drop)
             .map_err(|e| match e {
                 LxdError::NotFound { .. } => LxdError::NotFound {
                     what: format!("instance {name}"),
+                },
+                LxdError::AlreadyExists { .. } => LxdError::AlreadyExists {
+                    what: format!("snapshot {name}/{snap}"),
                 },
                 e => e,
             })
     }
 
     fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
-        self.call(&["restore", &self.at(name), snap])
-            .run()
+        let what = format!("snapshot {name}/{snap}");
+        self.run(&["restore"], &[self.at(name), snap.to_string()], &what)
             .map(drop)
     }
 
     fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
-        self.call(&["delete", &self.at(&format!("{name}/{snap}"))])
-            .run()
+        let what = format!("snapshot {name}/{snap}");
+        self.run(&["delete"], &[self.at(&format!("{name}/{snap}"))], &what)
             .map(drop)
     }
 
@@ -279,27 +286,30 @@ impl Lxd for Client {
             Some(s) => format!("{source}/{s}"),
             None => source.to_string(),
         };
-        let mut inv = self.call(&["copy", &self.at(&from), &self.at(target)]);
         // A snapshot source has no snapshots to leave behind, and LXD
         // refuses --instance-only for it.
-        if snap.is_none() {
-            inv.args.push("--instance-only".into());
-        }
-        inv.run().map(drop).map_err(|e| match e {
-            LxdError::NotFound { .. } => LxdError::NotFound { what: from.clone() },
-            e => e,
-        })
+        let flags: &[&str] = match snap {
+            Some(_) => &["copy"],
+            None => &["copy", "--instance-only"],
+        };
+        self.call(flags, &[self.at(&from), self.at(target)])
+            .run()
+            .map(drop)
+            .map_err(|e| match classify(e, target) {
+                LxdError::NotFound { .. } => LxdError::NotFound { what: from.clone() },
+                LxdError::AlreadyExists { .. } => LxdError::AlreadyExists {
+                    what: format!("instance {target}"),
+                },
+                e => e,
+            })
     }
 
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
-        let mut inv = self.call(&["exec", &self.at(name), "--"]);
-        inv.args.extend(argv.iter().map(|a| a.to_string()));
-        Ok(inv.attached()?.unwrap_or(128 + 9))
+        Ok(self.exec_call(name, argv).attached()?.unwrap_or(128 + 9))
     }
 
     fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError {
-        let mut inv = self.call(&["exec", &self.at(name), "--"]);
-        inv.args.extend(argv.iter().map(|a| a.to_string()));
+        let inv = self.exec_call(name, argv);
         let source = Command::new(&inv.program).args(&inv.args).exec();
         LxdError::Spawn {
             cmd: inv.to_string(),
@@ -308,84 +318,81 @@ impl Lxd for Client {
     }
 
     fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {
-        let mut inv = self.call(&["file", "push"]);
-        if recursive {
-            inv.args.push("--recursive".into());
-        }
-        inv.args.push(src.to_string_lossy().into_owned());
-        inv.args.push(self.at(&format!("{name}{path}")));
-        inv.run().map(drop)
+        let flags: &[&str] = if recursive {
+            &["file", "push", "--recursive"]
+        } else {
+            &["file", "push"]
+        };
+        let values = [
+            src.to_string_lossy().into_owned(),
+            self.at(&format!("{name}{path}")),
+        ];
+        self.run(flags, &values, &format!("{name}:{path}"))
+            .map(drop)
     }
 
     fn pull(&self, name: &str, path: &str, dest: &Path, recursive: bool) -> Result<(), LxdError> {
-        let mut inv = self.call(&["file", "pull"]);
-        if recursive {
-            inv.args.push("--recursive".into());
-        }
-        inv.args.push(self.at(&format!("{name}{path}")));
-        inv.args.push(dest.to_string_lossy().into_owned());
-        inv.run().map(drop)
+        let flags: &[&str] = if recursive {
+            &["file", "pull", "--recursive"]
+        } else {
+            &["file", "pull"]
+        };
+        let values = [
+            self.at(&format!("{name}{path}")),
+            dest.to_string_lossy().into_owned(),
+        ];
+        self.run(flags, &values, &format!("{name}:{path}"))
+            .map(drop)
     }
 
     fn images(&self) -> Result<Vec<Image>, LxdError> {
-        let server = self.at("");
-        let mut inv = self.call(&["image", "list", "--format", "json"]);
-        if !server.is_empty() {
-            inv.args.insert(2, server);
-        }
-        let out = inv.run()?;
-        let v: Value = serde_json::from_slice(&out).map_err(|e| LxdError::Parse {
-            cmd: inv.to_string(),
-            why: e.to_string(),
-        })?;
+        let flags = ["image", "list", "--format", "json"];
+        let inv = self.call(&flags, &Vec::from_iter(self.server()));
+        let out = inv.run().map_err(|e| classify(e, "the image list"))?;
+        let v = self.json(&inv, &out)?;
         Ok(v.as_array()
             .into_iter()
             .flatten()
-            .map(|i| Image {
-                aliases: i["aliases"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|a| a["name"].as_str().map(str::to_string))
-                    .collect(),
-                fingerprint: i["fingerprint"].as_str().unwrap_or_default().to_string(),
-                size: i["size"].as_u64().unwrap_or(0),
-                description: i["properties"]["description"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            })
+            .map(json::image)
             .collect())
     }
 
     fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
-        let mut inv = self.call(&[
-            "publish",
-            &self.at(&format!("{name}/{snap}")),
-            "--alias",
-            alias,
-        ]);
-        if self.remote.get().is_some() {
-            // Publish onto the project's server, not the local store.
-            inv.args.insert(2, self.at(""));
-        }
-        if progress {
+        let alias_flag = format!("--alias={alias}");
+        let mut values = vec![self.at(&format!("{name}/{snap}"))];
+        // Publish onto the project's server, not the local store.
+        values.extend(self.server());
+        let inv = self.call(&["publish", &alias_flag], &values);
+        let result = if progress {
             inv.run_with_progress()
         } else {
             inv.run().map(drop)
-        }
+        };
+        result.map_err(|e| match classify(e, &format!("snapshot {name}/{snap}")) {
+            LxdError::AlreadyExists { .. } => LxdError::AlreadyExists {
+                what: format!("image alias {alias}"),
+            },
+            e => e,
+        })
     }
 
     fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
-        self.call(&["image", "delete", &self.at(alias)])
-            .run()
+        let what = format!("image {alias}");
+        self.run(&["image", "delete"], &[self.at(alias)], &what)
             .map(drop)
     }
 
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
-        self.call(&["image", "alias", "rename", &self.at(old), new])
+        let values = [self.at(old), new.to_string()];
+        self.call(&["image", "alias", "rename"], &values)
             .run()
             .map(drop)
+            .map_err(|e| match classify(e, &format!("image alias {old}")) {
+                LxdError::AlreadyExists { .. } => LxdError::AlreadyExists {
+                    what: format!("image alias {new}"),
+                },
+                e => e,
+            })
     }
 }
 
@@ -393,29 +400,70 @@ impl Lxd for Client {
 mod tests {
     use super::*;
 
-    #[test]
-    fn display_quotes_what_a_shell_would_split() {
-        let inv = Invocation {
-            program: "lxc".into(),
-            args: vec!["exec".into(), "p-a".into(), "it's $(x)".into()],
-            stdin: Vec::new(),
-        };
-        assert_eq!(inv.to_string(), r"lxc exec p-a 'it'\''s $(x)'");
+    fn failed(stderr: &str) -> LxdError {
+        LxdError::Failed {
+            cmd: "lxc x".into(),
+            code: Some(1),
+            stderr: stderr.into(),
+        }
     }
 
     #[test]
-    fn instance_json_is_parsed() {
-        let v: Value = serde_json::from_str(
-            r#"{"name":"p-a","status":"Running","config":{"image.description":"Debian"},
-                "state":{"network":{"lo":{"addresses":[{"family":"inet","address":"127.0.0.1","scope":"local"}]},
-                "eth0":{"addresses":[{"family":"inet6","address":"fe80::1","scope":"link"},{"family":"inet","address":"198.18.77.5","scope":"global"}]}}},
-                "snapshots":[{"name":"initial-state","created_at":"2026-01-01T00:00:00Z"}]}"#,
-        )
-        .unwrap();
-        let i = parse_instance(&v);
-        assert_eq!(i.ipv4.as_deref(), Some("198.18.77.5"));
-        assert_eq!(i.snapshots[0].name, "initial-state");
-        assert!(i.is_running());
-        assert_eq!(i.image.as_deref(), Some("Debian"));
+    fn known_messages_become_typed_errors() {
+        let busy = failed(
+            "Error: Failed deleting instance: Instance is busy running a \"create\" operation",
+        );
+        assert!(matches!(classify(busy, "p-a"), LxdError::Busy { what, .. } if what == "p-a"));
+        assert!(matches!(
+            classify(failed("Error: Instance not found"), "p-a"),
+            LxdError::NotFound { .. }
+        ));
+        assert!(matches!(
+            classify(failed("Error: The instance is already stopped"), "p-a"),
+            LxdError::AlreadyInState { .. }
+        ));
+        assert!(matches!(
+            classify(
+                failed("Error: This \"instances\" entry already exists"),
+                "p-a"
+            ),
+            LxdError::AlreadyExists { .. }
+        ));
+        assert!(matches!(
+            classify(failed("Error: out of space"), "p-a"),
+            LxdError::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn exec_tells_lxd_failures_from_the_command_s() {
+        let inv = Client::from_env().0.exec_call("p-a", &["true"]);
+        let e = exec_failure(&inv, "p-a", 1, b"Error: Instance is not running\n");
+        assert!(matches!(e, Some(LxdError::NotRunning { .. })));
+        let e = exec_failure(
+            &inv,
+            "p-a",
+            255,
+            b"Error: Failed to retrieve PID of executing child process\n",
+        );
+        assert!(matches!(e, Some(LxdError::NotReady { .. })));
+        // The command's own failure, even with a message that looks alike.
+        assert!(exec_failure(&inv, "p-a", 1, b"sh: x: not found\n").is_none());
+        assert!(exec_failure(&inv, "p-a", 0, b"Instance is not running").is_none());
+    }
+
+    #[test]
+    fn values_follow_a_double_dash_and_carry_the_remote() {
+        let c = Client::from_env().0.with_remote(Some("shared".into()));
+        let inv = c.exec_call("p-a", &["sh", "-c", "x"]);
+        assert_eq!(inv.args, ["exec", "--", "shared:p-a", "sh", "-c", "x"]);
+        let inv = c.call(&["list", "--format", "json"], &Vec::from_iter(c.server()));
+        assert_eq!(inv.args, ["list", "--format", "json", "--", "shared:"]);
+        let local = Client::from_env().0;
+        let inv = local.call(
+            &["list", "--format", "json"],
+            &Vec::from_iter(local.server()),
+        );
+        assert_eq!(inv.args, ["list", "--format", "json"]);
     }
 }
