@@ -84,7 +84,7 @@ pub fn run(ctx: &Ctx, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
     }
     if !found.healthy {
         return Err(Error::Unhealthy(
-            "the project store is damaged (see above); run `ldm doctor --repair`".into(),
+            "the project store is damaged; each finding above names its file and the fix".into(),
         ));
     }
     if !found.drifts.is_empty() {

@@ -305,3 +305,6 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         connect: connector(cli),
     })
 }
+
+#[cfg(test)]
+mod tests;

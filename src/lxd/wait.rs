@@ -222,3 +222,69 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
         (**self).rename_alias(old, new)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::lxd::fake::Fake;
+
+    /// The instances the wait was told about, in order.
+    type Told = Arc<Mutex<Vec<String>>>;
+
+    fn patient(fake: Fake, limit: Duration) -> (Patient<Arc<Fake>>, Arc<Fake>, Told) {
+        let fake = Arc::new(fake);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = Arc::clone(&told);
+        let on_wait: OnWait = Box::new(move |name| t.lock().unwrap().push(name.to_string()));
+        (Patient::new(Arc::clone(&fake), limit, on_wait), fake, told)
+    }
+
+    #[test]
+    fn busy_calls_are_retried_and_the_wait_told_once_per_instance() {
+        let fake = Fake::new().with_instance("p-a", true, &[]).busy("stop", 3);
+        let (lxd, fake, told) = patient(fake, Duration::from_secs(30));
+        lxd.stop("p-a").unwrap();
+        assert_eq!(fake.calls(), ["stop p-a"; 4]);
+        assert_eq!(*told.lock().unwrap(), ["p-a"]);
+        assert!(!fake.state().instances["p-a"].is_running());
+        // Other errors are not retried.
+        assert!(matches!(
+            lxd.stop("p-a"),
+            Err(LxdError::AlreadyInState { .. })
+        ));
+        assert_eq!(fake.calls().len(), 5);
+    }
+
+    #[test]
+    fn the_wait_gives_up_at_its_limit_saying_how_long_it_waited() {
+        let fake = Fake::new()
+            .with_instance("p-a", true, &[])
+            .busy("delete", 1000);
+        let (lxd, fake, _) = patient(fake, Duration::from_millis(700));
+        let start = Instant::now();
+        match lxd.delete("p-a") {
+            Err(LxdError::Busy { what, waited }) => {
+                assert_eq!(what, "p-a");
+                assert!(waited <= Duration::from_millis(700), "{waited:?}");
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(2));
+        let tries = fake.calls().len();
+        assert!(
+            (3..=6).contains(&tries),
+            "{tries} tries in 0.7 s of 100, 200, 400 ms pauses"
+        );
+        assert!(fake.state().instances.contains_key("p-a"));
+    }
+
+    #[test]
+    fn reads_go_straight_through() {
+        let fake = Fake::new().with_instance("p-a", true, &[]).busy("list", 5);
+        let (lxd, _, told) = patient(fake, Duration::from_secs(30));
+        assert!(matches!(lxd.list(), Err(LxdError::Busy { .. })));
+        assert!(told.lock().unwrap().is_empty());
+    }
+}
