@@ -12,7 +12,7 @@ use crate::commands::op::{self};
 use crate::commands::setup::INITIAL_STATE;
 use crate::commands::{table, Ctx};
 use crate::lxd::LxdError;
-use crate::model::{validate, Container, Mutation, Op, Project};
+use crate::model::{validate, Container, Mutation, Op, Pending, Project};
 use crate::store::Owners;
 use crate::{say, Error};
 
@@ -31,6 +31,44 @@ fn container_ready<'a>(
         return Err(op::interrupted(name, pending, &c.image, " first"));
     }
     Ok(c)
+}
+
+/// The intent of a snapshot create: a new snapshot entry, or the take-over
+/// of an interrupted create of the same snapshot.
+fn intent(
+    owners: &Owners,
+    c: &Container,
+    container: &str,
+    snap: &str,
+    description: &str,
+    pending: &Pending,
+) -> Result<Mutation, Error> {
+    let Some(s) = c.snapshots.get(snap) else {
+        return Ok(Mutation::SnapshotAdded {
+            container: container.to_string(),
+            name: snap.to_string(),
+            description: description.to_string(),
+            created_at: op::now(),
+            pending: Some(pending.clone()),
+        });
+    };
+    match &s.pending {
+        Some(old) if op::is_alive(owners, old) => Err(op::busy(
+            container,
+            format!("pid {} is taking snapshot {snap}", old.owner.pid),
+        )),
+        Some(old) if matches!(old.op, Op::SnapshotCreate { .. }) => {
+            Ok(Mutation::OperationStarted {
+                container: container.to_string(),
+                snapshot: Some(snap.to_string()),
+                pending: pending.clone(),
+            })
+        }
+        _ => Err(Error::Conflict {
+            what: format!("container {container} already has a snapshot {snap}"),
+            next: format!("see `ldm container snapshot list {container}`"),
+        }),
+    }
 }
 
 /// `ldm container snapshot create C NAME [-d DESC]`.
@@ -53,36 +91,7 @@ pub fn create(
     )?;
     let (lxd_name, remote, resumed) = store.commit(|p| {
         let c = container_ready(&owners, p, container)?;
-        let m = match c.snapshots.get(snap) {
-            None => Mutation::SnapshotAdded {
-                container: container.to_string(),
-                name: snap.to_string(),
-                description: description.to_string(),
-                created_at: op::now(),
-                pending: Some(pending.clone()),
-            },
-            Some(s) => match &s.pending {
-                Some(old) if op::is_alive(&owners, old) => {
-                    return Err(op::busy(
-                        container,
-                        format!("pid {} is taking snapshot {snap}", old.owner.pid),
-                    ))
-                }
-                Some(old) if matches!(old.op, Op::SnapshotCreate { .. }) => {
-                    Mutation::OperationStarted {
-                        container: container.to_string(),
-                        snapshot: Some(snap.to_string()),
-                        pending: pending.clone(),
-                    }
-                }
-                _ => {
-                    return Err(Error::Conflict {
-                        what: format!("container {container} already has a snapshot {snap}"),
-                        next: format!("see `ldm container snapshot list {container}`"),
-                    })
-                }
-            },
-        };
+        let m = intent(&owners, c, container, snap, description, &pending)?;
         let resumed = matches!(m, Mutation::OperationStarted { .. });
         Ok::<_, Error>((vec![m], (p.lxd_name(container), p.remote.clone(), resumed)))
     })?;
