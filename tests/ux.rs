@@ -9,7 +9,7 @@ mod double;
 use std::process::Command;
 use std::time::Duration;
 
-use double::{argv, kill, launch, Env, Run, LAUNCH_CONFIG};
+use double::{argv, kill, launch, Env, Run};
 use serde_json::{json, Value};
 
 const ESC: &str = "\x1b[";
@@ -425,9 +425,8 @@ fn create_remote_addresses_every_call_to_the_remote() {
     all_remote(&argvs, "q");
     q(&["container", "create", "web", "ubuntu:24.04"]);
     let argvs = env.take_argvs();
-    let mut l = argv(&["launch", "ubuntu:24.04", "shared:q-web"]);
-    l.extend(argv(&LAUNCH_CONFIG));
-    assert_eq!(argvs[0], l);
+    // An image with a remote of its own keeps it.
+    assert_eq!(argvs[0], launch("ubuntu:24.04", "shared:q-web"));
     all_remote(&argvs, "q");
     q(&["list"]);
     assert_eq!(
@@ -453,8 +452,17 @@ fn create_remote_addresses_every_call_to_the_remote() {
     called(&argvs, &["delete", "--", "shared:q-dev/s1"]);
     called(&argvs, &["stop", "--", "shared:q-dev"]);
     called(&argvs, &["start", "--", "shared:q-dev"]);
-    called(&argvs, &["copy", "--", "shared:q-dev", "shared:q-dev2"]);
-    called(&argvs, &["delete", "--", "shared:q-web"]);
+    called(
+        &argvs,
+        &[
+            "copy",
+            "--instance-only",
+            "--",
+            "shared:q-dev",
+            "shared:q-dev2",
+        ],
+    );
+    called(&argvs, &["delete", "--force", "--", "shared:q-web"]);
     all_remote(&argvs, "q");
     // The parent project `p` is not addressed to the remote.
     env.seed_container("a", "img", true);
