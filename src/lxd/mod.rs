@@ -4,7 +4,7 @@
 //! (`lxc`, or `incus` with `LDM_LXC=incus`), and, for unit tests, by an
 //! in-process fake (`fake.rs`). [`Patient`] wraps either and waits out
 //! LXD's busy state. Commands see only the trait and the typed results
-//! below: nothing outside `cli.rs` builds a client command line or reads
+//! below: nothing outside `cli/` builds a client command line or reads
 //! the client's text, and this module knows nothing of the project store.
 //! Names passed in are full LXD instance names (`project-container`).
 //! DESIGN.md, "The LXD backend".
