@@ -135,3 +135,37 @@ fn the_wait_is_bounded_by_timeout_and_then_says_busy() {
     assert!(env.project().containers.is_empty());
     env.assert_agree();
 }
+
+#[test]
+fn regression_remove_right_after_a_killed_create_waits_for_lxd_s_create() {
+    // Seen on LXD 5.0.2: `container create k` killed 1.2 s in, then at once
+    // `remove -f k` said "Removed k", and a moment later LXD finished the
+    // killed launch: the instance was there, the project did not record it.
+    // LXD says "not found" while it is still creating the instance; its
+    // operations say what it is doing.
+    let env = Env::new("p");
+    env.seed_container("k", "img", true);
+    let mut st = env.state();
+    st["instances"].as_object_mut().unwrap().remove("p-k");
+    st["creating"] = serde_json::json!({"p-k": 3});
+    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    let run = env.ok(&["remove", "-f", "k"]);
+    run.err_has("waiting for LXD to finish an operation on p-k (Creating instance; started by an interrupted ldm?) ...");
+    let ops = argv(&["query", "--", "/1.0/operations?recursion=1"]);
+    let del = argv(&["delete", "--force", "--", "p-k"]);
+    assert_eq!(
+        env.take_argvs(),
+        vec![
+            del.clone(),
+            ops.clone(),
+            del.clone(),
+            ops.clone(),
+            del.clone(),
+            ops,
+            del
+        ]
+    );
+    assert!(env.instances().is_empty(), "{:?}", env.instances());
+    assert!(env.project().containers.is_empty());
+    env.assert_agree();
+}

@@ -135,8 +135,8 @@ pub fn run(ctx: &Ctx, args: &Mv, out: &mut dyn Write) -> Result<(), Error> {
                 out,
                 &format!(
                     "✓ {name}:{} -> {}",
-                    resolve(&project, &name, &path),
-                    to.display()
+                    text::escape(&resolve(&project, &name, &path)),
+                    text::escape(&to.display().to_string())
                 ),
             )
         }
@@ -243,7 +243,11 @@ fn fan_out(
         match push(ctx, lxd, project, from, name, path, yes) {
             Ok(Some(dest)) => say(
                 out,
-                &format!("{} {name}:{dest}", ctx.style.paint("✓", Some(Color::Green))),
+                &format!(
+                    "{} {name}:{}",
+                    ctx.style.paint("✓", Some(Color::Green)),
+                    text::escape(&dest)
+                ),
             )?,
             Ok(None) => say(
                 out,
@@ -256,7 +260,11 @@ fn fan_out(
                 failed += 1;
                 say(
                     out,
-                    &format!("{} {name}: {e}", ctx.style.paint("✗", Some(Color::Red))),
+                    &format!(
+                        "{} {name}: {}",
+                        ctx.style.paint("✗", Some(Color::Red)),
+                        text::escape_lines(&e.to_string())
+                    ),
                 )?;
             }
         }

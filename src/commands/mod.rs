@@ -77,10 +77,13 @@ impl Ctx {
     /// Like [`Ctx::lxd`] with the remote from a commit's view of the project.
     pub fn lxd_at(&self, remote: Option<&str>, wait: Duration) -> Arc<dyn Lxd> {
         let quiet = self.quiet;
-        let on_wait = Box::new(move |name: &str| {
+        let on_wait = Box::new(move |name: &str, doing: Option<&str>| {
             if !quiet {
+                let what = doing
+                    .map(|d| format!("{}; ", text::escape(d)))
+                    .unwrap_or_default();
                 eprintln!(
-                    "waiting for LXD to finish an operation on {name} (started by an interrupted ldm?) ..."
+                    "waiting for LXD to finish an operation on {name} ({what}started by an interrupted ldm?) ..."
                 );
             }
         });

@@ -25,6 +25,10 @@ pub struct State {
     pub busy: BTreeMap<&'static str, usize>,
     /// Verbs that fail (as `LxdError::Failed`) every time.
     pub fail: Vec<&'static str>,
+    /// Instances LXD is still creating (the server side of a killed
+    /// launch): name -> how many `operations` calls still see the create;
+    /// the instance appears, running, when the count runs out.
+    pub creating: BTreeMap<String, usize>,
 }
 
 /// The fake LXD.
@@ -306,6 +310,22 @@ impl Lxd for Fake {
                 return Err(not_found(&format!("image {alias}")));
             }
             Ok(())
+        })
+    }
+
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
+        self.call("operations", name, |st| {
+            let Some(n) = st.creating.get_mut(name) else {
+                return Ok(Vec::new());
+            };
+            *n = n.saturating_sub(1);
+            if *n > 0 {
+                return Ok(vec!["Creating instance".to_string()]);
+            }
+            st.creating.remove(name);
+            st.instances
+                .insert(name.to_string(), instance(name, true, &[]));
+            Ok(Vec::new())
         })
     }
 

@@ -42,6 +42,32 @@ pub(super) fn instance(v: &Value) -> Instance {
     }
 }
 
+/// The descriptions of the running operations in `query
+/// /1.0/operations?recursion=1` whose resources name instance `name`.
+pub(super) fn operations_on(v: &Value, name: &str) -> Vec<String> {
+    let path = format!("/1.0/instances/{name}");
+    v["running"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|op| {
+            op["resources"]["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                // Another LXD project's instances carry `?project=NAME`.
+                .any(|r| r == path || r.starts_with(&format!("{path}?")))
+        })
+        .map(|op| {
+            op["description"]
+                .as_str()
+                .unwrap_or("an operation")
+                .to_string()
+        })
+        .collect()
+}
+
 /// One image object (`image list --format json` items).
 pub(super) fn image(i: &Value) -> Image {
     Image {
@@ -78,6 +104,22 @@ mod tests {
         assert_eq!(i.snapshots[0].name, "initial-state");
         assert!(i.is_running());
         assert_eq!(i.image.as_deref(), Some("Debian"));
+    }
+
+    #[test]
+    fn operations_on_an_instance_are_picked_by_their_resources() {
+        let v = serde_json::json!({"running": [
+            {"description": "Creating instance", "resources": {"instances": ["/1.0/instances/p-a"]}},
+            {"description": "Stopping instance", "resources": {"instances": ["/1.0/instances/p-ab"]}},
+            {"description": "Other project", "resources": {"instances": ["/1.0/instances/p-a?project=x"]}},
+        ], "success": [
+            {"description": "Done", "resources": {"instances": ["/1.0/instances/p-a"]}},
+        ]});
+        assert_eq!(
+            operations_on(&v, "p-a"),
+            ["Creating instance", "Other project"]
+        );
+        assert!(operations_on(&serde_json::json!({"running": null}), "p-a").is_empty());
     }
 
     #[test]

@@ -224,4 +224,9 @@ pub trait Lxd: Send + Sync {
     fn delete_image(&self, alias: &str) -> Result<(), LxdError>;
     /// Renames an image alias in one step (the server never shows both or neither).
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError>;
+    /// What LXD is doing to instance `name` right now: the descriptions of
+    /// its running operations on it ("Creating instance"), empty if none.
+    /// A killed client's operation goes on in the server, and an instance
+    /// being created is "not found" until it is done.
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError>;
 }

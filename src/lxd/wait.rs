@@ -3,9 +3,12 @@
 //! the instance's operation lock (`Instance is busy running a "create"
 //! operation`), e.g. the server-side part of a `launch` whose client was
 //! killed with Ctrl+C: it goes on for seconds after ldm died. LXD refuses
-//! before doing anything, so retrying is safe. Every call that acts on an
-//! instance is retried until `limit` has passed; reads (`list`, `instance`,
-//! `snapshots`, `images`) never meet the lock and go straight through.
+//! before doing anything, so retrying is safe. And an instance LXD is still
+//! creating is "not found" until its create is done: a call on an instance
+//! that LXD says is missing asks LXD for its running operations on it and,
+//! while there are some, waits for them and tries again. Every call that
+//! acts on an instance is retried so until `limit` has passed; reads
+//! (`list`, `instance`, `snapshots`, `images`) go straight through.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
-/// Told once per instance, when ldm starts waiting for LXD on it.
-pub type OnWait = Box<dyn Fn(&str) + Send + Sync>;
+/// Told once per instance, when ldm starts waiting for LXD on it: the
+/// instance, and what LXD is doing to it when known ("Creating instance").
+pub type OnWait = Box<dyn Fn(&str, Option<&str>) + Send + Sync>;
 
 /// An [`Lxd`] that retries calls LXD refuses as busy, for at most `limit`.
 pub struct Patient<L> {
@@ -30,6 +34,15 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// Longest pause between retries: LXD's operations end at any moment.
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
+/// What a call's "not found" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Perhaps the instance is still being created: ask LXD's operations.
+    AskOperations,
+    /// Something else is missing (`launch`'s image): the answer stands.
+    IsAnswer,
+}
+
 impl<L: Lxd> Patient<L> {
     /// Wraps `inner`; `on_wait(instance)` is called the first time a call
     /// on that instance has to wait (a progress line; a no-op with `-q`).
@@ -42,36 +55,64 @@ impl<L: Lxd> Patient<L> {
         }
     }
 
-    /// Runs `f` until LXD stops saying `name` is busy or `limit` passes;
-    /// then the busy error says how long ldm waited.
-    fn retry<T>(
+    /// Runs `f` until LXD stops saying `name` is busy (or missing while an
+    /// operation on it runs) or `limit` passes; then the busy error says
+    /// how long ldm waited.
+    fn retry<T>(&self, name: &str, f: impl FnMut() -> Result<T, LxdError>) -> Result<T, LxdError> {
+        self.retry_on(name, Missing::AskOperations, f)
+    }
+
+    fn retry_on<T>(
         &self,
         name: &str,
+        missing: Missing,
         mut f: impl FnMut() -> Result<T, LxdError>,
     ) -> Result<T, LxdError> {
         let start = Instant::now();
         let mut pause = FIRST_PAUSE;
+        // An operation on the instance was running at the last look.
+        let mut under_way = false;
         loop {
-            match f() {
-                Err(LxdError::Busy { what, .. }) => {
-                    let waited = start.elapsed();
-                    if waited + pause > self.limit {
-                        return Err(LxdError::Busy { what, waited });
-                    }
-                    self.tell(name);
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(MAX_PAUSE);
+            let doing = match f() {
+                Err(LxdError::Busy { .. }) => None,
+                Err(LxdError::NotFound { what }) if missing == Missing::IsAnswer => {
+                    return Err(LxdError::NotFound { what })
                 }
+                Err(LxdError::NotFound { what }) => match self.inner.operations(name) {
+                    // It just ended: try once more, at once.
+                    Ok(ops) if ops.is_empty() && under_way => {
+                        under_way = false;
+                        continue;
+                    }
+                    // Not being made either: it is missing.
+                    Ok(ops) if ops.is_empty() => return Err(LxdError::NotFound { what }),
+                    Ok(ops) => {
+                        under_way = true;
+                        Some(ops.join(", "))
+                    }
+                    // No word on operations: the call's own answer stands.
+                    Err(_) => return Err(LxdError::NotFound { what }),
+                },
                 r => return r,
+            };
+            let waited = start.elapsed();
+            if waited + pause > self.limit {
+                return Err(LxdError::Busy {
+                    what: name.to_string(),
+                    waited,
+                });
             }
+            self.tell(name, doing.as_deref());
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_PAUSE);
         }
     }
 
-    fn tell(&self, name: &str) {
+    fn tell(&self, name: &str, doing: Option<&str>) {
         // A poisoned set only means another thread panicked while telling.
         let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
         if told.insert(name.to_string()) {
-            (self.on_wait)(name);
+            (self.on_wait)(name, doing);
         }
     }
 }
@@ -86,7 +127,10 @@ impl<L: Lxd> Lxd for Patient<L> {
     }
 
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
-        self.retry(name, || self.inner.launch(image, name, config))
+        // Its "not found" is the image's, never the instance's: busy only.
+        self.retry_on(name, Missing::IsAnswer, || {
+            self.inner.launch(image, name, config)
+        })
     }
 
     fn start(&self, name: &str) -> Result<(), LxdError> {
@@ -157,6 +201,10 @@ impl<L: Lxd> Lxd for Patient<L> {
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         self.inner.rename_alias(old, new)
     }
+
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
+        self.inner.operations(name)
+    }
 }
 
 /// A shared client is a client: commands hold `Arc<dyn Lxd>`.
@@ -221,6 +269,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         (**self).rename_alias(old, new)
     }
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
+        (**self).operations(name)
+    }
 }
 
 #[cfg(test)]
@@ -237,7 +288,11 @@ mod tests {
         let fake = Arc::new(fake);
         let told = Arc::new(Mutex::new(Vec::new()));
         let t = Arc::clone(&told);
-        let on_wait: OnWait = Box::new(move |name| t.lock().unwrap().push(name.to_string()));
+        let on_wait: OnWait = Box::new(move |name, doing| {
+            t.lock()
+                .unwrap()
+                .push(format!("{name} {}", doing.unwrap_or("busy")))
+        });
         (Patient::new(Arc::clone(&fake), limit, on_wait), fake, told)
     }
 
@@ -247,7 +302,7 @@ mod tests {
         let (lxd, fake, told) = patient(fake, Duration::from_secs(30));
         lxd.stop("p-a").unwrap();
         assert_eq!(fake.calls(), ["stop p-a"; 4]);
-        assert_eq!(*told.lock().unwrap(), ["p-a"]);
+        assert_eq!(*told.lock().unwrap(), ["p-a busy"]);
         assert!(!fake.state().instances["p-a"].is_running());
         // Other errors are not retried.
         assert!(matches!(
@@ -278,6 +333,30 @@ mod tests {
             "{tries} tries in 0.7 s of 100, 200, 400 ms pauses"
         );
         assert!(fake.state().instances.contains_key("p-a"));
+    }
+
+    #[test]
+    fn a_call_on_an_instance_lxd_is_still_creating_waits_for_the_create() {
+        // The killed create's server side: "not found" until it is done.
+        let fake = Fake::new();
+        fake.state().creating.insert("p-a".into(), 2);
+        let (lxd, fake, told) = patient(fake, Duration::from_secs(30));
+        lxd.delete("p-a").unwrap();
+        assert_eq!(
+            fake.calls(),
+            [
+                "delete p-a",
+                "operations p-a",
+                "delete p-a",
+                "operations p-a",
+                "delete p-a"
+            ]
+        );
+        assert_eq!(*told.lock().unwrap(), ["p-a Creating instance"]);
+        assert!(fake.state().instances.is_empty(), "deleted once created");
+        // Missing, with nothing under way: not found at once.
+        assert!(matches!(lxd.delete("p-a"), Err(LxdError::NotFound { .. })));
+        assert_eq!(fake.calls().len(), 7);
     }
 
     #[test]

@@ -330,6 +330,11 @@ impl Lxd for Client {
             .map(drop)
     }
 
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
+        let v = self.query("/1.0/operations?recursion=1", "LXD's operations")?;
+        Ok(json::operations_on(&v, name))
+    }
+
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         let values = [self.at(old), new.to_string()];
         self.call(&["image", "alias", "rename"], &values)
