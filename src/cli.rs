@@ -120,6 +120,10 @@ pub struct ContainerClone {
     /// Copy this snapshot of the source instead of its current state.
     #[arg(short, long, value_name = "SNAP")]
     pub snapshot: Option<String>,
+    /// Seconds to wait for LXD to finish an operation already running on
+    /// the source (e.g. one an interrupted ldm started).
+    #[arg(long, value_name = "SECS", default_value = "120", value_parser = parse_timeout)]
+    pub timeout: Duration,
 }
 
 /// Arguments of `ldm container reset`.
@@ -130,7 +134,24 @@ pub struct ContainerReset {
     /// Snapshot to restore.
     #[arg(default_value = "initial-state")]
     pub snapshot: String,
+    /// How long to wait for LXD.
+    #[command(flatten)]
+    pub wait: Wait,
 }
+
+/// The wait for LXD shared by the commands that act on an existing
+/// instance: LXD refuses them while another operation runs on it (e.g. the
+/// server-side create of a `container create` killed with Ctrl+C).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Wait {
+    /// Seconds to wait for LXD to finish an operation already running on
+    /// the container (e.g. one an interrupted ldm started).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+/// The wait for LXD of commands without a `--timeout` of their own.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// `ldm container snapshot ...`
 #[derive(Debug, Subcommand)]
@@ -144,6 +165,9 @@ pub enum SnapshotCommand {
         /// Free-text description.
         #[arg(short, long, default_value = "")]
         description: String,
+        /// How long to wait for LXD.
+        #[command(flatten)]
+        wait: Wait,
     },
     /// List snapshots: LXD's, with ldm's descriptions and times.
     List {
@@ -159,6 +183,9 @@ pub enum SnapshotCommand {
         container: String,
         /// Snapshot name.
         name: String,
+        /// How long to wait for LXD.
+        #[command(flatten)]
+        wait: Wait,
     },
 }
 
@@ -215,6 +242,9 @@ pub enum ImageCommand {
         container: String,
         /// Alias of the new image.
         alias: String,
+        /// How long to wait for LXD.
+        #[command(flatten)]
+        wait: Wait,
     },
     /// List images.
     List(ImageList),
@@ -246,11 +276,14 @@ pub struct ImageList {
     pub json: bool,
 }
 
-/// A command on one container.
+/// `ldm up` and `ldm down`.
 #[derive(Debug, Args)]
 pub struct Named {
     /// Container name.
     pub name: String,
+    /// How long to wait for LXD (`up`: also for the IPv4 address).
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// Arguments of `ldm list`.
@@ -269,14 +302,20 @@ pub struct Remove {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+    /// How long to wait for LXD.
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
-/// A command that asks for confirmation.
+/// Arguments of `ldm project delete`.
 #[derive(Debug, Args)]
 pub struct Force {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
+    /// How long to wait for LXD, per container.
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// Arguments of `ldm create`.

@@ -22,7 +22,11 @@ fn main() -> ExitCode {
         // The command already spoke for itself; only pass its code on.
         Err(ldm::Error::Exit(code)) => ExitCode::from(code.clamp(1, 255) as u8),
         Err(e) => {
-            eprintln!("error: {e}");
+            // Messages quote names and values from files: shown escaped.
+            eprintln!(
+                "error: {}",
+                ldm::commands::text::escape_lines(&e.to_string())
+            );
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -47,7 +47,6 @@ impl Env {
             holder: "disk_full test".into(),
             auto_compact_min: auto_compact,
             notify: Arc::new(move |n: &Notice| notices.lock().unwrap().push(n.to_string())),
-            on_load: None,
             fs: self.fs.clone() as Arc<dyn Fs>,
             // No fold after commits: these tests aim at the append and at
             // compaction (tests of the fold set it themselves).

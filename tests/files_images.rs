@@ -26,10 +26,10 @@ fn norm(env: &Env) -> Vec<Vec<String>> {
     for a in out.iter_mut() {
         if a.len() == 8 && a[3..5] == argv(&["sh", "-c"]) && a[5].contains("echo parent") {
             assert_eq!(
-                (a[0].as_str(), a[2].as_str(), a[6].as_str()),
+                (a[0].as_str(), a[1].as_str(), a[6].as_str()),
                 ("exec", "--", "sh")
             );
-            *a = vec!["PROBE".into(), a[1].clone(), a[7].clone()];
+            *a = vec!["PROBE".into(), a[2].clone(), a[7].clone()];
         }
     }
     out
@@ -40,7 +40,7 @@ fn p(lxd: &str, path: &str) -> Vec<String> {
 }
 
 fn ex(lxd: &str, rest: &[&str]) -> Vec<String> {
-    let mut a = argv(&["exec", lxd, "--"]);
+    let mut a = argv(&["exec", "--", lxd]);
     a.extend(argv(rest));
     a
 }
@@ -130,7 +130,13 @@ fn mv_host_to_container_creates_the_folder_only_with_yes() {
             p("p-dev", "/home/dev/docs"),
             ex("p-dev", &["mkdir", "-p", "/home/dev/docs"]),
             ex("p-dev", &["chown", "dev:", "/home/dev/docs"]),
-            argv(&["file", "push", "notes.txt", "p-dev/home/dev/docs/notes.txt"]),
+            argv(&[
+                "file",
+                "push",
+                "--",
+                "notes.txt",
+                "p-dev/home/dev/docs/notes.txt"
+            ]),
             ex(
                 "p-dev",
                 &["chown", "-R", "dev:", "/home/dev/docs/notes.txt"]
@@ -150,7 +156,13 @@ fn mv_host_to_container_creates_the_folder_only_with_yes() {
         vec![
             p("p-dev", "/home/dev/renamed.txt"),
             p("p-dev", "/home/dev"),
-            argv(&["file", "push", "notes.txt", "p-dev/home/dev/renamed.txt"]),
+            argv(&[
+                "file",
+                "push",
+                "--",
+                "notes.txt",
+                "p-dev/home/dev/renamed.txt"
+            ]),
             ex("p-dev", &["chown", "-R", "dev:", "/home/dev/renamed.txt"]),
         ]
     );
@@ -171,7 +183,7 @@ fn mv_keeps_a_path_with_spaces_and_quotes_as_one_argument() {
         vec![
             p("p-dev", "/home/dev/my dir"),
             p("p-dev", "/home/dev/my dir"),
-            argv(&["file", "push", name, &format!("p-dev{dest}")]),
+            argv(&["file", "push", "--", name, &format!("p-dev{dest}")]),
             ex("p-dev", &["chown", "-R", "dev:", &dest]),
         ]
     );
@@ -196,7 +208,7 @@ fn mv_container_to_host_and_container_to_container() {
         norm(&env),
         vec![
             p("p-dev", "/home/dev/out.txt"),
-            argv(&["file", "pull", "p-dev/home/dev/out.txt", "got.txt"]),
+            argv(&["file", "pull", "--", "p-dev/home/dev/out.txt", "got.txt"]),
         ]
     );
     assert_eq!(std::fs::read(env.dir.join("got.txt")).unwrap(), b"out");
@@ -211,10 +223,10 @@ fn mv_container_to_host_and_container_to_container() {
     assert_eq!(calls.len(), 5, "{calls:#?}");
     assert_eq!(calls[0], p("p-dev", "/home/dev/out.txt"));
     assert_eq!(
-        calls[1][..3],
-        argv(&["file", "pull", "p-dev/home/dev/out.txt"])
+        calls[1][..4],
+        argv(&["file", "pull", "--", "p-dev/home/dev/out.txt"])
     );
-    let tmp = calls[1][3].clone();
+    let tmp = calls[1][4].clone();
     assert!(tmp.contains("ldm-mv-"), "{tmp}");
     assert_eq!(calls[2], p("p-api", "/tmp"));
     assert_eq!(
@@ -222,6 +234,7 @@ fn mv_container_to_host_and_container_to_container() {
         argv(&[
             "file",
             "push",
+            "--",
             &format!("{tmp}/out.txt"),
             "p-api/tmp/out.txt"
         ])
@@ -300,18 +313,18 @@ fn publish_calls(lxd: &str, pid: u32, running: bool) -> Vec<Vec<String>> {
     let snap = format!("ldm-publish-{pid}");
     let mut v = vec![query(lxd)];
     if running {
-        v.push(argv(&["stop", lxd]));
+        v.push(argv(&["stop", "--", lxd]));
     }
-    v.push(argv(&["snapshot", lxd, &snap]));
+    v.push(argv(&["snapshot", "--", lxd, &snap]));
     v.push(argv(&[
         "publish",
+        "--alias=myimg",
+        "--",
         &format!("{lxd}/{snap}"),
-        "--alias",
-        "myimg",
     ]));
-    v.push(argv(&["delete", &format!("{lxd}/{snap}")]));
+    v.push(argv(&["delete", "--", &format!("{lxd}/{snap}")]));
     if running {
-        v.push(argv(&["start", lxd]));
+        v.push(argv(&["start", "--", lxd]));
     }
     v
 }
@@ -335,7 +348,10 @@ fn image_create_publishes_a_temporary_snapshot_and_restarts() {
     // The alias exists now: refused with a hint, snapshot removed, restarted.
     env.fail(&["image", "create", "dev", "myimg"])
         .err_has("an image alias myimg exists already");
-    assert_eq!(env.take_argvs().last().unwrap(), &argv(&["start", "p-dev"]));
+    assert_eq!(
+        env.take_argvs().last().unwrap(),
+        &argv(&["start", "--", "p-dev"])
+    );
     env.assert_agree();
     // A stopped container is neither stopped nor started.
     env.seed_container("off", "img", false);
@@ -410,7 +426,10 @@ fn image_delete_needs_force_without_a_terminal() {
     assert_eq!(env.state()["images"].as_array().unwrap().len(), 2);
     let run = env.ok(&["image", "delete", "base", "-f"]);
     assert_eq!(run.stdout, "Deleted image base\n");
-    assert_eq!(env.take_argvs(), vec![argv(&["image", "delete", "base"])]);
+    assert_eq!(
+        env.take_argvs(),
+        vec![argv(&["image", "delete", "--", "base"])]
+    );
     assert_eq!(env.state()["images"][0]["fingerprint"], FP2);
     env.fail(&["image", "delete", "base", "-f"])
         .err_has("no image with alias base");
@@ -424,7 +443,7 @@ fn image_rename_is_one_alias_rename() {
     assert_eq!(run.stdout, "Renamed image base to deb\n");
     assert_eq!(
         env.take_argvs(),
-        vec![argv(&["image", "alias", "rename", "base", "deb"])]
+        vec![argv(&["image", "alias", "rename", "--", "base", "deb"])]
     );
     assert_eq!(env.state()["images"][0]["aliases"], json!(["deb"]));
     env.fail(&["image", "rename", "base", "x"])
@@ -517,7 +536,7 @@ fn doctor_fix_deletes_the_snapshot_an_interrupted_image_create_left() {
     );
     let argvs = env.take_argvs();
     assert!(
-        argvs.contains(&argv(&["delete", &format!("p-dev/{snap}")])),
+        argvs.contains(&argv(&["delete", "--", &format!("p-dev/{snap}")])),
         "{argvs:?}"
     );
     // Deleted from LXD, and never recorded as a user's snapshot.
@@ -539,8 +558,8 @@ fn rerun_image_create_deletes_the_leftover_snapshot_first() {
     // The interrupted run stopped it and recorded that it was running: not
     // stopped again, but started at the end.
     let mut want = publish_calls("p-dev", pid, true);
-    want.retain(|a| a != &argv(&["stop", "p-dev"]));
-    want.insert(1, argv(&["delete", &format!("p-dev/{old}")]));
+    want.retain(|a| a != &argv(&["stop", "--", "p-dev"]));
+    want.insert(1, argv(&["delete", "--", &format!("p-dev/{old}")]));
     assert_eq!(argvs, want);
     assert_eq!(env.instances()["p-dev"]["status"], "Running");
     assert!(!env

@@ -362,8 +362,8 @@ fn reset_killed_after_its_stop_restarts_the_container_on_rerun() {
         env.take_argvs(),
         vec![
             double::query("p-a"),
-            double::argv(&["restore", "p-a", "initial-state"]),
-            double::argv(&["start", "p-a"]),
+            double::argv(&["restore", "--", "p-a", "initial-state"]),
+            double::argv(&["start", "--", "p-a"]),
         ]
     );
     assert_eq!(env.instances()["p-a"]["status"], "Running");

@@ -237,7 +237,6 @@ impl Env {
             holder: "power_loss test".into(),
             auto_compact_min: auto_compact,
             notify: Arc::new(move |n: &Notice| notices.lock().unwrap().push(n.to_string())),
-            on_load: None,
             fs: fs.clone() as Arc<dyn Fs>,
             fold_max: if fold { u64::MAX } else { 0 },
             ..Options::default()

@@ -9,7 +9,7 @@ mod double;
 use std::process::Command;
 use std::time::Duration;
 
-use double::{argv, kill, launch, Env, Run, LAUNCH_CONFIG};
+use double::{argv, kill, launch, Env, Run};
 use serde_json::{json, Value};
 
 const ESC: &str = "\x1b[";
@@ -373,7 +373,7 @@ fn incus_is_used_when_lxc_is_missing_and_noted_once() {
         env.take_argvs(),
         vec![
             argv(&["list", "--format", "json"]),
-            argv(&["snapshot", "p-a", "s1"])
+            argv(&["snapshot", "--", "p-a", "s1"])
         ]
     );
     assert!(env.lxd_snapshots("a").contains("s1"));
@@ -413,31 +413,32 @@ fn create_remote_addresses_every_call_to_the_remote() {
     q(&["container", "create", "dev", "base"]);
     let argvs = env.take_argvs();
     assert_eq!(argvs[0], launch("shared:base", "shared:q-dev"));
-    assert_eq!(argvs[1][..2], argv(&["exec", "shared:q-dev"]));
+    assert_eq!(argvs[1][..3], argv(&["exec", "--", "shared:q-dev"]));
     assert_eq!(
         argvs[3],
-        argv(&["snapshot", "shared:q-dev", "initial-state"])
+        argv(&["snapshot", "--", "shared:q-dev", "initial-state"])
     );
     assert_eq!(
         argvs[4],
-        argv(&["query", "shared:/1.0/instances/q-dev?recursion=1"])
+        argv(&["query", "--", "shared:/1.0/instances/q-dev?recursion=1"])
     );
     all_remote(&argvs, "q");
     q(&["container", "create", "web", "ubuntu:24.04"]);
     let argvs = env.take_argvs();
-    let mut l = argv(&["launch", "ubuntu:24.04", "shared:q-web"]);
-    l.extend(argv(&LAUNCH_CONFIG));
-    assert_eq!(argvs[0], l);
+    // An image with a remote of its own keeps it.
+    assert_eq!(argvs[0], launch("ubuntu:24.04", "shared:q-web"));
     all_remote(&argvs, "q");
     q(&["list"]);
     assert_eq!(
         env.take_argvs(),
-        vec![argv(&["list", "shared:", "--format", "json"])]
+        vec![argv(&["list", "--format", "json", "--", "shared:"])]
     );
     q(&["images"]);
     assert_eq!(
         env.take_argvs(),
-        vec![argv(&["image", "list", "shared:", "--format", "json"])]
+        vec![argv(&[
+            "image", "list", "--format", "json", "--", "shared:"
+        ])]
     );
     q(&["container", "snapshot", "create", "dev", "s1"]);
     q(&["container", "snapshot", "list", "dev"]);
@@ -447,12 +448,21 @@ fn create_remote_addresses_every_call_to_the_remote() {
     q(&["container", "clone", "dev", "dev2"]);
     q(&["remove", "web", "--force"]);
     let argvs = env.take_argvs();
-    called(&argvs, &["snapshot", "shared:q-dev", "s1"]);
-    called(&argvs, &["delete", "shared:q-dev/s1"]);
-    called(&argvs, &["stop", "shared:q-dev"]);
-    called(&argvs, &["start", "shared:q-dev"]);
-    called(&argvs, &["copy", "shared:q-dev", "shared:q-dev2"]);
-    called(&argvs, &["delete", "shared:q-web"]);
+    called(&argvs, &["snapshot", "--", "shared:q-dev", "s1"]);
+    called(&argvs, &["delete", "--", "shared:q-dev/s1"]);
+    called(&argvs, &["stop", "--", "shared:q-dev"]);
+    called(&argvs, &["start", "--", "shared:q-dev"]);
+    called(
+        &argvs,
+        &[
+            "copy",
+            "--instance-only",
+            "--",
+            "shared:q-dev",
+            "shared:q-dev2",
+        ],
+    );
+    called(&argvs, &["delete", "--force", "--", "shared:q-web"]);
     all_remote(&argvs, "q");
     // The parent project `p` is not addressed to the remote.
     env.seed_container("a", "img", true);
@@ -472,13 +482,16 @@ fn config_set_remote_addresses_the_calls_that_follow() {
     env.ok(&["ssh", "a", "--", "true"]);
     env.ok(&["image", "list"]);
     let argvs = env.take_argvs();
-    assert_eq!(argvs[0], argv(&["list", "shared:", "--format", "json"]));
-    assert_eq!(argvs[1], argv(&["snapshot", "shared:p-a", "s1"]));
-    called(&argvs, &["restore", "shared:p-a", "s1"]);
-    called(&argvs, &["exec", "shared:p-a", "--"]);
+    assert_eq!(
+        argvs[0],
+        argv(&["list", "--format", "json", "--", "shared:"])
+    );
+    assert_eq!(argvs[1], argv(&["snapshot", "--", "shared:p-a", "s1"]));
+    called(&argvs, &["restore", "--", "shared:p-a", "s1"]);
+    called(&argvs, &["exec", "--", "shared:p-a"]);
     assert_eq!(
         argvs.last().unwrap(),
-        &argv(&["image", "list", "shared:", "--format", "json"])
+        &argv(&["image", "list", "--format", "json", "--", "shared:"])
     );
     all_remote(&argvs, "p");
     // Unset: back to the local server.
@@ -565,6 +578,8 @@ fn a_command_that_calls_lxd_loads_the_project_once() {
     env.ok(&["image", "list"]);
     assert_eq!(
         env.take_argvs(),
-        vec![argv(&["image", "list", "shared:", "--format", "json"])]
+        vec![argv(&[
+            "image", "list", "--format", "json", "--", "shared:"
+        ])]
     );
 }

@@ -2,7 +2,7 @@
 //! `containers.yaml`, through the store so that parallel commands never lose
 //! each other's changes.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
@@ -165,19 +165,20 @@ fn get(ctx: &Ctx, key_text: &str, json: bool, out: &mut dyn Write) -> Result<(),
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         };
-        say(out, &text)
+        // Scripts read the bare value (`$(ldm config get KEY)`): exact on
+        // a pipe, escaped only for a person's terminal.
+        if std::io::stdout().is_terminal() {
+            say(out, &crate::commands::text::escape(&text))
+        } else {
+            say(out, &text)
+        }
     }
 }
 
 fn effective(project: &Project, key: &Key) -> Result<(serde_json::Value, &'static str), Error> {
     let own = match &key.scope {
         Scope::Defaults => None,
-        Scope::Container(name) => Some(project.containers.get(name).ok_or_else(|| {
-            Error::Usage(format!(
-                "container {name:?} is not in project {}; see `ldm list`",
-                project.project
-            ))
-        })?),
+        Scope::Container(name) => Some(crate::commands::op::container(project, name)?),
     };
     let def = &project.defaults;
     Ok(match key.field {

@@ -4,13 +4,13 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::cli::Doctor;
+use crate::cli::{Doctor, DEFAULT_WAIT};
 use crate::commands::drift::{self, Drift};
 use crate::commands::style::Color;
-use crate::commands::Ctx;
+use crate::commands::{text, Ctx};
 use crate::lxd::{Instance, Lxd, LxdError};
-use crate::store::repair::{Finding, RepairReport, Severity};
 use crate::store::Store;
+use crate::store::{Finding, RepairReport, Severity};
 use crate::{say, Error};
 
 /// `ldm compact`: folds the log into `containers.yaml` now.
@@ -44,9 +44,19 @@ struct Report<'a> {
     fixed: &'a [Drift],
 }
 
+/// What `doctor` found and did, for printing.
+struct Found {
+    repair: Option<RepairReport>,
+    findings: Vec<Finding>,
+    healthy: bool,
+    drifts: Vec<Drift>,
+    fixed: Vec<Drift>,
+    lxd_unchecked: Option<String>,
+}
+
 /// `ldm doctor`: prints what it finds; exits 2 if damage remains, 1 if the
 /// project and LXD differ.
-pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
+pub fn run(ctx: &Ctx, args: &Doctor, out: &mut dyn Write) -> Result<(), Error> {
     if args.force && !args.fix && !args.repair {
         return Err(Error::Usage(
             "--force goes with --fix (delete from LXD) or --repair (drop a newer ldm's records)"
@@ -54,6 +64,40 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Resu
         ));
     }
     let mut store = ctx.store()?;
+    let found = examine(ctx, &mut store, args)?;
+    if args.json {
+        let report = Report {
+            project_dir: store.paths().dir.display().to_string(),
+            healthy: found.healthy,
+            findings: &found.findings,
+            repair: found.repair.as_ref(),
+            drift: &found.drifts,
+            lxd_unchecked: found.lxd_unchecked.clone(),
+            fixed: &found.fixed,
+        };
+        say(
+            out,
+            &serde_json::to_string_pretty(&report).unwrap_or_default(),
+        )?;
+    } else {
+        print_report(ctx, &found, out)?;
+    }
+    if !found.healthy {
+        return Err(Error::Unhealthy(
+            "the project store is damaged; each finding above names its file and the fix".into(),
+        ));
+    }
+    if !found.drifts.is_empty() {
+        return Err(Error::Drift(
+            "the project and LXD differ (see above); run `ldm doctor --fix`".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Repairs if asked, checks the files, and, when they are healthy,
+/// compares the project with LXD (fixing if asked).
+fn examine(ctx: &Ctx, store: &mut Store, args: &Doctor) -> Result<Found, Error> {
     let repair = if args.repair {
         Some(store.repair(args.force)?)
     } else {
@@ -61,85 +105,76 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Doctor, out: &mut dyn Write) -> Resu
     };
     let findings = store.inspect();
     let healthy = findings.iter().all(|f| f.severity != Severity::Damage);
-    let (mut drifts, mut fixed, mut lxd_unchecked) = (Vec::new(), Vec::new(), None);
-    if healthy {
-        match lxd.list() {
-            Err(e) => {
-                lxd_unchecked = Some(format!(
-                    "cannot list LXD instances, so only the files were checked: {e}"
-                ))
-            }
-            Ok(mut instances) => {
-                let project = store.read()?;
-                drifts = drift::compare(&store.owners(), &project, &instances);
-                if args.fix && !drifts.is_empty() {
-                    fixed = fix(&mut store, lxd, args.force, &mut instances, &drifts)?;
-                    drifts = drift::compare(&store.owners(), &store.read()?, &instances);
-                }
-            }
-        }
-    }
-    if args.json {
-        let report = Report {
-            project_dir: store.paths().dir.display().to_string(),
-            healthy,
-            findings: &findings,
-            repair: repair.as_ref(),
-            drift: &drifts,
-            lxd_unchecked: lxd_unchecked.clone(),
-            fixed: &fixed,
-        };
-        say(
-            out,
-            &serde_json::to_string_pretty(&report).unwrap_or_default(),
-        )?;
-    } else {
-        if let Some(r) = &repair {
-            print_repair(r, out)?;
-        }
-        for f in &findings {
-            let tag = match f.severity {
-                Severity::Ok => "ok",
-                Severity::Warning => "warning",
-                Severity::Damage => "DAMAGE",
-            };
-            say(
-                out,
-                &format!("{tag:>7}  {}: {}", f.file.display(), f.message),
-            )?;
-            if let Some(h) = &f.hint {
-                say(out, &format!("         fix: {h}"))?;
-            }
-        }
-        for d in &fixed {
-            say(
-                out,
-                &format!("  fixed  {}: {} -> {}", d.container, d.message, d.fix),
-            )?;
-        }
-        for d in &drifts {
-            let tag = ctx.style.paint("  DRIFT", Some(Color::Red));
-            say(out, &format!("{tag}  {}: {}", d.container, d.message))?;
-            say(
-                out,
-                &format!("         fix: `ldm doctor --fix` will {}", d.fix),
-            )?;
-        }
-        if let Some(why) = &lxd_unchecked {
-            say(out, &format!("warning  {why}"))?;
-        } else if healthy && drifts.is_empty() {
-            say(out, "     ok  the project and LXD agree")?;
-        }
-    }
+    let mut found = Found {
+        repair,
+        findings,
+        healthy,
+        drifts: Vec::new(),
+        fixed: Vec::new(),
+        lxd_unchecked: None,
+    };
     if !healthy {
-        return Err(Error::Unhealthy(
-            "the project store is damaged (see above); run `ldm doctor --repair`".into(),
-        ));
+        return Ok(found);
     }
-    if !drifts.is_empty() {
-        return Err(Error::Drift(
-            "the project and LXD differ (see above); run `ldm doctor --fix`".into(),
-        ));
+    let project = store.read()?;
+    let lxd = ctx.lxd(&project, DEFAULT_WAIT);
+    match lxd.list() {
+        Err(e) => {
+            found.lxd_unchecked = Some(format!(
+                "cannot list LXD instances, so only the files were checked: {e}"
+            ))
+        }
+        Ok(mut instances) => {
+            found.drifts = drift::compare(&store.owners(), &project, &instances);
+            if args.fix && !found.drifts.is_empty() {
+                found.fixed = fix(store, &*lxd, args.force, &mut instances, &found.drifts)?;
+                found.drifts = drift::compare(&store.owners(), &store.read()?, &instances);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The human report: one line per finding, fix and drift; values from the
+/// files and from LXD shown escaped.
+fn print_report(ctx: &Ctx, found: &Found, out: &mut dyn Write) -> Result<(), Error> {
+    let line = |out: &mut dyn Write, text: String| say(out, &text::escape_lines(&text));
+    if let Some(r) = &found.repair {
+        print_repair(r, out)?;
+    }
+    for f in &found.findings {
+        let tag = match f.severity {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Damage => "DAMAGE",
+        };
+        line(
+            out,
+            format!("{tag:>7}  {}: {}", f.file.display(), f.message),
+        )?;
+        if let Some(h) = &f.hint {
+            line(out, format!("         fix: {h}"))?;
+        }
+    }
+    for d in &found.fixed {
+        line(
+            out,
+            format!("  fixed  {}: {} -> {}", d.container, d.message, d.fix),
+        )?;
+    }
+    for d in &found.drifts {
+        let tag = ctx.style.paint("  DRIFT", Some(Color::Red));
+        let rest = text::escape_lines(&format!("{}: {}", d.container, d.message));
+        say(out, &format!("{tag}  {rest}"))?;
+        line(
+            out,
+            format!("         fix: `ldm doctor --fix` will {}", d.fix),
+        )?;
+    }
+    if let Some(why) = &found.lxd_unchecked {
+        line(out, format!("warning  {why}"))?;
+    } else if found.healthy && found.drifts.is_empty() {
+        say(out, "     ok  the project and LXD agree")?;
     }
     Ok(())
 }

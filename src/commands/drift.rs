@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::commands::image::PUBLISH_PREFIX;
 use crate::commands::op;
 use crate::lxd::Instance;
-use crate::model::{validate, Mutation, Op, Project};
+use crate::model::{validate, Container, Mutation, Op, Pending, Project};
 use crate::store::Owners;
 
 /// One difference between the project and LXD.
@@ -49,181 +49,184 @@ fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) 
 /// list). Operations whose owner is alive are in progress, not drift.
 pub fn compare(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Drift> {
     let mut out = Vec::new();
-    let find = |name: &str| {
-        let full = project.lxd_name(name);
-        instances.iter().find(|i| i.name == full)
-    };
     for (name, c) in &project.containers {
-        let inst = find(name);
-        let finished = Mutation::OperationFinished {
-            container: name.clone(),
-            snapshot: None,
-        };
-        let removed = Mutation::ContainerRemoved { name: name.clone() };
         if c.pending.as_ref().is_some_and(|p| op::is_alive(owners, p)) {
             continue;
         }
+        let full = project.lxd_name(name);
+        let inst = instances.iter().find(|i| i.name == full);
         if let Some(i) = inst {
             out.extend(leftovers(name, i));
         }
-        if let Some(p) = &c.pending {
-            let what = format!(
-                "interrupted {} (pid {} since {})",
-                p.op.verb().to_lowercase(),
-                p.owner.pid,
-                p.started_at
-            );
-            let mut d = match (&p.op, inst) {
-                (_, None) => drift(
-                    name,
-                    format!("{what}; LXD has no instance"),
-                    "forget the container",
-                    vec![removed],
-                ),
-                (Op::Create | Op::Clone { .. }, Some(i)) => {
-                    let mut d = drift(
-                        name,
-                        format!(
-                            "{what}; LXD has {} but its setup may be incomplete (or re-run `{}`)",
-                            i.name,
-                            p.op.command(name, &c.image)
-                        ),
-                        "adopt it as it is",
-                        adopt_snapshots(name, c, i, vec![finished]),
-                    );
-                    d.delete_with_force = Some(i.name.clone());
-                    d
-                }
-                (Op::Remove, Some(i)) => {
-                    let mut d = drift(
-                        name,
-                        format!("{what}; LXD still has {}", i.name),
-                        "keep it (with --force: delete it)",
-                        vec![finished],
-                    );
-                    d.delete_with_force = Some(i.name.clone());
-                    d
-                }
-                (op, Some(i)) if op.restart() && !i.is_running() => drift(
-                    name,
-                    format!(
-                        "{what}; {} was running before and is stopped now (or re-run `{}`)",
-                        i.name,
-                        op.command(name, &c.image)
-                    ),
-                    &format!("mark the operation finished; then `ldm up {name}` starts it"),
-                    adopt_snapshots(name, c, i, vec![finished]),
-                ),
-                (_, Some(i)) => drift(
-                    name,
-                    what,
-                    "mark the operation finished",
-                    adopt_snapshots(name, c, i, vec![finished]),
-                ),
-            };
-            if d.delete_with_force.is_some() {
-                d.fix
-                    .push_str("; with --force: delete it from LXD and forget it");
-            }
-            out.push(d);
-            continue;
+        match (&c.pending, inst) {
+            (Some(p), _) => out.push(interrupted(name, c, p, inst)),
+            (None, None) => out.push(drift(
+                name,
+                format!("recorded, but LXD has no instance {full}"),
+                "forget the container",
+                vec![Mutation::ContainerRemoved { name: name.clone() }],
+            )),
+            (None, Some(i)) => out.extend(snapshots(owners, name, c, i)),
         }
-        let Some(i) = inst else {
-            out.push(drift(
+    }
+    out.extend(unrecorded(project, instances));
+    out
+}
+
+/// A container-level operation whose owner died: what LXD has decides
+/// whether `--fix` forgets, adopts or only closes it.
+fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) -> Drift {
+    let finished = Mutation::OperationFinished {
+        container: name.to_string(),
+        snapshot: None,
+    };
+    let what = format!(
+        "interrupted {} (pid {} since {})",
+        p.op.verb().to_lowercase(),
+        p.owner.pid,
+        p.started_at
+    );
+    let mut d = match (&p.op, inst) {
+        (_, None) => drift(
+            name,
+            format!("{what}; LXD has no instance"),
+            "forget the container",
+            vec![Mutation::ContainerRemoved {
+                name: name.to_string(),
+            }],
+        ),
+        (Op::Create | Op::Clone { .. }, Some(i)) => {
+            let mut d = drift(
                 name,
                 format!(
-                    "recorded, but LXD has no instance {}",
-                    project.lxd_name(name)
+                    "{what}; LXD has {} but its setup may be incomplete (or re-run `{}`)",
+                    i.name,
+                    p.op.command(name, &c.image)
                 ),
-                "forget the container",
-                vec![removed],
-            ));
-            continue;
-        };
-        for (snap, s) in &c.snapshots {
-            let in_lxd = i.snapshots.iter().any(|x| &x.name == snap);
-            let key = Some(snap.clone());
-            match &s.pending {
-                Some(p) if op::is_alive(owners, p) => {}
-                Some(p) if in_lxd => out.push(drift(
-                    name,
-                    format!(
-                        "snapshot {snap}: interrupted {}",
-                        p.op.verb().to_lowercase()
-                    ),
-                    "mark it finished (LXD has the snapshot)",
-                    vec![Mutation::OperationFinished {
-                        container: name.clone(),
-                        snapshot: key,
-                    }],
-                )),
-                Some(p) => out.push(drift(
-                    name,
-                    format!(
-                        "snapshot {snap}: interrupted {}; LXD has no such snapshot",
-                        p.op.verb().to_lowercase()
-                    ),
-                    "forget the snapshot",
-                    vec![Mutation::SnapshotRemoved {
-                        container: name.clone(),
-                        name: snap.clone(),
-                    }],
-                )),
-                None if !in_lxd => out.push(drift(
-                    name,
-                    format!("snapshot {snap} is recorded but missing in LXD"),
-                    "forget the snapshot",
-                    vec![Mutation::SnapshotRemoved {
-                        container: name.clone(),
-                        name: snap.clone(),
-                    }],
-                )),
-                None => {}
-            }
+                "adopt it as it is",
+                adopt_snapshots(name, c, i, vec![finished]),
+            );
+            d.delete_with_force = Some(i.name.clone());
+            d
         }
-        let extra = adopt_snapshots(name, c, i, Vec::new());
-        for m in extra {
-            if let Mutation::SnapshotAdded { name: snap, .. } = &m {
-                out.push(drift(
-                    name,
-                    format!("snapshot {snap} is in LXD but not recorded"),
-                    "record it",
-                    vec![m.clone()],
-                ));
-            }
+        (Op::Remove, Some(i)) => {
+            let mut d = drift(
+                name,
+                format!("{what}; LXD still has {}", i.name),
+                "keep it (with --force: delete it)",
+                vec![finished],
+            );
+            d.delete_with_force = Some(i.name.clone());
+            d
         }
-    }
-    let prefix = format!("{}-", project.project);
-    for i in instances {
-        let Some(name) = i.name.strip_prefix(&prefix) else {
-            continue;
-        };
-        if project.containers.contains_key(name) {
-            continue;
-        }
-        if validate::container_name(&project.project, name).is_err() {
-            continue;
-        }
-        let image = i.image.clone().unwrap_or_else(|| "unknown".to_string());
-        let add = Mutation::ContainerAdded {
-            name: name.to_string(),
-            image,
-            pending: None,
-        };
-        let c = crate::model::Container::default();
-        let mut d = drift(
+        (op, Some(i)) if op.restart() && !i.is_running() => drift(
             name,
             format!(
-                "LXD has {} with this project's prefix, but the project does not record it",
-                i.name
+                "{what}; {} was running before and is stopped now (or re-run `{}`)",
+                i.name,
+                op.command(name, &c.image)
             ),
-            "adopt it (record it and its snapshots)",
-            adopt_snapshots(name, &c, i, vec![add]),
-        );
-        d.delete_with_force = None;
-        out.push(d);
+            &format!("mark the operation finished; then `ldm up {name}` starts it"),
+            adopt_snapshots(name, c, i, vec![finished]),
+        ),
+        (_, Some(i)) => drift(
+            name,
+            what,
+            "mark the operation finished",
+            adopt_snapshots(name, c, i, vec![finished]),
+        ),
+    };
+    if d.delete_with_force.is_some() {
+        d.fix
+            .push_str("; with --force: delete it from LXD and forget it");
+    }
+    d
+}
+
+/// Snapshots on one side only, and snapshot operations whose owner died.
+fn snapshots(owners: &Owners, name: &str, c: &Container, i: &Instance) -> Vec<Drift> {
+    let mut out = Vec::new();
+    let forget = |snap: &str| {
+        vec![Mutation::SnapshotRemoved {
+            container: name.to_string(),
+            name: snap.to_string(),
+        }]
+    };
+    for (snap, s) in &c.snapshots {
+        let in_lxd = i.snapshots.iter().any(|x| &x.name == snap);
+        match &s.pending {
+            Some(p) if op::is_alive(owners, p) => {}
+            Some(p) if in_lxd => out.push(drift(
+                name,
+                format!(
+                    "snapshot {snap}: interrupted {}",
+                    p.op.verb().to_lowercase()
+                ),
+                "mark it finished (LXD has the snapshot)",
+                vec![Mutation::OperationFinished {
+                    container: name.to_string(),
+                    snapshot: Some(snap.clone()),
+                }],
+            )),
+            Some(p) => out.push(drift(
+                name,
+                format!(
+                    "snapshot {snap}: interrupted {}; LXD has no such snapshot",
+                    p.op.verb().to_lowercase()
+                ),
+                "forget the snapshot",
+                forget(snap),
+            )),
+            None if !in_lxd => out.push(drift(
+                name,
+                format!("snapshot {snap} is recorded but missing in LXD"),
+                "forget the snapshot",
+                forget(snap),
+            )),
+            None => {}
+        }
+    }
+    for m in adopt_snapshots(name, c, i, Vec::new()) {
+        if let Mutation::SnapshotAdded { name: snap, .. } = &m {
+            out.push(drift(
+                name,
+                format!("snapshot {snap} is in LXD but not recorded"),
+                "record it",
+                vec![m.clone()],
+            ));
+        }
     }
     out
+}
+
+/// Instances named like this project's containers that it does not record.
+fn unrecorded(project: &Project, instances: &[Instance]) -> Vec<Drift> {
+    let prefix = format!("{}-", project.project);
+    instances
+        .iter()
+        .filter_map(|i| {
+            let name = i.name.strip_prefix(&prefix)?;
+            if project.containers.contains_key(name)
+                || validate::container_name(&project.project, name).is_err()
+            {
+                return None;
+            }
+            let add = Mutation::ContainerAdded {
+                name: name.to_string(),
+                image: i.image.clone().unwrap_or_else(|| "unknown".to_string()),
+                pending: None,
+            };
+            Some(drift(
+                name,
+                format!(
+                    "LXD has {} with this project's prefix, but the project does not record it",
+                    i.name
+                ),
+                "adopt it (record it and its snapshots)",
+                adopt_snapshots(name, &Container::default(), i, vec![add]),
+            ))
+        })
+        .collect()
 }
 
 /// Temporary `ldm-publish-*` snapshots on `i`, left by an `image create`
@@ -253,7 +256,7 @@ fn leftovers(name: &str, i: &Instance) -> Vec<Drift> {
 /// (ldm's temporary `ldm-publish-*` snapshots are never recorded).
 fn adopt_snapshots(
     name: &str,
-    c: &crate::model::Container,
+    c: &Container,
     i: &Instance,
     mut base: Vec<Mutation>,
 ) -> Vec<Mutation> {
@@ -272,4 +275,79 @@ fn adopt_snapshots(
         }
     }
     base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lxd::fake::Fake;
+    use crate::lxd::Lxd;
+    use crate::model::Snapshot;
+
+    fn owners() -> (tempfile::TempDir, Owners) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(
+            crate::store::Paths::in_dir(dir.path()),
+            crate::store::Options::default(),
+        );
+        let owners = store.owners();
+        (dir, owners)
+    }
+
+    #[test]
+    fn each_difference_is_one_drift_with_the_mutations_that_record_it() {
+        let (_dir, owners) = owners();
+        let mut p = Project::new("p", vec![]);
+        let snap = |d: &str| Snapshot {
+            description: d.into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            pending: None,
+        };
+        let mut a = Container {
+            image: "img".into(),
+            ..Container::default()
+        };
+        a.snapshots.insert("gone".into(), snap("recorded only"));
+        p.containers.insert("a".into(), a);
+        p.containers.insert("missing".into(), Container::default());
+        // LXD: a with an unrecorded snapshot and ldm's leftover; an
+        // unrecorded p-new; another project's q-x.
+        let lxd = Fake::new()
+            .with_instance("p-a", true, &["extra", "ldm-publish-9"])
+            .with_instance("p-new", false, &["s"])
+            .with_instance("q-x", true, &[]);
+        let drifts = compare(&owners, &p, &lxd.list().unwrap());
+        let said: Vec<(&str, &str)> = drifts
+            .iter()
+            .map(|d| (d.container.as_str(), d.fix.as_str()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                ("a", "delete it from LXD"),
+                ("a", "forget the snapshot"),
+                ("a", "record it"),
+                ("missing", "forget the container"),
+                ("new", "adopt it (record it and its snapshots)"),
+            ]
+        );
+        assert_eq!(
+            drifts[0].delete_snapshot,
+            Some(("p-a".to_string(), "ldm-publish-9".to_string()))
+        );
+        // The adoption records the container and its snapshot, nothing of q.
+        assert!(matches!(
+            &drifts[4].mutations[..],
+            [Mutation::ContainerAdded { name, .. }, Mutation::SnapshotAdded { name: s, .. }]
+                if name == "new" && s == "s"
+        ));
+        // Applied, the mutations leave nothing to report.
+        let mut fixed = p.clone();
+        for m in drifts.iter().flat_map(|d| d.mutations.clone()) {
+            fixed.apply(&m).unwrap();
+        }
+        let mut instances = lxd.list().unwrap();
+        instances[0].snapshots.retain(|s| s.name != "ldm-publish-9");
+        assert!(compare(&owners, &fixed, &instances).is_empty());
+    }
 }

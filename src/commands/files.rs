@@ -6,10 +6,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cli::Mv;
+use crate::cli::{Mv, DEFAULT_WAIT};
 use crate::commands::style::Color;
-use crate::commands::{op, Ctx};
-use crate::lxd::Lxd;
+use crate::commands::{op, text, Ctx};
+use crate::lxd::{Lxd, LxdError};
 use crate::model::Project;
 use crate::{say, Error};
 
@@ -50,16 +50,21 @@ fn expand(project: &Project, pattern: &str) -> Result<Vec<String>, Error> {
             .cloned()
             .collect();
         if names.is_empty() {
-            return Err(Error::Usage(format!(
-                "no container matches {pattern}; see `ldm list`"
-            )));
+            return Err(Error::NotFound {
+                what: format!("no container matches {pattern}"),
+                next: "see `ldm list`".into(),
+            });
         }
         return Ok(names);
     }
-    op::container(project, pattern).map_err(|e| {
-        Error::Usage(format!(
-            "{e}; for a file on this machine whose name has a ':', write ./{pattern}:..."
-        ))
+    op::container(project, pattern).map_err(|e| match e {
+        Error::NotFound { what, next } => Error::NotFound {
+            what,
+            next: format!(
+                "{next}; for a file on this machine whose name has a ':', write ./{pattern}:..."
+            ),
+        },
+        e => e,
     })?;
     Ok(vec![pattern.to_string()])
 }
@@ -98,7 +103,7 @@ fn base(path: &Path) -> String {
 }
 
 /// Runs the copy; prints one ✓/✗ line per destination container.
-pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Mv, out: &mut dyn Write) -> Result<(), Error> {
+pub fn run(ctx: &Ctx, args: &Mv, out: &mut dyn Write) -> Result<(), Error> {
     let (src, dst) = (parse(&args.src), parse(&args.dst));
     let project = match (&src, &dst) {
         (End::Host(_), End::Host(_)) => {
@@ -111,13 +116,15 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Mv, out: &mut dyn Write) -> Result<(
         }
         _ => ctx.store()?.read()?,
     };
+    let lxd = ctx.lxd(&project, DEFAULT_WAIT);
+    let lxd = &*lxd;
     match (src, dst) {
         (End::Host(from), End::Container { pattern, path }) => {
             if !from.exists() {
-                return Err(Error::Usage(format!(
-                    "{}: no such file or folder on this machine",
-                    from.display()
-                )));
+                return Err(Error::NotFound {
+                    what: format!("{}: no such file or folder on this machine", from.display()),
+                    next: "check the path".into(),
+                });
             }
             fan_out(ctx, lxd, &project, &from, &pattern, &path, args.yes, out)
         }
@@ -128,8 +135,8 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Mv, out: &mut dyn Write) -> Result<(
                 out,
                 &format!(
                     "✓ {name}:{} -> {}",
-                    resolve(&project, &name, &path),
-                    to.display()
+                    text::escape(&resolve(&project, &name, &path)),
+                    text::escape(&to.display().to_string())
                 ),
             )
         }
@@ -143,7 +150,13 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Mv, out: &mut dyn Write) -> Result<(
             let name = single(&project, &sp)?;
             // A fresh private folder (0700, random name): nobody else can
             // plant or read files in it.
-            let tmp_dir = tempfile::Builder::new().prefix("ldm-mv-").tempdir()?;
+            let tmp_dir = tempfile::Builder::new()
+                .prefix("ldm-mv-")
+                .tempdir()
+                .map_err(Error::io(
+                    "create a temporary folder in",
+                    Some(&std::env::temp_dir()),
+                ))?;
             let tmp = tmp_dir.path().to_path_buf();
             let from_path = resolve(&project, &name, &spath);
             let local = tmp.join(base(Path::new(&from_path)));
@@ -172,9 +185,13 @@ fn pull(lxd: &dyn Lxd, project: &Project, name: &str, path: &str, to: &Path) -> 
     let path = resolve(project, name, path);
     let kind = probe(lxd, name, &lxd_name, &path)?;
     if kind != "dir" && kind != "file" {
-        return Err(Error::Usage(format!(
-            "{name}:{path}: no such file or folder"
-        )));
+        return Err(Error::NotFound {
+            what: format!("{name}:{}: no such file or folder", text::escape(&path)),
+            next: format!(
+                "see `ldm ssh {name} -- ls -la {}`",
+                text::escape(&parent(&path))
+            ),
+        });
     }
     lxd.pull(&lxd_name, &path, to, kind == "dir")
         .map_err(Error::lxd(format!(
@@ -184,23 +201,29 @@ fn pull(lxd: &dyn Lxd, project: &Project, name: &str, path: &str, to: &Path) -> 
 }
 
 fn probe(lxd: &dyn Lxd, name: &str, lxd_name: &str, path: &str) -> Result<String, Error> {
-    let out = lxd
-        .exec(lxd_name, &["sh", "-c", PROBE, "sh", path], b"")
-        .map_err(Error::lxd(format!("looking at {path} in {lxd_name}")))?;
-    if out.instance_not_running() {
-        return Err(Error::Usage(format!(
-            "{name} is not running; start it with `ldm up {name}`"
-        )));
-    }
-    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = match lxd.exec(lxd_name, &["sh", "-c", PROBE, "sh", path], b"") {
+        Err(LxdError::NotRunning { .. }) => {
+            return Err(Error::NotRunning {
+                name: name.to_string(),
+                status: "not running".into(),
+            })
+        }
+        r => r.map_err(Error::lxd(format!("looking at {path} in {lxd_name}")))?,
+    };
     if out.code != 0 {
-        return Err(Error::Usage(format!(
-            "cannot look at {path} in {lxd_name} (exit {}): {}",
-            out.code,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(in_container(&format!("looking at {path}"), lxd_name, &out));
     }
-    Ok(answer)
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn in_container(doing: &str, lxd_name: &str, out: &crate::lxd::ExecOutput) -> Error {
+    Error::InContainer {
+        doing: text::escape(doing),
+        instance: lxd_name.to_string(),
+        code: out.code,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        hint: String::new(),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -220,7 +243,11 @@ fn fan_out(
         match push(ctx, lxd, project, from, name, path, yes) {
             Ok(Some(dest)) => say(
                 out,
-                &format!("{} {name}:{dest}", ctx.style.paint("✓", Some(Color::Green))),
+                &format!(
+                    "{} {name}:{}",
+                    ctx.style.paint("✓", Some(Color::Green)),
+                    text::escape(&dest)
+                ),
             )?,
             Ok(None) => say(
                 out,
@@ -233,17 +260,21 @@ fn fan_out(
                 failed += 1;
                 say(
                     out,
-                    &format!("{} {name}: {e}", ctx.style.paint("✗", Some(Color::Red))),
+                    &format!(
+                        "{} {name}: {}",
+                        ctx.style.paint("✗", Some(Color::Red)),
+                        text::escape_lines(&e.to_string())
+                    ),
                 )?;
             }
         }
     }
     match failed {
         0 => Ok(()),
-        n => Err(Error::Usage(format!(
-            "{n} of {} copies failed (see above)",
-            names.len()
-        ))),
+        failed => Err(Error::SomeFailed {
+            failed,
+            total: names.len(),
+        }),
     }
 }
 
@@ -330,12 +361,11 @@ fn exec_ok(lxd: &dyn Lxd, lxd_name: &str, argv: &[&str]) -> Result<(), Error> {
         .exec(lxd_name, argv, b"")
         .map_err(Error::lxd(format!("running {} in {lxd_name}", argv[0])))?;
     if out.code != 0 {
-        return Err(Error::Usage(format!(
-            "`{}` in {lxd_name} failed (exit {}): {}",
-            argv.join(" "),
-            out.code,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(in_container(
+            &format!("`{}`", argv.join(" ")),
+            lxd_name,
+            &out,
+        ));
     }
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! `ldm image create|list|delete|rename` and `ldm images`.
 
 use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use crate::cli::ImageList;
 use crate::commands::op::{self, Progress};
-use crate::commands::{table, Ctx};
+use crate::commands::{table, text, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{Mutation, Op, Pending};
 use crate::store::Store;
@@ -15,23 +16,32 @@ pub const PUBLISH_PREFIX: &str = "ldm-publish-";
 
 fn check_alias(alias: &str) -> Result<(), Error> {
     if alias.is_empty()
+        || alias.starts_with('-')
         || alias.contains('/')
         || alias.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return Err(Error::Usage(format!(
-            "invalid image alias {alias:?}: use letters, digits, '-', '_', '.' and ':'"
+            "invalid image alias {alias:?}: use letters, digits, '-', '_', '.' and ':', not starting with '-'"
         )));
     }
     Ok(())
+}
+
+/// "no image with alias X", naming `ldm image list`.
+fn no_image(alias: &str) -> Error {
+    Error::NotFound {
+        what: format!("no image with alias {alias}"),
+        next: "see `ldm image list`".into(),
+    }
 }
 
 /// `ldm image create C ALIAS`: stop if running, snapshot, publish the
 /// snapshot, remove the snapshot (even on failure), restart if it was running.
 pub fn create(
     ctx: &Ctx,
-    lxd: &dyn Lxd,
     container: &str,
     alias: &str,
+    wait: Duration,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     check_alias(alias)?;
@@ -44,7 +54,7 @@ pub fn create(
             restart: false,
         },
     )?;
-    let (lxd_name, old) = store.commit(|p| {
+    let (lxd_name, remote, old) = store.commit(|p| {
         let c = op::container(p, container)?;
         let old = op::check_free(&owners, container, c)?;
         let m = Mutation::OperationStarted {
@@ -52,8 +62,9 @@ pub fn create(
             snapshot: None,
             pending: pending.clone(),
         };
-        Ok::<_, Error>((vec![m], (p.lxd_name(container), old)))
+        Ok::<_, Error>((vec![m], (p.lxd_name(container), p.remote.clone(), old)))
     })?;
+    let lxd = ctx.lxd_at(remote.as_deref(), wait);
     let job = Publish {
         container,
         lxd_name: &lxd_name,
@@ -61,7 +72,7 @@ pub fn create(
         // An interrupted run may have stopped it already: its intent says so.
         restart: old.is_some_and(|o| o.op.restart()),
     };
-    let result = publish(ctx, lxd, &mut store, &mut pending, &job);
+    let result = publish(ctx, &*lxd, &mut store, &mut pending, &job);
     op::record(
         &mut store,
         vec![Mutation::OperationFinished {
@@ -132,10 +143,14 @@ fn publish(
     let published = taken.and_then(|()| {
         progress.step(&format!("Publishing {lxd_name}/{snap} as {alias}"));
         let show = !ctx.quiet && std::io::stderr().is_terminal();
-        lxd.publish(lxd_name, &snap, alias, show).map_err(|e| match e {
-            LxdError::AlreadyExists { .. } => Error::Usage(format!("an image alias {alias} exists already; pick another, or `ldm image delete {alias}` first")),
-            e => Error::lxd(format!("publishing {lxd_name}/{snap}"))(e),
-        })
+        lxd.publish(lxd_name, &snap, alias, show)
+            .map_err(|e| match e {
+                LxdError::AlreadyExists { .. } => Error::Conflict {
+                    what: format!("an image alias {alias} exists already"),
+                    next: format!("pick another, or `ldm image delete {alias}` first"),
+                },
+                e => Error::lxd(format!("publishing {lxd_name}/{snap}"))(e),
+            })
     });
     progress.step("Cleaning up");
     let removed = match lxd.delete_snapshot(lxd_name, &snap) {
@@ -156,7 +171,8 @@ fn publish(
 }
 
 /// `ldm image list [--all] [--json]`.
-pub fn list(lxd: &dyn Lxd, args: &ImageList, out: &mut dyn Write) -> Result<(), Error> {
+pub fn list(ctx: &Ctx, args: &ImageList, out: &mut dyn Write) -> Result<(), Error> {
+    let lxd = ctx.lxd_without_project()?;
     let mut images = lxd.images().map_err(Error::lxd("listing images"))?;
     if !args.all {
         images.retain(|i| !i.aliases.is_empty());
@@ -188,29 +204,26 @@ pub fn list(lxd: &dyn Lxd, args: &ImageList, out: &mut dyn Write) -> Result<(), 
 }
 
 /// `ldm image delete ALIAS [-f]`.
-pub fn delete(lxd: &dyn Lxd, alias: &str, force: bool, out: &mut dyn Write) -> Result<(), Error> {
+pub fn delete(ctx: &Ctx, alias: &str, force: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let lxd = ctx.lxd_without_project()?;
     if !force {
         let images = lxd.images().map_err(Error::lxd("listing images"))?;
         let image = images
             .iter()
             .find(|i| i.aliases.iter().any(|a| a == alias))
-            .ok_or_else(|| {
-                Error::Usage(format!("no image with alias {alias}; see `ldm image list`"))
-            })?;
+            .ok_or_else(|| no_image(alias))?;
         eprintln!(
             "{alias}: {} ({:.1} MB) {}",
-            &image.fingerprint.chars().take(12).collect::<String>(),
+            text::escape(&image.fingerprint.chars().take(12).collect::<String>()),
             image.size as f64 / 1e6,
-            image.description
+            text::escape(&image.description)
         );
         if !op::confirm(&format!("Delete image {alias}?"), false, "--force")? {
             return say(out, "Cancelled");
         }
     }
     lxd.delete_image(alias).map_err(|e| match e {
-        LxdError::NotFound { .. } => {
-            Error::Usage(format!("no image with alias {alias}; see `ldm image list`"))
-        }
+        LxdError::NotFound { .. } => no_image(alias),
         e => Error::lxd(format!("deleting image {alias}"))(e),
     })?;
     say(out, &format!("Deleted image {alias}"))
@@ -218,15 +231,15 @@ pub fn delete(lxd: &dyn Lxd, alias: &str, force: bool, out: &mut dyn Write) -> R
 
 /// `ldm image rename OLD NEW`: one server-side alias rename, so a failure
 /// never leaves both aliases or neither.
-pub fn rename(lxd: &dyn Lxd, old: &str, new: &str, out: &mut dyn Write) -> Result<(), Error> {
+pub fn rename(ctx: &Ctx, old: &str, new: &str, out: &mut dyn Write) -> Result<(), Error> {
     check_alias(new)?;
+    let lxd = ctx.lxd_without_project()?;
     lxd.rename_alias(old, new).map_err(|e| match e {
-        LxdError::NotFound { .. } => {
-            Error::Usage(format!("no image with alias {old}; see `ldm image list`"))
-        }
-        LxdError::AlreadyExists { .. } => {
-            Error::Usage(format!("an image alias {new} exists already"))
-        }
+        LxdError::NotFound { .. } => no_image(old),
+        LxdError::AlreadyExists { .. } => Error::Conflict {
+            what: format!("an image alias {new} exists already"),
+            next: format!("pick another name, or `ldm image delete {new}` first"),
+        },
         e => Error::lxd(format!("renaming image alias {old} to {new}"))(e),
     })?;
     say(out, &format!("Renamed image {old} to {new}"))

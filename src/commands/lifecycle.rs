@@ -1,21 +1,23 @@
 //! `ldm up`, `down`, `container reset`, `remove` and `project delete`.
 
 use std::io::Write;
-use std::time::Duration;
 
-use crate::cli::{ContainerReset, Remove};
-use crate::commands::container::wait_ipv4;
+use crate::cli::{ContainerReset, Force, Named, Remove};
 use crate::commands::op::{self, Progress};
-use crate::commands::{table, Ctx};
+use crate::commands::setup::wait_ipv4;
+use crate::commands::{table, text, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{validate, Mutation, Op, Pending};
 use crate::store::Store;
 use crate::{say, Error};
 
 /// `ldm up NAME`: start, then wait (polling, bounded) for an IPv4.
-pub fn up(ctx: &Ctx, lxd: &dyn Lxd, name: &str, out: &mut dyn Write) -> Result<(), Error> {
+pub fn up(ctx: &Ctx, args: &Named, out: &mut dyn Write) -> Result<(), Error> {
+    let name = args.name.as_str();
     let project = ctx.store()?.read()?;
     op::container(&project, name)?;
+    let limit = args.wait.timeout;
+    let lxd = ctx.lxd(&project, limit);
     let lxd_name = project.lxd_name(name);
     match lxd.start(&lxd_name) {
         Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
@@ -24,19 +26,24 @@ pub fn up(ctx: &Ctx, lxd: &dyn Lxd, name: &str, out: &mut dyn Write) -> Result<(
     if !ctx.quiet {
         eprintln!("Waiting for {lxd_name} to get an IPv4 address...");
     }
-    match wait_ipv4(lxd, &lxd_name, Duration::from_secs(60))? {
+    match wait_ipv4(&*lxd, &lxd_name, limit)? {
         Some(ip) => say(out, &format!("{name} is running at {ip}")),
         None => say(
             out,
-            &format!("{name} is running, but has no IPv4 address after 60 s"),
+            &format!(
+                "{name} is running, but has no IPv4 address after {} s",
+                limit.as_secs()
+            ),
         ),
     }
 }
 
 /// `ldm down NAME`.
-pub fn down(ctx: &Ctx, lxd: &dyn Lxd, name: &str, out: &mut dyn Write) -> Result<(), Error> {
+pub fn down(ctx: &Ctx, args: &Named, out: &mut dyn Write) -> Result<(), Error> {
+    let name = args.name.as_str();
     let project = ctx.store()?.read()?;
     op::container(&project, name)?;
+    let lxd = ctx.lxd(&project, args.wait.timeout);
     let lxd_name = project.lxd_name(name);
     match lxd.stop(&lxd_name) {
         Ok(()) | Err(LxdError::AlreadyInState { .. }) => say(out, &format!("{name} is stopped")),
@@ -44,12 +51,17 @@ pub fn down(ctx: &Ctx, lxd: &dyn Lxd, name: &str, out: &mut dyn Write) -> Result
     }
 }
 
+/// What the intent commit of an operation on an existing container tells
+/// its LXD steps.
+struct Begun {
+    lxd_name: String,
+    remote: Option<String>,
+    /// The interrupted operation this one takes over, if any.
+    old: Option<Pending>,
+}
+
 /// Records the start of a container-level `op` on an existing container.
-fn begin(
-    store: &mut Store,
-    name: &str,
-    pending: &Pending,
-) -> Result<(String, Option<Pending>), Error> {
+fn begin(store: &mut Store, name: &str, pending: &Pending) -> Result<Begun, Error> {
     let owners = store.owners();
     store.commit(|p| {
         let c = op::container(p, name)?;
@@ -57,11 +69,7 @@ fn begin(
         if let Some(old) = &old {
             let same = std::mem::discriminant(&old.op) == std::mem::discriminant(&pending.op);
             if !same && old.op != Op::Remove && pending.op != Op::Remove {
-                return Err(Error::Usage(format!(
-                    "container {name} has an interrupted {}; run `{}` to finish it first",
-                    old.op.noun(),
-                    old.op.command(name, &c.image)
-                )));
+                return Err(op::interrupted(name, old, &c.image, " first"));
             }
         }
         let m = Mutation::OperationStarted {
@@ -69,18 +77,18 @@ fn begin(
             snapshot: None,
             pending: pending.clone(),
         };
-        Ok((vec![m], (p.lxd_name(name), old)))
+        let begun = Begun {
+            lxd_name: p.lxd_name(name),
+            remote: p.remote.clone(),
+            old,
+        };
+        Ok((vec![m], begun))
     })
 }
 
 /// `ldm container reset NAME [SNAP]`: stop if running, restore, start again
 /// if it was running.
-pub fn reset(
-    ctx: &Ctx,
-    lxd: &dyn Lxd,
-    args: &ContainerReset,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
+pub fn reset(ctx: &Ctx, args: &ContainerReset, out: &mut dyn Write) -> Result<(), Error> {
     let (name, snap) = (args.name.as_str(), args.snapshot.as_str());
     validate::snapshot_name(snap)?;
     let mut store = ctx.store()?;
@@ -91,16 +99,17 @@ pub fn reset(
             restart: false,
         },
     )?;
-    let (lxd_name, old) = begin(&mut store, name, &pending)?;
+    let begun = begin(&mut store, name, &pending)?;
+    let lxd = ctx.lxd_at(begun.remote.as_deref(), args.wait.timeout);
     // An interrupted reset may have stopped it already: its intent says so.
-    let restart = old.is_some_and(|o| o.op.restart());
+    let restart = begun.old.is_some_and(|o| o.op.restart());
     let target = Target {
         name,
-        lxd_name: &lxd_name,
+        lxd_name: &begun.lxd_name,
         snap,
         restart,
     };
-    let result = restore(ctx, lxd, &mut store, &mut pending, &target);
+    let result = restore(ctx, &*lxd, &mut store, &mut pending, &target);
     // LXD holds the outcome either way; the operation is over.
     op::record(
         &mut store,
@@ -139,9 +148,10 @@ fn restore(
     let inst = op::instance(lxd, lxd_name)?;
     // Checked before stopping: a missing snapshot must not leave it stopped.
     if !inst.snapshots.iter().any(|s| s.name == snap) {
-        return Err(Error::Usage(format!(
-            "{name} has no snapshot {snap:?}; see `ldm container snapshot list {name}`"
-        )));
+        return Err(Error::NotFound {
+            what: format!("{name} has no snapshot {snap:?}"),
+            next: format!("see `ldm container snapshot list {name}`"),
+        });
     }
     let running = inst.is_running();
     let was_running = running || t.restart;
@@ -172,40 +182,18 @@ fn restore(
 
 /// `ldm remove NAME [-f]`: from LXD and from the project; either may be
 /// missing already.
-pub fn remove(ctx: &Ctx, lxd: &dyn Lxd, args: &Remove, out: &mut dyn Write) -> Result<(), Error> {
+pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error> {
     let name = args.name.as_str();
     let mut store = ctx.store()?;
     let project = store.read()?;
+    let lxd = ctx.lxd(&project, args.wait.timeout);
     let lxd_name = project.lxd_name(name);
     let recorded = project.containers.get(name);
     if let Some(c) = recorded {
         op::check_free(&store.owners(), name, c)?;
     }
-    if !args.force {
-        let inst = lxd
-            .instance(&lxd_name)
-            .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?;
-        let state = match (&inst, recorded) {
-            (None, None) => return Err(op::not_found(&project, name)),
-            (None, Some(_)) => "not in LXD".to_string(),
-            (Some(i), _) => format!(
-                "{}{}",
-                i.status.to_uppercase(),
-                i.ipv4
-                    .as_ref()
-                    .map(|ip| format!(", {ip}"))
-                    .unwrap_or_default()
-            ),
-        };
-        let what = if recorded.is_some() {
-            ""
-        } else {
-            " (not recorded in this project)"
-        };
-        eprintln!("{name} ({lxd_name}): {state}{what}");
-        if !op::confirm(&format!("Remove container {name}?"), false, "--force")? {
-            return say(out, "Cancelled");
-        }
+    if !args.force && !confirm_remove(&*lxd, &project, name, recorded.is_some())? {
+        return say(out, "Cancelled");
     }
     let owner = match recorded {
         Some(_) => {
@@ -232,15 +220,44 @@ pub fn remove(ctx: &Ctx, lxd: &dyn Lxd, args: &Remove, out: &mut dyn Write) -> R
     say(out, &format!("Removed {name}"))
 }
 
-/// `ldm project delete [-f]`: every container from LXD, then the files.
-pub fn delete_project(
-    ctx: &Ctx,
+/// Shows what `remove` would delete and asks; false if the user declined.
+fn confirm_remove(
     lxd: &dyn Lxd,
-    force: bool,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
+    project: &crate::model::Project,
+    name: &str,
+    recorded: bool,
+) -> Result<bool, Error> {
+    let lxd_name = project.lxd_name(name);
+    let inst = lxd
+        .instance(&lxd_name)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?;
+    let state = match (&inst, recorded) {
+        (None, false) => return Err(op::not_found(project, name)),
+        (None, true) => "not in LXD".to_string(),
+        (Some(i), _) => format!(
+            "{}{}",
+            i.status.to_uppercase(),
+            i.ipv4
+                .as_ref()
+                .map(|ip| format!(", {ip}"))
+                .unwrap_or_default()
+        ),
+    };
+    let what = if recorded {
+        ""
+    } else {
+        " (not recorded in this project)"
+    };
+    eprintln!("{name} ({lxd_name}): {}{what}", text::escape(&state));
+    op::confirm(&format!("Remove container {name}?"), false, "--force")
+}
+
+/// `ldm project delete [-f]`: every container from LXD, then the files.
+pub fn delete_project(ctx: &Ctx, args: &Force, out: &mut dyn Write) -> Result<(), Error> {
+    let force = args.force;
     let mut store = ctx.store()?;
     let project = store.read()?;
+    let lxd = ctx.lxd(&project, args.wait.timeout);
     let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
     let status = |n: &str| {
         let full = project.lxd_name(n);

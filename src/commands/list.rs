@@ -5,8 +5,11 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::commands::{op, style, table, Ctx};
-use crate::lxd::Lxd;
+use crate::cli::DEFAULT_WAIT;
+use crate::commands::{op, style, table, text, Ctx};
+use crate::lxd::Instance;
+use crate::model::Project;
+use crate::store::Owners;
 use crate::{say, Error};
 
 /// One container in `list --json` (schema documented in README).
@@ -33,60 +36,13 @@ struct PendingRow {
 }
 
 /// Prints the table (or JSON).
-pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+pub fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let store = ctx.store()?;
     let project = store.read()?;
+    let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
-    let rows: Vec<Row> = project
-        .containers
-        .iter()
-        .map(|(name, c)| {
-            let lxd_name = project.lxd_name(name);
-            let inst = instances.iter().find(|i| i.name == lxd_name);
-            // The container's own operation, else one on a snapshot.
-            let busy = c
-                .pending
-                .as_ref()
-                .or_else(|| c.snapshots.values().find_map(|s| s.pending.as_ref()));
-            let pending = busy.map(|p| PendingRow {
-                op: p.op.noun().to_string(),
-                pid: p.owner.pid,
-                started_at: p.started_at.clone(),
-                interrupted: !op::is_alive(&store.owners(), p),
-            });
-            let status = match (busy, inst) {
-                (Some(p), _) => op::describe(&store.owners(), p),
-                (None, Some(i)) => i.status.to_uppercase(),
-                (None, None) => "NOT FOUND".to_string(),
-            };
-            Row {
-                name: name.clone(),
-                image: c.image.clone(),
-                status,
-                ipv4: inst.and_then(|i| i.ipv4.clone()),
-                ports: project.effective_ports(name).to_vec(),
-                snapshots: c.snapshots.len(),
-                pending,
-                lxd_name,
-            }
-        })
-        .collect();
-    let prefix = format!("{}-", project.project);
-    let strays: Vec<&str> = instances
-        .iter()
-        .map(|i| i.name.as_str())
-        .filter(|n| {
-            n.strip_prefix(&prefix)
-                .is_some_and(|c| !project.containers.contains_key(c))
-        })
-        .collect();
-    if !strays.is_empty() && !ctx.quiet {
-        eprintln!(
-            "note: LXD has {} instance(s) named like this project's but not recorded ({}); see `ldm doctor`",
-            strays.len(),
-            strays.join(", ")
-        );
-    }
+    let rows = rows(&store.owners(), &project, &instances);
+    note_strays(ctx, &project, &instances);
     if json {
         return say(
             out,
@@ -121,4 +77,63 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, json: bool, out: &mut dyn Write) -> Result<
         ctx.style,
         &|col, text| (col == 2).then(|| style::status_color(text)).flatten(),
     )
+}
+
+/// One row per recorded container, with LXD's view and any operation.
+fn rows(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Row> {
+    project
+        .containers
+        .iter()
+        .map(|(name, c)| {
+            let lxd_name = project.lxd_name(name);
+            let inst = instances.iter().find(|i| i.name == lxd_name);
+            // The container's own operation, else one on a snapshot.
+            let busy = c
+                .pending
+                .as_ref()
+                .or_else(|| c.snapshots.values().find_map(|s| s.pending.as_ref()));
+            let pending = busy.map(|p| PendingRow {
+                op: p.op.noun().to_string(),
+                pid: p.owner.pid,
+                started_at: p.started_at.clone(),
+                interrupted: !op::is_alive(owners, p),
+            });
+            let status = match (busy, inst) {
+                (Some(p), _) => op::describe(owners, p),
+                (None, Some(i)) => i.status.to_uppercase(),
+                (None, None) => "NOT FOUND".to_string(),
+            };
+            Row {
+                name: name.clone(),
+                image: c.image.clone(),
+                status,
+                ipv4: inst.and_then(|i| i.ipv4.clone()),
+                ports: project.effective_ports(name).to_vec(),
+                snapshots: c.snapshots.len(),
+                pending,
+                lxd_name,
+            }
+        })
+        .collect()
+}
+
+/// One stderr note for instances named like the project's that it does
+/// not record (`doctor` says what to do with them).
+fn note_strays(ctx: &Ctx, project: &Project, instances: &[Instance]) {
+    let prefix = format!("{}-", project.project);
+    let strays: Vec<&str> = instances
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|n| {
+            n.strip_prefix(&prefix)
+                .is_some_and(|c| !project.containers.contains_key(c))
+        })
+        .collect();
+    if !strays.is_empty() && !ctx.quiet {
+        eprintln!(
+            "note: LXD has {} instance(s) named like this project's but not recorded ({}); see `ldm doctor`",
+            strays.len(),
+            text::escape(&strays.join(", "))
+        );
+    }
 }

@@ -1,9 +1,12 @@
 //! One file per command group; [`run`] dispatches in one `match`.
 //!
 //! Every command follows the same shape: validate the arguments into model
-//! values, then open the store and read or commit. Results go to `out`
-//! (stdout); notices and progress go to stderr.
+//! values, open the store and read or commit, then build the LXD client
+//! from the project it loaded ([`Ctx::lxd`]: its `remote:`, and a wait for
+//! LXD's busy state) and make its calls. Results go to `out` (stdout);
+//! notices and progress go to stderr.
 
+mod clone;
 mod config;
 mod container;
 mod doctor;
@@ -15,20 +18,29 @@ mod list;
 pub mod op;
 mod project;
 mod proxy;
+mod setup;
 mod snapshot;
 mod ssh;
 pub mod style;
 mod table;
+pub mod text;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand};
-use crate::lxd::{Client, Remote};
+use crate::cli::{
+    Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand, DEFAULT_WAIT,
+};
+use crate::lxd::{Client, Lxd, Patient};
 use crate::model::Project;
-use crate::store::{self, Paths, SafeDirs, Store};
+use crate::store::{self, Paths, SafeDirs, Store, StoreError};
 use crate::Error;
+
+/// Makes the LXD client for a remote (`None`: the local LXD). The CLI's
+/// runs the client program; unit tests give the in-process fake.
+pub type Connect = Arc<dyn Fn(Option<&str>) -> Arc<dyn Lxd> + Send + Sync>;
 
 /// What every command gets: where it runs and how the store behaves.
 pub struct Ctx {
@@ -42,9 +54,8 @@ pub struct Ctx {
     pub style: style::Style,
     /// Folders whose projects may hold other users' files (`-C`, `LDM_SAFE_DIRS`).
     pub safe: SafeDirs,
-    /// The project's `remote:` key, filled by the first load of the project
-    /// (any store from [`Ctx::store`]) and read by the LXD client.
-    pub remote: Arc<OnceLock<Option<String>>>,
+    /// How to reach LXD.
+    pub connect: Connect,
 }
 
 impl Ctx {
@@ -52,12 +63,45 @@ impl Ctx {
     /// owned by another user only if the user trusts its folder).
     pub fn store(&self) -> Result<Store, Error> {
         let (paths, trust) = Paths::find(&self.start, &self.safe)?;
-        let mut opts = self.opts.clone().trusting(trust);
-        let remote = Arc::clone(&self.remote);
-        opts.on_load = Some(Arc::new(move |p: &Project| {
-            let _ = remote.set(p.remote.clone());
-        }));
-        Ok(Store::open(paths, opts))
+        Ok(Store::open(paths, self.opts.clone().trusting(trust)))
+    }
+
+    /// The LXD that `project`'s containers live on (its `remote:`, or the
+    /// local LXD), waiting up to `wait` for LXD to finish an operation
+    /// already running on an instance. Built from the project the command
+    /// loaded, so it never reads the project itself.
+    pub fn lxd(&self, project: &Project, wait: Duration) -> Arc<dyn Lxd> {
+        self.lxd_at(project.remote.as_deref(), wait)
+    }
+
+    /// Like [`Ctx::lxd`] with the remote from a commit's view of the project.
+    pub fn lxd_at(&self, remote: Option<&str>, wait: Duration) -> Arc<dyn Lxd> {
+        let quiet = self.quiet;
+        let on_wait = Box::new(move |name: &str, doing: Option<&str>| {
+            if !quiet {
+                let what = doing
+                    .map(|d| format!("{}; ", text::escape(d)))
+                    .unwrap_or_default();
+                eprintln!(
+                    "waiting for LXD to finish an operation on {name} ({what}started by an interrupted ldm?) ..."
+                );
+            }
+        });
+        Arc::new(Patient::new((self.connect)(remote), wait, on_wait))
+    }
+
+    /// The LXD for commands that work without a project (image commands):
+    /// the project's remote when there is a project here, the local LXD
+    /// when there is none. A project found but unreadable (damaged, not
+    /// parseable, another user's) fails with its error, before any LXD call:
+    /// its `remote:` may name another server.
+    pub fn lxd_without_project(&self) -> Result<Arc<dyn Lxd>, Error> {
+        let remote = match self.store() {
+            Ok(store) => store.read()?.remote,
+            Err(Error::Store(StoreError::NotAProject { .. })) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(self.lxd_at(remote.as_deref(), DEFAULT_WAIT))
     }
 }
 
@@ -70,77 +114,79 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();
             clap_complete::generate(*shell, &mut cmd, "ldm", &mut buf);
-            out.write_all(&buf)?;
-            return Ok(());
+            return out.write_all(&buf).map_err(Error::Output);
         }
         Command::Man => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            clap_mangen::Man::new(cmd).render(out)?;
-            return Ok(());
+            return clap_mangen::Man::new(cmd)
+                .render(out)
+                .map_err(Error::Output);
         }
         _ => {}
     }
     let ctx = context(&cli)?;
-    let lxd = client(&ctx, &cli.command);
-    match cli.command {
+    dispatch(&ctx, cli.command, out)
+}
+
+/// One `match` from command to the function that runs it.
+fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> Result<(), Error> {
+    match command {
         Command::Create(args) | Command::Project(ProjectCommand::Create(args)) => {
-            project::create(&ctx, &args, out)
+            project::create(ctx, &args, out)
         }
         Command::Project(ProjectCommand::Delete(args)) => {
-            lifecycle::delete_project(&ctx, &lxd, args.force, out)
+            lifecycle::delete_project(ctx, &args, out)
         }
-        Command::Container(ContainerCommand::Create(args)) => {
-            container::create(&ctx, &lxd, &args, out)
-        }
-        Command::Container(ContainerCommand::Clone(args)) => {
-            container::clone(&ctx, &lxd, &args, out)
-        }
-        Command::Container(ContainerCommand::Reset(args)) => {
-            lifecycle::reset(&ctx, &lxd, &args, out)
-        }
+        Command::Container(ContainerCommand::Create(args)) => container::create(ctx, &args, out),
+        Command::Container(ContainerCommand::Clone(args)) => clone::clone(ctx, &args, out),
+        Command::Container(ContainerCommand::Reset(args)) => lifecycle::reset(ctx, &args, out),
         Command::Container(ContainerCommand::Snapshot(cmd)) => match cmd {
             SnapshotCommand::Create {
                 container,
                 name,
                 description,
-            } => snapshot::create(&ctx, &lxd, &container, &name, &description, out),
-            SnapshotCommand::List { container, json } => {
-                snapshot::list(&ctx, &lxd, &container, json, out)
-            }
-            SnapshotCommand::Delete { container, name } => {
-                snapshot::delete(&ctx, &lxd, &container, &name, out)
-            }
+                wait,
+            } => snapshot::create(ctx, &container, &name, &description, wait.timeout, out),
+            SnapshotCommand::List { container, json } => snapshot::list(ctx, &container, json, out),
+            SnapshotCommand::Delete {
+                container,
+                name,
+                wait,
+            } => snapshot::delete(ctx, &container, &name, wait.timeout, out),
         },
-        Command::List(args) => list::run(&ctx, &lxd, args.json, out),
-        Command::Up(args) => lifecycle::up(&ctx, &lxd, &args.name, out),
-        Command::Down(args) => lifecycle::down(&ctx, &lxd, &args.name, out),
-        Command::Remove(args) => lifecycle::remove(&ctx, &lxd, &args, out),
-        Command::Ssh(args) => ssh::run(&ctx, &lxd, &args),
-        Command::Proxy(args) => proxy::run(&ctx, &lxd, &args),
-        Command::Mv(args) => files::run(&ctx, &lxd, &args, out),
+        Command::List(args) => list::run(ctx, args.json, out),
+        Command::Up(args) => lifecycle::up(ctx, &args, out),
+        Command::Down(args) => lifecycle::down(ctx, &args, out),
+        Command::Remove(args) => lifecycle::remove(ctx, &args, out),
+        Command::Ssh(args) => ssh::run(ctx, &args),
+        Command::Proxy(args) => proxy::run(ctx, &args),
+        Command::Mv(args) => files::run(ctx, &args, out),
         Command::Images(args) | Command::Image(ImageCommand::List(args)) => {
-            image::list(&lxd, &args, out)
+            image::list(ctx, &args, out)
         }
-        Command::Image(ImageCommand::Create { container, alias }) => {
-            image::create(&ctx, &lxd, &container, &alias, out)
-        }
+        Command::Image(ImageCommand::Create {
+            container,
+            alias,
+            wait,
+        }) => image::create(ctx, &container, &alias, wait.timeout, out),
         Command::Image(ImageCommand::Delete { alias, force }) => {
-            image::delete(&lxd, &alias, force, out)
+            image::delete(ctx, &alias, force, out)
         }
-        Command::Image(ImageCommand::Rename { old, new }) => image::rename(&lxd, &old, &new, out),
-        Command::Config(cmd) => config::run(&ctx, cmd, out),
-        Command::Compact => doctor::compact(&ctx, out),
-        Command::Doctor(args) => doctor::run(&ctx, &lxd, &args, out),
+        Command::Image(ImageCommand::Rename { old, new }) => image::rename(ctx, &old, &new, out),
+        Command::Config(cmd) => config::run(ctx, cmd, out),
+        Command::Compact => doctor::compact(ctx, out),
+        Command::Doctor(args) => doctor::run(ctx, &args, out),
         Command::Completions { .. } | Command::Man => Ok(()),
     }
 }
 
-/// The LXD client, addressed to the project's `remote:` if it has one.
-/// Commands that never call LXD skip the project read.
-fn client(ctx: &Ctx, command: &Command) -> Client {
+/// How commands reach LXD: the client program from the environment, one
+/// client per remote asked for. The incus note is printed here, once per
+/// user, and only for commands that call LXD.
+fn connector(cli: &Cli) -> Connect {
     let (client, note) = Client::from_env();
     let uses_lxd = !matches!(
-        command,
+        cli.command,
         Command::Create(_)
             | Command::Project(ProjectCommand::Create(_))
             | Command::Config(_)
@@ -148,26 +194,14 @@ fn client(ctx: &Ctx, command: &Command) -> Client {
             | Command::Completions { .. }
             | Command::Man
     );
-    if !uses_lxd {
-        return client;
-    }
     // Said once per user, when it matters: not for commands that never call
     // LXD, and not under -q (the marker is then not written either).
-    if let (Some(note), false) = (note, ctx.quiet) {
+    if let (Some(note), true, false) = (note, uses_lxd, cli.quiet) {
         note_once("incus", &note);
     }
-    // Usually the command has loaded the project before its first LXD call,
-    // which filled `ctx.remote`; else (image commands, which work without a
-    // project) the first call reads it. A project that cannot be read fails
-    // with its own error in the command.
-    let (start, opts, safe) = (ctx.start.clone(), ctx.opts.clone(), ctx.safe.clone());
-    client.with_remote(Remote::lazy(Arc::clone(&ctx.remote), move || {
-        let (paths, trust) = Paths::find(&start, &safe).ok()?;
-        Store::open(paths, opts.clone().trusting(trust))
-            .read()
-            .ok()?
-            .remote
-    }))
+    Arc::new(move |remote: Option<&str>| -> Arc<dyn Lxd> {
+        Arc::new(client.clone().with_remote(remote.map(str::to_string)))
+    })
 }
 
 /// The command as typed without its arguments, for the lock's holder note.
@@ -226,8 +260,7 @@ fn note_once(key: &str, message: &str) {
 }
 
 fn context(cli: &Cli) -> Result<Ctx, Error> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Error::Usage(format!("cannot read the current folder: {e}")))?;
+    let cwd = std::env::current_dir().map_err(Error::io("read the current folder", None))?;
     let start = match &cli.dir {
         Some(d) => cwd.join(d),
         None => cwd,
@@ -265,11 +298,16 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
             holder,
             auto_compact_min,
             fold_max,
+            // Notices quote keys and values from containers.yaml.
+            notify: Arc::new(|n| eprintln!("ldm: {}", text::escape_lines(&n.to_string()))),
             ..store::Options::default()
         },
         safe: SafeDirs::from_env(cli.dir.as_ref().map(|_| start_dir.as_path())),
         quiet: cli.quiet,
         style: style::Style::for_stdout(cli.color),
-        remote: Arc::default(),
+        connect: connector(cli),
     })
 }
+
+#[cfg(test)]
+mod tests;

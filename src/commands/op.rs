@@ -75,15 +75,7 @@ pub fn describe(owners: &Owners, pending: &Pending) -> String {
 /// Refuses if a live process runs an operation on `name` or one of its
 /// snapshots. Returns the container's interrupted operation, if any.
 pub fn check_free(owners: &Owners, name: &str, c: &Container) -> Result<Option<Pending>, Error> {
-    let busy = |p: &Pending| Error::Busy {
-        container: name.to_string(),
-        who: format!(
-            "pid {} is {} it since {}",
-            p.owner.pid,
-            p.op.verb().to_lowercase(),
-            p.started_at
-        ),
-    };
+    let busy = |p: &Pending| busy(name, format!("{} it since {}", doing(p), p.started_at));
     for snap in c.snapshots.values() {
         if let Some(p) = &snap.pending {
             if is_alive(owners, p) {
@@ -95,6 +87,28 @@ pub fn check_free(owners: &Owners, name: &str, c: &Container) -> Result<Option<P
         Some(p) if is_alive(owners, p) => Err(busy(p)),
         Some(p) => Ok(Some(p.clone())),
         None => Ok(None),
+    }
+}
+
+/// "pid 42 is creating", for busy messages.
+pub fn doing(p: &Pending) -> String {
+    format!("pid {} is {}", p.owner.pid, p.op.verb().to_lowercase())
+}
+
+/// Container `name` is busy: `who` runs an operation on it.
+pub fn busy(name: &str, who: String) -> Error {
+    Error::Busy {
+        what: format!("container {name}"),
+        who,
+        next: "wait for it to finish".into(),
+    }
+}
+
+/// An interrupted operation of another kind is in the way.
+pub fn interrupted(name: &str, old: &Pending, image: &str, then: &str) -> Error {
+    Error::Conflict {
+        what: format!("container {name} has an interrupted {}", old.op.noun()),
+        next: format!("run `{}` to finish it{then}", old.op.command(name, image)),
     }
 }
 
@@ -114,14 +128,14 @@ pub fn not_found(project: &Project, name: &str) -> Error {
         .map(|k| (distance(k, name), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 3))
         .min();
-    let hint = match near {
-        Some((_, k)) => format!("; did you mean {k}?"),
-        None => "; see `ldm list`".to_string(),
+    let next = match near {
+        Some((_, k)) => format!("did you mean {k}?"),
+        None => "see `ldm list`".to_string(),
     };
-    Error::Usage(format!(
-        "container {name:?} is not in project {}{hint}",
-        project.project
-    ))
+    Error::NotFound {
+        what: format!("container {name:?} is not in project {}", project.project),
+        next,
+    }
 }
 
 /// Levenshtein distance, for "did you mean".
@@ -144,17 +158,25 @@ fn distance(a: &str, b: &str) -> usize {
 pub fn instance(lxd: &dyn Lxd, lxd_name: &str) -> Result<Instance, Error> {
     lxd.instance(lxd_name)
         .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
-        .ok_or_else(|| Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`")))
+        .ok_or_else(|| no_instance(lxd_name))
+}
+
+/// LXD has no instance `lxd_name` although the project records it.
+pub fn no_instance(lxd_name: &str) -> Error {
+    Error::NotFound {
+        what: format!("LXD has no instance {lxd_name}"),
+        next: "see `ldm doctor`".into(),
+    }
 }
 
 /// Like [`instance`], and refuses a container that is not running, naming `ldm up`.
 pub fn running(lxd: &dyn Lxd, name: &str, lxd_name: &str) -> Result<Instance, Error> {
     let inst = instance(lxd, lxd_name)?;
     if !inst.is_running() {
-        return Err(Error::Usage(format!(
-            "{name} is {}; start it with `ldm up {name}`",
-            inst.status.to_lowercase()
-        )));
+        return Err(Error::NotRunning {
+            name: name.to_string(),
+            status: inst.status.to_lowercase(),
+        });
     }
     Ok(inst)
 }
@@ -212,7 +234,13 @@ pub fn confirm(question: &str, force: bool, flag: &str) -> Result<bool, Error> {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(Error::io(
+            "read the answer from",
+            Some(std::path::Path::new("stdin")),
+        ))?;
     Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
 }
 

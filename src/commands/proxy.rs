@@ -5,14 +5,13 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::cli::Proxy as ProxyArgs;
+use crate::cli::{Proxy as ProxyArgs, DEFAULT_WAIT};
 use crate::commands::{op, Ctx};
-use crate::lxd::{Client, Lxd};
 use crate::proxy::{self, CloseReason, Config, Event, PortMap};
 use crate::Error;
 
 /// Starts forwarding and blocks until the process is stopped.
-pub fn run(ctx: &Ctx, lxd: &Client, args: &ProxyArgs) -> Result<(), Error> {
+pub fn run(ctx: &Ctx, args: &ProxyArgs) -> Result<(), Error> {
     let project = ctx.store()?.read()?;
     let name = args.name.as_str();
     op::container(&project, name)?;
@@ -40,9 +39,12 @@ pub fn run(ctx: &Ctx, lxd: &Client, args: &ProxyArgs) -> Result<(), Error> {
         )));
     }
     let lxd_name = project.lxd_name(name);
-    let inst = op::running(lxd, name, &lxd_name)?;
+    // Shared with the proxy's connection threads, which look the address
+    // up again when it changes: `Lxd` is `Send + Sync`.
+    let lxd = ctx.lxd(&project, DEFAULT_WAIT);
+    let inst = op::running(&*lxd, name, &lxd_name)?;
     let first: Option<IpAddr> = inst.ipv4.as_deref().and_then(|ip| ip.parse().ok());
-    let client = lxd.clone();
+    let client = Arc::clone(&lxd);
     let resolve: proxy::Resolve = Arc::new(move |refresh| {
         if !refresh {
             return first;
@@ -68,7 +70,7 @@ pub fn run(ctx: &Ctx, lxd: &Client, args: &ProxyArgs) -> Result<(), Error> {
             args.bind
         );
     }
-    let running = proxy::start(&cfg, resolve, events).map_err(|e| Error::Usage(e.to_string()))?;
+    let running = proxy::start(&cfg, resolve, events)?;
     eprintln!("Forwarding to {name} until Ctrl+C");
     running.wait();
     Ok(())

@@ -3,14 +3,16 @@
 //! different names on one container can be taken in parallel.
 
 use std::io::Write;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::commands::container::INITIAL_STATE;
+use crate::cli::DEFAULT_WAIT;
 use crate::commands::op::{self};
+use crate::commands::setup::INITIAL_STATE;
 use crate::commands::{table, Ctx};
-use crate::lxd::{Lxd, LxdError};
-use crate::model::{validate, Container, Mutation, Op, Project};
+use crate::lxd::LxdError;
+use crate::model::{validate, Container, Mutation, Op, Pending, Project};
 use crate::store::Owners;
 use crate::{say, Error};
 
@@ -24,31 +26,58 @@ fn container_ready<'a>(
     let c = op::container(p, name)?;
     if let Some(pending) = &c.pending {
         if op::is_alive(owners, pending) {
-            return Err(Error::Busy {
-                container: name.to_string(),
-                who: format!(
-                    "pid {} is {} it",
-                    pending.owner.pid,
-                    pending.op.verb().to_lowercase()
-                ),
-            });
+            return Err(op::busy(name, format!("{} it", op::doing(pending))));
         }
-        return Err(Error::Usage(format!(
-            "container {name} has an interrupted {}; run `{}` to finish it first",
-            pending.op.noun(),
-            pending.op.command(name, &c.image)
-        )));
+        return Err(op::interrupted(name, pending, &c.image, " first"));
     }
     Ok(c)
+}
+
+/// The intent of a snapshot create: a new snapshot entry, or the take-over
+/// of an interrupted create of the same snapshot.
+fn intent(
+    owners: &Owners,
+    c: &Container,
+    container: &str,
+    snap: &str,
+    description: &str,
+    pending: &Pending,
+) -> Result<Mutation, Error> {
+    let Some(s) = c.snapshots.get(snap) else {
+        return Ok(Mutation::SnapshotAdded {
+            container: container.to_string(),
+            name: snap.to_string(),
+            description: description.to_string(),
+            created_at: op::now(),
+            pending: Some(pending.clone()),
+        });
+    };
+    match &s.pending {
+        Some(old) if op::is_alive(owners, old) => Err(op::busy(
+            container,
+            format!("pid {} is taking snapshot {snap}", old.owner.pid),
+        )),
+        Some(old) if matches!(old.op, Op::SnapshotCreate { .. }) => {
+            Ok(Mutation::OperationStarted {
+                container: container.to_string(),
+                snapshot: Some(snap.to_string()),
+                pending: pending.clone(),
+            })
+        }
+        _ => Err(Error::Conflict {
+            what: format!("container {container} already has a snapshot {snap}"),
+            next: format!("see `ldm container snapshot list {container}`"),
+        }),
+    }
 }
 
 /// `ldm container snapshot create C NAME [-d DESC]`.
 pub fn create(
     ctx: &Ctx,
-    lxd: &dyn Lxd,
     container: &str,
     snap: &str,
     description: &str,
+    wait: Duration,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     validate::snapshot_name(snap)?;
@@ -60,31 +89,13 @@ pub fn create(
             snapshot: snap.to_string(),
         },
     )?;
-    let (lxd_name, resumed) = store.commit(|p| {
+    let (lxd_name, remote, resumed) = store.commit(|p| {
         let c = container_ready(&owners, p, container)?;
-        let m = match c.snapshots.get(snap) {
-            None => Mutation::SnapshotAdded {
-                container: container.to_string(),
-                name: snap.to_string(),
-                description: description.to_string(),
-                created_at: op::now(),
-                pending: Some(pending.clone()),
-            },
-            Some(s) => match &s.pending {
-                Some(old) if op::is_alive(&owners, old) => {
-                    return Err(Error::Busy { container: container.to_string(), who: format!("pid {} is taking snapshot {snap}", old.owner.pid) })
-                }
-                Some(old) if matches!(old.op, Op::SnapshotCreate { .. }) => Mutation::OperationStarted {
-                    container: container.to_string(),
-                    snapshot: Some(snap.to_string()),
-                    pending: pending.clone(),
-                },
-                _ => return Err(Error::Usage(format!("container {container} already has a snapshot {snap}; see `ldm container snapshot list {container}`"))),
-            },
-        };
+        let m = intent(&owners, c, container, snap, description, &pending)?;
         let resumed = matches!(m, Mutation::OperationStarted { .. });
-        Ok::<_, Error>((vec![m], (p.lxd_name(container), resumed)))
+        Ok::<_, Error>((vec![m], (p.lxd_name(container), p.remote.clone(), resumed)))
     })?;
+    let lxd = ctx.lxd_at(remote.as_deref(), wait);
     if !ctx.quiet {
         eprintln!("Taking snapshot {snap} of {lxd_name}...");
     }
@@ -101,7 +112,10 @@ pub fn create(
                 }],
             )?;
             return Err(match e {
-                LxdError::AlreadyExists { .. } => Error::Usage(format!("LXD already has a snapshot {snap} of {lxd_name} that the project does not record; see `ldm doctor`")),
+                LxdError::AlreadyExists { .. } => Error::Conflict {
+                    what: format!("LXD already has a snapshot {snap} of {lxd_name} that the project does not record"),
+                    next: "see `ldm doctor`".into(),
+                },
                 e => Error::lxd(format!("snapshotting {lxd_name}"))(e),
             });
         }
@@ -119,9 +133,9 @@ pub fn create(
 /// `ldm container snapshot delete C NAME`.
 pub fn delete(
     ctx: &Ctx,
-    lxd: &dyn Lxd,
     container: &str,
     snap: &str,
+    wait: Duration,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     if snap == INITIAL_STATE {
@@ -137,16 +151,16 @@ pub fn delete(
             snapshot: snap.to_string(),
         },
     )?;
-    let (lxd_name, recorded) = store.commit(|p| {
+    let (lxd_name, remote, recorded) = store.commit(|p| {
         let c = container_ready(&owners, p, container)?;
         let mut m = Vec::new();
         if let Some(s) = c.snapshots.get(snap) {
             if let Some(old) = &s.pending {
                 if op::is_alive(&owners, old) {
-                    return Err(Error::Busy {
-                        container: container.to_string(),
-                        who: format!("pid {} is working on snapshot {snap}", old.owner.pid),
-                    });
+                    return Err(op::busy(
+                        container,
+                        format!("pid {} is working on snapshot {snap}", old.owner.pid),
+                    ));
                 }
             }
             m.push(Mutation::OperationStarted {
@@ -156,13 +170,17 @@ pub fn delete(
             });
         }
         let recorded = !m.is_empty();
-        Ok::<_, Error>((m, (p.lxd_name(container), recorded)))
+        Ok::<_, Error>((m, (p.lxd_name(container), p.remote.clone(), recorded)))
     })?;
+    let lxd = ctx.lxd_at(remote.as_deref(), wait);
     match lxd.delete_snapshot(&lxd_name, snap) {
         Ok(()) => {}
         Err(LxdError::NotFound { .. }) if recorded => {}
         Err(LxdError::NotFound { .. }) => {
-            return Err(Error::Usage(format!("{container} has no snapshot {snap}; see `ldm container snapshot list {container}`")))
+            return Err(Error::NotFound {
+                what: format!("{container} has no snapshot {snap}"),
+                next: format!("see `ldm container snapshot list {container}`"),
+            })
         }
         Err(e) => return Err(Error::lxd(format!("deleting snapshot {snap} of {lxd_name}; the project shows it as interrupted: run the command again"))(e)),
     }
@@ -195,21 +213,14 @@ struct Row {
 
 /// `ldm container snapshot list C [--json]`: LXD's snapshots with the
 /// project's descriptions; snapshots on one side only are flagged.
-pub fn list(
-    ctx: &Ctx,
-    lxd: &dyn Lxd,
-    container: &str,
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
+pub fn list(ctx: &Ctx, container: &str, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let store = ctx.store()?;
     let project = store.read()?;
     let c = op::container(&project, container)?;
+    let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let lxd_name = project.lxd_name(container);
     let in_lxd = lxd.snapshots(&lxd_name).map_err(|e| match e {
-        LxdError::NotFound { .. } => {
-            Error::Usage(format!("LXD has no instance {lxd_name}; see `ldm doctor`"))
-        }
+        LxdError::NotFound { .. } => op::no_instance(&lxd_name),
         e => Error::lxd(format!("listing snapshots of {lxd_name}"))(e),
     })?;
     let mut rows: Vec<Row> = in_lxd

@@ -1,9 +1,8 @@
 //! `ldm ssh NAME [-u USER] [-- CMD ARGS...]`: a login shell as the
 //! container's user (so its groups apply), or one command with its exit code.
 
-use crate::cli::Ssh;
+use crate::cli::{Ssh, DEFAULT_WAIT};
 use crate::commands::{op, Ctx};
-use crate::lxd::Lxd;
 use crate::model::validate;
 use crate::Error;
 
@@ -12,9 +11,10 @@ use crate::Error;
 const RUN_ARGV: &str = r#"exec "$0" "$@""#;
 
 /// Opens the shell (replacing this process) or runs the command.
-pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Ssh) -> Result<(), Error> {
+pub fn run(ctx: &Ctx, args: &Ssh) -> Result<(), Error> {
     let project = ctx.store()?.read()?;
     op::container(&project, &args.name)?;
+    let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let lxd_name = project.lxd_name(&args.name);
     let user = match &args.user {
         Some(u) => u.clone(),
@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, lxd: &dyn Lxd, args: &Ssh) -> Result<(), Error> {
     if user != "root" {
         validate::user_name(&user)?;
     }
-    op::running(lxd, &args.name, &lxd_name)?;
+    op::running(&*lxd, &args.name, &lxd_name)?;
     let mut argv: Vec<&str> = vec!["su", "-l", &user];
     if args.command.is_empty() {
         return Err(Error::lxd(format!("opening a shell in {lxd_name}"))(

@@ -1,8 +1,11 @@
 //! Aligned text tables for human output (`--json` is the script format).
+//! Every cell is shown with its control characters escaped (`text.rs`):
+//! cells hold values from files and from LXD.
 
 use std::io::Write;
 
 use crate::commands::style::{Color, Style};
+use crate::commands::text;
 use crate::Error;
 
 /// Prints `rows` under `headers`, columns padded to their widest cell, with
@@ -20,7 +23,11 @@ pub fn print_styled(
     style: Style,
     color: &dyn Fn(usize, &str) -> Option<Color>,
 ) -> Result<(), Error> {
-    let rows = fit(rows, terminal_width());
+    let escaped: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| text::escape(c)).collect())
+        .collect();
+    let rows = fit(&escaped, terminal_width());
     let rows = rows.as_slice();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -41,13 +48,14 @@ pub fn print_styled(
         }
         parts.concat().trim_end().to_string()
     };
-    writeln!(out, "{}", line(headers.to_vec(), false))?;
+    writeln!(out, "{}", line(headers.to_vec(), false)).map_err(Error::Output)?;
     for row in rows {
         writeln!(
             out,
             "{}",
             line(row.iter().map(String::as_str).collect(), true)
-        )?;
+        )
+        .map_err(Error::Output)?;
     }
     Ok(())
 }

@@ -1,18 +1,28 @@
 //! The LXD backend: every operation ldm asks of LXD, as one trait.
 //!
-//! [`Lxd`] is implemented once, by [`cli::Client`], which runs the client
-//! program (`lxc`, or `incus` with `LDM_LXC=incus`). Commands see only the
-//! trait and the typed results below; nothing outside this module builds a
-//! client command line or parses client output. Names passed in are full
-//! LXD instance names (`project-container`).
+//! [`Lxd`] is implemented by [`cli::Client`], which runs the client program
+//! (`lxc`, or `incus` with `LDM_LXC=incus`), and, for unit tests, by an
+//! in-process fake (`fake.rs`). [`Patient`] wraps either and waits out
+//! LXD's busy state. Commands see only the trait and the typed results
+//! below: nothing outside `cli/` builds a client command line or reads
+//! the client's text, and this module knows nothing of the project store.
+//! Names passed in are full LXD instance names (`project-container`).
+//! DESIGN.md, "The LXD backend".
 
 pub mod cli;
+#[cfg(test)]
+pub mod fake;
+mod json;
 mod process;
+mod wait;
+
+use std::time::Duration;
 
 use serde::Serialize;
 use thiserror::Error;
 
-pub use cli::{Client, Remote};
+pub use cli::Client;
+pub use wait::Patient;
 
 /// One instance as LXD reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -69,22 +79,6 @@ pub struct Image {
     pub description: String,
 }
 
-impl ExecOutput {
-    /// True when the command did not run because the instance is stopped.
-    pub fn instance_not_running(&self) -> bool {
-        self.code != 0 && String::from_utf8_lossy(&self.stderr).contains("Instance is not running")
-    }
-
-    /// True when LXD itself failed to run the command (exit 255 with LXD's
-    /// own message), as happens for a moment right after a container boots;
-    /// retrying is the cure.
-    pub fn lxd_failed_transiently(&self) -> bool {
-        self.code == 255
-            && String::from_utf8_lossy(&self.stderr)
-                .contains("Failed to retrieve PID of executing child process")
-    }
-}
-
 /// A failed LXD operation. `cmd` is the client command line, shell-quoted.
 #[derive(Debug, Error)]
 pub enum LxdError {
@@ -119,11 +113,29 @@ pub enum LxdError {
         what: String,
     },
     /// LXD is still running another operation on the instance (e.g. the
-    /// server-side create of a client that was killed).
-    #[error("LXD is still busy with {what}; try again in a moment")]
+    /// server-side create of a client that was killed). [`Patient`] waits
+    /// this out; it reaches a command only when the wait timed out.
+    #[error("LXD is still running another operation on {what}{}; wait for it to finish, or run the command again with a longer --timeout", waited_for(*waited))]
     Busy {
         /// The instance.
         what: String,
+        /// How long ldm waited for LXD before giving up.
+        waited: Duration,
+    },
+    /// A command to run inside an instance that is not running.
+    #[error("{what} is not running")]
+    NotRunning {
+        /// The instance.
+        what: String,
+    },
+    /// LXD failed to start a command inside the instance, as it does for a
+    /// moment right after the instance boots; retrying is the cure.
+    #[error("`{cmd}` failed: LXD could not start the command yet: {}", stderr.trim())]
+    NotReady {
+        /// The command line.
+        cmd: String,
+        /// What the client printed on stderr.
+        stderr: String,
     },
     /// Start of a running or stop of a stopped instance.
     #[error("{what} is already in that state")]
@@ -141,10 +153,20 @@ pub enum LxdError {
     },
 }
 
-/// Every LXD operation ldm uses. One implementation runs the client; tests
-/// replace the client program with a test double, not this trait, so that
-/// the real command lines are exercised.
-pub trait Lxd {
+fn waited_for(waited: Duration) -> String {
+    if waited.is_zero() {
+        String::new()
+    } else {
+        format!(" after {} s", waited.as_secs_f64().round())
+    }
+}
+
+/// Every LXD operation ldm uses. `Send + Sync` so that a command may share
+/// its client with threads (`ldm proxy` looks addresses up from its
+/// connection threads). The real client runs the client program; the
+/// command tests replace that program with a test double so that the real
+/// command lines are exercised, and unit tests use the in-process fake.
+pub trait Lxd: Send + Sync {
     /// All instances (one client call, however many there are).
     fn list(&self) -> Result<Vec<Instance>, LxdError>;
     /// One instance, or `None`.
@@ -157,7 +179,9 @@ pub trait Lxd {
     fn stop(&self, name: &str) -> Result<(), LxdError>;
     /// Deletes an instance (running or not).
     fn delete(&self, name: &str) -> Result<(), LxdError>;
-    /// Runs `argv` inside `name`, feeding `stdin`.
+    /// Runs `argv` inside `name`, feeding `stdin`. The command's own
+    /// failure is an [`ExecOutput`] with its code; LXD's is an error
+    /// ([`LxdError::NotRunning`], [`LxdError::NotReady`], ...).
     fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError>;
     /// Snapshots of `name`.
     fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError>;
@@ -200,4 +224,9 @@ pub trait Lxd {
     fn delete_image(&self, alias: &str) -> Result<(), LxdError>;
     /// Renames an image alias in one step (the server never shows both or neither).
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError>;
+    /// What LXD is doing to instance `name` right now: the descriptions of
+    /// its running operations on it ("Creating instance"), empty if none.
+    /// A killed client's operation goes on in the server, and an instance
+    /// being created is "not found" until it is done.
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError>;
 }

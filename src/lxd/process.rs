@@ -2,9 +2,9 @@
 //! and stdin bytes (never a shell string) and knows how to run them:
 //! captured, attached to the terminal, or with progress on stderr. Its
 //! `Display` is the shell-quoted command line for messages. Failures keep
-//! the client's stderr; `classify` turns the messages LXD is known to print
-//! into typed errors, here and nowhere else (cargo's `ProcessBuilder` is the
-//! model).
+//! the client's stderr as [`LxdError::Failed`]; reading what that text
+//! means is `cli.rs`'s business (cargo's `ProcessBuilder` is the model:
+//! "could not start" and "ran and failed" are kept apart).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -128,37 +128,39 @@ impl Invocation {
         if out.status.success() {
             return Ok(());
         }
-        Err(self.classify(out.status.code(), &out.stderr))
+        Err(self.failed(out.status.code(), &out.stderr))
     }
 
-    /// Runs it; a non-zero exit is an error, typed where the message is known.
+    /// Runs it; a non-zero exit is [`LxdError::Failed`] with the client's stderr.
     pub(super) fn run(&self) -> Result<Vec<u8>, LxdError> {
         let (code, stdout, stderr) = self.output()?;
         if code == Some(0) {
             return Ok(stdout);
         }
-        Err(self.classify(code, &stderr))
+        Err(self.failed(code, &stderr))
     }
 
-    /// Turns a failed run into a typed error by the client's message.
-    fn classify(&self, code: Option<i32>, stderr: &[u8]) -> LxdError {
-        let stderr = String::from_utf8_lossy(stderr).into_owned();
-        let lower = stderr.to_lowercase();
-        let what = self.args.last().cloned().unwrap_or_default();
-        if lower.contains("not found") || lower.contains("does not exist") {
-            LxdError::NotFound { what }
-        } else if lower.contains("is already running") || lower.contains("is already stopped") {
-            LxdError::AlreadyInState { what }
-        } else if lower.contains("already exists") {
-            LxdError::AlreadyExists { what }
-        } else if lower.contains("is busy running") {
-            LxdError::Busy { what }
-        } else {
-            LxdError::Failed {
-                cmd: self.to_string(),
-                code,
-                stderr,
-            }
+    /// The error for a run that exited non-zero (or was killed).
+    fn failed(&self, code: Option<i32>, stderr: &[u8]) -> LxdError {
+        LxdError::Failed {
+            cmd: self.to_string(),
+            code,
+            stderr: String::from_utf8_lossy(stderr).into_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        let inv = Invocation {
+            program: "lxc".into(),
+            args: vec!["exec".into(), "p-a".into(), "it's $(x)".into()],
+            stdin: Vec::new(),
+        };
+        assert_eq!(inv.to_string(), r"lxc exec p-a 'it'\''s $(x)'");
     }
 }

@@ -265,17 +265,34 @@ pub fn password(pw: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Checks an LXD remote name (as listed by `lxc remote list`).
+/// Checks an LXD remote name (as listed by `lxc remote list`), the one
+/// place the rule lives (commands, the log's `remote_set`, a hand-edited
+/// `containers.yaml`). LXD itself refuses only a `:` (`lxc remote add`: it
+/// separates the remote from the name in `REMOTE:name`); ldm also refuses a
+/// leading `-`, which the client would read as a flag (`lxc remote add` of
+/// such a name needs `--`, and `REMOTE:` arguments cannot all follow one),
+/// and keeps to the characters of a host name so that a remote reaches the
+/// client as one plain argument.
 pub fn remote(name: &str) -> Result<(), ValidationError> {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok {
-        return Err(ValidationError::Remote {
-            remote: name.to_string(),
-            why: "use the name `lxc remote list` shows (letters, digits, '-', '_', '.')".into(),
-        });
+    let err = |why: &str| ValidationError::Remote {
+        remote: name.to_string(),
+        why: format!(
+            "{why}; use the name `lxc remote list` shows (letters, digits, '-', '_', '.')"
+        ),
+    };
+    if name.is_empty() {
+        return Err(err("it is empty"));
+    }
+    if name.starts_with('-') {
+        return Err(err(
+            "it starts with '-', which the LXD client reads as a flag",
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(err(&format!("{c:?} is not allowed")));
     }
     Ok(())
 }
@@ -394,6 +411,18 @@ mod tests {
         assert!(risky_host("/srv/users", Some("/srv/users")).is_some());
         assert!(risky_host("/var/lib/lxd/containers", None).is_some());
         assert_eq!(risky_host("/home/ann/src/webapp", Some("/home")), None);
+    }
+
+    #[test]
+    fn remote_names_are_refused_where_the_client_would_misread_them() {
+        for ok in ["shared", "lab-2", "my_remote.x", "a-"] {
+            assert!(remote(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-evil", "--force", "a:b", "a b", "a/b", "ü", "a\nb"] {
+            assert!(remote(bad).is_err(), "{bad}");
+        }
+        let msg = remote("-evil").unwrap_err().to_string();
+        assert!(msg.contains("flag"), "{msg}");
     }
 
     #[test]

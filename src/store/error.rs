@@ -190,9 +190,10 @@ impl StoreError {
         }
     }
 
-    /// True for damage, a record or header of a newer ldm, or a lock not
-    /// released in time (exit code 2); false for what the user must fix
-    /// (exit code 1).
+    /// True for damage of the log, a record or header of a newer ldm, or a
+    /// lock not released in time (exit code 2); false for what the user
+    /// fixes (exit code 1), a `containers.yaml` that does not parse or holds
+    /// a bad value included: it is fixed by hand, not repaired.
     pub fn is_damage(&self) -> bool {
         !matches!(
             self,
@@ -201,6 +202,8 @@ impl StoreError {
                 | StoreError::OrphanLog { .. }
                 | StoreError::Rejected(_)
                 | StoreError::NoProjectKey { .. }
+                | StoreError::Yaml { .. }
+                | StoreError::Invalid { .. }
                 | StoreError::TooBig { .. }
                 | StoreError::Untrusted { .. }
                 | StoreError::NotOwned { .. }

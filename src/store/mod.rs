@@ -62,6 +62,7 @@ pub use lock::{LockError, GO_LOCK_FILE};
 pub use options::{Cut, Notice, Options};
 pub use owner::OwnerGuard;
 pub use paths::{Paths, SafeDirs};
+pub use repair::{Finding, RepairReport, Severity};
 pub use snapshot::Mark;
 
 use crate::model::{Mutation, Owner, Project};

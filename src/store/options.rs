@@ -9,7 +9,6 @@ use std::time::Duration;
 use super::fs::{Fs, OsFs, Trust};
 use super::{AUTO_COMPACT_MIN_BYTES, DEFAULT_LOCK_TIMEOUT, FOLD_MAX_BYTES};
 use crate::model::merge::Conflict;
-use crate::model::Project;
 
 /// Why recovery cut the end of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,9 +181,6 @@ impl std::fmt::Display for Notice {
     }
 }
 
-/// See [`Options::on_load`].
-pub type OnLoad = Arc<dyn Fn(&Project) + Send + Sync>;
-
 /// How a store behaves; [`Options::default`] is what the CLI uses.
 #[derive(Clone)]
 pub struct Options {
@@ -202,10 +198,6 @@ pub struct Options {
     pub trust: Trust,
     /// Where notices go.
     pub notify: Arc<dyn Fn(&Notice) + Send + Sync>,
-    /// Called with each state the store loads from the files, so that a
-    /// caller can reuse what it needs (the CLI takes the `remote:` key for
-    /// its LXD client instead of loading the project a second time).
-    pub on_load: Option<OnLoad>,
     /// The file system.
     pub fs: Arc<dyn Fs>,
 }
@@ -219,7 +211,6 @@ impl Default for Options {
             fold_max: FOLD_MAX_BYTES,
             trust: Trust::Mine,
             notify: Arc::new(|n| eprintln!("ldm: {n}")),
-            on_load: None,
             fs: Arc::new(OsFs::strict()),
         }
     }

@@ -149,12 +149,9 @@ impl Store {
         }
     }
 
-    /// What every load from the files tells the caller: the state itself
-    /// (`Options::on_load`) and, once per store, unknown YAML keys.
+    /// What every load from the files tells the caller: unknown YAML keys,
+    /// once per store.
     pub(super) fn loaded(&self, loaded: &Loaded) {
-        if let Some(f) = &self.opts.on_load {
-            f(&loaded.project);
-        }
         let keys = loaded.unknown_keys();
         if !keys.is_empty() && !self.warned_unknown.swap(true, Ordering::Relaxed) {
             (self.opts.notify)(&Notice::UnknownKeys {

@@ -18,14 +18,12 @@ use ldm::model::{Mutation, Project};
 use ldm::store::{Options, Paths, Store};
 use serde_json::{json, Value};
 
-/// The config keys every `container create` passes to `launch`.
-pub const LAUNCH_CONFIG: [&str; 6] = [
-    "--config",
-    "security.nesting=true",
-    "--config",
-    "security.syscalls.intercept.mknod=true",
-    "--config",
-    "security.syscalls.intercept.setxattr=true",
+/// The config keys every `container create` passes to `launch`, each as
+/// one `--flag=value` argument (a value never parses as a flag).
+pub const LAUNCH_CONFIG: [&str; 3] = [
+    "--config=security.nesting=true",
+    "--config=security.syscalls.intercept.mknod=true",
+    "--config=security.syscalls.intercept.setxattr=true",
 ];
 
 /// Absolute path of the test double.
@@ -401,16 +399,26 @@ pub fn argv(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-/// The argv of `launch IMAGE LXD_NAME` with ldm's launch config.
+/// The argv of `launch FLAGS -- IMAGE LXD_NAME` with ldm's launch config.
 pub fn launch(image: &str, lxd: &str) -> Vec<String> {
-    let mut a = argv(&["launch", image, lxd]);
+    let mut a = argv(&["launch"]);
     a.extend(argv(&LAUNCH_CONFIG));
+    a.extend(argv(&["--", image, lxd]));
     a
 }
 
-/// The argv of the instance query (`Lxd::instance`).
+/// The argv of the instance query (`Lxd::instance`); `lxd` may carry a
+/// `REMOTE:` prefix.
 pub fn query(lxd: &str) -> Vec<String> {
-    argv(&["query", &format!("/1.0/instances/{lxd}?recursion=1")])
+    let (remote, name) = match lxd.split_once(':') {
+        Some((r, n)) => (format!("{r}:"), n),
+        None => (String::new(), lxd),
+    };
+    argv(&[
+        "query",
+        "--",
+        &format!("{remote}/1.0/instances/{name}?recursion=1"),
+    ])
 }
 
 /// Checks `stdin` is `USER:$6$...\n` and that the hash is `password`'s:

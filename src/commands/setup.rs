@@ -1,0 +1,181 @@
+//! What `container create` and `clone` do inside a new container: wait for
+//! it to boot, create the user with passwordless sudo, enable SSH, take
+//! `initial-state`, wait for an IPv4; and the access lines they print. The
+//! scripts are constants: user values reach them only as `$1` or stdin.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use sha_crypt::{PasswordHasher, ShaCrypt};
+
+use crate::commands::op;
+use crate::lxd::{ExecOutput, Lxd, LxdError};
+use crate::model::ValidationError;
+use crate::{say, Error};
+
+/// The snapshot every new container gets.
+pub const INITIAL_STATE: &str = "initial-state";
+
+/// Config keys set at launch (not as separate calls afterwards): nesting and
+/// syscall interception, so Docker and friends work inside.
+pub const LAUNCH_CONFIG: &[(&str, &str)] = &[
+    ("security.nesting", "true"),
+    ("security.syscalls.intercept.mknod", "true"),
+    ("security.syscalls.intercept.setxattr", "true"),
+];
+
+/// Waits for systemd to finish booting and for cloud-init, where the image
+/// has them. `$1` is the timeout in seconds.
+const READY_SCRIPT: &str = r#"if command -v systemctl >/dev/null 2>&1; then
+  timeout "$1" systemctl is-system-running --wait >/dev/null 2>&1 || true
+fi
+command -v cloud-init >/dev/null 2>&1 || exit 0
+timeout "$1" cloud-init status --wait >/dev/null 2>&1
+[ $? -eq 124 ] && { echo "cloud-init did not finish within $1 s" >&2; exit 124; }
+exit 0"#;
+
+/// Creates user `$1` (idempotent), sets its password from `user:HASH` on
+/// stdin, gives it passwordless sudo, and enables SSH. The script is a
+/// constant: user input arrives only as `$1` (validated) and stdin.
+const SETUP_SCRIPT: &str = r#"set -eu
+u="$1"
+id -u "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
+chpasswd -e
+mkdir -p /etc/sudoers.d
+printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$u" > "/etc/sudoers.d/90-ldm-$u"
+chmod 0440 "/etc/sudoers.d/90-ldm-$u"
+if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] && command -v apt-get >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq openssh-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null; }
+fi
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl enable --now ssh >/dev/null 2>&1 || systemctl enable --now sshd >/dev/null 2>&1 || true
+fi"#;
+
+/// Runs the readiness script, retrying while LXD cannot exec yet (it fails
+/// for a moment right after boot).
+pub fn wait_ready(lxd: &dyn Lxd, lxd_name: &str, limit: Duration, hint: &str) -> Result<(), Error> {
+    let start = Instant::now();
+    let secs = limit.as_secs().max(1).to_string();
+    loop {
+        let out = match lxd.exec(lxd_name, &["sh", "-c", READY_SCRIPT, "sh", &secs], b"") {
+            Err(LxdError::NotReady { .. }) if start.elapsed() < limit => {
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            r => r.map_err(Error::lxd(format!("waiting for {lxd_name}{hint}")))?,
+        };
+        if out.code != 0 {
+            return Err(exec_failed(lxd_name, "waiting for boot", &out, hint));
+        }
+        return Ok(());
+    }
+}
+
+/// Creates the user with its password (hashed, on stdin), sudo and SSH.
+pub fn user(
+    lxd: &dyn Lxd,
+    lxd_name: &str,
+    user: &str,
+    password: &str,
+    hint: &str,
+) -> Result<(), Error> {
+    let stdin = format!("{user}:{}\n", crypt(password)?);
+    let setup = lxd
+        .exec(
+            lxd_name,
+            &["sh", "-c", SETUP_SCRIPT, "sh", user],
+            stdin.as_bytes(),
+        )
+        .map_err(Error::lxd(format!("setting up {lxd_name}{hint}")))?;
+    if setup.code != 0 {
+        return Err(exec_failed(lxd_name, "setting up the user", &setup, hint));
+    }
+    Ok(())
+}
+
+/// Takes `initial-state`; a resumed run finds it taken already.
+pub fn snapshot_initial(
+    lxd: &dyn Lxd,
+    lxd_name: &str,
+    resumed: bool,
+    hint: &str,
+) -> Result<(), Error> {
+    match lxd.snapshot(lxd_name, INITIAL_STATE) {
+        Ok(()) => Ok(()),
+        Err(LxdError::AlreadyExists { .. }) if resumed => Ok(()),
+        Err(e) => Err(Error::lxd(format!("snapshotting {lxd_name}{hint}"))(e)),
+    }
+}
+
+/// Polls LXD for the instance's IPv4; `None` if it has none in time.
+pub fn wait_ipv4(lxd: &dyn Lxd, lxd_name: &str, limit: Duration) -> Result<Option<String>, Error> {
+    op::poll(limit, || {
+        let inst = lxd
+            .instance(lxd_name)
+            .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?;
+        Ok(inst.and_then(|i| i.ipv4))
+    })
+}
+
+/// The lines that tell the user how to get in.
+pub fn print_access(
+    out: &mut dyn Write,
+    name: &str,
+    ip: Option<&str>,
+    user: &str,
+    password: &str,
+) -> Result<(), Error> {
+    say(
+        out,
+        &format!("  IPv4:      {}", ip.unwrap_or("none yet (see `ldm list`)")),
+    )?;
+    say(out, &format!("  user:      {user}"))?;
+    say(out, &format!("  password:  {password}"))?;
+    say(out, &format!("  shell:     ldm ssh {name}"))
+}
+
+fn exec_failed(lxd_name: &str, doing: &str, out: &ExecOutput, hint: &str) -> Error {
+    Error::InContainer {
+        doing: doing.to_string(),
+        instance: lxd_name.to_string(),
+        code: out.code,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        hint: hint.to_string(),
+    }
+}
+
+/// SHA-512 crypt of `password` with a random salt, for `chpasswd -e`: the
+/// password itself never leaves ldm, and no character in it is special.
+fn crypt(password: &str) -> Result<String, Error> {
+    let mut salt = [0u8; 12];
+    // SAFETY: getrandom writes at most salt.len() bytes into salt.
+    let n = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
+    if n != salt.len() as isize {
+        return Err(Error::Io {
+            action: "read random bytes (getrandom) for the password salt".into(),
+            path: None,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    ShaCrypt::SHA512
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| {
+            Error::Invalid(ValidationError::Password {
+                why: format!("it cannot be hashed: {e}"),
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypt_gives_a_sha512_crypt_string_without_the_password() {
+        let h = crypt("it's $(rm -rf /)\nnext").unwrap();
+        assert!(h.starts_with("$6$"), "{h}");
+        assert!(!h.contains('\n') && !h.contains("rm -rf"));
+    }
+}

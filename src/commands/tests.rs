@@ -1,0 +1,221 @@
+//! Unit tests of command logic against the in-process LXD FAKE
+//! (`lxd/fake.rs`): the decisions commands make from what LXD answers,
+//! without a client program. Command lines and the client's messages are
+//! tested against the python TEST DOUBLE in `tests/`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use crate::cli::{ContainerCreate, Doctor};
+use crate::lxd::fake::Fake;
+use crate::model::{Mutation, Op};
+
+/// A project `p` in a fresh folder, and a context whose LXD is `fake`;
+/// `remotes` records the remote of every client the commands build.
+struct Setup {
+    _dir: tempfile::TempDir,
+    ctx: Ctx,
+    fake: Arc<Fake>,
+    remotes: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+fn setup(fake: Fake) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = store::Options::default();
+    Store::create(dir.path(), &Project::new("p", vec![]), opts.clone()).unwrap();
+    let fake = Arc::new(fake);
+    let remotes = Arc::new(Mutex::new(Vec::new()));
+    let (f, r) = (Arc::clone(&fake), Arc::clone(&remotes));
+    let connect: Connect = Arc::new(move |remote: Option<&str>| -> Arc<dyn Lxd> {
+        r.lock().unwrap().push(remote.map(str::to_string));
+        Arc::clone(&f) as Arc<dyn Lxd>
+    });
+    let ctx = Ctx {
+        start: dir.path().to_path_buf(),
+        opts,
+        quiet: true,
+        style: style::Style::plain(),
+        safe: SafeDirs::default(),
+        connect,
+    };
+    Setup {
+        _dir: dir,
+        ctx,
+        fake,
+        remotes,
+    }
+}
+
+fn create_args(name: &str, image: &str) -> ContainerCreate {
+    ContainerCreate {
+        name: name.into(),
+        image: image.into(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn project(s: &Setup) -> Project {
+    s.ctx.store().unwrap().read().unwrap()
+}
+
+/// Records `name` as an interrupted create whose owner is gone.
+fn interrupted_create(s: &Setup, name: &str, image: &str) {
+    let mut store = s.ctx.store().unwrap();
+    let (guard, pending) = op::claim(&store, Op::Create).unwrap();
+    op::record(
+        &mut store,
+        vec![Mutation::ContainerAdded {
+            name: name.into(),
+            image: image.into(),
+            pending: Some(pending),
+        }],
+    )
+    .unwrap();
+    drop(guard);
+}
+
+#[test]
+fn create_launches_sets_up_and_records_initial_state() {
+    let s = setup(Fake::new());
+    container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
+    assert_eq!(
+        s.fake.calls(),
+        [
+            "launch p-dev",
+            "exec p-dev",
+            "exec p-dev",
+            "snapshot p-dev",
+            "instance p-dev"
+        ]
+    );
+    let p = project(&s);
+    assert!(p.containers["dev"].pending.is_none());
+    assert!(p.containers["dev"].snapshots.contains_key("initial-state"));
+    // The client was built from the project, which names no remote.
+    assert_eq!(*s.remotes.lock().unwrap(), [None]);
+}
+
+#[test]
+fn resumed_create_finds_the_instance_launched_and_goes_on() {
+    let s = setup(Fake::new().with_instance("p-dev", false, &[]));
+    interrupted_create(&s, "dev", "img");
+    container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
+    let calls = s.fake.calls();
+    assert_eq!(calls[..2], ["launch p-dev", "start p-dev"], "{calls:?}");
+    assert!(project(&s).containers["dev"].pending.is_none());
+}
+
+#[test]
+fn create_over_an_unrecorded_instance_is_a_conflict_and_frees_the_name() {
+    let s = setup(Fake::new().with_instance("p-dev", true, &[]));
+    let e = container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+    assert!(e.to_string().contains("ldm doctor --fix"), "{e}");
+    assert!(project(&s).containers.is_empty());
+    assert_eq!(s.fake.calls(), ["launch p-dev"]);
+}
+
+#[test]
+fn resumed_create_with_another_image_is_refused_before_lxd() {
+    let s = setup(Fake::new());
+    interrupted_create(&s, "dev", "img");
+    let e = container::create(&s.ctx, &create_args("dev", "other"), &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
+    assert!(s.fake.calls().is_empty(), "{:?}", s.fake.calls());
+}
+
+#[test]
+fn failed_launch_that_made_nothing_forgets_the_name() {
+    let s = setup(Fake::new());
+    let e =
+        container::create(&s.ctx, &create_args("dev", "missing-x"), &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+    assert_eq!(s.fake.calls(), ["launch p-dev", "instance p-dev"]);
+    assert!(project(&s).containers.is_empty());
+}
+
+#[test]
+fn create_waits_out_lxd_busy_state_within_its_timeout() {
+    let s = setup(Fake::new().busy("launch", 2));
+    container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
+    assert_eq!(s.fake.calls()[..3], ["launch p-dev"; 3]);
+    let mut args = create_args("web", "img");
+    args.timeout = Duration::ZERO;
+    s.fake.state().busy.insert("launch", 1);
+    let e = container::create(&s.ctx, &args, &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, Error::Busy { .. }), "{e:?}");
+}
+
+fn doctor_args(fix: bool) -> Doctor {
+    Doctor {
+        json: false,
+        repair: false,
+        fix,
+        force: false,
+    }
+}
+
+#[test]
+fn doctor_reports_drift_and_fix_adopts_what_lxd_has() {
+    let fake = Fake::new()
+        .with_instance("p-x", true, &["s1"])
+        .with_instance("other-y", true, &[]);
+    let s = setup(fake);
+    let mut out = Vec::new();
+    let e = doctor::run(&s.ctx, &doctor_args(false), &mut out).unwrap_err();
+    assert!(matches!(e, Error::Drift(_)), "{e:?}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("LXD has p-x"), "{text}");
+    assert!(
+        !text.contains("other-y"),
+        "another project's instance: {text}"
+    );
+    assert!(
+        project(&s).containers.is_empty(),
+        "doctor alone writes nothing"
+    );
+
+    doctor::run(&s.ctx, &doctor_args(true), &mut Vec::new()).unwrap();
+    let p = project(&s);
+    let snaps: Vec<&String> = p.containers["x"].snapshots.keys().collect();
+    assert_eq!(snaps, ["s1"]);
+    doctor::run(&s.ctx, &doctor_args(false), &mut Vec::new()).unwrap();
+
+    // An interrupted `image create`'s temporary snapshot: --fix deletes it
+    // from LXD and never records it.
+    s.fake.snapshot("p-x", "ldm-publish-42").unwrap();
+    let mut out = Vec::new();
+    doctor::run(&s.ctx, &doctor_args(false), &mut out).unwrap_err();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("ldm-publish-42 is a leftover"), "{text}");
+    doctor::run(&s.ctx, &doctor_args(true), &mut Vec::new()).unwrap();
+    let left: Vec<String> = s.fake.state().instances["p-x"]
+        .snapshots
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(left, ["s1"]);
+    assert!(!project(&s).containers["x"]
+        .snapshots
+        .contains_key("ldm-publish-42"));
+}
+
+#[test]
+fn image_commands_fail_before_lxd_when_the_project_cannot_be_read() {
+    let s = setup(Fake::new());
+    let yaml = s.ctx.start.join("containers.yaml");
+    std::fs::write(&yaml, "project: p\nremote: shared\ncontainers: [\n").unwrap();
+    let e = image::delete(&s.ctx, "base", true, &mut Vec::new()).unwrap_err();
+    assert!(matches!(e, Error::Store(_)), "{e:?}");
+    assert!(s.remotes.lock().unwrap().is_empty(), "no client was built");
+    assert!(s.fake.calls().is_empty());
+    // Readable again: the client is built for the project's remote.
+    std::fs::write(&yaml, "project: p\nremote: shared\ncontainers: {}\n").unwrap();
+    let list = crate::cli::ImageList {
+        all: false,
+        json: true,
+    };
+    image::list(&s.ctx, &list, &mut Vec::new()).unwrap();
+    assert_eq!(*s.remotes.lock().unwrap(), [Some("shared".to_string())]);
+}

@@ -1,0 +1,369 @@
+//! [`Patient`]: any [`Lxd`] that waits out LXD's busy state instead of
+//! failing. LXD refuses an operation on an instance while another one holds
+//! the instance's operation lock (`Instance is busy running a "create"
+//! operation`), e.g. the server-side part of a `launch` whose client was
+//! killed with Ctrl+C: it goes on for seconds after ldm died. LXD refuses
+//! before doing anything, so retrying is safe. And an instance LXD is still
+//! creating is "not found" until its create is done: a call on an instance
+//! that LXD says is missing asks LXD for its running operations on it and,
+//! while there are some, waits for them and tries again. Every call that
+//! acts on an instance is retried so until `limit` has passed; reads
+//! (`list`, `instance`, `snapshots`, `images`) go straight through.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
+
+/// Told once per instance, when ldm starts waiting for LXD on it: the
+/// instance, and what LXD is doing to it when known ("Creating instance").
+pub type OnWait = Box<dyn Fn(&str, Option<&str>) + Send + Sync>;
+
+/// An [`Lxd`] that retries calls LXD refuses as busy, for at most `limit`.
+pub struct Patient<L> {
+    inner: L,
+    limit: Duration,
+    on_wait: OnWait,
+    told: Mutex<BTreeSet<String>>,
+}
+
+/// First pause between retries; doubled up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between retries: LXD's operations end at any moment.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a call's "not found" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Perhaps the instance is still being created: ask LXD's operations.
+    AskOperations,
+    /// Something else is missing (`launch`'s image): the answer stands.
+    IsAnswer,
+}
+
+impl<L: Lxd> Patient<L> {
+    /// Wraps `inner`; `on_wait(instance)` is called the first time a call
+    /// on that instance has to wait (a progress line; a no-op with `-q`).
+    pub fn new(inner: L, limit: Duration, on_wait: OnWait) -> Patient<L> {
+        Patient {
+            inner,
+            limit,
+            on_wait,
+            told: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Runs `f` until LXD stops saying `name` is busy (or missing while an
+    /// operation on it runs) or `limit` passes; then the busy error says
+    /// how long ldm waited.
+    fn retry<T>(&self, name: &str, f: impl FnMut() -> Result<T, LxdError>) -> Result<T, LxdError> {
+        self.retry_on(name, Missing::AskOperations, f)
+    }
+
+    fn retry_on<T>(
+        &self,
+        name: &str,
+        missing: Missing,
+        mut f: impl FnMut() -> Result<T, LxdError>,
+    ) -> Result<T, LxdError> {
+        let start = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        // An operation on the instance was running at the last look.
+        let mut under_way = false;
+        loop {
+            let doing = match f() {
+                Err(LxdError::Busy { .. }) => None,
+                Err(LxdError::NotFound { what }) if missing == Missing::IsAnswer => {
+                    return Err(LxdError::NotFound { what })
+                }
+                Err(LxdError::NotFound { what }) => match self.inner.operations(name) {
+                    // It just ended: try once more, at once.
+                    Ok(ops) if ops.is_empty() && under_way => {
+                        under_way = false;
+                        continue;
+                    }
+                    // Not being made either: it is missing.
+                    Ok(ops) if ops.is_empty() => return Err(LxdError::NotFound { what }),
+                    Ok(ops) => {
+                        under_way = true;
+                        Some(ops.join(", "))
+                    }
+                    // No word on operations: the call's own answer stands.
+                    Err(_) => return Err(LxdError::NotFound { what }),
+                },
+                r => return r,
+            };
+            let waited = start.elapsed();
+            if waited + pause > self.limit {
+                return Err(LxdError::Busy {
+                    what: name.to_string(),
+                    waited,
+                });
+            }
+            self.tell(name, doing.as_deref());
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    fn tell(&self, name: &str, doing: Option<&str>) {
+        // A poisoned set only means another thread panicked while telling.
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        if told.insert(name.to_string()) {
+            (self.on_wait)(name, doing);
+        }
+    }
+}
+
+impl<L: Lxd> Lxd for Patient<L> {
+    fn list(&self) -> Result<Vec<Instance>, LxdError> {
+        self.inner.list()
+    }
+
+    fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
+        self.inner.instance(name)
+    }
+
+    fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        // Its "not found" is the image's, never the instance's: busy only.
+        self.retry_on(name, Missing::IsAnswer, || {
+            self.inner.launch(image, name, config)
+        })
+    }
+
+    fn start(&self, name: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.start(name))
+    }
+
+    fn stop(&self, name: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.stop(name))
+    }
+
+    fn delete(&self, name: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.delete(name))
+    }
+
+    fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError> {
+        self.retry(name, || self.inner.exec(name, argv, stdin))
+    }
+
+    fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError> {
+        self.inner.snapshots(name)
+    }
+
+    fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.snapshot(name, snap))
+    }
+
+    fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.restore(name, snap))
+    }
+
+    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.delete_snapshot(name, snap))
+    }
+
+    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
+        self.retry(source, || self.inner.copy(source, snap, target))
+    }
+
+    fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
+        // The client's own messages go to the terminal: nothing to retry on.
+        self.inner.exec_attached(name, argv)
+    }
+
+    fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError {
+        self.inner.exec_replace(name, argv)
+    }
+
+    fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.push(name, src, path, recursive))
+    }
+
+    fn pull(&self, name: &str, path: &str, dest: &Path, recursive: bool) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.pull(name, path, dest, recursive))
+    }
+
+    fn images(&self) -> Result<Vec<Image>, LxdError> {
+        self.inner.images()
+    }
+
+    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.publish(name, snap, alias, progress))
+    }
+
+    fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
+        self.inner.delete_image(alias)
+    }
+
+    fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
+        self.inner.rename_alias(old, new)
+    }
+
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
+        self.inner.operations(name)
+    }
+}
+
+/// A shared client is a client: commands hold `Arc<dyn Lxd>`.
+impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
+    fn list(&self) -> Result<Vec<Instance>, LxdError> {
+        (**self).list()
+    }
+    fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
+        (**self).instance(name)
+    }
+    fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        (**self).launch(image, name, config)
+    }
+    fn start(&self, name: &str) -> Result<(), LxdError> {
+        (**self).start(name)
+    }
+    fn stop(&self, name: &str) -> Result<(), LxdError> {
+        (**self).stop(name)
+    }
+    fn delete(&self, name: &str) -> Result<(), LxdError> {
+        (**self).delete(name)
+    }
+    fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError> {
+        (**self).exec(name, argv, stdin)
+    }
+    fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError> {
+        (**self).snapshots(name)
+    }
+    fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        (**self).snapshot(name, snap)
+    }
+    fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        (**self).restore(name, snap)
+    }
+    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        (**self).delete_snapshot(name, snap)
+    }
+    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
+        (**self).copy(source, snap, target)
+    }
+    fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
+        (**self).exec_attached(name, argv)
+    }
+    fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError {
+        (**self).exec_replace(name, argv)
+    }
+    fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {
+        (**self).push(name, src, path, recursive)
+    }
+    fn pull(&self, name: &str, path: &str, dest: &Path, recursive: bool) -> Result<(), LxdError> {
+        (**self).pull(name, path, dest, recursive)
+    }
+    fn images(&self) -> Result<Vec<Image>, LxdError> {
+        (**self).images()
+    }
+    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
+        (**self).publish(name, snap, alias, progress)
+    }
+    fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
+        (**self).delete_image(alias)
+    }
+    fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
+        (**self).rename_alias(old, new)
+    }
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
+        (**self).operations(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::lxd::fake::Fake;
+
+    /// The instances the wait was told about, in order.
+    type Told = Arc<Mutex<Vec<String>>>;
+
+    fn patient(fake: Fake, limit: Duration) -> (Patient<Arc<Fake>>, Arc<Fake>, Told) {
+        let fake = Arc::new(fake);
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = Arc::clone(&told);
+        let on_wait: OnWait = Box::new(move |name, doing| {
+            t.lock()
+                .unwrap()
+                .push(format!("{name} {}", doing.unwrap_or("busy")))
+        });
+        (Patient::new(Arc::clone(&fake), limit, on_wait), fake, told)
+    }
+
+    #[test]
+    fn busy_calls_are_retried_and_the_wait_told_once_per_instance() {
+        let fake = Fake::new().with_instance("p-a", true, &[]).busy("stop", 3);
+        let (lxd, fake, told) = patient(fake, Duration::from_secs(30));
+        lxd.stop("p-a").unwrap();
+        assert_eq!(fake.calls(), ["stop p-a"; 4]);
+        assert_eq!(*told.lock().unwrap(), ["p-a busy"]);
+        assert!(!fake.state().instances["p-a"].is_running());
+        // Other errors are not retried.
+        assert!(matches!(
+            lxd.stop("p-a"),
+            Err(LxdError::AlreadyInState { .. })
+        ));
+        assert_eq!(fake.calls().len(), 5);
+    }
+
+    #[test]
+    fn the_wait_gives_up_at_its_limit_saying_how_long_it_waited() {
+        let fake = Fake::new()
+            .with_instance("p-a", true, &[])
+            .busy("delete", 1000);
+        let (lxd, fake, _) = patient(fake, Duration::from_millis(700));
+        let start = Instant::now();
+        match lxd.delete("p-a") {
+            Err(LxdError::Busy { what, waited }) => {
+                assert_eq!(what, "p-a");
+                assert!(waited <= Duration::from_millis(700), "{waited:?}");
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(2));
+        let tries = fake.calls().len();
+        assert!(
+            (3..=6).contains(&tries),
+            "{tries} tries in 0.7 s of 100, 200, 400 ms pauses"
+        );
+        assert!(fake.state().instances.contains_key("p-a"));
+    }
+
+    #[test]
+    fn a_call_on_an_instance_lxd_is_still_creating_waits_for_the_create() {
+        // The killed create's server side: "not found" until it is done.
+        let fake = Fake::new();
+        fake.state().creating.insert("p-a".into(), 2);
+        let (lxd, fake, told) = patient(fake, Duration::from_secs(30));
+        lxd.delete("p-a").unwrap();
+        assert_eq!(
+            fake.calls(),
+            [
+                "delete p-a",
+                "operations p-a",
+                "delete p-a",
+                "operations p-a",
+                "delete p-a"
+            ]
+        );
+        assert_eq!(*told.lock().unwrap(), ["p-a Creating instance"]);
+        assert!(fake.state().instances.is_empty(), "deleted once created");
+        // Missing, with nothing under way: not found at once.
+        assert!(matches!(lxd.delete("p-a"), Err(LxdError::NotFound { .. })));
+        assert_eq!(fake.calls().len(), 7);
+    }
+
+    #[test]
+    fn reads_go_straight_through() {
+        let fake = Fake::new().with_instance("p-a", true, &[]).busy("list", 5);
+        let (lxd, _, told) = patient(fake, Duration::from_secs(30));
+        assert!(matches!(lxd.list(), Err(LxdError::Busy { .. })));
+        assert!(told.lock().unwrap().is_empty());
+    }
+}
