@@ -441,3 +441,25 @@ fn readers_cache_a_foreign_write_so_the_next_reader_does_not_parse_it_issue_11_c
     set(dir, "defaults.user.name", "a");
     assert!(!cache.exists());
 }
+
+#[test]
+fn doctor_fix_adopting_thousands_of_snapshots_commits_in_whole_parts_issue_11_case_6() {
+    let env = double::Env::new("web");
+    let names: Vec<String> = (0..9_000).map(|i| format!("snap-{i:04}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    env.seed_instance("web-big", false, &refs);
+    // Keep the records in the log (no fold, no compaction) to look at them.
+    let r = env.run_env(
+        &["doctor", "--fix"],
+        &[("LDM_FOLD_BYTES", "0"), ("LDM_AUTO_COMPACT_BYTES", "100000000")],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let p = env.project();
+    assert_eq!(p.containers["big"].snapshots.len(), 9_000);
+    // More than one record, each under the limit, and all of them read back.
+    let recs = records(&env.dir);
+    assert!(recs.len() >= 2, "{recs:?}");
+    assert!(recs.iter().all(|(_, _, len)| *len <= u64::from(record::MAX_PAYLOAD)));
+    let r = env.run(&["doctor"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}

@@ -216,7 +216,9 @@ fn fix(
         }
     }
     let owners = store.owners();
-    let applied = store.commit(|p| {
+    // Adopting thousands of snapshots is more than one record can hold;
+    // each adoption stands alone, so it may take several.
+    let applied = store.commit_in_parts(|p| {
         let now = drift::compare(&owners, p, instances);
         let mutations = now.iter().flat_map(|d| d.mutations.clone()).collect();
         Ok::<_, Error>((mutations, now))

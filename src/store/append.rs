@@ -139,3 +139,72 @@ impl Store {
         Ok(mark)
     }
 }
+
+/// `mutations` cut into runs whose record stays well under the record
+/// limit (half of it: a mutation's JSON in an array costs its length plus a
+/// comma), for [`Store::commit_in_parts`].
+pub(super) fn parts(mutations: &[Mutation]) -> Vec<&[Mutation]> {
+    let budget = super::record::MAX_PAYLOAD as usize / 2;
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, m) in mutations.iter().enumerate() {
+        let len = serde_json::to_vec(m).map_or(0, |v| v.len()) + 1;
+        if i > start && size + len > budget {
+            out.push(&mutations[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += len;
+    }
+    if start < mutations.len() {
+        out.push(&mutations[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Options, Paths, Store, StoreError};
+
+    fn adopt(n: usize) -> Vec<Mutation> {
+        let mut ms = vec![Mutation::ContainerAdded {
+            name: "dev".into(),
+            image: "img".into(),
+            pending: None,
+        }];
+        ms.extend((0..n).map(|i| Mutation::SnapshotAdded {
+            container: "dev".into(),
+            name: format!("snap-{i}"),
+            description: "adopted by ldm doctor, with a long enough description".into(),
+            created_at: "2026-01-15T10:30:00Z".into(),
+            pending: None,
+        }));
+        ms
+    }
+
+    #[test]
+    fn a_change_over_the_record_limit_goes_in_whole_parts_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = crate::model::Project::new("p", vec![]);
+        let opts = Options {
+            fold_max: 0,
+            auto_compact_min: u64::MAX,
+            ..Options::default()
+        };
+        let mut store = Store::create(dir.path(), &project, opts.clone()).unwrap();
+        let ms = adopt(9_000);
+        // One record would be over the limit: refused, nothing written.
+        let e = store
+            .commit(|_| Ok::<_, StoreError>((ms.clone(), ())))
+            .unwrap_err();
+        assert!(matches!(e, StoreError::CommitTooLarge { .. }), "{e:?}");
+        store
+            .commit_in_parts(|_| Ok::<_, StoreError>((ms.clone(), ())))
+            .unwrap();
+        let parts = parts(&ms);
+        assert!(parts.len() >= 2, "{}", parts.len());
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), ms.len());
+        let read = Store::open(Paths::in_dir(dir.path()), opts).read().unwrap();
+        assert_eq!(read.containers["dev"].snapshots.len(), 9_000);
+    }
+}

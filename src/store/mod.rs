@@ -243,6 +243,33 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::commit`] for a change too big for one record whose parts
+    /// stand alone (`doctor --fix` adopting thousands of snapshots): the
+    /// mutations are appended in order as several records under one hold
+    /// of the lock, each record all or nothing. A crash in between keeps a
+    /// prefix of whole parts, which the next `--fix` completes.
+    pub fn commit_in_parts<T, E>(
+        &mut self,
+        f: impl FnOnce(&Project) -> Result<(Vec<Mutation>, T), E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let guard = self.lock()?;
+        let mut go = self.try_go()?;
+        self.sync_view(&mut go)?;
+        let view = self.view_mut()?;
+        let (mutations, out) = f(&view.project)?;
+        for part in append::parts(&mutations) {
+            guard.check().map_err(StoreError::from)?;
+            self.append(part)?;
+        }
+        if !mutations.is_empty() {
+            self.after_commit(go.as_ref());
+        }
+        Ok(out)
+    }
+
     /// Compacts now, under both locks (`ldm compact`). Returns the new mark.
     pub fn compact(&mut self) -> Result<Mark, StoreError> {
         let _guard = self.lock()?;
