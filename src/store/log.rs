@@ -1,12 +1,13 @@
 //! Reading and writing `containers.log`: scanning records into mutations and
 //! telling a torn tail from damage in the middle.
 //!
-//! The rule (DESIGN.md, "Torn tail or damage"): when decoding fails at offset
-//! X, look for any valid record that starts after X. If there is one, the
-//! bytes at X are damage in the middle of the log and recovery refuses to
-//! continue. If there is none, X starts a torn tail: the last write of a
-//! process that died before its fdatasync returned, never acknowledged, and
-//! safe to cut.
+//! The rule (DESIGN.md, "Recovery"): when decoding fails at offset X, look
+//! for any valid record that starts after X. If there is one, the bytes at
+//! X are damage in the middle of the log and recovery refuses to continue.
+//! If there is none, X starts a torn tail: most likely the last write of a
+//! process that died before its fdatasync returned, which the writer cuts
+//! after keeping its bytes (it cannot know that nobody was told "done").
+//! A record of a kind this ldm does not know is neither: [`Tail::Newer`].
 
 use crate::model::Mutation;
 
