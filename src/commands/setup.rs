@@ -52,27 +52,51 @@ if command -v systemctl >/dev/null 2>&1; then
   systemctl enable --now ssh >/dev/null 2>&1 || systemctl enable --now sshd >/dev/null 2>&1 || true
 fi"#;
 
-/// Runs the readiness script, retrying while LXD cannot exec yet (it fails
-/// for a moment right after boot).
-pub fn wait_ready(lxd: &dyn Lxd, lxd_name: &str, limit: Duration, hint: &str) -> Result<(), Error> {
+/// Runs `argv` in `lxd_name`, retrying while LXD cannot start the command
+/// yet (for a moment right after a boot it fails to retrieve the child's
+/// pid: the command never ran, so running it again is safe), at most
+/// `limit`.
+pub fn exec_when_ready(
+    lxd: &dyn Lxd,
+    lxd_name: &str,
+    argv: &[&str],
+    stdin: &[u8],
+    limit: Duration,
+) -> Result<ExecOutput, LxdError> {
     let start = Instant::now();
-    let secs = limit.as_secs().max(1).to_string();
     loop {
-        let out = match lxd.exec(lxd_name, &["sh", "-c", READY_SCRIPT, "sh", &secs], b"") {
+        match lxd.exec(lxd_name, argv, stdin) {
             Err(LxdError::NotReady { .. }) if start.elapsed() < limit => {
                 std::thread::sleep(Duration::from_millis(500));
-                continue;
             }
-            r => r.map_err(Error::lxd(format!("waiting for {lxd_name}{hint}")))?,
-        };
-        if out.code != 0 {
-            return Err(exec_failed(lxd_name, "waiting for boot", &out, hint));
+            r => return r,
         }
-        return Ok(());
     }
 }
 
+/// How long the steps after the boot wait for LXD to start a command.
+const EXEC_READY: Duration = Duration::from_secs(30);
+
+/// Runs the readiness script, retrying while LXD cannot exec yet.
+pub fn wait_ready(lxd: &dyn Lxd, lxd_name: &str, limit: Duration, hint: &str) -> Result<(), Error> {
+    let secs = limit.as_secs().max(1).to_string();
+    let out = exec_when_ready(
+        lxd,
+        lxd_name,
+        &["sh", "-c", READY_SCRIPT, "sh", &secs],
+        b"",
+        limit,
+    )
+    .map_err(Error::lxd(format!("waiting for {lxd_name}{hint}")))?;
+    if out.code != 0 {
+        return Err(exec_failed(lxd_name, "waiting for boot", &out, hint));
+    }
+    Ok(())
+}
+
 /// Creates the user with its password (hashed, on stdin), sudo and SSH.
+/// The script is idempotent, and a command LXD could not start never ran:
+/// both make the retry safe.
 pub fn user(
     lxd: &dyn Lxd,
     lxd_name: &str,
@@ -81,12 +105,8 @@ pub fn user(
     hint: &str,
 ) -> Result<(), Error> {
     let stdin = format!("{user}:{}\n", crypt(password)?);
-    let setup = lxd
-        .exec(
-            lxd_name,
-            &["sh", "-c", SETUP_SCRIPT, "sh", user],
-            stdin.as_bytes(),
-        )
+    let argv = ["sh", "-c", SETUP_SCRIPT, "sh", user];
+    let setup = exec_when_ready(lxd, lxd_name, &argv, stdin.as_bytes(), EXEC_READY)
         .map_err(Error::lxd(format!("setting up {lxd_name}{hint}")))?;
     if setup.code != 0 {
         return Err(exec_failed(lxd_name, "setting up the user", &setup, hint));
