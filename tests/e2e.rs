@@ -482,6 +482,7 @@ fn workflow_on_a_real_lxd() {
     s.down_up();
     s.remove();
     s.interrupted_create();
+    s.killed_then_acted_on_at_once();
     s.project_delete();
 
     s.print_timings();
@@ -1643,6 +1644,110 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         let rec = &self.stored().containers["k"];
         assert!(rec.pending.is_none(), "{:?}", rec.pending);
         assert_eq!(rec.snapshots.keys().collect::<Vec<_>>(), ["initial-state"]);
+        let r = self.ldm(&["doctor"]).ok();
+        assert!(
+            r.out().contains("the project and LXD agree"),
+            "{}",
+            r.describe()
+        );
+    }
+
+    /// Starts `ldm ARGS` and kills it with SIGKILL `after` later, whatever
+    /// it is doing then; fails if it had already finished (then nothing was
+    /// interrupted).
+    fn kill_after(&self, args: &[&str], after: Duration) {
+        let child = self
+            .ldm_cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn ldm {args:?}: {e}"));
+        let mut guard = ChildGuard(Some(child));
+        let start = Instant::now();
+        std::thread::sleep(after);
+        let mut child = guard.0.take().unwrap();
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "ldm {args:?} finished ({status}) before it could be killed after {after:?}"
+        );
+        eprintln!(
+            "e2e: ldm {} killed after {:.2}s",
+            args.join(" "),
+            start.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Issue 13: a command killed a second in (Ctrl+C, kill -9), then at
+    /// once another command on the same container: it waits for LXD's
+    /// in-flight operation instead of failing "busy", and afterwards LXD and
+    /// the project agree.
+    fn killed_then_acted_on_at_once(&mut self) {
+        self.step("kill -9 a create 1 s in, remove -f at once; down and snapshot create right after a killed up");
+        let r = self.lxd_name("r");
+        self.kill_after(
+            &["container", "create", "r", &self.image],
+            Duration::from_secs(1),
+        );
+        let removed = self.ldm(&["remove", "r", "-f"]).ok();
+        assert!(
+            removed.out().contains("Removed r"),
+            "{}",
+            removed.describe()
+        );
+        // LXD may still have been creating it: it must not appear later.
+        for _ in 0..10 {
+            assert!(
+                query(&format!("/1.0/instances/{r}")).is_none(),
+                "LXD has {r} after remove -f"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(!self.stored().containers.contains_key("r"));
+        let r = self.ldm(&["doctor"]).ok();
+        assert!(
+            r.out().contains("the project and LXD agree"),
+            "{}",
+            r.describe()
+        );
+
+        let a = self.lxd_name("a");
+        self.ldm(&["down", "a"]).ok();
+        // `up` takes about half a second here: kill it part way.
+        self.kill_after(&["up", "a"], Duration::from_millis(200));
+        let down = self.ldm(&["down", "a"]).ok();
+        assert!(down.out().contains("a is stopped"), "{}", down.describe());
+        let status = poll(Duration::from_secs(10), || {
+            let inst = self.lxd_instance(&a);
+            (inst["status"] == "Stopped").then_some(())
+        });
+        assert!(
+            status.is_some(),
+            "LXD says {} is {}",
+            a,
+            self.lxd_instance(&a)["status"]
+        );
+
+        self.ldm(&["down", "a"]).ok();
+        self.kill_after(&["up", "a"], Duration::from_millis(200));
+        let snap = self
+            .ldm(&["container", "snapshot", "create", "a", "after-killed-up"])
+            .ok();
+        assert!(
+            snap.out().contains("Created snapshot after-killed-up"),
+            "{}",
+            snap.describe()
+        );
+        assert!(self
+            .lxd_snapshots(&a)
+            .iter()
+            .any(|s| s == "after-killed-up"));
+        assert!(self.stored().containers["a"]
+            .snapshots
+            .contains_key("after-killed-up"));
         let r = self.ldm(&["doctor"]).ok();
         assert!(
             r.out().contains("the project and LXD agree"),
