@@ -451,7 +451,10 @@ fn doctor_fix_adopting_thousands_of_snapshots_commits_in_whole_parts_issue_11_ca
     // Keep the records in the log (no fold, no compaction) to look at them.
     let r = env.run_env(
         &["doctor", "--fix"],
-        &[("LDM_FOLD_BYTES", "0"), ("LDM_AUTO_COMPACT_BYTES", "100000000")],
+        &[
+            ("LDM_FOLD_BYTES", "0"),
+            ("LDM_AUTO_COMPACT_BYTES", "100000000"),
+        ],
     );
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let p = env.project();
@@ -459,7 +462,9 @@ fn doctor_fix_adopting_thousands_of_snapshots_commits_in_whole_parts_issue_11_ca
     // More than one record, each under the limit, and all of them read back.
     let recs = records(&env.dir);
     assert!(recs.len() >= 2, "{recs:?}");
-    assert!(recs.iter().all(|(_, _, len)| *len <= u64::from(record::MAX_PAYLOAD)));
+    assert!(recs
+        .iter()
+        .all(|(_, _, len)| *len <= u64::from(record::MAX_PAYLOAD)));
     let r = env.run(&["doctor"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }

@@ -106,6 +106,22 @@ pub fn open_checked(path: &Path, opts: &mut OpenOptions, trust: Trust) -> io::Re
     Ok(file)
 }
 
+/// Opens a lock file for reading and writing, creating it (mode 0600) if
+/// missing, with the checks of [`open_checked`]: the store lock, the owner
+/// slots and lxc-dev-manager's lock all live in such files.
+pub fn open_lock_file(path: &Path, trust: Trust) -> io::Result<File> {
+    open_checked(
+        path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE),
+        trust,
+    )
+}
+
 /// The checks of [`open_checked`] on metadata already read.
 pub fn check_kind_and_owner(meta: &fs::Metadata, trust: Trust) -> io::Result<()> {
     if !meta.file_type().is_file() {

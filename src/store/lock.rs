@@ -32,7 +32,7 @@ use fs4::FileExt;
 use fs4::TryLockError;
 use thiserror::Error;
 
-use super::fs::{open_checked, Refusal, Trust, FILE_MODE};
+use super::fs::{open_lock_file, Refusal, Trust};
 
 /// Name of lxc-dev-manager's lock file.
 pub const GO_LOCK_FILE: &str = "containers.yaml.lock";
@@ -164,7 +164,7 @@ fn take(
         },
     };
     loop {
-        let file = open(path, trust).map_err(io_err)?;
+        let file = open_lock_file(path, trust).map_err(io_err)?;
         let file = match FileExt::try_lock(&file) {
             Ok(()) => file,
             Err(TryLockError::WouldBlock) => match timeout {
@@ -215,19 +215,6 @@ fn same_file(file: &File, path: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-fn open(path: &Path, trust: Trust) -> io::Result<File> {
-    open_checked(
-        path,
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE),
-        trust,
-    )
 }
 
 /// Blocks in `flock` on a helper thread so the wait can be bounded; `None`

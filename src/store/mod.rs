@@ -229,18 +229,7 @@ impl Store {
     where
         E: From<StoreError>,
     {
-        let guard = self.lock()?;
-        let mut go = self.try_go()?;
-        self.sync_view(&mut go)?;
-        let view = self.view_mut()?;
-        let (mutations, out) = f(&view.project)?;
-        if mutations.is_empty() {
-            return Ok(out);
-        }
-        guard.check().map_err(StoreError::from)?;
-        self.append(&mutations)?;
-        self.after_commit(go.as_ref());
-        Ok(out)
+        self.commit_as(f, |ms| vec![ms])
     }
 
     /// [`Store::commit`] for a change too big for one record whose parts
@@ -255,18 +244,31 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        self.commit_as(f, append::parts)
+    }
+
+    /// A commit whose mutations `split` cuts into records.
+    fn commit_as<T, E>(
+        &mut self,
+        f: impl FnOnce(&Project) -> Result<(Vec<Mutation>, T), E>,
+        split: fn(&[Mutation]) -> Vec<&[Mutation]>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
         let guard = self.lock()?;
         let mut go = self.try_go()?;
         self.sync_view(&mut go)?;
         let view = self.view_mut()?;
         let (mutations, out) = f(&view.project)?;
-        for part in append::parts(&mutations) {
+        if mutations.is_empty() {
+            return Ok(out);
+        }
+        for part in split(&mutations) {
             guard.check().map_err(StoreError::from)?;
             self.append(part)?;
         }
-        if !mutations.is_empty() {
-            self.after_commit(go.as_ref());
-        }
+        self.after_commit(go.as_ref());
         Ok(out)
     }
 

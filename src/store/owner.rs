@@ -19,10 +19,10 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::fs::{open_checked, Trust, FILE_MODE};
+use super::fs::{open_checked, open_lock_file, Trust};
 use crate::model::Owner;
 
 /// First offset used for owner slots; below it is the holder note.
@@ -46,16 +46,7 @@ impl OwnerGuard {
 
 /// Claims a fresh slot in `lock_path` for this process.
 pub fn claim(lock_path: &Path, trust: Trust) -> io::Result<OwnerGuard> {
-    let file = open_checked(
-        lock_path,
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE),
-        trust,
-    )?;
+    let file = open_lock_file(lock_path, trust)?;
     let lock_ino = file.metadata()?.ino();
     let pid = std::process::id();
     for _ in 0..8 {

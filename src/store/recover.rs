@@ -176,13 +176,7 @@ fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
     let id = fs
         .stat(&paths.yaml)
         .map_err(|e| not_found_or_io(e, paths))?;
-    if id.len > YAML_MAX_BYTES {
-        return Err(StoreError::TooBig {
-            path: paths.yaml.clone(),
-            len: id.len,
-            limit: YAML_MAX_BYTES,
-        });
-    }
+    within(&paths.yaml, id.len, YAML_MAX_BYTES)?;
     let bytes = fs
         .read(&paths.yaml)
         .map_err(|e| not_found_or_io(e, paths))?;
@@ -351,13 +345,7 @@ fn read_log(
         Err(e) => return Err(StoreError::io("read", &paths.log, e)),
         Ok(id) => id,
     };
-    if id.len > LOG_MAX_BYTES {
-        return Err(StoreError::TooBig {
-            path: paths.log.clone(),
-            len: id.len,
-            limit: LOG_MAX_BYTES,
-        });
-    }
+    within(&paths.log, id.len, LOG_MAX_BYTES)?;
     let bytes = fs
         .read(&paths.log)
         .map_err(|e| StoreError::io("read", &paths.log, e))?;
@@ -404,6 +392,18 @@ pub fn replay(project: &mut Project, entries: &[Entry], paths: &Paths) -> Result
                 error,
             })?;
         }
+    }
+    Ok(())
+}
+
+/// Refuses a file of `len` bytes over `limit` before it is read.
+fn within(path: &std::path::Path, len: u64, limit: u64) -> Result<(), StoreError> {
+    if len > limit {
+        return Err(StoreError::TooBig {
+            path: path.to_path_buf(),
+            len,
+            limit,
+        });
     }
     Ok(())
 }
