@@ -40,10 +40,14 @@ pub enum Command {
     Container(ContainerCommand),
     /// List the project's containers with status, IPv4 and ports.
     List(List),
-    /// Start a container and wait for its IPv4 address.
-    Up(Named),
-    /// Stop a container.
-    Down(Named),
+    /// Start a container (none named: all of them, re-creating those LXD lost) and wait for its IPv4 address.
+    Up(UpDown),
+    /// Stop a container (none named: all of them).
+    Down(UpDown),
+    /// Show a host folder inside a running or stopped container, and record it.
+    Mount(MountArgs),
+    /// Remove a mount from a container, and from the project.
+    Umount(UmountArgs),
     /// Delete a container from LXD and from the project.
     #[command(visible_alias = "rm")]
     Remove(Remove),
@@ -93,6 +97,8 @@ pub enum ContainerCommand {
     Clone(ContainerClone),
     /// Restore a container to a snapshot (default initial-state), keeping it running or stopped.
     Reset(ContainerReset),
+    /// Run the container's setup steps again, all of them.
+    Setup(SetupArgs),
     /// Snapshot commands.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -103,11 +109,74 @@ pub enum ContainerCommand {
 pub struct ContainerCreate {
     /// Container name (the LXD name is PROJECT-NAME).
     pub name: String,
-    /// Image to launch, e.g. ubuntu:24.04 or a local alias.
-    pub image: String,
+    /// Image to launch, e.g. ubuntu:24.04 or a local alias; may be left
+    /// out to finish an interrupted create.
+    pub image: Option<String>,
+    /// Do not mount the project folder (or `defaults.mounts`).
+    #[arg(long)]
+    pub no_mount: bool,
+    /// Mount host folders ldm refuses by default (/, /home, LXD's own).
+    #[arg(long)]
+    pub force: bool,
     /// Seconds to wait for the container to finish booting (cloud-init).
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_timeout)]
     pub timeout: Duration,
+}
+
+/// Arguments of `ldm mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Container name.
+    pub name: String,
+    /// HOST:CONTAINER[:ro]; HOST relative to the project folder or absolute.
+    #[arg(value_name = "HOST:CONTAINER")]
+    pub mount: String,
+    /// Read-only in the container.
+    #[arg(long)]
+    pub ro: bool,
+    /// Mount host folders ldm refuses by default (/, /home, LXD's own).
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait for LXD (and for a restart to apply raw.idmap).
+    #[command(flatten)]
+    pub wait: Wait,
+}
+
+/// Arguments of `ldm umount`.
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// Container name.
+    pub name: String,
+    /// The mount's path inside the container.
+    #[arg(value_name = "CONTAINER_PATH")]
+    pub path: String,
+    /// How long to wait for LXD.
+    #[command(flatten)]
+    pub wait: Wait,
+}
+
+/// Arguments of `ldm container setup`.
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// Container name.
+    pub name: String,
+    /// How long to wait for LXD.
+    #[command(flatten)]
+    pub wait: Wait,
+}
+
+/// `ldm up` and `ldm down`.
+#[derive(Debug, Args)]
+pub struct UpDown {
+    /// Container name; none: every container of the project, in parallel.
+    pub name: Option<String>,
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait for LXD (`up`: also for the IPv4 address, and the
+    /// boot of a re-created container).
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// Arguments of `ldm container clone`.
@@ -274,16 +343,6 @@ pub struct ImageList {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `ldm up` and `ldm down`.
-#[derive(Debug, Args)]
-pub struct Named {
-    /// Container name.
-    pub name: String,
-    /// How long to wait for LXD (`up`: also for the IPv4 address).
-    #[command(flatten)]
-    pub wait: Wait,
 }
 
 /// Arguments of `ldm list`.

@@ -120,6 +120,25 @@ pub enum Error {
         /// How many were tried.
         total: usize,
     },
+    /// Some containers of a whole-project `up` or `down` failed; each was
+    /// named in the report above.
+    #[error("{failed} of {total} containers failed: {names}")]
+    SomeContainersFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many were tried.
+        total: usize,
+        /// Their names, comma separated.
+        names: String,
+    },
+    /// A step needs a one-time change as root, which ldm does not make.
+    #[error("{what}; run this once as root, then the command again:\n  {command}")]
+    NeedsRoot {
+        /// What could not be done, and why.
+        what: String,
+        /// The exact command.
+        command: String,
+    },
     /// `doctor` found damage; the report is already printed.
     #[error("{0}")]
     Unhealthy(String),
@@ -156,6 +175,8 @@ impl Error {
             | Error::Io { .. }
             | Error::Proxy(_)
             | Error::SomeFailed { .. }
+            | Error::SomeContainersFailed { .. }
+            | Error::NeedsRoot { .. }
             | Error::Drift(_)
             | Error::Output(_) => 1,
         }

@@ -13,7 +13,7 @@ use double::{argv, kill, launch, Env, Run};
 use serde_json::{json, Value};
 
 const ESC: &str = "\x1b[";
-const LIST_FIELDS: [&str; 7] = [
+const LIST_FIELDS: [&str; 8] = [
     "name",
     "lxd_name",
     "image",
@@ -21,6 +21,7 @@ const LIST_FIELDS: [&str; 7] = [
     "ipv4",
     "ports",
     "snapshots",
+    "mounts",
 ];
 
 /// `ldm ARGS` with `NO_COLOR` unset (stdout and stderr are pipes).
@@ -81,7 +82,7 @@ fn list_json_schema() {
     let rows = v.as_array().expect("a list");
     assert_eq!(rows.len(), 2);
     for r in rows {
-        keys(r, &LIST_FIELDS, &["pending"]);
+        keys(r, &LIST_FIELDS, &["pending", "setup_failed_at"]);
         for k in ["name", "lxd_name", "image", "status"] {
             assert!(r[k].is_string(), "{k}: {r}");
         }

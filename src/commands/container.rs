@@ -6,16 +6,16 @@
 //! operations"). What happens inside the container is `setup.rs`.
 
 use std::io::Write;
-use std::time::Duration;
 
 use crate::cli::ContainerCreate;
 use crate::commands::op::{self, Progress};
-use crate::commands::setup::{self, INITIAL_STATE, LAUNCH_CONFIG};
+use crate::commands::provision;
+use crate::commands::setup::INITIAL_STATE;
 use crate::commands::Ctx;
 use crate::lxd::{Lxd, LxdError};
-use crate::model::{validate, Container, Mutation, Op, Pending, Project};
+use crate::model::{validate, Container, Mount, Mutation, Op, Pending, Project, Step};
 use crate::store::{Owners, Store};
-use crate::{say, Error};
+use crate::Error;
 
 /// What the intent commit tells the LXD steps.
 pub(super) struct Started {
@@ -25,6 +25,16 @@ pub(super) struct Started {
     pub user: String,
     pub password: String,
     pub resumed: bool,
+    /// The intent as committed (a resumed one keeps how far setup ran).
+    pub pending: Pending,
+    /// Mounts recorded for it already (a resumed or re-created container).
+    pub mounts: Vec<Mount>,
+    /// What a new container mounts by default.
+    pub default_mounts: Vec<Mount>,
+    /// Its setup steps.
+    pub steps: Vec<Step>,
+    /// `ldm up` re-creates a recorded container LXD no longer has.
+    pub recreate: bool,
 }
 
 /// Whether `pending` may go on with the container `name` already recorded
@@ -74,7 +84,13 @@ pub(super) fn begin(
         // The command's own checks run on both paths: a resumed create must
         // use the same image, a resumed clone the same source.
         let fresh = check(p)?;
+        let recorded = p.containers.get(name);
+        let mut pending = pending.clone();
         let mutation = if resumed {
+            // Setup steps finished by the interrupted run stay done.
+            pending.setup = recorded
+                .and_then(|c| c.pending.as_ref())
+                .and_then(|o| o.setup);
             Mutation::OperationStarted {
                 container: name.to_string(),
                 snapshot: None,
@@ -84,6 +100,7 @@ pub(super) fn begin(
             fresh
         };
         let (user, password) = p.effective_user(name);
+        let default_mounts = p.new_container_mounts(&user);
         let started = Started {
             project: p.project.clone(),
             remote: p.remote.clone(),
@@ -91,6 +108,11 @@ pub(super) fn begin(
             user,
             password,
             resumed,
+            pending,
+            mounts: recorded.map(|c| c.mounts.clone()).unwrap_or_default(),
+            default_mounts,
+            steps: p.effective_setup(name).to_vec(),
+            recreate: false,
         };
         Ok((vec![mutation], started))
     })
@@ -156,11 +178,17 @@ fn unrecord(store: &mut Store, name: &str) -> Result<(), Error> {
     )
 }
 
-/// `ldm container create NAME IMAGE`.
+/// `ldm container create NAME [IMAGE]`: IMAGE may be left out to finish
+/// an interrupted create (it resumes at the setup step that failed).
 pub fn create(ctx: &Ctx, args: &ContainerCreate, out: &mut dyn Write) -> Result<(), Error> {
-    let (name, image) = (args.name.as_str(), args.image.as_str());
-    validate::image(image)?;
+    let name = args.name.as_str();
     let mut store = ctx.store()?;
+    let image = match &args.image {
+        Some(image) => image.clone(),
+        None => recorded_image(&store.read()?, name)?,
+    };
+    let image = image.as_str();
+    validate::image(image)?;
     let (_owner, pending) = op::claim(&store, Op::Create)?;
     let s = begin(&mut store, name, &pending, |p| {
         if let Some(c) = p.containers.get(name).filter(|c| c.image != image) {
@@ -178,40 +206,50 @@ pub fn create(ctx: &Ctx, args: &ContainerCreate, out: &mut dyn Write) -> Result<
             pending: Some(pending.clone()),
         })
     })?;
-    // The wait for LXD's busy state is the boot wait's: a resumed create
-    // may find the killed run's launch still going on the server.
-    let lxd = ctx.lxd_at(s.remote.as_deref(), args.timeout);
-    let hint = rerun_hint(name, &Op::Create, image);
-    let lxd_name = s.lxd_name.as_str();
-    let mut progress = Progress::new(ctx.quiet, 5);
-    progress.step(&format!("Launching {lxd_name} from {image}"));
-    launch(&mut store, &*lxd, &s, name, image, &progress)?;
-    progress.step(&format!("Waiting for {lxd_name} to finish booting"));
-    setup::wait_ready(&*lxd, lxd_name, args.timeout, &hint)?;
-    progress.step(&format!("Creating user {} with sudo, enabling SSH", s.user));
-    setup::user(&*lxd, lxd_name, &s.user, &s.password, &hint)?;
-    progress.step(&format!("Taking snapshot {INITIAL_STATE}"));
-    setup::snapshot_initial(&*lxd, lxd_name, s.resumed, &hint)?;
-    progress.step("Waiting for an IPv4 address");
-    let ip = setup::wait_ipv4(&*lxd, lxd_name, Duration::from_secs(30))?;
-    finish(&mut store, name)?;
-    say(out, &format!("Created {name} ({lxd_name}) from {image}"))?;
-    setup::print_access(out, name, ip.as_deref(), &s.user, &s.password)
+    let plan = provision::Plan {
+        name,
+        image,
+        mounts: if args.no_mount {
+            provision::Mounts::None
+        } else {
+            provision::Mounts::Default
+        },
+        force: args.force,
+        timeout: args.timeout,
+        quiet: ctx.quiet,
+    };
+    provision::run(ctx, &mut store, s, &plan, out)
+}
+
+/// The image of a container whose create was interrupted, for a re-run
+/// that leaves IMAGE out.
+fn recorded_image(p: &Project, name: &str) -> Result<String, Error> {
+    match p.containers.get(name) {
+        Some(c) if c.pending.as_ref().is_some_and(|o| o.op == Op::Create) => Ok(c.image.clone()),
+        Some(_) => Err(Error::Conflict {
+            what: format!("container {name} already exists in project {}", p.project),
+            next: format!("run its setup steps again with `ldm container setup {name}`, or pick another name"),
+        }),
+        None => Err(Error::Usage(format!(
+            "give the image to create {name} from, e.g. `ldm container create {name} ubuntu:24.04` (see `ldm images`)"
+        ))),
+    }
 }
 
 /// The launch step: a resumed run finds the instance launched already and
 /// starts it; a failed launch that made nothing frees the name again.
-fn launch(
+pub(super) fn launch(
     store: &mut Store,
     lxd: &dyn Lxd,
     s: &Started,
     name: &str,
     image: &str,
+    config: &[(&str, &str)],
     progress: &Progress,
 ) -> Result<(), Error> {
     let lxd_name = s.lxd_name.as_str();
     let hint = rerun_hint(name, &Op::Create, image);
-    match lxd.launch(image, lxd_name, LAUNCH_CONFIG) {
+    match lxd.launch(image, lxd_name, config) {
         Ok(()) => Ok(()),
         Err(LxdError::AlreadyExists { .. }) if s.resumed => {
             progress.note("already launched by the interrupted run; continuing");
@@ -232,6 +270,10 @@ fn launch(
         }
         Err(e) => {
             let doing = format!("launching {lxd_name} from {image}");
+            if s.recreate {
+                // The project's record stays: it is what `up` re-creates from.
+                return Err(Error::lxd(doing)(e));
+            }
             if forget(store, lxd, lxd_name, name)? {
                 return Err(Error::lxd(doing)(e));
             }

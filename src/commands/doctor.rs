@@ -5,7 +5,8 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::{Doctor, DEFAULT_WAIT};
-use crate::commands::drift::{self, Drift};
+use crate::commands::drift::{self, Drift, MountFix};
+use crate::commands::mounts::{self, Attached};
 use crate::commands::style::Color;
 use crate::commands::{text, Ctx};
 use crate::lxd::{Instance, Lxd, LxdError};
@@ -215,6 +216,12 @@ fn fix(
             Err(e) => return Err(Error::lxd(format!("deleting {inst}/{snap}"))(e)),
         }
     }
+    for d in drifts.iter().filter(|d| d.mount.is_some()) {
+        if let Some(m) = &d.mount {
+            fix_mount(store, lxd, m, instances)?;
+            deleted.push(d.clone());
+        }
+    }
     let owners = store.owners();
     // Adopting thousands of snapshots is more than one record can hold;
     // each adoption stands alone, so it may take several.
@@ -225,6 +232,59 @@ fn fix(
     })?;
     deleted.extend(applied);
     Ok(deleted)
+}
+
+/// Puts a recorded mount into LXD, or takes an unrecorded device of ldm's
+/// out, and updates `instances` to match.
+fn fix_mount(
+    store: &Store,
+    lxd: &dyn Lxd,
+    fix: &MountFix,
+    instances: &mut [Instance],
+) -> Result<(), Error> {
+    match fix {
+        MountFix::Remove { lxd_name, device } => {
+            eprintln!("Removing device {device} from {lxd_name}");
+            mounts::remove(lxd, lxd_name, device)?;
+        }
+        MountFix::Add {
+            lxd_name,
+            user,
+            mount,
+        } => {
+            eprintln!("Mounting {mount} in {lxd_name}");
+            let source = mounts::source(&store.paths().dir, mount, false)?;
+            let ids = mounts::user_ids(lxd, lxd_name, user)?;
+            let resolved = [(mount.clone(), source)];
+            let target = mounts::Target {
+                lxd_name,
+                user: ids,
+                mounts: &resolved,
+            };
+            let progress = crate::commands::op::Progress::new(false, 0);
+            if let Attached::NeedsRoot { command } =
+                mounts::attach(lxd, &target, DEFAULT_WAIT, &progress)?
+            {
+                return Err(Error::NeedsRoot {
+                    what: format!("cannot mount {mount} in {lxd_name}: mapping your uid into it needs /etc/subuid and /etc/subgid to allow it"),
+                    command,
+                });
+            }
+        }
+    }
+    // Read back what LXD has now.
+    let name = match fix {
+        MountFix::Add { lxd_name, .. } | MountFix::Remove { lxd_name, .. } => lxd_name,
+    };
+    if let Some(now) = lxd
+        .instance(name)
+        .map_err(Error::lxd(format!("reading the state of {name}")))?
+    {
+        for i in instances.iter_mut().filter(|i| &i.name == name) {
+            *i = now.clone();
+        }
+    }
+    Ok(())
 }
 
 fn print_repair(r: &RepairReport, out: &mut dyn Write) -> Result<(), Error> {

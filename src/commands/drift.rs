@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::commands::image::PUBLISH_PREFIX;
 use crate::commands::op;
 use crate::lxd::Instance;
-use crate::model::{validate, Container, Mutation, Op, Pending, Project};
+use crate::model::{validate, Container, Mount, Mutation, Op, Pending, Project};
 use crate::store::Owners;
 
 /// One difference between the project and LXD.
@@ -32,6 +32,31 @@ pub struct Drift {
     /// ldm's own, never a user's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_snapshot: Option<(String, String)>,
+    /// A mount `--fix` puts in LXD or takes out of it (the project's
+    /// `mounts:` is what the container should have).
+    #[serde(skip)]
+    pub mount: Option<MountFix>,
+}
+
+/// What `--fix` does to an instance's disk devices.
+#[derive(Debug, Clone)]
+pub enum MountFix {
+    /// Add the recorded mount (replacing a device of its name).
+    Add {
+        /// Full LXD name.
+        lxd_name: String,
+        /// The container user, whose ids host files get.
+        user: String,
+        /// The mount.
+        mount: Mount,
+    },
+    /// Remove a device of ldm's that the project does not record.
+    Remove {
+        /// Full LXD name.
+        lxd_name: String,
+        /// Device name.
+        device: String,
+    },
 }
 
 fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) -> Drift {
@@ -42,6 +67,7 @@ fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) 
         mutations,
         delete_with_force: None,
         delete_snapshot: None,
+        mount: None,
     }
 }
 
@@ -66,7 +92,10 @@ pub fn compare(owners: &Owners, project: &Project, instances: &[Instance]) -> Ve
                 "forget the container",
                 vec![Mutation::ContainerRemoved { name: name.clone() }],
             )),
-            (None, Some(i)) => out.extend(snapshots(owners, name, c, i)),
+            (None, Some(i)) => {
+                out.extend(snapshots(owners, name, c, i));
+                out.extend(mounts(project, name, c, i));
+            }
         }
     }
     out.extend(unrecorded(project, instances));
@@ -142,6 +171,59 @@ fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) 
     }
     d
 }
+
+/// Mounts recorded but not in LXD (or with other values), and devices of
+/// ldm's (`ldm-mount-*`) that no recorded mount accounts for. Devices
+/// named otherwise are the user's own and left alone.
+fn mounts(project: &Project, name: &str, c: &Container, i: &Instance) -> Vec<Drift> {
+    let mut out = Vec::new();
+    for m in &c.mounts {
+        let ok = i
+            .disks
+            .iter()
+            .any(|d| d.device == m.device_name() && d.path == m.path && d.readonly == m.readonly);
+        if !ok {
+            let mut d = drift(
+                name,
+                format!("mount {m} is recorded, but {} has no such device", i.name),
+                "add it to LXD",
+                Vec::new(),
+            );
+            d.mount = Some(MountFix::Add {
+                lxd_name: i.name.clone(),
+                user: project.effective_user(name).0,
+                mount: m.clone(),
+            });
+            out.push(d);
+        }
+    }
+    for d in i
+        .disks
+        .iter()
+        .filter(|d| d.device.starts_with(MOUNT_PREFIX))
+    {
+        if !c.mounts.iter().any(|m| m.device_name() == d.device) {
+            let mut x = drift(
+                name,
+                format!(
+                    "{} has device {} ({} at {}) that the project does not record",
+                    i.name, d.device, d.source, d.path
+                ),
+                "remove it from LXD",
+                Vec::new(),
+            );
+            x.mount = Some(MountFix::Remove {
+                lxd_name: i.name.clone(),
+                device: d.device.clone(),
+            });
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// Prefix of the disk devices ldm adds for mounts.
+const MOUNT_PREFIX: &str = "ldm-mount-";
 
 /// Snapshots on one side only, and snapshot operations whose owner died.
 fn snapshots(owners: &Owners, name: &str, c: &Container, i: &Instance) -> Vec<Drift> {

@@ -1,55 +1,15 @@
-//! `ldm up`, `down`, `container reset`, `remove` and `project delete`.
+//! `ldm container reset`, `remove` and `project delete` (`up` and `down`
+//! are `updown.rs`).
 
 use std::io::Write;
 
-use crate::cli::{ContainerReset, Force, Named, Remove};
+use crate::cli::{ContainerReset, Force, Remove};
 use crate::commands::op::{self, Progress};
-use crate::commands::setup::wait_ipv4;
 use crate::commands::{table, text, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{validate, Mutation, Op, Pending};
 use crate::store::Store;
 use crate::{say, Error};
-
-/// `ldm up NAME`: start, then wait (polling, bounded) for an IPv4.
-pub fn up(ctx: &Ctx, args: &Named, out: &mut dyn Write) -> Result<(), Error> {
-    let name = args.name.as_str();
-    let project = ctx.store()?.read()?;
-    op::container(&project, name)?;
-    let limit = args.wait.timeout;
-    let lxd = ctx.lxd(&project, limit);
-    let lxd_name = project.lxd_name(name);
-    match lxd.start(&lxd_name) {
-        Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
-        Err(e) => return Err(Error::lxd(format!("starting {lxd_name}"))(e)),
-    }
-    if !ctx.quiet {
-        eprintln!("Waiting for {lxd_name} to get an IPv4 address...");
-    }
-    match wait_ipv4(&*lxd, &lxd_name, limit)? {
-        Some(ip) => say(out, &format!("{name} is running at {ip}")),
-        None => say(
-            out,
-            &format!(
-                "{name} is running, but has no IPv4 address after {} s",
-                limit.as_secs()
-            ),
-        ),
-    }
-}
-
-/// `ldm down NAME`.
-pub fn down(ctx: &Ctx, args: &Named, out: &mut dyn Write) -> Result<(), Error> {
-    let name = args.name.as_str();
-    let project = ctx.store()?.read()?;
-    op::container(&project, name)?;
-    let lxd = ctx.lxd(&project, args.wait.timeout);
-    let lxd_name = project.lxd_name(name);
-    match lxd.stop(&lxd_name) {
-        Ok(()) | Err(LxdError::AlreadyInState { .. }) => say(out, &format!("{name} is stopped")),
-        Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
-    }
-}
 
 /// What the intent commit of an operation on an existing container tells
 /// its LXD steps.

@@ -23,8 +23,13 @@ struct Row {
     ipv4: Option<String>,
     ports: Vec<u16>,
     snapshots: usize,
+    /// Recorded mounts, `HOST:CONTAINER[:ro]`.
+    mounts: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pending: Option<PendingRow>,
+    /// The setup step that failed, if the last run stopped at one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    setup_failed_at: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -67,12 +72,17 @@ pub fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> Result<(), Error> {
                 r.status.clone(),
                 r.ipv4.clone().unwrap_or_else(|| "-".into()),
                 ports,
+                if r.mounts.is_empty() {
+                    "-".into()
+                } else {
+                    r.mounts.join(",")
+                },
             ]
         })
         .collect();
     table::print_styled(
         out,
-        &["NAME", "IMAGE", "STATUS", "IPV4", "PORTS"],
+        &["NAME", "IMAGE", "STATUS", "IPV4", "PORTS", "MOUNTS"],
         &cells,
         ctx.style,
         &|col, text| (col == 2).then(|| style::status_color(text)).flatten(),
@@ -110,6 +120,12 @@ fn rows(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Row> 
                 ipv4: inst.and_then(|i| i.ipv4.clone()),
                 ports: project.effective_ports(name).to_vec(),
                 snapshots: c.snapshots.len(),
+                mounts: c.mounts.iter().map(|m| m.to_string()).collect(),
+                setup_failed_at: c
+                    .pending
+                    .as_ref()
+                    .and_then(|p| p.setup)
+                    .and_then(|s| s.failed),
                 pending,
                 lxd_name,
             }

@@ -15,15 +15,20 @@ mod files;
 mod image;
 mod lifecycle;
 mod list;
+mod mount;
+mod mounts;
 pub mod op;
 mod project;
+mod provision;
 mod proxy;
 mod setup;
 mod snapshot;
 mod ssh;
+mod steps;
 pub mod style;
 mod table;
 pub mod text;
+mod updown;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -155,8 +160,11 @@ fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> Result<(), Erro
             } => snapshot::delete(ctx, &container, &name, wait.timeout, out),
         },
         Command::List(args) => list::run(ctx, args.json, out),
-        Command::Up(args) => lifecycle::up(ctx, &args, out),
-        Command::Down(args) => lifecycle::down(ctx, &args, out),
+        Command::Up(args) => updown::up(ctx, &args, out),
+        Command::Down(args) => updown::down(ctx, &args, out),
+        Command::Mount(args) => mount::mount(ctx, &args, out),
+        Command::Umount(args) => mount::umount(ctx, &args, out),
+        Command::Container(ContainerCommand::Setup(args)) => mount::setup(ctx, &args, out),
         Command::Remove(args) => lifecycle::remove(ctx, &args, out),
         Command::Ssh(args) => ssh::run(ctx, &args),
         Command::Proxy(args) => proxy::run(ctx, &args),
@@ -223,6 +231,9 @@ fn command_name(command: &Command) -> &'static str {
             "container snapshot delete"
         }
         Command::List(_) => "list",
+        Command::Mount(_) => "mount",
+        Command::Umount(_) => "umount",
+        Command::Container(ContainerCommand::Setup(_)) => "container setup",
         Command::Up(_) => "up",
         Command::Down(_) => "down",
         Command::Remove(_) => "remove",

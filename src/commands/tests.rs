@@ -50,7 +50,9 @@ fn setup(fake: Fake) -> Setup {
 fn create_args(name: &str, image: &str) -> ContainerCreate {
     ContainerCreate {
         name: name.into(),
-        image: image.into(),
+        image: Some(image.into()),
+        no_mount: false,
+        force: false,
         timeout: Duration::from_secs(5),
     }
 }
@@ -85,12 +87,18 @@ fn create_launches_sets_up_and_records_initial_state() {
             "launch p-dev",
             "exec p-dev",
             "exec p-dev",
+            // The project folder, mounted by default: the user's ids, what
+            // LXD has, then the idmapped disk device.
+            "exec p-dev",
+            "instance p-dev",
+            "add_disk p-dev",
             "snapshot p-dev",
             "instance p-dev"
         ]
     );
     let p = project(&s);
     assert!(p.containers["dev"].pending.is_none());
+    assert_eq!(p.containers["dev"].mounts[0].to_string(), ".:/home/dev/p");
     assert!(p.containers["dev"].snapshots.contains_key("initial-state"));
     // The client was built from the project, which names no remote.
     assert_eq!(*s.remotes.lock().unwrap(), [None]);

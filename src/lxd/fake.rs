@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
 /// The fake's state; tests read and set it through [`Fake::state`].
 #[derive(Debug, Default)]
@@ -29,6 +29,8 @@ pub struct State {
     /// launch): name -> how many `operations` calls still see the create;
     /// the instance appears, running, when the count runs out.
     pub creating: BTreeMap<String, usize>,
+    /// The server can idmap mounts (`shift=true`).
+    pub shift: bool,
 }
 
 /// The fake LXD.
@@ -107,6 +109,8 @@ fn instance(name: &str, running: bool, snapshots: &[&str]) -> Instance {
             })
             .collect(),
         image: Some("fake image".into()),
+        disks: Vec::new(),
+        raw_idmap: None,
     }
 }
 
@@ -176,16 +180,18 @@ impl Lxd for Fake {
         })
     }
 
-    fn exec(&self, name: &str, _argv: &[&str], _stdin: &[u8]) -> Result<ExecOutput, LxdError> {
+    fn exec(&self, name: &str, argv: &[&str], _stdin: &[u8]) -> Result<ExecOutput, LxdError> {
         self.call("exec", name, |st| {
             if !get(st, name)?.is_running() {
                 return Err(LxdError::NotRunning {
                     what: name.to_string(),
                 });
             }
+            // The user's ids, as `id -u` and `id -g` print them.
+            let ids = argv.iter().any(|a| a.contains("id -u"));
             Ok(ExecOutput {
                 code: 0,
-                stdout: Vec::new(),
+                stdout: if ids { b"1000\n1000\n".to_vec() } else { Vec::new() },
                 stderr: Vec::new(),
             })
         })
@@ -327,6 +333,68 @@ impl Lxd for Fake {
                 .insert(name.to_string(), instance(name, true, &[]));
             Ok(Vec::new())
         })
+    }
+
+    fn idmapping(&self) -> Result<Idmapping, LxdError> {
+        self.call("idmapping", "", |st| Ok(Idmapping { shift: st.shift }))
+    }
+
+    fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
+        self.call("add_disk", name, |st| {
+            let i = get(st, name)?;
+            if i.disks.iter().any(|d| d.device == disk.device) {
+                return Err(LxdError::AlreadyExists {
+                    what: format!("device {}", disk.device),
+                });
+            }
+            i.disks.push(disk.clone());
+            Ok(())
+        })
+    }
+
+    fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError> {
+        self.call("remove_device", name, |st| {
+            let i = get(st, name)?;
+            let before = i.disks.len();
+            i.disks.retain(|d| d.device != device);
+            if i.disks.len() == before {
+                return Err(LxdError::NotFound {
+                    what: format!("device {device}"),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
+        self.call("set_config", name, |st| {
+            let i = get(st, name)?;
+            if key == "raw.idmap" {
+                i.raw_idmap = Some(value.to_string());
+            }
+            Ok(())
+        })
+    }
+
+    fn restart(&self, name: &str) -> Result<(), LxdError> {
+        self.call("restart", name, |st| {
+            get(st, name)?;
+            Ok(())
+        })
+    }
+
+    fn exec_lines(
+        &self,
+        name: &str,
+        argv: &[&str],
+        stdin: &[u8],
+        line: &mut dyn FnMut(&str),
+    ) -> Result<i32, LxdError> {
+        let out = self.exec(name, argv, stdin)?;
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            line(l);
+        }
+        Ok(out.code)
     }
 
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Image, Instance, SnapshotInfo};
+use super::{Disk, Idmapping, Image, Instance, SnapshotInfo};
 
 /// One snapshot object (`/1.0/instances/NAME/snapshots?recursion=1` items).
 pub(super) fn snapshot(s: &Value) -> SnapshotInfo {
@@ -39,7 +39,31 @@ pub(super) fn instance(v: &Value) -> Instance {
         ipv4,
         snapshots,
         image: text(&v["config"]["image.description"]),
+        disks: disks(&v["devices"]),
+        raw_idmap: text(&v["config"]["raw.idmap"]),
     }
+}
+
+/// The instance's own disk devices with a host `source` (the root disk has
+/// a pool instead).
+fn disks(devices: &Value) -> Vec<Disk> {
+    let Some(devices) = devices.as_object() else {
+        return Vec::new();
+    };
+    let yes = |v: &Value| matches!(v.as_str(), Some("true" | "1" | "yes" | "on"));
+    devices
+        .iter()
+        .filter(|(_, d)| d["type"] == "disk")
+        .filter_map(|(name, d)| {
+            Some(Disk {
+                device: name.clone(),
+                source: d["source"].as_str().filter(|s| !s.is_empty())?.to_string(),
+                path: d["path"].as_str().unwrap_or_default().to_string(),
+                readonly: yes(&d["readonly"]),
+                shift: yes(&d["shift"]),
+            })
+        })
+        .collect()
 }
 
 /// The descriptions of the running operations in `query
@@ -83,6 +107,16 @@ pub(super) fn image(i: &Value) -> Image {
             .as_str()
             .unwrap_or_default()
             .to_string(),
+    }
+}
+
+/// What `query /1.0` says of idmapped mounts: `shift=true` works when the
+/// kernel has idmapped mounts or shiftfs and LXD may use them.
+pub(super) fn idmapping(v: &Value) -> Idmapping {
+    let features = &v["environment"]["kernel_features"];
+    let on = |k: &str| features[k].as_str() == Some("true");
+    Idmapping {
+        shift: on("idmapped_mounts") || on("shiftfs"),
     }
 }
 

@@ -37,6 +37,33 @@ pub struct Instance {
     pub snapshots: Vec<SnapshotInfo>,
     /// The image description LXD recorded at launch, if any.
     pub image: Option<String>,
+    /// Its own disk devices that show a host path inside it (not the
+    /// profile's, not the root disk).
+    pub disks: Vec<Disk>,
+    /// Its `raw.idmap` config, if set.
+    pub raw_idmap: Option<String>,
+}
+
+/// A disk device showing a host path inside an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disk {
+    /// Device name.
+    pub device: String,
+    /// Absolute host path.
+    pub source: String,
+    /// Path inside the instance.
+    pub path: String,
+    /// Mounted read-only.
+    pub readonly: bool,
+    /// With `shift=true` (an idmapped mount).
+    pub shift: bool,
+}
+
+/// What the server can do to show host files with the container's ids.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Idmapping {
+    /// The kernel and LXD can idmap a mount (`shift=true` works).
+    pub shift: bool,
 }
 
 impl Instance {
@@ -137,6 +164,23 @@ pub enum LxdError {
         /// What the client printed on stderr.
         stderr: String,
     },
+    /// LXD cannot idmap mounts here (`shift=true`): "Required idmapping
+    /// abilities not available".
+    #[error(
+        "LXD cannot shift ids on a mount of {what} (no idmapped mounts or shiftfs in this kernel)"
+    )]
+    NoShift {
+        /// The instance.
+        what: String,
+    },
+    /// LXD refuses a `raw.idmap` that maps ids it may not use.
+    #[error("LXD refuses the id mapping of {what}: {}", stderr.trim())]
+    IdmapRefused {
+        /// The instance.
+        what: String,
+        /// What the client printed.
+        stderr: String,
+    },
     /// Start of a running or stop of a stopped instance.
     #[error("{what} is already in that state")]
     AlreadyInState {
@@ -229,4 +273,24 @@ pub trait Lxd: Send + Sync {
     /// A killed client's operation goes on in the server, and an instance
     /// being created is "not found" until it is done.
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError>;
+    /// Whether the server can idmap mounts (`shift=true`).
+    fn idmapping(&self) -> Result<Idmapping, LxdError>;
+    /// Adds disk device `disk` to `name` (live, if it runs).
+    fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError>;
+    /// Removes device `device` from `name`.
+    fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError>;
+    /// Sets config key `key` of `name`.
+    fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError>;
+    /// Restarts a running instance.
+    fn restart(&self, name: &str) -> Result<(), LxdError>;
+    /// Runs `argv` inside `name` feeding `stdin`, handing each line of its
+    /// output (stdout and stderr) to `line` as it comes; returns its exit
+    /// code. LXD's own failures are errors, as for [`Lxd::exec`].
+    fn exec_lines(
+        &self,
+        name: &str,
+        argv: &[&str],
+        stdin: &[u8],
+        line: &mut dyn FnMut(&str),
+    ) -> Result<i32, LxdError>;
 }

@@ -98,6 +98,77 @@ impl Invocation {
         Ok((out.status.code(), out.stdout, out.stderr))
     }
 
+    /// Runs it, handing each line of stdout and stderr to `each` as it
+    /// comes (lossy UTF-8, without the newline); returns the exit code and
+    /// the last 64 KiB of stderr, which says what failed.
+    pub(super) fn lines(
+        &self,
+        each: &mut dyn FnMut(&str),
+    ) -> Result<(Option<i32>, Vec<u8>), LxdError> {
+        use std::io::{BufRead, BufReader};
+        use std::sync::mpsc;
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env("LC_ALL", "C")
+            .stdin(if self.stdin.is_empty() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| self.spawn_error(source))?;
+        let feeder = child.stdin.take().map(|mut pipe| {
+            let bytes = self.stdin.clone();
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            })
+        });
+        let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
+        let mut readers = Vec::new();
+        let out = child
+            .stdout
+            .take()
+            .map(|p| (false, Box::new(p) as Box<dyn std::io::Read + Send>));
+        let err = child
+            .stderr
+            .take()
+            .map(|p| (true, Box::new(p) as Box<dyn std::io::Read + Send>));
+        for (is_err, pipe) in out.into_iter().chain(err) {
+            let tx = tx.clone();
+            readers.push(std::thread::spawn(move || {
+                let mut r = BufReader::new(pipe);
+                let mut buf = Vec::new();
+                while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                    if tx.send((is_err, std::mem::take(&mut buf))).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        drop(tx);
+        let mut tail = Vec::new();
+        for (is_err, bytes) in rx {
+            if is_err {
+                tail.extend_from_slice(&bytes);
+                if tail.len() > 64 * 1024 {
+                    tail.drain(..tail.len() - 64 * 1024);
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            each(text.trim_end_matches(['\n', '\r']));
+        }
+        for r in readers {
+            let _ = r.join();
+        }
+        if let Some(t) = feeder {
+            let _ = t.join();
+        }
+        let status = child.wait().map_err(|source| self.spawn_error(source))?;
+        Ok((status.code(), tail))
+    }
+
     /// Runs it with this process's terminal; returns the exit code.
     pub(super) fn attached(&self) -> Result<Option<i32>, LxdError> {
         Command::new(&self.program)

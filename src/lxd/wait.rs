@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
 /// Told once per instance, when ldm starts waiting for LXD on it: the
 /// instance, and what LXD is doing to it when known ("Creating instance").
@@ -205,6 +205,37 @@ impl<L: Lxd> Lxd for Patient<L> {
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         self.inner.operations(name)
     }
+
+    fn idmapping(&self) -> Result<Idmapping, LxdError> {
+        self.inner.idmapping()
+    }
+
+    fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.add_disk(name, disk))
+    }
+
+    fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.remove_device(name, device))
+    }
+
+    fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.set_config(name, key, value))
+    }
+
+    fn restart(&self, name: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.restart(name))
+    }
+
+    fn exec_lines(
+        &self,
+        name: &str,
+        argv: &[&str],
+        stdin: &[u8],
+        line: &mut dyn FnMut(&str),
+    ) -> Result<i32, LxdError> {
+        // LXD refuses before the command runs: a retry never repeats output.
+        self.retry(name, || self.inner.exec_lines(name, argv, stdin, line))
+    }
 }
 
 /// A shared client is a client: commands hold `Arc<dyn Lxd>`.
@@ -271,6 +302,30 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         (**self).operations(name)
+    }
+    fn idmapping(&self) -> Result<Idmapping, LxdError> {
+        (**self).idmapping()
+    }
+    fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
+        (**self).add_disk(name, disk)
+    }
+    fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError> {
+        (**self).remove_device(name, device)
+    }
+    fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
+        (**self).set_config(name, key, value)
+    }
+    fn restart(&self, name: &str) -> Result<(), LxdError> {
+        (**self).restart(name)
+    }
+    fn exec_lines(
+        &self,
+        name: &str,
+        argv: &[&str],
+        stdin: &[u8],
+        line: &mut dyn FnMut(&str),
+    ) -> Result<i32, LxdError> {
+        (**self).exec_lines(name, argv, stdin, line)
     }
 }
 

@@ -164,6 +164,19 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "is_false")]
         restart: bool,
     },
+    /// `ldm mount`: a host folder is being added to a live container (the
+    /// `mount_added` record came in the same commit).
+    Mount {
+        /// The mount, as `HOST:CONTAINER[:ro]`.
+        mount: String,
+    },
+    /// `ldm umount`: the mount at `path` is being removed.
+    Umount {
+        /// Its path inside the container.
+        path: String,
+    },
+    /// `ldm container setup`: the setup steps run again.
+    Setup,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -205,6 +218,9 @@ impl Op {
             Op::SnapshotDelete { .. } => "DELETING SNAPSHOT",
             Op::Remove => "REMOVING",
             Op::ImageCreate { .. } => "PUBLISHING",
+            Op::Mount { .. } => "MOUNTING",
+            Op::Umount { .. } => "UNMOUNTING",
+            Op::Setup => "SETTING UP",
         }
     }
 
@@ -218,6 +234,9 @@ impl Op {
             Op::SnapshotDelete { .. } => "snapshot delete",
             Op::Remove => "remove",
             Op::ImageCreate { .. } => "image create",
+            Op::Mount { .. } => "mount",
+            Op::Umount { .. } => "umount",
+            Op::Setup => "setup",
         }
     }
 
@@ -239,6 +258,9 @@ impl Op {
             }
             Op::Remove => format!("ldm remove {container}"),
             Op::ImageCreate { alias, .. } => format!("ldm image create {container} {alias}"),
+            Op::Mount { mount } => format!("ldm mount {container} {mount}"),
+            Op::Umount { path } => format!("ldm umount {container} {path}"),
+            Op::Setup => format!("ldm container setup {container}"),
         }
     }
 }

@@ -20,7 +20,10 @@ pub(super) fn classify(e: LxdError, what: &str) -> LxdError {
             what,
             waited: std::time::Duration::ZERO,
         }
-    } else if lower.contains("not found") || lower.contains("does not exist") {
+    } else if lower.contains("not found")
+        || lower.contains("does not exist")
+        || lower.contains("doesn't exist")
+    {
         LxdError::NotFound { what }
     } else if lower.contains("is already running") || lower.contains("is already stopped") {
         LxdError::AlreadyInState { what }
@@ -29,6 +32,28 @@ pub(super) fn classify(e: LxdError, what: &str) -> LxdError {
     } else {
         e
     }
+}
+
+/// Failures of device and config changes: LXD's refusal to idmap (no
+/// idmapped mounts or shiftfs; a `raw.idmap` outside what /etc/subuid and
+/// /etc/subgid allow it), else as [`classify`].
+pub(super) fn device_failure(e: LxdError, name: &str, what: &str) -> LxdError {
+    let LxdError::Failed { ref stderr, .. } = e else {
+        return e;
+    };
+    let lower = stderr.to_lowercase();
+    if lower.contains("idmapping abilities not available") {
+        return LxdError::NoShift {
+            what: name.to_string(),
+        };
+    }
+    if lower.contains("idmap") {
+        return LxdError::IdmapRefused {
+            what: name.to_string(),
+            stderr: stderr.clone(),
+        };
+    }
+    classify(e, what)
 }
 
 /// LXD's own failures of `exec`, told from the command's (whose exit code

@@ -22,7 +22,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::process::{on_path, Invocation};
-use super::{json, ExecOutput, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{json, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
 use messages::{classify, exec_failure};
 
 /// Runs the LXD client program, addressed to one remote (or the local LXD).
@@ -333,6 +333,74 @@ impl Lxd for Client {
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         let v = self.query("/1.0/operations?recursion=1", "LXD's operations")?;
         Ok(json::operations_on(&v, name))
+    }
+
+    fn idmapping(&self) -> Result<Idmapping, LxdError> {
+        let v = self.query("/1.0", "the LXD server")?;
+        Ok(json::idmapping(&v))
+    }
+
+    fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
+        let mut values = vec![
+            self.at(name),
+            disk.device.clone(),
+            "disk".into(),
+            format!("source={}", disk.source),
+            format!("path={}", disk.path),
+        ];
+        if disk.readonly {
+            values.push("readonly=true".into());
+        }
+        if disk.shift {
+            values.push("shift=true".into());
+        }
+        let what = format!("device {} of {name}", disk.device);
+        self.call(&["config", "device", "add"], &values)
+            .run()
+            .map(drop)
+            .map_err(|e| messages::device_failure(e, name, &what))
+    }
+
+    fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError> {
+        let values = [self.at(name), device.to_string()];
+        self.run(
+            &["config", "device", "remove"],
+            &values,
+            &format!("device {device} of {name}"),
+        )
+        .map(drop)
+    }
+
+    fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
+        let values = [self.at(name), key.to_string(), value.to_string()];
+        self.call(&["config", "set"], &values)
+            .run()
+            .map(drop)
+            .map_err(|e| messages::device_failure(e, name, &format!("instance {name}")))
+    }
+
+    fn restart(&self, name: &str) -> Result<(), LxdError> {
+        self.call(&["restart"], &[self.at(name)])
+            .run()
+            .map(drop)
+            .map_err(|e| messages::device_failure(e, name, name))
+    }
+
+    fn exec_lines(
+        &self,
+        name: &str,
+        argv: &[&str],
+        stdin: &[u8],
+        line: &mut dyn FnMut(&str),
+    ) -> Result<i32, LxdError> {
+        let mut inv = self.exec_call(name, argv);
+        inv.stdin = stdin.to_vec();
+        let (code, stderr) = inv.lines(line)?;
+        let code = code.unwrap_or(-1);
+        match exec_failure(&inv, name, code, &stderr) {
+            Some(e) => Err(e),
+            None => Ok(code),
+        }
     }
 
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {

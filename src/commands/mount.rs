@@ -1,0 +1,272 @@
+//! `ldm mount`, `ldm umount` and `ldm container setup`: operations on a
+//! live container with an intent and an outcome like the others (DESIGN.md,
+//! "Long operations", "Mounts"). `mount` records the mount and its intent
+//! in one commit, adds the LXD disk device, then records the outcome;
+//! `umount` records its intent, removes the device, then records the
+//! removal. A crash between leaves the container shown as MOUNTING or
+//! UNMOUNTING (interrupted); running the command again finishes it, and
+//! `doctor` compares mounts with LXD's devices.
+
+use std::io::Write;
+
+use crate::cli::{MountArgs, SetupArgs, UmountArgs};
+use crate::commands::mounts::{self, Attached};
+use crate::commands::op::{self, Progress};
+use crate::commands::steps;
+use crate::commands::Ctx;
+use crate::model::{Mount, Mutation, Op, Pending, Project};
+use crate::store::Store;
+use crate::{say, Error};
+
+/// What an intent commit tells the LXD steps.
+struct Begun {
+    lxd_name: String,
+    user: String,
+    /// Recorded mounts of the container.
+    mounts: Vec<Mount>,
+    /// The interrupted operation of the same kind this one takes over.
+    old: Option<Pending>,
+}
+
+/// Records `pending` on container `name` (taking over an interrupted
+/// operation of the same kind), with `extra` mutations in the same commit.
+fn begin(
+    store: &mut Store,
+    name: &str,
+    pending: &Pending,
+    extra: impl FnOnce(&Project) -> Result<Vec<Mutation>, Error>,
+) -> Result<Begun, Error> {
+    let owners = store.owners();
+    store.commit(|p| {
+        let c = op::container(p, name)?;
+        let old = op::check_free(&owners, name, c)?;
+        if let Some(o) = &old {
+            if std::mem::discriminant(&o.op) != std::mem::discriminant(&pending.op) {
+                return Err(op::interrupted(name, o, &c.image, " first"));
+            }
+        }
+        let mut m = extra(p)?;
+        m.push(Mutation::OperationStarted {
+            container: name.to_string(),
+            snapshot: None,
+            pending: pending.clone(),
+        });
+        let begun = Begun {
+            lxd_name: p.lxd_name(name),
+            user: p.effective_user(name).0,
+            mounts: c.mounts.clone(),
+            old,
+        };
+        Ok((m, begun))
+    })
+}
+
+fn finished(name: &str) -> Mutation {
+    Mutation::OperationFinished {
+        container: name.to_string(),
+        snapshot: None,
+    }
+}
+
+/// Refuses a project whose containers are on a remote LXD.
+fn local_only(project: &Project) -> Result<(), Error> {
+    match &project.remote {
+        Some(remote) => Err(Error::Usage(format!(
+            "the project's LXD is the remote {remote}: host folders are not on that server, so they cannot be mounted; copy files with `ldm mv`"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `ldm mount NAME HOST:CONTAINER [--ro]`.
+pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let name = args.name.as_str();
+    let text = match (args.ro, args.mount.ends_with(":ro")) {
+        (true, false) => format!("{}:ro", args.mount),
+        _ => args.mount.clone(),
+    };
+    let m = Mount::parse(&text)?;
+    let mut store = ctx.store()?;
+    let project = store.read()?;
+    local_only(&project)?;
+    op::container(&project, name)?;
+    let source = mounts::source(&store.paths().dir, &m, args.force)?;
+    let lxd = ctx.lxd(&project, args.wait.timeout);
+    let inst = op::instance(&*lxd, &project.lxd_name(name))?;
+    if !inst.is_running() {
+        return Err(Error::NotRunning {
+            name: name.to_string(),
+            status: inst.status.to_lowercase(),
+        });
+    }
+    let (_owner, pending) = op::claim(
+        &store,
+        Op::Mount {
+            mount: m.to_string(),
+        },
+    )?;
+    let b = begin(&mut store, name, &pending, |p| {
+        let c = op::container(p, name)?;
+        if c.mounts.contains(&m) {
+            return Ok(Vec::new());
+        }
+        if let Some(other) = c.mounts.iter().find(|x| x.path == m.path) {
+            return Err(Error::Conflict {
+                what: format!(
+                    "container {name} has a mount at {} already ({other})",
+                    m.path
+                ),
+                next: format!("remove it first with `ldm umount {name} {}`", m.path),
+            });
+        }
+        Ok(vec![Mutation::MountAdded {
+            container: name.to_string(),
+            mount: m.to_string(),
+        }])
+    })?;
+    let progress = Progress::new(ctx.quiet, 0);
+    let user = mounts::user_ids(&*lxd, &b.lxd_name, &b.user)?;
+    let resolved = [(m.clone(), source)];
+    let target = mounts::Target {
+        lxd_name: &b.lxd_name,
+        user,
+        mounts: &resolved,
+    };
+    let undo = || {
+        vec![
+            Mutation::MountRemoved {
+                container: name.to_string(),
+                path: m.path.clone(),
+            },
+            finished(name),
+        ]
+    };
+    match mounts::attach(&*lxd, &target, args.wait.timeout, &progress) {
+        Ok(Attached::Done { how, restarted }) => {
+            op::record(&mut store, vec![finished(name)])?;
+            let again = if restarted {
+                "; it was restarted to apply the id mapping"
+            } else {
+                ""
+            };
+            say(
+                out,
+                &format!("Mounted {} at {} in {name} ({how}){again}", m.host, m.path),
+            )
+        }
+        Ok(Attached::NeedsRoot { command }) => {
+            // Nothing changed in LXD: the mount is not recorded either.
+            op::record(&mut store, undo())?;
+            Err(Error::NeedsRoot {
+                what: format!(
+                    "cannot mount {} in {name}: LXD cannot shift ids on a mount here (shift=true), and mapping your uid into the container (raw.idmap) needs /etc/subuid and /etc/subgid to allow it",
+                    m.host
+                ),
+                command,
+            })
+        }
+        Err(e) => {
+            let has = lxd
+                .instance(&b.lxd_name)
+                .ok()
+                .flatten()
+                .is_some_and(|i| i.disks.iter().any(|d| d.device == m.device_name()));
+            if !has && b.old.is_none() {
+                op::record(&mut store, undo())?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `ldm umount NAME CONTAINER_PATH`.
+pub fn umount(ctx: &Ctx, args: &UmountArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let (name, path) = (args.name.as_str(), args.path.as_str());
+    let mut store = ctx.store()?;
+    let project = store.read()?;
+    let c = op::container(&project, name)?;
+    let Some(m) = c.mounts.iter().find(|m| m.path == path).cloned() else {
+        let known: Vec<String> = c.mounts.iter().map(|m| m.path.clone()).collect();
+        return Err(Error::NotFound {
+            what: format!("container {name} has no mount at {path}"),
+            next: if known.is_empty() {
+                "it has no mounts (see `ldm list`)".into()
+            } else {
+                format!("its mounts are at {}", known.join(", "))
+            },
+        });
+    };
+    let (_owner, pending) = op::claim(
+        &store,
+        Op::Umount {
+            path: path.to_string(),
+        },
+    )?;
+    let b = begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
+    let lxd = ctx.lxd(&project, args.wait.timeout);
+    mounts::remove(&*lxd, &b.lxd_name, &m.device_name())?;
+    op::record(
+        &mut store,
+        vec![
+            Mutation::MountRemoved {
+                container: name.to_string(),
+                path: path.to_string(),
+            },
+            finished(name),
+        ],
+    )?;
+    let left = b.mounts.len() - 1;
+    let note = if left == 0 {
+        ""
+    } else {
+        " (its other mounts stay)"
+    };
+    say(out, &format!("Unmounted {} from {name}{note}", m.path))
+}
+
+/// `ldm container setup NAME`: every setup step again, in a running container.
+pub fn setup(ctx: &Ctx, args: &SetupArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let name = args.name.as_str();
+    let mut store = ctx.store()?;
+    let project = store.read()?;
+    op::container(&project, name)?;
+    let steps_to_run = project.effective_setup(name).to_vec();
+    if steps_to_run.is_empty() {
+        return say(
+            out,
+            &format!("{name} has no setup steps (add `setup:` under defaults or under the container in containers.yaml)"),
+        );
+    }
+    let lxd = ctx.lxd(&project, args.wait.timeout);
+    let inst = op::instance(&*lxd, &project.lxd_name(name))?;
+    if !inst.is_running() {
+        return Err(Error::NotRunning {
+            name: name.to_string(),
+            status: inst.status.to_lowercase(),
+        });
+    }
+    let (_owner, mut pending) = op::claim(&store, Op::Setup)?;
+    let b = begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
+    let workdir = b
+        .mounts
+        .iter()
+        .find(|m| m.host == ".")
+        .map(|m| m.path.clone())
+        .unwrap_or_default();
+    let dir = store.paths().dir.clone();
+    let run = steps::Run {
+        name,
+        lxd_name: &b.lxd_name,
+        dir: &dir,
+        user: &b.user,
+        workdir: &workdir,
+        quiet: ctx.quiet,
+        hint: format!("; fix the step and run `ldm container setup {name}` again"),
+    };
+    steps::run(&*lxd, &mut store, &mut pending, &steps_to_run, &run)?;
+    op::record(&mut store, vec![finished(name)])?;
+    say(
+        out,
+        &format!("Ran {} setup step(s) in {name}", steps_to_run.len()),
+    )
+}

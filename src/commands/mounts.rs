@@ -1,0 +1,389 @@
+//! Host folders shown in containers, shared by `container create`, `ldm
+//! mount`, `ldm up` and `doctor --fix`: where a mount's host side is, which
+//! host paths are refused, and how the container sees host files with its
+//! user's ids (DESIGN.md, "Mounts").
+//!
+//! Ids: LXD's idmapped mounts (`shift=true`) where the kernel and LXD allow
+//! them; otherwise `raw.idmap` mapping the host user to the container user,
+//! which the kernel's newuidmap allows only when /etc/subuid and
+//! /etc/subgid give root that id (`root:UID:1`). That one-time step needs
+//! root: ldm says the exact command and leaves the mount out.
+
+use std::path::{Path, PathBuf};
+
+use crate::commands::op::Progress;
+use crate::commands::setup;
+use crate::lxd::{Disk, Instance, Lxd, LxdError};
+use crate::model::Mount;
+use crate::Error;
+
+/// A user and group id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+/// The user running ldm: host files it owns must be the container user's.
+pub fn host_ids() -> Ids {
+    // SAFETY: geteuid and getegid cannot fail and touch no memory.
+    unsafe {
+        Ids {
+            uid: libc::geteuid(),
+            gid: libc::getegid(),
+        }
+    }
+}
+
+/// Host folders no mount may show without `--force`: the whole system,
+/// the folder of everyone's homes, and LXD's own state (a container that
+/// sees those can take over the host).
+const REFUSED: &[&str] = &[
+    "/",
+    "/home",
+    "/root",
+    "/var/lib/lxd",
+    "/var/snap/lxd",
+    "/var/lib/incus",
+    "/var/lib/lxcfs",
+    "/var/log/lxd",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+];
+
+/// Why `path` (absolute, resolved) may not be mounted without `--force`.
+pub fn refused(path: &Path) -> Option<String> {
+    for r in REFUSED {
+        let r = Path::new(r);
+        if path == r {
+            return Some(format!("{} is a system folder", r.display()));
+        }
+        // Its parent folders hold it too (/var shows /var/lib/lxd).
+        if r != Path::new("/") && r.starts_with(path) {
+            return Some(format!("{} holds {}", path.display(), r.display()));
+        }
+        if ["/var/lib/lxd", "/var/snap/lxd", "/var/lib/incus"]
+            .iter()
+            .any(|l| Path::new(l) == r)
+            && path.starts_with(r)
+        {
+            return Some(format!("{} is inside LXD's own folder", path.display()));
+        }
+    }
+    None
+}
+
+/// The absolute host folder of `m` in a project at `dir`: it must exist,
+/// and is refused (see [`refused`]) unless `force`.
+pub fn source(dir: &Path, m: &Mount, force: bool) -> Result<PathBuf, Error> {
+    let joined = dir.join(&m.host);
+    let path = std::fs::canonicalize(&joined).map_err(|e| Error::NotFound {
+        what: format!("the host folder {} of mount {m} ({e})", joined.display()),
+        next: format!(
+            "create it (mkdir -p {}), or fix the mount",
+            joined.display()
+        ),
+    })?;
+    if !force {
+        if let Some(why) = refused(&path) {
+            return Err(Error::Usage(format!(
+                "will not mount {}: {why}; a container that sees it can change the host. Mount a project folder instead, or pass --force if you mean it",
+                path.display()
+            )));
+        }
+    }
+    Ok(path)
+}
+
+/// `raw.idmap` mapping the host user and group to the container's.
+pub fn raw_idmap(host: Ids, user: Ids) -> String {
+    format!(
+        "uid {} {}\ngid {} {}",
+        host.uid, user.uid, host.gid, user.gid
+    )
+}
+
+/// True if `text` (an /etc/subuid or /etc/subgid) lets root map `id`.
+pub fn subid_allows(text: &str, id: u32) -> bool {
+    text.lines().any(|l| {
+        let mut f = l.trim().split(':');
+        let (Some(who), Some(start), Some(count)) = (f.next(), f.next(), f.next()) else {
+            return false;
+        };
+        let (Ok(start), Ok(count)) = (start.parse::<u64>(), count.parse::<u64>()) else {
+            return false;
+        };
+        (who == "root" || who == "0") && start <= u64::from(id) && u64::from(id) < start + count
+    })
+}
+
+/// The one-time root command that lets LXD map `host` into containers, or
+/// `None` when /etc/subuid and /etc/subgid allow it already.
+/// `LDM_SUBID_DIR` replaces /etc for the tests with the LXD test double.
+pub fn root_step(host: Ids) -> Option<String> {
+    let dir = std::env::var_os("LDM_SUBID_DIR").unwrap_or_else(|| "/etc".into());
+    let dir = Path::new(&dir);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let mut lines = Vec::new();
+    if !subid_allows(&read("subuid"), host.uid) {
+        lines.push(format!("echo root:{}:1 >> /etc/subuid", host.uid));
+    }
+    if !subid_allows(&read("subgid"), host.gid) {
+        lines.push(format!("echo root:{}:1 >> /etc/subgid", host.gid));
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    Some(format!("sudo sh -c '{}'", lines.join("; ")))
+}
+
+/// How a mount was (or could not be) added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attached {
+    /// Every mount is in place; `how` says which id mapping it uses.
+    Done {
+        /// `"idmapped (shift=true)"` or `"raw.idmap"`.
+        how: &'static str,
+        /// The container was restarted to apply `raw.idmap`.
+        restarted: bool,
+    },
+    /// Mounting needs the one-time root step; nothing was changed.
+    NeedsRoot {
+        /// The command to run as root.
+        command: String,
+    },
+}
+
+/// What [`attach`] mounts into which instance.
+pub struct Target<'a> {
+    /// Full LXD name.
+    pub lxd_name: &'a str,
+    /// The container user's ids.
+    pub user: Ids,
+    /// Each mount with its resolved host folder.
+    pub mounts: &'a [(Mount, PathBuf)],
+}
+
+/// The disk device of a mount.
+pub fn disk(m: &Mount, source: &Path, shift: bool) -> Disk {
+    Disk {
+        device: m.device_name(),
+        source: source.to_string_lossy().into_owned(),
+        path: m.path.clone(),
+        readonly: m.readonly,
+        shift,
+    }
+}
+
+/// True if `d` is the device of `m` from `source`.
+pub fn same(d: &Disk, m: &Mount, source: &Path) -> bool {
+    d.device == m.device_name()
+        && Path::new(&d.source) == source
+        && d.path == m.path
+        && d.readonly == m.readonly
+}
+
+/// Adds the mounts LXD does not have yet to `t.lxd_name`, choosing the id
+/// mapping: idmapped mounts first (only a running instance can tell), else
+/// `raw.idmap` (set, and the instance restarted if it runs) when the
+/// one-time root step was done. Idempotent: a re-run after a crash finds
+/// the devices an earlier run added.
+pub fn attach(
+    lxd: &dyn Lxd,
+    t: &Target,
+    wait: std::time::Duration,
+    progress: &Progress,
+) -> Result<Attached, Error> {
+    let inst = instance(lxd, t.lxd_name)?;
+    let todo: Vec<&(Mount, PathBuf)> = t
+        .mounts
+        .iter()
+        .filter(|(m, s)| !inst.disks.iter().any(|d| same(d, m, s)))
+        .collect();
+    let shifted = inst.disks.iter().any(|d| d.shift);
+    let idmap = raw_idmap(host_ids(), t.user);
+    if todo.is_empty() {
+        let how = if shifted { SHIFT } else { RAW };
+        return Ok(Attached::Done {
+            how,
+            restarted: false,
+        });
+    }
+    // A device at the same name with other values is an older mount at
+    // this path: replace it.
+    for (m, _) in &todo {
+        if inst.disks.iter().any(|d| d.device == m.device_name()) {
+            remove(lxd, t.lxd_name, &m.device_name())?;
+        }
+    }
+    let use_raw = inst.raw_idmap.as_deref() == Some(idmap.as_str());
+    if inst.is_running() && !use_raw {
+        let (m, s) = todo[0];
+        match lxd.add_disk(t.lxd_name, &disk(m, s, true)) {
+            Ok(()) => {
+                for (m, s) in &todo[1..] {
+                    add(lxd, t.lxd_name, &disk(m, s, true))?;
+                }
+                return Ok(Attached::Done {
+                    how: SHIFT,
+                    restarted: false,
+                });
+            }
+            Err(LxdError::NoShift { .. }) => {}
+            Err(e) => return Err(Error::lxd(format!("mounting {} in {}", m, t.lxd_name))(e)),
+        }
+    }
+    let mut restarted = false;
+    if !use_raw {
+        if let Some(other) = inst.raw_idmap.as_deref().filter(|v| !v.trim().is_empty()) {
+            return Err(Error::Conflict {
+                what: format!(
+                    "{} has raw.idmap set to {:?}, and ldm would set {:?}",
+                    t.lxd_name, other, idmap
+                ),
+                next: format!(
+                    "unset it (`lxc config unset {} raw.idmap`) and run the command again",
+                    t.lxd_name
+                ),
+            });
+        }
+        if let Some(command) = root_step(host_ids()) {
+            return Ok(Attached::NeedsRoot { command });
+        }
+        progress.note(&format!(
+            "mapping host uid {} to uid {} in {} (raw.idmap)",
+            host_ids().uid,
+            t.user.uid,
+            t.lxd_name
+        ));
+        lxd.set_config(t.lxd_name, "raw.idmap", &idmap)
+            .map_err(Error::lxd(format!("setting raw.idmap of {}", t.lxd_name)))?;
+        if inst.is_running() {
+            progress.note(&format!("restarting {} to apply it", t.lxd_name));
+            if let Err(e) = lxd.restart(t.lxd_name) {
+                // LXD would not start it with the mapping: put it back as
+                // it was, running, before saying so.
+                let _ = lxd.set_config(t.lxd_name, "raw.idmap", "");
+                let _ = lxd.start(t.lxd_name);
+                return Err(Error::lxd(format!(
+                    "restarting {} with raw.idmap {idmap:?} (it was set back)",
+                    t.lxd_name
+                ))(e));
+            }
+            setup::wait_ready(lxd, t.lxd_name, wait, "")?;
+            restarted = true;
+        }
+    }
+    for (m, s) in &todo {
+        add(lxd, t.lxd_name, &disk(m, s, false))?;
+    }
+    Ok(Attached::Done {
+        how: RAW,
+        restarted,
+    })
+}
+
+const SHIFT: &str = "idmapped (shift=true)";
+const RAW: &str = "raw.idmap";
+
+fn instance(lxd: &dyn Lxd, lxd_name: &str) -> Result<Instance, Error> {
+    crate::commands::op::instance(lxd, lxd_name)
+}
+
+fn add(lxd: &dyn Lxd, lxd_name: &str, d: &Disk) -> Result<(), Error> {
+    match lxd.add_disk(lxd_name, d) {
+        Ok(()) | Err(LxdError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(Error::lxd(format!("mounting {} in {lxd_name}", d.source))(
+            e,
+        )),
+    }
+}
+
+/// Removes device `device`; one LXD no longer has is gone already.
+pub fn remove(lxd: &dyn Lxd, lxd_name: &str, device: &str) -> Result<(), Error> {
+    match lxd.remove_device(lxd_name, device) {
+        Ok(()) | Err(LxdError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::lxd(format!(
+            "removing device {device} of {lxd_name}"
+        ))(e)),
+    }
+}
+
+/// The container user's ids (`id -u`, `id -g` inside).
+pub fn user_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str) -> Result<Ids, Error> {
+    let argv = ["sh", "-c", r#"id -u "$1" && id -g "$1""#, "sh", user];
+    let out = setup::exec_when_ready(
+        lxd,
+        lxd_name,
+        &argv,
+        b"",
+        std::time::Duration::from_secs(30),
+    )
+    .map_err(Error::lxd(format!(
+        "reading the ids of {user} in {lxd_name}"
+    )))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut nums = text.split_whitespace().map(str::parse::<u32>);
+    match (out.code, nums.next(), nums.next()) {
+        (0, Some(Ok(uid)), Some(Ok(gid))) => Ok(Ids { uid, gid }),
+        _ => Err(Error::InContainer {
+            doing: format!("reading the ids of user {user}"),
+            instance: lxd_name.to_string(),
+            code: out.code,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            hint: String::new(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_folders_and_their_parents_are_refused() {
+        for p in [
+            "/",
+            "/home",
+            "/var",
+            "/var/lib",
+            "/var/lib/lxd",
+            "/var/lib/lxd/containers",
+            "/etc",
+        ] {
+            assert!(refused(Path::new(p)).is_some(), "{p}");
+        }
+        for p in ["/home/ann/webapp", "/srv/data", "/tmp/x", "/var/tmp/p"] {
+            assert!(refused(Path::new(p)).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn subid_ranges_are_read_as_newuidmap_does() {
+        let text = "_lxd:100000:10000001\nroot:100000:10000001\nroot:1001:1\n";
+        assert!(subid_allows(text, 1001));
+        assert!(subid_allows(text, 100000));
+        assert!(!subid_allows(text, 1000));
+        assert!(!subid_allows("ann:1000:1\n", 1000));
+        assert!(!subid_allows("garbage\nroot:x:1\n", 1000));
+    }
+
+    #[test]
+    fn the_idmap_maps_uid_and_gid_once_each() {
+        let v = raw_idmap(
+            Ids {
+                uid: 1001,
+                gid: 1002,
+            },
+            Ids {
+                uid: 1000,
+                gid: 1000,
+            },
+        );
+        assert_eq!(v, "uid 1001 1000\ngid 1002 1000");
+    }
+}

@@ -1,0 +1,192 @@
+//! The LXD steps that make a recorded container real, shared by `container
+//! create` (and its resumption) and `ldm up` (re-creating a container LXD
+//! no longer has): launch, boot, user, mounts, setup steps,
+//! `initial-state`, IPv4. Each step is idempotent, so a re-run after a
+//! crash or a failed setup step goes on where the last one stopped.
+
+use std::io::Write;
+use std::time::Duration;
+
+use crate::commands::container::{finish, launch, rerun_hint, Started};
+use crate::commands::mounts::{self, Attached};
+use crate::commands::op::{self, Progress};
+use crate::commands::setup::{self, LAUNCH_CONFIG};
+use crate::commands::steps;
+use crate::commands::Ctx;
+use crate::lxd::Lxd;
+use crate::model::{Mount, Mutation, Op};
+use crate::store::Store;
+use crate::{say, Error};
+
+/// Which mounts a container gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mounts {
+    /// Those recorded for it, else the project's defaults.
+    Default,
+    /// None (`--no-mount`), except those recorded already.
+    None,
+}
+
+/// What to provision.
+pub struct Plan<'a> {
+    /// Container name.
+    pub name: &'a str,
+    /// Image to launch.
+    pub image: &'a str,
+    /// Which mounts.
+    pub mounts: Mounts,
+    /// Mount refused host folders anyway.
+    pub force: bool,
+    /// Boot wait.
+    pub timeout: Duration,
+    /// No progress lines (`-q`, or one of many in parallel); setup
+    /// output still shows unless `-q`.
+    pub quiet: bool,
+}
+
+/// Runs every step for `s` and records the outcome; prints how to get in.
+pub fn run(
+    ctx: &Ctx,
+    store: &mut Store,
+    mut s: Started,
+    plan: &Plan,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (name, image) = (plan.name, plan.image);
+    let lxd = ctx.lxd_at(s.remote.as_deref(), plan.timeout);
+    let hint = rerun_hint(name, &Op::Create, image);
+    let lxd_name = s.lxd_name.clone();
+    let lxd_name = lxd_name.as_str();
+    let wanted = wanted_mounts(&s, plan);
+    let mut progress = Progress::new(
+        plan.quiet,
+        5 + usize::from(!wanted.is_empty()) + usize::from(!s.steps.is_empty()),
+    );
+    progress.step(&format!("Launching {lxd_name} from {image}"));
+    launch(store, &*lxd, &s, name, image, LAUNCH_CONFIG, &progress)?;
+    progress.step(&format!("Waiting for {lxd_name} to finish booting"));
+    setup::wait_ready(&*lxd, lxd_name, plan.timeout, &hint)?;
+    progress.step(&format!("Creating user {} with sudo, enabling SSH", s.user));
+    setup::user(&*lxd, lxd_name, &s.user, &s.password, &hint)?;
+    let mut later = None;
+    if !wanted.is_empty() {
+        progress.step(&format!("Mounting {}", list(&wanted)));
+        later = mount(store, &*lxd, &s, &wanted, plan, &progress)?;
+    }
+    if !s.steps.is_empty() {
+        progress.step(&format!("Running {} setup step(s)", s.steps.len()));
+        let workdir = wanted
+            .iter()
+            .find(|m| m.host == ".")
+            .filter(|_| later.is_none())
+            .map(|m| m.path.clone())
+            .unwrap_or_default();
+        let dir = store.paths().dir.clone();
+        let run = steps::Run {
+            name,
+            lxd_name,
+            dir: &dir,
+            user: &s.user,
+            workdir: &workdir,
+            quiet: ctx.quiet,
+            hint: format!(
+                "; {name} is kept: fix the step and run `ldm container create {name}` to resume at it, or `ldm remove {name}`"
+            ),
+        };
+        let steps = s.steps.clone();
+        steps::run(&*lxd, store, &mut s.pending, &steps, &run)?;
+    }
+    progress.step(&format!("Taking snapshot {}", setup::INITIAL_STATE));
+    setup::snapshot_initial(&*lxd, lxd_name, s.resumed, &hint)?;
+    progress.step("Waiting for an IPv4 address");
+    let ip = setup::wait_ipv4(&*lxd, lxd_name, Duration::from_secs(30))?;
+    finish(store, name)?;
+    let verb = if s.recreate { "Re-created" } else { "Created" };
+    say(out, &format!("{verb} {name} ({lxd_name}) from {image}"))?;
+    setup::print_access(out, name, ip.as_deref(), &s.user, &s.password)?;
+    if let Some(note) = later {
+        say(out, &note)?;
+    }
+    Ok(())
+}
+
+/// The mounts this run should have in place.
+fn wanted_mounts(s: &Started, plan: &Plan) -> Vec<Mount> {
+    if !s.mounts.is_empty() {
+        return s.mounts.clone();
+    }
+    if plan.mounts == Mounts::None || s.recreate {
+        return Vec::new();
+    }
+    if let Some(remote) = &s.remote {
+        if !plan.quiet {
+            eprintln!(
+                "note: the project's LXD is the remote {remote}: the project folder is not on that server, so {} gets no mount (copy files with `ldm mv`)",
+                plan.name
+            );
+        }
+        return Vec::new();
+    }
+    s.default_mounts.clone()
+}
+
+fn list(mounts: &[Mount]) -> String {
+    mounts
+        .iter()
+        .map(Mount::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Adds the mounts and records them. Returns the note to print when the
+/// one-time root step is missing (the container is created without them).
+fn mount(
+    store: &mut Store,
+    lxd: &dyn Lxd,
+    s: &Started,
+    wanted: &[Mount],
+    plan: &Plan,
+    progress: &Progress,
+) -> Result<Option<String>, Error> {
+    let dir = store.paths().dir.clone();
+    let resolved = wanted
+        .iter()
+        .map(|m| Ok((m.clone(), mounts::source(&dir, m, plan.force)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let user = mounts::user_ids(lxd, &s.lxd_name, &s.user)?;
+    let target = mounts::Target {
+        lxd_name: &s.lxd_name,
+        user,
+        mounts: &resolved,
+    };
+    match mounts::attach(lxd, &target, plan.timeout, progress)? {
+        Attached::Done { how, .. } => {
+            progress.note(&format!("mounted with {how}"));
+            let new: Vec<Mutation> = wanted
+                .iter()
+                .filter(|m| !s.mounts.contains(m))
+                .map(|m| Mutation::MountAdded {
+                    container: plan.name.to_string(),
+                    mount: m.to_string(),
+                })
+                .collect();
+            if !new.is_empty() {
+                op::record(store, new)?;
+            }
+            Ok(None)
+        }
+        Attached::NeedsRoot { command } => Ok(Some(needs_root(plan.name, wanted, &command))),
+    }
+}
+
+/// What to run when mounting needs the one-time root step.
+pub fn needs_root(name: &str, wanted: &[Mount], command: &str) -> String {
+    let then: Vec<String> = wanted
+        .iter()
+        .map(|m| format!("  ldm mount {name} {m}"))
+        .collect();
+    format!(
+        "Not mounted: this kernel or LXD cannot shift ids on a mount (shift=true), and mapping your uid into the container (raw.idmap) needs a one-time step as root:\n  {command}\nthen:\n{}",
+        then.join("\n")
+    )
+}

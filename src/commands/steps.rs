@@ -1,0 +1,177 @@
+//! Setup steps (`setup:` in `containers.yaml`): shell commands or project
+//! scripts run once, as root, after the container's user exists. Output
+//! is streamed line by line with the container's name in front. Progress
+//! is kept in the intent of the operation running them (`Pending.setup`),
+//! one short commit per step, so that a failed or killed run resumes at
+//! the step that did not finish.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::commands::{op, text};
+use crate::lxd::{Lxd, LxdError};
+use crate::model::{Mutation, Pending, SetupProgress, Step};
+use crate::store::Store;
+use crate::Error;
+
+/// Largest script file a step may run.
+const MAX_SCRIPT: u64 = 1024 * 1024;
+
+/// Runs a script read from stdin as a file, so that its `#!` line counts;
+/// a script without one runs under `sh`.
+const RUN_SCRIPT: &str = r#"f=$(mktemp) || exit 1
+cat > "$f"; chmod 700 "$f"
+"$f"; r=$?; rm -f "$f"; exit $r"#;
+
+/// Where and for whom steps run.
+pub struct Run<'a> {
+    /// Container name, printed in front of each line.
+    pub name: &'a str,
+    /// Full LXD name.
+    pub lxd_name: &'a str,
+    /// The project folder on the host (scripts are relative to it).
+    pub dir: &'a Path,
+    /// `LDM_USER` in the steps' environment.
+    pub user: &'a str,
+    /// `LDM_WORKDIR`: where the project folder is mounted, or empty.
+    pub workdir: &'a str,
+    /// No output lines (`-q`).
+    pub quiet: bool,
+    /// Rerun hint for errors.
+    pub hint: String,
+}
+
+/// Runs `steps` from `pending.setup.done + 1`, recording each finished
+/// step in the intent; a failing step is recorded as failed and stops the
+/// run with an error that names it.
+pub fn run(
+    lxd: &dyn Lxd,
+    store: &mut Store,
+    pending: &mut Pending,
+    steps: &[Step],
+    r: &Run,
+) -> Result<(), Error> {
+    let done = pending.setup.map_or(0, |s| s.done) as usize;
+    for (i, step) in steps.iter().enumerate().skip(done) {
+        let k = i as u32 + 1;
+        if !r.quiet {
+            eprintln!(
+                "==> {}: setup step {k} of {}: {}",
+                r.name,
+                steps.len(),
+                text::escape(&step.to_string())
+            );
+        }
+        let (code, tail) = one(lxd, step, r)?;
+        let progress = if code == 0 {
+            SetupProgress {
+                done: k,
+                failed: None,
+            }
+        } else {
+            SetupProgress {
+                done: k - 1,
+                failed: Some(k),
+            }
+        };
+        record(store, r.name, pending, progress)?;
+        if code != 0 {
+            return Err(Error::InContainer {
+                doing: format!("setup step {k} ({})", text::escape(&step.to_string())),
+                instance: r.lxd_name.to_string(),
+                code,
+                stderr: tail,
+                hint: r.hint.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Records how far the steps ran in the operation's intent.
+fn record(
+    store: &mut Store,
+    name: &str,
+    pending: &mut Pending,
+    progress: SetupProgress,
+) -> Result<(), Error> {
+    pending.setup = Some(progress);
+    op::record(
+        store,
+        vec![Mutation::OperationStarted {
+            container: name.to_string(),
+            snapshot: None,
+            pending: pending.clone(),
+        }],
+    )
+}
+
+/// Runs one step; returns its exit code and its last output lines.
+fn one(lxd: &dyn Lxd, step: &Step, r: &Run) -> Result<(i32, String), Error> {
+    let user = format!("LDM_USER={}", r.user);
+    let workdir = format!("LDM_WORKDIR={}", r.workdir);
+    let (argv, stdin): (Vec<&str>, Vec<u8>) = match step {
+        Step::Command(c) => (vec!["env", &user, &workdir, "sh", "-c", c], Vec::new()),
+        Step::Script { script } => (
+            vec!["env", &user, &workdir, "sh", "-c", RUN_SCRIPT],
+            read_script(r.dir, script)?,
+        ),
+    };
+    let mut tail: Vec<String> = Vec::new();
+    let mut each = |line: &str| {
+        if !r.quiet {
+            eprintln!("{} | {}", r.name, text::escape(line));
+        }
+        tail.push(line.to_string());
+        if tail.len() > 20 {
+            tail.remove(0);
+        }
+    };
+    let start = std::time::Instant::now();
+    let code = loop {
+        match lxd.exec_lines(r.lxd_name, &argv, &stdin, &mut each) {
+            // LXD could not start the command yet: it never ran.
+            Err(LxdError::NotReady { .. }) if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Ok(code) => break code,
+            Err(e) => {
+                return Err(Error::lxd(format!(
+                    "running a setup step in {}{}",
+                    r.lxd_name, r.hint
+                ))(e))
+            }
+        }
+    };
+    Ok((code, tail.join("\n")))
+}
+
+/// A step's script: a regular file of the project, at most 1 MiB.
+fn read_script(dir: &Path, script: &str) -> Result<Vec<u8>, Error> {
+    let rel = Path::new(script);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(Error::Usage(format!(
+            "setup script {script:?} must be a path inside the project folder, like setup/dev.sh"
+        )));
+    }
+    let path = dir.join(rel);
+    let meta = std::fs::metadata(&path).map_err(|e| Error::NotFound {
+        what: format!("setup script {} ({e})", path.display()),
+        next: "fix `setup:` in containers.yaml, or create the script".into(),
+    })?;
+    if !meta.is_file() || meta.len() > MAX_SCRIPT {
+        return Err(Error::Usage(format!(
+            "setup script {} is not a regular file of at most 1 MiB",
+            path.display()
+        )));
+    }
+    std::fs::read(&path).map_err(|source| Error::Io {
+        action: "read setup script".into(),
+        path: Some(path),
+        source,
+    })
+}

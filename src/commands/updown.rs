@@ -1,0 +1,332 @@
+//! `ldm up` and `ldm down`, for one container or, with no name, for every
+//! container of the project in parallel: `up` starts the stopped ones and
+//! re-creates (from the recorded image, with its mounts and setup steps)
+//! those LXD no longer has. One line per container as each ends, then a
+//! summary; any failure makes the exit non-zero and is named.
+
+use std::io::Write;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::cli::UpDown;
+use crate::commands::container::Started;
+use crate::commands::op;
+use crate::commands::provision::{self, Mounts, Plan};
+use crate::commands::setup::wait_ipv4;
+use crate::commands::{text, Ctx};
+use crate::lxd::{Instance, Lxd, LxdError};
+use crate::model::{Mutation, Op, Project};
+use crate::store::Owners;
+use crate::{say, Error};
+
+/// What `up` or `down` will do to one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start it.
+    Start,
+    /// Stop it.
+    Stop,
+    /// LXD no longer has it: launch it again from `image`.
+    Recreate {
+        /// The recorded image.
+        image: String,
+    },
+    /// Nothing to do; the words say why.
+    Nothing(String),
+    /// Cannot be done; the words say why and what to run.
+    Refuse(String),
+}
+
+/// The plan for every container of `project` (sorted by name), given what
+/// LXD has.
+pub fn plan(
+    project: &Project,
+    owners: &Owners,
+    lxd: &[Instance],
+    up: bool,
+) -> Vec<(String, Action)> {
+    project
+        .containers
+        .iter()
+        .map(|(name, c)| {
+            let lxd_name = project.lxd_name(name);
+            let inst = lxd.iter().find(|i| i.name == lxd_name);
+            let action = match (&c.pending, inst) {
+                (Some(p), _) if op::is_alive(owners, p) => {
+                    Action::Refuse(format!("busy: {}", op::doing(p)))
+                }
+                (Some(p), _) => Action::Refuse(format!(
+                    "has an interrupted {}: run `{}` to finish it",
+                    p.op.noun(),
+                    p.op.command(name, &c.image)
+                )),
+                (None, None) if up => Action::Recreate {
+                    image: c.image.clone(),
+                },
+                (None, None) => Action::Nothing("not in LXD".into()),
+                (None, Some(i)) if up && i.is_running() => {
+                    Action::Nothing("already running".into())
+                }
+                (None, Some(_)) if up => Action::Start,
+                (None, Some(i)) if i.is_running() => Action::Stop,
+                (None, Some(_)) => Action::Nothing("already stopped".into()),
+            };
+            (name.clone(), action)
+        })
+        .collect()
+}
+
+/// How `--dry-run` words an action.
+fn describe(project: &Project, name: &str, a: &Action) -> String {
+    match a {
+        Action::Start => "start".into(),
+        Action::Stop => "stop".into(),
+        Action::Recreate { image } => {
+            let c = &project.containers[name];
+            let steps = project.effective_setup(name).len();
+            let mut s = format!("re-create from {image} (LXD no longer has it)");
+            if !c.mounts.is_empty() {
+                let m: Vec<String> = c.mounts.iter().map(|m| m.to_string()).collect();
+                s.push_str(&format!(", mount {}", m.join(", ")));
+            }
+            if steps > 0 {
+                s.push_str(&format!(", {steps} setup step(s)"));
+            }
+            s
+        }
+        Action::Nothing(why) => format!("nothing ({why})"),
+        Action::Refuse(why) => format!("cannot: {why}"),
+    }
+}
+
+/// `ldm up [NAME]`.
+pub fn up(ctx: &Ctx, args: &UpDown, out: &mut dyn Write) -> Result<(), Error> {
+    run(ctx, args, out, true)
+}
+
+/// `ldm down [NAME]`.
+pub fn down(ctx: &Ctx, args: &UpDown, out: &mut dyn Write) -> Result<(), Error> {
+    run(ctx, args, out, false)
+}
+
+fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Error> {
+    let store = ctx.store()?;
+    let project = store.read()?;
+    if let Some(name) = &args.name {
+        op::container(&project, name)?;
+    }
+    let lxd = ctx.lxd(&project, args.wait.timeout);
+    let instances = lxd.list().map_err(Error::lxd("listing LXD's instances"))?;
+    let mut plan = plan(&project, &store.owners(), &instances, up);
+    if let Some(name) = &args.name {
+        plan.retain(|(n, _)| n == name);
+    }
+    if args.dry_run {
+        for (name, a) in &plan {
+            say(out, &format!("{name}: {}", describe(&project, name, a)))?;
+        }
+        return Ok(());
+    }
+    if plan.is_empty() {
+        return say(
+            out,
+            "The project has no containers (create one with `ldm container create NAME IMAGE`)",
+        );
+    }
+    let one = args.name.is_some();
+    let (tx, rx) = mpsc::channel::<(usize, Result<String, Error>)>();
+    let mut results: Vec<Option<Result<String, Error>>> = plan.iter().map(|_| None).collect();
+    std::thread::scope(|scope| -> Result<(), Error> {
+        for (i, (name, action)) in plan.iter().enumerate() {
+            let (lxd, project, tx) = (&lxd, &project, tx.clone());
+            scope.spawn(move || {
+                let r = act(ctx, &**lxd, project, name, action, args.wait.timeout, one);
+                let _ = tx.send((i, r));
+            });
+        }
+        drop(tx);
+        // Lines in the order containers finish, as they finish.
+        for (i, r) in rx {
+            if !one {
+                let name = &plan[i].0;
+                let line = match &r {
+                    Ok(done) => format!("{name}: {done}"),
+                    Err(e) => format!("{name}: failed: {}", text::escape(&e.to_string())),
+                };
+                say(out, &line)?;
+            }
+            results[i] = Some(r);
+        }
+        Ok(())
+    })?;
+    let results: Vec<(String, Result<String, Error>)> = plan
+        .iter()
+        .zip(results)
+        .map(|((name, _), r)| {
+            let r = r.unwrap_or_else(|| {
+                Err(Error::Usage(format!("{name}: the worker thread panicked")))
+            });
+            (name.clone(), r)
+        })
+        .collect();
+    if one {
+        let Some((name, r)) = results.into_iter().next() else {
+            return Ok(());
+        };
+        return match r {
+            Ok(done) => say(out, &format!("{name} {done}")),
+            Err(e) => Err(e),
+        };
+    }
+    summary(out, &results, up)
+}
+
+fn summary(
+    out: &mut dyn Write,
+    results: &[(String, Result<String, Error>)],
+    up: bool,
+) -> Result<(), Error> {
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let total = results.len();
+    let state = if up { "running" } else { "stopped" };
+    say(
+        out,
+        &format!("{} of {total} containers {state}", total - failed.len()),
+    )?;
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::SomeContainersFailed {
+        failed: failed.len(),
+        total,
+        names: failed.join(", "),
+    })
+}
+
+/// Carries out one container's action; returns what was done, in words.
+fn act(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    project: &Project,
+    name: &str,
+    action: &Action,
+    wait: Duration,
+    one: bool,
+) -> Result<String, Error> {
+    let lxd_name = project.lxd_name(name);
+    match action {
+        Action::Start => {
+            match lxd.start(&lxd_name) {
+                Ok(()) | Err(LxdError::AlreadyInState { .. }) => {}
+                Err(e) => return Err(Error::lxd(format!("starting {lxd_name}"))(e)),
+            }
+            running_at(ctx, lxd, &lxd_name, wait, one)
+        }
+        Action::Stop => match lxd.stop(&lxd_name) {
+            Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok("is stopped".into()),
+            Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
+        },
+        Action::Recreate { image } => recreate(ctx, name, image, wait, one),
+        Action::Nothing(why) if why == "already running" => {
+            running_at(ctx, lxd, &lxd_name, wait, one)
+        }
+        Action::Nothing(why) => Ok(format!("is {why}")),
+        Action::Refuse(why) => Err(Error::Conflict {
+            what: format!("container {name} {why}"),
+            next: "then run `ldm up` again".into(),
+        }),
+    }
+}
+
+fn running_at(
+    ctx: &Ctx,
+    lxd: &dyn Lxd,
+    lxd_name: &str,
+    wait: Duration,
+    one: bool,
+) -> Result<String, Error> {
+    if one && !ctx.quiet {
+        eprintln!("Waiting for {lxd_name} to get an IPv4 address...");
+    }
+    Ok(match wait_ipv4(lxd, lxd_name, wait)? {
+        Some(ip) => format!("is running at {ip}"),
+        None => format!(
+            "is running, but has no IPv4 address after {} s",
+            wait.as_secs()
+        ),
+    })
+}
+
+/// Launches a recorded container again, as an interrupted create would
+/// be finished: its intent first, then every provisioning step.
+fn recreate(
+    ctx: &Ctx,
+    name: &str,
+    image: &str,
+    wait: Duration,
+    one: bool,
+) -> Result<String, Error> {
+    let mut store = ctx.store()?;
+    let (_owner, pending) = op::claim(&store, Op::Create)?;
+    let owners = store.owners();
+    let s = store.commit(|p| {
+        let c = op::container(p, name)?;
+        if let Some(old) = op::check_free(&owners, name, c)? {
+            return Err(op::interrupted(name, &old, &c.image, ""));
+        }
+        let (user, password) = p.effective_user(name);
+        let s = Started {
+            project: p.project.clone(),
+            remote: p.remote.clone(),
+            lxd_name: p.lxd_name(name),
+            user: user.clone(),
+            password,
+            resumed: true,
+            pending: pending.clone(),
+            mounts: c.mounts.clone(),
+            default_mounts: Vec::new(),
+            steps: p.effective_setup(name).to_vec(),
+            recreate: true,
+        };
+        let m = Mutation::OperationStarted {
+            container: name.to_string(),
+            snapshot: None,
+            pending: pending.clone(),
+        };
+        Ok::<_, Error>((vec![m], s))
+    })?;
+    let lost = store.read()?.containers.get(name).map_or(0, |c| {
+        c.snapshots
+            .keys()
+            .filter(|k| *k != crate::commands::setup::INITIAL_STATE)
+            .count()
+    });
+    let plan = Plan {
+        name,
+        image,
+        mounts: Mounts::Default,
+        force: false,
+        timeout: wait.max(Duration::from_secs(300)),
+        quiet: ctx.quiet || !one,
+    };
+    let mut sink = Vec::new();
+    provision::run(ctx, &mut store, s, &plan, &mut sink)?;
+    let mut done = format!("re-created from {image}");
+    if let Some(ip) = String::from_utf8_lossy(&sink).lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("IPv4:")
+            .map(|ip| ip.trim().to_string())
+    }) {
+        done.push_str(&format!(", running at {ip}"));
+    }
+    if lost > 0 {
+        done.push_str(&format!(
+            "; its {lost} other snapshot(s) went with the old instance (`ldm doctor` lists them)"
+        ));
+    }
+    Ok(done)
+}
