@@ -69,6 +69,18 @@ fn leaves_temp(point: &str) -> bool {
 /// `expected_seq` records and write nothing, doctor is content, and the next
 /// writer recovers with the right notices and leaves a clean store.
 fn check_after_crash(dir: &Path, point: &str, expected: &Project, expected_seq: u64) {
+    check_after_crash_upgrading(dir, point, expected, expected_seq, false);
+}
+
+/// [`check_after_crash`]; `upgrading`: the log is still of an older format
+/// version, so the next writer's one more line is the upgrade's notice.
+fn check_after_crash_upgrading(
+    dir: &Path,
+    point: &str,
+    expected: &Project,
+    expected_seq: u64,
+    upgrading: bool,
+) {
     let temp = leaves_temp(point) && !point.starts_with("append.");
     assert_eq!(
         !temps(dir).is_empty(),
@@ -102,7 +114,16 @@ fn check_after_crash(dir: &Path, point: &str, expected: &Project, expected_seq: 
     // A crash between the fold and the new log leaves a consistent pair:
     // the next writer has nothing to say but the temp file it removed.
     assert_eq!(err.contains("removed"), temp, "{point}: stderr: {err}");
-    assert_eq!(err.lines().count(), temp as usize, "{point}: {err}");
+    assert_eq!(
+        err.contains("to log format version 3"),
+        upgrading,
+        "{point}: stderr: {err}"
+    );
+    assert_eq!(
+        err.lines().count(),
+        temp as usize + upgrading as usize,
+        "{point}: {err}"
+    );
     assert!(temps(dir).is_empty(), "{point}: temps {:?}", temps(dir));
     let mut after = expected.clone();
     after.defaults.ports = vec![4242];
@@ -124,6 +145,47 @@ fn compact_killed_at_each_step_loses_and_doubles_nothing() {
             assert_eq!(pre_seq, 12);
             die_at(dir.path(), point, &["compact"], None);
             check_after_crash(dir.path(), point, &pre, pre_seq);
+        }
+    }
+}
+
+/// The first writer upgrades a version 2 log by a compaction, before its
+/// commit: killed at each step of it, the commit never happened, and the
+/// next writer upgrades again until the new log is in. With `go_yaml`,
+/// beside lxc-dev-manager's write, which the upgrade folds (merged).
+#[test]
+fn upgrade_of_a_version_2_log_killed_at_each_step_loses_and_doubles_nothing() {
+    for go_yaml in [false, true] {
+        for point in COMPACTION {
+            let dir = tempdir();
+            prepare(dir.path(), false);
+            let old = downgrade_log_to_v2(dir.path());
+            if go_yaml {
+                go_tool_write(dir.path(), |text| text.replace("user3", "gouser"));
+            }
+            let (pre, pre_seq) = (state(dir.path()), last_seq(dir.path()));
+            assert_eq!(pre_seq, 12);
+            if go_yaml {
+                assert_eq!(
+                    pre.defaults.user.as_ref().unwrap().name.as_deref(),
+                    Some("gouser")
+                );
+            }
+            let args = ["config", "set", "defaults.user.name", "killed"];
+            die_at(dir.path(), point, &args, None);
+            let replaced = matches!(
+                point,
+                "compact.log.renamed" | "compact.log.dir-synced" | "compact.done"
+            );
+            let header =
+                ldm::store::record::decode_header(&std::fs::read(log_path(dir.path())).unwrap())
+                    .unwrap();
+            assert_eq!(
+                (header.version, header.id),
+                (if replaced { 3 } else { 2 }, old.id),
+                "{point}"
+            );
+            check_after_crash_upgrading(dir.path(), point, &pre, pre_seq, !replaced);
         }
     }
 }

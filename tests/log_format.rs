@@ -703,7 +703,7 @@ proptest! {
         let mut file = record::encode_header(generation, &id, first - 1).to_vec();
         prop_assert_eq!(
             record::decode_header(&file),
-            Ok(record::Header { version: 2, generation, id: Some(id), prev_seq: Some(first - 1) })
+            Ok(record::Header { version: record::VERSION, generation, id: Some(id), prev_seq: Some(first - 1) })
         );
         let mut starts = Vec::new();
         for (i, ms) in commits.iter().enumerate() {

@@ -8,8 +8,9 @@
 //! still be invalid); with bit 4 too, a version 2 mark naming log
 //! `[c % 4; 16]`, with the right checksum of the bytes above it when bit 5
 //! is clear, so that the fuzzer reaches ldm's own folds and edits of them.
-//! Flag bit 1: the log is a valid version 2 header (identity `[c % 4; 16]`,
-//! prev_seq `b % 4`; version 1, generation `c % 4`, with bit 6) followed by
+//! Flag bit 1: the log is a valid header of this build's version (identity
+//! `[c % 4; 16]`, prev_seq `b % 4`; version 1, generation `c % 4`, with bit
+//! 6; version 2, the same layout, with bit 7 and not 6) followed by
 //! the log part split on NUL bytes into checksummed records with seqs from
 //! `b % 4 + 1`, so that the fuzzer reaches replay and the merge.
 //! Flag bit 2: no log file at all.
@@ -94,6 +95,8 @@ fuzz_target!(|data: &[u8]| {
     let log = if flags & 2 != 0 {
         let mut out = if flags & 64 != 0 {
             record::encode_header_v1(u64::from(c % 4)).to_vec()
+        } else if flags & 128 != 0 {
+            record::encode_header_v2(1, &[c % 4; 16], u64::from(b % 4)).to_vec()
         } else {
             record::encode_header(1, &[c % 4; 16], u64::from(b % 4)).to_vec()
         };

@@ -124,6 +124,24 @@ pub struct Pending {
     pub setup: Option<SetupProgress>,
 }
 
+/// Every kind of [`Op`] (its `kind`, as a record's `pending` holds it) with
+/// the log format version that introduced it. Part of the format, as
+/// [`Mutation::KINDS`] is: an ldm that reads an older version takes a kind
+/// it does not know inside `pending` for damage, so a new kind needs a new
+/// log version (`store::record::VERSION`), and `tests::op_kinds_are_frozen`
+/// fails until both are done.
+pub const OP_KINDS: &[(&str, u32)] = &[
+    ("create", 1),
+    ("clone", 1),
+    ("reset", 1),
+    ("snapshot-create", 1),
+    ("snapshot-delete", 1),
+    ("remove", 1),
+    ("image-create", 1),
+    // New kinds go here, in the order of the variants, with the log format
+    // version that introduced them (e.g. `("mount", 3)`).
+];
+
 /// The kinds of long operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -451,5 +469,84 @@ mod tests {
         let op: Op = serde_json::from_str(old).unwrap();
         assert!(!op.restart() && op.with_restart().restart());
         assert!(!Op::Create.with_restart().restart());
+    }
+
+    /// One example of every kind of `Op`, with every optional field set, and
+    /// its exact JSON. Adding a variant breaks the exhaustive match in
+    /// `kind`; adding it there without an example here and an entry in
+    /// `OP_KINDS` (and so a new log version) breaks this test.
+    #[test]
+    fn op_kinds_are_frozen() {
+        fn kind(op: &Op) -> &'static str {
+            match op {
+                Op::Create => "create",
+                Op::Clone { .. } => "clone",
+                Op::Reset { .. } => "reset",
+                Op::SnapshotCreate { .. } => "snapshot-create",
+                Op::SnapshotDelete { .. } => "snapshot-delete",
+                Op::Remove => "remove",
+                Op::ImageCreate { .. } => "image-create",
+            }
+        }
+        let frozen: Vec<(Op, &str)> = vec![
+            (Op::Create, r#"{"kind":"create"}"#),
+            (
+                Op::Clone {
+                    source: "dev/s".into(),
+                },
+                r#"{"kind":"clone","source":"dev/s"}"#,
+            ),
+            (
+                Op::Reset {
+                    snapshot: "s".into(),
+                    restart: true,
+                },
+                r#"{"kind":"reset","snapshot":"s","restart":true}"#,
+            ),
+            (
+                Op::SnapshotCreate {
+                    snapshot: "s".into(),
+                },
+                r#"{"kind":"snapshot-create","snapshot":"s"}"#,
+            ),
+            (
+                Op::SnapshotDelete {
+                    snapshot: "s".into(),
+                },
+                r#"{"kind":"snapshot-delete","snapshot":"s"}"#,
+            ),
+            (Op::Remove, r#"{"kind":"remove"}"#),
+            (
+                Op::ImageCreate {
+                    alias: "img".into(),
+                    restart: true,
+                },
+                r#"{"kind":"image-create","alias":"img","restart":true}"#,
+            ),
+        ];
+        let kinds: Vec<&str> = frozen.iter().map(|(op, _)| kind(op)).collect();
+        let listed: Vec<&str> = OP_KINDS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds, listed,
+            "every Op kind has one frozen example and one entry in OP_KINDS, in the same order"
+        );
+        for (op, json) in &frozen {
+            assert_eq!(
+                serde_json::to_string(op).unwrap(),
+                *json,
+                "shape of {}",
+                kind(op)
+            );
+            assert_eq!(&serde_json::from_str::<Op>(json).unwrap(), op);
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(v["kind"], kind(op), "the name serde writes");
+        }
+        for (k, v) in OP_KINDS {
+            assert!(
+                (1..=crate::store::record::VERSION).contains(v),
+                "kind {k} of log format version {v}, this build writes {}",
+                crate::store::record::VERSION
+            );
+        }
     }
 }

@@ -36,7 +36,11 @@ pub enum Origin {
     },
     /// A version 1 pair (before log identities): the YAML plus the records
     /// after `seq`, or, when `log_folded`, the YAML alone (a compaction died
-    /// after renaming the YAML in). A writer upgrades to version 2.
+    /// after renaming the YAML in). A writer upgrades it to the version this
+    /// build writes (a new identity). Logs of version 2 and later are never
+    /// `Legacy`: they carry the identity the YAML names, and the same rules
+    /// apply to every one of them (a writer upgrades a version 2 log all the
+    /// same, keeping its identity).
     Legacy {
         /// Last record in the YAML.
         seq: u64,
@@ -93,7 +97,7 @@ pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&L
                     log_folded: false,
                 }
             }
-            // A compaction (or an upgrade to version 2) put every record of
+            // A compaction (or an upgrade from version 1) put every record of
             // the log into the YAML, then died before replacing the log.
             Some(m)
                 if m.seq == log.last_seq
@@ -173,7 +177,7 @@ mod tests {
     fn log(id: [u8; LOG_ID_LEN], prev: u64, last: u64) -> LogInfo {
         LogInfo {
             header: Header {
-                version: 2,
+                version: crate::store::record::VERSION,
                 generation: 1,
                 id: Some(id),
                 prev_seq: Some(prev),
@@ -254,6 +258,24 @@ mod tests {
             classify(&go, &key(2), Some(&base), Some(&log(A, 6, 7))),
             Origin::Foreign { base_seq: None, .. }
         ));
+    }
+
+    #[test]
+    fn a_version_2_log_follows_the_same_rules_as_version_3() {
+        let y = doc(Some((5, Some(A))), Written::ByLdm);
+        let base = (key(1), y.clone());
+        for version in [2, 3] {
+            let mut l = log(A, 0, 7);
+            l.header.version = version;
+            assert_eq!(
+                classify(&y, &key(1), Some(&base), Some(&l)),
+                Origin::Ours {
+                    seq: 5,
+                    base_stale: false
+                },
+                "version {version}"
+            );
+        }
     }
 
     #[test]

@@ -193,7 +193,7 @@ fn failed_at(
     }
 }
 
-/// Offset of the first record in a version 2 log.
+/// Offset of the first record in a version 2 or 3 log.
 pub const FIRST_RECORD: u64 = record::HEADER_LEN as u64;
 
 /// The reason of a torn tail whose last record stops before its length
@@ -447,10 +447,10 @@ mod design_example {
         assert_eq!(
             hex,
             concat!(
-                "4c444d4c4f470d0a0200000034000000",
+                "4c444d4c4f470d0a0300000034000000",
                 "01000000000000005f1c3a9e0b7d42c6",
                 "a1e8f03b9d2c4e710000000000000000",
-                "8f70f2da5685befc2100000001000000",
+                "c8e2b6755685befc2100000001000000",
                 "000000007b226f70223a22706f727473",
                 "5f736574222c22706f727473223a5b33",
                 "3030305d7d"

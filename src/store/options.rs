@@ -81,7 +81,8 @@ pub enum Notice {
         /// The copy.
         saved: PathBuf,
     },
-    /// The log was rewritten in format version 2.
+    /// A log of an older format version was rewritten (compacted) in the
+    /// version this build writes, [`super::record::VERSION`].
     Upgraded {
         /// The log.
         path: PathBuf,
@@ -174,8 +175,9 @@ impl std::fmt::Display for Notice {
             ),
             Notice::Upgraded { path } => write!(
                 f,
-                "upgraded {} to log format version 2 (an older ldm cannot read it and says so)",
-                path.display()
+                "upgraded {} to log format version {} (an older ldm cannot read it and says so)",
+                path.display(),
+                super::record::VERSION
             ),
         }
     }

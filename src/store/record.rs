@@ -6,8 +6,9 @@
 //! refuse" to `recover.rs`.
 //!
 //! ```text
-//! header v2 := magic[8] "LDMLOG\r\n" | version u32 = 2 | hlen u32 = 52 | generation u64
+//! header v3 := magic[8] "LDMLOG\r\n" | version u32 = 3 | hlen u32 = 52 | generation u64
 //!              | log_id[16] | prev_seq u64 | hcrc u32 over the 48 bytes before it
+//! header v2 := the same 52 bytes with version u32 = 2                     (read only)
 //! header v1 := magic[8] | version u32 = 1 | generation u64 | hcrc u32      (24 bytes, read only)
 //! record    := crc u32 | length u32 | seq u64 | payload[length]           (16 + length)
 //!              crc = CRC-32 (IEEE, crc32fast) over length | seq | payload
@@ -19,13 +20,16 @@ use thiserror::Error;
 
 /// First eight bytes of every log file. `\r\n` catches text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"LDMLOG\r\n";
-/// The log format version this build writes.
-pub const VERSION: u32 = 2;
+/// The log format version this build writes. Version 3 has version 2's
+/// layout; it promises only that records may hold kinds of version 3
+/// (`model::OP_KINDS`), which an ldm that reads version 2 would take for
+/// damage. Writers upgrade older logs on their first write.
+pub const VERSION: u32 = 3;
 /// The oldest log format version this build still reads.
 pub const OLDEST_VERSION: u32 = 1;
 /// Size of a version 1 header in bytes.
 pub const HEADER_V1_LEN: usize = 24;
-/// Size of a version 2 header in bytes.
+/// Size of a version 2 or 3 header in bytes.
 pub const HEADER_LEN: usize = 52;
 /// Size of a record's fixed part (crc, length, seq) in bytes.
 pub const RECORD_HEADER_LEN: usize = 16;
@@ -42,14 +46,14 @@ pub type LogId = [u8; LOG_ID_LEN];
 /// The decoded log file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Format version of the file (1 or 2).
+    /// Format version of the file (1, 2 or 3).
     pub version: u32,
     /// How many times the log was replaced by compaction.
     pub generation: u64,
-    /// Version 2: the identity (`None` in a version 1 file).
+    /// Version 2 and 3: the identity (`None` in a version 1 file).
     pub id: Option<LogId>,
-    /// Version 2: sequence number of the last record before this file's
-    /// first one (`None` in version 1, where it is the YAML's mark).
+    /// Version 2 and 3: sequence number of the last record before this
+    /// file's first one (`None` in version 1, where it is the YAML's mark).
     pub prev_seq: Option<u64>,
 }
 
@@ -93,11 +97,22 @@ pub enum HeaderError {
     },
 }
 
-/// Encodes a version 2 log header.
+/// Encodes a log header of the version this build writes ([`VERSION`]).
 pub fn encode_header(generation: u64, id: &LogId, prev_seq: u64) -> [u8; HEADER_LEN] {
+    encode_header_as(VERSION, generation, id, prev_seq)
+}
+
+/// Encodes a version 2 header, as ldm wrote before version 3 (the same
+/// layout); for tests of the upgrade path.
+pub fn encode_header_v2(generation: u64, id: &LogId, prev_seq: u64) -> [u8; HEADER_LEN] {
+    encode_header_as(2, generation, id, prev_seq)
+}
+
+/// The 52-byte layout of versions 2 and 3, with `version` in it.
+fn encode_header_as(version: u32, generation: u64, id: &LogId, prev_seq: u64) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
     out[0..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[8..12].copy_from_slice(&version.to_le_bytes());
     out[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
     out[16..24].copy_from_slice(&generation.to_le_bytes());
     out[24..40].copy_from_slice(id);
@@ -119,7 +134,8 @@ pub fn encode_header_v1(generation: u64) -> [u8; HEADER_V1_LEN] {
     out
 }
 
-/// Decodes the header at the start of `bytes`: version 1 (24 bytes) or 2.
+/// Decodes the header at the start of `bytes`: version 1 (24 bytes), 2 or
+/// 3 (52 bytes, the same layout).
 /// A later version is recognised by its own length field and checksum, so
 /// that a newer ldm's log asks for an upgrade while a damaged one is damage.
 pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
@@ -144,7 +160,8 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
             prev_seq: None,
         });
     }
-    // Version 2 and later: magic, version, header length, ..., crc.
+    // Version 2 and later: magic, version, header length, ..., crc. Every
+    // version this build knows since 2 has the same 52-byte layout.
     if bytes.len() < 16 {
         return Err(HeaderError::Short { len: bytes.len() });
     }
@@ -158,7 +175,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
     if crc32fast::hash(&bytes[0..hlen - 4]) != le_u32(&bytes[hlen - 4..hlen]) {
         return Err(HeaderError::BadChecksum);
     }
-    if version != VERSION || hlen != HEADER_LEN {
+    if !(2..=VERSION).contains(&version) || hlen != HEADER_LEN {
         return Err(HeaderError::UnknownVersion { found: version });
     }
     let mut id = [0u8; LOG_ID_LEN];
@@ -279,12 +296,27 @@ mod tests {
         assert_eq!(
             decode_header(&h),
             Ok(Header {
+                version: 3,
+                generation: 42,
+                id: Some(ID),
+                prev_seq: Some(9)
+            })
+        );
+        assert_eq!(&h[8..12], &[3, 0, 0, 0]);
+        // Version 2: the same layout, read as it is.
+        let v2 = encode_header_v2(42, &ID, 9);
+        assert_eq!(v2[..8], h[..8]);
+        assert_eq!(v2[12..48], h[12..48]);
+        assert_eq!(
+            decode_header(&v2),
+            Ok(Header {
                 version: 2,
                 generation: 42,
                 id: Some(ID),
                 prev_seq: Some(9)
             })
         );
+        assert_eq!(decode_header(&v2).map(|h| h.len()), Ok(HEADER_LEN));
         let v1 = encode_header_v1(5);
         assert_eq!(
             decode_header(&v1).map(|h| (h.version, h.generation, h.len())),
@@ -294,17 +326,39 @@ mod tests {
 
     #[test]
     fn a_well_formed_header_of_a_later_version_asks_for_an_upgrade() {
-        // Version 3 with a longer header: its own length and checksum hold.
-        let mut h = encode_header(1, &ID, 0).to_vec();
-        h.extend_from_slice(&[0u8; 8]);
-        h[8..12].copy_from_slice(&3u32.to_le_bytes());
-        h[12..16].copy_from_slice(&60u32.to_le_bytes());
-        let crc = crc32fast::hash(&h[0..56]);
-        h[56..60].copy_from_slice(&crc.to_le_bytes());
+        // Version 4 with a longer header: its own length and checksum hold.
+        let longer = |version: u32, hlen: usize| {
+            let mut h = encode_header(1, &ID, 0).to_vec();
+            h.resize(hlen, 0);
+            h[8..12].copy_from_slice(&version.to_le_bytes());
+            h[12..16].copy_from_slice(&(hlen as u32).to_le_bytes());
+            let crc = crc32fast::hash(&h[0..hlen - 4]);
+            h[hlen - 4..hlen].copy_from_slice(&crc.to_le_bytes());
+            h
+        };
         assert_eq!(
-            decode_header(&h),
-            Err(HeaderError::UnknownVersion { found: 3 })
+            decode_header(&longer(4, 60)),
+            Err(HeaderError::UnknownVersion { found: 4 })
         );
+        // Version 4 in the 52-byte layout is still a newer ldm's.
+        assert_eq!(
+            decode_header(&longer(4, HEADER_LEN)),
+            Err(HeaderError::UnknownVersion { found: 4 })
+        );
+        // Versions 2 and 3 are 52 bytes: another length is not theirs.
+        for version in [2, 3] {
+            assert_eq!(
+                decode_header(&longer(version, 60)),
+                Err(HeaderError::UnknownVersion { found: version })
+            );
+            assert_eq!(
+                decode_header(&longer(version, HEADER_LEN)).map(|h| h.version),
+                Ok(version)
+            );
+        }
+        let message = HeaderError::UnknownVersion { found: 4 }.to_string();
+        assert!(message.contains("written by a newer ldm"), "{message}");
+        assert!(message.contains("reads versions 1 to 3"), "{message}");
     }
 
     #[test]

@@ -181,11 +181,19 @@ fn describe(paths: &Paths, loaded: &Loaded, out: &mut Vec<Finding>) {
                 },
                 &paths.log,
                 format!(
-                    "format version {}, generation {}, {n} records up to {}, {}",
+                    "format version {}, generation {}, {n} records up to {}, {}{}",
                     log.header.version,
                     log.header.generation,
                     loaded.last_seq,
-                    tail.as_deref().unwrap_or("clean end")
+                    tail.as_deref().unwrap_or("clean end"),
+                    if log.header.version < record::VERSION {
+                        format!(
+                            "; the next writing command upgrades it to format version {}",
+                            record::VERSION
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
                 None,
             ));

@@ -2,7 +2,8 @@
 //! "Recovery", "Other writers"): catch up on records other processes
 //! appended, or reload; cut a torn tail (keeping its bytes); settle what
 //! another writer did (save what a merge drops, fold the merge at once so
-//! that later records come after it); upgrade version 1 files. Appending and
+//! that later records come after it); upgrade logs of an older format
+//! version (1 or 2) by compaction. Appending and
 //! what follows a commit are in `append.rs`; `create` in `create.rs`.
 
 use std::sync::atomic::Ordering;
@@ -16,7 +17,7 @@ use super::lineage::Origin;
 use super::lock::{self, LockGuard};
 use super::log::{self, Tail};
 use super::options::{Cut, Notice};
-use super::record::LogId;
+use super::record::{LogId, VERSION};
 use super::recover::{self, Loaded};
 use super::{LogView, Mark, Store, View};
 
@@ -189,9 +190,10 @@ impl Store {
         Ok(())
     }
 
-    /// Acts on what the load found so that the YAML is ldm's fold of a
-    /// version 2 log again (DESIGN.md, "Other writers"), and returns the
-    /// view. Another writer's YAML needs lxc-dev-manager's lock (held).
+    /// Acts on what the load found so that the YAML is ldm's fold of a log
+    /// of this build's format version again (DESIGN.md, "Other writers"),
+    /// and returns the view. Another writer's YAML needs lxc-dev-manager's
+    /// lock (held).
     fn settle(&mut self, loaded: Loaded) -> Result<View, StoreError> {
         let fs = self.opts.fs.clone();
         if let (true, Some(bytes)) = (loaded.origin.needs_fold(), &loaded.extras) {
@@ -215,15 +217,24 @@ impl Store {
                 last_len: l.scan.entries.last().map_or(0, |e| e.len),
                 last_crc: l.scan.entries.last().map_or(0, |e| e.crc),
             });
+        // A log of an older version (1, or 2 with the same layout) is never
+        // appended to: this build's records may hold kinds it does not
+        // promise, so the first writer compacts it into a fresh pair.
+        let older = loaded
+            .log
+            .as_ref()
+            .is_some_and(|l| l.header.version < VERSION);
         let (yaml_seq, log, yaml_id) = match (loaded.origin, log) {
-            (Origin::Ours { seq, base_stale }, Some(log)) if !loaded.damaged_but_folded => {
+            (Origin::Ours { seq, base_stale }, Some(log))
+                if !loaded.damaged_but_folded && !older =>
+            {
                 if base_stale {
                     self.rewrite_base(&loaded)?;
                 }
                 (seq, log, loaded.yaml_id)
             }
             (Origin::NoLog, _) => self.start_log(&loaded)?,
-            (Origin::Foreign { .. }, Some(log)) => {
+            (Origin::Foreign { .. }, Some(log)) if !older => {
                 let mark = Mark {
                     generation: log.generation,
                     seq: loaded.last_seq,
@@ -233,9 +244,10 @@ impl Store {
                 failpoint::hit("merge.folded");
                 (loaded.last_seq, log, self.stat_yaml()?)
             }
-            // A version 1 log (ours, or beside a foreign YAML), or a log
-            // whose damage lies among folded records: compact.
-            (_, log) => self.compact_loaded(&loaded, log)?,
+            // A log of an older version (ours, or beside a foreign YAML:
+            // the merged state is compacted), or a log whose damage lies
+            // among folded records: compact.
+            (_, log) => self.compact_loaded(&loaded, log, older)?,
         };
         Ok(View {
             project: loaded.project,
@@ -305,12 +317,15 @@ impl Store {
         Ok((last_seq, log, self.stat_yaml()?))
     }
 
-    /// Compacts what was loaded into a fresh version 2 pair: the same
-    /// identity for a version 2 log, a new one (and a notice) for version 1.
+    /// Compacts what was loaded into a fresh pair of this build's version:
+    /// the same identity for a log that has one (version 2 and later, so
+    /// that the YAML still names it), a new one for version 1. `upgrade`:
+    /// the log was of an older version; one notice says so.
     fn compact_loaded(
         &self,
         loaded: &Loaded,
         log: Option<LogView>,
+        upgrade: bool,
     ) -> Result<(u64, LogView, super::fs::FileId), StoreError> {
         let generation = loaded.log.as_ref().map_or(0, |l| l.header.generation);
         let id = log.map_or_else(compact::new_log_id, |l| l.id);
@@ -322,7 +337,7 @@ impl Store {
             &id,
             loaded.last_seq,
         )?;
-        if log.is_none() {
+        if upgrade {
             (self.opts.notify)(&Notice::Upgraded {
                 path: self.paths.log.clone(),
             });

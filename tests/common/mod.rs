@@ -282,6 +282,21 @@ pub fn records(dir: &Path) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
+/// Rewrites the header of the log in `dir` as ldm wrote it before log
+/// format version 3 (the same 52-byte layout, version 2), keeping its
+/// generation, identity and `prev_seq`; returns the header as it was.
+pub fn downgrade_log_to_v2(dir: &Path) -> ldm::store::record::Header {
+    use ldm::store::record;
+    let mut log = std::fs::read(log_path(dir)).expect("read containers.log");
+    let h = record::decode_header(&log).expect("a readable header");
+    assert_eq!(h.version, record::VERSION, "{h:?}");
+    let (id, prev_seq) = (h.id.expect("an identity"), h.prev_seq.expect("prev_seq"));
+    let v2 = record::encode_header_v2(h.generation, &id, prev_seq);
+    log[..record::HEADER_LEN].copy_from_slice(&v2);
+    std::fs::write(log_path(dir), log).expect("write containers.log");
+    h
+}
+
 /// `ldm doctor --json`, parsed; the exit code with it.
 pub fn doctor_json(dir: &Path) -> (i32, serde_json::Value) {
     let (code, out, err) = run(dir, &["doctor", "--json"]);

@@ -1,0 +1,373 @@
+//! Log format versions (DESIGN.md, "The log file", "Version history"): this
+//! build writes version 3 and reads 1, 2 and 3. Readers read an older log as
+//! it is and write nothing to it; the first writing command upgrades it by a
+//! compaction (a version 2 log keeps its identity, a version 1 log gets one),
+//! with one notice. A header of a later version is refused as a newer ldm's.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use ldm::model::{Mutation, Op, Owner, Pending, Project};
+use ldm::store::record::{self, Header, HeaderError, HEADER_LEN};
+use ldm::store::{snapshot, Notice, Options, Paths, Severity, Store, StoreError};
+
+type Notices = Arc<Mutex<Vec<Notice>>>;
+
+/// Options that keep records in the log (no fold after a commit, no
+/// auto-compaction) and collect the notices.
+fn options() -> (Options, Notices) {
+    let notices: Notices = Arc::default();
+    let sink = notices.clone();
+    let opts = Options {
+        auto_compact_min: u64::MAX,
+        fold_max: 0,
+        notify: Arc::new(move |n: &Notice| sink.lock().unwrap().push(n.clone())),
+        ..Default::default()
+    };
+    (opts, notices)
+}
+
+fn taken(notices: &Notices) -> Vec<Notice> {
+    std::mem::take(&mut *notices.lock().unwrap())
+}
+
+fn commit(store: &mut Store, m: Mutation) {
+    store
+        .commit(|_| Ok::<_, StoreError>((vec![m], ())))
+        .unwrap();
+}
+
+/// The header of the log in `dir`.
+fn header(dir: &Path) -> Header {
+    record::decode_header(&std::fs::read(log_path(dir)).unwrap()).unwrap()
+}
+
+/// A project whose log holds three records (one of them a create's
+/// `pending`, an `Op`), none of them folded into `containers.yaml`.
+/// Returns the state.
+fn three_records(dir: &Path, opts: &Options) -> Project {
+    let mut store = Store::create(dir, &Project::new("p", vec![]), opts.clone()).unwrap();
+    commit(
+        &mut store,
+        Mutation::PortsSet {
+            container: None,
+            ports: vec![3000],
+        },
+    );
+    commit(
+        &mut store,
+        Mutation::ContainerAdded {
+            name: "dev".into(),
+            image: "img".into(),
+            pending: Some(Pending {
+                op: Op::Create,
+                owner: Owner {
+                    pid: 7,
+                    slot: 9,
+                    ..Default::default()
+                },
+                started_at: "2026-01-15T10:30:00Z".into(),
+                setup: None,
+            }),
+        },
+    );
+    commit(
+        &mut store,
+        Mutation::RemoteSet {
+            remote: Some("r".into()),
+        },
+    );
+    let state = store.read().unwrap();
+    assert_eq!(state.containers.len(), 1);
+    state
+}
+
+/// [`downgrade_log_to_v2`], checked.
+fn downgrade_to_v2(dir: &Path) -> Header {
+    let h = downgrade_log_to_v2(dir);
+    assert_eq!(header(dir), Header { version: 2, ..h });
+    h
+}
+
+/// The records of the log in `dir` (seqs), after a 52-byte header.
+fn seqs(dir: &Path) -> Vec<u64> {
+    records(dir).iter().map(|r| r.0).collect()
+}
+
+/// Asserts a reader sees `expected` and changes neither file, and that
+/// `doctor` calls the log fine, of `version`, to be upgraded.
+fn read_as_it_is(dir: &Path, opts: &Options, notices: &Notices, expected: &Project, version: u32) {
+    let yaml = std::fs::read(yaml_path(dir)).unwrap();
+    let log = std::fs::read(log_path(dir)).unwrap();
+    let reader = Store::open(Paths::in_dir(dir), opts.clone());
+    assert_eq!(&reader.read().unwrap(), expected);
+    let findings = reader.inspect();
+    let line = findings
+        .iter()
+        .find(|f| f.file == log_path(dir))
+        .unwrap_or_else(|| panic!("no finding for the log: {findings:#?}"));
+    assert_eq!(line.severity, Severity::Ok, "{line:?}");
+    assert!(
+        line.message
+            .starts_with(&format!("format version {version},"))
+            && line
+                .message
+                .ends_with("the next writing command upgrades it to format version 3"),
+        "{line:?}"
+    );
+    assert_eq!(taken(notices), vec![], "a reader has nothing to say");
+    assert_eq!(
+        std::fs::read(yaml_path(dir)).unwrap(),
+        yaml,
+        "YAML untouched"
+    );
+    assert_eq!(std::fs::read(log_path(dir)).unwrap(), log, "log untouched");
+}
+
+/// The mark's `log:` in containers.yaml.
+fn mark_log(dir: &Path) -> String {
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    let mark = text.lines().last().unwrap();
+    let at = mark
+        .find("log: \"")
+        .unwrap_or_else(|| panic!("no log in {mark}"))
+        + 6;
+    mark[at..at + 32].to_string()
+}
+
+#[test]
+fn a_version_2_log_is_read_as_it_is_and_upgraded_by_the_first_writer() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let (opts, notices) = options();
+    let expected = three_records(dir, &opts);
+    let old = downgrade_to_v2(dir);
+    taken(&notices);
+
+    read_as_it_is(dir, &opts, &notices, &expected, 2);
+
+    let mut writer = Store::open(Paths::in_dir(dir), opts.clone());
+    commit(
+        &mut writer,
+        Mutation::UserNameSet {
+            container: None,
+            name: Some("ann".into()),
+        },
+    );
+    assert_eq!(
+        taken(&notices),
+        vec![Notice::Upgraded {
+            path: log_path(dir)
+        }]
+    );
+    let text = Notice::Upgraded {
+        path: log_path(dir),
+    }
+    .to_string();
+    assert!(text.contains("to log format version 3"), "{text}");
+    // A compaction into version 3: the same identity, the next generation,
+    // the three records in the YAML, the commit's record after them.
+    assert_eq!(
+        header(dir),
+        Header {
+            version: 3,
+            generation: old.generation + 1,
+            id: old.id,
+            prev_seq: Some(3),
+        }
+    );
+    assert_eq!(mark_log(dir), snapshot::hex(&old.id.unwrap()));
+    assert_eq!(seqs(dir), vec![4]);
+    let mut after = expected;
+    after.defaults.user = Some(ldm::model::User {
+        name: Some("ann".into()),
+        password: None,
+    });
+    assert_eq!(state(dir), after);
+    assert_eq!(last_seq(dir), 4);
+
+    // Once is enough: the next commit appends.
+    commit(
+        &mut writer,
+        Mutation::PortsSet {
+            container: None,
+            ports: vec![1],
+        },
+    );
+    let mut fresh = Store::open(Paths::in_dir(dir), opts);
+    commit(
+        &mut fresh,
+        Mutation::PortsSet {
+            container: None,
+            ports: vec![2],
+        },
+    );
+    assert_eq!(taken(&notices), vec![]);
+    assert_eq!(header(dir).generation, old.generation + 1);
+    assert_eq!(seqs(dir), vec![4, 5, 6]);
+    assert_healthy(dir);
+}
+
+#[test]
+fn a_version_2_log_beside_another_writers_yaml_is_merged_then_upgraded() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let (opts, notices) = options();
+    let mut expected = three_records(dir, &opts);
+    let old = downgrade_to_v2(dir);
+    // lxc-dev-manager sets a password: the file has none of ldm's records.
+    go_tool_write(dir, |text| {
+        assert!(text.contains("project: p\n"), "{text}");
+        text.replacen(
+            "project: p\n",
+            "project: p\ndefaults:\n  user:\n    password: gopw\n",
+            1,
+        )
+    });
+    expected.defaults.user = Some(ldm::model::User {
+        name: None,
+        password: Some("gopw".into()),
+    });
+    let read = Store::open(Paths::in_dir(dir), opts.clone())
+        .read()
+        .unwrap();
+    assert_eq!(read, expected, "the merge, read");
+    taken(&notices);
+
+    // The writer merges, then compacts the merged state into version 3.
+    let (code, _, err) = run(dir, &["config", "set", "defaults.user.name", "ann"]);
+    assert_eq!(code, 0, "{err}");
+    let upgraded: Vec<&str> = err.lines().filter(|l| l.contains("upgraded")).collect();
+    assert_eq!(upgraded.len(), 1, "{err}");
+    assert!(upgraded[0].contains("to log format version 3"), "{err}");
+    let h = header(dir);
+    assert_eq!((h.version, h.id), (3, old.id));
+    assert_eq!(mark_log(dir), snapshot::hex(&old.id.unwrap()));
+    assert_eq!(seqs(dir), vec![4]);
+    expected.defaults.user = Some(ldm::model::User {
+        name: Some("ann".into()),
+        password: Some("gopw".into()),
+    });
+    assert_eq!(state(dir), expected);
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([3000]));
+    assert_eq!(get(dir, "remote"), serde_json::json!("r"));
+    assert_healthy(dir);
+}
+
+#[test]
+fn a_version_1_pair_is_read_as_it_is_and_upgraded_with_a_new_identity() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let (opts, notices) = options();
+    let expected = three_records(dir, &opts);
+    // As an ldm before version 2 left it: a 24-byte header, the YAML's mark
+    // `{generation, seq}` and no base.
+    let log = std::fs::read(log_path(dir)).unwrap();
+    let old = header(dir);
+    let mut v1 = record::encode_header_v1(1).to_vec();
+    v1.extend_from_slice(&log[HEADER_LEN..]);
+    std::fs::write(log_path(dir), v1).unwrap();
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    let (above, mark) = text.trim_end().rsplit_once('\n').unwrap();
+    assert!(mark.starts_with("ldm: {generation: 1, seq: 0,"), "{mark}");
+    std::fs::write(
+        yaml_path(dir),
+        format!("{above}\nldm: {{generation: 1, seq: 0}}\n"),
+    )
+    .unwrap();
+    for name in [".containers.folded", ".containers.cache"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    taken(&notices);
+
+    read_as_it_is(dir, &opts, &notices, &expected, 1);
+
+    let mut writer = Store::open(Paths::in_dir(dir), opts);
+    commit(
+        &mut writer,
+        Mutation::PortsSet {
+            container: None,
+            ports: vec![1],
+        },
+    );
+    assert_eq!(
+        taken(&notices),
+        vec![Notice::Upgraded {
+            path: log_path(dir)
+        }]
+    );
+    let h = header(dir);
+    assert_eq!((h.version, h.generation, h.prev_seq), (3, 2, Some(3)));
+    assert_ne!(h.id, old.id, "a version 1 log had no identity: a new one");
+    assert_eq!(mark_log(dir), snapshot::hex(&h.id.unwrap()));
+    assert_eq!(seqs(dir), vec![4]);
+    let mut after = expected;
+    after.defaults.ports = vec![1];
+    assert_eq!(state(dir), after);
+    assert_healthy(dir);
+}
+
+#[test]
+fn a_version_4_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let (opts, notices) = options();
+    three_records(dir, &opts);
+    let mut log = std::fs::read(log_path(dir)).unwrap();
+    log[8..12].copy_from_slice(&4u32.to_le_bytes());
+    let crc = crc32fast::hash(&log[..HEADER_LEN - 4]);
+    log[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(log_path(dir), &log).unwrap();
+    taken(&notices);
+    let before = data_files(dir);
+
+    let newer = |r: Result<(), StoreError>| match r {
+        Err(e @ StoreError::BadHeader { .. }) => {
+            assert!(
+                matches!(
+                    e,
+                    StoreError::BadHeader {
+                        error: HeaderError::UnknownVersion { found: 4 },
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            let text = e.to_string();
+            assert!(text.contains("written by a newer ldm"), "{text}");
+            assert!(text.contains("upgrade ldm"), "{text}");
+        }
+        other => panic!("not refused as a newer ldm's: {other:?}"),
+    };
+    let store = Store::open(Paths::in_dir(dir), opts.clone());
+    newer(store.read().map(|_| ()));
+    let mut writer = Store::open(Paths::in_dir(dir), opts);
+    newer(writer.commit(|_| {
+        Ok::<_, StoreError>((
+            vec![Mutation::PortsSet {
+                container: None,
+                ports: vec![1],
+            }],
+            (),
+        ))
+    }));
+    assert_eq!(taken(&notices), vec![]);
+    for args in [
+        &["config", "get", "defaults.ports"][..],
+        &["config", "set", "defaults.ports", "1"],
+    ] {
+        let (code, _, err) = run(dir, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("written by a newer ldm") && err.contains("log format version 4"),
+            "{args:?}: {err}"
+        );
+    }
+    let (code, report) = doctor_json(dir);
+    assert_eq!(code, 2, "{report:#}");
+    assert_eq!(report["findings"][0]["hint"], "upgrade ldm", "{report:#}");
+    assert_same(&before, &data_files(dir), "a newer ldm's log");
+}
