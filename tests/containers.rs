@@ -11,7 +11,13 @@ use double::{argv, assert_hashed, launch, query, Env};
 fn create_launches_waits_sets_up_snapshots_and_records() {
     let env = Env::new("web");
     // The default mount has its own tests (tests/mounts.rs).
-    let run = env.ok(&["container", "create", "dev", "images:debian/12", "--no-mount"]);
+    let run = env.ok(&[
+        "container",
+        "create",
+        "dev",
+        "images:debian/12",
+        "--no-mount",
+    ]);
     let calls = env.take_calls();
     let argvs: Vec<_> = calls.iter().map(|c| c.argv.clone()).collect();
     assert_eq!(argvs.len(), 5, "{argvs:#?}");
@@ -302,7 +308,11 @@ fn list_up_down() {
     // What LXD has decides: start, re-create, or nothing.
     assert_eq!(
         env.take_argvs(),
-        vec![argv(&["list", "--format", "json"]), argv(&["start", "--", "p-a"]), query("p-a")]
+        vec![
+            argv(&["list", "--format", "json"]),
+            argv(&["start", "--", "p-a"]),
+            query("p-a")
+        ]
     );
     let ip = env.ip("a");
     assert_eq!(run.stdout, format!("a is running at {ip}\n"));
@@ -321,12 +331,18 @@ fn list_up_down() {
     env.take_calls();
 
     env.ok(&["up", "a"]); // already running: fine
-    assert_eq!(env.take_argvs(), vec![argv(&["list", "--format", "json"]), query("p-a")]);
+    assert_eq!(
+        env.take_argvs(),
+        vec![argv(&["list", "--format", "json"]), query("p-a")]
+    );
     let run = env.ok(&["down", "a"]);
     assert_eq!(run.stdout, "a is stopped\n");
     assert_eq!(
         env.take_argvs(),
-        vec![argv(&["list", "--format", "json"]), argv(&["stop", "--", "p-a"])]
+        vec![
+            argv(&["list", "--format", "json"]),
+            argv(&["stop", "--", "p-a"])
+        ]
     );
     env.ok(&["down", "a"]); // already stopped: fine
     env.take_calls();
@@ -335,7 +351,12 @@ fn list_up_down() {
     assert!(env.calls().is_empty());
     // LXD lost it: `up` launches it again from the recorded image.
     let run = env.ok(&["up", "gone"]);
-    assert!(run.stdout.starts_with("gone re-created from img-g, running at "), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .starts_with("gone re-created from img-g, running at "),
+        "{}",
+        run.stdout
+    );
     assert!(env.project().containers["gone"].pending.is_none());
 }
 

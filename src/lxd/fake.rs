@@ -191,7 +191,11 @@ impl Lxd for Fake {
             let ids = argv.iter().any(|a| a.contains("id -u"));
             Ok(ExecOutput {
                 code: 0,
-                stdout: if ids { b"1000\n1000\n".to_vec() } else { Vec::new() },
+                stdout: if ids {
+                    b"1000\n1000\n".to_vec()
+                } else {
+                    Vec::new()
+                },
                 stderr: Vec::new(),
             })
         })

@@ -138,8 +138,11 @@ pub const OP_KINDS: &[(&str, u32)] = &[
     ("snapshot-delete", 1),
     ("remove", 1),
     ("image-create", 1),
+    ("mount", 3),
+    ("umount", 3),
+    ("setup", 3),
     // New kinds go here, in the order of the variants, with the log format
-    // version that introduced them (e.g. `("mount", 3)`).
+    // version that introduced them.
 ];
 
 /// The kinds of long operation.
@@ -486,6 +489,9 @@ mod tests {
                 Op::SnapshotDelete { .. } => "snapshot-delete",
                 Op::Remove => "remove",
                 Op::ImageCreate { .. } => "image-create",
+                Op::Mount { .. } => "mount",
+                Op::Umount { .. } => "umount",
+                Op::Setup => "setup",
             }
         }
         let frozen: Vec<(Op, &str)> = vec![
@@ -523,6 +529,19 @@ mod tests {
                 },
                 r#"{"kind":"image-create","alias":"img","restart":true}"#,
             ),
+            (
+                Op::Mount {
+                    mount: ".:/home/dev/p:ro".into(),
+                },
+                r#"{"kind":"mount","mount":".:/home/dev/p:ro"}"#,
+            ),
+            (
+                Op::Umount {
+                    path: "/home/dev/p".into(),
+                },
+                r#"{"kind":"umount","path":"/home/dev/p"}"#,
+            ),
+            (Op::Setup, r#"{"kind":"setup"}"#),
         ];
         let kinds: Vec<&str> = frozen.iter().map(|(op, _)| kind(op)).collect();
         let listed: Vec<&str> = OP_KINDS.iter().map(|(k, _)| *k).collect();
