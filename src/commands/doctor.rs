@@ -258,17 +258,25 @@ fn fix_mount(
             let resolved = [(mount.clone(), source)];
             let target = mounts::Target {
                 lxd_name,
+                host: mounts::host_ids(&store.paths().dir),
                 user: ids,
                 mounts: &resolved,
             };
             let progress = crate::commands::op::Progress::new(false, 0);
-            if let Attached::NeedsRoot { command } =
-                mounts::attach(lxd, &target, DEFAULT_WAIT, &progress)?
-            {
-                return Err(Error::NeedsRoot {
-                    what: format!("cannot mount {mount} in {lxd_name}: mapping your uid into it needs /etc/subuid and /etc/subgid to allow it"),
-                    command,
-                });
+            match mounts::attach(lxd, &target, DEFAULT_WAIT, &progress)? {
+                Attached::Done { .. } => {}
+                Attached::NeedsRoot { command } => {
+                    return Err(Error::NeedsRoot {
+                        what: format!("cannot mount {mount} in {lxd_name}: mapping your uid into it needs /etc/subuid and /etc/subgid to allow it"),
+                        command,
+                    })
+                }
+                Attached::HostRoot => {
+                    return Err(Error::Usage(format!(
+                        "cannot mount {mount} in {lxd_name}: {}",
+                        mounts::HOST_ROOT
+                    )))
+                }
             }
         }
     }

@@ -129,6 +129,7 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
     let resolved = [(m.clone(), source)];
     let target = mounts::Target {
         lxd_name: &b.lxd_name,
+        host: mounts::host_ids(&store.paths().dir),
         user,
         mounts: &resolved,
     };
@@ -164,6 +165,14 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
                 ),
                 command,
             })
+        }
+        Ok(Attached::HostRoot) => {
+            op::record(&mut store, undo())?;
+            Err(Error::Usage(format!(
+                "cannot mount {} in {name}: {}",
+                m.host,
+                mounts::HOST_ROOT
+            )))
         }
         Err(e) => {
             let has = lxd

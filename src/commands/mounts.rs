@@ -26,14 +26,27 @@ pub struct Ids {
     pub gid: u32,
 }
 
-/// The user running ldm: host files it owns must be the container user's.
-pub fn host_ids() -> Ids {
+/// The host user whose files the container user gets: the user running
+/// ldm, or, when that is root (`sudo ldm`), the owner of the project
+/// folder `dir`.
+pub fn host_ids(dir: &Path) -> Ids {
+    use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid and getegid cannot fail and touch no memory.
-    unsafe {
+    let me = unsafe {
         Ids {
             uid: libc::geteuid(),
             gid: libc::getegid(),
         }
+    };
+    if me.uid != 0 {
+        return me;
+    }
+    match std::fs::metadata(dir) {
+        Ok(m) => Ids {
+            uid: m.uid(),
+            gid: m.gid(),
+        },
+        Err(_) => me,
     }
 }
 
@@ -156,12 +169,20 @@ pub enum Attached {
         /// The command to run as root.
         command: String,
     },
+    /// The host user is root: mapping it into the container would give
+    /// the container root's files. Nothing was changed.
+    HostRoot,
 }
+
+/// Why [`Attached::HostRoot`] mounts nothing, for messages.
+pub const HOST_ROOT: &str = "ldm runs as root and the project folder belongs to root, so its files cannot be mapped to the container user without mapping host root into the container, which ldm never does; run ldm as the folder's owner (a user in group lxd)";
 
 /// What [`attach`] mounts into which instance.
 pub struct Target<'a> {
     /// Full LXD name.
     pub lxd_name: &'a str,
+    /// The host user whose files the container user gets ([`host_ids`]).
+    pub host: Ids,
     /// The container user's ids.
     pub user: Ids,
     /// Each mount with its resolved host folder.
@@ -205,7 +226,7 @@ pub fn attach(
         .filter(|(m, s)| !inst.disks.iter().any(|d| same(d, m, s)))
         .collect();
     let shifted = inst.disks.iter().any(|d| d.shift);
-    let idmap = raw_idmap(host_ids(), t.user);
+    let idmap = raw_idmap(t.host, t.user);
     if todo.is_empty() {
         let how = if shifted { SHIFT } else { RAW };
         return Ok(Attached::Done {
@@ -251,14 +272,15 @@ pub fn attach(
                 ),
             });
         }
-        if let Some(command) = root_step(host_ids()) {
+        if t.host.uid == 0 || t.host.gid == 0 {
+            return Ok(Attached::HostRoot);
+        }
+        if let Some(command) = root_step(t.host) {
             return Ok(Attached::NeedsRoot { command });
         }
         progress.note(&format!(
             "mapping host uid {} to uid {} in {} (raw.idmap)",
-            host_ids().uid,
-            t.user.uid,
-            t.lxd_name
+            t.host.uid, t.user.uid, t.lxd_name
         ));
         lxd.set_config(t.lxd_name, "raw.idmap", &idmap)
             .map_err(Error::lxd(format!("setting raw.idmap of {}", t.lxd_name)))?;

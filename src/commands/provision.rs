@@ -156,6 +156,7 @@ fn mount(
     let user = mounts::user_ids(lxd, &s.lxd_name, &s.user)?;
     let target = mounts::Target {
         lxd_name: &s.lxd_name,
+        host: mounts::host_ids(&dir),
         user,
         mounts: &resolved,
     };
@@ -176,6 +177,7 @@ fn mount(
             Ok(None)
         }
         Attached::NeedsRoot { command } => Ok(Some(needs_root(plan.name, wanted, &command))),
+        Attached::HostRoot => Ok(Some(format!("Not mounted: {}", mounts::HOST_ROOT))),
     }
 }
 
