@@ -21,6 +21,21 @@ if ! command -v lxc >/dev/null || ! lxc info >/dev/null 2>&1 || ! lxc image info
     bash tests/e2e/setup-lxd.sh >/dev/null
 fi
 
+# Mounts: LXD 5.0 here cannot shift ids on a mount, so ldm maps the user's
+# uid and gid into containers with raw.idmap, which the kernel's newuidmap
+# allows only with root:ID:1 in /etc/subuid and /etc/subgid. Do that once for
+# the user who ran sudo (ldm never maps root itself), and put them in group lxd.
+user=${LDM_USER_FOR:-${SUDO_USER:-}}
+if [ -n "$user" ] && [ "$user" != root ] && id -u "$user" >/dev/null 2>&1; then
+    uid=$(id -u "$user"); gid=$(id -g "$user")
+    if ! grep -qx "root:$uid:1" /etc/subuid || ! grep -qx "root:$gid:1" /etc/subgid; then
+        say "letting LXD map $user's ids into containers (root:$uid:1 in /etc/subuid, root:$gid:1 in /etc/subgid), so project folders mount with the right owners"
+        grep -qx "root:$uid:1" /etc/subuid || echo "root:$uid:1" >> /etc/subuid
+        grep -qx "root:$gid:1" /etc/subgid || echo "root:$gid:1" >> /etc/subgid
+    fi
+    id -nG "$user" | tr ' ' '\n' | grep -qx lxd || { say "adding $user to group lxd (log in again to use it)"; usermod -a -G lxd "$user"; }
+fi
+
 prefix=${LDM_PREFIX:-$HOME/.local}
 say "installing ldm into $prefix/bin (cargo install)"
 cargo install --quiet --locked --path . --root "$prefix"
@@ -35,4 +50,5 @@ if ! "$ldm" list --json | grep -q '"name": "dev"'; then
 fi
 "$ldm" list
 say "done. Try: cd $dir && $ldm ssh dev"
+say "(this demo ran as root, so its folder is not mounted: ldm never maps root into a container; as ${user:-a user in group lxd}, ldm create and ldm container create in a project folder mount it)"
 case ":$PATH:" in *":$prefix/bin:"*) ;; *) say "add $prefix/bin to your PATH to type just 'ldm'" ;; esac
