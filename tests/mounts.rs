@@ -1,0 +1,645 @@
+//! Mounts of host folders, setup steps, `ldm up`/`down` of every container,
+//! and mount drift in `doctor`, against the LXD client TEST DOUBLE
+//! (tests/lxd_double/lxc): exit codes, output, the project afterwards and
+//! the exact client calls.
+
+mod double;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use double::{argv, kill, Env};
+use ldm::model::Mount;
+use serde_json::Value;
+
+/// The mount `text` (`HOST:PATH[:ro]`) as the model parses it.
+fn mount(text: &str) -> Mount {
+    Mount::parse(text).unwrap()
+}
+
+/// The mounts the project records for container `c`, as text.
+fn recorded(env: &Env, c: &str) -> Vec<String> {
+    env.project().containers[c]
+        .mounts
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
+}
+
+/// The project folder's absolute, resolved path.
+fn abs(env: &Env) -> String {
+    std::fs::canonicalize(&env.dir)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `config device add -- LXD DEV disk source=SRC path=PATH [extra...]`.
+fn add(lxd: &str, m: &Mount, src: &str, extra: &[&str]) -> Vec<String> {
+    let mut v = argv(&["config", "device", "add", "--", lxd]);
+    v.push(m.device_name());
+    v.push("disk".into());
+    v.push(format!("source={src}"));
+    v.push(format!("path={}", m.path));
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The client calls that change something in LXD (not reads, not execs).
+fn changes(argvs: &[Vec<String>]) -> Vec<Vec<String>> {
+    argvs
+        .iter()
+        .filter(|a| !matches!(a[0].as_str(), "query" | "list" | "info" | "exec"))
+        .cloned()
+        .collect()
+}
+
+/// The devices the double's instance `lxd` has.
+fn devices(env: &Env, lxd: &str) -> serde_json::Map<String, Value> {
+    env.instances()[lxd]["devices"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Writes the double's state with `f` applied (no double may be running).
+fn edit_state(env: &Env, f: impl FnOnce(&mut Value)) {
+    let mut st = env.state();
+    f(&mut st);
+    std::fs::write(
+        env.dd.join("state.json"),
+        serde_json::to_vec_pretty(&st).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A subuid/subgid folder letting root map `id` (for `LDM_SUBID_DIR`).
+fn subid_dir(dir: &Path, id: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let line = format!("root:100000:65536\nroot:{id}:1\n");
+    std::fs::write(dir.join("subuid"), &line).unwrap();
+    std::fs::write(dir.join("subgid"), &line).unwrap();
+}
+
+/// As root, ldm maps the project folder's owner: make that uid/gid 1000
+/// (not root, so raw.idmap may be used). Returns the host uid and gid.
+fn host_user_1000(env: &Env) -> (u32, u32) {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&env.dir, Some(1000), Some(1000)).unwrap();
+        let mut p = std::fs::metadata(&env.dir).unwrap().permissions();
+        p.set_mode(0o777);
+        std::fs::set_permissions(&env.dir, p).unwrap();
+        (1000, 1000)
+    } else {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(&env.dir).unwrap();
+        (md.uid(), md.gid())
+    }
+}
+
+#[test]
+fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
+    let env = Env::new("p");
+    let run = env.ok(&["container", "create", "dev", "img"]);
+    let argvs = env.take_argvs();
+    let m = mount(".:/home/dev/p");
+    assert_eq!(m.device_name().len(), "ldm-mount-".len() + 8);
+    let adds: Vec<_> = argvs
+        .iter()
+        .filter(|a| a[..3] == argv(&["config", "device", "add"]))
+        .collect();
+    assert_eq!(
+        adds,
+        vec![&add("p-dev", &m, &abs(&env), &["shift=true"])],
+        "{argvs:#?}"
+    );
+    assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
+    assert!(!run.stdout.contains("Not mounted"), "{}", run.stdout);
+    let dev = &devices(&env, "p-dev")[&m.device_name()];
+    assert_eq!(dev["path"], "/home/dev/p");
+    assert_eq!(dev["shift"], "true");
+    env.assert_agree();
+
+    env.ok(&["container", "create", "bare", "img", "--no-mount"]);
+    let argvs = env.take_argvs();
+    assert!(
+        !argvs.iter().any(|a| a[0] == "config"),
+        "--no-mount makes no config call: {argvs:#?}"
+    );
+    assert!(recorded(&env, "bare").is_empty());
+    assert!(devices(&env, "p-bare").is_empty());
+}
+
+#[test]
+fn without_shift_create_maps_the_host_user_with_raw_idmap() {
+    let env = Env::new("p");
+    let (uid, gid) = host_user_1000(&env);
+    let subid = env.dd.join("etc");
+    subid_dir(&subid, uid);
+    let run = env.run_env(
+        &["container", "create", "dev", "img"],
+        &[
+            ("LDM_DOUBLE_NO_SHIFT", "1"),
+            ("LDM_SUBID_DIR", subid.to_str().unwrap()),
+        ],
+    );
+    let run = run.expect(0);
+    let m = mount(".:/home/dev/p");
+    let src = abs(&env);
+    let argvs = env.take_argvs();
+    let c = changes(&argvs);
+    let i = c
+        .iter()
+        .position(|a| a[0] == "config")
+        .unwrap_or_else(|| panic!("{argvs:#?}"));
+    assert_eq!(
+        c[i..i + 4],
+        [
+            add("p-dev", &m, &src, &["shift=true"]),
+            argv(&[
+                "config",
+                "set",
+                "--",
+                "p-dev",
+                "raw.idmap",
+                &format!("uid {uid} 1000\ngid {gid} 1000"),
+            ]),
+            argv(&["restart", "--", "p-dev"]),
+            add("p-dev", &m, &src, &[]),
+        ],
+        "{argvs:#?}"
+    );
+    assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
+    assert!(!run.stdout.contains("Not mounted"), "{}", run.stdout);
+    let inst = &env.instances()["p-dev"];
+    assert_eq!(
+        inst["config"]["raw.idmap"],
+        format!("uid {uid} 1000\ngid {gid} 1000")
+    );
+    assert!(inst["devices"][m.device_name()].get("shift").is_none());
+}
+
+#[test]
+fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
+    let env = Env::new("p");
+    let (uid, gid) = host_user_1000(&env);
+    let subid = env.dd.join("etc");
+    std::fs::create_dir_all(&subid).unwrap();
+    let s = subid.to_str().unwrap().to_string();
+    let knobs = [("LDM_DOUBLE_NO_SHIFT", "1"), ("LDM_SUBID_DIR", s.as_str())];
+    let run = env
+        .run_env(&["container", "create", "dev", "img"], &knobs)
+        .expect(0);
+    let sudo =
+        format!("sudo sh -c 'echo root:{uid}:1 >> /etc/subuid; echo root:{gid}:1 >> /etc/subgid'");
+    assert!(run.stdout.contains("Not mounted:"), "{}", run.stdout);
+    assert!(run.stdout.contains(&sudo), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("ldm mount dev .:/home/dev/p"),
+        "{}",
+        run.stdout
+    );
+    assert!(recorded(&env, "dev").is_empty());
+    assert!(devices(&env, "p-dev").is_empty());
+    let argvs = env.take_argvs();
+    assert!(
+        !argvs.iter().any(|a| a[..2] == argv(&["config", "set"])),
+        "{argvs:#?}"
+    );
+
+    let run = env
+        .run_env(&["mount", "dev", ".:/home/dev/p"], &knobs)
+        .expect(1);
+    run.err_has(&sudo);
+    assert!(recorded(&env, "dev").is_empty());
+    assert!(devices(&env, "p-dev").is_empty());
+    assert!(env.project().containers["dev"].pending.is_none());
+    env.take_argvs();
+
+    subid_dir(&subid, uid);
+    let run = env
+        .run_env(&["mount", "dev", ".:/home/dev/p"], &knobs)
+        .expect(0);
+    assert!(run.stdout.contains("raw.idmap"), "{}", run.stdout);
+    assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
+    let m = mount(".:/home/dev/p");
+    let c = changes(&env.take_argvs());
+    assert_eq!(c.last().unwrap(), &add("p-dev", &m, &abs(&env), &[]));
+    assert!(devices(&env, "p-dev").contains_key(&m.device_name()));
+}
+
+#[test]
+fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
+    let env = Env::new("p");
+    env.ok(&["container", "create", "dev", "img", "--no-mount"]);
+    std::fs::create_dir_all(env.dir.join("data")).unwrap();
+    std::fs::create_dir_all(env.dir.join("docs")).unwrap();
+    env.take_argvs();
+    let src = abs(&env);
+
+    let run = env.ok(&["mount", "dev", "data:/srv/data"]);
+    let m = mount("data:/srv/data");
+    assert_eq!(
+        changes(&env.take_argvs()),
+        vec![add("p-dev", &m, &format!("{src}/data"), &["shift=true"])]
+    );
+    assert!(
+        run.stdout.contains("Mounted data at /srv/data in dev"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(recorded(&env, "dev"), vec!["data:/srv/data"]);
+
+    env.ok(&["mount", "dev", "docs:/srv/docs", "--ro"]);
+    let ro = mount("docs:/srv/docs:ro");
+    assert_eq!(
+        changes(&env.take_argvs()),
+        vec![add(
+            "p-dev",
+            &ro,
+            &format!("{src}/docs"),
+            &["readonly=true", "shift=true"]
+        )]
+    );
+    assert_eq!(
+        recorded(&env, "dev"),
+        vec!["data:/srv/data", "docs:/srv/docs:ro"]
+    );
+    assert_eq!(
+        devices(&env, "p-dev")[&ro.device_name()]["readonly"],
+        "true"
+    );
+
+    let run = env.ok(&["umount", "dev", "/srv/data"]);
+    assert_eq!(
+        changes(&env.take_argvs()),
+        vec![argv(&[
+            "config",
+            "device",
+            "remove",
+            "--",
+            "p-dev",
+            &m.device_name()
+        ])]
+    );
+    assert!(
+        run.stdout.contains("Unmounted /srv/data from dev"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(recorded(&env, "dev"), vec!["docs:/srv/docs:ro"]);
+    assert!(!devices(&env, "p-dev").contains_key(&m.device_name()));
+
+    for (spec, why) in [
+        ("/:/mnt/root", "/ is a system folder"),
+        ("/etc:/mnt/etc", "/etc is a system folder"),
+    ] {
+        let run = env.fail(&["mount", "dev", spec]);
+        run.err_has(why);
+        run.err_has("--force");
+        assert!(changes(&env.take_argvs()).is_empty(), "{spec}");
+        assert_eq!(recorded(&env, "dev"), vec!["docs:/srv/docs:ro"], "{spec}");
+    }
+    // A stopped container is refused before any change.
+    env.ok(&["down", "dev"]);
+    env.take_argvs();
+    let run = env.fail(&["mount", "dev", "data:/srv/data"]);
+    assert!(changes(&env.take_argvs()).is_empty());
+    assert!(
+        run.stderr.contains("not running") || run.stderr.contains("stopped"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Adds `defaults: setup:` to the project's containers.yaml.
+fn set_setup(env: &Env, steps: &str) {
+    let path = env.dir.join("containers.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "containers:",
+        &format!("defaults:\n  setup:\n{steps}containers:"),
+    );
+    std::fs::write(&path, text).unwrap();
+}
+
+/// The setup steps (`env LDM_USER=... sh -c CMD`) among `argvs`: their CMD.
+fn steps_run(argvs: &[Vec<String>]) -> Vec<String> {
+    argvs
+        .iter()
+        .filter(|a| a[0] == "exec" && a.len() > 4 && a[3] == "env")
+        .map(|a| {
+            assert_eq!(
+                a[3..8],
+                argv(&["env", "LDM_USER=dev", "LDM_WORKDIR=/home/dev/p", "sh", "-c"]),
+                "{a:?}"
+            );
+            a[8].clone()
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
+    let env = Env::new("p");
+    set_setup(
+        &env,
+        "    - echo one\n    - echo two\n    - script: three.sh\n",
+    );
+    std::fs::write(env.dir.join("three.sh"), "#!/bin/sh\necho three\n").unwrap();
+    std::fs::write(
+        env.dd.join("exec.json"),
+        r#"[{"contains": ["echo two"], "stderr": "two broke\n", "code": 3}]"#,
+    )
+    .unwrap();
+    let run = env.fail(&["container", "create", "dev", "img"]);
+    assert!(
+        run.stderr.contains("step 2") || run.stderr.contains("STEP 2"),
+        "{}",
+        run.stderr
+    );
+    let argvs = env.take_argvs();
+    assert_eq!(
+        steps_run(&argvs),
+        vec!["echo one", "echo two"],
+        "{argvs:#?}"
+    );
+    let list = env.ok(&["list"]);
+    assert!(
+        list.stdout.contains("SETUP FAILED AT STEP 2"),
+        "{}",
+        list.stdout
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["list", "--json"]).stdout).unwrap();
+    let row = json
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == "dev"))
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(row["setup_failed_at"], 2, "{json:#}");
+    let created = env.instances()["p-dev"]["created_at"].clone();
+    env.take_argvs();
+
+    std::fs::remove_file(env.dd.join("exec.json")).unwrap();
+    env.ok(&["container", "create", "dev"]);
+    let argvs = env.take_argvs();
+    let run = steps_run(&argvs);
+    assert_eq!(run.len(), 2, "steps 2 and 3 only: {argvs:#?}");
+    assert_eq!(run[0], "echo two");
+    assert!(!run.contains(&"echo one".to_string()));
+    // The kept instance is reused: its launch finds it, ldm starts it.
+    assert!(!argvs.iter().any(|a| a[0] == "delete"), "{argvs:#?}");
+    assert_eq!(argvs[1], argv(&["start", "--", "p-dev"]), "{argvs:#?}");
+    assert_eq!(env.instances()["p-dev"]["created_at"], created);
+    let list = env.ok(&["list"]);
+    assert!(!list.stdout.contains("SETUP FAILED"), "{}", list.stdout);
+    let json: Value = serde_json::from_str(&env.ok(&["list", "--json"]).stdout).unwrap();
+    assert!(json[0].get("setup_failed_at").is_none(), "{json:#}");
+    env.take_argvs();
+
+    let run = env.ok(&["container", "setup", "dev"]);
+    let argvs = env.take_argvs();
+    assert_eq!(steps_run(&argvs).len(), 3, "{argvs:#?}");
+    assert_eq!(steps_run(&argvs)[..2], ["echo one", "echo two"]);
+    assert!(
+        run.stdout.contains("Ran 3 setup step(s) in dev"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// Lines of `text`, sorted (parallel runs print in the order they finish).
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
+    let env = Env::new("p");
+    env.ok(&["container", "create", "a", "img", "--no-mount"]);
+    env.seed_container("b", "img", false);
+    env.ok(&["container", "create", "c", "img"]);
+    edit_state(&env, |st| {
+        st["instances"].as_object_mut().unwrap().remove("p-c");
+    });
+    env.take_argvs();
+
+    let run = env.ok(&["up", "--dry-run"]);
+    assert_eq!(
+        run.stdout,
+        "a: nothing (already running)\nb: start\nc: re-create from img (LXD no longer has it), mount .:/home/dev/p\n"
+    );
+    let argvs = env.take_argvs();
+    assert!(changes(&argvs).is_empty(), "{argvs:#?}");
+    assert!(!env.instances().contains_key("p-c"));
+
+    let run = env.ok(&["up"]);
+    let argvs = env.take_argvs();
+    let c = changes(&argvs);
+    assert!(c.contains(&argv(&["start", "--", "p-b"])), "{argvs:#?}");
+    assert!(
+        !c.iter().any(|a| a[..] == argv(&["start", "--", "p-a"])),
+        "{argvs:#?}"
+    );
+    let launches: Vec<_> = c.iter().filter(|a| a[0] == "launch").collect();
+    assert_eq!(launches.len(), 1, "{argvs:#?}");
+    assert_eq!(launches[0].last().unwrap(), "p-c");
+    let m = mount(".:/home/dev/p");
+    assert!(
+        c.contains(&add("p-c", &m, &abs(&env), &["shift=true"])),
+        "{argvs:#?}"
+    );
+    let (ia, ib, ic) = (env.ip("a"), env.ip("b"), env.ip("c"));
+    assert!(
+        run.stdout.contains(&format!("a: is running at {ia}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("b: is running at {ib}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("c: re-created from img, running at {ic}")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.ends_with("3 of 3 containers running\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(run.stdout.lines().count(), 4, "{}", run.stdout);
+    assert_eq!(recorded(&env, "c"), vec![".:/home/dev/p"]);
+    assert!(devices(&env, "p-c").contains_key(&m.device_name()));
+    env.assert_agree();
+
+    let run = env.ok(&["down"]);
+    let mut stops: Vec<_> = changes(&env.take_argvs());
+    stops.sort();
+    assert_eq!(
+        stops,
+        vec![
+            argv(&["stop", "--", "p-a"]),
+            argv(&["stop", "--", "p-b"]),
+            argv(&["stop", "--", "p-c"]),
+        ]
+    );
+    assert!(
+        run.stdout.ends_with("3 of 3 containers stopped\n"),
+        "{}",
+        run.stdout
+    );
+    for i in env.instances().values() {
+        assert_eq!(i["status"], "Stopped");
+    }
+
+    env.ok(&["up", "a"]);
+    env.ok(&["up", "c"]);
+    env.take_argvs();
+    let run = env
+        .run_env(&["up"], &[("LDM_DOUBLE_FAIL", "start")])
+        .expect(1);
+    assert!(run.stdout.contains("b: failed:"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("2 of 3 containers running"),
+        "{}",
+        run.stdout
+    );
+    run.err_has("1 of 3 containers failed: b\n");
+    let lines = sorted_lines(&run.stdout);
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    assert_eq!(lines[0], "2 of 3 containers running");
+    assert_eq!(lines[1], format!("a: is running at {ia}"));
+    assert!(lines[2].starts_with("b: failed: "), "{}", run.stdout);
+    assert_eq!(lines[3], format!("c: is running at {ic}"));
+    assert_eq!(env.instances()["p-b"]["status"], "Stopped");
+    assert_eq!(env.instances()["p-a"]["status"], "Running");
+}
+
+#[test]
+fn doctor_reports_mount_drift_and_fix_repairs_it() {
+    let env = Env::new("p");
+    env.ok(&["container", "create", "dev", "img"]);
+    let m = mount(".:/home/dev/p");
+    let dev = m.device_name();
+    assert_eq!(env.ok(&["doctor"]).code, 0);
+    // Behind ldm's back: the recorded mount's device goes, and an
+    // `ldm-mount-*` device no mount records appears.
+    let stray = mount("/tmp:/stray").device_name();
+    edit_state(&env, |st| {
+        let devs = st["instances"]["p-dev"]["devices"].as_object_mut().unwrap();
+        assert!(devs.remove(&dev).is_some());
+        devs.insert(
+            stray.clone(),
+            serde_json::json!({"type": "disk", "source": "/tmp", "path": "/stray"}),
+        );
+    });
+    env.take_argvs();
+    let run = env.run(&["doctor"]);
+    assert_ne!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let text = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        text.contains("mount .:/home/dev/p is recorded, but p-dev has no such device"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "p-dev has device {stray} (/tmp at /stray) that the project does not record"
+        )),
+        "{text}"
+    );
+    assert!(
+        changes(&env.take_argvs()).is_empty(),
+        "doctor alone changes nothing"
+    );
+    assert!(!devices(&env, "p-dev").contains_key(&dev));
+
+    let run = env.run(&["doctor", "--fix"]);
+    let mut c = changes(&env.take_argvs());
+    c.sort();
+    let mut want = vec![
+        add("p-dev", &m, &abs(&env), &["shift=true"]),
+        argv(&["config", "device", "remove", "--", "p-dev", &stray]),
+    ];
+    want.sort();
+    assert_eq!(c, want, "{}\n{}", run.stdout, run.stderr);
+    let devs = devices(&env, "p-dev");
+    assert!(
+        devs.contains_key(&dev) && !devs.contains_key(&stray),
+        "{devs:?}"
+    );
+    assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
+    env.ok(&["doctor"]);
+}
+
+#[test]
+fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
+    let env = Env::new("p");
+    env.ok(&["container", "create", "dev", "img", "--no-mount"]);
+    std::fs::create_dir_all(env.dir.join("data")).unwrap();
+    env.take_argvs();
+    let m = mount("data:/srv/data");
+    let child = env.spawn(
+        &["mount", "dev", "data:/srv/data"],
+        &[("LDM_DOUBLE_HANG", "config:before")],
+    );
+    let hang = env.wait_hang("config", Duration::from_secs(30));
+    assert_eq!(hang.ppid as u32, child.id());
+    kill(hang.ppid);
+    kill(hang.pid);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(!devices(&env, "p-dev").contains_key(&m.device_name()));
+    let list = env.ok(&["list"]);
+    assert!(
+        list.stdout.contains("MOUNTING (interrupted)"),
+        "{}",
+        list.stdout
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(json[0]["pending"]["interrupted"], true, "{json:#}");
+    assert_eq!(json[0]["pending"]["op"], "mount", "{json:#}");
+    env.take_argvs();
+
+    env.ok(&["mount", "dev", "data:/srv/data"]);
+    let c = changes(&env.take_argvs());
+    assert_eq!(
+        c,
+        vec![add(
+            "p-dev",
+            &m,
+            &format!("{}/data", abs(&env)),
+            &["shift=true"]
+        )]
+    );
+    assert_eq!(recorded(&env, "dev"), vec!["data:/srv/data"]);
+    assert!(env.project().containers["dev"].pending.is_none());
+    let list = env.ok(&["list"]);
+    assert!(!list.stdout.contains("MOUNTING"), "{}", list.stdout);
+    env.assert_agree();
+}
+
+#[test]
+fn a_remote_project_mounts_nothing() {
+    let env = Env::new("p");
+    env.ok(&["config", "set", "remote", "shared"]);
+    std::fs::create_dir_all(env.dir.join("data")).unwrap();
+    let run = env.ok(&["container", "create", "dev", "img"]);
+    run.err_has("note: the project's LXD is the remote shared: the project folder is not on that server, so dev gets no mount");
+    let argvs = env.take_argvs();
+    assert!(
+        !argvs.iter().any(|a| a.iter().any(|x| x == "config")),
+        "{argvs:#?}"
+    );
+    assert!(recorded(&env, "dev").is_empty());
+    let run = env.fail(&["mount", "dev", "data:/srv/data"]);
+    run.err_has("the project's LXD is the remote shared");
+    assert!(changes(&env.take_argvs()).is_empty());
+    assert!(recorded(&env, "dev").is_empty());
+}
