@@ -382,6 +382,8 @@ struct Suite {
     profile: Option<String>,
     t0: Instant,
     timings: Vec<Timing>,
+    /// What `container create a` and `b` printed on stdout (parallel_create).
+    create_out: Vec<String>,
 }
 
 /// Prints a line on the real stderr: the test harness captures `eprintln!`,
@@ -457,6 +459,7 @@ fn workflow_on_a_real_lxd() {
         profile,
         t0: Instant::now(),
         timings: Vec::new(),
+        create_out: Vec::new(),
     };
     eprintln!(
         "e2e: project {} in {}, image {}, profile {}, ldm {}, uid {}",
@@ -483,6 +486,11 @@ fn workflow_on_a_real_lxd() {
     s.remove();
     s.interrupted_create();
     s.killed_then_acted_on_at_once();
+    s.mounts();
+    s.setup_resume();
+    s.up_all();
+    s.killed_up_all_and_mount();
+    s.remove_mount_files();
     s.project_delete();
 
     s.print_timings();
@@ -704,6 +712,7 @@ systemctl enable --now ssh >/dev/null 2>&1 || true"#,
         );
         for (r, c) in [(ra.ok(), "a"), (rb.ok(), "b")] {
             self.show_progress(&r);
+            self.create_out.push(r.out());
             assert!(
                 r.out()
                     .contains(&format!("Created {c} ({})", self.lxd_name(c))),
@@ -1754,6 +1763,448 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             "{}",
             r.describe()
         );
+    }
+
+    // ------------------------------------------------- issue 14 steps
+
+    fn euid() -> u32 {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() }
+    }
+
+    /// LXD's disk devices of an instance (its own, not its profiles'):
+    /// (device name, source, path).
+    fn disks(&self, lxd_name: &str) -> Vec<(String, String, String)> {
+        let inst = self.lxd_instance(lxd_name);
+        let mut v: Vec<(String, String, String)> = inst["devices"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, d)| d["type"] == "disk" && d["path"] != "/")
+                    .map(|(n, d)| {
+                        (
+                            n.clone(),
+                            d["source"].as_str().unwrap_or_default().to_string(),
+                            d["path"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// The recorded mounts of container `c` agree with LXD's ldm-mount-*
+    /// disk devices (by container path).
+    fn assert_mounts_agree(&self, c: &str) {
+        let mut recorded: Vec<String> = self.stored().containers[c]
+            .mounts
+            .iter()
+            .map(|m| m.path.clone())
+            .collect();
+        recorded.sort();
+        let mut lxd: Vec<String> = self
+            .disks(&self.lxd_name(c))
+            .into_iter()
+            .filter(|(n, _, _)| n.starts_with("ldm-mount-"))
+            .map(|(_, _, p)| p)
+            .collect();
+        lxd.sort();
+        assert_eq!(recorded, lxd, "{c}: recorded mounts vs LXD's devices");
+    }
+
+    /// Sets (`Some`) or removes (`None`) `defaults.setup` in containers.yaml,
+    /// by editing the text.
+    fn set_default_setup(&self, steps: Option<&[&str]>) {
+        let path = self.dir.join("containers.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Drop any `setup:` block at indent 2 under `defaults:`.
+        let mut lines: Vec<String> = Vec::new();
+        let (mut in_defaults, mut skipping) = (false, false);
+        for l in text.lines() {
+            let indent = l.len() - l.trim_start().len();
+            if indent == 0 && !l.trim().is_empty() {
+                in_defaults = l.starts_with("defaults:");
+                skipping = false;
+            }
+            if skipping {
+                let t = l.trim_start();
+                if indent > 2 || (indent == 2 && t.starts_with("- ")) {
+                    continue;
+                }
+                skipping = false;
+            }
+            if in_defaults && indent == 2 && l.trim_start().starts_with("setup:") {
+                skipping = true;
+                continue;
+            }
+            lines.push(l.to_string());
+        }
+        if let Some(steps) = steps {
+            let mut block = vec!["  setup:".to_string()];
+            for s in steps {
+                block.push(format!("    - '{}'", s.replace('\'', "''")));
+            }
+            match lines.iter().position(|l| l.starts_with("defaults:")) {
+                Some(i) if lines[i].trim_end() == "defaults:" => {
+                    lines.splice(i + 1..i + 1, block);
+                }
+                Some(i) => panic!("cannot edit {:?} in containers.yaml", lines[i]),
+                None => {
+                    lines.push("defaults:".into());
+                    lines.extend(block);
+                }
+            }
+        }
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        // It still reads back.
+        let p = self.stored();
+        match steps {
+            Some(s) => assert_eq!(p.effective_setup("no-such").len(), s.len()),
+            None => assert!(p.effective_setup("no-such").is_empty()),
+        }
+    }
+
+    fn mounts(&mut self) {
+        let (a, b) = (self.lxd_name("a"), self.lxd_name("b"));
+        for c in ["a", "b"] {
+            self.ldm(&["up", c]).ok();
+        }
+        let scratch = self.dir.join("scratchdir");
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::write(scratch.join("seen"), "scratch\n").unwrap();
+        let (_, rows) = self.ldm_list();
+        if Self::euid() == 0 {
+            self.step("mounts as root: none made on create, said why; ldm mount refused");
+            for (out, c) in self.create_out.iter().zip(["a", "b"]) {
+                assert!(
+                    out.contains("Not mounted: ldm runs as root"),
+                    "{c}: create printed:\n{out}"
+                );
+                assert_eq!(Self::row(&rows, c)["mounts"], serde_json::json!([]), "{c}");
+                assert!(self.stored().containers[c].mounts.is_empty(), "{c}");
+                self.assert_mounts_agree(c);
+            }
+            let r = self.ldm(&["mount", "b", "scratchdir:/srv/extra"]);
+            assert!(r.code.is_some_and(|c| c != 0), "{}", r.describe());
+            assert!(r.stderr.contains("root"), "{}", r.describe());
+            assert!(self.stored().containers["b"].mounts.is_empty());
+            let rec = &self.stored().containers["b"];
+            assert!(rec.pending.is_none(), "{:?}", rec.pending);
+            self.assert_mounts_agree("b");
+            return;
+        }
+        self.step("mounts: project folder shared both ways with the right owners; mount / umount");
+        let target = format!("{}/{}", self.home(), self.project);
+        for (c, l) in [("a", &a), ("b", &b)] {
+            let listed = Self::row(&rows, c)["mounts"].clone();
+            let listed = listed.as_array().expect("mounts is a list");
+            assert_eq!(listed.len(), 1, "{c}: {listed:?}");
+            assert!(
+                listed[0].as_str().unwrap().contains(&format!(":{target}")),
+                "{c}: {listed:?}"
+            );
+            self.assert_mounts_agree(c);
+            std::fs::write(
+                self.dir.join(format!("from-host-{c}")),
+                format!("hello {c}\n"),
+            )
+            .unwrap();
+            let seen = self
+                .exec(l, "cat \"$1\"", &[&format!("{target}/from-host-{c}")])
+                .ok()
+                .out();
+            assert_eq!(seen.trim(), format!("hello {c}"));
+            let owner = self
+                .exec(
+                    l,
+                    "stat -c %U \"$1\"",
+                    &[&format!("{target}/from-host-{c}")],
+                )
+                .ok()
+                .out();
+            assert_eq!(owner.trim(), USER, "{c}: owner inside of a host file");
+            self.exec(
+                l,
+                "runuser -u \"$1\" -- sh -c 'echo x > \"$1\"' sh \"$2\"",
+                &[USER, &format!("{target}/from-container-{c}")],
+            )
+            .ok();
+            let meta = std::fs::metadata(self.dir.join(format!("from-container-{c}")))
+                .expect("the file written inside is on the host");
+            assert_eq!(
+                meta.uid(),
+                Self::euid(),
+                "{c}: host owner of a file written inside"
+            );
+        }
+        let r = self.ldm(&["mount", "b", "scratchdir:/srv/extra"]).ok();
+        assert!(r.out().contains("Mounted"), "{}", r.describe());
+        let seen = self.exec(&b, "cat /srv/extra/seen", &[]).ok().out();
+        assert_eq!(seen.trim(), "scratch");
+        assert!(self.stored().containers["b"]
+            .mounts
+            .iter()
+            .any(|m| m.path == "/srv/extra"));
+        self.assert_mounts_agree("b");
+        self.time("mount (running container)", r.took, None, "");
+        let r = self.ldm(&["umount", "b", "/srv/extra"]).ok();
+        assert!(!self.stored().containers["b"]
+            .mounts
+            .iter()
+            .any(|m| m.path == "/srv/extra"));
+        assert!(
+            !self.disks(&b).iter().any(|(_, _, p)| p == "/srv/extra"),
+            "{}",
+            r.describe()
+        );
+        self.assert_mounts_agree("b");
+    }
+
+    fn setup_resume(&mut self) {
+        self.step(
+            "setup steps: step 2 fails, create stops; fixed, create resumes at step 2; setup again",
+        );
+        let l = self.lxd_name("s");
+        self.set_default_setup(Some(&[
+            "echo one | tee -a /root/one",
+            "test -f /root/go",
+            "echo three > /root/three",
+        ]));
+        let r = self
+            .ldm(&["container", "create", "s", &self.image])
+            .expect_code(1);
+        assert!(r.stderr.contains("s | one"), "{}", r.describe());
+        assert!(
+            query(&format!("/1.0/instances/{l}")).is_some(),
+            "s was not kept"
+        );
+        let (_, rows) = self.ldm_list();
+        let row = Self::row(&rows, "s");
+        assert_eq!(row["setup_failed_at"], 2, "{row}");
+        assert_eq!(row["status"], "SETUP FAILED AT STEP 2", "{row}");
+        self.exec(&l, "test -f /root/one && test ! -e /root/three", &[])
+            .ok();
+        self.exec(&l, "touch /root/go", &[]).ok();
+        let r = self.ldm(&["container", "create", "s"]).ok();
+        assert!(
+            !r.stderr.contains("s | one"),
+            "step 1 ran again: {}",
+            r.describe()
+        );
+        let ones = self.exec(&l, "cat /root/one", &[]).ok().out();
+        assert_eq!(ones.trim(), "one", "step 1 ran again");
+        self.exec(&l, "test -f /root/three", &[]).ok();
+        let (_, rows) = self.ldm_list();
+        let row = Self::row(&rows, "s");
+        assert!(row["setup_failed_at"].is_null(), "{row}");
+        assert_eq!(row["status"], "RUNNING", "{row}");
+        self.exec(&l, "rm /root/three", &[]).ok();
+        let r = self.ldm(&["container", "setup", "s"]).ok();
+        assert!(r.stderr.contains("s | one"), "{}", r.describe());
+        let ones = self.exec(&l, "cat /root/one", &[]).ok().out();
+        assert_eq!(ones.trim(), "one\none");
+        self.exec(&l, "test -f /root/three", &[]).ok();
+        // New containers of later steps get no setup steps.
+        self.set_default_setup(None);
+        self.ldm(&["remove", "-f", "s"]).ok();
+        assert!(query(&format!("/1.0/instances/{l}")).is_none());
+    }
+
+    fn assert_all_running(&self, names: &[String]) {
+        for c in names {
+            let inst = self.lxd_instance(&self.lxd_name(c));
+            assert_eq!(inst["status"], "Running", "{c}");
+        }
+        let (_, rows) = self.ldm_list();
+        for c in names {
+            assert_eq!(Self::row(&rows, c)["status"], "RUNNING", "{c}: {rows:?}");
+        }
+    }
+
+    fn up_all(&mut self) {
+        let names: Vec<String> = self.stored().containers.keys().cloned().collect();
+        let n = names.len();
+        assert!(n >= 4, "up_all wants 4 containers: {names:?}");
+        self.step(&format!(
+            "up / down of all {n} containers in parallel; up re-creates one LXD lost"
+        ));
+        let r = self.ldm(&["down"]).ok();
+        assert!(
+            r.out().contains(&format!("{n} of {n} containers stopped")),
+            "{}",
+            r.describe()
+        );
+        for c in &names {
+            assert_eq!(
+                self.lxd_instance(&self.lxd_name(c))["status"],
+                "Stopped",
+                "{c}"
+            );
+        }
+        let one = self.ldm(&["up", &names[0]]).ok();
+        assert!(
+            one.out().contains(&format!("{} is running", names[0])),
+            "{}",
+            one.describe()
+        );
+        self.ldm(&["down"]).ok();
+        let dry = self.ldm(&["up", "--dry-run"]).ok();
+        for c in &names {
+            assert!(
+                dry.out().contains(&format!("{c}: start")),
+                "{}",
+                dry.describe()
+            );
+            assert_eq!(
+                self.lxd_instance(&self.lxd_name(c))["status"],
+                "Stopped",
+                "dry run started {c}"
+            );
+        }
+        let all = self.ldm(&["up"]).ok();
+        assert!(
+            all.out()
+                .contains(&format!("{n} of {n} containers running")),
+            "{}",
+            all.describe()
+        );
+        for c in &names {
+            assert!(
+                all.out().lines().any(|l| l.starts_with(&format!("{c}: "))),
+                "{}",
+                all.describe()
+            );
+        }
+        self.assert_all_running(&names);
+        let (x, y) = (all.took.as_secs_f64(), one.took.as_secs_f64());
+        loud(&format!(
+            "e2e timing: up of {n} stopped containers {x:.2} s vs 1 alone {y:.2} s (ratio {:.2}, target <= 1.5)",
+            x / y
+        ));
+        self.time(&format!("up, all {n} (parallel)"), all.took, None, "");
+        self.time("up, one alone", one.took, None, "");
+
+        let lost = "k";
+        let l = self.lxd_name(lost);
+        lxc(&["delete", "-f", &l]).ok();
+        let dry = self.ldm(&["up", "--dry-run"]).ok();
+        assert!(
+            dry.out().contains(&format!("{lost}: re-create from")),
+            "{}",
+            dry.describe()
+        );
+        assert!(query(&format!("/1.0/instances/{l}")).is_none());
+        let r = self.ldm(&["up"]).ok();
+        assert!(
+            r.out().contains(&format!("{n} of {n} containers running")),
+            "{}",
+            r.describe()
+        );
+        assert!(
+            ipv4(&self.lxd_instance(&l)).is_some(),
+            "re-created {l} has no IPv4"
+        );
+        self.assert_all_running(&names);
+        self.exec(&l, "id -u \"$1\"", &[USER]).ok();
+        self.assert_mounts_agree(lost);
+        let rec = &self.stored().containers[lost];
+        assert!(rec.pending.is_none(), "{:?}", rec.pending);
+    }
+
+    /// Like `kill_after`, but the command may finish first: returns whether
+    /// it was killed.
+    fn maybe_kill_after(&self, args: &[&str], after: Duration) -> bool {
+        let mut child = self
+            .ldm_cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn ldm {args:?}: {e}"));
+        std::thread::sleep(after);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let killed = status.signal() == Some(libc::SIGKILL);
+        eprintln!(
+            "e2e: ldm {} {}",
+            args.join(" "),
+            if killed {
+                "killed"
+            } else {
+                "finished before the kill"
+            }
+        );
+        killed
+    }
+
+    /// After a killed command: every row is consistent (no pending) or
+    /// shows the operation as interrupted.
+    fn assert_consistent_or_interrupted(&self) {
+        let (_, rows) = self.ldm_list();
+        for row in &rows {
+            let p = &row["pending"];
+            assert!(p.is_null() || p["interrupted"] == true, "{row}");
+        }
+    }
+
+    fn killed_up_all_and_mount(&mut self) {
+        self.step("kill -9 during up (all) and during mount; re-run; LXD agrees");
+        let names: Vec<String> = self.stored().containers.keys().cloned().collect();
+        self.ldm(&["down"]).ok();
+        self.kill_after(&["up"], Duration::from_millis(300));
+        self.assert_consistent_or_interrupted();
+        let r = self.ldm(&["up"]).ok();
+        let n = names.len();
+        assert!(
+            r.out().contains(&format!("{n} of {n} containers running")),
+            "{}",
+            r.describe()
+        );
+        self.assert_all_running(&names);
+        let r = self.ldm(&["doctor"]).ok();
+        assert!(
+            r.out().contains("the project and LXD agree"),
+            "{}",
+            r.describe()
+        );
+
+        if Self::euid() == 0 {
+            return; // ldm mount is refused as root (see `mounts`).
+        }
+        self.maybe_kill_after(
+            &["mount", "b", "scratchdir:/srv/extra2"],
+            Duration::from_millis(300),
+        );
+        self.assert_consistent_or_interrupted();
+        let r = self.ldm(&["mount", "b", "scratchdir:/srv/extra2"]).ok();
+        assert!(r.out().contains("/srv/extra2"), "{}", r.describe());
+        let b = self.lxd_name("b");
+        let seen = self.exec(&b, "cat /srv/extra2/seen", &[]).ok().out();
+        assert_eq!(seen.trim(), "scratch");
+        let rec = &self.stored().containers["b"];
+        assert!(rec.pending.is_none(), "{:?}", rec.pending);
+        assert!(rec.mounts.iter().any(|m| m.path == "/srv/extra2"));
+        self.assert_mounts_agree("b");
+        self.ldm(&["umount", "b", "/srv/extra2"]).ok();
+        self.assert_mounts_agree("b");
+        let r = self.ldm(&["doctor"]).ok();
+        assert!(
+            r.out().contains("the project and LXD agree"),
+            "{}",
+            r.describe()
+        );
+    }
+
+    /// The files `mounts` left in the project folder (project delete
+    /// checks that it leaves nothing of its own).
+    fn remove_mount_files(&mut self) {
+        let _ = std::fs::remove_dir_all(self.dir.join("scratchdir"));
+        for c in ["a", "b"] {
+            let _ = std::fs::remove_file(self.dir.join(format!("from-host-{c}")));
+            let _ = std::fs::remove_file(self.dir.join(format!("from-container-{c}")));
+        }
     }
 
     fn project_delete(&mut self) {
