@@ -10,8 +10,9 @@ use crate::commands::container::{begin, finish, forget, rerun_hint};
 use crate::commands::op::{self, Progress};
 use crate::commands::setup::{self, INITIAL_STATE};
 use crate::commands::Ctx;
-use crate::lxd::LxdError;
+use crate::lxd::{Lxd, LxdError};
 use crate::model::{validate, Mutation, Op};
+use crate::store::Store;
 use crate::{say, Error};
 
 /// `ldm container clone SRC NEW [-s SNAP]`.
@@ -61,6 +62,7 @@ pub fn clone(ctx: &Ctx, args: &ContainerClone, out: &mut dyn Write) -> Result<()
             return Err(Error::lxd(format!("copying {src_lxd} to {lxd_name}{hint}"))(e));
         }
     }
+    record_copied_mounts(&mut store, &*lxd, source, name, lxd_name)?;
     // Snapshot before the first start: initial-state is the state right
     // after cloning. The copy has none of the source's snapshots.
     progress.step(&format!("Taking snapshot {INITIAL_STATE}"));
@@ -75,6 +77,40 @@ pub fn clone(ctx: &Ctx, args: &ContainerClone, out: &mut dyn Write) -> Result<()
     finish(&mut store, name)?;
     say(out, &format!("Cloned {from} to {name} ({lxd_name})"))?;
     setup::print_access(out, name, ip.as_deref(), &s.user, &s.password)
+}
+
+/// LXD copies the source's disk devices (and its `raw.idmap`): the clone
+/// has the source's mounts, so the project records them too (those the
+/// copy has, and the clone has not recorded yet, for a resumed clone).
+fn record_copied_mounts(
+    store: &mut Store,
+    lxd: &dyn Lxd,
+    source: &str,
+    name: &str,
+    lxd_name: &str,
+) -> Result<(), Error> {
+    let p = store.read()?;
+    let (Some(src), Some(own)) = (p.containers.get(source), p.containers.get(name)) else {
+        return Ok(());
+    };
+    if src.mounts.is_empty() {
+        return Ok(());
+    }
+    let disks = op::instance(lxd, lxd_name)?.disks;
+    let add: Vec<Mutation> = src
+        .mounts
+        .iter()
+        .filter(|m| disks.iter().any(|d| d.device == m.device_name()))
+        .filter(|m| !own.mounts.iter().any(|o| o.path == m.path))
+        .map(|m| Mutation::MountAdded {
+            container: name.to_string(),
+            mount: m.to_string(),
+        })
+        .collect();
+    if add.is_empty() {
+        return Ok(());
+    }
+    op::record(store, add)
 }
 
 fn snap_suffix(args: &ContainerClone) -> String {
