@@ -67,8 +67,11 @@ impl Invocation {
         }
     }
 
-    /// Runs it and returns exit code and both streams; spawn failure only is an error.
-    pub(super) fn output(&self) -> Result<Captured, LxdError> {
+    /// Starts it with stdout and stderr piped, its stdin fed from a thread
+    /// (so a child that writes before it reads cannot deadlock against us).
+    fn spawn_piped(
+        &self,
+    ) -> Result<(std::process::Child, Option<std::thread::JoinHandle<()>>), LxdError> {
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .env("LC_ALL", "C")
@@ -81,14 +84,19 @@ impl Invocation {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| self.spawn_error(source))?;
-        // Feed stdin from a thread so a child that writes before it reads
-        // cannot deadlock against us; wait_with_output drains both pipes.
         let feeder = child.stdin.take().map(|mut pipe| {
             let bytes = self.stdin.clone();
             std::thread::spawn(move || {
                 let _ = pipe.write_all(&bytes);
             })
         });
+        Ok((child, feeder))
+    }
+
+    /// Runs it and returns exit code and both streams; spawn failure only is an error.
+    pub(super) fn output(&self) -> Result<Captured, LxdError> {
+        // wait_with_output drains both pipes while the feeder writes stdin.
+        let (child, feeder) = self.spawn_piped()?;
         let out = child
             .wait_with_output()
             .map_err(|source| self.spawn_error(source))?;
@@ -107,24 +115,7 @@ impl Invocation {
     ) -> Result<(Option<i32>, Vec<u8>), LxdError> {
         use std::io::{BufRead, BufReader};
         use std::sync::mpsc;
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .env("LC_ALL", "C")
-            .stdin(if self.stdin.is_empty() {
-                Stdio::null()
-            } else {
-                Stdio::piped()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| self.spawn_error(source))?;
-        let feeder = child.stdin.take().map(|mut pipe| {
-            let bytes = self.stdin.clone();
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-            })
-        });
+        let (mut child, feeder) = self.spawn_piped()?;
         let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
         let mut readers = Vec::new();
         let out = child
