@@ -40,9 +40,9 @@ pub enum Command {
     Container(ContainerCommand),
     /// List the project's containers with status, IPv4 and ports.
     List(List),
-    /// Start a container (none named: all of them, re-creating those LXD lost) and wait for its IPv4 address.
+    /// Start containers (none named: all of them, re-creating those LXD lost) and wait for their IPv4 addresses.
     Up(UpDown),
-    /// Stop a container (none named: all of them).
+    /// Stop containers (none named: all of them).
     Down(UpDown),
     /// Show a host folder inside a running or stopped container, and record it.
     Mount(MountArgs),
@@ -168,8 +168,9 @@ pub struct SetupArgs {
 /// `ldm up` and `ldm down`.
 #[derive(Debug, Args)]
 pub struct UpDown {
-    /// Container name; none: every container of the project, in parallel.
-    pub name: Option<String>,
+    /// Containers to act on, in parallel; none: every container of the project.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
     /// Print what would be done, and do nothing.
     #[arg(long)]
     pub dry_run: bool,

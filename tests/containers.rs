@@ -308,11 +308,7 @@ fn list_up_down() {
     // What LXD has decides: start, re-create, or nothing.
     assert_eq!(
         env.take_argvs(),
-        vec![
-            argv(&["list", "--format", "json"]),
-            argv(&["start", "--", "p-a"]),
-            query("p-a")
-        ]
+        vec![query("p-a"), argv(&["start", "--", "p-a"]), query("p-a")]
     );
     let ip = env.ip("a");
     assert_eq!(run.stdout, format!("a is running at {ip}\n"));
@@ -331,18 +327,12 @@ fn list_up_down() {
     env.take_calls();
 
     env.ok(&["up", "a"]); // already running: fine
-    assert_eq!(
-        env.take_argvs(),
-        vec![argv(&["list", "--format", "json"]), query("p-a")]
-    );
+    assert_eq!(env.take_argvs(), vec![query("p-a"), query("p-a")]);
     let run = env.ok(&["down", "a"]);
     assert_eq!(run.stdout, "a is stopped\n");
     assert_eq!(
         env.take_argvs(),
-        vec![
-            argv(&["list", "--format", "json"]),
-            argv(&["stop", "--", "p-a"])
-        ]
+        vec![query("p-a"), argv(&["stop", "--", "p-a"])]
     );
     env.ok(&["down", "a"]); // already stopped: fine
     env.take_calls();

@@ -520,6 +520,37 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
     assert_eq!(lines[3], format!("c: is running at {ic}"));
     assert_eq!(env.instances()["p-b"]["status"], "Stopped");
     assert_eq!(env.instances()["p-a"]["status"], "Running");
+
+    // Names given: those containers only, one line each and a summary.
+    env.take_argvs();
+    env.ok(&["down", "a", "c"]);
+    let mut stops: Vec<_> = changes(&env.take_argvs());
+    stops.sort();
+    assert_eq!(
+        stops,
+        vec![argv(&["stop", "--", "p-a"]), argv(&["stop", "--", "p-c"])]
+    );
+    let run = env.ok(&["up", "c", "b"]);
+    let mut starts: Vec<_> = changes(&env.take_argvs());
+    starts.sort();
+    assert_eq!(
+        starts,
+        vec![argv(&["start", "--", "p-b"]), argv(&["start", "--", "p-c"])]
+    );
+    let lines = sorted_lines(&run.stdout);
+    assert_eq!(
+        lines,
+        vec![
+            "2 of 2 containers running".to_string(),
+            format!("b: is running at {ib}"),
+            format!("c: is running at {ic}"),
+        ]
+    );
+    assert_eq!(env.instances()["p-a"]["status"], "Stopped");
+    // A name the project lacks is refused before LXD is touched.
+    let run = env.fail(&["up", "b", "zzz"]);
+    run.err_has("zzz");
+    assert!(changes(&env.take_argvs()).is_empty());
 }
 
 #[test]

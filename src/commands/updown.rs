@@ -1,5 +1,5 @@
-//! `ldm up` and `ldm down`, for one container or, with no name, for every
-//! container of the project in parallel: `up` starts the stopped ones and
+//! `ldm up` and `ldm down`, for the containers named or, with no name, for
+//! every container of the project, in parallel: `up` starts the stopped ones and
 //! re-creates (from the recorded image, with its mounts and setup steps)
 //! those LXD no longer has. One line per container as each ends, then a
 //! summary; any failure makes the exit non-zero and is named.
@@ -99,12 +99,12 @@ fn describe(project: &Project, name: &str, a: &Action) -> String {
     }
 }
 
-/// `ldm up [NAME]`.
+/// `ldm up [NAME]...`.
 pub fn up(ctx: &Ctx, args: &UpDown, out: &mut dyn Write) -> Result<(), Error> {
     run(ctx, args, out, true)
 }
 
-/// `ldm down [NAME]`.
+/// `ldm down [NAME]...`.
 pub fn down(ctx: &Ctx, args: &UpDown, out: &mut dyn Write) -> Result<(), Error> {
     run(ctx, args, out, false)
 }
@@ -112,14 +112,25 @@ pub fn down(ctx: &Ctx, args: &UpDown, out: &mut dyn Write) -> Result<(), Error> 
 fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Error> {
     let store = ctx.store()?;
     let project = store.read()?;
-    if let Some(name) = &args.name {
+    for name in &args.names {
         op::container(&project, name)?;
     }
     let lxd = ctx.lxd(&project, args.wait.timeout);
-    let instances = lxd.list().map_err(Error::lxd("listing LXD's instances"))?;
+    // One container is asked for alone: `list` reads every instance on the
+    // server, whatever project it belongs to.
+    let instances = match args.names.as_slice() {
+        [name] => {
+            let lxd_name = project.lxd_name(name);
+            lxd.instance(&lxd_name)
+                .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
+                .into_iter()
+                .collect()
+        }
+        _ => lxd.list().map_err(Error::lxd("listing LXD's instances"))?,
+    };
     let mut plan = plan(&project, &store.owners(), &instances, up);
-    if let Some(name) = &args.name {
-        plan.retain(|(n, _)| n == name);
+    if !args.names.is_empty() {
+        plan.retain(|(n, _)| args.names.contains(n));
     }
     if args.dry_run {
         for (name, a) in &plan {
@@ -133,7 +144,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
             "The project has no containers (create one with `ldm container create NAME IMAGE`)",
         );
     }
-    let one = args.name.is_some();
+    let one = args.names.len() == 1;
     let (tx, rx) = mpsc::channel::<(usize, Result<String, Error>)>();
     let mut results: Vec<Option<Result<String, Error>>> = plan.iter().map(|_| None).collect();
     std::thread::scope(|scope| -> Result<(), Error> {
