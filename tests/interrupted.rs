@@ -227,6 +227,35 @@ fn remove_killed_at_its_client_call() {
 }
 
 #[test]
+fn regression_an_interrupted_remove_is_finished_by_remove_only() {
+    // `reset` used to take over an interrupted remove, and its outcome
+    // cleared the remove's intent: the half-removed container then looked
+    // finished.
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    interrupt(&env, &["remove", "-f", "a"], "delete:after");
+    for args in [
+        &["container", "reset", "a"][..],
+        &["mount", "a", ".:/srv/p"][..],
+        &["container", "setup", "a"][..],
+        &["container", "snapshot", "create", "a", "s1"][..],
+    ] {
+        let run = env.fail(args);
+        for want in [
+            "container a has an interrupted remove",
+            "run `ldm remove a` to finish it",
+        ] {
+            assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
+        }
+        let pending = env.project().containers["a"].pending.clone();
+        assert_eq!(pending.map(|p| p.op.noun()), Some("remove"), "{args:?}");
+    }
+    env.ok(&["remove", "-f", "a"]);
+    assert!(env.project().containers.is_empty());
+    env.assert_agree();
+}
+
+#[test]
 fn resumed_create_with_another_image_is_refused() {
     let env = Env::new("p");
     interrupt(

@@ -339,6 +339,9 @@ fn a_version_4_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
             let text = e.to_string();
             assert!(text.contains("written by a newer ldm"), "{text}");
             assert!(text.contains("upgrade ldm"), "{text}");
+            // Not the damage hint: a plain repair refuses a newer ldm's log.
+            assert!(!text.contains("bad header"), "{text}");
+            assert!(text.contains("`ldm doctor --repair --force`"), "{text}");
         }
         other => panic!("not refused as a newer ldm's: {other:?}"),
     };

@@ -11,41 +11,6 @@ use crate::model::{validate, Mutation, Op, Pending};
 use crate::store::Store;
 use crate::{say, Error};
 
-/// What the intent commit of an operation on an existing container tells
-/// its LXD steps.
-struct Begun {
-    lxd_name: String,
-    remote: Option<String>,
-    /// The interrupted operation this one takes over, if any.
-    old: Option<Pending>,
-}
-
-/// Records the start of a container-level `op` on an existing container.
-fn begin(store: &mut Store, name: &str, pending: &Pending) -> Result<Begun, Error> {
-    let owners = store.owners();
-    store.commit(|p| {
-        let c = op::container(p, name)?;
-        let old = op::check_free(&owners, name, c)?;
-        if let Some(old) = &old {
-            let same = std::mem::discriminant(&old.op) == std::mem::discriminant(&pending.op);
-            if !same && old.op != Op::Remove && pending.op != Op::Remove {
-                return Err(op::interrupted(name, old, &c.image, " first"));
-            }
-        }
-        let m = Mutation::OperationStarted {
-            container: name.to_string(),
-            snapshot: None,
-            pending: pending.clone(),
-        };
-        let begun = Begun {
-            lxd_name: p.lxd_name(name),
-            remote: p.remote.clone(),
-            old,
-        };
-        Ok((vec![m], begun))
-    })
-}
-
 /// `ldm container reset NAME [SNAP]`: stop if running, restore, start again
 /// if it was running.
 pub fn reset(ctx: &Ctx, args: &ContainerReset, out: &mut dyn Write) -> Result<(), Error> {
@@ -59,7 +24,7 @@ pub fn reset(ctx: &Ctx, args: &ContainerReset, out: &mut dyn Write) -> Result<()
             restart: false,
         },
     )?;
-    let begun = begin(&mut store, name, &pending)?;
+    let begun = op::begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
     let lxd = ctx.lxd_at(begun.remote.as_deref(), args.wait.timeout);
     // An interrupted reset may have stopped it already: its intent says so.
     let restart = begun.old.is_some_and(|o| o.op.restart());
@@ -158,7 +123,7 @@ pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error
     let owner = match recorded {
         Some(_) => {
             let (guard, pending) = op::claim(&store, Op::Remove)?;
-            begin(&mut store, name, &pending)?;
+            op::begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
             Some(guard)
         }
         None => None,

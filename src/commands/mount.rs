@@ -14,52 +14,8 @@ use crate::commands::mounts::{self, Attached};
 use crate::commands::op::{self, Progress};
 use crate::commands::steps;
 use crate::commands::Ctx;
-use crate::model::{Mount, Mutation, Op, Pending, Project};
-use crate::store::Store;
+use crate::model::{Mount, Mutation, Op, Project};
 use crate::{say, Error};
-
-/// What an intent commit tells the LXD steps.
-struct Begun {
-    lxd_name: String,
-    user: String,
-    /// Recorded mounts of the container.
-    mounts: Vec<Mount>,
-    /// The interrupted operation of the same kind this one takes over.
-    old: Option<Pending>,
-}
-
-/// Records `pending` on container `name` (taking over an interrupted
-/// operation of the same kind), with `extra` mutations in the same commit.
-fn begin(
-    store: &mut Store,
-    name: &str,
-    pending: &Pending,
-    extra: impl FnOnce(&Project) -> Result<Vec<Mutation>, Error>,
-) -> Result<Begun, Error> {
-    let owners = store.owners();
-    store.commit(|p| {
-        let c = op::container(p, name)?;
-        let old = op::check_free(&owners, name, c)?;
-        if let Some(o) = &old {
-            if std::mem::discriminant(&o.op) != std::mem::discriminant(&pending.op) {
-                return Err(op::interrupted(name, o, &c.image, " first"));
-            }
-        }
-        let mut m = extra(p)?;
-        m.push(Mutation::OperationStarted {
-            container: name.to_string(),
-            snapshot: None,
-            pending: pending.clone(),
-        });
-        let begun = Begun {
-            lxd_name: p.lxd_name(name),
-            user: p.effective_user(name).0,
-            mounts: c.mounts.clone(),
-            old,
-        };
-        Ok((m, begun))
-    })
-}
 
 fn finished(name: &str) -> Mutation {
     Mutation::OperationFinished {
@@ -89,7 +45,10 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
     let mut store = ctx.store()?;
     let project = store.read()?;
     local_only(&project)?;
-    op::container(&project, name)?;
+    let op = Op::Mount {
+        mount: m.to_string(),
+    };
+    op::may_begin(&store.owners(), name, op::container(&project, name)?, &op)?;
     let source = mounts::source(&store.paths().dir, &m, args.force)?;
     let lxd = ctx.lxd(&project, args.wait.timeout);
     let inst = op::instance(&*lxd, &project.lxd_name(name))?;
@@ -99,13 +58,8 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
             status: inst.status.to_lowercase(),
         });
     }
-    let (_owner, pending) = op::claim(
-        &store,
-        Op::Mount {
-            mount: m.to_string(),
-        },
-    )?;
-    let b = begin(&mut store, name, &pending, |p| {
+    let (_owner, pending) = op::claim(&store, op)?;
+    let b = op::begin(&mut store, name, &pending, |p| {
         let c = op::container(p, name)?;
         if c.mounts.contains(&m) {
             return Ok(Vec::new());
@@ -211,7 +165,7 @@ pub fn umount(ctx: &Ctx, args: &UmountArgs, out: &mut dyn Write) -> Result<(), E
             path: path.to_string(),
         },
     )?;
-    let b = begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
+    let b = op::begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
     let lxd = ctx.lxd(&project, args.wait.timeout);
     mounts::remove(&*lxd, &b.lxd_name, &m.device_name())?;
     op::record(
@@ -238,7 +192,12 @@ pub fn setup(ctx: &Ctx, args: &SetupArgs, out: &mut dyn Write) -> Result<(), Err
     let name = args.name.as_str();
     let mut store = ctx.store()?;
     let project = store.read()?;
-    op::container(&project, name)?;
+    op::may_begin(
+        &store.owners(),
+        name,
+        op::container(&project, name)?,
+        &Op::Setup,
+    )?;
     let steps_to_run = project.effective_setup(name).to_vec();
     if steps_to_run.is_empty() {
         return say(
@@ -255,7 +214,7 @@ pub fn setup(ctx: &Ctx, args: &SetupArgs, out: &mut dyn Write) -> Result<(), Err
         });
     }
     let (_owner, mut pending) = op::claim(&store, Op::Setup)?;
-    let b = begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
+    let b = op::begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
     let workdir = b
         .mounts
         .iter()

@@ -95,6 +95,75 @@ pub fn check_free(owners: &Owners, name: &str, c: &Container) -> Result<Option<P
     }
 }
 
+/// What the intent commit of an operation on an existing container tells
+/// its LXD steps.
+pub struct Begun {
+    /// The container's LXD instance name.
+    pub lxd_name: String,
+    /// The project's LXD remote, if not the local one.
+    pub remote: Option<String>,
+    /// The container's user.
+    pub user: String,
+    /// The container's recorded mounts.
+    pub mounts: Vec<crate::model::Mount>,
+    /// The interrupted operation this one takes over, if any.
+    pub old: Option<Pending>,
+}
+
+/// Whether `op` may begin on container `c` now: not while another process
+/// runs an operation on it, and over an interrupted operation only when
+/// `op` finishes it (the same kind, or `remove`). Returns the interrupted
+/// operation it takes over. [`begin`] asks again under the lock; commands
+/// that ask LXD something first ask this before, so that the refusal names
+/// the interrupted operation rather than what LXD lacks.
+pub fn may_begin(
+    owners: &Owners,
+    name: &str,
+    c: &Container,
+    op: &Op,
+) -> Result<Option<Pending>, Error> {
+    let old = check_free(owners, name, c)?;
+    if let Some(o) = &old {
+        let same = std::mem::discriminant(&o.op) == std::mem::discriminant(op);
+        if !same && *op != Op::Remove {
+            return Err(interrupted(name, o, &c.image, " first"));
+        }
+    }
+    Ok(old)
+}
+
+/// Records the start of `pending` on existing container `name`, with the
+/// mutations `extra` adds in the same commit. It takes over an interrupted
+/// operation of the same kind (the same command finishes it), and `remove`
+/// takes over any; another kind is refused with the command that finishes
+/// the interrupted one.
+pub fn begin(
+    store: &mut Store,
+    name: &str,
+    pending: &Pending,
+    extra: impl FnOnce(&Project) -> Result<Vec<Mutation>, Error>,
+) -> Result<Begun, Error> {
+    let owners = store.owners();
+    store.commit(|p| {
+        let c = container(p, name)?;
+        let old = may_begin(&owners, name, c, &pending.op)?;
+        let mut m = extra(p)?;
+        m.push(Mutation::OperationStarted {
+            container: name.to_string(),
+            snapshot: None,
+            pending: pending.clone(),
+        });
+        let begun = Begun {
+            lxd_name: p.lxd_name(name),
+            remote: p.remote.clone(),
+            user: p.effective_user(name).0,
+            mounts: c.mounts.clone(),
+            old,
+        };
+        Ok((m, begun))
+    })
+}
+
 /// "pid 42 is creating", for busy messages.
 pub fn doing(p: &Pending) -> String {
     format!("pid {} is {}", p.owner.pid, p.op.verb().to_lowercase())

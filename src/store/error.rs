@@ -67,7 +67,7 @@ pub enum StoreError {
         error: ValidationError,
     },
     /// The log header is not one this ldm can read.
-    #[error("{path}: bad header: {error}; run `ldm doctor` to inspect, `ldm doctor --repair` to rebuild it")]
+    #[error("{path}: {}", bad_header(.error))]
     BadHeader {
         /// The log file.
         path: PathBuf,
@@ -210,5 +210,18 @@ impl StoreError {
                 | StoreError::CommitTooLarge { .. }
                 | StoreError::Lock(LockError::Refused { .. })
         )
+    }
+}
+
+/// A bad header's message: a newer ldm's log wants an upgrade (repair would
+/// drop its data, and refuses to without `--force`); any other is damage.
+fn bad_header(error: &HeaderError) -> String {
+    match error {
+        HeaderError::UnknownVersion { .. } => format!(
+            "{error}; nothing was changed (`ldm doctor --repair --force` would drop what this ldm cannot read, keeping a backup)"
+        ),
+        _ => format!(
+            "bad header: {error}; run `ldm doctor` to inspect, `ldm doctor --repair` to rebuild it"
+        ),
     }
 }
