@@ -5,7 +5,7 @@
 
 mod double;
 
-use double::{argv, assert_hashed, launch, query, Env};
+use double::{argv, assert_hashed, launch, query, state_query, Env};
 
 #[test]
 fn create_launches_waits_sets_up_snapshots_and_records() {
@@ -34,7 +34,7 @@ fn create_launches_waits_sets_up_snapshots_and_records() {
         argvs[3],
         argv(&["snapshot", "--", "web-dev", "initial-state"])
     );
-    assert_eq!(argvs[4], query("web-dev"));
+    assert_eq!(argvs[4], state_query("web-dev"));
     let ip = env.ip("dev");
     assert_eq!(
         run.stdout,
@@ -126,7 +126,7 @@ fn clone_copies_snapshots_starts_and_records() {
             argv(&["copy", "--instance-only", "--", "p-a", "p-b"]),
             argv(&["snapshot", "--", "p-b", "initial-state"]),
             argv(&["start", "--", "p-b"]),
-            query("p-b"),
+            state_query("p-b"),
         ]
     );
     let ip = env.ip("b");
@@ -308,7 +308,11 @@ fn list_up_down() {
     // What LXD has decides: start, re-create, or nothing.
     assert_eq!(
         env.take_argvs(),
-        vec![query("p-a"), argv(&["start", "--", "p-a"]), query("p-a")]
+        vec![
+            query("p-a"),
+            argv(&["start", "--", "p-a"]),
+            state_query("p-a")
+        ]
     );
     let ip = env.ip("a");
     assert_eq!(run.stdout, format!("a is running at {ip}\n"));
@@ -327,7 +331,7 @@ fn list_up_down() {
     env.take_calls();
 
     env.ok(&["up", "a"]); // already running: fine
-    assert_eq!(env.take_argvs(), vec![query("p-a"), query("p-a")]);
+    assert_eq!(env.take_argvs(), vec![query("p-a"), state_query("p-a")]);
     let run = env.ok(&["down", "a"]);
     assert_eq!(run.stdout, "a is stopped\n");
     assert_eq!(

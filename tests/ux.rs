@@ -421,7 +421,7 @@ fn create_remote_addresses_every_call_to_the_remote() {
     );
     assert_eq!(
         argvs[4],
-        argv(&["query", "--", "shared:/1.0/instances/q-dev?recursion=1"])
+        argv(&["query", "--", "shared:/1.0/instances/q-dev/state"])
     );
     all_remote(&argvs, "q");
     q(&["container", "create", "web", "ubuntu:24.04"]);

@@ -4,7 +4,7 @@
 //! command shares: progress lines, prompts, the time stamp.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::lxd::{Instance, Lxd};
 use crate::model::{Container, Mutation, Op, Pending, Project};
@@ -317,35 +317,6 @@ pub fn confirm(question: &str, force: bool, flag: &str) -> Result<bool, Error> {
         ))?;
     Ok(matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
 }
-
-/// Polls `f` until it returns `Some` or `limit` passes: every `POLL_EVERY`
-/// for the first `POLL_FAST_FOR`, then backing off to 1 s.
-pub fn poll<T>(
-    limit: Duration,
-    mut f: impl FnMut() -> Result<Option<T>, Error>,
-) -> Result<Option<T>, Error> {
-    let start = Instant::now();
-    let mut wait = POLL_EVERY;
-    loop {
-        if let Some(v) = f()? {
-            return Ok(Some(v));
-        }
-        if start.elapsed() + wait > limit {
-            return Ok(None);
-        }
-        std::thread::sleep(wait);
-        if start.elapsed() > POLL_FAST_FOR {
-            wait = (wait * 2).min(Duration::from_secs(1));
-        }
-    }
-}
-
-/// How often [`poll`] asks at first. Each ask is one short client process
-/// (about 15 ms of CPU); the wait it adds is at most this, where a doubling
-/// backoff added up to 0.4 s to `ldm up` (measured on real LXD).
-const POLL_EVERY: Duration = Duration::from_millis(100);
-/// How long [`poll`] asks that often.
-const POLL_FAST_FOR: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
-use crate::commands::op;
 use crate::lxd::{ExecOutput, Lxd, LxdError};
 use crate::model::ValidationError;
 use crate::{say, Error};
@@ -128,14 +127,11 @@ pub fn snapshot_initial(
     }
 }
 
-/// Polls LXD for the instance's IPv4; `None` if it has none in time.
+/// Waits for the instance's IPv4 ([`crate::lxd::wait_ipv4`]); `None` if it
+/// has none in time.
 pub fn wait_ipv4(lxd: &dyn Lxd, lxd_name: &str, limit: Duration) -> Result<Option<String>, Error> {
-    op::poll(limit, || {
-        let inst = lxd
-            .instance(lxd_name)
-            .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?;
-        Ok(inst.and_then(|i| i.ipv4))
-    })
+    crate::lxd::wait_ipv4(lxd, lxd_name, limit)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))
 }
 
 /// The lines that tell the user how to get in.

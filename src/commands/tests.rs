@@ -93,7 +93,8 @@ fn create_launches_sets_up_and_records_initial_state() {
             "instance p-dev",
             "add_disk p-dev",
             "snapshot p-dev",
-            "instance p-dev"
+            // The IPv4 wait.
+            "state p-dev"
         ]
     );
     let p = project(&s);
@@ -150,7 +151,7 @@ fn create_waits_out_lxd_busy_state_within_its_timeout() {
     assert_eq!(s.fake.calls()[..3], ["launch p-dev"; 3]);
     let mut args = create_args("web", "img");
     args.timeout = Duration::ZERO;
-    s.fake.state().busy.insert("launch", 1);
+    s.fake.server().busy.insert("launch", 1);
     let e = container::create(&s.ctx, &args, &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::Busy { .. }), "{e:?}");
 }
@@ -198,7 +199,7 @@ fn doctor_reports_drift_and_fix_adopts_what_lxd_has() {
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("ldm-publish-42 is a leftover"), "{text}");
     doctor::run(&s.ctx, &doctor_args(true), &mut Vec::new()).unwrap();
-    let left: Vec<String> = s.fake.state().instances["p-x"]
+    let left: Vec<String> = s.fake.server().instances["p-x"]
         .snapshots
         .iter()
         .map(|s| s.name.clone())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
-/// The fake's state; tests read and set it through [`Fake::state`].
+/// The fake's state; tests read and set it through [`Fake::server`].
 #[derive(Debug, Default)]
 pub struct State {
     /// Instances by full LXD name.
@@ -31,6 +31,8 @@ pub struct State {
     pub creating: BTreeMap<String, usize>,
     /// The server can idmap mounts (`shift=true`).
     pub shift: bool,
+    /// Instance -> the pid its state reports (none unless set here).
+    pub pids: BTreeMap<String, u32>,
 }
 
 /// The fake LXD.
@@ -47,7 +49,7 @@ impl Fake {
 
     /// Adds instance `name`, running or stopped, with `snapshots`.
     pub fn with_instance(self, name: &str, running: bool, snapshots: &[&str]) -> Fake {
-        self.state()
+        self.server()
             .instances
             .insert(name.to_string(), instance(name, running, snapshots));
         self
@@ -55,18 +57,18 @@ impl Fake {
 
     /// The first `n` calls of `verb` are refused as busy.
     pub fn busy(self, verb: &'static str, n: usize) -> Fake {
-        self.state().busy.insert(verb, n);
+        self.server().busy.insert(verb, n);
         self
     }
 
-    /// The state, locked.
-    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+    /// The server's state, locked.
+    pub fn server(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The calls so far.
     pub fn calls(&self) -> Vec<String> {
-        self.state().calls.clone()
+        self.server().calls.clone()
     }
 
     /// Records the call and applies the knobs; then `f` on the state.
@@ -76,7 +78,7 @@ impl Fake {
         arg: &str,
         f: impl FnOnce(&mut State) -> Result<T, LxdError>,
     ) -> Result<T, LxdError> {
-        let mut st = self.state();
+        let mut st = self.server();
         st.calls.push(format!("{verb} {arg}"));
         if let Some(n) = st.busy.get_mut(verb).filter(|n| **n > 0) {
             *n -= 1;
@@ -145,6 +147,16 @@ impl Lxd for Fake {
 
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
         self.call("instance", name, |st| Ok(st.instances.get(name).cloned()))
+    }
+
+    fn state(&self, name: &str) -> Result<Option<super::State>, LxdError> {
+        self.call("state", name, |st| {
+            Ok(st.instances.get(name).map(|i| super::State {
+                status: i.status.clone(),
+                ipv4: i.ipv4.clone(),
+                pid: st.pids.get(name).copied(),
+            }))
+        })
     }
 
     fn launch(&self, image: &str, name: &str, _config: &[(&str, &str)]) -> Result<(), LxdError> {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Disk, Idmapping, Image, Instance, SnapshotInfo};
+use super::{Disk, Idmapping, Image, Instance, SnapshotInfo, State};
 
 /// One snapshot object (`/1.0/instances/NAME/snapshots?recursion=1` items).
 pub(super) fn snapshot(s: &Value) -> SnapshotInfo {
@@ -20,13 +20,7 @@ pub(super) fn snapshot(s: &Value) -> SnapshotInfo {
 pub(super) fn instance(v: &Value) -> Instance {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let state = &v["state"];
-    let ipv4 = state["network"].as_object().and_then(|nics| {
-        nics.iter()
-            .filter(|(name, _)| name.as_str() != "lo")
-            .flat_map(|(_, nic)| nic["addresses"].as_array().into_iter().flatten())
-            .find(|a| a["family"] == "inet" && a["scope"] == "global")
-            .and_then(|a| text(&a["address"]))
-    });
+    let ipv4 = ipv4(state);
     let snapshots = v["snapshots"]
         .as_array()
         .map(|a| a.iter().map(snapshot).collect())
@@ -42,6 +36,30 @@ pub(super) fn instance(v: &Value) -> Instance {
         disks: disks(&v["devices"]),
         raw_idmap: text(&v["config"]["raw.idmap"]),
     }
+}
+
+/// One instance's state object (`query /1.0/instances/NAME/state`, or the
+/// `state` of an instance object); its init's pid only when `local`.
+pub(super) fn state(v: &Value, local: bool) -> State {
+    State {
+        status: v["status"].as_str().unwrap_or("Unknown").to_string(),
+        ipv4: ipv4(v),
+        pid: v["pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| local && *p > 0),
+    }
+}
+
+/// A state object's first global IPv4 address not on `lo`.
+fn ipv4(state: &Value) -> Option<String> {
+    state["network"].as_object().and_then(|nics| {
+        nics.iter()
+            .filter(|(name, _)| name.as_str() != "lo")
+            .flat_map(|(_, nic)| nic["addresses"].as_array().into_iter().flatten())
+            .find(|a| a["family"] == "inet" && a["scope"] == "global")
+            .and_then(|a| a["address"].as_str().map(str::to_string))
+    })
 }
 
 /// The instance's own disk devices with a host `source` (the root disk has

@@ -12,6 +12,7 @@
 pub mod cli;
 #[cfg(test)]
 pub mod fake;
+mod ipv4;
 mod json;
 mod process;
 mod wait;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use cli::Client;
+pub use ipv4::wait_ipv4;
 pub use wait::Patient;
 
 /// One instance as LXD reports it.
@@ -42,6 +44,20 @@ pub struct Instance {
     pub disks: Vec<Disk>,
     /// Its `raw.idmap` config, if set.
     pub raw_idmap: Option<String>,
+}
+
+/// What LXD says of an instance's running state: the cheap question
+/// (`/1.0/instances/NAME/state`), whose cost does not grow with the
+/// instance's snapshots, asked while waiting for an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// `Running`, `Stopped`, ...
+    pub status: String,
+    /// First global IPv4 address not on `lo`, if any.
+    pub ipv4: Option<String>,
+    /// The process id of its init, when it runs on this machine's LXD
+    /// (`None` for a remote, whose ids mean nothing here).
+    pub pid: Option<u32>,
 }
 
 /// A disk device showing a host path inside an instance.
@@ -215,6 +231,8 @@ pub trait Lxd: Send + Sync {
     fn list(&self) -> Result<Vec<Instance>, LxdError>;
     /// One instance, or `None`.
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError>;
+    /// One instance's running state, or `None` if LXD has no such instance.
+    fn state(&self, name: &str) -> Result<Option<State>, LxdError>;
     /// Creates and starts `name` from `image` with `config` keys set at launch.
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError>;
     /// Starts a stopped instance.

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State};
 
 /// Told once per instance, when ldm starts waiting for LXD on it: the
 /// instance, and what LXD is doing to it when known ("Creating instance").
@@ -124,6 +124,10 @@ impl<L: Lxd> Lxd for Patient<L> {
 
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
         self.inner.instance(name)
+    }
+
+    fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
+        self.inner.state(name)
     }
 
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
@@ -246,6 +250,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
         (**self).instance(name)
     }
+    fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
+        (**self).state(name)
+    }
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
         (**self).launch(image, name, config)
     }
@@ -358,7 +365,7 @@ mod tests {
         lxd.stop("p-a").unwrap();
         assert_eq!(fake.calls(), ["stop p-a"; 4]);
         assert_eq!(*told.lock().unwrap(), ["p-a busy"]);
-        assert!(!fake.state().instances["p-a"].is_running());
+        assert!(!fake.server().instances["p-a"].is_running());
         // Other errors are not retried.
         assert!(matches!(
             lxd.stop("p-a"),
@@ -387,14 +394,14 @@ mod tests {
             (3..=6).contains(&tries),
             "{tries} tries in 0.7 s of 100, 200, 400 ms pauses"
         );
-        assert!(fake.state().instances.contains_key("p-a"));
+        assert!(fake.server().instances.contains_key("p-a"));
     }
 
     #[test]
     fn a_call_on_an_instance_lxd_is_still_creating_waits_for_the_create() {
         // The killed create's server side: "not found" until it is done.
         let fake = Fake::new();
-        fake.state().creating.insert("p-a".into(), 2);
+        fake.server().creating.insert("p-a".into(), 2);
         let (lxd, fake, told) = patient(fake, Duration::from_secs(30));
         lxd.delete("p-a").unwrap();
         assert_eq!(
@@ -408,7 +415,7 @@ mod tests {
             ]
         );
         assert_eq!(*told.lock().unwrap(), ["p-a Creating instance"]);
-        assert!(fake.state().instances.is_empty(), "deleted once created");
+        assert!(fake.server().instances.is_empty(), "deleted once created");
         // Missing, with nothing under way: not found at once.
         assert!(matches!(lxd.delete("p-a"), Err(LxdError::NotFound { .. })));
         assert_eq!(fake.calls().len(), 7);

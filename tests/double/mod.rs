@@ -410,6 +410,16 @@ pub fn launch(image: &str, lxd: &str) -> Vec<String> {
 /// The argv of the instance query (`Lxd::instance`); `lxd` may carry a
 /// `REMOTE:` prefix.
 pub fn query(lxd: &str) -> Vec<String> {
+    instance_path(lxd, "?recursion=1")
+}
+
+/// The argv of the state query of the IPv4 wait (`Lxd::state`); `lxd`
+/// may carry a `REMOTE:` prefix.
+pub fn state_query(lxd: &str) -> Vec<String> {
+    instance_path(lxd, "/state")
+}
+
+fn instance_path(lxd: &str, rest: &str) -> Vec<String> {
     let (remote, name) = match lxd.split_once(':') {
         Some((r, n)) => (format!("{r}:"), n),
         None => (String::new(), lxd),
@@ -417,7 +427,7 @@ pub fn query(lxd: &str) -> Vec<String> {
     argv(&[
         "query",
         "--",
-        &format!("{remote}/1.0/instances/{name}?recursion=1"),
+        &format!("{remote}/1.0/instances/{name}{rest}"),
     ])
 }
 

@@ -22,7 +22,9 @@ use std::process::Command;
 use serde_json::Value;
 
 use super::process::{on_path, Invocation};
-use super::{json, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{
+    json, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State,
+};
 use messages::{classify, exec_failure};
 
 /// Runs the LXD client program, addressed to one remote (or the local LXD).
@@ -137,6 +139,15 @@ impl Lxd for Client {
         let path = format!("/1.0/instances/{name}?recursion=1");
         match self.query(&path, &format!("instance {name}")) {
             Ok(v) => Ok(Some(json::instance(&v))),
+            Err(LxdError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
+        let path = format!("/1.0/instances/{name}/state");
+        match self.query(&path, &format!("instance {name}")) {
+            Ok(v) => Ok(Some(json::state(&v, self.remote.is_none()))),
             Err(LxdError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
