@@ -2348,8 +2348,9 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         // The orphaned client finishes its add in LXD.
         let added = poll(Duration::from_secs(30), || {
             let inst = query(&format!("/1.0/instances/{lxd_name}"))?;
-            let devs = inst["devices"].as_object()?.clone();
-            devs.values()
+            inst["devices"]
+                .as_object()?
+                .values()
                 .any(|d| d["path"] == path.as_str())
                 .then_some(())
         });
