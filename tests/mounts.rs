@@ -302,6 +302,31 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
         assert!(changes(&env.take_argvs()).is_empty(), "{spec}");
         assert_eq!(recorded(&env, "dev"), vec!["docs:/srv/docs:ro"], "{spec}");
     }
+    // The user's home folder: a container that writes it can change the
+    // user's shell startup files and SSH keys. A folder in it is fine.
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path().canonicalize().unwrap();
+    std::fs::create_dir(home.join("src")).unwrap();
+    let h = home.to_str().unwrap();
+    let run = env
+        .run_env(&["mount", "dev", &format!("{h}:/mnt/home")], &[("HOME", h)])
+        .expect(1);
+    run.err_has("is a home folder");
+    run.err_has("--force");
+    assert!(changes(&env.take_argvs()).is_empty());
+    env.run_env(
+        &["mount", "dev", &format!("{h}/src:/mnt/src")],
+        &[("HOME", h)],
+    )
+    .expect(0);
+    env.run_env(
+        &["mount", "dev", &format!("{h}:/mnt/home"), "--force"],
+        &[("HOME", h)],
+    )
+    .expect(0);
+    env.ok(&["umount", "dev", "/mnt/home"]);
+    env.ok(&["umount", "dev", "/mnt/src"]);
+    env.take_argvs();
     // A stopped container is refused before any change.
     env.ok(&["down", "dev"]);
     env.take_argvs();
@@ -407,6 +432,53 @@ fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn a_setup_script_outside_the_project_is_refused_and_its_bytes_never_reach_lxd() {
+    // A cloned repository's containers.yaml names a script that is a link
+    // to a host file (or sits in a linked folder): ldm reads project files
+    // only inside the project, never through a link.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("id_ed25519"), "TOPSECRET\n").unwrap();
+    for (script, want) in [
+        ("key.sh", "symbolic link"),
+        ("linked/id_ed25519", "outside the project folder"),
+    ] {
+        let env = Env::new("p");
+        std::os::unix::fs::symlink(outside.path().join("id_ed25519"), env.dir.join("key.sh"))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), env.dir.join("linked")).unwrap();
+        set_setup(&env, &format!("    - echo one\n    - script: {script}\n"));
+        let run = env.fail(&["container", "create", "dev", "img", "--no-mount"]);
+        assert!(run.stderr.contains(want), "{script}: {}", run.stderr);
+        let calls = env.take_calls();
+        assert!(
+            calls
+                .iter()
+                .all(|c| !c.stdin.contains("TOPSECRET") && !c.argv.concat().contains("TOPSECRET")),
+            "{script}: {calls:#?}"
+        );
+        // Step 1 ran; step 2 failed, as a step that ran and failed.
+        let list = env.ok(&["list"]);
+        assert!(
+            list.stdout.contains("SETUP FAILED AT STEP 2"),
+            "{}",
+            list.stdout
+        );
+        // Replaced by a file of the project, the create resumes at step 2.
+        std::fs::remove_file(env.dir.join("key.sh")).unwrap();
+        std::fs::remove_file(env.dir.join("linked")).unwrap();
+        std::fs::create_dir(env.dir.join("linked")).unwrap();
+        std::fs::write(env.dir.join(script), "echo fixed\n").unwrap();
+        env.ok(&["container", "create", "dev"]);
+        let calls = env.take_calls();
+        assert!(
+            calls.iter().any(|c| c.stdin == "echo fixed\n"),
+            "{script}: {calls:#?}"
+        );
+        assert!(!env.ok(&["list"]).stdout.contains("SETUP FAILED"));
+    }
 }
 
 /// Lines of `text`, sorted (parallel runs print in the order they finish).

@@ -221,11 +221,9 @@ pub fn setup(ctx: &Ctx, args: &SetupArgs, out: &mut dyn Write) -> Result<(), Err
         .find(|m| m.host == ".")
         .map(|m| m.path.clone())
         .unwrap_or_default();
-    let dir = store.paths().dir.clone();
     let run = steps::Run {
         name,
         lxd_name: &b.lxd_name,
-        dir: &dir,
         user: &b.user,
         workdir: &workdir,
         quiet: ctx.quiet,

@@ -90,6 +90,52 @@ pub fn refused(path: &Path) -> Option<String> {
     None
 }
 
+/// Why `path` (resolved) may not be mounted without `--force` when it is
+/// the home folder of the user running ldm or of the host user of the
+/// project at `dir` ([`host_ids`]): a container that can write it can
+/// change the user's shell startup files and SSH keys.
+fn home(path: &Path, dir: &Path) -> Option<String> {
+    let mine = std::env::var_os("HOME").map(PathBuf::from);
+    let host = home_of(host_ids(dir).uid);
+    [mine, host]
+        .into_iter()
+        .flatten()
+        .filter_map(|h| std::fs::canonicalize(h).ok())
+        .any(|h| h == path)
+        .then(|| {
+            format!(
+                "{} is a home folder (shell startup files, SSH keys)",
+                path.display()
+            )
+        })
+}
+
+/// The home folder of user `uid` in the user database, if it has one.
+fn home_of(uid: u32) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: libc::passwd is a plain C struct; all-zero is a valid value.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length given)
+    // and sets `result` to `&pwd` or null; both outlive the call.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_dir points at a NUL-terminated string in `buf`.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
+}
+
 /// The absolute host folder of `m` in a project at `dir`: it must exist,
 /// and is refused (see [`refused`]) unless `force`.
 pub fn source(dir: &Path, m: &Mount, force: bool) -> Result<PathBuf, Error> {
@@ -102,7 +148,7 @@ pub fn source(dir: &Path, m: &Mount, force: bool) -> Result<PathBuf, Error> {
         ),
     })?;
     if !force {
-        if let Some(why) = refused(&path) {
+        if let Some(why) = refused(&path).or_else(|| home(&path, dir)) {
             return Err(Error::Usage(format!(
                 "will not mount {}: {why}; a container that sees it can change the host. Mount a project folder instead, or pass --force if you mean it",
                 path.display()

@@ -81,11 +81,9 @@ pub fn run(
             .filter(|_| later.is_none())
             .map(|m| m.path.clone())
             .unwrap_or_default();
-        let dir = store.paths().dir.clone();
         let run = steps::Run {
             name,
             lxd_name,
-            dir: &dir,
             user: &s.user,
             workdir: &workdir,
             quiet: ctx.quiet,

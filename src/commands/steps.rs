@@ -5,13 +5,14 @@
 //! one short commit per step, so that a failed or killed run resumes at
 //! the step that did not finish.
 
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::commands::{op, text};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{Mutation, Pending, SetupProgress, Step};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::Error;
 
 /// Largest script file a step may run.
@@ -29,8 +30,6 @@ pub struct Run<'a> {
     pub name: &'a str,
     /// Full LXD name.
     pub lxd_name: &'a str,
-    /// The project folder on the host (scripts are relative to it).
-    pub dir: &'a Path,
     /// `LDM_USER` in the steps' environment.
     pub user: &'a str,
     /// `LDM_WORKDIR`: where the project folder is mounted, or empty.
@@ -62,7 +61,23 @@ pub fn run(
                 text::escape(&step.to_string())
             );
         }
-        let (code, tail) = one(lxd, step, r)?;
+        let script = match step {
+            Step::Command(_) => Vec::new(),
+            Step::Script { script } => match read_script(store, script) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    // A script that cannot be read fails its step, as one
+                    // that ran and failed: fixed, the create resumes at it.
+                    let failed = SetupProgress {
+                        done: k - 1,
+                        failed: Some(k),
+                    };
+                    record(store, r.name, pending, failed)?;
+                    return Err(e);
+                }
+            },
+        };
+        let (code, tail) = one(lxd, step, script, r)?;
         let progress = if code == 0 {
             SetupProgress {
                 done: k,
@@ -106,16 +121,14 @@ fn record(
     )
 }
 
-/// Runs one step; returns its exit code and its last output lines.
-fn one(lxd: &dyn Lxd, step: &Step, r: &Run) -> Result<(i32, String), Error> {
+/// Runs one step (a script's bytes in `script`); returns its exit code and
+/// its last output lines.
+fn one(lxd: &dyn Lxd, step: &Step, script: Vec<u8>, r: &Run) -> Result<(i32, String), Error> {
     let user = format!("LDM_USER={}", r.user);
     let workdir = format!("LDM_WORKDIR={}", r.workdir);
     let (argv, stdin): (Vec<&str>, Vec<u8>) = match step {
         Step::Command(c) => (vec!["env", &user, &workdir, "sh", "-c", c], Vec::new()),
-        Step::Script { script } => (
-            vec!["env", &user, &workdir, "sh", "-c", RUN_SCRIPT],
-            read_script(r.dir, script)?,
-        ),
+        Step::Script { .. } => (vec!["env", &user, &workdir, "sh", "-c", RUN_SCRIPT], script),
     };
     let mut tail: Vec<String> = Vec::new();
     let mut each = |line: &str| {
@@ -146,8 +159,9 @@ fn one(lxd: &dyn Lxd, step: &Step, r: &Run) -> Result<(i32, String), Error> {
     Ok((code, tail.join("\n")))
 }
 
-/// A step's script: a regular file of the project, at most 1 MiB.
-fn read_script(dir: &Path, script: &str) -> Result<Vec<u8>, Error> {
+/// A step's script: a regular file of the project, at most 1 MiB, read
+/// with the checks of the project's own files.
+fn read_script(store: &Store, script: &str) -> Result<Vec<u8>, Error> {
     let rel = Path::new(script);
     if rel.is_absolute()
         || rel
@@ -158,20 +172,15 @@ fn read_script(dir: &Path, script: &str) -> Result<Vec<u8>, Error> {
             "setup script {script:?} must be a path inside the project folder, like setup/dev.sh"
         )));
     }
-    let path = dir.join(rel);
-    let meta = std::fs::metadata(&path).map_err(|e| Error::NotFound {
-        what: format!("setup script {} ({e})", path.display()),
-        next: "fix `setup:` in containers.yaml, or create the script".into(),
-    })?;
-    if !meta.is_file() || meta.len() > MAX_SCRIPT {
-        return Err(Error::Usage(format!(
-            "setup script {} is not a regular file of at most 1 MiB",
-            path.display()
-        )));
-    }
-    std::fs::read(&path).map_err(|source| Error::Io {
-        action: "read setup script".into(),
-        path: Some(path),
-        source,
-    })
+    store
+        .read_project_file(rel, MAX_SCRIPT)
+        .map_err(|e| match e {
+            StoreError::Io { path, source, .. } if source.kind() == ErrorKind::NotFound => {
+                Error::NotFound {
+                    what: format!("setup script {} ({source})", path.display()),
+                    next: "fix `setup:` in containers.yaml, or create the script".into(),
+                }
+            }
+            e => e.into(),
+        })
 }

@@ -25,7 +25,8 @@
 //! compaction), `backup.rs` (bytes kept beside the log), `lock.rs`
 //! (ldm's and lxc-dev-manager's locks), `owner.rs` (operation owners),
 //! `repair.rs` (`doctor`), `paths.rs` (discovery), `options.rs` (options
-//! and notices), `fs.rs` (the I/O seam and safe opens), `failpoint.rs`.
+//! and notices), `fs.rs` (the I/O seam and safe opens), `project_file.rs`
+//! (other project files ldm reads: setup scripts), `failpoint.rs`.
 
 // Public: what commands use, the I/O seam tests replace, and the on-disk
 // format (records, log scanning, the YAML document), which tests, the
@@ -45,6 +46,7 @@ pub mod log;
 mod options;
 mod owner;
 mod paths;
+mod project_file;
 pub mod record;
 pub mod recover;
 pub mod repair;
@@ -314,6 +316,14 @@ impl Store {
         create::remove_files(&*self.opts.fs, &self.paths)?;
         self.view = None;
         Ok(())
+    }
+
+    /// Reads `rel`, another file of the project folder (a setup script),
+    /// with the checks of the store's own files: at most `limit` bytes, no
+    /// symbolic link or FIFO, only the owners the project's trust allows,
+    /// never outside the folder.
+    pub fn read_project_file(&self, rel: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
+        project_file::read(&*self.opts.fs, &self.paths.dir, rel, limit)
     }
 
     /// Read-only health check of the files (`ldm doctor`).
