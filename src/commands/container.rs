@@ -37,6 +37,43 @@ pub(super) struct Started {
     pub recreate: bool,
 }
 
+impl Started {
+    /// What provisioning `name` of `p` under `pending` needs. A re-created
+    /// container (`recreate`) gets its recorded mounts only, never the
+    /// defaults for new ones.
+    pub(super) fn of(
+        p: &Project,
+        name: &str,
+        pending: Pending,
+        resumed: bool,
+        recreate: bool,
+    ) -> Started {
+        let (user, password) = p.effective_user(name);
+        let default_mounts = if recreate {
+            Vec::new()
+        } else {
+            p.new_container_mounts(&user)
+        };
+        Started {
+            project: p.project.clone(),
+            remote: p.remote.clone(),
+            lxd_name: p.lxd_name(name),
+            user,
+            password,
+            resumed,
+            pending,
+            mounts: p
+                .containers
+                .get(name)
+                .map(|c| c.mounts.clone())
+                .unwrap_or_default(),
+            default_mounts,
+            steps: p.effective_setup(name).to_vec(),
+            recreate,
+        }
+    }
+}
+
 /// Whether `pending` may go on with the container `name` already recorded
 /// as `c`: only the very same operation (same source for a clone), taken
 /// over from an owner that died. `None` is a fresh name.
@@ -99,21 +136,7 @@ pub(super) fn begin(
         } else {
             fresh
         };
-        let (user, password) = p.effective_user(name);
-        let default_mounts = p.new_container_mounts(&user);
-        let started = Started {
-            project: p.project.clone(),
-            remote: p.remote.clone(),
-            lxd_name: p.lxd_name(name),
-            user,
-            password,
-            resumed,
-            pending,
-            mounts: recorded.map(|c| c.mounts.clone()).unwrap_or_default(),
-            default_mounts,
-            steps: p.effective_setup(name).to_vec(),
-            recreate: false,
-        };
+        let started = Started::of(p, name, pending, resumed, false);
         Ok((vec![mutation], started))
     })
 }

@@ -289,20 +289,7 @@ fn recreate(
         if let Some(old) = op::check_free(&owners, name, c)? {
             return Err(op::interrupted(name, &old, &c.image, ""));
         }
-        let (user, password) = p.effective_user(name);
-        let s = Started {
-            project: p.project.clone(),
-            remote: p.remote.clone(),
-            lxd_name: p.lxd_name(name),
-            user: user.clone(),
-            password,
-            resumed: true,
-            pending: pending.clone(),
-            mounts: c.mounts.clone(),
-            default_mounts: Vec::new(),
-            steps: p.effective_setup(name).to_vec(),
-            recreate: true,
-        };
+        let s = Started::of(p, name, pending.clone(), true, true);
         let m = Mutation::OperationStarted {
             container: name.to_string(),
             snapshot: None,
