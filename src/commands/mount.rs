@@ -215,12 +215,7 @@ pub fn setup(ctx: &Ctx, args: &SetupArgs, out: &mut dyn Write) -> Result<(), Err
     }
     let (_owner, mut pending) = op::claim(&store, Op::Setup)?;
     let b = op::begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
-    let workdir = b
-        .mounts
-        .iter()
-        .find(|m| m.host == ".")
-        .map(|m| m.path.clone())
-        .unwrap_or_default();
+    let workdir = steps::workdir(&b.mounts);
     let run = steps::Run {
         name,
         lxd_name: &b.lxd_name,

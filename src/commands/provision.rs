@@ -75,12 +75,11 @@ pub fn run(
     }
     if !s.steps.is_empty() {
         progress.step(&format!("Running {} setup step(s)", s.steps.len()));
-        let workdir = wanted
-            .iter()
-            .find(|m| m.host == ".")
-            .filter(|_| later.is_none())
-            .map(|m| m.path.clone())
-            .unwrap_or_default();
+        // A mount left for later (the one-time root step) is not there yet.
+        let workdir = match later {
+            None => steps::workdir(&wanted),
+            Some(_) => String::new(),
+        };
         let run = steps::Run {
             name,
             lxd_name,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::commands::{op, text};
 use crate::lxd::{Lxd, LxdError};
-use crate::model::{Mutation, Pending, SetupProgress, Step};
+use crate::model::{Mount, Mutation, Pending, SetupProgress, Step};
 use crate::store::{Store, StoreError};
 use crate::Error;
 
@@ -38,6 +38,16 @@ pub struct Run<'a> {
     pub quiet: bool,
     /// Rerun hint for errors.
     pub hint: String,
+}
+
+/// `LDM_WORKDIR` for containers with `mounts`: where the project folder
+/// is mounted, or empty.
+pub fn workdir(mounts: &[Mount]) -> String {
+    mounts
+        .iter()
+        .find(|m| m.host == ".")
+        .map(|m| m.path.clone())
+        .unwrap_or_default()
 }
 
 /// Runs `steps` from `pending.setup.done + 1`, recording each finished
