@@ -98,6 +98,7 @@ fn model_proxy_and_yaml_stand_alone() {
         ],
     );
     never_names("yaml.rs", &["crate::"]);
+    never_names("users.rs", &["crate::"]);
 }
 
 #[test]

@@ -96,7 +96,7 @@ pub fn refused(path: &Path) -> Option<String> {
 /// change the user's shell startup files and SSH keys.
 fn home(path: &Path, dir: &Path) -> Option<String> {
     let mine = std::env::var_os("HOME").map(PathBuf::from);
-    let host = home_of(host_ids(dir).uid);
+    let host = crate::users::by_uid(host_ids(dir).uid).map(|u| u.home);
     [mine, host]
         .into_iter()
         .flatten()
@@ -108,32 +108,6 @@ fn home(path: &Path, dir: &Path) -> Option<String> {
                 path.display()
             )
         })
-}
-
-/// The home folder of user `uid` in the user database, if it has one.
-fn home_of(uid: u32) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: libc::passwd is a plain C struct; all-zero is a valid value.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length given)
-    // and sets `result` to `&pwd` or null; both outlive the call.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_dir.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_dir points at a NUL-terminated string in `buf`.
-    let dir = unsafe { std::ffi::CStr::from_ptr(pwd.pw_dir) };
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes())))
 }
 
 /// The absolute host folder of `m` in a project at `dir`: it must exist,

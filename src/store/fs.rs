@@ -167,27 +167,7 @@ pub fn effective_uid() -> u32 {
 
 /// `name (uid N)`, or `uid N` when the user database has no such user.
 pub fn user_name(uid: u32) -> String {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: libc::passwd is a plain C struct; all-zero is a valid value.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length given)
-    // and sets `result` to `&pwd` or null; both outlive the call.
-    let rc = unsafe {
-        libc::getpwuid_r(
-            uid,
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        return format!("uid {uid}");
-    }
-    // SAFETY: on success pw_name points at a NUL-terminated string in `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    format!("{} (uid {uid})", name.to_string_lossy())
+    crate::users::describe(uid)
 }
 
 /// The file operations the store needs. Errors are plain `io::Error`s; the
