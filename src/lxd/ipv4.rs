@@ -58,7 +58,7 @@ fn wait_with(
         let until = Instant::now() + next.longest().min(limit - elapsed);
         match next {
             Next::Sleep(_) => std::thread::sleep(until.saturating_duration_since(Instant::now())),
-            Next::Watch { fib, .. } => watch(&fib, until),
+            Next::Watch(fib) => watch(&fib, until),
         }
     }
 }
@@ -68,15 +68,16 @@ fn wait_with(
 enum Next {
     /// Ask again after this long.
     Sleep(Duration),
-    /// Read `fib` until it shows an address, for at most `backstop`.
-    Watch { fib: PathBuf, backstop: Duration },
+    /// Read this `fib_trie` until it shows an address, for at most
+    /// [`HINT_BACKSTOP`].
+    Watch(PathBuf),
 }
 
 impl Next {
     fn longest(&self) -> Duration {
         match self {
             Next::Sleep(d) => *d,
-            Next::Watch { backstop, .. } => *backstop,
+            Next::Watch(_) => HINT_BACKSTOP,
         }
     }
 }
@@ -124,10 +125,7 @@ impl<'a> Waiter<'a> {
             },
         };
         match self.hint {
-            Hint::Trusted { pid } => Next::Watch {
-                fib: fib(pid),
-                backstop: HINT_BACKSTOP,
-            },
+            Hint::Trusted { pid } => Next::Watch(fib(pid)),
             _ => {
                 if elapsed > POLL_FAST_FOR {
                     self.pause = (self.pause * 2).min(Duration::from_secs(1));
@@ -250,13 +248,7 @@ Local:
         let proc = proc_with(42, NO_ADDRESS);
         let mut w = Waiter::new(proc.path());
         let next = w.after(Some(&running(Some(42))), Duration::ZERO);
-        assert_eq!(
-            next,
-            Next::Watch {
-                fib: proc.path().join("42/net/fib_trie"),
-                backstop: HINT_BACKSTOP
-            }
-        );
+        assert_eq!(next, Next::Watch(proc.path().join("42/net/fib_trie")));
     }
 
     #[test]
