@@ -21,6 +21,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
+use crate::users::describe;
+
 /// Mode of every file the store creates: they hold passwords.
 pub const FILE_MODE: u32 = 0o600;
 
@@ -134,8 +136,8 @@ pub fn check_kind_and_owner(meta: &fs::Metadata, trust: Trust) -> io::Result<()>
     if trust == Trust::Mine && meta.uid() != me {
         return Err(Refusal::error(format!(
             "it is owned by {}, not by you ({}); ldm only uses project files you own. If you trust this project, run ldm with `-C DIR` naming its folder, or add the folder to LDM_SAFE_DIRS; or take the file over (`cp` it and replace the original)",
-            user_name(meta.uid()),
-            user_name(me)
+            describe(meta.uid()),
+            describe(me)
         )));
     }
     Ok(())
@@ -163,11 +165,6 @@ fn kind_name(meta: &fs::Metadata) -> &'static str {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
-}
-
-/// `name (uid N)`, or `uid N` when the user database has no such user.
-pub fn user_name(uid: u32) -> String {
-    crate::users::describe(uid)
 }
 
 /// The file operations the store needs. Errors are plain `io::Error`s; the

@@ -5,8 +5,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::fs::{effective_uid, user_name, Trust};
+use super::fs::{effective_uid, Trust};
 use super::{StoreError, LOCK_FILE, LOG_FILE, YAML_FILE};
+use crate::users::describe;
 
 /// The files of one project folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +91,8 @@ impl Paths {
             if trust == Trust::Mine && meta.uid() != me {
                 return Err(StoreError::NotOwned {
                     path: yaml,
-                    owner: user_name(meta.uid()),
-                    me: user_name(me),
+                    owner: describe(meta.uid()),
+                    me: describe(me),
                 });
             }
             return Ok((Paths::in_dir(dir), trust));
