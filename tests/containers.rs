@@ -5,7 +5,7 @@
 
 mod double;
 
-use double::{argv, assert_hashed, launch, query, state_query, Env};
+use double::{argv, assert_hashed, launch, query, state_query, statuses_query, Env};
 
 #[test]
 fn create_launches_waits_sets_up_snapshots_and_records() {
@@ -367,7 +367,7 @@ fn remove_and_project_delete_confirm_or_need_force() {
     }
     let run = env.fail(&["project", "delete"]);
     run.err_has("--force");
-    assert_eq!(env.take_argvs(), vec![argv(&["list", "--format", "json"])]);
+    assert_eq!(env.take_argvs(), vec![statuses_query()]);
     assert_eq!(env.project().containers.len(), 2);
 
     let run = env.ok(&["rm", "-f", "a"]);
@@ -391,7 +391,7 @@ fn remove_and_project_delete_confirm_or_need_force() {
     assert_eq!(
         env.take_argvs(),
         vec![
-            argv(&["list", "--format", "json"]),
+            statuses_query(),
             argv(&["delete", "--force", "--", "p-b"]),
             argv(&["delete", "--force", "--", "p-c"]),
             // LXD has no p-c: is it still creating it? (tests/busy.rs)

@@ -399,6 +399,31 @@ fn sweep(stem: &str, stale: bool) {
             });
         }
     });
+    // LXD projects of the step `in_another_lxd_project`: their instances,
+    // then the project.
+    let projects = query("/1.0/projects").unwrap_or_default();
+    for path in projects.as_array().into_iter().flatten() {
+        let Some(p) = path.as_str().and_then(|p| p.rsplit('/').next()) else {
+            continue;
+        };
+        if !(p.starts_with(stem) || (stale && p.starts_with(STEM_PREFIX))) {
+            continue;
+        }
+        let names = query(&format!("/1.0/instances?project={p}")).unwrap_or_default();
+        for i in names.as_array().into_iter().flatten() {
+            let Some(name) = i.as_str().and_then(|i| i.rsplit('/').next()) else {
+                continue;
+            };
+            let name = name.split('?').next().unwrap_or(name);
+            let r = lxc(&["delete", "--force", "--project", p, name]);
+            eprintln!(
+                "e2e cleanup: deleted instance {name} of LXD project {p} (exit {:?})",
+                r.code
+            );
+        }
+        let r = lxc(&["project", "delete", p]);
+        eprintln!("e2e cleanup: deleted LXD project {p} (exit {:?})", r.code);
+    }
     let images = query("/1.0/images?recursion=1").unwrap_or_default();
     for img in images.as_array().into_iter().flatten() {
         let old = stale
@@ -561,6 +586,7 @@ fn workflow_on_a_real_lxd() {
     s.images();
     s.down_up();
     s.remove();
+    s.in_another_lxd_project();
     s.interrupted_create();
     s.killed_then_acted_on_at_once();
     s.mounts();
@@ -1632,6 +1658,80 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             Some(bare.took),
             "lxc delete --force",
         );
+    }
+
+    /// A client whose current LXD project is not `default` (its own
+    /// LXD_CONF, so the machine's client config is untouched): ldm's queries
+    /// must read that project, as its other calls do.
+    fn in_another_lxd_project(&mut self) {
+        self.step(
+            "a client whose current LXD project is not default: create, down, up, doctor, remove",
+        );
+        let proj = format!("{}p", self.project);
+        lxc(&[
+            "project",
+            "create",
+            &proj,
+            "-c",
+            "features.images=false",
+            "-c",
+            "features.profiles=false",
+            "-c",
+            "features.storage.volumes=false",
+        ])
+        .ok();
+        let conf = self.scratch.join("lxd-conf");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("config.yml"),
+            format!("default-remote: local\nremotes:\n  local:\n    addr: unix://\n    project: {proj}\n    public: false\n"),
+        )
+        .unwrap();
+        let dir = self.scratch.join("in-lxd-project");
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!("{}q", self.project);
+        let ldm = |args: &[&str]| {
+            let mut cmd = self.ldm_cmd(args);
+            cmd.current_dir(&dir).env("LXD_CONF", &conf);
+            run(
+                &mut cmd,
+                format!("LXD_CONF={} ldm {}", conf.display(), args.join(" ")),
+            )
+        };
+        let status = |lxd: &str| {
+            query(&format!("/1.0/instances/{lxd}?project={proj}")).map(|i| i["status"].clone())
+        };
+        ldm(&["create", "--name", &name]).ok();
+        let lxd = format!("{name}-p1");
+        let r = ldm(&["container", "create", "p1", &self.image, "--no-mount"]).ok();
+        // The address comes from a query: before the fix, "none yet" after 30 s.
+        let inst = query(&format!("/1.0/instances/{lxd}?recursion=1&project={proj}"))
+            .expect("the container is in the client's current LXD project");
+        let ip = ipv4(&inst).expect("p1 has an IPv4");
+        assert!(
+            r.out().contains(&format!("IPv4:      {ip}")),
+            "{}",
+            r.describe()
+        );
+        assert!(
+            query(&format!("/1.0/instances/{lxd}")).is_none(),
+            "p1 is in the default project too"
+        );
+        let r = ldm(&["down"]).ok();
+        assert!(r.out().contains("p1: is stopped"), "{}", r.describe());
+        assert_eq!(status(&lxd), Some("Stopped".into()));
+        let r = ldm(&["up"]).ok();
+        assert!(r.out().contains("p1: is running at "), "{}", r.describe());
+        assert_eq!(status(&lxd), Some("Running".into()));
+        let r = ldm(&["doctor"]).ok();
+        assert!(
+            r.out().contains("the project and LXD agree"),
+            "{}",
+            r.describe()
+        );
+        ldm(&["remove", "-f", "p1"]).ok();
+        assert_eq!(status(&lxd), None);
+        lxc(&["project", "delete", &proj]).ok();
     }
 
     fn interrupted_create(&mut self) {

@@ -183,7 +183,9 @@ pub fn delete_project(ctx: &Ctx, args: &Force, out: &mut dyn Write) -> Result<()
     let mut store = ctx.store()?;
     let project = store.read()?;
     let lxd = ctx.lxd(&project, args.wait.timeout);
-    let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
+    let instances = lxd
+        .statuses()
+        .map_err(Error::lxd("listing LXD instances"))?;
     let status = |n: &str| {
         let full = project.lxd_name(n);
         instances

@@ -116,8 +116,8 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
         op::container(&project, name)?;
     }
     let lxd = ctx.lxd(&project, args.wait.timeout);
-    // One container is asked for alone: `list` reads every instance on the
-    // server, whatever project it belongs to.
+    // One container is asked for alone; else one call for every instance
+    // on the server, without the state LXD would read from each running one.
     let instances = match args.names.as_slice() {
         [name] => {
             let lxd_name = project.lxd_name(name);
@@ -126,7 +126,9 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
                 .into_iter()
                 .collect()
         }
-        _ => lxd.list().map_err(Error::lxd("listing LXD's instances"))?,
+        _ => lxd
+            .statuses()
+            .map_err(Error::lxd("listing LXD's instances"))?,
     };
     let mut plan = plan(&project, &store.owners(), &instances, up);
     if !args.names.is_empty() {

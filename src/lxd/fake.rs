@@ -145,6 +145,20 @@ impl Lxd for Fake {
         })
     }
 
+    fn statuses(&self) -> Result<Vec<Instance>, LxdError> {
+        self.call("statuses", "", |st| {
+            Ok(st
+                .instances
+                .values()
+                .map(|i| Instance {
+                    ipv4: None,
+                    snapshots: Vec::new(),
+                    ..i.clone()
+                })
+                .collect())
+        })
+    }
+
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
         self.call("instance", name, |st| Ok(st.instances.get(name).cloned()))
     }

@@ -229,6 +229,10 @@ fn waited_for(waited: Duration) -> String {
 pub trait Lxd: Send + Sync {
     /// All instances (one client call, however many there are).
     fn list(&self) -> Result<Vec<Instance>, LxdError>;
+    /// All instances without their running state (`ipv4` is `None`) or
+    /// snapshots (empty): one call that, unlike [`Lxd::list`], does not
+    /// ask every running container on the server for its addresses.
+    fn statuses(&self) -> Result<Vec<Instance>, LxdError>;
     /// One instance, or `None`.
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError>;
     /// One instance's running state, or `None` if LXD has no such instance.

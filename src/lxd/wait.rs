@@ -122,6 +122,10 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.list()
     }
 
+    fn statuses(&self) -> Result<Vec<Instance>, LxdError> {
+        self.inner.statuses()
+    }
+
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
         self.inner.instance(name)
     }
@@ -246,6 +250,9 @@ impl<L: Lxd> Lxd for Patient<L> {
 impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     fn list(&self) -> Result<Vec<Instance>, LxdError> {
         (**self).list()
+    }
+    fn statuses(&self) -> Result<Vec<Instance>, LxdError> {
+        (**self).statuses()
     }
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
         (**self).instance(name)

@@ -242,15 +242,25 @@ impl Env {
             .collect()
     }
 
-    /// The calls so far, and forgets them (sequential tests only).
-    pub fn take_calls(&self) -> Vec<Call> {
+    /// Every call so far, and forgets them (sequential tests only).
+    pub fn take_all_calls(&self) -> Vec<Call> {
         let calls = self.calls();
         let _ = std::fs::remove_file(self.dd.join("calls.jsonl"));
         let _ = std::fs::remove_file(self.dd.join("ends.jsonl"));
         calls
     }
 
-    /// The argv of each call since the last `take_calls`, and forgets them.
+    /// The calls so far but the `project list` that each ldm run makes
+    /// before its first `query` (tests/lxd_projects.rs checks where and how
+    /// often that one is made), and forgets them.
+    pub fn take_calls(&self) -> Vec<Call> {
+        self.take_all_calls()
+            .into_iter()
+            .filter(|c| !is_project_list(&c.argv))
+            .collect()
+    }
+
+    /// The argv of each call [`Env::take_calls`] returns, and forgets them.
     pub fn take_argvs(&self) -> Vec<Vec<String>> {
         self.take_calls().into_iter().map(|c| c.argv).collect()
     }
@@ -395,6 +405,13 @@ pub fn kill(pid: i32) {
 }
 
 /// `["a", "b"]` → owned argv.
+/// The client's `project list --format csv [REMOTE:]`: how ldm learns the
+/// current LXD project, once per run (src/lxd/cli/project.rs).
+pub fn is_project_list(argv: &[String]) -> bool {
+    argv.starts_with(&["project".to_string(), "list".to_string()])
+}
+
+/// `parts` as an argv.
 pub fn argv(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
@@ -405,6 +422,12 @@ pub fn launch(image: &str, lxd: &str) -> Vec<String> {
     a.extend(argv(&LAUNCH_CONFIG));
     a.extend(argv(&["--", image, lxd]));
     a
+}
+
+/// The argv of the query for every instance without its state
+/// (`Lxd::statuses`).
+pub fn statuses_query() -> Vec<String> {
+    argv(&["query", "--", "/1.0/instances?recursion=1"])
 }
 
 /// The argv of the instance query (`Lxd::instance`); `lxd` may carry a

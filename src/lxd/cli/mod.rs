@@ -13,11 +13,14 @@
 //! tables (`../json.rs`).
 
 mod messages;
+mod project;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -33,6 +36,9 @@ pub struct Client {
     program: OsString,
     profile: Option<String>,
     remote: Option<String>,
+    /// The client's current LXD project on `remote` (`None`: default),
+    /// asked at the first query and shared by clones.
+    project: Arc<OnceLock<Option<String>>>,
 }
 
 impl Client {
@@ -53,6 +59,7 @@ impl Client {
             program,
             profile: std::env::var("LDM_PROFILE").ok().filter(|p| !p.is_empty()),
             remote: None,
+            project: Arc::default(),
         };
         (client, note)
     }
@@ -61,6 +68,7 @@ impl Client {
     /// the caller: `model::validate::remote`), or to the local LXD for `None`.
     pub fn with_remote(mut self, remote: Option<String>) -> Client {
         self.remote = remote;
+        self.project = Arc::default();
         self
     }
 
@@ -107,9 +115,42 @@ impl Client {
     }
 
     fn query(&self, path: &str, what: &str) -> Result<Value, LxdError> {
-        let inv = self.call(&["query"], &[self.at(path)]);
+        let inv = self.query_call(path)?;
         let out = inv.run().map_err(|e| classify(e, what))?;
         self.json(&inv, &out)
+    }
+
+    /// `query -- [REMOTE:]PATH`, in the client's current project.
+    fn query_call(&self, path: &str) -> Result<Invocation, LxdError> {
+        let path = project::scoped(path, self.project()?);
+        Ok(self.call(&["query"], &[self.at(&path)]))
+    }
+
+    /// The client's current project on the remote (`None`: default): asked
+    /// once, because `query` alone does not apply it.
+    fn project(&self) -> Result<Option<&str>, LxdError> {
+        if let Some(p) = self.project.get() {
+            return Ok(p.as_deref());
+        }
+        let csv = self.run(
+            &["project", "list", "--format", "csv"],
+            &Vec::from_iter(self.server()),
+            "the LXD projects",
+        )?;
+        // Threads asking at once all find the same answer; one is kept.
+        let _ = self.project.set(project::current(&csv));
+        Ok(self.project.get().and_then(Option::as_deref))
+    }
+
+    /// Runs `inv`, which prints a JSON list of instance objects.
+    fn instances(&self, inv: &Invocation) -> Result<Vec<Instance>, LxdError> {
+        let out = inv.run().map_err(|e| classify(e, "the instance list"))?;
+        let v = self.json(inv, &out)?;
+        let items = v.as_array().ok_or_else(|| LxdError::Parse {
+            cmd: inv.to_string(),
+            why: "expected a JSON list".into(),
+        })?;
+        Ok(items.iter().map(json::instance).collect())
     }
 
     /// `exec -- NAME ARGV...`.
@@ -126,13 +167,13 @@ impl Lxd for Client {
             &["list", "--format", "json"],
             &Vec::from_iter(self.server()),
         );
-        let out = inv.run().map_err(|e| classify(e, "the instance list"))?;
-        let v = self.json(&inv, &out)?;
-        let items = v.as_array().ok_or_else(|| LxdError::Parse {
-            cmd: inv.to_string(),
-            why: "expected a JSON list".into(),
-        })?;
-        Ok(items.iter().map(json::instance).collect())
+        self.instances(&inv)
+    }
+
+    fn statuses(&self) -> Result<Vec<Instance>, LxdError> {
+        // recursion=1: instance objects without `state`, which LXD would
+        // read from each running container (recursion=2, as `list` does).
+        self.instances(&self.query_call("/1.0/instances?recursion=1")?)
     }
 
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {

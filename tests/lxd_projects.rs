@@ -1,0 +1,151 @@
+//! An LXD client whose current project is not `default` (`lxc project
+//! switch dev`): every client command works in that project except
+//! `query`, which reads the project its path names. ldm asks the client
+//! which project is current, once per run, and names it in every query.
+//! Against the LXD client TEST DOUBLE (tests/lxd_double/lxc, knob
+//! `LDM_DOUBLE_PROJECT`), asserting the exact calls it recorded.
+
+mod double;
+
+use std::collections::BTreeMap;
+
+use double::{argv, is_project_list, Env};
+
+const DEV: [(&str, &str); 1] = [("LDM_DOUBLE_PROJECT", "dev")];
+
+fn queries(argvs: &[Vec<String>]) -> Vec<&str> {
+    argvs
+        .iter()
+        .filter(|a| a[0] == "query")
+        .map(|a| a.last().unwrap().as_str())
+        .collect()
+}
+
+#[test]
+fn regression_commands_find_their_containers_in_the_current_lxd_project() {
+    // Seen on LXD 5.0.2 with `lxc project switch ptest`: create waited 30 s
+    // for an address it never saw, `down` said "not in LXD" and left the
+    // container running, `up` said it re-created it. Its queries read the
+    // default project, where the container is not.
+    let env = Env::new("p");
+    let run = env.run_env(&["container", "create", "dev", "img", "--no-mount"], &DEV);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let ip = env.ip("dev");
+    assert!(
+        run.stdout.contains(&format!("IPv4:      {ip}")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env.instances()["p-dev"]["project"], "dev");
+
+    let run = env.run_env(&["down"], &DEV);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("dev: is stopped"), "{}", run.stdout);
+    assert_eq!(env.instances()["p-dev"]["status"], "Stopped");
+
+    let run = env.run_env(&["up", "dev"], &DEV);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(&format!("dev is running at {ip}")),
+        "{}",
+        run.stdout
+    );
+    let run = env.run_env(&["doctor"], &DEV);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("the project and LXD agree"),
+        "{}",
+        run.stdout
+    );
+
+    let argvs = env.take_argvs();
+    assert_eq!(
+        argvs.iter().filter(|a| a[0] == "launch").count(),
+        1,
+        "up re-created what it did not see: {argvs:#?}"
+    );
+    let q = queries(&argvs);
+    assert!(!q.is_empty());
+    for path in q {
+        assert!(
+            path.ends_with("?project=dev") || path.ends_with("&project=dev"),
+            "{path}"
+        );
+    }
+    env.assert_agree();
+}
+
+#[test]
+fn the_current_project_is_asked_once_per_run_before_its_first_query() {
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    env.seed_container("b", "img", false);
+    let mut st = env.state();
+    for inst in st["instances"].as_object_mut().unwrap().values_mut() {
+        inst["project"] = "dev".into();
+    }
+    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    env.take_all_calls();
+    for args in [
+        &["up"][..],
+        &["down", "a"],
+        &["list"],
+        &["container", "snapshot", "create", "a", "s1"],
+    ] {
+        env.run_env(args, &DEV).expect(0);
+    }
+    let mut runs: BTreeMap<u32, Vec<Vec<String>>> = BTreeMap::new();
+    for c in env.take_all_calls() {
+        runs.entry(c.ppid).or_default().push(c.argv);
+    }
+    assert_eq!(runs.len(), 4, "{runs:#?}");
+    for argvs in runs.values() {
+        let asked: Vec<usize> = (0..argvs.len())
+            .filter(|&i| is_project_list(&argvs[i]))
+            .collect();
+        match argvs.iter().position(|a| a[0] == "query") {
+            Some(first) => {
+                assert_eq!(asked.len(), 1, "{argvs:#?}");
+                assert!(asked[0] < first, "{argvs:#?}");
+                assert_eq!(
+                    argvs[asked[0]],
+                    argv(&["project", "list", "--format", "csv"])
+                );
+            }
+            // `list` and the like: the client applies the project itself.
+            None => assert!(asked.is_empty(), "{argvs:#?}"),
+        }
+    }
+}
+
+#[test]
+fn in_the_default_project_queries_name_no_project() {
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    env.take_all_calls();
+    env.ok(&["up", "a"]);
+    let argvs = env.take_argvs();
+    let q = queries(&argvs);
+    assert!(!q.is_empty());
+    assert!(q.iter().all(|p| !p.contains("project=")), "{q:?}");
+}
+
+#[test]
+fn a_remote_is_asked_for_its_own_current_project() {
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    env.ok(&["config", "set", "remote", "shared"]);
+    env.take_all_calls();
+    env.run_env(&["up", "a"], &DEV);
+    let calls = env.take_all_calls();
+    assert_eq!(
+        calls[0].argv,
+        argv(&["project", "list", "--format", "csv", "--", "shared:"])
+    );
+    assert!(
+        calls[1].argv.last().unwrap().starts_with("shared:/1.0/")
+            && calls[1].argv.last().unwrap().ends_with("project=dev"),
+        "{:?}",
+        calls[1].argv
+    );
+}
