@@ -330,8 +330,10 @@ fn list_up_down() {
     assert_eq!(rows[1]["status"], "NOT FOUND");
     env.take_calls();
 
-    env.ok(&["up", "a"]); // already running: fine
-    assert_eq!(env.take_argvs(), vec![query("p-a"), state_query("p-a")]);
+    // Already running: fine, and the instance's query had its address.
+    let run = env.ok(&["up", "a"]);
+    assert_eq!(run.stdout, format!("a is running at {ip}\n"));
+    assert_eq!(env.take_argvs(), vec![query("p-a")]);
     let run = env.ok(&["down", "a"]);
     assert_eq!(run.stdout, "a is stopped\n");
     assert_eq!(

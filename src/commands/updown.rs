@@ -31,6 +31,12 @@ pub enum Action {
         /// The recorded image.
         image: String,
     },
+    /// `up` of a running instance: nothing to do but say where it is;
+    /// its IPv4 when LXD's answer had it (a single instance's query does).
+    Running {
+        /// Its first global IPv4, if known.
+        ipv4: Option<String>,
+    },
     /// Nothing to do; the words say why.
     Nothing(String),
     /// Cannot be done; the words say why and what to run.
@@ -64,9 +70,9 @@ pub fn plan(
                     image: c.image.clone(),
                 },
                 (None, None) => Action::Nothing("not in LXD".into()),
-                (None, Some(i)) if up && i.is_running() => {
-                    Action::Nothing("already running".into())
-                }
+                (None, Some(i)) if up && i.is_running() => Action::Running {
+                    ipv4: i.ipv4.clone(),
+                },
                 (None, Some(_)) if up => Action::Start,
                 (None, Some(i)) if i.is_running() => Action::Stop,
                 (None, Some(_)) => Action::Nothing("already stopped".into()),
@@ -94,6 +100,7 @@ fn describe(project: &Project, name: &str, a: &Action) -> String {
             }
             s
         }
+        Action::Running { .. } => "nothing (already running)".into(),
         Action::Nothing(why) => format!("nothing ({why})"),
         Action::Refuse(why) => format!("cannot: {why}"),
     }
@@ -244,9 +251,8 @@ fn act(
             Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
         },
         Action::Recreate { image } => recreate(ctx, name, image, wait, one),
-        Action::Nothing(why) if why == "already running" => {
-            running_at(ctx, lxd, &lxd_name, wait, one)
-        }
+        Action::Running { ipv4: Some(ip) } => Ok(format!("is running at {ip}")),
+        Action::Running { ipv4: None } => running_at(ctx, lxd, &lxd_name, wait, one),
         Action::Nothing(why) => Ok(format!("is {why}")),
         Action::Refuse(why) => Err(Error::Conflict {
             what: format!("container {name} {why}"),
