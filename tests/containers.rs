@@ -5,7 +5,9 @@
 
 mod double;
 
-use double::{argv, assert_hashed, launch, query, state_query, statuses_query, Env};
+use double::{
+    all_projects_query, argv, assert_hashed, launch, query, state_query, statuses_query, Env,
+};
 
 #[test]
 fn create_launches_waits_sets_up_snapshots_and_records() {
@@ -317,7 +319,11 @@ fn list_up_down() {
     let ip = env.ip("a");
     assert_eq!(run.stdout, format!("a is running at {ip}\n"));
     let run = env.ok(&["list"]);
-    assert_eq!(env.take_argvs(), vec![argv(&["list", "--format", "json"])]);
+    // `gone` is NOT FOUND: is it in another LXD project? (tests/lxd_projects.rs)
+    assert_eq!(
+        env.take_argvs(),
+        vec![argv(&["list", "--format", "json"]), all_projects_query()]
+    );
     let expect = format!("NAME  IMAGE  STATUS     IPV4{}PORTS  MOUNTS\na     img-a  RUNNING    {ip}{}-\ngone  img-g  NOT FOUND  -{}-\n", " ".repeat(ip.len() - 2), " ".repeat(9), " ".repeat(ip.len() + 8));
     assert_eq!(run.stdout, expect);
     assert!(run.stderr.contains("p-stray"), "stray note: {}", run.stderr);

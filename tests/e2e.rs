@@ -1717,6 +1717,45 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             query(&format!("/1.0/instances/{lxd}")).is_none(),
             "p1 is in the default project too"
         );
+        // The machine's client (current project: default) sees no p1: `up`
+        // must not make a second one there, and `list` says where it is.
+        let mut cmd = self.ldm_cmd(&["up", "--dry-run"]);
+        cmd.current_dir(&dir);
+        let r = run(
+            &mut cmd,
+            "ldm up --dry-run (current project default)".into(),
+        )
+        .ok();
+        assert!(
+            r.out().contains(&format!(
+                "p1: cannot: is in LXD project {proj}, not in the client's current one"
+            )),
+            "{}",
+            r.describe()
+        );
+        let mut cmd = self.ldm_cmd(&["list"]);
+        cmd.current_dir(&dir);
+        let r = run(&mut cmd, "ldm list (current project default)".into()).ok();
+        assert!(
+            r.stderr
+                .contains(&format!("p1 ({lxd}) is in LXD project {proj}")),
+            "{}",
+            r.describe()
+        );
+        // `doctor --fix` must not forget p1 (exit 1: drift remains).
+        let mut cmd = self.ldm_cmd(&["doctor", "--fix"]);
+        cmd.current_dir(&dir);
+        let r = run(
+            &mut cmd,
+            "ldm doctor --fix (current project default)".into(),
+        )
+        .expect_code(1);
+        assert!(
+            r.out()
+                .contains(&format!("LXD has {lxd} in project {proj}")),
+            "{}",
+            r.describe()
+        );
         let r = ldm(&["down"]).ok();
         assert!(r.out().contains("p1: is stopped"), "{}", r.describe());
         assert_eq!(status(&lxd), Some("Stopped".into()));

@@ -9,7 +9,7 @@ mod double;
 
 use std::collections::BTreeMap;
 
-use double::{argv, is_project_list, Env};
+use double::{all_projects_query, argv, is_project_list, Env};
 
 const DEV: [(&str, &str); 1] = [("LDM_DOUBLE_PROJECT", "dev")];
 
@@ -148,4 +148,66 @@ fn a_remote_is_asked_for_its_own_current_project() {
         "{:?}",
         calls[1].argv
     );
+}
+
+#[test]
+fn regression_up_does_not_re_create_a_container_another_lxd_project_has() {
+    // After `lxc project switch`, the project's containers are "not in LXD"
+    // in the new current project; `up` re-created them there, a second
+    // instance of each beside the first.
+    let env = Env::new("p");
+    env.run_env(&["container", "create", "a", "img", "--no-mount"], &DEV)
+        .expect(0);
+    env.take_all_calls();
+    // The client's current project is now `default`.
+    let run = env.ok(&["up", "--dry-run"]);
+    assert_eq!(
+        run.stdout,
+        "a: cannot: is in LXD project dev, not in the client's current one: switch back with `lxc project switch dev`\n"
+    );
+    let run = env.run(&["up"]).expect(1);
+    assert!(
+        run.stdout.starts_with(
+            "a: failed: container a is in LXD project dev, not in the client's current one: switch back with `lxc project switch dev`"
+        ),
+        "{}",
+        run.stdout
+    );
+    run.err_has("1 of 1 containers failed: a");
+    let argvs = env.take_argvs();
+    assert!(argvs.iter().all(|a| a[0] != "launch"), "{argvs:#?}");
+    assert!(argvs.contains(&all_projects_query()), "{argvs:#?}");
+    assert_eq!(env.instances().len(), 1);
+    let run = env.ok(&["list"]);
+    assert!(run.stdout.contains("NOT FOUND"), "{}", run.stdout);
+    run.err_has("a (p-a) is in LXD project dev, not in the client's current one; switch back with `lxc project switch dev`");
+    // Switched back: all is well, and nothing is asked of other projects.
+    env.take_all_calls();
+    let run = env.run_env(&["up"], &DEV);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let argvs = env.take_argvs();
+    assert!(
+        argvs.iter().all(|a| !a.concat().contains("all-projects")),
+        "{argvs:#?}"
+    );
+}
+
+#[test]
+fn regression_doctor_fix_keeps_a_container_another_lxd_project_has() {
+    // `doctor --fix` forgot every container "LXD has no instance" of: after
+    // an `lxc project switch`, that was all of them.
+    let env = Env::new("p");
+    env.run_env(&["container", "create", "a", "img", "--no-mount"], &DEV)
+        .expect(0);
+    let run = env.run(&["doctor", "--fix"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("LXD has p-a in project dev, not in the client's current one: switch back with `lxc project switch dev`"),
+        "{}",
+        run.stdout
+    );
+    assert!(env.project().containers.contains_key("a"));
+    assert_eq!(env.instances().len(), 1);
+    let run = env.run_env(&["doctor"], &DEV);
+    assert_eq!(run.code, 0, "{}", run.stdout);
 }

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use double::{argv, kill, statuses_query, Env};
+use double::{all_projects_query, argv, kill, statuses_query, Env};
 use ldm::model::Mount;
 use serde_json::Value;
 
@@ -505,8 +505,9 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
         "a: nothing (already running)\nb: start\nc: re-create from img (LXD no longer has it), mount .:/home/dev/p\n"
     );
     let argvs = env.take_argvs();
-    // The plan: one query of every instance, without their running state.
-    assert_eq!(argvs, vec![statuses_query()]);
+    // The plan: one query of every instance, without their running state,
+    // and, as c is to be re-created, whether another LXD project has it.
+    assert_eq!(argvs, vec![statuses_query(), all_projects_query()]);
     assert!(!env.instances().contains_key("p-c"));
 
     let run = env.ok(&["up"]);

@@ -10,6 +10,7 @@ use crate::commands::mounts::{self, Attached};
 use crate::commands::style::Color;
 use crate::commands::{text, Ctx};
 use crate::lxd::{Instance, Lxd, LxdError};
+use crate::model::Project;
 use crate::store::Store;
 use crate::store::{Finding, RepairReport, Severity};
 use crate::{say, Error};
@@ -126,10 +127,18 @@ fn examine(ctx: &Ctx, store: &mut Store, args: &Doctor) -> Result<Found, Error> 
             ))
         }
         Ok(mut instances) => {
-            found.drifts = drift::compare(&store.owners(), &project, &instances);
+            let away = away(&*lxd, &project, &instances)?;
+            found.drifts = drift::compare(&store.owners(), &project, &instances, &away);
             if args.fix && !found.drifts.is_empty() {
-                found.fixed = fix(store, &*lxd, args.force, &mut instances, &found.drifts)?;
-                found.drifts = drift::compare(&store.owners(), &store.read()?, &instances);
+                found.fixed = fix(
+                    store,
+                    &*lxd,
+                    args.force,
+                    &mut instances,
+                    &away,
+                    &found.drifts,
+                )?;
+                found.drifts = drift::compare(&store.owners(), &store.read()?, &instances, &away);
             }
         }
     }
@@ -189,6 +198,7 @@ fn fix(
     lxd: &dyn Lxd,
     force: bool,
     instances: &mut Vec<Instance>,
+    away: &[(String, String)],
     drifts: &[Drift],
 ) -> Result<Vec<Drift>, Error> {
     if force {
@@ -226,12 +236,32 @@ fn fix(
     // Adopting thousands of snapshots is more than one record can hold;
     // each adoption stands alone, so it may take several.
     let applied = store.commit_in_parts(|p| {
-        let now = drift::compare(&owners, p, instances);
+        let now = drift::compare(&owners, p, instances, away);
         let mutations = now.iter().flat_map(|d| d.mutations.clone()).collect();
         Ok::<_, Error>((mutations, now))
     })?;
     deleted.extend(applied);
     Ok(deleted)
+}
+
+/// The instances of other LXD projects when a recorded container has none
+/// in the current one (asked only then): `--fix` must not forget a
+/// container the client's project switch hid.
+fn away(
+    lxd: &dyn Lxd,
+    project: &Project,
+    instances: &[Instance],
+) -> Result<Vec<(String, String)>, Error> {
+    let missing = project.containers.keys().any(|name| {
+        let full = project.lxd_name(name);
+        !instances.iter().any(|i| i.name == full)
+    });
+    if !missing {
+        return Ok(Vec::new());
+    }
+    lxd.elsewhere().map_err(Error::lxd(
+        "looking for the project's containers in other LXD projects",
+    ))
 }
 
 /// Puts a recorded mount into LXD, or takes an unrecorded device of ldm's

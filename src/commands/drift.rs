@@ -71,9 +71,29 @@ fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) 
     }
 }
 
+/// A recorded container whose instance another LXD project has (the
+/// client's current project changed): reported, never forgotten by
+/// `--fix`.
+fn elsewhere(name: &str, full: &str, project: &str) -> Drift {
+    drift(
+        name,
+        format!(
+            "LXD has {full} in project {project}, not in the client's current one: switch back with `lxc project switch {project}`"
+        ),
+        "nothing: switch LXD projects first",
+        Vec::new(),
+    )
+}
+
 /// Everything that differs between `project` and `instances` (LXD's full
 /// list). Operations whose owner is alive are in progress, not drift.
-pub fn compare(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Drift> {
+/// `away` lists instances of other LXD projects (`Lxd::elsewhere`).
+pub fn compare(
+    owners: &Owners,
+    project: &Project,
+    instances: &[Instance],
+    away: &[(String, String)],
+) -> Vec<Drift> {
     let mut out = Vec::new();
     for (name, c) in &project.containers {
         if c.pending.as_ref().is_some_and(|p| op::is_alive(owners, p)) {
@@ -83,6 +103,12 @@ pub fn compare(owners: &Owners, project: &Project, instances: &[Instance]) -> Ve
         let inst = instances.iter().find(|i| i.name == full);
         if let Some(i) = inst {
             out.extend(leftovers(name, i));
+        }
+        if inst.is_none() {
+            if let Some((_, p)) = away.iter().find(|(i, _)| *i == full) {
+                out.push(elsewhere(name, &full, p));
+                continue;
+            }
         }
         match (&c.pending, inst) {
             (Some(p), _) => out.push(interrupted(name, c, p, inst)),
@@ -398,7 +424,7 @@ mod tests {
             .with_instance("p-a", true, &["extra", "ldm-publish-9"])
             .with_instance("p-new", false, &["s"])
             .with_instance("q-x", true, &[]);
-        let drifts = compare(&owners, &p, &lxd.list().unwrap());
+        let drifts = compare(&owners, &p, &lxd.list().unwrap(), &[]);
         let said: Vec<(&str, &str)> = drifts
             .iter()
             .map(|d| (d.container.as_str(), d.fix.as_str()))
@@ -430,6 +456,6 @@ mod tests {
         }
         let mut instances = lxd.list().unwrap();
         instances[0].snapshots.retain(|s| s.name != "ldm-publish-9");
-        assert!(compare(&owners, &fixed, &instances).is_empty());
+        assert!(compare(&owners, &fixed, &instances, &[]).is_empty());
     }
 }

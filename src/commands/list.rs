@@ -7,10 +7,13 @@ use serde::Serialize;
 
 use crate::cli::DEFAULT_WAIT;
 use crate::commands::{op, style, table, text, Ctx};
-use crate::lxd::Instance;
+use crate::lxd::{Instance, Lxd};
 use crate::model::Project;
 use crate::store::Owners;
 use crate::{say, Error};
+
+/// The status of a recorded container LXD does not have.
+const NOT_FOUND: &str = "NOT FOUND";
 
 /// One container in `list --json` (schema documented in README).
 #[derive(Debug, Serialize)]
@@ -48,6 +51,7 @@ pub fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
     let rows = rows(&store.owners(), &project, &instances);
     note_strays(ctx, &project, &instances);
+    note_elsewhere(ctx, &*lxd, &rows);
     if json {
         return say(
             out,
@@ -111,7 +115,7 @@ fn rows(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Row> 
             let status = match (busy, inst) {
                 (Some(p), _) => op::describe(owners, p),
                 (None, Some(i)) => i.status.to_uppercase(),
-                (None, None) => "NOT FOUND".to_string(),
+                (None, None) => NOT_FOUND.to_string(),
             };
             Row {
                 name: name.clone(),
@@ -131,6 +135,33 @@ fn rows(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Row> 
             }
         })
         .collect()
+}
+
+/// One stderr note when containers LXD lacks are in another LXD project
+/// (the client's current project changed since they were made). Asks LXD
+/// only when a row is NOT FOUND; a failure to ask is said, not fatal.
+fn note_elsewhere(ctx: &Ctx, lxd: &dyn Lxd, rows: &[Row]) {
+    if ctx.quiet || !rows.iter().any(|r| r.status == NOT_FOUND) {
+        return;
+    }
+    let other = match lxd.elsewhere() {
+        Ok(other) => other,
+        Err(e) => {
+            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            return;
+        }
+    };
+    for r in rows.iter().filter(|r| r.status == NOT_FOUND) {
+        if let Some((_, p)) = other.iter().find(|(i, _)| *i == r.lxd_name) {
+            eprintln!(
+                "note: {} ({}) is in LXD project {}, not in the client's current one; switch back with `lxc project switch {}`",
+                r.name,
+                r.lxd_name,
+                text::escape(p),
+                text::escape(p)
+            );
+        }
+    }
 }
 
 /// One stderr note for instances named like the project's that it does

@@ -82,6 +82,37 @@ pub fn plan(
         .collect()
 }
 
+/// Refuses to re-create a container whose instance another LXD project
+/// has: after an `lxc project switch` the project's containers are "not in
+/// LXD", and a re-create would make a second one in the new project.
+/// Asks LXD only when a re-create is planned.
+fn not_elsewhere(
+    lxd: &dyn Lxd,
+    project: &Project,
+    plan: &mut [(String, Action)],
+) -> Result<(), Error> {
+    if !plan
+        .iter()
+        .any(|(_, a)| matches!(a, Action::Recreate { .. }))
+    {
+        return Ok(());
+    }
+    let other = lxd.elsewhere().map_err(Error::lxd(
+        "looking for the project's containers in other LXD projects",
+    ))?;
+    for (name, action) in plan.iter_mut() {
+        let lxd_name = project.lxd_name(name);
+        if let (Action::Recreate { .. }, Some((_, p))) =
+            (&action, other.iter().find(|(i, _)| *i == lxd_name))
+        {
+            *action = Action::Refuse(format!(
+                "is in LXD project {p}, not in the client's current one: switch back with `lxc project switch {p}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How `--dry-run` words an action.
 fn describe(project: &Project, name: &str, a: &Action) -> String {
     match a {
@@ -141,6 +172,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     if !args.names.is_empty() {
         plan.retain(|(n, _)| args.names.contains(n));
     }
+    not_elsewhere(&*lxd, &project, &mut plan)?;
     if args.dry_run {
         for (name, a) in &plan {
             say(out, &format!("{name}: {}", describe(&project, name, a)))?;

@@ -33,6 +33,8 @@ pub struct State {
     pub shift: bool,
     /// Instance -> the pid its state reports (none unless set here).
     pub pids: BTreeMap<String, u32>,
+    /// Instances in other LXD projects: (instance, project).
+    pub elsewhere: Vec<(String, String)>,
 }
 
 /// The fake LXD.
@@ -347,6 +349,10 @@ impl Lxd for Fake {
             }
             Ok(())
         })
+    }
+
+    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
+        self.call("elsewhere", "", |st| Ok(st.elsewhere.clone()))
     }
 
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {

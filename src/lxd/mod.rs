@@ -295,6 +295,10 @@ pub trait Lxd: Send + Sync {
     /// A killed client's operation goes on in the server, and an instance
     /// being created is "not found" until it is done.
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError>;
+    /// Instances in LXD projects other than the one ldm's calls address,
+    /// as (instance, project): where a container LXD "no longer has" went
+    /// after an `lxc project switch`.
+    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError>;
     /// Whether the server can idmap mounts (`shift=true`).
     fn idmapping(&self) -> Result<Idmapping, LxdError>;
     /// Adds disk device `disk` to `name` (live, if it runs).

@@ -214,6 +214,10 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.operations(name)
     }
 
+    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
+        self.inner.elsewhere()
+    }
+
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         self.inner.idmapping()
     }
@@ -316,6 +320,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         (**self).operations(name)
+    }
+    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
+        (**self).elsewhere()
     }
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         (**self).idmapping()

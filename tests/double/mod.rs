@@ -430,6 +430,12 @@ pub fn statuses_query() -> Vec<String> {
     argv(&["query", "--", "/1.0/instances?recursion=1"])
 }
 
+/// The argv of the query for the instances of every LXD project
+/// (`Lxd::elsewhere`).
+pub fn all_projects_query() -> Vec<String> {
+    argv(&["query", "--", "/1.0/instances?all-projects=true"])
+}
+
 /// The argv of the instance query (`Lxd::instance`); `lxd` may carry a
 /// `REMOTE:` prefix.
 pub fn query(lxd: &str) -> Vec<String> {

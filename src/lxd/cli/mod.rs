@@ -387,6 +387,17 @@ impl Lxd for Client {
         Ok(json::operations_on(&v, name))
     }
 
+    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
+        let current = self.project()?.unwrap_or("default").to_string();
+        // Not `query_call`: LXD refuses a project beside all-projects.
+        let inv = self.call(&["query"], &[self.at("/1.0/instances?all-projects=true")]);
+        let out = inv
+            .run()
+            .map_err(|e| classify(e, "the instances of every LXD project"))?;
+        let v = self.json(&inv, &out)?;
+        Ok(project::elsewhere(&v, &current))
+    }
+
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         let v = self.query("/1.0", "the LXD server")?;
         Ok(json::idmapping(&v))

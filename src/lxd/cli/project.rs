@@ -18,6 +18,52 @@ pub(super) fn current(csv: &[u8]) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The (instance, project) pairs of `query
+/// /1.0/instances?all-projects=true` (paths `/1.0/instances/NAME`, with
+/// `?project=P` outside `default`) whose project is not `current`.
+pub(super) fn elsewhere(v: &serde_json::Value, current: &str) -> Vec<(String, String)> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter_map(|url| {
+            let (path, query) = url.split_once('?').unwrap_or((url, ""));
+            let name = path.strip_prefix("/1.0/instances/")?;
+            let project = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("project="))
+                .unwrap_or("default");
+            (project != current).then(|| (decode(name), decode(project)))
+        })
+        .collect()
+}
+
+/// Undoes percent-encoding (LXD encodes names in paths it returns); bytes
+/// that do not decode are kept as they are.
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `path` with `project=NAME` added to its query string; `path` itself
 /// for the default project.
 pub(super) fn scoped(path: &str, project: Option<&str>) -> String {
@@ -61,6 +107,33 @@ mod tests {
         );
         assert_eq!(current(b""), None);
         assert_eq!(current(b"default,YES,YES,YES,YES,,1\n"), None);
+    }
+
+    #[test]
+    fn instances_of_other_projects_are_told_from_the_current_one() {
+        // As LXD 5.0.2 answers `query /1.0/instances?all-projects=true`.
+        let v = serde_json::json!([
+            "/1.0/instances/p-a",
+            "/1.0/instances/p-b?project=dev",
+            "/1.0/instances/p-c?project=default",
+            "/1.0/instances/p%2Dd?project=a%26b",
+            "/1.0/other/x?project=dev",
+        ]);
+        assert_eq!(
+            elsewhere(&v, "default"),
+            vec![
+                ("p-b".to_string(), "dev".to_string()),
+                ("p-d".to_string(), "a&b".to_string())
+            ]
+        );
+        assert_eq!(
+            elsewhere(&v, "dev"),
+            vec![
+                ("p-a".to_string(), "default".to_string()),
+                ("p-c".to_string(), "default".to_string()),
+                ("p-d".to_string(), "a&b".to_string())
+            ]
+        );
     }
 
     #[test]
