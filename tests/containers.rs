@@ -400,6 +400,8 @@ fn remove_and_project_delete_confirm_or_need_force() {
         env.take_argvs(),
         vec![
             statuses_query(),
+            // p-c is NOT FOUND: does another LXD project have it?
+            all_projects_query(),
             argv(&["delete", "--force", "--", "p-b"]),
             argv(&["delete", "--force", "--", "p-c"]),
             // LXD has no p-c: is it still creating it? (tests/busy.rs)

@@ -1728,7 +1728,7 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         .ok();
         assert!(
             r.out().contains(&format!(
-                "p1: cannot: is in LXD project {proj}, not in the client's current one"
+                "p1: cannot: is not in LXD's current project: LXD project {proj} has an instance named {lxd}, and the client's current project has none; if it is this container, switch back with `lxc project switch {proj}`"
             )),
             "{}",
             r.describe()
@@ -1737,8 +1737,9 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         cmd.current_dir(&dir);
         let r = run(&mut cmd, "ldm list (current project default)".into()).ok();
         assert!(
-            r.stderr
-                .contains(&format!("p1 ({lxd}) is in LXD project {proj}")),
+            r.stderr.contains(&format!(
+                "note: p1 is NOT FOUND: LXD project {proj} has an instance named {lxd}"
+            )),
             "{}",
             r.describe()
         );
@@ -1752,7 +1753,7 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         .expect_code(1);
         assert!(
             r.out()
-                .contains(&format!("LXD has {lxd} in project {proj}")),
+                .contains(&format!("LXD project {proj} has an instance named {lxd}")),
             "{}",
             r.describe()
         );

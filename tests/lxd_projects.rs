@@ -80,10 +80,14 @@ fn the_current_project_is_asked_once_per_run_before_its_first_query() {
     let env = Env::new("p");
     env.seed_container("a", "img", true);
     env.seed_container("b", "img", false);
+    env.seed_container("c", "img", true);
     let mut st = env.state();
-    for inst in st["instances"].as_object_mut().unwrap().values_mut() {
+    let instances = st["instances"].as_object_mut().unwrap();
+    for inst in instances.values_mut() {
         inst["project"] = "dev".into();
     }
+    // LXD lost c: `up` re-creates it, with a client of its own.
+    instances.remove("p-c");
     std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
     env.take_all_calls();
     for args in [
@@ -134,9 +138,13 @@ fn in_the_default_project_queries_name_no_project() {
 fn a_remote_is_asked_for_its_own_current_project() {
     let env = Env::new("p");
     env.seed_container("a", "img", true);
+    let mut st = env.state();
+    st["instances"]["p-a"]["project"] = "dev".into();
+    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
     env.ok(&["config", "set", "remote", "shared"]);
     env.take_all_calls();
-    env.run_env(&["up", "a"], &DEV);
+    let run = env.run_env(&["up", "a"], &DEV);
+    assert_eq!(run.code, 0, "{}", run.stderr);
     let calls = env.take_all_calls();
     assert_eq!(
         calls[0].argv,
@@ -150,26 +158,48 @@ fn a_remote_is_asked_for_its_own_current_project() {
     );
 }
 
+/// What ldm says of container `a` (p-a) when LXD project dev has it and
+/// the client's current project is `default`.
+const AWAY: &str = "LXD project dev has an instance named p-a, and the client's current project has none; if it is this container, switch back with `lxc project switch dev`; if not, delete or rename it there";
+
+/// A project with container `a`, made while the client's current LXD
+/// project was dev; the calls so far forgotten.
+fn made_in_dev() -> Env {
+    let env = Env::new("p");
+    env.run_env(&["container", "create", "a", "img", "--no-mount"], &DEV)
+        .expect(0);
+    env.take_all_calls();
+    env
+}
+
+/// p-a is still the one instance, in project dev, running (the double
+/// keys instances by name: a second p-a made in `default` would replace
+/// it, so its project tells).
+fn assert_a_untouched(env: &Env) {
+    let inst = env.instances();
+    assert_eq!(inst.len(), 1, "{inst:?}");
+    assert_eq!(inst["p-a"]["project"], "dev");
+    assert_eq!(inst["p-a"]["status"], "Running");
+    assert!(env.project().containers.contains_key("a"));
+}
+
 #[test]
 fn regression_up_does_not_re_create_a_container_another_lxd_project_has() {
     // After `lxc project switch`, the project's containers are "not in LXD"
     // in the new current project; `up` re-created them there, a second
     // instance of each beside the first.
-    let env = Env::new("p");
-    env.run_env(&["container", "create", "a", "img", "--no-mount"], &DEV)
-        .expect(0);
-    env.take_all_calls();
+    let env = made_in_dev();
     // The client's current project is now `default`.
     let run = env.ok(&["up", "--dry-run"]);
     assert_eq!(
         run.stdout,
-        "a: cannot: is in LXD project dev, not in the client's current one: switch back with `lxc project switch dev`\n"
+        format!("a: cannot: is not in LXD's current project: {AWAY}\n")
     );
     let run = env.run(&["up"]).expect(1);
     assert!(
-        run.stdout.starts_with(
-            "a: failed: container a is in LXD project dev, not in the client's current one: switch back with `lxc project switch dev`"
-        ),
+        run.stdout.starts_with(&format!(
+            "a: failed: container a is not in LXD's current project: {AWAY}"
+        )),
         "{}",
         run.stdout
     );
@@ -177,10 +207,10 @@ fn regression_up_does_not_re_create_a_container_another_lxd_project_has() {
     let argvs = env.take_argvs();
     assert!(argvs.iter().all(|a| a[0] != "launch"), "{argvs:#?}");
     assert!(argvs.contains(&all_projects_query()), "{argvs:#?}");
-    assert_eq!(env.instances().len(), 1);
+    assert_a_untouched(&env);
     let run = env.ok(&["list"]);
     assert!(run.stdout.contains("NOT FOUND"), "{}", run.stdout);
-    run.err_has("a (p-a) is in LXD project dev, not in the client's current one; switch back with `lxc project switch dev`");
+    run.err_has(&format!("note: a is NOT FOUND: {AWAY}"));
     // Switched back: all is well, and nothing is asked of other projects.
     env.take_all_calls();
     let run = env.run_env(&["up"], &DEV);
@@ -193,21 +223,73 @@ fn regression_up_does_not_re_create_a_container_another_lxd_project_has() {
 }
 
 #[test]
+fn regression_down_remove_and_project_delete_do_not_pass_over_a_container_another_lxd_project_has()
+{
+    // `down` said "a is not in LXD" and exited 0 with p-a running in dev;
+    // `remove -f` and `project delete -f` forgot it, leaving p-a behind.
+    let env = made_in_dev();
+    for args in [&["down"][..], &["down", "a"]] {
+        let run = env.run(args).expect(1);
+        assert!(
+            run.stdout.contains(&format!(
+                "container a is not in LXD's current project: {AWAY}"
+            )) || run.stderr.contains(&format!(
+                "container a is not in LXD's current project: {AWAY}"
+            )),
+            "{}{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+    let run = env.run(&["remove", "-f", "a"]).expect(1);
+    run.err_has(&format!(
+        "p-a is not in LXD's current project: {AWAY}; nothing was removed"
+    ));
+    // The remove's intent is closed: nothing shows as interrupted.
+    let a = &env.project().containers["a"];
+    assert!(a.pending.is_none(), "{:?}", a.pending);
+    let run = env.run(&["project", "delete", "-f"]).expect(1);
+    run.err_has(&format!(
+        "p-a is not in LXD's current project: {AWAY}; nothing was removed"
+    ));
+    assert!(env.dir.join("containers.yaml").exists());
+    assert_a_untouched(&env);
+    // Other commands name the project too.
+    let run = env.run(&["ssh", "a", "--", "true"]).expect(1);
+    run.err_has(&format!("p-a is not in LXD's current project: {AWAY}"));
+}
+
+#[test]
+fn regression_a_failed_project_list_is_not_read_as_a_missing_instance() {
+    // `project list` failing with "not found" in its message was typed as
+    // "LXD has no instance": `down a` said "a is not in LXD" and exited 0.
+    let env = made_in_dev();
+    let fail = [
+        ("LDM_DOUBLE_PROJECT", "dev"),
+        ("LDM_DOUBLE_FAIL", "project=Error: Project not found"),
+    ];
+    let run = env.run_env(&["down", "a"], &fail).expect(1);
+    run.err_has("error: reading the state of p-a: `");
+    run.err_has("/lxc project list --format csv` failed (exit 1): Error: Project not found");
+    assert!(!run.stdout.contains("not in LXD"), "{}", run.stdout);
+    assert_a_untouched(&env);
+}
+
+#[test]
 fn regression_doctor_fix_keeps_a_container_another_lxd_project_has() {
     // `doctor --fix` forgot every container "LXD has no instance" of: after
     // an `lxc project switch`, that was all of them.
-    let env = Env::new("p");
-    env.run_env(&["container", "create", "a", "img", "--no-mount"], &DEV)
-        .expect(0);
+    let env = made_in_dev();
     let run = env.run(&["doctor", "--fix"]);
-    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
-        run.stdout.contains("LXD has p-a in project dev, not in the client's current one: switch back with `lxc project switch dev`"),
+        run.stdout.contains(&format!(
+            "recorded, but not in LXD's current project: {AWAY}"
+        )),
         "{}",
         run.stdout
     );
-    assert!(env.project().containers.contains_key("a"));
-    assert_eq!(env.instances().len(), 1);
+    assert_a_untouched(&env);
     let run = env.run_env(&["doctor"], &DEV);
     assert_eq!(run.code, 0, "{}", run.stdout);
 }

@@ -9,7 +9,7 @@ use crate::commands::drift::{self, Drift, MountFix};
 use crate::commands::mounts::{self, Attached};
 use crate::commands::style::Color;
 use crate::commands::{text, Ctx};
-use crate::lxd::{Instance, Lxd, LxdError};
+use crate::lxd::{Away, Instance, Lxd, LxdError};
 use crate::model::Project;
 use crate::store::Store;
 use crate::store::{Finding, RepairReport, Severity};
@@ -127,7 +127,7 @@ fn examine(ctx: &Ctx, store: &mut Store, args: &Doctor) -> Result<Found, Error> 
             ))
         }
         Ok(mut instances) => {
-            let away = away(&*lxd, &project, &instances)?;
+            let away = away(&*lxd, &project, &instances, args.fix)?;
             found.drifts = drift::compare(&store.owners(), &project, &instances, &away);
             if args.fix && !found.drifts.is_empty() {
                 found.fixed = fix(
@@ -198,7 +198,7 @@ fn fix(
     lxd: &dyn Lxd,
     force: bool,
     instances: &mut Vec<Instance>,
-    away: &[(String, String)],
+    away: &[Away],
     drifts: &[Drift],
 ) -> Result<Vec<Drift>, Error> {
     if force {
@@ -246,12 +246,14 @@ fn fix(
 
 /// The instances of other LXD projects when a recorded container has none
 /// in the current one (asked only then): `--fix` must not forget a
-/// container the client's project switch hid.
+/// container the client's project switch hid. If LXD will not say (a
+/// restricted client), a report goes on with a note, and `--fix` stops.
 fn away(
     lxd: &dyn Lxd,
     project: &Project,
     instances: &[Instance],
-) -> Result<Vec<(String, String)>, Error> {
+    fix: bool,
+) -> Result<Vec<Away>, Error> {
     let missing = project.containers.keys().any(|name| {
         let full = project.lxd_name(name);
         !instances.iter().any(|i| i.name == full)
@@ -259,9 +261,16 @@ fn away(
     if !missing {
         return Ok(Vec::new());
     }
-    lxd.elsewhere().map_err(Error::lxd(
-        "looking for the project's containers in other LXD projects",
-    ))
+    match lxd.elsewhere() {
+        Ok(other) => Ok(other),
+        Err(e) if fix => Err(Error::lxd(
+            "looking in other LXD projects for the containers LXD lacks, before --fix forgets them",
+        )(e)),
+        Err(e) => {
+            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Puts a recorded mount into LXD, or takes an unrecorded device of ldm's

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::commands::image::PUBLISH_PREFIX;
 use crate::commands::op;
-use crate::lxd::Instance;
+use crate::lxd::{Away, Instance};
 use crate::model::{validate, Container, Mount, Mutation, Op, Pending, Project};
 use crate::store::Owners;
 
@@ -74,13 +74,14 @@ fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) 
 /// A recorded container whose instance another LXD project has (the
 /// client's current project changed): reported, never forgotten by
 /// `--fix`.
-fn elsewhere(name: &str, full: &str, project: &str) -> Drift {
+fn elsewhere(name: &str, a: &Away) -> Drift {
     drift(
         name,
         format!(
-            "LXD has {full} in project {project}, not in the client's current one: switch back with `lxc project switch {project}`"
+            "recorded, but not in LXD's current project: {}",
+            op::away(a)
         ),
-        "nothing: switch LXD projects first",
+        "nothing (it is not forgotten)",
         Vec::new(),
     )
 }
@@ -92,7 +93,7 @@ pub fn compare(
     owners: &Owners,
     project: &Project,
     instances: &[Instance],
-    away: &[(String, String)],
+    away: &[Away],
 ) -> Vec<Drift> {
     let mut out = Vec::new();
     for (name, c) in &project.containers {
@@ -105,8 +106,8 @@ pub fn compare(
             out.extend(leftovers(name, i));
         }
         if inst.is_none() {
-            if let Some((_, p)) = away.iter().find(|(i, _)| *i == full) {
-                out.push(elsewhere(name, &full, p));
+            if let Some(a) = op::find_away(away, &full) {
+                out.push(elsewhere(name, a));
                 continue;
             }
         }

@@ -130,7 +130,19 @@ pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error
     };
     match lxd.delete(&lxd_name) {
         Ok(()) => {}
-        Err(LxdError::NotFound { .. }) if owner.is_some() => {}
+        Err(LxdError::NotFound { .. }) if owner.is_some() => {
+            // Forgetting it is right only if no other LXD project has it.
+            if let Some(e) = kept_elsewhere(&*lxd, std::slice::from_ref(&lxd_name)) {
+                op::record(
+                    &mut store,
+                    vec![Mutation::OperationFinished {
+                        container: name.to_string(),
+                        snapshot: None,
+                    }],
+                )?;
+                return Err(e);
+            }
+        }
         Err(LxdError::NotFound { .. }) => return Err(op::not_found(&project, name)),
         Err(e) => return Err(Error::lxd(format!("deleting {lxd_name}; the project shows it as interrupted: run `ldm remove {name}` again"))(e)),
     }
@@ -143,6 +155,38 @@ pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error
         )?;
     }
     say(out, &format!("Removed {name}"))
+}
+
+/// The error that stops `remove` or `project delete` from forgetting
+/// containers LXD's current project lacks when another LXD project has
+/// instances of their names (the client's project was switched); `None`
+/// when none has, or when LXD will not say (a note says so).
+fn kept_elsewhere(lxd: &dyn Lxd, missing: &[String]) -> Option<Error> {
+    if missing.is_empty() {
+        return None;
+    }
+    let other = match lxd.elsewhere() {
+        Ok(other) => other,
+        Err(e) => {
+            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            return None;
+        }
+    };
+    let found: Vec<String> = missing
+        .iter()
+        .filter_map(|m| op::find_away(&other, m))
+        .map(|a| {
+            format!(
+                "{} is not in LXD's current project: {}",
+                a.instance,
+                op::away(a)
+            )
+        })
+        .collect();
+    (!found.is_empty()).then(|| Error::Conflict {
+        what: found.join("; "),
+        next: "nothing was removed".into(),
+    })
 }
 
 /// Shows what `remove` would delete and asks; false if the user declined.
@@ -198,6 +242,14 @@ pub fn delete_project(ctx: &Ctx, args: &Force, out: &mut dyn Write) -> Result<()
         .keys()
         .map(|n| vec![n.clone(), project.lxd_name(n), status(n)])
         .collect();
+    let missing: Vec<String> = rows
+        .iter()
+        .filter(|r| r[2] == "NOT FOUND")
+        .map(|r| r[1].clone())
+        .collect();
+    if let Some(e) = kept_elsewhere(&*lxd, &missing) {
+        return Err(e);
+    }
     // Shown so a person can confirm; with -f -q nobody is asked.
     let nobody_asked = force && ctx.quiet;
     if !rows.is_empty() && !nobody_asked {

@@ -152,14 +152,8 @@ fn note_elsewhere(ctx: &Ctx, lxd: &dyn Lxd, rows: &[Row]) {
         }
     };
     for r in rows.iter().filter(|r| r.status == NOT_FOUND) {
-        if let Some((_, p)) = other.iter().find(|(i, _)| *i == r.lxd_name) {
-            eprintln!(
-                "note: {} ({}) is in LXD project {}, not in the client's current one; switch back with `lxc project switch {}`",
-                r.name,
-                r.lxd_name,
-                text::escape(p),
-                text::escape(p)
-            );
+        if let Some(a) = op::find_away(&other, &r.lxd_name) {
+            eprintln!("note: {} is NOT FOUND: {}", r.name, op::away(a));
         }
     }
 }

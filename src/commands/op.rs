@@ -6,7 +6,8 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Instant;
 
-use crate::lxd::{Instance, Lxd};
+use crate::commands::text;
+use crate::lxd::{Away, Instance, Lxd};
 use crate::model::{Container, Mutation, Op, Pending, Project};
 use crate::store::{OwnerGuard, Owners, Store};
 use crate::Error;
@@ -228,11 +229,49 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// LXD's view of `lxd_name`, or an error saying it is missing.
+/// LXD's view of `lxd_name`, or an error saying it is missing (and, if
+/// another LXD project has it, which).
 pub fn instance(lxd: &dyn Lxd, lxd_name: &str) -> Result<Instance, Error> {
-    lxd.instance(lxd_name)
+    match lxd
+        .instance(lxd_name)
         .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
-        .ok_or_else(|| no_instance(lxd_name))
+    {
+        Some(i) => Ok(i),
+        None => Err(missing(lxd, lxd_name)),
+    }
+}
+
+/// The error for a recorded instance LXD's current project lacks: where
+/// it is when another LXD project has one of its name, else
+/// [`no_instance`]. Asks LXD only on this error path.
+pub fn missing(lxd: &dyn Lxd, lxd_name: &str) -> Error {
+    match lxd.elsewhere() {
+        Ok(other) => match find_away(&other, lxd_name) {
+            Some(a) => Error::Conflict {
+                what: format!("{lxd_name} is not in LXD's current project: {}", away(a)),
+                next: "then run the command again".into(),
+            },
+            None => no_instance(lxd_name),
+        },
+        Err(_) => no_instance(lxd_name),
+    }
+}
+
+/// The instance named `lxd_name` that another LXD project has, if any.
+pub fn find_away<'a>(other: &'a [Away], lxd_name: &str) -> Option<&'a Away> {
+    other.iter().find(|a| a.instance == lxd_name)
+}
+
+/// What to say of a recorded container whose name another LXD project
+/// has (the client's current project changed since, or the name is
+/// another's there): what to run either way.
+pub fn away(a: &Away) -> String {
+    format!(
+        "LXD project {} has an instance named {}, and the client's current project has none; if it is this container, switch back with `{}`; if not, delete or rename it there",
+        text::escape(&a.project),
+        a.instance,
+        text::escape(&a.switch)
+    )
 }
 
 /// LXD has no instance `lxd_name` although the project records it.

@@ -220,7 +220,7 @@ pub fn list(ctx: &Ctx, container: &str, json: bool, out: &mut dyn Write) -> Resu
     let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let lxd_name = project.lxd_name(container);
     let in_lxd = lxd.snapshots(&lxd_name).map_err(|e| match e {
-        LxdError::NotFound { .. } => op::no_instance(&lxd_name),
+        LxdError::NotFound { .. } => op::missing(&*lxd, &lxd_name),
         e => Error::lxd(format!("listing snapshots of {lxd_name}"))(e),
     })?;
     let mut rows: Vec<Row> = in_lxd

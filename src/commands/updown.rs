@@ -37,6 +37,8 @@ pub enum Action {
         /// Its first global IPv4, if known.
         ipv4: Option<String>,
     },
+    /// `down` of a container LXD does not have: nothing to stop.
+    Missing,
     /// Nothing to do; the words say why.
     Nothing(String),
     /// Cannot be done; the words say why and what to run.
@@ -69,7 +71,7 @@ pub fn plan(
                 (None, None) if up => Action::Recreate {
                     image: c.image.clone(),
                 },
-                (None, None) => Action::Nothing("not in LXD".into()),
+                (None, None) => Action::Missing,
                 (None, Some(i)) if up && i.is_running() => Action::Running {
                     ipv4: i.ipv4.clone(),
                 },
@@ -82,35 +84,32 @@ pub fn plan(
         .collect()
 }
 
-/// Refuses to re-create a container whose instance another LXD project
-/// has: after an `lxc project switch` the project's containers are "not in
-/// LXD", and a re-create would make a second one in the new project.
-/// Asks LXD only when a re-create is planned.
-fn not_elsewhere(
-    lxd: &dyn Lxd,
-    project: &Project,
-    plan: &mut [(String, Action)],
-) -> Result<(), Error> {
-    if !plan
-        .iter()
-        .any(|(_, a)| matches!(a, Action::Recreate { .. }))
-    {
-        return Ok(());
+/// Refuses to act on a container LXD's current project lacks when another
+/// LXD project has an instance of its name: after an `lxc project switch`
+/// a re-create would make a second one, and `down` would leave the first
+/// running while saying it is not in LXD. Asks LXD only when a container
+/// is missing; if LXD will not say (a restricted client), says so and
+/// goes on.
+fn not_elsewhere(lxd: &dyn Lxd, project: &Project, plan: &mut [(String, Action)]) {
+    let missing = |a: &Action| matches!(a, Action::Recreate { .. } | Action::Missing);
+    if !plan.iter().any(|(_, a)| missing(a)) {
+        return;
     }
-    let other = lxd.elsewhere().map_err(Error::lxd(
-        "looking for the project's containers in other LXD projects",
-    ))?;
+    let other = match lxd.elsewhere() {
+        Ok(other) => other,
+        Err(e) => {
+            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            return;
+        }
+    };
     for (name, action) in plan.iter_mut() {
-        let lxd_name = project.lxd_name(name);
-        if let (Action::Recreate { .. }, Some((_, p))) =
-            (&action, other.iter().find(|(i, _)| *i == lxd_name))
-        {
-            *action = Action::Refuse(format!(
-                "is in LXD project {p}, not in the client's current one: switch back with `lxc project switch {p}`"
-            ));
+        if let (true, Some(a)) = (
+            missing(action),
+            op::find_away(&other, &project.lxd_name(name)),
+        ) {
+            *action = Action::Refuse(format!("is not in LXD's current project: {}", op::away(a)));
         }
     }
-    Ok(())
 }
 
 /// How `--dry-run` words an action.
@@ -132,6 +131,7 @@ fn describe(project: &Project, name: &str, a: &Action) -> String {
             s
         }
         Action::Running { .. } => "nothing (already running)".into(),
+        Action::Missing => "nothing (not in LXD)".into(),
         Action::Nothing(why) => format!("nothing ({why})"),
         Action::Refuse(why) => format!("cannot: {why}"),
     }
@@ -172,7 +172,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     if !args.names.is_empty() {
         plan.retain(|(n, _)| args.names.contains(n));
     }
-    not_elsewhere(&*lxd, &project, &mut plan)?;
+    not_elsewhere(&*lxd, &project, &mut plan);
     if args.dry_run {
         for (name, a) in &plan {
             say(out, &format!("{name}: {}", describe(&project, name, a)))?;
@@ -283,6 +283,7 @@ fn act(
             Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
         },
         Action::Recreate { image } => recreate(ctx, name, image, wait, one),
+        Action::Missing => Ok("is not in LXD".into()),
         Action::Running { ipv4: Some(ip) } => Ok(format!("is running at {ip}")),
         Action::Running { ipv4: None } => running_at(ctx, lxd, &lxd_name, wait, one),
         Action::Nothing(why) => Ok(format!("is {why}")),

@@ -33,8 +33,8 @@ pub struct State {
     pub shift: bool,
     /// Instance -> the pid its state reports (none unless set here).
     pub pids: BTreeMap<String, u32>,
-    /// Instances in other LXD projects: (instance, project).
-    pub elsewhere: Vec<(String, String)>,
+    /// Instances in other LXD projects.
+    pub elsewhere: Vec<super::Away>,
 }
 
 /// The fake LXD.
@@ -351,7 +351,7 @@ impl Lxd for Fake {
         })
     }
 
-    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
+    fn elsewhere(&self) -> Result<Vec<super::Away>, LxdError> {
         self.call("elsewhere", "", |st| Ok(st.elsewhere.clone()))
     }
 

@@ -122,6 +122,18 @@ pub struct Image {
     pub description: String,
 }
 
+/// An instance in an LXD project other than the one ldm's calls address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Away {
+    /// Instance name.
+    pub instance: String,
+    /// Its LXD project.
+    pub project: String,
+    /// The client command that makes that project current
+    /// (`lxc project switch [REMOTE:]PROJECT`).
+    pub switch: String,
+}
+
 /// A failed LXD operation. `cmd` is the client command line, shell-quoted.
 #[derive(Debug, Error)]
 pub enum LxdError {
@@ -295,10 +307,10 @@ pub trait Lxd: Send + Sync {
     /// A killed client's operation goes on in the server, and an instance
     /// being created is "not found" until it is done.
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError>;
-    /// Instances in LXD projects other than the one ldm's calls address,
-    /// as (instance, project): where a container LXD "no longer has" went
-    /// after an `lxc project switch`.
-    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError>;
+    /// Instances in LXD projects other than the one ldm's calls address:
+    /// where a container LXD "no longer has" went after an `lxc project
+    /// switch`.
+    fn elsewhere(&self) -> Result<Vec<Away>, LxdError>;
     /// Whether the server can idmap mounts (`shift=true`).
     fn idmapping(&self) -> Result<Idmapping, LxdError>;
     /// Adds disk device `disk` to `name` (live, if it runs).

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State};
+use super::{
+    Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State,
+};
 
 /// Told once per instance, when ldm starts waiting for LXD on it: the
 /// instance, and what LXD is doing to it when known ("Creating instance").
@@ -214,7 +216,7 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.operations(name)
     }
 
-    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
+    fn elsewhere(&self) -> Result<Vec<Away>, LxdError> {
         self.inner.elsewhere()
     }
 
@@ -321,7 +323,7 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         (**self).operations(name)
     }
-    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
+    fn elsewhere(&self) -> Result<Vec<Away>, LxdError> {
         (**self).elsewhere()
     }
     fn idmapping(&self) -> Result<Idmapping, LxdError> {

@@ -404,7 +404,6 @@ pub fn kill(pid: i32) {
     }
 }
 
-/// `["a", "b"]` → owned argv.
 /// The client's `project list --format csv [REMOTE:]`: how ldm learns the
 /// current LXD project, once per run (src/lxd/cli/project.rs).
 pub fn is_project_list(argv: &[String]) -> bool {

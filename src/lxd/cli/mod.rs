@@ -19,14 +19,12 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
 use super::process::{on_path, Invocation};
 use super::{
-    json, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State,
+    json, Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State,
 };
 use messages::{classify, exec_failure};
 
@@ -36,9 +34,6 @@ pub struct Client {
     program: OsString,
     profile: Option<String>,
     remote: Option<String>,
-    /// The client's current LXD project on `remote` (`None`: default),
-    /// asked at the first query and shared by clones.
-    project: Arc<OnceLock<Option<String>>>,
 }
 
 impl Client {
@@ -59,7 +54,6 @@ impl Client {
             program,
             profile: std::env::var("LDM_PROFILE").ok().filter(|p| !p.is_empty()),
             remote: None,
-            project: Arc::default(),
         };
         (client, note)
     }
@@ -68,7 +62,6 @@ impl Client {
     /// the caller: `model::validate::remote`), or to the local LXD for `None`.
     pub fn with_remote(mut self, remote: Option<String>) -> Client {
         self.remote = remote;
-        self.project = Arc::default();
         self
     }
 
@@ -122,24 +115,33 @@ impl Client {
 
     /// `query -- [REMOTE:]PATH`, in the client's current project.
     fn query_call(&self, path: &str) -> Result<Invocation, LxdError> {
-        let path = project::scoped(path, self.project()?);
+        let path = project::scoped(path, self.project()?.as_deref());
         Ok(self.call(&["query"], &[self.at(&path)]))
     }
 
     /// The client's current project on the remote (`None`: default): asked
-    /// once, because `query` alone does not apply it.
-    fn project(&self) -> Result<Option<&str>, LxdError> {
-        if let Some(p) = self.project.get() {
-            return Ok(p.as_deref());
-        }
-        let csv = self.run(
-            &["project", "list", "--format", "csv"],
-            &Vec::from_iter(self.server()),
-            "the LXD projects",
-        )?;
-        // Threads asking at once all find the same answer; one is kept.
-        let _ = self.project.set(project::current(&csv));
-        Ok(self.project.get().and_then(Option::as_deref))
+    /// once per run, because `query` alone does not apply it. Its failure
+    /// stays the client's own (never read as "no such instance").
+    fn project(&self) -> Result<Option<String>, LxdError> {
+        project::cached((self.program.clone(), self.remote.clone()), || {
+            let inv = self.call(
+                &["project", "list", "--format", "csv"],
+                &Vec::from_iter(self.server()),
+            );
+            let csv = inv.run()?;
+            project::current(&csv).map_err(|why| LxdError::Parse {
+                cmd: inv.to_string(),
+                why,
+            })
+        })
+    }
+
+    /// The command that makes `project` the client's current one.
+    fn switch(&self, project: &str) -> String {
+        let program = Path::new(&self.program)
+            .file_name()
+            .map_or_else(|| "lxc".into(), |p| p.to_string_lossy().into_owned());
+        format!("{program} project switch {}", self.at(project))
     }
 
     /// Runs `inv`, which prints a JSON list of instance objects.
@@ -387,15 +389,20 @@ impl Lxd for Client {
         Ok(json::operations_on(&v, name))
     }
 
-    fn elsewhere(&self) -> Result<Vec<(String, String)>, LxdError> {
-        let current = self.project()?.unwrap_or("default").to_string();
+    fn elsewhere(&self) -> Result<Vec<Away>, LxdError> {
+        let current = self.project()?.unwrap_or_else(|| "default".into());
         // Not `query_call`: LXD refuses a project beside all-projects.
         let inv = self.call(&["query"], &[self.at("/1.0/instances?all-projects=true")]);
-        let out = inv
-            .run()
-            .map_err(|e| classify(e, "the instances of every LXD project"))?;
+        let out = inv.run()?;
         let v = self.json(&inv, &out)?;
-        Ok(project::elsewhere(&v, &current))
+        Ok(project::elsewhere(&v, &current)
+            .into_iter()
+            .map(|(instance, project)| Away {
+                switch: self.switch(&project),
+                instance,
+                project,
+            })
+            .collect())
     }
 
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
