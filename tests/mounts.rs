@@ -748,3 +748,46 @@ fn a_remote_project_mounts_nothing() {
     assert!(changes(&env.take_argvs()).is_empty());
     assert!(recorded(&env, "dev").is_empty());
 }
+
+#[test]
+fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
+    // `lxc remote switch far` with no `remote:` in containers.yaml: the
+    // host's project folder is not on far, where the same path would be
+    // another folder, or none.
+    let env = Env::new("p");
+    let far = [("LDM_DOUBLE_DEFAULT_REMOTE", "far")];
+    let run = env.run_env(&["container", "create", "a", "img"], &far);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Not mounted: the LXD client's default remote is far, a server on another machine, so the host's folders are not there; copy files with `ldm mv`"),
+        "{}",
+        run.stdout
+    );
+    let argvs: Vec<Vec<String>> = env.take_all_calls().into_iter().map(|c| c.argv).collect();
+    assert!(
+        !argvs
+            .iter()
+            .any(|a| a.starts_with(&argv(&["config", "device"]))),
+        "{argvs:#?}"
+    );
+    for ask in [
+        argv(&["remote", "get-default"]),
+        argv(&["remote", "list", "--format", "json"]),
+    ] {
+        assert_eq!(argvs.iter().filter(|a| **a == ask).count(), 1, "{argvs:#?}");
+    }
+    assert!(recorded(&env, "a").is_empty());
+    assert!(devices(&env, "p-a").is_empty());
+
+    let run = env.run_env(&["mount", "a", ".:/srv/x"], &far).expect(1);
+    run.err_has(
+        "cannot mount . in a: the LXD client's default remote is far, a server on another machine",
+    );
+    assert!(recorded(&env, "a").is_empty());
+    assert!(devices(&env, "p-a").is_empty());
+    env.assert_agree();
+    // This machine's LXD again: the same command mounts it.
+    env.ok(&["mount", "a", ".:/srv/x"]);
+    assert_eq!(recorded(&env, "a"), vec![".:/srv/x"]);
+    assert_eq!(devices(&env, "p-a").len(), 1);
+}

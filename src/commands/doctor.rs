@@ -316,6 +316,12 @@ fn fix_mount(
                         mounts::HOST_ROOT
                     )))
                 }
+                Attached::Remote { remote } => {
+                    return Err(Error::Usage(format!(
+                        "cannot mount {mount} in {lxd_name}: {}",
+                        mounts::remote_words(&remote)
+                    )))
+                }
             }
         }
     }

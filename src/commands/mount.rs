@@ -128,6 +128,14 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
                 mounts::HOST_ROOT
             )))
         }
+        Ok(Attached::Remote { remote }) => {
+            op::record(&mut store, undo())?;
+            Err(Error::Usage(format!(
+                "cannot mount {} in {name}: {}",
+                m.host,
+                mounts::remote_words(&remote)
+            )))
+        }
         Err(e) => {
             let has = lxd
                 .instance(&b.lxd_name)

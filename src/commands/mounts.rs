@@ -192,6 +192,19 @@ pub enum Attached {
     /// The host user is root: mapping it into the container would give
     /// the container root's files. Nothing was changed.
     HostRoot,
+    /// The LXD server is on another machine (the client's default remote
+    /// `remote`): the host folders are not there. Nothing was changed.
+    Remote {
+        /// The remote's name.
+        remote: String,
+    },
+}
+
+/// Why [`Attached::Remote`] mounts nothing, for messages.
+pub fn remote_words(remote: &str) -> String {
+    format!(
+        "the LXD client's default remote is {remote}, a server on another machine, so the host's folders are not there; copy files with `ldm mv`, or make `local` the client's default remote again"
+    )
 }
 
 /// Why [`Attached::HostRoot`] mounts nothing, for messages.
@@ -239,6 +252,14 @@ pub fn attach(
     wait: std::time::Duration,
     progress: &Progress,
 ) -> Result<Attached, Error> {
+    // A `remote:` project never gets here; the client's default remote may
+    // still be another machine, where the same path is another folder.
+    if let Some(remote) = lxd
+        .remote_server()
+        .map_err(Error::lxd("asking the LXD client where its server is"))?
+    {
+        return Ok(Attached::Remote { remote });
+    }
     let inst = instance(lxd, t.lxd_name)?;
     let todo: Vec<&(Mount, PathBuf)> = t
         .mounts

@@ -175,6 +175,10 @@ fn mount(
         }
         Attached::NeedsRoot { command } => Ok(Some(needs_root(plan.name, wanted, &command))),
         Attached::HostRoot => Ok(Some(format!("Not mounted: {}", mounts::HOST_ROOT))),
+        Attached::Remote { remote } => Ok(Some(format!(
+            "Not mounted: {}",
+            mounts::remote_words(&remote)
+        ))),
     }
 }
 

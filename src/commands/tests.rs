@@ -87,9 +87,11 @@ fn create_launches_sets_up_and_records_initial_state() {
             "launch p-dev",
             "exec p-dev",
             "exec p-dev",
-            // The project folder, mounted by default: the user's ids, what
-            // LXD has, then the idmapped disk device.
+            // The project folder, mounted by default: the user's ids, that
+            // the server is this machine, what LXD has, then the idmapped
+            // disk device.
             "exec p-dev",
+            "remote_server ",
             "instance p-dev",
             "add_disk p-dev",
             "snapshot p-dev",

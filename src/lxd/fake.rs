@@ -35,6 +35,8 @@ pub struct State {
     pub pids: BTreeMap<String, u32>,
     /// Instances in other LXD projects.
     pub elsewhere: Vec<super::Away>,
+    /// The remote's name when the server is on another machine.
+    pub remote_server: Option<String>,
 }
 
 /// The fake LXD.
@@ -349,6 +351,10 @@ impl Lxd for Fake {
             }
             Ok(())
         })
+    }
+
+    fn remote_server(&self) -> Result<Option<String>, LxdError> {
+        self.call("remote_server", "", |st| Ok(st.remote_server.clone()))
     }
 
     fn elsewhere(&self) -> Result<Vec<super::Away>, LxdError> {

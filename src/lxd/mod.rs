@@ -311,6 +311,11 @@ pub trait Lxd: Send + Sync {
     /// where a container LXD "no longer has" went after an `lxc project
     /// switch`.
     fn elsewhere(&self) -> Result<Vec<Away>, LxdError>;
+    /// The remote's name when its LXD server is on another machine (so host
+    /// folders are not there), `None` when it is this machine's: the
+    /// project's `remote:`, else the client's default remote (`lxc remote
+    /// switch`).
+    fn remote_server(&self) -> Result<Option<String>, LxdError>;
     /// Whether the server can idmap mounts (`shift=true`).
     fn idmapping(&self) -> Result<Idmapping, LxdError>;
     /// Adds disk device `disk` to `name` (live, if it runs).

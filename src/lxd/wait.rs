@@ -220,6 +220,10 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.elsewhere()
     }
 
+    fn remote_server(&self) -> Result<Option<String>, LxdError> {
+        self.inner.remote_server()
+    }
+
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         self.inner.idmapping()
     }
@@ -325,6 +329,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn elsewhere(&self) -> Result<Vec<Away>, LxdError> {
         (**self).elsewhere()
+    }
+    fn remote_server(&self) -> Result<Option<String>, LxdError> {
+        (**self).remote_server()
     }
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         (**self).idmapping()

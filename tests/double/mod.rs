@@ -250,13 +250,14 @@ impl Env {
         calls
     }
 
-    /// The calls so far but the `project list` that each ldm run makes
-    /// before its first `query` (tests/lxd_projects.rs checks where and how
-    /// often that one is made), and forgets them.
+    /// The calls so far but ldm's once-per-run questions about the client's
+    /// own configuration ([`is_client_lookup`]; tests/lxd_projects.rs and
+    /// tests/mounts.rs check where and how often they are asked), and
+    /// forgets them.
     pub fn take_calls(&self) -> Vec<Call> {
         self.take_all_calls()
             .into_iter()
-            .filter(|c| !is_project_list(&c.argv))
+            .filter(|c| !is_client_lookup(&c.argv))
             .collect()
     }
 
@@ -408,6 +409,13 @@ pub fn kill(pid: i32) {
 /// current LXD project, once per run (src/lxd/cli/project.rs).
 pub fn is_project_list(argv: &[String]) -> bool {
     argv.starts_with(&["project".to_string(), "list".to_string()])
+}
+
+/// What ldm asks the client about its own configuration, once per run: the
+/// current project, and (before a mount) the default remote and where its
+/// server is (`remote get-default`, `remote list --format json`).
+pub fn is_client_lookup(argv: &[String]) -> bool {
+    is_project_list(argv) || argv.first().is_some_and(|v| v == "remote")
 }
 
 /// `parts` as an argv.

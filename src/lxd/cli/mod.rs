@@ -123,17 +123,21 @@ impl Client {
     /// once per run, because `query` alone does not apply it. Its failure
     /// stays the client's own (never read as "no such instance").
     fn project(&self) -> Result<Option<String>, LxdError> {
-        project::cached((self.program.clone(), self.remote.clone()), || {
-            let inv = self.call(
-                &["project", "list", "--format", "csv"],
-                &Vec::from_iter(self.server()),
-            );
-            let csv = inv.run()?;
-            project::current(&csv).map_err(|why| LxdError::Parse {
-                cmd: inv.to_string(),
-                why,
-            })
-        })
+        project::cached(
+            &project::CURRENT,
+            (self.program.clone(), self.remote.clone()),
+            || {
+                let inv = self.call(
+                    &["project", "list", "--format", "csv"],
+                    &Vec::from_iter(self.server()),
+                );
+                let csv = inv.run()?;
+                project::current(&csv).map_err(|why| LxdError::Parse {
+                    cmd: inv.to_string(),
+                    why,
+                })
+            },
+        )
     }
 
     /// The command that makes `project` the client's current one.
@@ -403,6 +407,28 @@ impl Lxd for Client {
                 project,
             })
             .collect())
+    }
+
+    fn remote_server(&self) -> Result<Option<String>, LxdError> {
+        let key = (self.program.clone(), self.remote.clone());
+        project::cached(&project::SERVER, key, || {
+            let name = match &self.remote {
+                Some(r) => r.clone(),
+                None => {
+                    let out = self.call(&["remote", "get-default"], &[]).run()?;
+                    String::from_utf8_lossy(&out).trim().to_string()
+                }
+            };
+            let inv = self.call(&["remote", "list", "--format", "json"], &[]);
+            let v = self.json(&inv, &inv.run()?)?;
+            match project::is_another_machine(&v, &name) {
+                Some(far) => Ok(far.then_some(name)),
+                None => Err(LxdError::Parse {
+                    cmd: inv.to_string(),
+                    why: format!("it lists no remote {name}"),
+                }),
+            }
+        })
     }
 
     fn idmapping(&self) -> Result<Idmapping, LxdError> {

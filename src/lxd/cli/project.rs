@@ -8,20 +8,28 @@
 use std::ffi::OsString;
 use std::sync::Mutex;
 
-/// The current project per (client program, remote), asked once per run:
-/// every `Client` of the process shares the answer.
-static CURRENT: Mutex<Vec<(Key, Option<String>)>> = Mutex::new(Vec::new());
+/// Answers the client gives once per run, per (client program, remote):
+/// every `Client` of the process shares them.
+pub(super) type Answers = Mutex<Vec<(Key, Option<String>)>>;
+
+/// The current project.
+pub(super) static CURRENT: Answers = Mutex::new(Vec::new());
+
+/// The remote's name when its server is on another machine
+/// (`Client::elsewhere_server`).
+pub(super) static SERVER: Answers = Mutex::new(Vec::new());
 
 type Key = (OsString, Option<String>);
 
-/// The cached answer for `key`, else `ask()`'s, kept. The lock is held
-/// while asking, so threads asking at once make one client call.
+/// The answer `table` keeps for `key`, else `ask()`'s, kept. The lock is
+/// held while asking, so threads asking at once make one client call.
 pub(super) fn cached<E>(
+    table: &Answers,
     key: Key,
     ask: impl FnOnce() -> Result<Option<String>, E>,
 ) -> Result<Option<String>, E> {
     // A poisoned lock only means another thread panicked while asking.
-    let mut known = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut known = table.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, p)) = known.iter().find(|(k, _)| *k == key) {
         return Ok(p.clone());
     }
@@ -72,6 +80,13 @@ fn first_field(row: &str) -> String {
         }
     }
     out
+}
+
+/// The remote `name`'s server is on another machine: its address in
+/// `remote list --format json` is not the local socket (`unix://`).
+pub(super) fn is_another_machine(remotes: &serde_json::Value, name: &str) -> Option<bool> {
+    let addr = remotes[name]["Addr"].as_str()?;
+    Some(!addr.starts_with("unix:"))
 }
 
 /// The (instance, project) pairs of `query
@@ -223,21 +238,35 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_is_local_when_its_address_is_the_unix_socket() {
+        // As LXD 5.0.2's `lxc remote list --format json` prints it.
+        let v = serde_json::json!({
+            "local": {"Addr": "unix://", "Project": "", "Protocol": "lxd"},
+            "far": {"Addr": "https://198.51.100.7:8443", "Project": ""},
+        });
+        assert_eq!(is_another_machine(&v, "local"), Some(false));
+        assert_eq!(is_another_machine(&v, "far"), Some(true));
+        assert_eq!(is_another_machine(&v, "gone"), None);
+    }
+
+    #[test]
     fn each_program_and_remote_is_asked_once() {
         let key = |r: &str| (OsString::from("test-client"), Some(r.to_string()));
         let mut asked = 0;
         for _ in 0..3 {
-            let p = cached::<()>(key("one"), || {
+            let p = cached::<()>(&CURRENT, key("one"), || {
                 asked += 1;
                 Ok(Some("dev".into()))
             });
             assert_eq!(p, Ok(Some("dev".into())));
         }
         assert_eq!(asked, 1);
-        let p = cached::<()>(key("two"), || Ok(None));
+        let p = cached::<()>(&CURRENT, key("two"), || Ok(None));
         assert_eq!(p, Ok(None));
         // A failure is not kept: the next call asks again.
-        assert_eq!(cached(key("three"), || Err("down")), Err("down"));
-        assert_eq!(cached::<()>(key("three"), || Ok(None)), Ok(None));
+        assert_eq!(cached(&CURRENT, key("three"), || Err("down")), Err("down"));
+        assert_eq!(cached::<()>(&CURRENT, key("three"), || Ok(None)), Ok(None));
+        // Each table keeps its own answers.
+        assert_eq!(cached::<()>(&SERVER, key("one"), || Ok(None)), Ok(None));
     }
 }
