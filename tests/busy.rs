@@ -7,7 +7,7 @@
 
 mod double;
 
-use double::{argv, Env};
+use double::{all_projects_query, argv, query, Env};
 
 const WAITING: &str = "waiting for LXD to finish an operation on";
 
@@ -156,6 +156,9 @@ fn regression_remove_right_after_a_killed_create_waits_for_lxd_s_create() {
     assert_eq!(
         env.take_argvs(),
         vec![
+            // LXD says it has no p-k (yet): is it in another LXD project?
+            query("p-k"),
+            all_projects_query(),
             del.clone(),
             ops.clone(),
             del.clone(),

@@ -288,7 +288,10 @@ fn snapshots_create_list_delete() {
 
     let run = env.ok(&["container", "snapshot", "delete", "a", "s1"]);
     assert_eq!(run.stdout, "Deleted snapshot s1 of a\n");
-    assert_eq!(env.take_argvs(), vec![argv(&["delete", "--", "p-a/s1"])]);
+    assert_eq!(
+        env.take_argvs(),
+        vec![query("p-a"), argv(&["delete", "--", "p-a/s1"])]
+    );
     let run = env.fail(&["container", "snapshot", "delete", "a", "s1"]);
     run.err_has("has no snapshot s1");
     env.assert_agree();
@@ -380,9 +383,10 @@ fn remove_and_project_delete_confirm_or_need_force() {
 
     let run = env.ok(&["rm", "-f", "a"]);
     assert_eq!(run.stdout, "Removed a\n");
+    // Is it in LXD's current project (else in another? tests/lxd_projects.rs)
     assert_eq!(
         env.take_argvs(),
-        vec![argv(&["delete", "--force", "--", "p-a"])]
+        vec![query("p-a"), argv(&["delete", "--force", "--", "p-a"])]
     );
     assert!(!env.project().containers.contains_key("a") && !env.instances().contains_key("p-a"));
     let run = env.fail(&["remove", "--force", "a"]);

@@ -243,9 +243,9 @@ fn regression_down_remove_and_project_delete_do_not_pass_over_a_container_anothe
     }
     let run = env.run(&["remove", "-f", "a"]).expect(1);
     run.err_has(&format!(
-        "p-a is not in LXD's current project: {AWAY}; nothing was removed"
+        "p-a is not in LXD's current project: {AWAY}; nothing was changed"
     ));
-    // The remove's intent is closed: nothing shows as interrupted.
+    // Refused before its intent: nothing shows as interrupted.
     let a = &env.project().containers["a"];
     assert!(a.pending.is_none(), "{:?}", a.pending);
     let run = env.run(&["project", "delete", "-f"]).expect(1);
@@ -292,4 +292,55 @@ fn regression_doctor_fix_keeps_a_container_another_lxd_project_has() {
     assert_a_untouched(&env);
     let run = env.run_env(&["doctor"], &DEV);
     assert_eq!(run.code, 0, "{}", run.stdout);
+}
+
+#[test]
+fn regression_umount_snapshot_delete_and_a_resumed_create_leave_another_lxd_project_s_container_alone(
+) {
+    // After `lxc project switch`: `umount` and `snapshot delete` took LXD's
+    // "not found" for "gone already" and recorded the removal, the device
+    // and snapshot staying in dev; resuming an interrupted create launched
+    // a second instance; `remove` of a container with an interrupted
+    // create wiped that mark.
+    let env = Env::new("p");
+    env.run_env(&["container", "create", "a", "img"], &DEV)
+        .expect(0);
+    env.run_env(&["container", "snapshot", "create", "a", "s1"], &DEV)
+        .expect(0);
+    let fail = [
+        ("LDM_DOUBLE_PROJECT", "dev"),
+        ("LDM_DOUBLE_FAIL", "snapshot"),
+    ];
+    env.run_env(&["container", "create", "b", "img", "--no-mount"], &fail)
+        .expect(1);
+    let mark = env.project().containers["b"].pending.clone();
+    assert!(mark.is_some());
+    let before = env.state()["instances"].clone();
+    env.take_all_calls();
+
+    let run = env.run(&["umount", "a", "/home/dev/p"]).expect(1);
+    run.err_has("p-a is not in LXD's current project: LXD project dev has an instance named p-a");
+    let run = env
+        .run(&["container", "snapshot", "delete", "a", "s1"])
+        .expect(1);
+    run.err_has("p-a is not in LXD's current project: LXD project dev has an instance named p-a");
+    let run = env.run(&["remove", "-f", "b"]).expect(1);
+    run.err_has("p-b is not in LXD's current project: LXD project dev has an instance named p-b");
+    let run = env.run(&["container", "create", "b", "img"]).expect(1);
+    run.err_has("p-b is not in LXD's current project: LXD project dev has an instance named p-b");
+
+    let argvs = env.take_argvs();
+    assert!(
+        argvs.iter().all(|a| a[0] == "query"),
+        "only questions were asked: {argvs:#?}"
+    );
+    assert_eq!(env.state()["instances"], before);
+    let p = env.project();
+    assert_eq!(p.containers["a"].mounts.len(), 1);
+    assert!(p.containers["a"].snapshots.contains_key("s1"));
+    assert!(p.containers["a"].pending.is_none());
+    // Still an interrupted create (the refused resume took it over, as a
+    // resume does, and stopped before asking LXD for anything).
+    let kind = |m: &Option<ldm::model::Pending>| m.as_ref().map(|p| p.op.clone());
+    assert_eq!(kind(&p.containers["b"].pending), kind(&mark));
 }

@@ -51,6 +51,11 @@ pub fn clone(ctx: &Ctx, args: &ContainerClone, out: &mut dyn Write) -> Result<()
         "Copying {src_lxd}{} to {lxd_name}",
         snap_suffix(args)
     ));
+    if s.resumed {
+        // An instance LXD's current project lacks may be in another one
+        // (`lxc project switch`): copying would make a second.
+        op::here_or_nowhere(&*lxd, lxd_name)?;
+    }
     match lxd.copy(&src_lxd, args.snapshot.as_deref(), lxd_name) {
         Ok(()) => {}
         Err(LxdError::AlreadyExists { .. }) if s.resumed => {

@@ -272,15 +272,28 @@ pub(super) fn launch(
 ) -> Result<(), Error> {
     let lxd_name = s.lxd_name.as_str();
     let hint = rerun_hint(name, &Op::Create, image);
+    let resume = || {
+        progress.note("already launched by the interrupted run; continuing");
+        match lxd.start(lxd_name) {
+            Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok(()),
+            Err(e) => Err(Error::lxd(format!("starting {lxd_name}{hint}"))(e)),
+        }
+    };
+    if s.resumed {
+        let here = lxd
+            .instance(lxd_name)
+            .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
+            .is_some();
+        if here {
+            return resume();
+        }
+        // LXD's current project lacks it: another may have it (`lxc
+        // project switch`), and launching would make a second.
+        op::not_away(lxd, lxd_name, false)?;
+    }
     match lxd.launch(image, lxd_name, config) {
         Ok(()) => Ok(()),
-        Err(LxdError::AlreadyExists { .. }) if s.resumed => {
-            progress.note("already launched by the interrupted run; continuing");
-            match lxd.start(lxd_name) {
-                Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok(()),
-                Err(e) => Err(Error::lxd(format!("starting {lxd_name}{hint}"))(e)),
-            }
-        }
+        Err(LxdError::AlreadyExists { .. }) if s.resumed => resume(),
         Err(LxdError::AlreadyExists { .. }) => {
             // Someone else's instance: the name must not stay taken.
             unrecord(store, name)?;

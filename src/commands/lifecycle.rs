@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::cli::{ContainerReset, Force, Remove};
 use crate::commands::op::{self, Progress};
 use crate::commands::{table, text, Ctx};
-use crate::lxd::{Lxd, LxdError};
+use crate::lxd::{Instance, Lxd, LxdError};
 use crate::model::{validate, Mutation, Op, Pending};
 use crate::store::Store;
 use crate::{say, Error};
@@ -117,7 +117,13 @@ pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error
     if let Some(c) = recorded {
         op::check_free(&store.owners(), name, c)?;
     }
-    if !args.force && !confirm_remove(&*lxd, &project, name, recorded.is_some())? {
+    let inst = lxd
+        .instance(&lxd_name)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?;
+    if recorded.is_some() {
+        op::not_away(&*lxd, &lxd_name, inst.is_some())?;
+    }
+    if !args.force && !confirm_remove(inst.as_ref(), &project, name, recorded.is_some())? {
         return say(out, "Cancelled");
     }
     let owner = match recorded {
@@ -130,19 +136,7 @@ pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error
     };
     match lxd.delete(&lxd_name) {
         Ok(()) => {}
-        Err(LxdError::NotFound { .. }) if owner.is_some() => {
-            // Forgetting it is right only if no other LXD project has it.
-            if let Some(e) = kept_elsewhere(&*lxd, std::slice::from_ref(&lxd_name)) {
-                op::record(
-                    &mut store,
-                    vec![Mutation::OperationFinished {
-                        container: name.to_string(),
-                        snapshot: None,
-                    }],
-                )?;
-                return Err(e);
-            }
-        }
+        Err(LxdError::NotFound { .. }) if owner.is_some() => {}
         Err(LxdError::NotFound { .. }) => return Err(op::not_found(&project, name)),
         Err(e) => return Err(Error::lxd(format!("deleting {lxd_name}; the project shows it as interrupted: run `ldm remove {name}` again"))(e)),
     }
@@ -157,10 +151,10 @@ pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error
     say(out, &format!("Removed {name}"))
 }
 
-/// The error that stops `remove` or `project delete` from forgetting
-/// containers LXD's current project lacks when another LXD project has
-/// instances of their names (the client's project was switched); `None`
-/// when none has, or when LXD will not say (a note says so).
+/// The error that stops `project delete` from forgetting containers LXD's
+/// current project lacks when another LXD project has instances of their
+/// names (the client's project was switched), or when LXD will not say;
+/// `None` when none has.
 fn kept_elsewhere(lxd: &dyn Lxd, missing: &[String]) -> Option<Error> {
     if missing.is_empty() {
         return None;
@@ -168,8 +162,9 @@ fn kept_elsewhere(lxd: &dyn Lxd, missing: &[String]) -> Option<Error> {
     let other = match lxd.elsewhere() {
         Ok(other) => other,
         Err(e) => {
-            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
-            return None;
+            return Some(Error::lxd(
+                "looking in other LXD projects for the containers LXD's current project lacks (nothing was removed)",
+            )(e))
         }
     };
     let found: Vec<String> = missing
@@ -189,18 +184,16 @@ fn kept_elsewhere(lxd: &dyn Lxd, missing: &[String]) -> Option<Error> {
     })
 }
 
-/// Shows what `remove` would delete and asks; false if the user declined.
+/// Shows what `remove` would delete (`inst`: LXD's view) and asks; false
+/// if the user declined.
 fn confirm_remove(
-    lxd: &dyn Lxd,
+    inst: Option<&Instance>,
     project: &crate::model::Project,
     name: &str,
     recorded: bool,
 ) -> Result<bool, Error> {
     let lxd_name = project.lxd_name(name);
-    let inst = lxd
-        .instance(&lxd_name)
-        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?;
-    let state = match (&inst, recorded) {
+    let state = match (inst, recorded) {
         (None, false) => return Err(op::not_found(project, name)),
         (None, true) => "not in LXD".to_string(),
         (Some(i), _) => format!(

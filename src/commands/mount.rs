@@ -167,6 +167,11 @@ pub fn umount(ctx: &Ctx, args: &UmountArgs, out: &mut dyn Write) -> Result<(), E
             },
         });
     };
+    let lxd = ctx.lxd(&project, args.wait.timeout);
+    // LXD's "no such device" is taken as removed already: not when the
+    // container is in another LXD project, where the device still is.
+    let lxd_name = project.lxd_name(name);
+    op::here_or_nowhere(&*lxd, &lxd_name)?;
     let (_owner, pending) = op::claim(
         &store,
         Op::Umount {
@@ -174,7 +179,6 @@ pub fn umount(ctx: &Ctx, args: &UmountArgs, out: &mut dyn Write) -> Result<(), E
         },
     )?;
     let b = op::begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
-    let lxd = ctx.lxd(&project, args.wait.timeout);
     mounts::remove(&*lxd, &b.lxd_name, &m.device_name())?;
     op::record(
         &mut store,

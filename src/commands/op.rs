@@ -257,6 +257,37 @@ pub fn missing(lxd: &dyn Lxd, lxd_name: &str) -> Error {
     }
 }
 
+/// Refuses to go on with a command that would forget or duplicate
+/// `lxd_name` when LXD's current project lacks it (`here` is false) and
+/// another LXD project has an instance of that name, or LXD will not say:
+/// after an `lxc project switch` the container is there, not gone. Asks
+/// LXD only when `here` is false. Nothing has changed when it refuses.
+pub fn not_away(lxd: &dyn Lxd, lxd_name: &str, here: bool) -> Result<(), Error> {
+    if here {
+        return Ok(());
+    }
+    let other = lxd.elsewhere().map_err(Error::lxd(format!(
+        "looking in other LXD projects for {lxd_name}, which LXD's current project lacks (nothing was changed)"
+    )))?;
+    match find_away(&other, lxd_name) {
+        Some(a) => Err(Error::Conflict {
+            what: format!("{lxd_name} is not in LXD's current project: {}", away(a)),
+            next: "nothing was changed".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// [`not_away`], after asking LXD whether its current project has
+/// `lxd_name`.
+pub fn here_or_nowhere(lxd: &dyn Lxd, lxd_name: &str) -> Result<(), Error> {
+    let here = lxd
+        .instance(lxd_name)
+        .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?
+        .is_some();
+    not_away(lxd, lxd_name, here)
+}
+
 /// The instance named `lxd_name` that another LXD project has, if any.
 pub fn find_away<'a>(other: &'a [Away], lxd_name: &str) -> Option<&'a Away> {
     other.iter().find(|a| a.instance == lxd_name)

@@ -144,6 +144,14 @@ pub fn delete(
         )));
     }
     let mut store = ctx.store()?;
+    // LXD's "no such snapshot" is taken as deleted already: not when the
+    // container is in another LXD project, where the snapshot still is.
+    let project = store.read()?;
+    if project.containers.contains_key(container) {
+        let lxd_name = project.lxd_name(container);
+        let lxd = ctx.lxd(&project, wait);
+        op::here_or_nowhere(&*lxd, &lxd_name)?;
+    }
     let owners = store.owners();
     let (_owner, pending) = op::claim(
         &store,

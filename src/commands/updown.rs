@@ -98,7 +98,16 @@ fn not_elsewhere(lxd: &dyn Lxd, project: &Project, plan: &mut [(String, Action)]
     let other = match lxd.elsewhere() {
         Ok(other) => other,
         Err(e) => {
+            // A re-create could duplicate what LXD would not show: refused.
+            // `down` changes nothing, so a note does.
             eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            for (_, action) in plan.iter_mut() {
+                if let Action::Recreate { .. } = action {
+                    *action = Action::Refuse(format!(
+                        "is not in LXD's current project, and LXD would not say whether another project has it ({e}); nothing was changed"
+                    ));
+                }
+            }
             return;
         }
     };
@@ -289,7 +298,7 @@ fn act(
         Action::Nothing(why) => Ok(format!("is {why}")),
         Action::Refuse(why) => Err(Error::Conflict {
             what: format!("container {name} {why}"),
-            next: "then run `ldm up` again".into(),
+            next: "then run the command again".into(),
         }),
     }
 }
