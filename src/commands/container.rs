@@ -279,7 +279,8 @@ pub(super) fn launch(
             Err(e) => Err(Error::lxd(format!("starting {lxd_name}{hint}"))(e)),
         }
     };
-    if s.resumed {
+    // A re-create (`ldm up`) asked already, when it planned.
+    if s.resumed && !s.recreate {
         let here = lxd
             .instance(lxd_name)
             .map_err(Error::lxd(format!("reading the state of {lxd_name}")))?

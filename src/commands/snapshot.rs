@@ -96,6 +96,11 @@ pub fn create(
         Ok::<_, Error>((vec![m], (p.lxd_name(container), p.remote.clone(), resumed)))
     })?;
     let lxd = ctx.lxd_at(remote.as_deref(), wait);
+    if resumed {
+        // Its "not found" below would undo the intent: not when the
+        // container (and maybe the snapshot) is in another LXD project.
+        op::here_or_nowhere(&*lxd, &lxd_name)?;
+    }
     if !ctx.quiet {
         eprintln!("Taking snapshot {snap} of {lxd_name}...");
     }
@@ -116,6 +121,7 @@ pub fn create(
                     what: format!("LXD already has a snapshot {snap} of {lxd_name} that the project does not record"),
                     next: "see `ldm doctor`".into(),
                 },
+                LxdError::NotFound { .. } => op::missing(&*lxd, &lxd_name),
                 e => Error::lxd(format!("snapshotting {lxd_name}"))(e),
             });
         }
