@@ -239,6 +239,7 @@ fn regression_an_interrupted_remove_is_finished_by_remove_only() {
         &["mount", "a", ".:/srv/p"][..],
         &["container", "setup", "a"][..],
         &["container", "snapshot", "create", "a", "s1"][..],
+        &["image", "create", "a", "img-a"][..],
     ] {
         let run = env.fail(args);
         for want in [
@@ -415,4 +416,24 @@ fn reset_of_a_stopped_container_killed_midway_leaves_it_stopped() {
     assert_eq!(run.stdout, "Reset a to initial-state (stopped)\n");
     assert_eq!(env.instances()["p-a"]["status"], "Stopped");
     env.assert_agree();
+}
+
+#[test]
+fn regression_image_create_does_not_close_an_interrupted_create() {
+    // `image create` took over any interrupted operation and closed it
+    // when done: a create killed before its setup then looked finished.
+    let env = Env::new("p");
+    interrupt(&env, &["container", "create", "a", "img"], "exec:before");
+    let run = env.fail(&["image", "create", "a", "img-a"]);
+    for want in [
+        "container a has an interrupted create",
+        "run `ldm container create a img` to finish it",
+    ] {
+        assert!(run.stderr.contains(want), "{}", run.stderr);
+    }
+    let pending = env.project().containers["a"].pending.clone();
+    assert_eq!(pending.map(|p| p.op.noun()), Some("create"));
+    assert!(env.state()["images"]
+        .as_array()
+        .is_none_or(|i| i.is_empty()));
 }

@@ -56,7 +56,9 @@ pub fn create(
     )?;
     let (lxd_name, remote, old) = store.commit(|p| {
         let c = op::container(p, container)?;
-        let old = op::check_free(&owners, container, c)?;
+        // Over an interrupted operation of its own kind only: its outcome
+        // closes the intent, which must not close another's (a create).
+        let old = op::may_begin(&owners, container, c, &pending.op)?;
         let m = Mutation::OperationStarted {
             container: container.to_string(),
             snapshot: None,
