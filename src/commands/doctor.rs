@@ -8,7 +8,7 @@ use crate::cli::{Doctor, DEFAULT_WAIT};
 use crate::commands::drift::{self, Drift, MountFix};
 use crate::commands::mounts::{self, Attached};
 use crate::commands::style::Color;
-use crate::commands::{text, Ctx};
+use crate::commands::{op, text, Ctx};
 use crate::lxd::{Away, Instance, Lxd, LxdError};
 use crate::model::Project;
 use crate::store::Store;
@@ -267,7 +267,7 @@ fn away(
             "looking in other LXD projects for the containers LXD lacks, before --fix forgets them",
         )(e)),
         Err(e) => {
-            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            op::note_unchecked(&e);
             Ok(Vec::new())
         }
     }

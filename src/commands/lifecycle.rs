@@ -151,39 +151,6 @@ pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error
     say(out, &format!("Removed {name}"))
 }
 
-/// The error that stops `project delete` from forgetting containers LXD's
-/// current project lacks when another LXD project has instances of their
-/// names (the client's project was switched), or when LXD will not say;
-/// `None` when none has.
-fn kept_elsewhere(lxd: &dyn Lxd, missing: &[String]) -> Option<Error> {
-    if missing.is_empty() {
-        return None;
-    }
-    let other = match lxd.elsewhere() {
-        Ok(other) => other,
-        Err(e) => {
-            return Some(Error::lxd(
-                "looking in other LXD projects for the containers LXD's current project lacks (nothing was removed)",
-            )(e))
-        }
-    };
-    let found: Vec<String> = missing
-        .iter()
-        .filter_map(|m| op::find_away(&other, m))
-        .map(|a| {
-            format!(
-                "{} is not in LXD's current project: {}",
-                a.instance,
-                op::away(a)
-            )
-        })
-        .collect();
-    (!found.is_empty()).then(|| Error::Conflict {
-        what: found.join("; "),
-        next: "nothing was removed".into(),
-    })
-}
-
 /// Shows what `remove` would delete (`inst`: LXD's view) and asks; false
 /// if the user declined.
 fn confirm_remove(
@@ -240,9 +207,8 @@ pub fn delete_project(ctx: &Ctx, args: &Force, out: &mut dyn Write) -> Result<()
         .filter(|r| r[2] == "NOT FOUND")
         .map(|r| r[1].clone())
         .collect();
-    if let Some(e) = kept_elsewhere(&*lxd, &missing) {
-        return Err(e);
-    }
+    // Forgetting them is right only if no other LXD project has them.
+    op::none_away(&*lxd, &missing, "removed")?;
     // Shown so a person can confirm; with -f -q nobody is asked.
     let nobody_asked = force && ctx.quiet;
     if !rows.is_empty() && !nobody_asked {

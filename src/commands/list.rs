@@ -147,7 +147,7 @@ fn note_elsewhere(ctx: &Ctx, lxd: &dyn Lxd, rows: &[Row]) {
     let other = match lxd.elsewhere() {
         Ok(other) => other,
         Err(e) => {
-            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            op::note_unchecked(&e);
             return;
         }
     };

@@ -248,7 +248,7 @@ pub fn missing(lxd: &dyn Lxd, lxd_name: &str) -> Error {
     match lxd.elsewhere() {
         Ok(other) => match find_away(&other, lxd_name) {
             Some(a) => Error::Conflict {
-                what: format!("{lxd_name} is not in LXD's current project: {}", away(a)),
+                what: not_here(lxd_name, a),
                 next: "then run the command again".into(),
             },
             None => no_instance(lxd_name),
@@ -266,16 +266,43 @@ pub fn not_away(lxd: &dyn Lxd, lxd_name: &str, here: bool) -> Result<(), Error> 
     if here {
         return Ok(());
     }
-    let other = lxd.elsewhere().map_err(Error::lxd(format!(
-        "looking in other LXD projects for {lxd_name}, which LXD's current project lacks (nothing was changed)"
-    )))?;
-    match find_away(&other, lxd_name) {
-        Some(a) => Err(Error::Conflict {
-            what: format!("{lxd_name} is not in LXD's current project: {}", away(a)),
-            next: "nothing was changed".into(),
-        }),
-        None => Ok(()),
+    none_away(lxd, &[lxd_name.to_string()], "changed")
+}
+
+/// [`not_away`] for every instance in `missing` (all lacking in LXD's
+/// current project); the refusal names each one another project has and
+/// says that nothing was `undone` ("changed", "removed").
+pub fn none_away(lxd: &dyn Lxd, missing: &[String], undone: &str) -> Result<(), Error> {
+    if missing.is_empty() {
+        return Ok(());
     }
+    let other = lxd.elsewhere().map_err(Error::lxd(format!(
+        "looking in other LXD projects for {}, which LXD's current project lacks (nothing was {undone})",
+        missing.join(", ")
+    )))?;
+    let found: Vec<String> = missing
+        .iter()
+        .filter_map(|m| find_away(&other, m))
+        .map(|a| not_here(&a.instance, a))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        what: found.join("; "),
+        next: format!("nothing was {undone}"),
+    })
+}
+
+/// "p-a is not in LXD's current project: LXD project dev has ...".
+fn not_here(lxd_name: &str, a: &Away) -> String {
+    format!("{lxd_name} is not in LXD's current project: {}", away(a))
+}
+
+/// Says, on stderr, that LXD would not list the other projects, for the
+/// commands that go on without knowing (they change nothing there).
+pub fn note_unchecked(e: &crate::lxd::LxdError) {
+    eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
 }
 
 /// [`not_away`], after asking LXD whether its current project has

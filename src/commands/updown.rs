@@ -100,7 +100,7 @@ fn not_elsewhere(lxd: &dyn Lxd, project: &Project, plan: &mut [(String, Action)]
         Err(e) => {
             // A re-create could duplicate what LXD would not show: refused.
             // `down` changes nothing, so a note does.
-            eprintln!("note: could not look for the missing containers in other LXD projects: {e}");
+            op::note_unchecked(&e);
             for (_, action) in plan.iter_mut() {
                 if let Action::Recreate { .. } = action {
                     *action = Action::Refuse(format!(
