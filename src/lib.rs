@@ -15,6 +15,7 @@ pub mod lxd;
 pub mod model;
 pub mod proxy;
 pub mod store;
+pub mod user_state;
 pub mod users;
 pub mod yaml;
 
