@@ -47,6 +47,7 @@ fn assert_listed_interrupted(
         "CREATING" => "create",
         "CLONING" => "clone",
         "REMOVING" => "remove",
+        "RESETTING" => "reset",
         "SNAPSHOTTING" => "snapshot create",
         other => panic!("no noun for {other}"),
     };
@@ -436,4 +437,54 @@ fn regression_image_create_does_not_close_an_interrupted_create() {
     assert!(env.state()["images"]
         .as_array()
         .is_none_or(|i| i.is_empty()));
+}
+
+/// Issue 25, item 14: a `pending` that anyone who can write the project
+/// folder forged (the container through its mount, a cloned repository),
+/// naming a running process (pid 1, with its real start time) and an
+/// inode other than containers.lock's, kept the container "busy" forever:
+/// the fallback asked the process table. Only a real lock on the recorded
+/// inode and slot makes an owner alive now, so the forged one reads as
+/// interrupted and `remove` finishes it.
+#[test]
+fn regression_a_forged_pending_naming_pid_1_is_not_busy() {
+    use ldm::model::{Mutation, Op, Owner, Pending};
+    use ldm::store::{Options, Paths, Store};
+    let env = Env::new("p");
+    env.seed_container("dev", "img", true);
+    let stat = std::fs::read_to_string("/proc/1/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    let start: u64 = rest.split_whitespace().nth(19).unwrap().parse().unwrap();
+    let forged = Pending {
+        op: Op::Reset {
+            snapshot: "initial-state".into(),
+            restart: false,
+        },
+        owner: Owner {
+            pid: 1,
+            slot: (1 << 32) + 12345,
+            lock_ino: Some(1),
+            start: Some(start),
+        },
+        started_at: "2026-01-01T00:00:00Z".into(),
+        setup: None,
+    };
+    Store::open(Paths::in_dir(&env.dir), Options::default())
+        .commit(|_| {
+            let m = Mutation::OperationStarted {
+                container: "dev".into(),
+                snapshot: None,
+                pending: forged.clone(),
+            };
+            Ok::<_, ldm::store::StoreError>((vec![m], ()))
+        })
+        .unwrap();
+    let rows: serde_json::Value =
+        serde_json::from_str(&env.ok(&["list", "--json"]).stdout).unwrap();
+    assert_listed_interrupted(&env, &rows, "dev", "RESETTING", "a forged owner");
+    env.take_calls();
+    let r = env.run(&["remove", "dev", "-f"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!env.project().containers.contains_key("dev"));
+    env.assert_agree();
 }

@@ -12,9 +12,13 @@
 //! [`super::lock`] do not interact.
 //!
 //! If `containers.lock` was removed or replaced after the claim, its byte
-//! cannot be asked any more (the owner's lock sits on the old inode). The
-//! owner records that inode and its own start time, so the answer then
-//! comes from the process table: the pid exists and started at that time.
+//! cannot be asked through the path any more (the owner's lock sits on the
+//! old inode). The owner records that inode, and the kernel's table of
+//! locks (`/proc/locks`, which lists every OFD lock with its inode and
+//! range) still answers: alive while some open file description holds a
+//! lock on that inode covering the slot. Nothing written in the project
+//! file decides it: a forged `pending` naming pid 1, or any running
+//! process, is alive only if a real lock stands behind it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -89,15 +93,43 @@ pub fn is_alive(lock_path: &Path, owner: &Owner, trust: Trust) -> io::Result<boo
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// The fallback when the slot cannot be asked: the pid runs and, when the
-/// owner recorded it, started when the owner did. Without either record
-/// (an owner from before these fields, with its lock file gone) the answer
-/// is "gone", as it was before.
+/// The fallback when the slot cannot be asked through the path: whether
+/// the kernel's lock table shows an OFD lock on the recorded inode that
+/// covers the slot. An owner without a recorded inode (from before the
+/// field), with its lock file gone, is "gone", as it was before.
 fn process_alive(owner: &Owner) -> bool {
-    match (owner.lock_ino, start_time(owner.pid)) {
-        (None, _) | (_, None) => false,
-        (Some(_), Some(now)) => owner.start.is_none_or(|s| s == now),
-    }
+    let Some(ino) = owner.lock_ino else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/locks")
+        .is_ok_and(|table| ofd_lock_covers(&table, ino, owner.slot))
+}
+
+/// True if `table` (the text of `/proc/locks`) has an OFD lock on inode
+/// `ino` whose byte range covers `slot`. Lines look like
+/// `3: OFDLCK ADVISORY  WRITE -1 fe:00:10011255 4294967296 4294967296`
+/// (the end may be `EOF`).
+fn ofd_lock_covers(table: &str, ino: u64, slot: u64) -> bool {
+    table.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // A blocked waiter's line ("N: -> OFDLCK ...") holds nothing, and
+        // an owner never waits (it claims with F_OFD_SETLK).
+        let [_, kind, _, _, _, dev_ino, start, end, ..] = f.as_slice() else {
+            return false;
+        };
+        let on_ino = dev_ino
+            .rsplit(':')
+            .next()
+            .and_then(|i| i.parse::<u64>().ok())
+            == Some(ino);
+        let start = start.parse::<u64>().ok();
+        let end = if *end == "EOF" {
+            Some(u64::MAX)
+        } else {
+            end.parse::<u64>().ok()
+        };
+        *kind == "OFDLCK" && on_ino && start.zip(end).is_some_and(|(s, e)| s <= slot && slot <= e)
+    })
 }
 
 /// Start time of process `pid` in clock ticks after boot (`/proc/PID/stat`,
@@ -178,12 +210,35 @@ mod tests {
             is_alive(&path, &owner, Trust::Mine).unwrap(),
             "file replaced"
         );
-        // Another process's pid with our start time is not us.
+        // A record naming a running process (pid 1, with its real start
+        // time) but a slot no lock stands behind is not alive.
         let impostor = Owner {
-            start: owner.start.map(|s| s + 1),
+            pid: 1,
+            slot: owner.slot + 1,
+            start: start_time(1),
             ..owner
         };
         assert!(!is_alive(&path, &impostor, Trust::Mine).unwrap());
         drop(guard);
+        assert!(
+            !is_alive(&path, &owner, Trust::Mine).unwrap(),
+            "dropped while its file was replaced"
+        );
+    }
+
+    #[test]
+    fn the_lock_table_is_read_line_by_line() {
+        let table = "1: OFDLCK ADVISORY  WRITE -1 fe:00:10011255 5000000000 5000000000\n\
+                     2: POSIX  ADVISORY  WRITE 42 fe:00:777 5000000001 5000000001\n\
+                     3: -> OFDLCK ADVISORY  WRITE -1 fe:00:888 7 EOF\n\
+                     4: FLOCK  ADVISORY  WRITE 9 fe:00:10011255 0 EOF\n";
+        assert!(ofd_lock_covers(table, 10011255, 5000000000));
+        assert!(!ofd_lock_covers(table, 10011255, 5000000001), "range");
+        assert!(!ofd_lock_covers(table, 777, 5000000001), "POSIX, not OFD");
+        assert!(!ofd_lock_covers(table, 888, 7), "a waiter holds nothing");
+        let to_eof = "5: OFDLCK ADVISORY  WRITE -1 fe:00:888 7 EOF\n";
+        assert!(ofd_lock_covers(to_eof, 888, 1 << 40), "to EOF");
+        assert!(!ofd_lock_covers(table, 1, 5000000000), "other inode");
+        assert!(!ofd_lock_covers("garbage\n\n1:", 1, 1));
     }
 }
