@@ -174,10 +174,28 @@ pub struct UpDown {
     /// Print what would be done, and do nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How many containers to act on at once [default: twice the CPU
+    /// cores, at least 4].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// How long to wait for LXD (`up`: also for the IPv4 address, and the
     /// boot of a re-created container).
     #[command(flatten)]
     pub wait: Wait,
+}
+
+impl UpDown {
+    /// How many containers to act on at once: `--jobs`, else twice the
+    /// CPU cores and at least 4 (a boot waits on its init and DHCP as much
+    /// as on a core; DESIGN.md, "`ldm up` / `ldm down`").
+    pub fn jobs(&self) -> usize {
+        match self.jobs {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism()
+                .map_or(4, |n| 2 * n.get())
+                .max(4),
+        }
+    }
 }
 
 /// Arguments of `ldm container clone`.

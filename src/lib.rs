@@ -13,6 +13,7 @@ pub mod cli;
 pub mod commands;
 pub mod lxd;
 pub mod model;
+pub mod output;
 pub mod proxy;
 pub mod store;
 pub mod user_state;

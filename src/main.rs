@@ -15,7 +15,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut stdout = std::io::stdout().lock();
+    // A reader that goes away (`ldm up | head -1`) neither stops the
+    // command half way nor decides its exit code (output.rs).
+    let mut stdout = ldm::output::Stdout::new(std::io::stdout().lock());
     match ldm::run(cli, &mut stdout) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,

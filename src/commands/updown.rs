@@ -5,6 +5,7 @@
 //! summary; any failure makes the exit non-zero and is named.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -28,6 +29,13 @@ pub enum Action {
     Stop,
     /// LXD no longer has it: launch it again from `image`.
     Recreate {
+        /// The recorded image.
+        image: String,
+    },
+    /// An interrupted create (of `ldm container create`, or of an earlier
+    /// `up` that was stopped): finish it, resuming its setup steps where
+    /// they stopped.
+    Finish {
         /// The recorded image.
         image: String,
     },
@@ -63,6 +71,9 @@ pub fn plan(
                 (Some(p), _) if op::is_alive(owners, p) => {
                     Action::Refuse(format!("busy: {}", op::doing(p)))
                 }
+                (Some(p), _) if up && p.op == Op::Create => Action::Finish {
+                    image: c.image.clone(),
+                },
                 (Some(p), _) => Action::Refuse(format!(
                     "has an interrupted {}: run `{}` to finish it",
                     p.op.noun(),
@@ -90,9 +101,22 @@ pub fn plan(
 /// running while saying it is not in LXD. Asks LXD only when a container
 /// is missing; if LXD will not say (a restricted client), says so and
 /// goes on.
-fn not_elsewhere(lxd: &dyn Lxd, project: &Project, plan: &mut [(String, Action)]) {
-    let missing = |a: &Action| matches!(a, Action::Recreate { .. } | Action::Missing);
-    if !plan.iter().any(|(_, a)| missing(a)) {
+fn not_elsewhere(
+    lxd: &dyn Lxd,
+    project: &Project,
+    instances: &[Instance],
+    plan: &mut [(String, Action)],
+) {
+    let absent = |name: &str| {
+        let lxd_name = project.lxd_name(name);
+        !instances.iter().any(|i| i.name == lxd_name)
+    };
+    let missing = |name: &str, a: &Action| match a {
+        Action::Recreate { .. } | Action::Missing => true,
+        Action::Finish { .. } => absent(name),
+        _ => false,
+    };
+    if !plan.iter().any(|(n, a)| missing(n, a)) {
         return;
     }
     let other = match lxd.elsewhere() {
@@ -101,8 +125,10 @@ fn not_elsewhere(lxd: &dyn Lxd, project: &Project, plan: &mut [(String, Action)]
             // A re-create could duplicate what LXD would not show: refused.
             // `down` changes nothing, so a note does.
             op::note_unchecked(&e);
-            for (_, action) in plan.iter_mut() {
-                if let Action::Recreate { .. } = action {
+            for (name, action) in plan.iter_mut() {
+                if matches!(action, Action::Recreate { .. })
+                    || matches!(action, Action::Finish { .. }) && absent(name)
+                {
                     *action = Action::Refuse(format!(
                         "is not in LXD's current project, and LXD would not say whether another project has it ({e}); nothing was changed"
                     ));
@@ -113,7 +139,7 @@ fn not_elsewhere(lxd: &dyn Lxd, project: &Project, plan: &mut [(String, Action)]
     };
     for (name, action) in plan.iter_mut() {
         if let (true, Some(a)) = (
-            missing(action),
+            missing(name, action),
             op::find_away(&other, &project.lxd_name(name)),
         ) {
             *action = Action::Refuse(format!("is not in LXD's current project: {}", op::away(a)));
@@ -139,6 +165,17 @@ fn describe(project: &Project, name: &str, a: &Action) -> String {
             }
             s
         }
+        Action::Finish { image } => match project.containers[name]
+            .pending
+            .as_ref()
+            .and_then(|p| p.setup)
+        {
+            Some(progress) => format!(
+                "finish its interrupted create from {image} (setup resumes after step {})",
+                progress.done
+            ),
+            None => format!("finish its interrupted create from {image}"),
+        },
         Action::Running { .. } => "nothing (already running)".into(),
         Action::Missing => "nothing (not in LXD)".into(),
         Action::Nothing(why) => format!("nothing ({why})"),
@@ -181,7 +218,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     if !args.names.is_empty() {
         plan.retain(|(n, _)| args.names.contains(n));
     }
-    not_elsewhere(&*lxd, &project, &mut plan);
+    not_elsewhere(&*lxd, &project, &instances, &mut plan);
     if args.dry_run {
         for (name, a) in &plan {
             say(out, &format!("{name}: {}", describe(&project, name, a)))?;
@@ -197,12 +234,21 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     let one = args.names.len() == 1;
     let (tx, rx) = mpsc::channel::<(usize, Result<String, Error>)>();
     let mut results: Vec<Option<Result<String, Error>>> = plan.iter().map(|_| None).collect();
+    // At most `jobs` at once: 200 containers started together slowed
+    // every boot and queued 200 threads on the store lock.
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| -> Result<(), Error> {
-        for (i, (name, action)) in plan.iter().enumerate() {
-            let (lxd, project, tx) = (&lxd, &project, tx.clone());
-            scope.spawn(move || {
+        for _ in 0..args.jobs().min(plan.len()) {
+            let (lxd, project, tx, plan, next) = (&lxd, &project, tx.clone(), &plan, &next);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((name, action)) = plan.get(i) else {
+                    break;
+                };
                 let r = act(ctx, &**lxd, project, name, action, args.wait.timeout, one);
-                let _ = tx.send((i, r));
+                if tx.send((i, r)).is_err() {
+                    break;
+                }
             });
         }
         drop(tx);
@@ -291,7 +337,8 @@ fn act(
             Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok("is stopped".into()),
             Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
         },
-        Action::Recreate { image } => recreate(ctx, name, image, wait, one),
+        Action::Recreate { image } => recreate(ctx, name, image, wait, one, false),
+        Action::Finish { image } => recreate(ctx, name, image, wait, one, true),
         Action::Missing => Ok("is not in LXD".into()),
         Action::Running { ipv4: Some(ip) } => Ok(format!("is running at {ip}")),
         Action::Running { ipv4: None } => running_at(ctx, lxd, &lxd_name, wait, one),
@@ -323,23 +370,36 @@ fn running_at(
 }
 
 /// Launches a recorded container again, as an interrupted create would
-/// be finished: its intent first, then every provisioning step.
+/// be finished: its intent first, then every provisioning step. With
+/// `take_over`, finishes an interrupted create instead (its setup steps
+/// resume after the last one done; a container that was never finished
+/// gets the mounts a new one gets).
 fn recreate(
     ctx: &Ctx,
     name: &str,
     image: &str,
     wait: Duration,
     one: bool,
+    take_over: bool,
 ) -> Result<String, Error> {
     let mut store = ctx.store()?;
-    let (_owner, pending) = op::claim(&store, Op::Create)?;
+    let (_owner, mut pending) = op::claim(&store, Op::Create)?;
     let owners = store.owners();
     let s = store.commit(|p| {
         let c = op::container(p, name)?;
+        // A container that was created once has `initial-state`; one whose
+        // first create was interrupted has not, and is finished as new.
+        let mut again = true;
         if let Some(old) = op::check_free(&owners, name, c)? {
-            return Err(op::interrupted(name, &old, &c.image, ""));
+            if !take_over || old.op != Op::Create {
+                return Err(op::interrupted(name, &old, &c.image, ""));
+            }
+            pending.setup = old.setup;
+            again = c
+                .snapshots
+                .contains_key(crate::commands::setup::INITIAL_STATE);
         }
-        let s = Started::of(p, name, pending.clone(), true, true);
+        let s = Started::of(p, name, pending.clone(), true, again);
         let m = Mutation::OperationStarted {
             container: name.to_string(),
             snapshot: None,
@@ -353,6 +413,7 @@ fn recreate(
             .filter(|k| *k != crate::commands::setup::INITIAL_STATE)
             .count()
     });
+    let s_recreate = s.recreate;
     let plan = Plan {
         name,
         image,
@@ -363,7 +424,10 @@ fn recreate(
     };
     let mut sink = Vec::new();
     provision::run(ctx, &mut store, s, &plan, &mut sink)?;
-    let mut done = format!("re-created from {image}");
+    let mut done = match (take_over, s_recreate) {
+        (true, false) => format!("created from {image} (its interrupted create finished)"),
+        _ => format!("re-created from {image}"),
+    };
     if let Some(ip) = String::from_utf8_lossy(&sink).lines().find_map(|l| {
         l.trim()
             .strip_prefix("IPv4:")

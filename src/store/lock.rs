@@ -18,14 +18,20 @@
 //!
 //! The waiter sleeps in the kernel's `flock` queue on a helper thread, so
 //! it wakes the moment the holder lets go, and gives up after the timeout.
+//! Threads of one process (`ldm up` acts on each container in its own
+//! thread, each with its own store) first pass an in-process gate, one at a
+//! time and without a timeout, so the timeout only ever counts waiting for
+//! another process: ldm never fails on its own lock.
 //! fs4 is called by path (`FileExt::try_lock(&f)`) on purpose: `std::fs::File`
 //! has inherent `lock`/`try_lock` methods of the same names since Rust 1.89.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Condvar, LazyLock, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use fs4::FileExt;
@@ -83,11 +89,77 @@ pub enum LockError {
     },
 }
 
-/// A held lock; dropping it closes the file, which releases the `flock`.
+/// A held lock; dropping it closes the file, which releases the `flock`
+/// (and then lets the next thread of this process through the gate).
 #[derive(Debug)]
 pub struct LockGuard {
     file: File,
     path: PathBuf,
+    _gate: Option<Ticket>,
+}
+
+/// Which thread of this process holds or is taking ldm's lock on each
+/// lock file, and how many times (a thread may take it again: the lock
+/// tests do, and then wait on `flock` against themselves as two processes
+/// would).
+struct Gate {
+    held: Mutex<HashMap<PathBuf, (ThreadId, usize)>>,
+    freed: Condvar,
+}
+
+static GATE: LazyLock<Gate> = LazyLock::new(|| Gate {
+    held: Mutex::new(HashMap::new()),
+    freed: Condvar::new(),
+});
+
+/// A thread's pass through the gate; dropping it lets the next one in.
+#[derive(Debug)]
+struct Ticket {
+    path: PathBuf,
+}
+
+impl Ticket {
+    /// Waits, without a timeout, until no other thread of this process
+    /// holds or takes ldm's lock on `path`. They hold it for milliseconds,
+    /// or give up at their own timeout.
+    fn enter(path: &Path) -> Ticket {
+        let me = std::thread::current().id();
+        let mut held = GATE.held.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match held.get_mut(path) {
+                None => {
+                    held.insert(path.to_path_buf(), (me, 1));
+                    break;
+                }
+                Some((t, n)) if *t == me => {
+                    *n += 1;
+                    break;
+                }
+                Some(_) => {
+                    held = GATE
+                        .freed
+                        .wait(held)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+        Ticket {
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut held = GATE.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, n)) = held.get_mut(&self.path) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.path);
+                GATE.freed.notify_all();
+            }
+        }
+    }
 }
 
 impl LockGuard {
@@ -120,10 +192,12 @@ pub fn acquire(
     what: &str,
     trust: Trust,
 ) -> Result<LockGuard, LockError> {
-    let guard = take(path, Some(timeout), trust, Which::Ldm)?.ok_or_else(|| LockError::Io {
+    let ticket = Ticket::enter(path);
+    let mut guard = take(path, Some(timeout), trust, Which::Ldm)?.ok_or_else(|| LockError::Io {
         path: path.to_path_buf(),
         source: io::Error::other("lock not taken"),
     })?;
+    guard._gate = Some(ticket);
     // Best effort: the note only helps a waiter's error message.
     let _ = write_holder(&guard.file, what);
     Ok(guard)
@@ -198,6 +272,7 @@ fn take(
             return Ok(Some(LockGuard {
                 file,
                 path: path.to_path_buf(),
+                _gate: None,
             }));
         }
         if timeout.is_some_and(|t| start.elapsed() > t) {
@@ -318,6 +393,20 @@ mod tests {
     }
 
     #[test]
+    fn threads_of_one_process_wait_for_each_other_past_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containers.lock");
+        let held = acquire(&path, Duration::from_secs(1), "first", T).unwrap();
+        let p2 = path.clone();
+        // Its timeout is 10 ms; the other thread holds the lock for 300.
+        let t = std::thread::spawn(move || acquire(&p2, Duration::from_millis(10), "second", T));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!t.is_finished(), "still waiting at the gate");
+        drop(held);
+        t.join().unwrap().unwrap().check().unwrap();
+    }
+
+    #[test]
     fn a_lock_file_removed_while_held_is_noticed_by_its_holder() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("containers.lock");
@@ -340,6 +429,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         // Replaced while the waiter is queued on the old inode.
         std::fs::remove_file(&path).unwrap();
+        // (Threads of one process stand for processes here; the gate
+        // keeps the waiter out of `flock` until this thread is done, and
+        // tests/concurrency.rs does the same with processes.)
         let third = acquire(&path, Duration::from_secs(1), "third", T).unwrap();
         drop(held);
         std::thread::sleep(Duration::from_millis(50));
