@@ -791,3 +791,33 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
     assert_eq!(recorded(&env, "a"), vec![".:/srv/x"]);
     assert_eq!(devices(&env, "p-a").len(), 1);
 }
+
+/// Issue 25, item 7: setup progress was an index. A step inserted before
+/// resuming was skipped, an old one ran again, and the create said
+/// "Created dev". Progress is keyed by the steps' content now.
+#[test]
+fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
+    let env = Env::new("p");
+    set_setup(&env, "    - echo one\n    - echo two\n");
+    std::fs::write(
+        env.dd.join("exec.json"),
+        r#"[{"contains": ["echo two"], "stderr": "two broke\n", "code": 3}]"#,
+    )
+    .unwrap();
+    env.fail(&["container", "create", "dev", "img"]);
+    std::fs::remove_file(env.dd.join("exec.json")).unwrap();
+    let path = env.dir.join("containers.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text.find("- echo one\n").expect("the step is in the file");
+    let indent = &text[text[..at].rfind('\n').unwrap() + 1..at];
+    let text = format!("{}- echo zero\n{indent}{}", &text[..at], &text[at..]);
+    std::fs::write(&path, text).unwrap();
+    env.take_argvs();
+    let run = env.ok(&["container", "create", "dev"]);
+    assert!(run.stdout.contains("Created dev"), "{}", run.stdout);
+    assert_eq!(
+        steps_run(&env.take_argvs()),
+        vec!["echo zero", "echo two"],
+        "the new step runs, the finished one does not"
+    );
+}

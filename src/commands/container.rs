@@ -127,7 +127,7 @@ pub(super) fn begin(
             // Setup steps finished by the interrupted run stay done.
             pending.setup = recorded
                 .and_then(|c| c.pending.as_ref())
-                .and_then(|o| o.setup);
+                .and_then(|o| o.setup.clone());
             Mutation::OperationStarted {
                 container: name.to_string(),
                 snapshot: None,

@@ -128,7 +128,7 @@ fn rows(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Row> 
                 setup_failed_at: c
                     .pending
                     .as_ref()
-                    .and_then(|p| p.setup)
+                    .and_then(|p| p.setup.clone())
                     .and_then(|s| s.failed),
                 pending,
                 lxd_name,

@@ -66,7 +66,7 @@ pub fn is_alive(owners: &Owners, pending: &Pending) -> bool {
 
 /// How `list` shows an operation: `CREATING (pid 42)` or `CREATING (interrupted)`.
 pub fn describe(owners: &Owners, pending: &Pending) -> String {
-    if let Some(step) = pending.setup.and_then(|s| s.failed) {
+    if let Some(step) = pending.setup.as_ref().and_then(|s| s.failed) {
         if !is_alive(owners, pending) {
             return format!("SETUP FAILED AT STEP {step}");
         }

@@ -50,9 +50,10 @@ pub fn workdir(mounts: &[Mount]) -> String {
         .unwrap_or_default()
 }
 
-/// Runs `steps` from `pending.setup.done + 1`, recording each finished
-/// step in the intent; a failing step is recorded as failed and stops the
-/// run with an error that names it.
+/// Runs the `steps` that have not run yet (by content: see
+/// [`SetupProgress::to_run`]), recording each finished step in the intent;
+/// a failing step is recorded as failed and stops the run with an error
+/// that names it.
 pub fn run(
     lxd: &dyn Lxd,
     store: &mut Store,
@@ -60,9 +61,40 @@ pub fn run(
     steps: &[Step],
     r: &Run,
 ) -> Result<(), Error> {
-    let done = pending.setup.map_or(0, |s| s.done) as usize;
-    for (i, step) in steps.iter().enumerate().skip(done) {
+    // Scripts are read once, up front: their bytes are part of what a
+    // step is, and what runs is what was hashed.
+    let scripts: Vec<Option<Result<Vec<u8>, Error>>> = steps
+        .iter()
+        .map(|step| match step {
+            Step::Command(_) => None,
+            Step::Script { script } => Some(read_script(store, script)),
+        })
+        .collect();
+    let digests: Vec<String> = steps
+        .iter()
+        .zip(&scripts)
+        .map(|(step, script)| {
+            let bytes = script.as_ref().and_then(|s| s.as_ref().ok());
+            step.digest(bytes.map(Vec::as_slice))
+        })
+        .collect();
+    let mut progress = pending.setup.clone().unwrap_or_default();
+    let to_run = progress.to_run(&digests);
+    if progress.finished.is_empty() {
+        // A record from before digests: what it skips counts as finished.
+        progress.finished = digests
+            .iter()
+            .zip(&to_run)
+            .filter(|(_, run)| !**run)
+            .map(|(d, _)| d.clone())
+            .collect();
+    }
+    progress.failed = None;
+    for (i, ((step, script), digest)) in steps.iter().zip(scripts).zip(&digests).enumerate() {
         let k = i as u32 + 1;
+        if !to_run[i] {
+            continue;
+        }
         if !r.quiet {
             eprintln!(
                 "==> {}: setup step {k} of {}: {}",
@@ -71,35 +103,25 @@ pub fn run(
                 text::escape(&step.to_string())
             );
         }
-        let script = match step {
-            Step::Command(_) => Vec::new(),
-            Step::Script { script } => match read_script(store, script) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    // A script that cannot be read fails its step, as one
-                    // that ran and failed: fixed, the create resumes at it.
-                    let failed = SetupProgress {
-                        done: k - 1,
-                        failed: Some(k),
-                    };
-                    record(store, r.name, pending, failed)?;
-                    return Err(e);
-                }
-            },
+        let script = match script {
+            None => Vec::new(),
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
+                // A script that cannot be read fails its step, as one
+                // that ran and failed: fixed, the create resumes at it.
+                progress.failed = Some(k);
+                record(store, r.name, pending, progress)?;
+                return Err(e);
+            }
         };
         let (code, tail) = one(lxd, step, script, r)?;
-        let progress = if code == 0 {
-            SetupProgress {
-                done: k,
-                failed: None,
-            }
+        if code == 0 {
+            progress.finished.push(digest.clone());
+            progress.done = progress.finished.len() as u32;
         } else {
-            SetupProgress {
-                done: k - 1,
-                failed: Some(k),
-            }
-        };
-        record(store, r.name, pending, progress)?;
+            progress.failed = Some(k);
+        }
+        record(store, r.name, pending, progress.clone())?;
         if code != 0 {
             return Err(Error::InContainer {
                 doing: format!("setup step {k} ({})", text::escape(&step.to_string())),

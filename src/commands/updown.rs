@@ -168,7 +168,7 @@ fn describe(project: &Project, name: &str, a: &Action) -> String {
         Action::Finish { image } => match project.containers[name]
             .pending
             .as_ref()
-            .and_then(|p| p.setup)
+            .and_then(|p| p.setup.clone())
         {
             Some(progress) => format!(
                 "finish its interrupted create from {image} (setup resumes after step {})",
@@ -394,7 +394,7 @@ fn recreate(
             if !take_over || old.op != Op::Create {
                 return Err(op::interrupted(name, &old, &c.image, ""));
             }
-            pending.setup = old.setup;
+            pending.setup = old.setup.clone();
             again = c
                 .snapshots
                 .contains_key(crate::commands::setup::INITIAL_STATE);

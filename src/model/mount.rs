@@ -106,18 +106,131 @@ impl fmt::Display for Step {
 
 /// How far a container's setup steps have run, kept in the intent of the
 /// operation running them, so that a re-run resumes where it stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Progress is keyed by what the steps run, not by their position: a step
+/// inserted, removed or edited in `containers.yaml` before the re-run is
+/// run (or skipped) for what it is, never mistaken for its neighbour.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupProgress {
-    /// Steps finished (the next to run is `done + 1`, counting from 1).
+    /// Steps finished (for people: "after step N"; records without
+    /// `finished` resume after this many steps, as before).
     pub done: u32,
-    /// The step that failed (counting from 1), if one did.
+    /// The step that failed (counting from 1, in the list as it was), if
+    /// one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<u32>,
+    /// The digest ([`Step::digest`]) of each step finished, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finished: Vec<String>,
+}
+
+impl SetupProgress {
+    /// Which of `steps` (with their digests) still have to run: each step
+    /// whose digest is not among those finished, one finished digest
+    /// answering for one step (a step listed twice runs twice). A record
+    /// from before digests skips the first `done` steps by position.
+    pub fn to_run(&self, digests: &[String]) -> Vec<bool> {
+        if self.finished.is_empty() {
+            return (0..digests.len())
+                .map(|i| i >= self.done as usize)
+                .collect();
+        }
+        let mut left: Vec<&str> = self.finished.iter().map(String::as_str).collect();
+        digests
+            .iter()
+            .map(|d| match left.iter().position(|f| *f == d) {
+                Some(i) => {
+                    left.remove(i);
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    }
+}
+
+impl Step {
+    /// What identifies the step's work: a digest of its command, or of its
+    /// script's path and bytes (`script`: `None` when it cannot be read;
+    /// such a step is never "finished already"). 16 hex digits of SHA-256.
+    pub fn digest(&self, script: Option<&[u8]>) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        match self {
+            Step::Command(c) => {
+                h.update(b"command\0");
+                h.update(c.as_bytes());
+            }
+            Step::Script { script: path } => {
+                h.update(b"script\0");
+                h.update(path.as_bytes());
+                h.update(b"\0");
+                match script {
+                    Some(bytes) => h.update(bytes),
+                    None => h.update(b"(unreadable)"),
+                }
+            }
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_follows_the_steps_content_not_their_place() {
+        let steps = |v: &[&str]| -> Vec<String> {
+            v.iter()
+                .map(|c| Step::Command(c.to_string()).digest(None))
+                .collect()
+        };
+        let done = SetupProgress {
+            done: 2,
+            failed: None,
+            finished: steps(&["a", "b"]),
+        };
+        // A step inserted before the finished ones runs; they do not.
+        assert_eq!(
+            done.to_run(&steps(&["new", "a", "b", "c"])),
+            [true, false, false, true]
+        );
+        // An edited step runs again.
+        assert_eq!(done.to_run(&steps(&["a", "b2"])), [false, true]);
+        // A step listed twice, finished once, runs once more.
+        let once = SetupProgress {
+            done: 1,
+            failed: None,
+            finished: steps(&["x"]),
+        };
+        assert_eq!(once.to_run(&steps(&["x", "x"])), [false, true]);
+        // A record from before digests resumes by position.
+        let old = SetupProgress {
+            done: 1,
+            failed: Some(2),
+            finished: vec![],
+        };
+        assert_eq!(old.to_run(&steps(&["p", "q"])), [false, true]);
+    }
+
+    #[test]
+    fn a_script_is_known_by_its_path_and_bytes() {
+        let s = Step::Script {
+            script: "setup.sh".into(),
+        };
+        assert_eq!(s.digest(Some(b"echo 1")), s.digest(Some(b"echo 1")));
+        assert_ne!(s.digest(Some(b"echo 1")), s.digest(Some(b"echo 2")));
+        assert_ne!(s.digest(Some(b"echo 1")), s.digest(None));
+        assert_ne!(
+            Step::Command("script setup.sh".into()).digest(None),
+            s.digest(None)
+        );
+        assert_eq!(s.digest(None).len(), 16);
+    }
 
     #[test]
     fn mounts_parse_and_print_as_written() {

@@ -239,7 +239,7 @@ pub fn next_valid(bytes: &[u8], from: usize, prev: Option<u64>) -> Option<usize>
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum Payload {
-    One(Mutation),
+    One(Box<Mutation>),
     Many(Vec<Mutation>),
 }
 
@@ -258,7 +258,7 @@ pub enum PayloadError {
 /// Decodes one record's payload into the mutations of its commit.
 pub fn decode_payload(bytes: &[u8]) -> Result<Vec<Mutation>, PayloadError> {
     match serde_json::from_slice::<Payload>(bytes) {
-        Ok(Payload::One(m)) => return Ok(vec![m]),
+        Ok(Payload::One(m)) => return Ok(vec![*m]),
         Ok(Payload::Many(ms)) if !ms.is_empty() => return Ok(ms),
         _ => {}
     }
