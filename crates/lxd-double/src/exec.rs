@@ -462,7 +462,14 @@ fn run(shared: &Arc<Shared>, id: &str, wait_ws: bool, knobs: ops::OpKnobs) {
             })
         });
     }
-    end(shared, g, id, Ok(()), Some(code));
+    // LXD turns these exit codes into errors: the operation fails, with
+    // the code still in `return`.
+    let outcome = match code {
+        127 => Err("Command not found".to_string()),
+        126 => Err("Command not executable".to_string()),
+        _ => Ok(()),
+    };
+    end(shared, g, id, outcome, Some(code));
 }
 
 /// Ends the exec operation with `return` = `code`.

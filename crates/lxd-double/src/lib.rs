@@ -15,6 +15,21 @@
 //! hang ([`Match`], [`HangAt`]), keeps an instance busy with an operation
 //! ([`Double::busy`]), or plays a server without idmapped mounts or of the
 //! other family. Dropping the double stops it.
+//!
+//! Where LXD's spec is silent, LXD 5.0.2 as it answered on this machine
+//! decided (status codes, texts, which refusals are HTTP errors and which
+//! are failed operations); /work/notes/api-catalogue.md's "Additions" lists
+//! what was found.
+//!
+//! Not modelled: HTTPS remotes and authentication (only the unix socket);
+//! virtual machines, storage, networks beyond one `eth0` address, clusters,
+//! `/1.0/events`, backups, logs, console, migration, image upload and copy
+//! between servers; renaming instances or snapshots, stateful snapshots,
+//! expiry; writing profiles; following symlinks inside an instance's files;
+//! commands changing the state (an exec rule only answers); `record-output`
+//! and window sizes; cancelling (no operation of the double can be
+//! cancelled, as most of LXD's). The ETag is a stable hash of what a PUT
+//! can change, not LXD's own digest.
 
 mod api;
 mod exec;
@@ -437,7 +452,17 @@ impl Double {
                 proj(project)
             ));
         }
-        out.push_str("  images:\n    addr: https://images.linuxcontainers.org\n    protocol: simplestreams\n    public: true\naliases: {}\n");
+        // The remotes the client ships with.
+        for (name, addr) in [
+            ("images", "https://images.linuxcontainers.org"),
+            ("ubuntu", "https://cloud-images.ubuntu.com/releases"),
+            ("ubuntu-daily", "https://cloud-images.ubuntu.com/daily"),
+        ] {
+            out.push_str(&format!(
+                "  {name}:\n    addr: {addr}\n    protocol: simplestreams\n    public: true\n"
+            ));
+        }
+        out.push_str("aliases: {}\n");
         out
     }
 }

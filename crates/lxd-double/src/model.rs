@@ -316,6 +316,10 @@ pub struct Behaviour {
     /// A started instance gets an IPv4 at once (`false`: a test gives one
     /// later through the state, as DHCP would).
     pub addresses: bool,
+    /// A create naming a local alias the project lacks finds it anyway
+    /// (made on the spot), unless the alias starts with "missing": for
+    /// tests that do not care which images exist.
+    pub images_on_demand: bool,
 }
 
 impl Default for Behaviour {
@@ -326,6 +330,7 @@ impl Default for Behaviour {
             operation_retention: Duration::from_secs(5),
             websocket_timeout: Duration::from_secs(5),
             addresses: true,
+            images_on_demand: false,
         }
     }
 }

@@ -290,7 +290,8 @@ fn create_from_a_local_image_with_config_and_start() {
     let i = d.instance("default", "a").unwrap();
     assert_eq!(
         (i.status, i.config["user.x"].as_str()),
-        (Status::Running, "1")
+        (Status::Stopped, "1"),
+        "LXD 5.0.2 ignores start"
     );
     assert_eq!(i.config["image.description"], "Double image img");
     assert_eq!(i.origin, "image img");
@@ -345,6 +346,19 @@ fn create_from_a_local_image_with_config_and_start() {
         (proj.status, proj.error().as_str()),
         (404, "Failed loading project: Project not found")
     );
+}
+
+#[test]
+fn incus_starts_what_it_creates_when_asked() {
+    let (_t, d) = double();
+    d.set_family(Family::Incus);
+    run_op(
+        &d,
+        "POST",
+        "/1.0/instances",
+        r#"{"name":"a","source":{"type":"none"},"start":true}"#,
+    );
+    assert_eq!(d.instance("default", "a").unwrap().status, Status::Running);
 }
 
 #[test]
@@ -572,5 +586,49 @@ fn a_shifted_disk_fails_to_start_without_idmapped_mounts() {
     assert_eq!(
         op["err"],
         "Failed to start device \"m\": Required idmapping abilities not available"
+    );
+}
+
+#[test]
+fn images_on_demand_finds_any_local_alias_but_missing_ones() {
+    let (_t, d) = double();
+    d.state().behaviour.images_on_demand = true;
+    run_op(
+        &d,
+        "POST",
+        "/1.0/instances",
+        r#"{"name":"a","source":{"type":"image","alias":"whatever"}}"#,
+    );
+    assert_eq!(d.instance("default", "a").unwrap().origin, "image whatever");
+    assert!(
+        d.state().images("default").is_empty(),
+        "nothing added to the store"
+    );
+    let a = call(
+        &d,
+        "POST",
+        "/1.0/instances",
+        r#"{"name":"b","source":{"type":"image","alias":"missing-x"}}"#,
+    );
+    assert_eq!(a.status, 404);
+}
+
+#[test]
+fn the_client_config_names_the_default_remote_and_its_project() {
+    let local = lxd_double::Double::client_config("local", "dev");
+    assert!(
+        local.starts_with("default-remote: local\nremotes:\n  local:\n    addr: unix://\n"),
+        "{local}"
+    );
+    assert!(local.contains("    project: dev\n"));
+    assert!(local.contains("  ubuntu:\n    addr: https://cloud-images.ubuntu.com/releases\n"));
+    let other = lxd_double::Double::client_config("far", "default");
+    assert!(
+        other.contains("default-remote: far\n") && other.contains("  far:\n    addr: https://"),
+        "{other}"
+    );
+    assert!(
+        !other.contains("project:"),
+        "the default project is not written"
     );
 }

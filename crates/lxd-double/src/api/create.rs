@@ -104,6 +104,9 @@ pub(super) fn post(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx) -> Option<Rep
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let resources = ops::instance_resources(st, &refs);
     let early = st.behaviour.create_record_early;
+    // `start` came with the instance_create_start extension: LXD 5.0.2
+    // ignores it (the instance stays Stopped), Incus 6.0 starts it.
+    let start = start && st.server.family == crate::Family::Incus;
     drop(g);
 
     let mut inst = Instance::stopped();
@@ -198,10 +201,12 @@ fn source_of(st: &State, p: &str, source: &Value) -> Result<Source, Reply> {
             }
             let images = st.images(p);
             let found = if !alias.is_empty() {
-                images
-                    .iter()
-                    .find(|i| i.aliases.iter().any(|a| a == alias))
-                    .ok_or_else(|| Reply::err(404, "Image alias not found"))?
+                let on_demand = st.behaviour.images_on_demand && !alias.starts_with("missing");
+                match images.iter().find(|i| i.aliases.iter().any(|a| a == alias)) {
+                    Some(i) => i,
+                    None if on_demand => return Ok(Source::Local(Image::new(alias))),
+                    None => return Err(Reply::err(404, "Image alias not found")),
+                }
             } else {
                 let hits: Vec<&Image> = images
                     .iter()
