@@ -16,6 +16,21 @@
 //! ([`Double::busy`]), or plays a server without idmapped mounts or of the
 //! other family. Dropping the double stops it.
 //!
+//! ```
+//! use std::time::Duration;
+//! use lxd_double::{Double, HangAt, Instance, Match};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let double = Double::start(dir.path()).unwrap();
+//! double.seed("default", "p-dev", Instance::running().snapshot("initial-state"));
+//! double.slow(Match::new("PUT", "/1.0/instances/*/state"), Duration::from_secs(2));
+//! double.hang(Match::new("DELETE", "/1.0/instances/*").nth(1), HangAt::Request);
+//! // Run ldm with LXD_DIR=dir (and LXD_CONF holding Double::client_config),
+//! // then look at what it asked and what the server holds:
+//! assert!(double.requests().is_empty());
+//! assert_eq!(double.instance("default", "p-dev").unwrap().snapshot_names(), ["initial-state"]);
+//! ```
+//!
 //! Where LXD's spec is silent, LXD 5.0.2 as it answered on this machine
 //! decided (status codes, texts, which refusals are HTTP errors and which
 //! are failed operations); /work/notes/api-catalogue.md's "Additions" lists
@@ -32,16 +47,21 @@
 //! can change, not LXD's own digest.
 
 mod api;
+mod config;
+mod control;
 mod exec;
 mod files;
 mod http;
 mod knobs;
 mod log;
 mod model;
+mod operation;
 mod ops;
 mod render;
+mod rules;
 mod server;
 mod shared;
+mod state;
 mod util;
 mod ws;
 
@@ -57,14 +77,11 @@ pub use exec::{Exec, ExecRule};
 pub use files::{Files, Kind, Node};
 pub use knobs::{HangAt, Match};
 pub use log::{Body, Request};
-pub use model::{
-    Behaviour, Device, Family, Image, Instance, Profile, Project, Server, Snapshot, State, Status,
-};
-pub use ops::{Action, OpStatus, Operation};
+pub use model::{Device, Image, Instance, Profile, Snapshot, Status};
+pub use operation::{Action, OpStatus, Operation};
 pub use shared::Hang;
+pub use state::{Behaviour, Family, Project, Server, State};
 
-use knobs::Effect;
-use ops::{OpKnobs, Work};
 use shared::{Inner, Shared};
 
 /// How long an operation the test starts stays running.
@@ -201,204 +218,6 @@ impl Double {
         self.state().server = Server::new(family);
     }
 
-    fn knob(&self, when: Match, effect: Effect) {
-        self.shared.lock().knobs.add(when, effect);
-    }
-
-    /// Matching sync requests are answered `t` later (their effect made);
-    /// matching async requests' operations take `t`.
-    pub fn slow(&self, when: Match, t: Duration) {
-        self.knob(when, Effect::Slow(t));
-    }
-
-    /// Matching requests fail at once with HTTP `status` and LXD `text`,
-    /// without effect.
-    pub fn fail(&self, when: Match, status: u16, text: &str) {
-        self.knob(when, Effect::Fail(status, text.into()));
-    }
-
-    /// Matching requests' operations fail (status 400, `err` = `text`)
-    /// without effect.
-    pub fn fail_operation(&self, when: Match, text: &str) {
-        self.knob(when, Effect::FailOperation(text.into()));
-    }
-
-    /// Matching requests are held at `at` until released; each shows in
-    /// [`Double::wait_hang`].
-    pub fn hang(&self, when: Match, at: HangAt) {
-        self.knob(when, Effect::Hang(at));
-    }
-
-    /// Forgets every knob (held requests stay held until released).
-    pub fn clear_knobs(&self) {
-        self.shared.lock().knobs.clear();
-    }
-
-    /// Adds an exec rule (rules are tried in the order added).
-    pub fn exec_rule(&self, rule: ExecRule) {
-        self.shared.lock().rules.push(rule);
-    }
-
-    /// Forgets the exec rules.
-    pub fn clear_exec_rules(&self) {
-        self.shared.lock().rules.clear();
-    }
-
-    /// Waits up to `limit` for a held request or operation not reported
-    /// before; reports it.
-    pub fn wait_hang(&self, limit: Duration) -> Option<Hang> {
-        let g = self.shared.lock();
-        let pending = |i: &Inner| {
-            i.hangs
-                .iter()
-                .any(|h| !h.reported && !h.released && held(i, h))
-        };
-        let mut g = self
-            .shared
-            .wait_while(g, Some(Instant::now() + limit), |i| !pending(i));
-        let found = g
-            .hangs
-            .iter()
-            .position(|h| !h.reported && !h.released && held(&g, h))?;
-        g.hangs[found].reported = true;
-        Some(g.hangs[found].clone())
-    }
-
-    /// Every hang point so far.
-    pub fn hangs(&self) -> Vec<Hang> {
-        self.shared.lock().hangs.clone()
-    }
-
-    /// Lets hang `id` go on.
-    pub fn release(&self, id: u64) {
-        let mut g = self.shared.lock();
-        for h in g.hangs.iter_mut().filter(|h| h.id == id) {
-            h.released = true;
-        }
-        self.shared.notify();
-    }
-
-    /// Lets every held request and operation go on.
-    pub fn release_all(&self) {
-        let mut g = self.shared.lock();
-        for h in &mut g.hangs {
-            h.released = true;
-        }
-        self.shared.notify();
-    }
-
-    /// Lets held operation `id` end.
-    pub fn release_operation(&self, id: &str) {
-        let mut g = self.shared.lock();
-        for h in g
-            .hangs
-            .iter_mut()
-            .filter(|h| h.operation.as_deref() == Some(id))
-        {
-            h.released = true;
-        }
-        self.shared.notify();
-    }
-
-    fn hold(&self, hold: Hold, what: &str) -> OpKnobs {
-        match hold {
-            Hold::For(t) => OpKnobs {
-                duration: t,
-                ..OpKnobs::default()
-            },
-            Hold::UntilReleased => {
-                let id = self
-                    .shared
-                    .lock()
-                    .add_hang(HangAt::Operation, "", what, None);
-                OpKnobs {
-                    hold: Some(id),
-                    ..OpKnobs::default()
-                }
-            }
-        }
-    }
-
-    fn start_op(&self, work: Work, knobs: OpKnobs) -> String {
-        let hold = knobs.hold;
-        let op = ops::spawn(&self.shared, work, knobs);
-        if let Some(h) = hold {
-            let mut g = self.shared.lock();
-            if let Some(hp) = g.hangs.iter_mut().find(|x| x.id == h) {
-                hp.operation = Some(op.id.clone());
-            }
-        }
-        op.id
-    }
-
-    /// An operation doing `action` on `instance` of `project` (as another
-    /// client's, or the server side of a killed one), holding the instance
-    /// for `hold`; it ends without changing anything. Returns its id.
-    pub fn busy(&self, project: &str, instance: &str, action: Action, hold: Hold) -> String {
-        let resources = ops::instance_resources(&self.state(), &[instance]);
-        let work = Work {
-            description: action.description().into(),
-            project: project.into(),
-            resources,
-            lock: Some((instance.into(), action)),
-            stages: Vec::new(),
-            may_cancel: false,
-            begin: None,
-            undo: None,
-            effect: Box::new(|_| Ok(None)),
-        };
-        let knobs = self.hold(hold, &format!("{} {instance}", action.word()));
-        self.start_op(work, knobs)
-    }
-
-    /// An operation creating `name` in `project` (the server side of a
-    /// killed create): the instance is absent (404) until it ends (or a
-    /// Stopped record with [`Behaviour::create_record_early`]), then there
-    /// as `inst`. Returns its id.
-    pub fn creating(&self, project: &str, name: &str, inst: Instance, hold: Hold) -> String {
-        let (early, resources) = {
-            let st = self.state();
-            (
-                st.behaviour.create_record_early,
-                ops::instance_resources(&st, &[name]),
-            )
-        };
-        let (p1, p2, n1, n2) = (
-            project.to_string(),
-            project.to_string(),
-            name.to_string(),
-            name.to_string(),
-        );
-        let record = Instance {
-            status: Status::Stopped,
-            ..inst.clone()
-        };
-        let work = Work {
-            description: Action::Create.description().into(),
-            project: project.into(),
-            resources,
-            lock: Some((name.into(), Action::Create)),
-            stages: Vec::new(),
-            may_cancel: false,
-            begin: Some(Box::new(move |st: &mut State| {
-                if early {
-                    if let Some(p) = st.projects.get_mut(&p1) {
-                        p.instances.insert(n1, record);
-                    }
-                }
-                Ok(())
-            })),
-            undo: None,
-            effect: Box::new(move |st: &mut State| {
-                let p = st.projects.get_mut(&p2).ok_or("Project not found")?;
-                p.instances.insert(n2, inst);
-                Ok(None)
-            }),
-        };
-        let knobs = self.hold(hold, &format!("create {name}"));
-        self.start_op(work, knobs)
-    }
-
     /// Every request so far, in order of arrival.
     pub fn requests(&self) -> Vec<Request> {
         self.shared.lock().log.clone()
@@ -427,53 +246,6 @@ impl Double {
             .shared
             .wait_while(g, Some(Instant::now() + limit), busy);
         !busy(&g)
-    }
-
-    /// The client configuration (`LXD_CONF/config.yml`) of a client whose
-    /// default remote is `remote` with current project `project`: `local`
-    /// is this double (`unix://`); any other name is an HTTPS server on
-    /// another machine.
-    pub fn client_config(remote: &str, project: &str) -> String {
-        let mut out = format!(
-            "default-remote: {remote}\nremotes:\n  local:\n    addr: unix://\n    public: false\n"
-        );
-        let proj = |p: &str| {
-            if p == "default" {
-                String::new()
-            } else {
-                format!("    project: {p}\n")
-            }
-        };
-        if remote == "local" {
-            out.push_str(&proj(project));
-        } else {
-            out.push_str(&format!(
-                "  {remote}:\n    addr: https://198.51.100.7:8443\n    auth_type: tls\n    protocol: lxd\n    public: false\n{}",
-                proj(project)
-            ));
-        }
-        // The remotes the client ships with.
-        for (name, addr) in [
-            ("images", "https://images.linuxcontainers.org"),
-            ("ubuntu", "https://cloud-images.ubuntu.com/releases"),
-            ("ubuntu-daily", "https://cloud-images.ubuntu.com/daily"),
-        ] {
-            out.push_str(&format!(
-                "  {name}:\n    addr: {addr}\n    protocol: simplestreams\n    public: true\n"
-            ));
-        }
-        out.push_str("aliases: {}\n");
-        out
-    }
-}
-
-/// Does hang point `h` still hold something (its operation runs, for an
-/// operation hold)?
-fn held(i: &Inner, h: &Hang) -> bool {
-    match (&h.at, &h.operation) {
-        (HangAt::Operation, Some(op)) => i.op(op).is_some_and(Operation::is_running),
-        (HangAt::Operation, None) => false,
-        _ => true,
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::model::{Device, Family, Image, Instance, Project, Snapshot, State, Status};
+use crate::model::{Device, Image, Instance, Snapshot, Status};
+use crate::state::{Family, Project, State};
 use crate::util;
 
 const ARCH: &str = "x86_64";
@@ -177,7 +178,7 @@ pub fn image(img: &Image) -> Value {
 }
 
 /// A project, with what uses it.
-pub fn project(st: &State, name: &str, p: &Project) -> Value {
+pub fn project(name: &str, p: &Project) -> Value {
     let q = if name == "default" {
         String::new()
     } else {
@@ -194,7 +195,6 @@ pub fn project(st: &State, name: &str, p: &Project) -> Value {
             .map(|i| format!("/1.0/images/{}{q}", i.fingerprint)),
     );
     used.extend(p.instances.keys().map(|n| format!("/1.0/instances/{n}{q}")));
-    let _ = st;
     json!({"config": p.config, "description": p.description, "name": name, "used_by": used})
 }
 

@@ -174,12 +174,14 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) {
             }
             reply => answer(reply),
         };
+        // Logged as answered before the answer goes, so a client that has
+        // read it finds it logged; unmarked if it could not be sent.
+        end(shared, seq, resp.status, op);
         let sent = http::write_response(&mut w, &resp, req.keep_alive).is_ok();
-        if sent {
-            end(shared, seq, resp.status, op);
-        } else if let Some(e) = shared.lock().request_mut(seq) {
-            e.status = Some(resp.status);
-            e.operation = op;
+        if !sent {
+            if let Some(e) = shared.lock().request_mut(seq) {
+                e.end = None;
+            }
         }
         if !sent || !req.keep_alive || shared.stopping() {
             return;

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use crate::exec::{Exec, ExecRule, Session};
 use crate::knobs::{HangAt, Knobs};
 use crate::log::Request;
-use crate::model::State;
 use crate::ops::{Action, Operation};
+use crate::state::State;
 
 /// A request or operation held by a hang knob (or a held operation).
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ pub struct Hang {
     pub operation: Option<String>,
     pub(crate) released: bool,
     pub(crate) reported: bool,
+    /// The held request or operation has got there (an operation once
+    /// its start and its time are behind it).
+    pub(crate) reached: bool,
 }
 
 /// Everything behind the lock.
@@ -103,8 +106,16 @@ impl Inner {
             operation: None,
             released: false,
             reported: false,
+            reached: at != HangAt::Operation,
         });
         id
+    }
+
+    /// Marks hang `id` as reached, for [`crate::Double::wait_hang`].
+    pub fn reach(&mut self, id: u64) {
+        if let Some(h) = self.hangs.iter_mut().find(|h| h.id == id) {
+            h.reached = true;
+        }
     }
 
     /// The log entry of request `seq`.

@@ -58,13 +58,14 @@ pub(crate) fn serve(
             (send, s.done)
         };
         if let Some(bytes) = send {
-            let ok = (bytes.is_empty() || ws.send(Message::binary(bytes)).is_ok())
-                && ws.send(Message::text("")).is_ok();
+            // A client gone meanwhile is noticed by the next read.
+            if bytes.is_empty() || ws.send(Message::binary(bytes)).is_ok() {
+                let _ = ws.send(Message::text(""));
+            }
             let mut g = shared.lock();
             if let Some(s) = g.sessions.get_mut(op) {
                 s.sent.insert(fd.to_string());
             }
-            let _ = ok;
             shared.notify();
         }
         if done || shared.stopping() {

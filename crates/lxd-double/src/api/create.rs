@@ -7,10 +7,11 @@ use serde_json::Value;
 
 use super::{body, bool_field, check_name, devices_field, map_field, project, str_field};
 use crate::http::Req;
-use crate::model::{Image, Instance, Project, State, Status};
+use crate::model::{Image, Instance, Status};
 use crate::ops::{self, Action, Stage, Work};
 use crate::server::{Ctx, Reply};
 use crate::shared::Shared;
+use crate::state::{Project, State};
 use crate::util;
 
 const DUPLICATE: &str =
@@ -153,10 +154,10 @@ pub(super) fn post(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx) -> Option<Rep
         let ip = st.behaviour.addresses.then(|| st.alloc_ip());
         let shift = st.server.shift_works;
         let proj = project_mut(st, &p3)?;
-        let slot = proj.instances.entry(n3).or_insert(made.clone());
-        *slot = made;
+        proj.instances.insert(n3.clone(), made);
+        let slot = proj.instances.get_mut(&n3).ok_or("Instance not found")?;
         if start {
-            super::instances::start(slot, shift, ip)?;
+            super::devices::start(slot, shift, ip)?;
         }
         Ok(None)
     });

@@ -8,9 +8,9 @@ use serde_json::json;
 use super::{no_instance, project};
 use crate::files::{normalize, Kind, Push};
 use crate::http::{Req, Response};
-use crate::model::Family;
 use crate::server::Reply;
 use crate::shared::Shared;
+use crate::state::Family;
 
 /// The header prefix the server answers with.
 fn prefix(f: Family) -> &'static str {

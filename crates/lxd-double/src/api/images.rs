@@ -6,11 +6,12 @@ use serde_json::{json, Value};
 
 use super::{body, project, recursion, str_field};
 use crate::http::Req;
-use crate::model::{Image, State};
+use crate::model::Image;
 use crate::ops::{self, Stage, Work};
 use crate::render;
 use crate::server::{Ctx, Reply};
 use crate::shared::Shared;
+use crate::state::State;
 use crate::util;
 
 fn no_project() -> Reply {

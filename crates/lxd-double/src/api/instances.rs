@@ -10,12 +10,15 @@ use super::{
     body, bool_field, devices_field, map_field, no_instance, project, recursion, str_field,
 };
 use crate::http::Req;
-use crate::model::{Device, Instance, State, Status};
+use crate::model::{Instance, Status};
 use crate::ops::{self, Action, Work};
 use crate::render;
 use crate::server::{Ctx, Reply};
 use crate::shared::Shared;
+use crate::state::State;
 use crate::util;
+
+use super::devices::{check_shift, start, validate};
 
 /// `GET /1.0/instances`.
 pub(super) fn list(shared: &Arc<Shared>, req: &Req) -> Option<Reply> {
@@ -148,79 +151,6 @@ pub(super) fn put_state(
         work,
         ctx.op_knobs.clone(),
     ))))
-}
-
-/// Starts `inst`: its shifted disks need idmapped mounts.
-pub(crate) fn start(
-    inst: &mut Instance,
-    shift_works: bool,
-    ip: Option<String>,
-) -> Result<(), String> {
-    if !shift_works {
-        if let Some(dev) = inst
-            .devices
-            .iter()
-            .find(|(_, d)| shifted(d))
-            .map(|(n, _)| n)
-        {
-            return Err(no_shift(dev));
-        }
-    }
-    inst.status = Status::Running;
-    inst.pid = 4000 + (util::hash64(&inst.created_at) % 1000) as u32;
-    if inst.ipv4.is_none() {
-        inst.ipv4 = ip;
-    }
-    Ok(())
-}
-
-fn shifted(d: &Device) -> bool {
-    d.get("type").is_some_and(|t| t == "disk") && d.get("shift").is_some_and(|s| s == "true")
-}
-
-fn no_shift(dev: &str) -> String {
-    format!("Failed to start device {dev:?}: Required idmapping abilities not available")
-}
-
-/// LXD's device validation, as far as the double models it.
-fn validate(devices: &BTreeMap<String, Device>) -> Result<(), String> {
-    let mut paths = BTreeMap::new();
-    for (name, d) in devices {
-        let Some(kind) = d.get("type") else {
-            return Err(format!(
-                "Invalid devices: Device validation failed for {name:?}: Failed loading device {name:?}: Missing device type in config"
-            ));
-        };
-        if kind == "disk" {
-            if let Some(path) = d.get("path") {
-                if let Some(other) = paths.insert(path.clone(), name.clone()) {
-                    let _ = other;
-                    return Err(format!(
-                        "Invalid devices: Device validation failed for {name:?}: More than one disk device uses the same path {path:?}"
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// New shifted disks on a running instance fail to start without
-/// idmapped mounts.
-fn check_shift(
-    st: &State,
-    inst: &Instance,
-    devices: &BTreeMap<String, Device>,
-) -> Result<(), String> {
-    if st.server.shift_works || !inst.is_running() {
-        return Ok(());
-    }
-    for (name, d) in devices {
-        if shifted(d) && inst.devices.get(name) != Some(d) {
-            return Err(no_shift(name));
-        }
-    }
-    Ok(())
 }
 
 /// The `If-Match` check: 412 when it names another version.

@@ -9,11 +9,11 @@ use serde_json::{json, Map, Value};
 
 use super::{body, map_field, project, recursion, str_field};
 use crate::http::Req;
-use crate::model::Project;
 use crate::ops::{self, OpStatus};
 use crate::render;
 use crate::server::Reply;
 use crate::shared::Shared;
+use crate::state::Project;
 use crate::util;
 
 /// `GET /1.0`.
@@ -107,7 +107,7 @@ pub(super) fn projects(shared: &Arc<Shared>, req: &Req) -> Reply {
         .iter()
         .map(|(n, p)| {
             if recursion(req) > 0 {
-                render::project(&g.state, n, p)
+                render::project(n, p)
             } else {
                 json!(format!("/1.0/projects/{}", util::percent_encode(n)))
             }
@@ -120,7 +120,7 @@ pub(super) fn projects(shared: &Arc<Shared>, req: &Req) -> Reply {
 pub(super) fn project_get(shared: &Arc<Shared>, name: &str) -> Reply {
     let g = shared.lock();
     match g.state.projects.get(name) {
-        Some(p) => Reply::ok(render::project(&g.state, name, p)),
+        Some(p) => Reply::ok(render::project(name, p)),
         None => Reply::err(404, "Project not found"),
     }
 }

@@ -2,6 +2,7 @@
 //! handlers share (the project parameter, JSON bodies, LXD's name rules).
 
 mod create;
+mod devices;
 mod files;
 mod images;
 mod instances;

@@ -6,11 +6,12 @@ use serde_json::{json, Value};
 
 use super::{body, no_instance, project, recursion, str_field};
 use crate::http::Req;
-use crate::model::{Snapshot, State};
+use crate::model::Snapshot;
 use crate::ops::{self, Work};
 use crate::render;
 use crate::server::{Ctx, Reply};
 use crate::shared::Shared;
+use crate::state::State;
 use crate::util;
 
 fn missing(p: &str, name: &str, snap: &str) -> String {
