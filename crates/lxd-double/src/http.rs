@@ -203,7 +203,14 @@ pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Sent chunked when longer than Go's buffer, as LXD's JSON answers
+    /// are (a pulled file always has a Content-Length).
+    pub may_chunk: bool,
 }
+
+/// Go's `net/http` buffers this much of an answer before it gives up on a
+/// Content-Length and chunks.
+const GO_BUFFER: usize = 2048;
 
 impl Response {
     /// A JSON answer (LXD's encoder ends it with a newline).
@@ -216,6 +223,7 @@ impl Response {
             status,
             headers,
             body,
+            may_chunk: true,
         }
     }
 }
@@ -251,13 +259,27 @@ pub(crate) fn write_response(
     for (k, v) in &resp.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
-    out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    let chunked = resp.may_chunk && resp.body.len() > GO_BUFFER;
+    if chunked {
+        out.push_str("Transfer-Encoding: chunked\r\n");
+    } else {
+        out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
     if !keep_alive {
         out.push_str("Connection: close\r\n");
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&resp.body);
+    if chunked {
+        for chunk in resp.body.chunks(GO_BUFFER) {
+            bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            bytes.extend_from_slice(chunk);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        bytes.extend_from_slice(&resp.body);
+    }
     w.write_all(&bytes)?;
     w.flush()
 }

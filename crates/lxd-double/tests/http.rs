@@ -55,6 +55,32 @@ fn chunked_and_continued_bodies_arrive_whole() {
 }
 
 #[test]
+fn long_json_answers_are_chunked_as_go_does_and_files_never() {
+    let (_t, d) = double();
+    let mut c = Conn::open(d.socket());
+    let a = c.call("GET", "/1.0", b"");
+    assert_eq!(
+        a.header("Transfer-Encoding"),
+        Some("chunked"),
+        "GET /1.0 is longer than 2 KiB"
+    );
+    assert!(a.header("Content-Length").is_none());
+    assert_eq!(a.meta()["api_version"], "1.0");
+    let short = c.call("GET", "/1.0/instances", b"");
+    assert_eq!(short.header("Content-Length"), Some("108"));
+    d.seed(
+        "default",
+        "c1",
+        lxd_double::Instance::stopped().file("/tmp/big", &[7u8; 5000]),
+    );
+    let f = c.call("GET", "/1.0/instances/c1/files?path=/tmp/big", b"");
+    assert_eq!(
+        (f.header("Content-Length"), f.body.len()),
+        (Some("5000"), 5000)
+    );
+}
+
+#[test]
 fn unknown_paths_are_404_and_unknown_methods_501() {
     let (_t, d) = double();
     let a = get(&d, "/1.0/nope");

@@ -89,6 +89,7 @@ pub(super) fn get(shared: &Arc<Shared>, req: &Req, name: &str) -> Option<Reply> 
         status: 200,
         headers,
         body,
+        may_chunk: false,
     }))
 }
 

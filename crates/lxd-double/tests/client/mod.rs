@@ -113,6 +113,9 @@ impl Conn {
             let (k, v) = h.split_once(':').unwrap();
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
         let len = headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
@@ -120,6 +123,19 @@ impl Conn {
             .unwrap_or(0);
         let mut body = vec![0; len];
         self.r.read_exact(&mut body).unwrap();
+        if chunked {
+            loop {
+                let mut size = String::new();
+                self.r.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                self.r.read_exact(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
         Answer {
             status,
             headers,
