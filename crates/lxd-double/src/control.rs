@@ -146,7 +146,7 @@ impl Double {
     /// client's, or the server side of a killed one), holding the instance
     /// for `hold`; it ends without changing anything. Returns its id.
     pub fn busy(&self, project: &str, instance: &str, action: Action, hold: Hold) -> String {
-        let resources = ops::instance_resources(&self.state(), &[instance]);
+        let resources = ops::instance_resources(&self.state(), project, &[instance]);
         let work = Work {
             description: action.description().into(),
             project: project.into(),
@@ -171,7 +171,7 @@ impl Double {
             let st = self.state();
             (
                 st.behaviour.create_record_early,
-                ops::instance_resources(&st, &[name]),
+                ops::instance_resources(&st, project, &[name]),
             )
         };
         let (p1, p2, n1, n2) = (

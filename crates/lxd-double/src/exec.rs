@@ -134,7 +134,7 @@ pub(crate) fn post(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx, name: &str) -
         env.entry("USER".into()).or_insert("root".into());
     }
     env.entry("LANG".into()).or_insert("C.UTF-8".into());
-    let resources = ops::instance_resources(&g.state, &[name]);
+    let resources = ops::instance_resources(&g.state, &p, &[name]);
     let mut session = Session {
         interactive,
         ..Session::default()

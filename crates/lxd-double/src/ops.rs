@@ -63,20 +63,28 @@ pub(crate) struct OpKnobs {
     pub hold: Option<u64>,
 }
 
-/// The `resources` of an operation on instance `name` (LXD 5.0 lists it
-/// as a container too; Incus does not).
+/// The `resources` of an operation on instances `names` of `project`:
+/// LXD 5.0 lists them as containers too and names no project; Incus lists
+/// instances only, with `?project=` outside `default`.
 pub(crate) fn instance_resources(
     st: &State,
+    project: &str,
     names: &[&str],
 ) -> Option<BTreeMap<String, Vec<String>>> {
+    let incus = st.server.family == crate::Family::Incus;
+    let q = if incus && project != "default" {
+        format!("?project={}", util::percent_encode(project))
+    } else {
+        String::new()
+    };
     let urls = |kind: &str| {
         names
             .iter()
-            .map(|n| format!("/1.0/{kind}/{n}"))
+            .map(|n| format!("/1.0/{kind}/{n}{q}"))
             .collect::<Vec<_>>()
     };
     let mut r = BTreeMap::from([("instances".to_string(), urls("instances"))]);
-    if st.server.family == crate::Family::Lxd {
+    if !incus {
         r.insert("containers".into(), urls("containers"));
     }
     Some(r)

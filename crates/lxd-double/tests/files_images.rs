@@ -163,6 +163,19 @@ fn incus_answers_with_its_own_headers_and_reads_both() {
         op["resources"].get("containers").is_none(),
         "Incus names instances only"
     );
+    d.add_project("p", &[]);
+    d.seed("p", "b", Instance::running());
+    let op = run_op(
+        &d,
+        "PUT",
+        "/1.0/instances/b/state?project=p",
+        r#"{"action":"stop"}"#,
+    );
+    assert_eq!(
+        op["resources"]["instances"],
+        json!(["/1.0/instances/b?project=p"]),
+        "with its project"
+    );
 }
 
 #[test]
@@ -356,4 +369,52 @@ fn aliases_rename_and_images_delete() {
     );
     assert_eq!(get(&d, "/1.0/images").meta().as_array().unwrap().len(), 1);
     assert_eq!(get(&d, "/1.0/images?project=nope").status, 404);
+}
+
+#[test]
+fn aliases_are_listed_made_and_deleted_and_profiles_read() {
+    let (_t, d) = double();
+    d.add_image("default", Image::new("one"));
+    let fp = d.state().images("default")[0].fingerprint.clone();
+    let body = json!({"name": "uno", "target": &fp[..8]}).to_string();
+    let a = call(&d, "POST", "/1.0/images/aliases", &body);
+    assert_eq!(
+        (a.status, a.header("Location")),
+        (201, Some("/1.0/images/aliases/uno"))
+    );
+    assert_eq!(call(&d, "POST", "/1.0/images/aliases", &body).status, 409);
+    let names: Vec<String> = get(&d, "/1.0/images/aliases?recursion=1")
+        .meta()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["one", "uno"]);
+    assert_eq!(
+        call(&d, "DELETE", "/1.0/images/aliases/one", "").status,
+        200
+    );
+    assert_eq!(
+        call(&d, "DELETE", "/1.0/images/aliases/one", "").status,
+        404
+    );
+    assert_eq!(
+        get(&d, "/1.0/images/aliases").meta(),
+        json!(["/1.0/images/aliases/uno"])
+    );
+
+    assert_eq!(
+        get(&d, "/1.0/profiles").meta(),
+        json!(["/1.0/profiles/default"])
+    );
+    let p = get(&d, "/1.0/profiles/default").meta();
+    assert_eq!(p["devices"]["eth0"]["type"], "nic");
+    assert_eq!(get(&d, "/1.0/profiles/nope").status, 404);
+    d.add_project("lean", &[("features.profiles", "false")]);
+    assert_eq!(
+        get(&d, "/1.0/profiles?project=lean").meta(),
+        json!(["/1.0/profiles/default"]),
+        "default's"
+    );
 }

@@ -103,7 +103,7 @@ pub(super) fn post(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx) -> Option<Rep
         Source::Empty => {}
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let resources = ops::instance_resources(st, &refs);
+    let resources = ops::instance_resources(st, &p, &refs);
     let early = st.behaviour.create_record_early;
     // `start` came with the instance_create_start extension: LXD 5.0.2
     // ignores it (the instance stays Stopped), Incus 6.0 starts it.

@@ -106,7 +106,7 @@ pub(super) fn put_state(
         "unfreeze" => (None, "Unfreezing instance"),
         other => return Some(Reply::err(400, format!("Unknown action: '{other}'"))),
     };
-    let resources = ops::instance_resources(&g.state, &[name]);
+    let resources = ops::instance_resources(&g.state, &p, &[name]);
     drop(g);
     let (pp, n) = (p.clone(), name.to_string());
     let effect = Box::new(move |st: &mut State| {
@@ -240,7 +240,7 @@ pub(super) fn put(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx, name: &str) ->
         Err(e) => return Some(e),
     };
     let restore = str_field(&b, "restore").unwrap_or("").to_string();
-    let resources = ops::instance_resources(&g.state, &[name]);
+    let resources = ops::instance_resources(&g.state, &p, &[name]);
     let (pp, n) = (p.clone(), name.to_string());
     let work = if restore.is_empty() {
         if let Err(e) = etag_check(req, inst) {
@@ -324,7 +324,7 @@ pub(super) fn delete(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx, name: &str)
     if inst.is_running() {
         return Some(Reply::err(400, "Instance is running"));
     }
-    let resources = ops::instance_resources(&g.state, &[name]);
+    let resources = ops::instance_resources(&g.state, &p, &[name]);
     drop(g);
     let (pp, n) = (p.clone(), name.to_string());
     let effect = Box::new(move |st: &mut State| {

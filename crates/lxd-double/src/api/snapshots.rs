@@ -84,7 +84,7 @@ pub(super) fn post(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx, name: &str) -
             .unwrap_or(0);
         snap = format!("snap{n}");
     }
-    let resources = ops::instance_resources(&g.state, &[name]);
+    let resources = ops::instance_resources(&g.state, &p, &[name]);
     drop(g);
     let (pp, n) = (p.clone(), name.to_string());
     let effect = Box::new(move |st: &mut State| {
@@ -133,7 +133,7 @@ pub(super) fn delete(
         return Some(Reply::err(404, missing(&p, name, snap)));
     }
     let full = format!("{name}/{snap}");
-    let resources = ops::instance_resources(&g.state, &[&full]);
+    let resources = ops::instance_resources(&g.state, &p, &[&full]);
     drop(g);
     let (pp, n, s) = (p.clone(), name.to_string(), snap.to_string());
     let effect = Box::new(move |st: &mut State| {
