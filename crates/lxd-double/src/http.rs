@@ -107,7 +107,7 @@ pub(crate) fn read_request(
         Err(e) => return Err(ReadError::Bad(format!("malformed request: {e}"))),
     }
     let method = parsed.method.unwrap_or("").to_string();
-    let target = parsed.path.unwrap_or("").to_string();
+    let target = origin_form(parsed.path.unwrap_or(""));
     let version = parsed.version.unwrap_or(1);
     let headers: Vec<(String, String)> = parsed
         .headers
@@ -170,6 +170,21 @@ pub(crate) fn read_request(
         body,
         keep_alive,
     })
+}
+
+/// The path and query of a target, also when sent in absolute form
+/// (`http://lxd/1.0`), which Go's server accepts too.
+fn origin_form(target: &str) -> String {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = target.strip_prefix(scheme) {
+            return match rest.find(['/', '?']) {
+                Some(i) if rest[i..].starts_with('/') => rest[i..].to_string(),
+                Some(i) => format!("/{}", &rest[i..]),
+                None => "/".to_string(),
+            };
+        }
+    }
+    target.to_string()
 }
 
 /// A chunked body (chunk extensions and trailers are skipped).
@@ -282,4 +297,20 @@ pub(crate) fn write_response(
     }
     w.write_all(&bytes)?;
     w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_form;
+
+    #[test]
+    fn absolute_targets_become_origin_form() {
+        assert_eq!(
+            origin_form("http://lxd/1.0/instances?recursion=1"),
+            "/1.0/instances?recursion=1"
+        );
+        assert_eq!(origin_form("http://lxd"), "/");
+        assert_eq!(origin_form("http://lxd?x=1"), "/?x=1");
+        assert_eq!(origin_form("/1.0"), "/1.0");
+    }
 }
