@@ -323,7 +323,7 @@ impl Store {
     /// symbolic link or FIFO, only the owners the project's trust allows,
     /// never outside the folder.
     pub fn read_project_file(&self, rel: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
-        project_file::read(&*self.opts.fs, &self.paths.dir, rel, limit)
+        project_file::read(&self.paths.dir, rel, limit, self.opts.trust)
     }
 
     /// Read-only health check of the files (`ldm doctor`).
