@@ -65,6 +65,8 @@ pub enum Command {
     /// Read and change settings in containers.yaml.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show what the project asks for beyond its folder (outside mounts, setup steps, a remote), and allow it for this folder.
+    Trust(TrustArgs),
     /// Fold containers.log into containers.yaml now.
     Compact,
     /// Check containers.yaml and containers.log; repair a damaged log.
@@ -416,6 +418,23 @@ pub enum ConfigCommand {
         /// The key (see `ldm config get --help`).
         key: String,
     },
+}
+
+/// Arguments of `ldm trust`.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Allow without asking (for scripts).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Show what is allowed for this folder and what waits; change nothing.
+    #[arg(long, conflicts_with_all = ["yes", "revoke"])]
+    pub show: bool,
+    /// Forget everything allowed for this folder (what you typed too).
+    #[arg(long, conflicts_with = "yes")]
+    pub revoke: bool,
+    /// With --show: print JSON.
+    #[arg(long, requires = "show")]
+    pub json: bool,
 }
 
 /// Arguments of `ldm doctor`.

@@ -293,8 +293,8 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     assert!(!devices(&env, "p-dev").contains_key(&m.device_name()));
 
     for (spec, why) in [
-        ("/:/mnt/root", "/ is a system folder"),
-        ("/etc:/mnt/etc", "/etc is a system folder"),
+        ("/:/mnt/root", "/ is the whole host"),
+        ("/etc:/mnt/etc", "/etc is the system folder /etc"),
     ] {
         let run = env.fail(&["mount", "dev", spec]);
         run.err_has(why);
@@ -348,6 +348,8 @@ fn set_setup(env: &Env, steps: &str) {
         &format!("defaults:\n  setup:\n{steps}containers:"),
     );
     std::fs::write(&path, text).unwrap();
+    // Written by hand, as a repository could: allowed as a user would.
+    env.trust();
 }
 
 /// The setup steps (`env LDM_USER=... sh -c CMD`) among `argvs`: their CMD.

@@ -9,12 +9,14 @@
 //! /etc/subgid give root that id (`root:UID:1`). That one-time step needs
 //! root: ldm says the exact command and leaves the mount out.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::commands::op::Progress;
 use crate::commands::setup;
 use crate::lxd::{Disk, Instance, Lxd, LxdError};
 use crate::model::Mount;
+use crate::trust::sources::{self, Homes};
 use crate::Error;
 
 /// A user and group id.
@@ -50,86 +52,117 @@ pub fn host_ids(dir: &Path) -> Ids {
     }
 }
 
-/// Host folders no mount may show without `--force`: the whole system,
-/// the folder of everyone's homes, and LXD's own state (a container that
-/// sees those can take over the host).
-const REFUSED: &[&str] = &[
-    "/",
-    "/home",
-    "/root",
-    "/var/lib/lxd",
-    "/var/snap/lxd",
-    "/var/lib/incus",
-    "/var/lib/lxcfs",
-    "/var/log/lxd",
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-];
-
-/// Why `path` (absolute, resolved) may not be mounted without `--force`.
-pub fn refused(path: &Path) -> Option<String> {
-    for r in REFUSED {
-        let r = Path::new(r);
-        if path == r {
-            return Some(format!("{} is a system folder", r.display()));
-        }
-        // Its parent folders hold it too (/var shows /var/lib/lxd).
-        if r != Path::new("/") && r.starts_with(path) {
-            return Some(format!("{} holds {}", path.display(), r.display()));
-        }
-        if ["/var/lib/lxd", "/var/snap/lxd", "/var/lib/incus"]
-            .iter()
-            .any(|l| Path::new(l) == r)
-            && path.starts_with(r)
-        {
-            return Some(format!("{} is inside LXD's own folder", path.display()));
-        }
-    }
-    None
+/// What a mount's host side is, judged ([`judge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judged {
+    /// Mount it: this real path.
+    Mount(PathBuf),
+    /// Mount it: a refused path the user forced; `typed` when `--force`
+    /// was typed on this command line (to be remembered), not only found
+    /// in what the user forced before.
+    Forced {
+        /// The real path.
+        path: PathBuf,
+        /// Forced on this command line.
+        typed: bool,
+    },
+    /// Never mounted unless the user types `--force` (or at all, when
+    /// `forceable` is false); `why` says so.
+    Refused {
+        /// The real path.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+        /// `--force` would mount it.
+        forceable: bool,
+    },
 }
 
-/// Why `path` (resolved) may not be mounted without `--force` when it is
-/// the home folder of the user running ldm or of the host user of the
-/// project at `dir` ([`host_ids`]): a container that can write it can
-/// change the user's shell startup files and SSH keys.
-fn home(path: &Path, dir: &Path) -> Option<String> {
-    let mine = std::env::var_os("HOME").map(PathBuf::from);
-    let host = crate::users::by_uid(host_ids(dir).uid).map(|u| u.home);
-    [mine, host]
-        .into_iter()
-        .flatten()
-        .filter_map(|h| std::fs::canonicalize(h).ok())
-        .any(|h| h == path)
-        .then(|| {
-            format!(
-                "{} is a home folder (shell startup files, SSH keys)",
-                path.display()
-            )
-        })
+/// Judges the host side of `m` in the project at `dir`: it must exist; a
+/// refused source (`trust::sources::refused`) is mounted only when the user
+/// typed `--force` (`typed`) now or when mounting it before (`forced`,
+/// from what the user allowed). Run as root, only sources owned by the
+/// project folder's owner are mounted.
+pub fn judge(
+    dir: &Path,
+    m: &Mount,
+    typed: bool,
+    forced: &BTreeSet<PathBuf>,
+) -> Result<Judged, Error> {
+    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let s = sources::resolve(&canon, &m.host);
+    if !s.exists {
+        let joined = dir.join(&m.host);
+        return Err(Error::NotFound {
+            what: format!(
+                "the host folder {} of mount {m} does not exist",
+                joined.display()
+            ),
+            next: format!(
+                "create it (mkdir -p {}), or fix the mount",
+                joined.display()
+            ),
+        });
+    }
+    let host = host_ids(&canon);
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 && sources::owner(&s.path) != Some(host.uid) {
+        return Ok(Judged::Refused {
+            why: format!(
+                "ldm runs as root, and {} is not owned by the project folder's owner ({}); a container must not get files its user could not reach. Run ldm as the folder's owner",
+                s.path.display(),
+                crate::users::describe(host.uid)
+            ),
+            path: s.path,
+            forceable: false,
+        });
+    }
+    let Some(why) = sources::refused(&s, &Homes::of(host.uid)) else {
+        return Ok(Judged::Mount(s.path));
+    };
+    if typed || forced.contains(&s.path) {
+        return Ok(Judged::Forced {
+            path: s.path,
+            typed,
+        });
+    }
+    Ok(Judged::Refused {
+        why: format!("{why}; a container that sees it can take over your account or the host"),
+        path: s.path,
+        forceable: true,
+    })
 }
 
-/// The absolute host folder of `m` in a project at `dir`: it must exist,
-/// and is refused (see [`refused`]) unless `force`.
-pub fn source(dir: &Path, m: &Mount, force: bool) -> Result<PathBuf, Error> {
-    let joined = dir.join(&m.host);
-    let path = std::fs::canonicalize(&joined).map_err(|e| Error::NotFound {
-        what: format!("the host folder {} of mount {m} ({e})", joined.display()),
-        next: format!(
-            "create it (mkdir -p {}), or fix the mount",
-            joined.display()
-        ),
-    })?;
-    if !force {
-        if let Some(why) = refused(&path).or_else(|| home(&path, dir)) {
-            return Err(Error::Usage(format!(
-                "will not mount {}: {why}; a container that sees it can change the host. Mount a project folder instead, or pass --force if you mean it",
-                path.display()
-            )));
+/// [`judge`] for a mount the user typed (`ldm mount`): a refused source is
+/// an error that says how to force it.
+pub fn source(dir: &Path, m: &Mount, force: bool) -> Result<Judged, Error> {
+    match judge(dir, m, force, &BTreeSet::new())? {
+        Judged::Refused {
+            path,
+            why,
+            forceable,
+        } => Err(Error::Usage(format!(
+            "will not mount {}: {why}. Mount a folder of the project instead{}",
+            path.display(),
+            if forceable {
+                ", or pass --force if you mean it"
+            } else {
+                ""
+            }
+        ))),
+        ok => Ok(ok),
+    }
+}
+
+impl Judged {
+    /// The real path.
+    pub fn path(&self) -> &Path {
+        match self {
+            Judged::Mount(p) | Judged::Forced { path: p, .. } | Judged::Refused { path: p, .. } => {
+                p
+            }
         }
     }
-    Ok(path)
 }
 
 /// `raw.idmap` mapping the host user and group to the container's.
@@ -283,7 +316,13 @@ pub fn attach(
         }
     }
     let use_raw = inst.raw_idmap.as_deref() == Some(idmap.as_str());
-    if inst.is_running() && !use_raw {
+    // An idmapped mount lets the container's root act as the files' owner
+    // on the host: only on files the host user owns (else raw.idmap, which
+    // maps the host user alone).
+    let all_owned = todo
+        .iter()
+        .all(|(_, s)| sources::owner(s) == Some(t.host.uid));
+    if inst.is_running() && !use_raw && all_owned {
         let (m, s) = todo[0];
         match lxd.add_disk(t.lxd_name, &disk(m, s, true)) {
             Ok(()) => {
@@ -406,24 +445,6 @@ pub fn user_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str) -> Result<Ids, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn system_folders_and_their_parents_are_refused() {
-        for p in [
-            "/",
-            "/home",
-            "/var",
-            "/var/lib",
-            "/var/lib/lxd",
-            "/var/lib/lxd/containers",
-            "/etc",
-        ] {
-            assert!(refused(Path::new(p)).is_some(), "{p}");
-        }
-        for p in ["/home/ann/webapp", "/srv/data", "/tmp/x", "/var/tmp/p"] {
-            assert!(refused(Path::new(p)).is_none(), "{p}");
-        }
-    }
 
     #[test]
     fn subid_ranges_are_read_as_newuidmap_does() {

@@ -38,6 +38,10 @@ fn setup(fake: Fake) -> Setup {
         style: style::Style::plain(),
         safe: SafeDirs::default(),
         connect,
+        user: Some(crate::user_state::UserDirs::in_dir(
+            &dir.path().join(".user"),
+        )),
+        log_seen: Mutex::new(None),
     };
     Setup {
         _dir: dir,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::cli::UpDown;
 use crate::commands::container::Started;
+use crate::commands::gate::{self, Gated};
 use crate::commands::op;
 use crate::commands::provision::{self, Mounts, Plan};
 use crate::commands::setup::wait_ipv4;
@@ -17,6 +18,7 @@ use crate::commands::{text, Ctx};
 use crate::lxd::{Instance, Lxd, LxdError};
 use crate::model::{Mutation, Op, Project};
 use crate::store::Owners;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// What `up` or `down` will do to one container.
@@ -159,6 +161,14 @@ pub fn down(ctx: &Ctx, args: &UpDown, out: &mut dyn Write) -> Result<(), Error> 
 fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Error> {
     let store = ctx.store()?;
     let project = store.read()?;
+    // `up` may re-create any of them, which LXD only says once asked: what
+    // a re-create applies is checked for all of them first.
+    let need = match (up, args.dry_run) {
+        (true, false) => Need::up((!args.names.is_empty()).then(|| args.names.clone())),
+        (false, false) => Need::lxd(),
+        (_, true) => Need::nothing(),
+    };
+    let gated = gate::check(ctx, &store, &project, &need)?;
     for name in &args.names {
         op::container(&project, name)?;
     }
@@ -184,7 +194,10 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     not_elsewhere(&*lxd, &project, &mut plan);
     if args.dry_run {
         for (name, a) in &plan {
-            say(out, &format!("{name}: {}", describe(&project, name, a)))?;
+            say(
+                out,
+                &format!("{name}: {}", text::escape(&describe(&project, name, a))),
+            )?;
         }
         return Ok(());
     }
@@ -199,9 +212,18 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     let mut results: Vec<Option<Result<String, Error>>> = plan.iter().map(|_| None).collect();
     std::thread::scope(|scope| -> Result<(), Error> {
         for (i, (name, action)) in plan.iter().enumerate() {
-            let (lxd, project, tx) = (&lxd, &project, tx.clone());
+            let (lxd, project, tx, gated) = (&lxd, &project, tx.clone(), &gated);
             scope.spawn(move || {
-                let r = act(ctx, &**lxd, project, name, action, args.wait.timeout, one);
+                let r = act(
+                    ctx,
+                    gated,
+                    &**lxd,
+                    project,
+                    name,
+                    action,
+                    args.wait.timeout,
+                    one,
+                );
                 let _ = tx.send((i, r));
             });
         }
@@ -211,7 +233,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
             if !one {
                 let name = &plan[i].0;
                 let line = match &r {
-                    Ok(done) => format!("{name}: {done}"),
+                    Ok(done) => format!("{name}: {}", text::escape(done)),
                     Err(e) => format!("{name}: failed: {}", text::escape(&e.to_string())),
                 };
                 say(out, &line)?;
@@ -235,7 +257,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
             return Ok(());
         };
         return match r {
-            Ok(done) => say(out, &format!("{name} {done}")),
+            Ok(done) => say(out, &format!("{name} {}", text::escape(&done))),
             Err(e) => Err(e),
         };
     }
@@ -269,8 +291,10 @@ fn summary(
 }
 
 /// Carries out one container's action; returns what was done, in words.
+#[allow(clippy::too_many_arguments)]
 fn act(
     ctx: &Ctx,
+    gated: &Gated,
     lxd: &dyn Lxd,
     project: &Project,
     name: &str,
@@ -291,7 +315,7 @@ fn act(
             Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok("is stopped".into()),
             Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
         },
-        Action::Recreate { image } => recreate(ctx, name, image, wait, one),
+        Action::Recreate { image } => recreate(ctx, gated, name, image, wait, one),
         Action::Missing => Ok("is not in LXD".into()),
         Action::Running { ipv4: Some(ip) } => Ok(format!("is running at {ip}")),
         Action::Running { ipv4: None } => running_at(ctx, lxd, &lxd_name, wait, one),
@@ -326,6 +350,7 @@ fn running_at(
 /// be finished: its intent first, then every provisioning step.
 fn recreate(
     ctx: &Ctx,
+    gated: &Gated,
     name: &str,
     image: &str,
     wait: Duration,
@@ -335,6 +360,7 @@ fn recreate(
     let (_owner, pending) = op::claim(&store, Op::Create)?;
     let owners = store.owners();
     let s = store.commit(|p| {
+        gated.recheck(p, &Need::up(Some(vec![name.to_string()])))?;
         let c = op::container(p, name)?;
         if let Some(old) = op::check_free(&owners, name, c)? {
             return Err(op::interrupted(name, &old, &c.image, ""));
@@ -358,6 +384,7 @@ fn recreate(
         image,
         mounts: Mounts::Default,
         force: false,
+        forced: &gated.forced,
         timeout: wait.max(Duration::from_secs(300)),
         quiet: ctx.quiet || !one,
     };
