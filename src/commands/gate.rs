@@ -134,7 +134,7 @@ pub fn check(ctx: &Ctx, store: &Store, project: &Project, need: &Need) -> Result
 
 /// The one line a command that goes on prints about what waits.
 fn waiting_line(waiting: &[Found]) -> String {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut counts: Vec<((&str, &str), usize)> = Vec::new();
     for f in waiting {
         match counts.iter_mut().find(|(n, _)| *n == f.noun()) {
             Some((_, c)) => *c += 1,
@@ -143,12 +143,9 @@ fn waiting_line(waiting: &[Found]) -> String {
     }
     let parts: Vec<String> = counts
         .iter()
-        .map(|(n, c)| {
-            if *c == 1 {
-                format!("1 {n}")
-            } else {
-                format!("{c} {n}s")
-            }
+        .map(|((one, many), c)| match c {
+            1 => format!("1 {one}"),
+            c => format!("{c} {many}"),
         })
         .collect();
     format!(
@@ -164,7 +161,8 @@ fn refuse(dir: &Path, blocking: &[&Found]) -> Result<(), Error> {
     }
     let list: Vec<String> = blocking
         .iter()
-        .map(|f| format!("  - {}", text::escape(&f.describe())))
+        .flat_map(|f| f.lines())
+        .map(|l| format!("  - {}", text::escape(&l)))
         .collect();
     Err(Error::Untrusted {
         dir: dir.to_path_buf(),

@@ -105,6 +105,15 @@ pub fn judge(
         });
     }
     let host = host_ids(&canon);
+    let refused = sources::refused(&s, &Homes::of(host.uid));
+    let forced = refused.is_some() && (typed || forced.contains(&s.path));
+    if let (Some(why), false) = (&refused, forced) {
+        return Ok(Judged::Refused {
+            why: format!("{why}; a container that sees it can take over your account or the host"),
+            path: s.path,
+            forceable: true,
+        });
+    }
     // SAFETY: geteuid cannot fail and touches no memory.
     if unsafe { libc::geteuid() } == 0 && sources::owner(&s.path) != Some(host.uid) {
         return Ok(Judged::Refused {
@@ -117,19 +126,12 @@ pub fn judge(
             forceable: false,
         });
     }
-    let Some(why) = sources::refused(&s, &Homes::of(host.uid)) else {
-        return Ok(Judged::Mount(s.path));
-    };
-    if typed || forced.contains(&s.path) {
-        return Ok(Judged::Forced {
+    Ok(match forced {
+        true => Judged::Forced {
             path: s.path,
             typed,
-        });
-    }
-    Ok(Judged::Refused {
-        why: format!("{why}; a container that sees it can take over your account or the host"),
-        path: s.path,
-        forceable: true,
+        },
+        false => Judged::Mount(s.path),
     })
 }
 
@@ -308,6 +310,11 @@ pub fn attach(
             restarted: false,
         });
     }
+    // Host root's files are never shown to a container: with shift=true
+    // its root would be host root inside the mount.
+    if t.host.uid == 0 || t.host.gid == 0 {
+        return Ok(Attached::HostRoot);
+    }
     // A device at the same name with other values is an older mount at
     // this path: replace it.
     for (m, _) in &todo {
@@ -351,9 +358,6 @@ pub fn attach(
                     t.lxd_name
                 ),
             });
-        }
-        if t.host.uid == 0 || t.host.gid == 0 {
-            return Ok(Attached::HostRoot);
         }
         if let Some(command) = root_step(t.host) {
             return Ok(Attached::NeedsRoot { command });
@@ -445,6 +449,59 @@ pub fn user_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str) -> Result<Ids, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding 3 of issue 22: with an idmapped mount (shift=true) the
+    /// container's root acts as the files' owner on the host, so it is
+    /// tried only on sources the host user owns; never for host root.
+    #[test]
+    fn shift_is_tried_only_on_sources_the_host_user_owns_and_never_for_root() {
+        use crate::lxd::fake::Fake;
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&src, Some(4242), Some(4242)).unwrap();
+        }
+        let owner = std::fs::metadata(&src).unwrap().uid();
+        let m = Mount::parse("src:/srv/src").unwrap();
+        let mounts = [(m, src.clone())];
+        let attach_as = |host: u32| {
+            let fake = Fake::new().with_instance("p-a", true, &[]);
+            let t = Target {
+                lxd_name: "p-a",
+                host: Ids {
+                    uid: host,
+                    gid: host,
+                },
+                user: Ids {
+                    uid: 1000,
+                    gid: 1000,
+                },
+                mounts: &mounts,
+            };
+            let progress = Progress::new(true, 0);
+            let r = attach(&fake, &t, std::time::Duration::from_secs(1), &progress).unwrap();
+            let shifted = fake
+                .instance("p-a")
+                .unwrap()
+                .unwrap()
+                .disks
+                .iter()
+                .any(|d| d.shift);
+            (r, shifted)
+        };
+        let (r, shifted) = attach_as(owner);
+        assert!(shifted && matches!(r, Attached::Done { .. }), "{r:?}");
+        // Another user's source: no shift=true (raw.idmap instead, which
+        // here needs the one-time root step).
+        let (r, shifted) = attach_as(owner + 1);
+        assert!(!shifted, "{r:?}");
+        assert!(!matches!(r, Attached::Done { .. }), "{r:?}");
+        let (r, shifted) = attach_as(0);
+        assert!(!shifted && r == Attached::HostRoot, "{r:?}");
+    }
 
     #[test]
     fn subid_ranges_are_read_as_newuidmap_does() {

@@ -55,8 +55,8 @@ pub fn run(ctx: &Ctx, args: &TrustArgs, out: &mut dyn Write) -> Result<(), Error
             r.dir.display()
         ),
     )?;
-    for f in &v.waiting {
-        say(out, &format!("  - {}", text::escape(&f.describe())))?;
+    for l in v.waiting.iter().flat_map(|f| f.lines()) {
+        say(out, &format!("  - {}", text::escape(&l)))?;
     }
     out.flush().map_err(Error::Output)?;
     if !op::confirm("Allow these for this folder?", args.yes, "--yes")? {
@@ -149,8 +149,8 @@ fn show(r: &Review, waiting: &[Found], json: bool, out: &mut dyn Write) -> Resul
         say(out, "Waiting:        nothing")
     } else {
         say(out, "Waiting (`ldm trust` allows them):")?;
-        for f in waiting {
-            say(out, &format!("  - {}", text::escape(&f.describe())))?;
+        for l in waiting.iter().flat_map(|f| f.lines()) {
+            say(out, &format!("  - {}", text::escape(&l)))?;
         }
         Ok(())
     }

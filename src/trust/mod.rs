@@ -410,47 +410,59 @@ impl fmt::Display for Use {
 }
 
 impl Found {
-    /// One line for people; values from the file are the caller's to escape.
-    pub fn describe(&self) -> String {
+    /// Lines for people, one per way the file writes it (a mount written
+    /// twice, through a link and by path, is shown twice); values from the
+    /// file are the caller's to escape.
+    pub fn lines(&self) -> Vec<String> {
         let who = self
             .uses
             .iter()
             .map(|u| u.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        match &self.item {
+        let one = match &self.item {
             Item::Remote { name } => format!(
                 "remote {name}: every LXD call (containers, files, images) goes to that server instead of this machine's LXD"
             ),
             Item::Mount { source, readonly } => {
                 let how = if *readonly { "read-only" } else { "read-write" };
-                let written = self.written.iter().cloned().collect::<Vec<_>>().join(", ");
-                let mut s = format!(
-                    "mount {} {how} into {who} (written {written})",
-                    source.display()
-                );
-                if let Some(why) = &self.refused {
-                    s.push_str(&format!(
-                        "; refused even when allowed: {why}, so ldm mounts it only when you type `ldm mount NAME {written} --force`"
-                    ));
-                }
-                s
+                let name = match self.uses.iter().next() {
+                    Some(Use::Container(c)) => c.as_str(),
+                    _ => "NAME",
+                };
+                return self
+                    .written
+                    .iter()
+                    .map(|w| {
+                        let refused = match &self.refused {
+                            Some(why) => format!(
+                                "; refused even when allowed: {why}, so ldm mounts it only when you type `ldm mount {name} {w} --force`"
+                            ),
+                            None => String::new(),
+                        };
+                        format!(
+                            "mount {w} into {who}: {} {how}{refused}",
+                            source.display()
+                        )
+                    })
+                    .collect();
             }
             Item::Step { command } => format!("setup step for {who}: {command}"),
             Item::Script { path } => format!("setup script for {who}: {path}"),
             Item::Setting { key, .. } => format!(
                 "security.{key} back on for {who}, which the project had turned off (it weakens the container's isolation)"
             ),
-        }
+        };
+        vec![one]
     }
 
-    /// How a command's one-line note counts it: "mount", "setup step", ...
-    pub fn noun(&self) -> &'static str {
+    /// How a command's one-line note counts it: one and many.
+    pub fn noun(&self) -> (&'static str, &'static str) {
         match self.item {
-            Item::Remote { .. } => "remote",
-            Item::Mount { .. } => "mount outside the project",
-            Item::Step { .. } | Item::Script { .. } => "setup step",
-            Item::Setting { .. } => "setting",
+            Item::Remote { .. } => ("remote", "remotes"),
+            Item::Mount { .. } => ("mount outside the project", "mounts outside the project"),
+            Item::Step { .. } | Item::Script { .. } => ("setup step", "setup steps"),
+            Item::Setting { .. } => ("setting turned back on", "settings turned back on"),
         }
     }
 }
