@@ -60,7 +60,8 @@ pub struct Homes {
 
 impl Homes {
     /// `HOME` and the home folder of user `uid` (the host user of the
-    /// project: see `commands::mounts::host_ids`).
+    /// project: see `commands::mounts::host_ids`) when that is another user
+    /// or `HOME` is unset.
     pub fn of(uid: u32) -> Homes {
         Homes {
             uid: Some(uid),
@@ -81,7 +82,16 @@ impl Homes {
             let mine = std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
                 .map(PathBuf::from);
-            let host = self.uid.and_then(crate::users::by_uid).map(|u| u.home);
+            // SAFETY: geteuid cannot fail.
+            let me = unsafe { libc::geteuid() };
+            // A user running ldm for themselves has HOME; the database (a
+            // lookup that costs a fresh process ~0.1 ms) is asked for
+            // another host user (ldm run as root) or without HOME.
+            let host = self
+                .uid
+                .filter(|u| *u != me || mine.is_none())
+                .and_then(crate::users::by_uid)
+                .map(|u| u.home);
             let mut homes: Vec<PathBuf> = [mine, host]
                 .into_iter()
                 .flatten()
