@@ -117,7 +117,8 @@ pub struct ContainerCreate {
     /// Do not mount the project folder (or `defaults.mounts`).
     #[arg(long)]
     pub no_mount: bool,
-    /// Mount host folders ldm refuses by default (/, /home, LXD's own).
+    /// Mount host paths ldm refuses otherwise (system folders, your home
+    /// folder's dot-files, LXD's state): only ever when typed here.
     #[arg(long)]
     pub force: bool,
     /// Seconds to wait for the container to finish booting (cloud-init).
@@ -136,7 +137,8 @@ pub struct MountArgs {
     /// Read-only in the container.
     #[arg(long)]
     pub ro: bool,
-    /// Mount host folders ldm refuses by default (/, /home, LXD's own).
+    /// Mount host paths ldm refuses otherwise (system folders, your home
+    /// folder's dot-files, LXD's state): only ever when typed here.
     #[arg(long)]
     pub force: bool,
     /// How long to wait for LXD (and for a restart to apply raw.idmap).
