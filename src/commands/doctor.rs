@@ -7,7 +7,8 @@ use serde::Serialize;
 use crate::cli::{Doctor, DEFAULT_WAIT};
 use crate::commands::drift::{self, Drift, MountFix};
 use crate::commands::gate::{self, Gated};
-use crate::commands::mounts::{self, Attached, Judged};
+use crate::commands::mounts::{self, Attached};
+use crate::commands::sources::{self, Judged};
 use crate::commands::style::Color;
 use crate::commands::{op, text, Ctx};
 use crate::lxd::{Away, Instance, Lxd, LxdError};
@@ -307,7 +308,7 @@ fn fix_mount(
             user,
             mount,
         } => {
-            let source = match mounts::judge(&store.paths().dir, mount, false, &gated.forced)? {
+            let source = match sources::judge(&store.paths().dir, mount, false, &gated.forced)? {
                 Judged::Refused { why, .. } => {
                     eprintln!(
                         "Not mounting {} in {lxd_name}: {}; mount it yourself with `ldm mount ... --force` if you mean it, or `ldm umount` it",

@@ -25,6 +25,7 @@ mod provision;
 mod proxy;
 mod setup;
 mod snapshot;
+mod sources;
 mod ssh;
 mod steps;
 pub mod style;

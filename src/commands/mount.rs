@@ -10,8 +10,9 @@
 use std::io::Write;
 
 use crate::cli::{MountArgs, SetupArgs, UmountArgs};
-use crate::commands::mounts::{self, Attached, Judged};
+use crate::commands::mounts::{self, Attached};
 use crate::commands::op::{self, Progress};
+use crate::commands::sources::{self, Judged};
 use crate::commands::steps;
 use crate::commands::{gate, Ctx};
 use crate::model::{Mount, Mutation, Op, Project};
@@ -51,7 +52,7 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
         mount: m.to_string(),
     };
     op::may_begin(&store.owners(), name, op::container(&project, name)?, &op)?;
-    let judged = mounts::source(&store.paths().dir, &m, args.force)?;
+    let judged = sources::source(&store.paths().dir, &m, args.force)?;
     let source = judged.path().to_path_buf();
     let lxd = ctx.lxd(&project, args.wait.timeout);
     let inst = op::instance(&*lxd, &project.lxd_name(name))?;

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::commands::container::{finish, launch, rerun_hint, Started};
-use crate::commands::mounts::{self, Attached, Judged};
+use crate::commands::mounts::{self, Attached};
 use crate::commands::op::{self, Progress};
 use crate::commands::setup::{self, launch_config};
+use crate::commands::sources::{self, Judged};
 use crate::commands::steps;
 use crate::commands::{gate, text, Ctx};
 use crate::lxd::Lxd;
@@ -163,7 +164,7 @@ fn mount(
     let mut resolved = Vec::new();
     let mut typed = Vec::new();
     for m in wanted {
-        match mounts::judge(&dir, m, plan.force, plan.forced)? {
+        match sources::judge(&dir, m, plan.force, plan.forced)? {
             Judged::Mount(path) => resolved.push((m.clone(), path)),
             Judged::Forced { path, typed: t } => {
                 if t {
