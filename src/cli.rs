@@ -65,6 +65,8 @@ pub enum Command {
     /// Read and change settings in containers.yaml.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show what the project asks for beyond its folder (outside mounts, setup steps, a remote), and allow it for this folder.
+    Trust(TrustArgs),
     /// Fold containers.log into containers.yaml now.
     Compact,
     /// Check containers.yaml and containers.log; repair a damaged log.
@@ -115,7 +117,8 @@ pub struct ContainerCreate {
     /// Do not mount the project folder (or `defaults.mounts`).
     #[arg(long)]
     pub no_mount: bool,
-    /// Mount host folders ldm refuses by default (/, /home, LXD's own).
+    /// Mount host paths ldm refuses otherwise (system folders, your home
+    /// folder's dot-files, LXD's state): only ever when typed here.
     #[arg(long)]
     pub force: bool,
     /// Seconds to wait for the container to finish booting (cloud-init).
@@ -134,7 +137,8 @@ pub struct MountArgs {
     /// Read-only in the container.
     #[arg(long)]
     pub ro: bool,
-    /// Mount host folders ldm refuses by default (/, /home, LXD's own).
+    /// Mount host paths ldm refuses otherwise (system folders, your home
+    /// folder's dot-files, LXD's state): only ever when typed here.
     #[arg(long)]
     pub force: bool,
     /// How long to wait for LXD (and for a restart to apply raw.idmap).
@@ -434,6 +438,23 @@ pub enum ConfigCommand {
         /// The key (see `ldm config get --help`).
         key: String,
     },
+}
+
+/// Arguments of `ldm trust`.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// Allow without asking (for scripts).
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Show what is allowed for this folder and what waits; change nothing.
+    #[arg(long, conflicts_with_all = ["yes", "revoke"])]
+    pub show: bool,
+    /// Forget everything allowed for this folder (what you typed too).
+    #[arg(long, conflicts_with = "yes")]
+    pub revoke: bool,
+    /// With --show: print JSON.
+    #[arg(long, requires = "show")]
+    pub json: bool,
 }
 
 /// Arguments of `ldm doctor`.

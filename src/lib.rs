@@ -16,6 +16,7 @@ pub mod model;
 pub mod output;
 pub mod proxy;
 pub mod store;
+pub mod trust;
 pub mod user_state;
 pub mod users;
 pub mod yaml;
@@ -142,6 +143,21 @@ pub enum Error {
         /// The exact command.
         command: String,
     },
+    /// The project asks for what the user has not allowed for this folder,
+    /// and the command would apply it (DESIGN.md, "What ldm trusts").
+    #[error("the project in {} asks for what you have not allowed for this folder (containers.yaml and containers.log may come from a cloned repository, a teammate, lxc-dev-manager or a container writing through its mount):\n{list}\nnothing was done; review them, then allow them with `ldm trust` (it shows this list and asks), or change containers.yaml", dir.display())]
+    Untrusted {
+        /// The project folder.
+        dir: PathBuf,
+        /// One line per item, escaped.
+        list: String,
+    },
+    /// What the user allowed could not be read or written.
+    #[error(transparent)]
+    Trust(#[from] trust::TrustError),
+    /// The user's state folder could not be read or written.
+    #[error(transparent)]
+    UserState(#[from] user_state::UserStateError),
     /// `doctor` found damage; the report is already printed.
     #[error("{0}")]
     Unhealthy(String),
@@ -180,6 +196,9 @@ impl Error {
             | Error::SomeFailed { .. }
             | Error::SomeContainersFailed { .. }
             | Error::NeedsRoot { .. }
+            | Error::Untrusted { .. }
+            | Error::Trust(_)
+            | Error::UserState(_)
             | Error::Drift(_)
             | Error::Output(_) => 1,
         }

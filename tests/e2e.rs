@@ -594,6 +594,8 @@ fn workflow_on_a_real_lxd() {
     s.up_all();
     s.killed_up_all_and_mount();
     s.remove_mount_files();
+    s.hostile_clone();
+    s.container_rewrites_project_file();
     s.project_delete();
 
     s.print_timings();
@@ -2056,6 +2058,10 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             }
         }
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        // Steps written by hand wait for the user's word (issue 22).
+        if steps.is_some() {
+            self.ldm(&["trust", "--yes"]).ok();
+        }
         // It still reads back.
         let p = self.stored();
         match steps {
@@ -2515,6 +2521,241 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             let _ = std::fs::remove_file(self.dir.join(format!("from-host-{c}")));
             let _ = std::fs::remove_file(self.dir.join(format!("from-container-{c}")));
         }
+    }
+
+    // ------------------------------------------------- issue 22: trust
+
+    /// `ldm ARGS` in `dir` with `home` as HOME (its state folder with it):
+    /// the hostile files below name that home's dot-files, never the real
+    /// user's.
+    fn ldm_in(&self, dir: &std::path::Path, home: &std::path::Path, args: &[&str]) -> Run {
+        let mut cmd = self.ldm_cmd(args);
+        cmd.current_dir(dir)
+            .env("HOME", home)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CACHE_HOME");
+        run(
+            &mut cmd,
+            format!("ldm {} (in {})", args.join(" "), dir.display()),
+        )
+    }
+
+    /// A folder `name` beside the project, with a home folder holding
+    /// `.ssh/authorized_keys` and `.bashrc` of its own.
+    fn trust_folders(&self, name: &str) -> (PathBuf, PathBuf) {
+        let root = self.dir.parent().unwrap().join(name);
+        let (dir, home) = (root.join("project"), root.join("home"));
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(home.join(".ssh/authorized_keys"), "ssh-ed25519 AAAA mine\n").unwrap();
+        std::fs::write(home.join(".bashrc"), "# mine\n").unwrap();
+        (dir, home)
+    }
+
+    /// Issue 22's acceptance, finding 1: a fresh clone whose containers.yaml
+    /// mounts a shipped link `vendor/cache -> ~/.ssh`, `~/.ssh` by path and
+    /// `~/.bashrc`, with a step appending to them. `ldm up` exits 1 before
+    /// any LXD call, listing the three mounts and the step, host files
+    /// unchanged; after `ldm trust --yes` it goes on, without the refused
+    /// mounts.
+    fn hostile_clone(&mut self) {
+        self.step("trust: a fresh clone with a hostile containers.yaml asks first; trusted, it never mounts ~/.ssh");
+        let (dir, home) = self.trust_folders("clone");
+        let home = home.canonicalize().unwrap();
+        let project = format!("{}c", self.project);
+        let step = "mkdir -p /root/.ssh; echo evil-key >> /root/.ssh/authorized_keys; echo evil-line >> /root/.bashrc";
+        std::fs::write(
+            dir.join("containers.yaml"),
+            format!(
+                "project: {project}\ncontainers:\n  dev:\n    image: {image}\n    mounts:\n    - vendor/cache:/home/dev/cache\n    - {h}/.ssh:/root/.ssh\n    - {h}/.bashrc:/root/.bashrc\n    setup:\n    - \"{step}\"\n",
+                image = self.image,
+                h = home.display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.join("vendor")).unwrap();
+        std::os::unix::fs::symlink(home.join(".ssh"), dir.join("vendor/cache")).unwrap();
+        let host_files = || {
+            (
+                std::fs::read(home.join(".ssh/authorized_keys")).unwrap(),
+                std::fs::read(home.join(".bashrc")).unwrap(),
+            )
+        };
+        let before = host_files();
+        let lxd_name = format!("{project}-dev");
+
+        // No LXD call: with no client at all it fails the same way.
+        let mut cmd = self.ldm_cmd(&["up"]);
+        cmd.current_dir(&dir)
+            .env("HOME", &home)
+            .env("LDM_LXC", "/nonexistent/lxc-never-called");
+        let r = run(&mut cmd, "ldm up (no client)".into()).expect_code(1);
+        assert!(r.stderr.contains("ldm trust"), "{}", r.describe());
+        let r = self.ldm_in(&dir, &home, &["up"]).expect_code(1);
+        for want in [
+            "mount vendor/cache:/home/dev/cache into dev".to_string(),
+            format!("mount {}/.ssh:/root/.ssh into dev", home.display()),
+            format!("mount {}/.bashrc:/root/.bashrc into dev", home.display()),
+            format!("setup step for dev: {step}"),
+        ] {
+            assert!(r.stderr.contains(&want), "lacks {want:?}: {}", r.describe());
+        }
+        assert!(
+            query(&format!("/1.0/instances/{lxd_name}")).is_none(),
+            "up made {lxd_name}"
+        );
+        assert_eq!(host_files(), before, "host files changed");
+
+        self.ldm_in(&dir, &home, &["trust", "--yes"]).ok();
+        let r = self.ldm_in(&dir, &home, &["up"]).ok();
+        assert!(
+            r.out().contains("1 of 1 containers running"),
+            "{}",
+            r.describe()
+        );
+        assert!(
+            r.stderr
+                .contains("not mounting vendor/cache:/home/dev/cache"),
+            "{}",
+            r.describe()
+        );
+        let inst = query(&format!("/1.0/instances/{lxd_name}")).expect("up made it");
+        let sources: Vec<&str> = inst["devices"]
+            .as_object()
+            .map(|d| d.values().filter_map(|v| v["source"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            sources
+                .iter()
+                .all(|s| !s.starts_with(home.to_str().unwrap())),
+            "a home dot-file reached LXD: {sources:?}"
+        );
+        // The step ran, in the container only.
+        self.exec(
+            &lxd_name,
+            "grep -q evil-key /root/.ssh/authorized_keys && grep -q evil-line /root/.bashrc",
+            &[],
+        )
+        .ok();
+        assert_eq!(host_files(), before, "host files changed");
+        self.ldm_in(&dir, &home, &["remove", "-f", "dev"]).ok();
+    }
+
+    /// Issue 22's acceptance, finding 2: a container rewrites containers.yaml
+    /// through its mount, adding a mount of an outside folder and of
+    /// `~/.ssh` and a setup step. The next `doctor --fix`, `container setup`
+    /// and `up` refuse until the user allows it; then the step runs and the
+    /// allowed mount is added, `~/.ssh` never.
+    fn container_rewrites_project_file(&mut self) {
+        self.step("trust: a container rewriting containers.yaml through its mount reaches nothing until trusted");
+        let (dir, home) = self.trust_folders("rewrite");
+        let home = home.canonicalize().unwrap();
+        let shared = self.dir.parent().unwrap().join("rewrite/shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        let project = format!("{}w", self.project);
+        let lxd_name = format!("{project}-w");
+        self.ldm_in(&dir, &home, &["create", "--name", &project])
+            .ok();
+        self.ldm_in(&dir, &home, &["container", "create", "w", &self.image])
+            .ok();
+        let path = dir.join("containers.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // As root ldm mounts nothing, so the container has no mounts yet.
+        let mounted = Self::euid() != 0;
+        let (after, mut lines) = match mounted {
+            true => (format!("    - .:/home/dev/{project}\n"), String::new()),
+            false => (
+                format!("    image: {}\n", self.image),
+                "    mounts:\n".into(),
+            ),
+        };
+        assert!(text.contains(&after), "{text}");
+        lines.push_str(&format!(
+            "    - {}:/srv/shared\n    - {}/.ssh:/root/.ssh\n    setup:\n    - touch /root/pwned\n",
+            shared.canonicalize().unwrap().display(),
+            home.display()
+        ));
+        let rewritten = text.replacen(&after, &format!("{after}{lines}"), 1);
+        if mounted {
+            // From inside, as the container's user, through the mount.
+            let target = format!("/home/dev/{project}/containers.yaml");
+            let mut cmd = Command::new("lxc");
+            cmd.args([
+                "exec",
+                &lxd_name,
+                "--user",
+                "1000",
+                "--group",
+                "1000",
+                "--",
+                "sh",
+                "-c",
+                "cat > \"$1\"",
+                "sh",
+                &target,
+            ])
+            .stdin(Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(rewritten.as_bytes())
+                .unwrap();
+            assert!(
+                child.wait().unwrap().success(),
+                "the container could not write {target}"
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), rewritten);
+        } else {
+            // As root ldm mounts nothing: the same bytes, written on the host.
+            std::fs::write(&path, &rewritten).unwrap();
+        }
+        let devices = |_: &Self| -> Vec<String> {
+            query(&format!("/1.0/instances/{lxd_name}")).unwrap()["devices"]
+                .as_object()
+                .map(|d| {
+                    d.values()
+                        .filter_map(|v| v["source"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let before = devices(self);
+        for args in [
+            &["doctor", "--fix"][..],
+            &["container", "setup", "w"],
+            &["up"],
+        ] {
+            let r = self.ldm_in(&dir, &home, args).expect_code(1);
+            assert!(r.stderr.contains("ldm trust"), "{}", r.describe());
+        }
+        assert_eq!(devices(self), before, "a device was added before trust");
+        self.exec(&lxd_name, "test ! -e /root/pwned", &[]).ok();
+        let r = self.ldm_in(&dir, &home, &["list"]).ok();
+        assert!(
+            r.stderr.contains("waiting for your trust"),
+            "{}",
+            r.describe()
+        );
+
+        self.ldm_in(&dir, &home, &["trust", "--yes"]).ok();
+        self.ldm_in(&dir, &home, &["container", "setup", "w"]).ok();
+        self.exec(&lxd_name, "test -e /root/pwned", &[]).ok();
+        if mounted {
+            let r = self.ldm_in(&dir, &home, &["doctor", "--fix"]);
+            let now = devices(self);
+            assert!(
+                now.iter().any(|s| s.ends_with("/rewrite/shared")),
+                "the allowed mount was not added: {now:?}\n{}",
+                r.describe()
+            );
+            assert!(
+                now.iter().all(|s| !s.starts_with(home.to_str().unwrap())),
+                "~/.ssh reached LXD: {now:?}"
+            );
+        }
+        self.ldm_in(&dir, &home, &["remove", "-f", "w"]).ok();
     }
 
     fn project_delete(&mut self) {

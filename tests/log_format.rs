@@ -534,6 +534,7 @@ impl Model {
                             })
                             .collect(),
                         setup: None,
+                        security: Default::default(),
                         user: user(&c.user),
                         pending: c.pending.clone(),
                         snapshots: c

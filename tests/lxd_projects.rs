@@ -303,6 +303,11 @@ fn regression_umount_snapshot_delete_and_a_resumed_create_leave_another_lxd_proj
     // a second instance; `remove` of a container with an interrupted
     // create wiped that mark.
     let env = Env::new("p");
+    // Run as root, ldm mounts a user's folder only, never root's.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&env.dir, Some(1000), Some(1000)).unwrap();
+    }
     env.run_env(&["container", "create", "a", "img"], &DEV)
         .expect(0);
     env.run_env(&["container", "snapshot", "create", "a", "s1"], &DEV)

@@ -99,9 +99,29 @@ fn host_user_1000(env: &Env) -> (u32, u32) {
     }
 }
 
+/// A project whose folder is a non-root user's, as ldm mounts only then:
+/// run as root, it mounts only what the folder's owner owns, and never
+/// host root's files.
+fn user_env(name: &str) -> Env {
+    let env = Env::new(name);
+    host_user_1000(&env);
+    env
+}
+
+/// Creates folder `path` owned by the project folder's owner.
+fn mkdir(env: &Env, path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(path).unwrap();
+    let md = std::fs::metadata(&env.dir).unwrap();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(path, Some(md.uid()), Some(md.gid())).unwrap();
+    }
+}
+
 #[test]
 fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
-    let env = Env::new("p");
+    let env = user_env("p");
     let run = env.ok(&["container", "create", "dev", "img"]);
     let argvs = env.take_argvs();
     let m = mount(".:/home/dev/p");
@@ -232,10 +252,10 @@ fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
 
 #[test]
 fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
-    let env = Env::new("p");
+    let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
-    std::fs::create_dir_all(env.dir.join("data")).unwrap();
-    std::fs::create_dir_all(env.dir.join("docs")).unwrap();
+    mkdir(&env, &env.dir.join("data"));
+    mkdir(&env, &env.dir.join("docs"));
     env.take_argvs();
     let src = abs(&env);
 
@@ -293,8 +313,8 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     assert!(!devices(&env, "p-dev").contains_key(&m.device_name()));
 
     for (spec, why) in [
-        ("/:/mnt/root", "/ is a system folder"),
-        ("/etc:/mnt/etc", "/etc is a system folder"),
+        ("/:/mnt/root", "/ is the whole host"),
+        ("/etc:/mnt/etc", "/etc is the system folder /etc"),
     ] {
         let run = env.fail(&["mount", "dev", spec]);
         run.err_has(why);
@@ -306,7 +326,8 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     // user's shell startup files and SSH keys. A folder in it is fine.
     let home = tempfile::tempdir().unwrap();
     let home = home.path().canonicalize().unwrap();
-    std::fs::create_dir(home.join("src")).unwrap();
+    mkdir(&env, &home.join("src"));
+    mkdir(&env, &home);
     let h = home.to_str().unwrap();
     let run = env
         .run_env(&["mount", "dev", &format!("{h}:/mnt/home")], &[("HOME", h)])
@@ -348,6 +369,8 @@ fn set_setup(env: &Env, steps: &str) {
         &format!("defaults:\n  setup:\n{steps}containers:"),
     );
     std::fs::write(&path, text).unwrap();
+    // Written by hand, as a repository could: allowed as a user would.
+    env.trust();
 }
 
 /// The setup steps (`env LDM_USER=... sh -c CMD`) among `argvs`: their CMD.
@@ -368,7 +391,7 @@ fn steps_run(argvs: &[Vec<String>]) -> Vec<String> {
 
 #[test]
 fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
-    let env = Env::new("p");
+    let env = user_env("p");
     set_setup(
         &env,
         "    - echo one\n    - echo two\n    - script: three.sh\n",
@@ -490,7 +513,7 @@ fn sorted_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
-    let env = Env::new("p");
+    let env = user_env("p");
     env.ok(&["container", "create", "a", "img", "--no-mount"]);
     env.seed_container("b", "img", false);
     env.ok(&["container", "create", "c", "img"]);
@@ -629,7 +652,7 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
 
 #[test]
 fn doctor_reports_mount_drift_and_fix_repairs_it() {
-    let env = Env::new("p");
+    let env = user_env("p");
     env.ok(&["container", "create", "dev", "img"]);
     let m = mount(".:/home/dev/p");
     let dev = m.device_name();
@@ -685,9 +708,9 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
 
 #[test]
 fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
-    let env = Env::new("p");
+    let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
-    std::fs::create_dir_all(env.dir.join("data")).unwrap();
+    mkdir(&env, &env.dir.join("data"));
     env.take_argvs();
     let m = mount("data:/srv/data");
     let child = env.spawn(
@@ -754,7 +777,7 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
     // `lxc remote switch far` with no `remote:` in containers.yaml: the
     // host's project folder is not on far, where the same path would be
     // another folder, or none.
-    let env = Env::new("p");
+    let env = user_env("p");
     let far = [("LDM_DOUBLE_DEFAULT_REMOTE", "far")];
     let run = env.run_env(&["container", "create", "a", "img"], &far);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -797,7 +820,7 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
 /// "Created dev". Progress is keyed by the steps' content now.
 #[test]
 fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
-    let env = Env::new("p");
+    let env = user_env("p");
     set_setup(&env, "    - echo one\n    - echo two\n");
     std::fs::write(
         env.dd.join("exec.json"),
@@ -812,6 +835,7 @@ fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
     let indent = &text[text[..at].rfind('\n').unwrap() + 1..at];
     let text = format!("{}- echo zero\n{indent}{}", &text[..at], &text[at..]);
     std::fs::write(&path, text).unwrap();
+    env.trust();
     env.take_argvs();
     let run = env.ok(&["container", "create", "dev"]);
     assert!(run.stdout.contains("Created dev"), "{}", run.stdout);

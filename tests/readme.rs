@@ -43,6 +43,7 @@ fn readme_examples_without_lxd_run_as_printed() {
     );
     for (i, script) in examples.iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
+        let user = tempfile::tempdir().unwrap();
         let out = Command::new("bash")
             .arg("-ec")
             .arg(script)
@@ -50,6 +51,8 @@ fn readme_examples_without_lxd_run_as_printed() {
             .env("PATH", &path)
             .env("LDM_LXC", "/nonexistent/lxc")
             .env("NO_COLOR", "1")
+            .env("XDG_STATE_HOME", user.path().join("state"))
+            .env("XDG_CACHE_HOME", user.path().join("cache"))
             .output()
             .unwrap();
         assert!(

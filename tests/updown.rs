@@ -158,6 +158,7 @@ fn up_finishes_an_interrupted_container_create_resuming_its_steps() {
         "defaults:\n  setup:\n    - echo one\n    - echo two\n    - echo three\ncontainers:",
     );
     std::fs::write(&path, text).unwrap();
+    env.trust();
     std::fs::write(
         env.dd.join("exec.json"),
         r#"[{"contains": ["echo two"], "stderr": "two broke\n", "code": 3}]"#,

@@ -9,10 +9,11 @@ use crate::cli::ContainerClone;
 use crate::commands::container::{begin, finish, forget, rerun_hint};
 use crate::commands::op::{self, Progress};
 use crate::commands::setup::{self, INITIAL_STATE};
-use crate::commands::Ctx;
+use crate::commands::{gate, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{validate, Mutation, Op};
 use crate::store::Store;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// `ldm container clone SRC NEW [-s SNAP]`.
@@ -25,7 +26,7 @@ pub fn clone(ctx: &Ctx, args: &ContainerClone, out: &mut dyn Write) -> Result<()
         Some(snap) => format!("{source}/{snap}"),
         None => source.to_string(),
     };
-    let mut store = ctx.store()?;
+    let (mut store, _, gated) = gate::load(ctx, &Need::lxd())?;
     let owners = store.owners();
     let (_owner, pending) = op::claim(
         &store,
@@ -34,6 +35,7 @@ pub fn clone(ctx: &Ctx, args: &ContainerClone, out: &mut dyn Write) -> Result<()
         },
     )?;
     let s = begin(&mut store, name, &pending, |p| {
+        gated.recheck(p, &Need::lxd())?;
         let src = op::container(p, source)?;
         op::check_free(&owners, source, src)?;
         Ok(Mutation::ContainerAdded {

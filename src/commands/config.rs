@@ -7,9 +7,10 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 
 use crate::cli::ConfigCommand;
-use crate::commands::Ctx;
+use crate::commands::{gate, text, Ctx};
 use crate::model::{validate, Mutation, Project, Scope, DEFAULT_USER};
 use crate::store::StoreError;
+use crate::trust::{Item, Need};
 use crate::{say, Error};
 
 const KEYS: &str = "remote, defaults.ports, defaults.user.name, defaults.user.password, containers.NAME.ports, containers.NAME.user.name, containers.NAME.user.password";
@@ -124,8 +125,52 @@ fn change(ctx: &Ctx, key: Key, value: Option<Value>) -> Result<(), Error> {
             password: text(v),
         },
     };
-    let mut store = ctx.store()?;
-    store.commit(|_| Ok::<_, StoreError>((vec![mutation], ())))?;
+    let (mut store, _, _) = gate::load(ctx, &Need::nothing())?;
+    let remote = match &mutation {
+        Mutation::RemoteSet {
+            remote: Some(remote),
+        } => Some(remote.clone()),
+        _ => None,
+    };
+    let replaced = store.commit(|p| {
+        // A password changed or removed: the old one is in the log's
+        // earlier records (a fold keeps them there).
+        let replaced = match &mutation {
+            Mutation::UserPasswordSet {
+                container,
+                password,
+            } => {
+                let user = match container {
+                    Some(c) => p.containers.get(c).and_then(|c| c.user.as_ref()),
+                    None => p.defaults.user.as_ref(),
+                };
+                let old = user.and_then(|u| u.password.as_ref());
+                old.is_some() && old != password.as_ref()
+            }
+            _ => false,
+        };
+        Ok::<_, StoreError>((vec![mutation], replaced))
+    })?;
+    if let Some(name) = remote {
+        // Typed by the user: allowed as typed.
+        gate::allow_typed(
+            ctx,
+            &store.paths().dir,
+            vec![Item::Remote { name }],
+            Vec::new(),
+        )?;
+    }
+    if replaced {
+        // Compacting now leaves no record of the old one: the log starts
+        // afresh after the new state, which containers.yaml holds.
+        if let Err(e) = store.compact() {
+            eprintln!(
+                "ldm: the password is changed, but the old one stays in {} until `ldm compact` succeeds: {}",
+                store.paths().log.display(),
+                text::escape(&e.to_string())
+            );
+        }
+    }
     Ok(())
 }
 
@@ -146,7 +191,7 @@ struct Got {
 
 fn get(ctx: &Ctx, key_text: &str, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let key = parse_key(key_text)?;
-    let project = ctx.store()?.read()?;
+    let (_, project, _) = gate::load(ctx, &Need::nothing())?;
     let (value, source) = effective(&project, &key)?;
     if json {
         let got = Got {
@@ -168,7 +213,7 @@ fn get(ctx: &Ctx, key_text: &str, json: bool, out: &mut dyn Write) -> Result<(),
         // Scripts read the bare value (`$(ldm config get KEY)`): exact on
         // a pipe, escaped only for a person's terminal.
         if std::io::stdout().is_terminal() {
-            say(out, &crate::commands::text::escape(&text))
+            say(out, &text::escape(&text))
         } else {
             say(out, &text)
         }

@@ -11,10 +11,11 @@ use crate::cli::ContainerCreate;
 use crate::commands::op::{self, Progress};
 use crate::commands::provision;
 use crate::commands::setup::INITIAL_STATE;
-use crate::commands::Ctx;
+use crate::commands::{gate, Ctx};
 use crate::lxd::{Lxd, LxdError};
-use crate::model::{validate, Container, Mount, Mutation, Op, Pending, Project, Step};
+use crate::model::{validate, Container, Mount, Mutation, Op, Pending, Project, Setting, Step};
 use crate::store::{Owners, Store};
+use crate::trust::Need;
 use crate::Error;
 
 /// What the intent commit tells the LXD steps.
@@ -35,6 +36,8 @@ pub(super) struct Started {
     pub steps: Vec<Step>,
     /// `ldm up` re-creates a recorded container LXD no longer has.
     pub recreate: bool,
+    /// Its LXD settings (`security:`), each on or off.
+    pub settings: Vec<(Setting, bool)>,
 }
 
 impl Started {
@@ -70,6 +73,10 @@ impl Started {
             default_mounts,
             steps: p.effective_setup(name).to_vec(),
             recreate,
+            settings: Setting::ALL
+                .iter()
+                .map(|s| (*s, p.effective_setting(Some(name), *s)))
+                .collect(),
         }
     }
 }
@@ -206,14 +213,23 @@ fn unrecord(store: &mut Store, name: &str) -> Result<(), Error> {
 pub fn create(ctx: &Ctx, args: &ContainerCreate, out: &mut dyn Write) -> Result<(), Error> {
     let name = args.name.as_str();
     let mut store = ctx.store()?;
+    let project = store.read()?;
+    // A resumed create keeps the mounts recorded for it, --no-mount or not.
+    let recorded = project
+        .containers
+        .get(name)
+        .is_some_and(|c| !c.mounts.is_empty());
+    let need = Need::create(name, !args.no_mount || recorded);
+    let gated = gate::check(ctx, &store, &project, &need)?;
     let image = match &args.image {
         Some(image) => image.clone(),
-        None => recorded_image(&store.read()?, name)?,
+        None => recorded_image(&project, name)?,
     };
     let image = image.as_str();
     validate::image(image)?;
     let (_owner, pending) = op::claim(&store, Op::Create)?;
     let s = begin(&mut store, name, &pending, |p| {
+        gated.recheck(p, &need)?;
         if let Some(c) = p.containers.get(name).filter(|c| c.image != image) {
             return Err(Error::Conflict {
                 what: format!("container {name} was being created from {}", c.image),
@@ -238,6 +254,7 @@ pub fn create(ctx: &Ctx, args: &ContainerCreate, out: &mut dyn Write) -> Result<
             provision::Mounts::Default
         },
         force: args.force,
+        forced: &gated.forced,
         timeout: args.timeout,
         quiet: ctx.quiet,
     };

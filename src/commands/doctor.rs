@@ -6,18 +6,24 @@ use serde::Serialize;
 
 use crate::cli::{Doctor, DEFAULT_WAIT};
 use crate::commands::drift::{self, Drift, MountFix};
+use crate::commands::gate::{self, Gated};
 use crate::commands::mounts::{self, Attached};
+use crate::commands::sources::{self, Judged};
 use crate::commands::style::Color;
 use crate::commands::{op, text, Ctx};
 use crate::lxd::{Away, Instance, Lxd, LxdError};
 use crate::model::Project;
 use crate::store::Store;
 use crate::store::{Finding, RepairReport, Severity};
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// `ldm compact`: folds the log into `containers.yaml` now.
 pub fn compact(ctx: &Ctx, out: &mut dyn Write) -> Result<(), Error> {
     let mut store = ctx.store()?;
+    if let Ok(project) = store.read() {
+        gate::check(ctx, &store, &project, &Need::nothing())?;
+    }
     let mark = store.compact()?;
     say(
         out,
@@ -119,6 +125,12 @@ fn examine(ctx: &Ctx, store: &mut Store, args: &Doctor) -> Result<Found, Error> 
         return Ok(found);
     }
     let project = store.read()?;
+    let need = if args.fix {
+        Need::fix()
+    } else {
+        Need::nothing()
+    };
+    let gated = gate::check(ctx, store, &project, &need)?;
     let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     match lxd.list() {
         Err(e) => {
@@ -132,6 +144,7 @@ fn examine(ctx: &Ctx, store: &mut Store, args: &Doctor) -> Result<Found, Error> 
             if args.fix && !found.drifts.is_empty() {
                 found.fixed = fix(
                     store,
+                    &gated,
                     &*lxd,
                     args.force,
                     &mut instances,
@@ -195,6 +208,7 @@ fn print_report(ctx: &Ctx, found: &Found, out: &mut dyn Write) -> Result<(), Err
 /// commands are respected.
 fn fix(
     store: &mut Store,
+    gated: &Gated,
     lxd: &dyn Lxd,
     force: bool,
     instances: &mut Vec<Instance>,
@@ -228,8 +242,9 @@ fn fix(
     }
     for d in drifts.iter().filter(|d| d.mount.is_some()) {
         if let Some(m) = &d.mount {
-            fix_mount(store, lxd, m, instances)?;
-            deleted.push(d.clone());
+            if fix_mount(store, gated, lxd, m, instances)? {
+                deleted.push(d.clone());
+            }
         }
     }
     let owners = store.owners();
@@ -274,13 +289,15 @@ fn away(
 }
 
 /// Puts a recorded mount into LXD, or takes an unrecorded device of ldm's
-/// out, and updates `instances` to match.
+/// out, and updates `instances` to match. False when a refused source was
+/// left out (said on stderr).
 fn fix_mount(
     store: &Store,
+    gated: &Gated,
     lxd: &dyn Lxd,
     fix: &MountFix,
     instances: &mut [Instance],
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     match fix {
         MountFix::Remove { lxd_name, device } => {
             eprintln!("Removing device {device} from {lxd_name}");
@@ -291,8 +308,18 @@ fn fix_mount(
             user,
             mount,
         } => {
+            let source = match sources::judge(&store.paths().dir, mount, false, &gated.forced)? {
+                Judged::Refused { why, .. } => {
+                    eprintln!(
+                        "Not mounting {} in {lxd_name}: {}; mount it yourself with `ldm mount ... --force` if you mean it, or `ldm umount` it",
+                        text::escape(&mount.to_string()),
+                        text::escape(&why)
+                    );
+                    return Ok(false);
+                }
+                j => j.path().to_path_buf(),
+            };
             eprintln!("Mounting {mount} in {lxd_name}");
-            let source = mounts::source(&store.paths().dir, mount, false)?;
             let ids = mounts::user_ids(lxd, lxd_name, user)?;
             let resolved = [(mount.clone(), source)];
             let target = mounts::Target {
@@ -337,7 +364,7 @@ fn fix_mount(
             *i = now.clone();
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn print_repair(r: &RepairReport, out: &mut dyn Write) -> Result<(), Error> {

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{Mv, DEFAULT_WAIT};
 use crate::commands::style::Color;
-use crate::commands::{op, text, Ctx};
+use crate::commands::{gate, op, text, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::Project;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// Says what a container path is: `dir`, `parent` (missing, parent exists)
@@ -114,7 +115,7 @@ pub fn run(ctx: &Ctx, args: &Mv, out: &mut dyn Write) -> Result<(), Error> {
                 Path::new(&args.dst).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into())
             )))
         }
-        _ => ctx.store()?.read()?,
+        _ => gate::load(ctx, &Need::lxd())?.1,
     };
     let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let lxd = &*lxd;

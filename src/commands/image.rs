@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use crate::cli::ImageList;
 use crate::commands::op::{self, Progress};
-use crate::commands::{table, text, Ctx};
+use crate::commands::{gate, table, text, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{Mutation, Op, Pending};
 use crate::store::Store;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// Prefix of the temporary snapshot `image create` publishes from.
@@ -45,7 +46,7 @@ pub fn create(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     check_alias(alias)?;
-    let mut store = ctx.store()?;
+    let (mut store, _, gated) = gate::load(ctx, &Need::lxd())?;
     let owners = store.owners();
     let (_owner, mut pending) = op::claim(
         &store,
@@ -55,6 +56,7 @@ pub fn create(
         },
     )?;
     let (lxd_name, remote, old) = store.commit(|p| {
+        gated.recheck(p, &Need::lxd())?;
         let c = op::container(p, container)?;
         // Over an interrupted operation of its own kind only: its outcome
         // closes the intent, which must not close another's (a create).
@@ -174,7 +176,7 @@ fn publish(
 
 /// `ldm image list [--all] [--json]`.
 pub fn list(ctx: &Ctx, args: &ImageList, out: &mut dyn Write) -> Result<(), Error> {
-    let lxd = ctx.lxd_without_project()?;
+    let lxd = ctx.lxd_without_project(&Need::nothing())?;
     let mut images = lxd.images().map_err(Error::lxd("listing images"))?;
     if !args.all {
         images.retain(|i| !i.aliases.is_empty());
@@ -207,7 +209,7 @@ pub fn list(ctx: &Ctx, args: &ImageList, out: &mut dyn Write) -> Result<(), Erro
 
 /// `ldm image delete ALIAS [-f]`.
 pub fn delete(ctx: &Ctx, alias: &str, force: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let lxd = ctx.lxd_without_project()?;
+    let lxd = ctx.lxd_without_project(&Need::lxd())?;
     if !force {
         let images = lxd.images().map_err(Error::lxd("listing images"))?;
         let image = images
@@ -235,7 +237,7 @@ pub fn delete(ctx: &Ctx, alias: &str, force: bool, out: &mut dyn Write) -> Resul
 /// never leaves both aliases or neither.
 pub fn rename(ctx: &Ctx, old: &str, new: &str, out: &mut dyn Write) -> Result<(), Error> {
     check_alias(new)?;
-    let lxd = ctx.lxd_without_project()?;
+    let lxd = ctx.lxd_without_project(&Need::lxd())?;
     lxd.rename_alias(old, new).map_err(|e| match e {
         LxdError::NotFound { .. } => no_image(old),
         LxdError::AlreadyExists { .. } => Error::Conflict {

@@ -5,10 +5,11 @@ use std::io::Write;
 
 use crate::cli::{ContainerReset, Force, Remove};
 use crate::commands::op::{self, Progress};
-use crate::commands::{table, text, Ctx};
+use crate::commands::{gate, table, text, Ctx};
 use crate::lxd::{Instance, Lxd, LxdError};
 use crate::model::{validate, Mutation, Op, Pending};
 use crate::store::Store;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// `ldm container reset NAME [SNAP]`: stop if running, restore, start again
@@ -16,7 +17,7 @@ use crate::{say, Error};
 pub fn reset(ctx: &Ctx, args: &ContainerReset, out: &mut dyn Write) -> Result<(), Error> {
     let (name, snap) = (args.name.as_str(), args.snapshot.as_str());
     validate::snapshot_name(snap)?;
-    let mut store = ctx.store()?;
+    let (mut store, _, gated) = gate::load(ctx, &Need::lxd())?;
     let (_owner, mut pending) = op::claim(
         &store,
         Op::Reset {
@@ -24,7 +25,10 @@ pub fn reset(ctx: &Ctx, args: &ContainerReset, out: &mut dyn Write) -> Result<()
             restart: false,
         },
     )?;
-    let begun = op::begin(&mut store, name, &pending, |_| Ok(Vec::new()))?;
+    let begun = op::begin(&mut store, name, &pending, |p| {
+        gated.recheck(p, &Need::lxd())?;
+        Ok(Vec::new())
+    })?;
     let lxd = ctx.lxd_at(begun.remote.as_deref(), args.wait.timeout);
     // An interrupted reset may have stopped it already: its intent says so.
     let restart = begun.old.is_some_and(|o| o.op.restart());
@@ -109,8 +113,7 @@ fn restore(
 /// missing already.
 pub fn remove(ctx: &Ctx, args: &Remove, out: &mut dyn Write) -> Result<(), Error> {
     let name = args.name.as_str();
-    let mut store = ctx.store()?;
-    let project = store.read()?;
+    let (mut store, project, _) = gate::load(ctx, &Need::lxd())?;
     let lxd = ctx.lxd(&project, args.wait.timeout);
     let lxd_name = project.lxd_name(name);
     let recorded = project.containers.get(name);
@@ -184,8 +187,7 @@ fn confirm_remove(
 /// `ldm project delete [-f]`: every container from LXD, then the files.
 pub fn delete_project(ctx: &Ctx, args: &Force, out: &mut dyn Write) -> Result<(), Error> {
     let force = args.force;
-    let mut store = ctx.store()?;
-    let project = store.read()?;
+    let (mut store, project, _) = gate::load(ctx, &Need::lxd())?;
     let lxd = ctx.lxd(&project, args.wait.timeout);
     let instances = lxd
         .statuses()

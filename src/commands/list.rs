@@ -6,10 +6,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::DEFAULT_WAIT;
-use crate::commands::{op, style, table, text, Ctx};
+use crate::commands::{gate, op, style, table, text, Ctx};
 use crate::lxd::{Instance, Lxd};
 use crate::model::Project;
 use crate::store::Owners;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// The status of a recorded container LXD does not have.
@@ -45,8 +46,7 @@ struct PendingRow {
 
 /// Prints the table (or JSON).
 pub fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let store = ctx.store()?;
-    let project = store.read()?;
+    let (store, project, _) = gate::load(ctx, &Need::nothing())?;
     let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
     let rows = rows(&store.owners(), &project, &instances);

@@ -12,6 +12,8 @@ mod container;
 mod doctor;
 mod drift;
 mod files;
+pub mod gate;
+mod ignore;
 mod image;
 mod lifecycle;
 mod list;
@@ -23,16 +25,18 @@ mod provision;
 mod proxy;
 mod setup;
 mod snapshot;
+mod sources;
 mod ssh;
 mod steps;
 pub mod style;
 mod table;
 pub mod text;
+mod trust;
 mod updown;
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::{
@@ -40,7 +44,9 @@ use crate::cli::{
 };
 use crate::lxd::{Client, Lxd, Patient};
 use crate::model::Project;
-use crate::store::{self, Paths, SafeDirs, Store, StoreError};
+use crate::store::{self, LogIdentity, Paths, SafeDirs, Store, StoreError};
+use crate::trust::Need;
+use crate::user_state::UserDirs;
 use crate::Error;
 
 /// Makes the LXD client for a remote (`None`: the local LXD). The CLI's
@@ -61,6 +67,12 @@ pub struct Ctx {
     pub safe: SafeDirs,
     /// How to reach LXD.
     pub connect: Connect,
+    /// The user's state and cache folders (what they allowed, per
+    /// checkout); `None` when the environment cannot say where they are.
+    pub user: Option<UserDirs>,
+    /// The project folder and its log's identity when the trust check
+    /// looked ([`gate::after`] compares).
+    pub log_seen: Mutex<Option<(PathBuf, Option<LogIdentity>)>>,
 }
 
 impl Ctx {
@@ -99,10 +111,15 @@ impl Ctx {
     /// the project's remote when there is a project here, the local LXD
     /// when there is none. A project found but unreadable (damaged, not
     /// parseable, another user's) fails with its error, before any LXD call:
-    /// its `remote:` may name another server.
-    pub fn lxd_without_project(&self) -> Result<Arc<dyn Lxd>, Error> {
+    /// its `remote:` may name another server; so does a project that asks
+    /// for what `need` would apply and the user did not allow.
+    pub fn lxd_without_project(&self, need: &Need) -> Result<Arc<dyn Lxd>, Error> {
         let remote = match self.store() {
-            Ok(store) => store.read()?.remote,
+            Ok(store) => {
+                let project = store.read()?;
+                gate::check(self, &store, &project, need)?;
+                project.remote
+            }
             Err(Error::Store(StoreError::NotAProject { .. })) => None,
             Err(e) => return Err(e),
         };
@@ -130,7 +147,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         _ => {}
     }
     let ctx = context(&cli)?;
-    dispatch(&ctx, cli.command, out)
+    let r = dispatch(&ctx, cli.command, out);
+    gate::after(&ctx);
+    r
 }
 
 /// One `match` from command to the function that runs it.
@@ -182,6 +201,7 @@ fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> Result<(), Erro
         }
         Command::Image(ImageCommand::Rename { old, new }) => image::rename(ctx, &old, &new, out),
         Command::Config(cmd) => config::run(ctx, cmd, out),
+        Command::Trust(args) => trust::run(ctx, &args, out),
         Command::Compact => doctor::compact(ctx, out),
         Command::Doctor(args) => doctor::run(ctx, &args, out),
         Command::Completions { .. } | Command::Man => Ok(()),
@@ -198,6 +218,7 @@ fn connector(cli: &Cli) -> Connect {
         Command::Create(_)
             | Command::Project(ProjectCommand::Create(_))
             | Command::Config(_)
+            | Command::Trust(_)
             | Command::Compact
             | Command::Completions { .. }
             | Command::Man
@@ -247,6 +268,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Config(crate::cli::ConfigCommand::Get { .. }) => "config get",
         Command::Config(crate::cli::ConfigCommand::Set { .. }) => "config set",
         Command::Config(crate::cli::ConfigCommand::Unset { .. }) => "config unset",
+        Command::Trust(_) => "trust",
         Command::Compact => "compact",
         Command::Doctor(_) => "doctor",
         Command::Completions { .. } => "completions",
@@ -317,6 +339,8 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         quiet: cli.quiet,
         style: style::Style::for_stdout(cli.color),
         connect: connector(cli),
+        user: UserDirs::from_env().ok(),
+        log_seen: Mutex::new(None),
     })
 }
 

@@ -12,9 +12,11 @@ use std::io::Write;
 use crate::cli::{MountArgs, SetupArgs, UmountArgs};
 use crate::commands::mounts::{self, Attached};
 use crate::commands::op::{self, Progress};
+use crate::commands::sources::{self, Judged};
 use crate::commands::steps;
-use crate::commands::Ctx;
+use crate::commands::{gate, Ctx};
 use crate::model::{Mount, Mutation, Op, Project};
+use crate::trust::{Item, Need};
 use crate::{say, Error};
 
 fn finished(name: &str) -> Mutation {
@@ -44,12 +46,14 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
     let m = Mount::parse(&text)?;
     let mut store = ctx.store()?;
     let project = store.read()?;
+    let gated = gate::check(ctx, &store, &project, &Need::lxd())?;
     local_only(&project)?;
     let op = Op::Mount {
         mount: m.to_string(),
     };
     op::may_begin(&store.owners(), name, op::container(&project, name)?, &op)?;
-    let source = mounts::source(&store.paths().dir, &m, args.force)?;
+    let judged = sources::source(&store.paths().dir, &m, args.force)?;
+    let source = judged.path().to_path_buf();
     let lxd = ctx.lxd(&project, args.wait.timeout);
     let inst = op::instance(&*lxd, &project.lxd_name(name))?;
     if !inst.is_running() {
@@ -60,6 +64,7 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
     }
     let (_owner, pending) = op::claim(&store, op)?;
     let b = op::begin(&mut store, name, &pending, |p| {
+        gated.recheck(p, &Need::lxd())?;
         let c = op::container(p, name)?;
         if c.mounts.contains(&m) {
             return Ok(Vec::new());
@@ -78,6 +83,20 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
             mount: m.to_string(),
         }])
     })?;
+    // Typed by the user, so allowed as typed: a re-create mounts it again.
+    let dir = &store.paths().dir;
+    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+    if !source.starts_with(&canon) {
+        let forced = match judged {
+            Judged::Forced { .. } => vec![source.clone()],
+            _ => Vec::new(),
+        };
+        let item = Item::Mount {
+            source: source.clone(),
+            readonly: m.readonly,
+        };
+        gate::allow_typed(ctx, dir, vec![item], forced)?;
+    }
     let progress = Progress::new(ctx.quiet, 0);
     let user = mounts::user_ids(&*lxd, &b.lxd_name, &b.user)?;
     let resolved = [(m.clone(), source)];
@@ -155,6 +174,7 @@ pub fn umount(ctx: &Ctx, args: &UmountArgs, out: &mut dyn Write) -> Result<(), E
     let (name, path) = (args.name.as_str(), args.path.as_str());
     let mut store = ctx.store()?;
     let project = store.read()?;
+    gate::check(ctx, &store, &project, &Need::lxd())?;
     let c = op::container(&project, name)?;
     let Some(m) = c.mounts.iter().find(|m| m.path == path).cloned() else {
         let known: Vec<String> = c.mounts.iter().map(|m| m.path.clone()).collect();
@@ -204,6 +224,7 @@ pub fn setup(ctx: &Ctx, args: &SetupArgs, out: &mut dyn Write) -> Result<(), Err
     let name = args.name.as_str();
     let mut store = ctx.store()?;
     let project = store.read()?;
+    gate::check(ctx, &store, &project, &Need::setup(name))?;
     op::may_begin(
         &store.owners(),
         name,

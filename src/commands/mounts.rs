@@ -1,10 +1,10 @@
 //! Host folders shown in containers, shared by `container create`, `ldm
-//! mount`, `ldm up` and `doctor --fix`: where a mount's host side is, which
-//! host paths are refused, and how the container sees host files with its
-//! user's ids (DESIGN.md, "Mounts").
+//! mount`, `ldm up` and `doctor --fix`: whose files the container gets, and
+//! how it sees them with its user's ids (DESIGN.md, "Mounts"); which host
+//! paths may be mounted is `sources.rs`.
 //!
 //! Ids: LXD's idmapped mounts (`shift=true`) where the kernel and LXD allow
-//! them; otherwise `raw.idmap` mapping the host user to the container user,
+//! them, on the host user's own files only, never host root's; otherwise `raw.idmap` mapping the host user to the container user,
 //! which the kernel's newuidmap allows only when /etc/subuid and
 //! /etc/subgid give root that id (`root:UID:1`). That one-time step needs
 //! root: ldm says the exact command and leaves the mount out.
@@ -15,6 +15,7 @@ use crate::commands::op::Progress;
 use crate::commands::setup;
 use crate::lxd::{Disk, Instance, Lxd, LxdError};
 use crate::model::Mount;
+use crate::trust::sources;
 use crate::Error;
 
 /// A user and group id.
@@ -48,88 +49,6 @@ pub fn host_ids(dir: &Path) -> Ids {
         },
         Err(_) => me,
     }
-}
-
-/// Host folders no mount may show without `--force`: the whole system,
-/// the folder of everyone's homes, and LXD's own state (a container that
-/// sees those can take over the host).
-const REFUSED: &[&str] = &[
-    "/",
-    "/home",
-    "/root",
-    "/var/lib/lxd",
-    "/var/snap/lxd",
-    "/var/lib/incus",
-    "/var/lib/lxcfs",
-    "/var/log/lxd",
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-];
-
-/// Why `path` (absolute, resolved) may not be mounted without `--force`.
-pub fn refused(path: &Path) -> Option<String> {
-    for r in REFUSED {
-        let r = Path::new(r);
-        if path == r {
-            return Some(format!("{} is a system folder", r.display()));
-        }
-        // Its parent folders hold it too (/var shows /var/lib/lxd).
-        if r != Path::new("/") && r.starts_with(path) {
-            return Some(format!("{} holds {}", path.display(), r.display()));
-        }
-        if ["/var/lib/lxd", "/var/snap/lxd", "/var/lib/incus"]
-            .iter()
-            .any(|l| Path::new(l) == r)
-            && path.starts_with(r)
-        {
-            return Some(format!("{} is inside LXD's own folder", path.display()));
-        }
-    }
-    None
-}
-
-/// Why `path` (resolved) may not be mounted without `--force` when it is
-/// the home folder of the user running ldm or of the host user of the
-/// project at `dir` ([`host_ids`]): a container that can write it can
-/// change the user's shell startup files and SSH keys.
-fn home(path: &Path, dir: &Path) -> Option<String> {
-    let mine = std::env::var_os("HOME").map(PathBuf::from);
-    let host = crate::users::by_uid(host_ids(dir).uid).map(|u| u.home);
-    [mine, host]
-        .into_iter()
-        .flatten()
-        .filter_map(|h| std::fs::canonicalize(h).ok())
-        .any(|h| h == path)
-        .then(|| {
-            format!(
-                "{} is a home folder (shell startup files, SSH keys)",
-                path.display()
-            )
-        })
-}
-
-/// The absolute host folder of `m` in a project at `dir`: it must exist,
-/// and is refused (see [`refused`]) unless `force`.
-pub fn source(dir: &Path, m: &Mount, force: bool) -> Result<PathBuf, Error> {
-    let joined = dir.join(&m.host);
-    let path = std::fs::canonicalize(&joined).map_err(|e| Error::NotFound {
-        what: format!("the host folder {} of mount {m} ({e})", joined.display()),
-        next: format!(
-            "create it (mkdir -p {}), or fix the mount",
-            joined.display()
-        ),
-    })?;
-    if !force {
-        if let Some(why) = refused(&path).or_else(|| home(&path, dir)) {
-            return Err(Error::Usage(format!(
-                "will not mount {}: {why}; a container that sees it can change the host. Mount a project folder instead, or pass --force if you mean it",
-                path.display()
-            )));
-        }
-    }
-    Ok(path)
 }
 
 /// `raw.idmap` mapping the host user and group to the container's.
@@ -275,6 +194,11 @@ pub fn attach(
             restarted: false,
         });
     }
+    // Host root's files are never shown to a container: with shift=true
+    // its root would be host root inside the mount.
+    if t.host.uid == 0 || t.host.gid == 0 {
+        return Ok(Attached::HostRoot);
+    }
     // A device at the same name with other values is an older mount at
     // this path: replace it.
     for (m, _) in &todo {
@@ -283,7 +207,13 @@ pub fn attach(
         }
     }
     let use_raw = inst.raw_idmap.as_deref() == Some(idmap.as_str());
-    if inst.is_running() && !use_raw {
+    // An idmapped mount lets the container's root act as the files' owner
+    // on the host: only on files the host user owns (else raw.idmap, which
+    // maps the host user alone).
+    let all_owned = todo
+        .iter()
+        .all(|(_, s)| sources::owner(s) == Some(t.host.uid));
+    if inst.is_running() && !use_raw && all_owned {
         let (m, s) = todo[0];
         match lxd.add_disk(t.lxd_name, &disk(m, s, true)) {
             Ok(()) => {
@@ -312,9 +242,6 @@ pub fn attach(
                     t.lxd_name
                 ),
             });
-        }
-        if t.host.uid == 0 || t.host.gid == 0 {
-            return Ok(Attached::HostRoot);
         }
         if let Some(command) = root_step(t.host) {
             return Ok(Attached::NeedsRoot { command });
@@ -407,22 +334,57 @@ pub fn user_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str) -> Result<Ids, Error>
 mod tests {
     use super::*;
 
+    /// Finding 3 of issue 22: with an idmapped mount (shift=true) the
+    /// container's root acts as the files' owner on the host, so it is
+    /// tried only on sources the host user owns; never for host root.
     #[test]
-    fn system_folders_and_their_parents_are_refused() {
-        for p in [
-            "/",
-            "/home",
-            "/var",
-            "/var/lib",
-            "/var/lib/lxd",
-            "/var/lib/lxd/containers",
-            "/etc",
-        ] {
-            assert!(refused(Path::new(p)).is_some(), "{p}");
+    fn shift_is_tried_only_on_sources_the_host_user_owns_and_never_for_root() {
+        use crate::lxd::fake::Fake;
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&src, Some(4242), Some(4242)).unwrap();
         }
-        for p in ["/home/ann/webapp", "/srv/data", "/tmp/x", "/var/tmp/p"] {
-            assert!(refused(Path::new(p)).is_none(), "{p}");
-        }
+        let owner = std::fs::metadata(&src).unwrap().uid();
+        let m = Mount::parse("src:/srv/src").unwrap();
+        let mounts = [(m, src.clone())];
+        let attach_as = |host: u32| {
+            let fake = Fake::new().with_instance("p-a", true, &[]);
+            let t = Target {
+                lxd_name: "p-a",
+                host: Ids {
+                    uid: host,
+                    gid: host,
+                },
+                user: Ids {
+                    uid: 1000,
+                    gid: 1000,
+                },
+                mounts: &mounts,
+            };
+            let progress = Progress::new(true, 0);
+            let r = attach(&fake, &t, std::time::Duration::from_secs(1), &progress).unwrap();
+            let shifted = fake
+                .instance("p-a")
+                .unwrap()
+                .unwrap()
+                .disks
+                .iter()
+                .any(|d| d.shift);
+            (r, shifted)
+        };
+        let (r, shifted) = attach_as(owner);
+        assert!(shifted && matches!(r, Attached::Done { .. }), "{r:?}");
+        // Another user's source: no shift=true (raw.idmap instead, which
+        // here needs the one-time root step).
+        let (r, shifted) = attach_as(owner + 1);
+        assert!(!shifted, "{r:?}");
+        assert!(!matches!(r, Attached::Done { .. }), "{r:?}");
+        let (r, shifted) = attach_as(0);
+        assert!(!shifted && r == Attached::HostRoot, "{r:?}");
     }
 
     #[test]

@@ -3,9 +3,10 @@
 use std::io::Write;
 
 use crate::cli::ProjectCreate;
-use crate::commands::Ctx;
+use crate::commands::{gate, ignore, Ctx};
 use crate::model::{validate, Project};
 use crate::store::Store;
+use crate::trust::Item;
 use crate::{say, Error};
 
 /// Writes a new `containers.yaml` (and an empty log) in the start folder.
@@ -25,10 +26,37 @@ pub fn create(ctx: &Ctx, args: &ProjectCreate, out: &mut dyn Write) -> Result<()
         project.remote = Some(r.clone());
     }
     let store = Store::create(&ctx.start, &project, ctx.opts.clone())?;
+    let dir = store.paths().dir.clone();
+    // This log is ldm's own in this checkout; a remote typed here is allowed.
+    if let Ok(Some(log)) = store.log_identity() {
+        gate::remember_log(ctx, &dir, &log);
+    }
+    if let Some(r) = &args.remote {
+        gate::allow_typed(
+            ctx,
+            &dir,
+            vec![Item::Remote { name: r.clone() }],
+            Vec::new(),
+        )?;
+    }
     say(
         out,
         &format!("Created project {name} in {}", store.paths().yaml.display()),
     )?;
+    if ignore::in_git_work_tree(&dir) {
+        match ignore::write(&dir) {
+            Ok(Some(path)) if !ctx.quiet => eprintln!(
+                "Wrote rules to {} so that git ignores ldm's own files (containers.log, the locks, temporary files, backups); commit it with containers.yaml",
+                path.display()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "ldm: could not add ignore rules to {}: {e}; add these lines so that `git add -A` does not commit ldm's own files:\n{}",
+                dir.join(".gitignore").display(),
+                ignore::rules()
+            ),
+        }
+    }
     if !ctx.quiet {
         eprintln!("Next: ldm container create NAME IMAGE");
     }

@@ -4,18 +4,22 @@
 //! `initial-state`, IPv4. Each step is idempotent, so a re-run after a
 //! crash or a failed setup step goes on where the last one stopped.
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::commands::container::{finish, launch, rerun_hint, Started};
 use crate::commands::mounts::{self, Attached};
 use crate::commands::op::{self, Progress};
-use crate::commands::setup::{self, LAUNCH_CONFIG};
+use crate::commands::setup::{self, launch_config};
+use crate::commands::sources::{self, Judged};
 use crate::commands::steps;
-use crate::commands::Ctx;
+use crate::commands::{gate, text, Ctx};
 use crate::lxd::Lxd;
 use crate::model::{Mount, Mutation, Op};
 use crate::store::Store;
+use crate::trust::Item;
 use crate::{say, Error};
 
 /// Which mounts a container gets.
@@ -35,8 +39,10 @@ pub struct Plan<'a> {
     pub image: &'a str,
     /// Which mounts.
     pub mounts: Mounts,
-    /// Mount refused host folders anyway.
+    /// Mount refused host folders anyway (`--force` typed).
     pub force: bool,
+    /// Refused host folders the user forced before (what they allowed).
+    pub forced: &'a BTreeSet<PathBuf>,
     /// Boot wait.
     pub timeout: Duration,
     /// No progress lines (`-q`, or one of many in parallel); setup
@@ -62,8 +68,12 @@ pub fn run(
         plan.quiet,
         5 + usize::from(!wanted.is_empty()) + usize::from(!s.steps.is_empty()),
     );
-    progress.step(&format!("Launching {lxd_name} from {image}"));
-    launch(store, &*lxd, &s, name, image, LAUNCH_CONFIG, &progress)?;
+    progress.step(&format!(
+        "Launching {lxd_name} from {}",
+        text::escape(image)
+    ));
+    let config = launch_config(&s.settings);
+    launch(store, &*lxd, &s, name, image, &config, &progress)?;
     progress.step(&format!("Waiting for {lxd_name} to finish booting"));
     setup::wait_ready(&*lxd, lxd_name, plan.timeout, &hint)?;
     progress.step(&format!("Creating user {} with sudo, enabling SSH", s.user));
@@ -71,7 +81,7 @@ pub fn run(
     let mut later = None;
     if !wanted.is_empty() {
         progress.step(&format!("Mounting {}", list(&wanted)));
-        later = mount(store, &*lxd, &s, &wanted, plan, &progress)?;
+        later = mount(ctx, store, &*lxd, &s, &wanted, plan, &progress)?;
     }
     if !s.steps.is_empty() {
         progress.step(&format!("Running {} setup step(s)", s.steps.len()));
@@ -99,7 +109,10 @@ pub fn run(
     let ip = setup::wait_ipv4(&*lxd, lxd_name, Duration::from_secs(30))?;
     finish(store, name)?;
     let verb = if s.recreate { "Re-created" } else { "Created" };
-    say(out, &format!("{verb} {name} ({lxd_name}) from {image}"))?;
+    say(
+        out,
+        &format!("{verb} {name} ({lxd_name}) from {}", text::escape(image)),
+    )?;
     setup::print_access(out, name, ip.as_deref(), &s.user, &s.password)?;
     if let Some(note) = later {
         say(out, &note)?;
@@ -135,9 +148,11 @@ fn list(mounts: &[Mount]) -> String {
         .join(", ")
 }
 
-/// Adds the mounts and records them. Returns the note to print when the
-/// one-time root step is missing (the container is created without them).
+/// Adds the mounts and records them; a refused source is left out, said.
+/// Returns the note to print when the one-time root step is missing (the
+/// container is created without them).
 fn mount(
+    ctx: &Ctx,
     store: &mut Store,
     lxd: &dyn Lxd,
     s: &Started,
@@ -146,10 +161,54 @@ fn mount(
     progress: &Progress,
 ) -> Result<Option<String>, Error> {
     let dir = store.paths().dir.clone();
-    let resolved = wanted
-        .iter()
-        .map(|m| Ok((m.clone(), mounts::source(&dir, m, plan.force)?)))
-        .collect::<Result<Vec<_>, Error>>()?;
+    let mut resolved = Vec::new();
+    let mut typed = Vec::new();
+    for m in wanted {
+        match sources::judge(&dir, m, plan.force, plan.forced)? {
+            Judged::Mount(path) => resolved.push((m.clone(), path)),
+            Judged::Forced { path, typed: t } => {
+                if t {
+                    typed.push((m.readonly, path.clone()));
+                }
+                resolved.push((m.clone(), path));
+            }
+            Judged::Refused { why, forceable, .. } => {
+                let how = if forceable {
+                    format!(
+                        "; if you mean it, mount it yourself with `ldm mount {} {} --force`",
+                        plan.name,
+                        text::escape(&m.to_string())
+                    )
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "{}: not mounting {}: {}{how}",
+                    plan.name,
+                    text::escape(&m.to_string()),
+                    text::escape(&why)
+                );
+            }
+        }
+    }
+    if !typed.is_empty() {
+        let items = typed
+            .iter()
+            .map(|(readonly, source)| Item::Mount {
+                source: source.clone(),
+                readonly: *readonly,
+            })
+            .collect();
+        gate::allow_typed(
+            ctx,
+            &dir,
+            items,
+            typed.into_iter().map(|(_, p)| p).collect(),
+        )?;
+    }
+    if resolved.is_empty() {
+        return Ok(None);
+    }
     let user = mounts::user_ids(lxd, &s.lxd_name, &s.user)?;
     let target = mounts::Target {
         lxd_name: &s.lxd_name,
@@ -157,10 +216,11 @@ fn mount(
         user,
         mounts: &resolved,
     };
+    let done: Vec<&Mount> = resolved.iter().map(|(m, _)| m).collect();
     match mounts::attach(lxd, &target, plan.timeout, progress)? {
         Attached::Done { how, .. } => {
             progress.note(&format!("mounted with {how}"));
-            let new: Vec<Mutation> = wanted
+            let new: Vec<Mutation> = done
                 .iter()
                 .filter(|m| !s.mounts.contains(m))
                 .map(|m| Mutation::MountAdded {
@@ -173,7 +233,10 @@ fn mount(
             }
             Ok(None)
         }
-        Attached::NeedsRoot { command } => Ok(Some(needs_root(plan.name, wanted, &command))),
+        Attached::NeedsRoot { command } => {
+            let done: Vec<Mount> = done.into_iter().cloned().collect();
+            Ok(Some(needs_root(plan.name, &done, &command)))
+        }
         Attached::HostRoot => Ok(Some(format!("Not mounted: {}", mounts::HOST_ROOT))),
         Attached::Remote { remote } => Ok(Some(format!(
             "Not mounted: {}",

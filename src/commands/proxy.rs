@@ -6,13 +6,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::cli::{Proxy as ProxyArgs, DEFAULT_WAIT};
-use crate::commands::{op, Ctx};
+use crate::commands::{gate, op, Ctx};
 use crate::proxy::{self, CloseReason, Config, Event, PortMap};
+use crate::trust::Need;
 use crate::Error;
 
 /// Starts forwarding and blocks until the process is stopped.
 pub fn run(ctx: &Ctx, args: &ProxyArgs) -> Result<(), Error> {
-    let project = ctx.store()?.read()?;
+    let (_, project, _) = gate::load(ctx, &Need::lxd())?;
     let name = args.name.as_str();
     op::container(&project, name)?;
     let ports: Vec<PortMap> = if args.ports.is_empty() {

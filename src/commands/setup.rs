@@ -8,20 +8,24 @@ use std::time::{Duration, Instant};
 
 use sha_crypt::{PasswordHasher, ShaCrypt};
 
+use crate::commands::text;
 use crate::lxd::{ExecOutput, Lxd, LxdError};
-use crate::model::ValidationError;
+use crate::model::{Setting, ValidationError};
 use crate::{say, Error};
 
 /// The snapshot every new container gets.
 pub const INITIAL_STATE: &str = "initial-state";
 
 /// Config keys set at launch (not as separate calls afterwards): nesting and
-/// syscall interception, so Docker and friends work inside.
-pub const LAUNCH_CONFIG: &[(&str, &str)] = &[
-    ("security.nesting", "true"),
-    ("security.syscalls.intercept.mknod", "true"),
-    ("security.syscalls.intercept.setxattr", "true"),
-];
+/// syscall interception unless the project turns them off, so that Docker
+/// and friends work inside (DESIGN.md, "Container settings"). An explicit
+/// `false` is passed too, so that a profile cannot turn one back on.
+pub fn launch_config(settings: &[(Setting, bool)]) -> Vec<(&'static str, &'static str)> {
+    settings
+        .iter()
+        .map(|(s, on)| (s.lxd_key(), if *on { "true" } else { "false" }))
+        .collect()
+}
 
 /// Waits for systemd to finish booting and for cloud-init, where the image
 /// has them. `$1` is the timeout in seconds.
@@ -146,8 +150,9 @@ pub fn print_access(
         out,
         &format!("  IPv4:      {}", ip.unwrap_or("none yet (see `ldm list`)")),
     )?;
-    say(out, &format!("  user:      {user}"))?;
-    say(out, &format!("  password:  {password}"))?;
+    // Both may come from a cloned containers.yaml: shown escaped.
+    say(out, &format!("  user:      {}", text::escape(user)))?;
+    say(out, &format!("  password:  {}", text::escape(password)))?;
     say(out, &format!("  shell:     ldm ssh {name}"))
 }
 

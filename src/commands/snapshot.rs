@@ -10,10 +10,11 @@ use serde::Serialize;
 use crate::cli::DEFAULT_WAIT;
 use crate::commands::op::{self};
 use crate::commands::setup::INITIAL_STATE;
-use crate::commands::{table, Ctx};
+use crate::commands::{gate, table, Ctx};
 use crate::lxd::LxdError;
 use crate::model::{validate, Container, Mutation, Op, Pending, Project};
 use crate::store::Owners;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// Refuses if a live container-level operation runs on `name`, or an
@@ -81,7 +82,7 @@ pub fn create(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     validate::snapshot_name(snap)?;
-    let mut store = ctx.store()?;
+    let (mut store, _, gated) = gate::load(ctx, &Need::lxd())?;
     let owners = store.owners();
     let (_owner, pending) = op::claim(
         &store,
@@ -90,6 +91,7 @@ pub fn create(
         },
     )?;
     let (lxd_name, remote, resumed) = store.commit(|p| {
+        gated.recheck(p, &Need::lxd())?;
         let c = container_ready(&owners, p, container)?;
         let m = intent(&owners, c, container, snap, description, &pending)?;
         let resumed = matches!(m, Mutation::OperationStarted { .. });
@@ -149,10 +151,9 @@ pub fn delete(
             "{INITIAL_STATE} is what `ldm container reset` restores and cannot be deleted; to start over, run `ldm remove {container}` and create it again"
         )));
     }
-    let mut store = ctx.store()?;
     // LXD's "no such snapshot" is taken as deleted already: not when the
     // container is in another LXD project, where the snapshot still is.
-    let project = store.read()?;
+    let (mut store, project, gated) = gate::load(ctx, &Need::lxd())?;
     if project.containers.contains_key(container) {
         let lxd_name = project.lxd_name(container);
         let lxd = ctx.lxd(&project, wait);
@@ -166,6 +167,7 @@ pub fn delete(
         },
     )?;
     let (lxd_name, remote, recorded) = store.commit(|p| {
+        gated.recheck(p, &Need::lxd())?;
         let c = container_ready(&owners, p, container)?;
         let mut m = Vec::new();
         if let Some(s) = c.snapshots.get(snap) {
@@ -228,8 +230,7 @@ struct Row {
 /// `ldm container snapshot list C [--json]`: LXD's snapshots with the
 /// project's descriptions; snapshots on one side only are flagged.
 pub fn list(ctx: &Ctx, container: &str, json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let store = ctx.store()?;
-    let project = store.read()?;
+    let (store, project, _) = gate::load(ctx, &Need::nothing())?;
     let c = op::container(&project, container)?;
     let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let lxd_name = project.lxd_name(container);

@@ -2,8 +2,9 @@
 //! container's user (so its groups apply), or one command with its exit code.
 
 use crate::cli::{Ssh, DEFAULT_WAIT};
-use crate::commands::{op, Ctx};
+use crate::commands::{gate, op, Ctx};
 use crate::model::validate;
+use crate::trust::Need;
 use crate::Error;
 
 /// Runs `$0 "$@"` in the login shell: the script is constant, the command
@@ -12,7 +13,7 @@ const RUN_ARGV: &str = r#"exec "$0" "$@""#;
 
 /// Opens the shell (replacing this process) or runs the command.
 pub fn run(ctx: &Ctx, args: &Ssh) -> Result<(), Error> {
-    let project = ctx.store()?.read()?;
+    let (_, project, _) = gate::load(ctx, &Need::lxd())?;
     op::container(&project, &args.name)?;
     let lxd = ctx.lxd(&project, DEFAULT_WAIT);
     let lxd_name = project.lxd_name(&args.name);

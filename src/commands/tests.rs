@@ -38,6 +38,10 @@ fn setup(fake: Fake) -> Setup {
         style: style::Style::plain(),
         safe: SafeDirs::default(),
         connect,
+        user: Some(crate::user_state::UserDirs::in_dir(
+            &dir.path().join(".user"),
+        )),
+        log_seen: Mutex::new(None),
     };
     Setup {
         _dir: dir,
@@ -80,6 +84,11 @@ fn interrupted_create(s: &Setup, name: &str, image: &str) {
 #[test]
 fn create_launches_sets_up_and_records_initial_state() {
     let s = setup(Fake::new());
+    // Run as root, ldm mounts a user's folder only, never root's.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(s._dir.path(), Some(1000), Some(1000)).unwrap();
+    }
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
     assert_eq!(
         s.fake.calls(),

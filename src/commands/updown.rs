@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::cli::UpDown;
 use crate::commands::container::Started;
+use crate::commands::gate::{self, Gated};
 use crate::commands::op;
 use crate::commands::provision::{self, Mounts, Plan};
 use crate::commands::setup::wait_ipv4;
@@ -18,6 +19,7 @@ use crate::commands::{text, Ctx};
 use crate::lxd::{Instance, Lxd, LxdError};
 use crate::model::{Mutation, Op, Project};
 use crate::store::Owners;
+use crate::trust::Need;
 use crate::{say, Error};
 
 /// What `up` or `down` will do to one container.
@@ -196,6 +198,14 @@ pub fn down(ctx: &Ctx, args: &UpDown, out: &mut dyn Write) -> Result<(), Error> 
 fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Error> {
     let store = ctx.store()?;
     let project = store.read()?;
+    // `up` may re-create any of them, which LXD only says once asked: what
+    // a re-create applies is checked for all of them first.
+    let need = match (up, args.dry_run) {
+        (true, false) => Need::up((!args.names.is_empty()).then(|| args.names.clone())),
+        (false, false) => Need::lxd(),
+        (_, true) => Need::nothing(),
+    };
+    let gated = gate::check(ctx, &store, &project, &need)?;
     for name in &args.names {
         op::container(&project, name)?;
     }
@@ -221,7 +231,10 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     not_elsewhere(&*lxd, &project, &instances, &mut plan);
     if args.dry_run {
         for (name, a) in &plan {
-            say(out, &format!("{name}: {}", describe(&project, name, a)))?;
+            say(
+                out,
+                &format!("{name}: {}", text::escape(&describe(&project, name, a))),
+            )?;
         }
         return Ok(());
     }
@@ -239,13 +252,23 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| -> Result<(), Error> {
         for _ in 0..args.jobs().min(plan.len()) {
-            let (lxd, project, tx, plan, next) = (&lxd, &project, tx.clone(), &plan, &next);
+            let (lxd, project, tx, plan, next, gated) =
+                (&lxd, &project, tx.clone(), &plan, &next, &gated);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((name, action)) = plan.get(i) else {
                     break;
                 };
-                let r = act(ctx, &**lxd, project, name, action, args.wait.timeout, one);
+                let r = act(
+                    ctx,
+                    gated,
+                    &**lxd,
+                    project,
+                    name,
+                    action,
+                    args.wait.timeout,
+                    one,
+                );
                 if tx.send((i, r)).is_err() {
                     break;
                 }
@@ -257,7 +280,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
             if !one {
                 let name = &plan[i].0;
                 let line = match &r {
-                    Ok(done) => format!("{name}: {done}"),
+                    Ok(done) => format!("{name}: {}", text::escape(done)),
                     Err(e) => format!("{name}: failed: {}", text::escape(&e.to_string())),
                 };
                 say(out, &line)?;
@@ -281,7 +304,7 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
             return Ok(());
         };
         return match r {
-            Ok(done) => say(out, &format!("{name} {done}")),
+            Ok(done) => say(out, &format!("{name} {}", text::escape(&done))),
             Err(e) => Err(e),
         };
     }
@@ -315,8 +338,10 @@ fn summary(
 }
 
 /// Carries out one container's action; returns what was done, in words.
+#[allow(clippy::too_many_arguments)]
 fn act(
     ctx: &Ctx,
+    gated: &Gated,
     lxd: &dyn Lxd,
     project: &Project,
     name: &str,
@@ -337,8 +362,8 @@ fn act(
             Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok("is stopped".into()),
             Err(e) => Err(Error::lxd(format!("stopping {lxd_name}"))(e)),
         },
-        Action::Recreate { image } => recreate(ctx, name, image, wait, one, false),
-        Action::Finish { image } => recreate(ctx, name, image, wait, one, true),
+        Action::Recreate { image } => recreate(ctx, gated, name, image, wait, one, false),
+        Action::Finish { image } => recreate(ctx, gated, name, image, wait, one, true),
         Action::Missing => Ok("is not in LXD".into()),
         Action::Running { ipv4: Some(ip) } => Ok(format!("is running at {ip}")),
         Action::Running { ipv4: None } => running_at(ctx, lxd, &lxd_name, wait, one),
@@ -376,6 +401,7 @@ fn running_at(
 /// gets the mounts a new one gets).
 fn recreate(
     ctx: &Ctx,
+    gated: &Gated,
     name: &str,
     image: &str,
     wait: Duration,
@@ -388,7 +414,8 @@ fn recreate(
     let s = store.commit(|p| {
         let c = op::container(p, name)?;
         // A container that was created once has `initial-state`; one whose
-        // first create was interrupted has not, and is finished as new.
+        // first create was interrupted has not, and is finished as new
+        // (with what a new container gets, which trust must allow).
         let mut again = true;
         if let Some(old) = op::check_free(&owners, name, c)? {
             if !take_over || old.op != Op::Create {
@@ -399,6 +426,12 @@ fn recreate(
                 .snapshots
                 .contains_key(crate::commands::setup::INITIAL_STATE);
         }
+        let need = if again {
+            Need::up(Some(vec![name.to_string()]))
+        } else {
+            Need::create(name, true)
+        };
+        gated.recheck(p, &need)?;
         let s = Started::of(p, name, pending.clone(), true, again);
         let m = Mutation::OperationStarted {
             container: name.to_string(),
@@ -419,6 +452,7 @@ fn recreate(
         image,
         mounts: Mounts::Default,
         force: false,
+        forced: &gated.forced,
         timeout: wait.max(Duration::from_secs(300)),
         quiet: ctx.quiet || !one,
     };

@@ -10,7 +10,7 @@
 //! other is a conflict, resolved the file's way.
 //!
 //! lxc-dev-manager drops the keys it does not know when it rewrites the
-//! file (`remote`, `mounts`, `setup`, the `pending` operations, the `ldm:`
+//! file (`remote`, `mounts`, `setup`, `security`, the `pending` operations, the `ldm:`
 //! mark). In a file
 //! without the mark, the absence of those keys is not a change: they are
 //! taken as the base had them ([`Writer::KeyDropping`]).
@@ -84,6 +84,9 @@ fn with_ldm_keys_of(base: &Project, theirs: &Project) -> Project {
     if t.defaults.setup.is_empty() {
         t.defaults.setup = base.defaults.setup.clone();
     }
+    if t.defaults.security.is_empty() {
+        t.defaults.security = base.defaults.security;
+    }
     for (name, c) in &mut t.containers {
         let Some(b) = base.containers.get(name) else {
             continue;
@@ -96,6 +99,9 @@ fn with_ldm_keys_of(base: &Project, theirs: &Project) -> Project {
         }
         if c.setup.is_none() {
             c.setup = b.setup.clone();
+        }
+        if c.security.is_empty() {
+            c.security = b.security;
         }
         for (snap, s) in &mut c.snapshots {
             if s.pending.is_none() {
@@ -157,6 +163,12 @@ impl Merger {
                     base.map(|b| &b.defaults.setup),
                     &ours.defaults.setup,
                     &theirs.defaults.setup,
+                ),
+                security: self.pick(
+                    "defaults.security",
+                    base.map(|b| &b.defaults.security),
+                    &ours.defaults.security,
+                    &theirs.defaults.security,
                 ),
             },
             containers: self.map(
@@ -309,6 +321,12 @@ impl Merger {
                 b.map(|b| &b.setup),
                 &o.setup,
                 &t.setup,
+            ),
+            security: self.pick(
+                &format!("{field}.security"),
+                b.map(|b| &b.security),
+                &o.security,
+                &t.security,
             ),
             user: self.user(
                 &format!("{field}.user"),

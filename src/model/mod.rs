@@ -54,6 +54,9 @@ pub struct Defaults {
     /// Setup steps of containers that have none of their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<Step>,
+    /// The LXD settings of new containers that have none of their own.
+    #[serde(default, skip_serializing_if = "Security::is_empty")]
+    pub security: Security,
 }
 
 impl Defaults {
@@ -63,6 +66,7 @@ impl Defaults {
             && self.user.is_none()
             && self.mounts.is_none()
             && self.setup.is_empty()
+            && self.security.is_empty()
     }
 }
 
@@ -100,12 +104,88 @@ pub struct Container {
     /// Its own setup steps, instead of the defaults'.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup: Option<Vec<Step>>,
+    /// Its own LXD settings, each falling back on the defaults'.
+    #[serde(default, skip_serializing_if = "Security::is_empty")]
+    pub security: Security,
     /// Snapshots ldm knows about, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub snapshots: BTreeMap<String, Snapshot>,
     /// A long operation under way (or interrupted) on this container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
+}
+
+/// The LXD settings ldm gives every container so that Docker (and other
+/// container engines) run inside, each of which weakens its isolation
+/// (DESIGN.md, "Container settings"). Absent: on, as lxc-dev-manager did;
+/// `false` turns one off for a project (`defaults.security`) or a container.
+/// Read from `containers.yaml` only: no command sets them, so they need no
+/// log record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// `security.nesting`: containers inside the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nesting: Option<bool>,
+    /// `security.syscalls.intercept.mknod`: LXD makes device nodes for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intercept_mknod: Option<bool>,
+    /// `security.syscalls.intercept.setxattr`: LXD sets trusted xattrs for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intercept_setxattr: Option<bool>,
+}
+
+/// One of the [`Security`] settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Setting {
+    /// `security.nesting`.
+    Nesting,
+    /// `security.syscalls.intercept.mknod`.
+    InterceptMknod,
+    /// `security.syscalls.intercept.setxattr`.
+    InterceptSetxattr,
+}
+
+impl Setting {
+    /// Every setting, in the order LXD is given them.
+    pub const ALL: [Setting; 3] = [
+        Setting::Nesting,
+        Setting::InterceptMknod,
+        Setting::InterceptSetxattr,
+    ];
+
+    /// Its key under `security:` in `containers.yaml`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Setting::Nesting => "nesting",
+            Setting::InterceptMknod => "intercept_mknod",
+            Setting::InterceptSetxattr => "intercept_setxattr",
+        }
+    }
+
+    /// LXD's config key.
+    pub fn lxd_key(self) -> &'static str {
+        match self {
+            Setting::Nesting => "security.nesting",
+            Setting::InterceptMknod => "security.syscalls.intercept.mknod",
+            Setting::InterceptSetxattr => "security.syscalls.intercept.setxattr",
+        }
+    }
+}
+
+impl Security {
+    /// True when nothing is set (the YAML leaves `security:` out).
+    pub fn is_empty(&self) -> bool {
+        *self == Security::default()
+    }
+
+    /// The value written for `s`, if any.
+    pub fn get(&self, s: Setting) -> Option<bool> {
+        match s {
+            Setting::Nesting => self.nesting,
+            Setting::InterceptMknod => self.intercept_mknod,
+            Setting::InterceptSetxattr => self.intercept_setxattr,
+        }
+    }
 }
 
 /// An operation that runs LXD steps without the store lock: recorded before
@@ -396,6 +476,16 @@ impl Project {
             Some(own) => own,
             None => &self.defaults.setup,
         }
+    }
+
+    /// Whether `s` is on for `container` (its own value, else the
+    /// defaults', else on); `None` asks for a new container.
+    pub fn effective_setting(&self, container: Option<&str>, s: Setting) -> bool {
+        container
+            .and_then(|c| self.containers.get(c))
+            .and_then(|c| c.security.get(s))
+            .or(self.defaults.security.get(s))
+            .unwrap_or(true)
     }
 
     /// What a new container whose user is `user` mounts: `defaults.mounts`,

@@ -330,33 +330,6 @@ pub fn mount(m: &super::Mount) -> Result<(), String> {
     Ok(())
 }
 
-/// Host folders a mount must not expose without `--force`: the root, the
-/// folder holding every user's home, and LXD's own state. `abs` is the
-/// host folder made absolute (symbolic links resolved); `home_root` the
-/// parent of the user's home. Returns what the folder is.
-pub fn risky_host(abs: &str, home_root: Option<&str>) -> Option<&'static str> {
-    let abs = abs.trim_end_matches('/');
-    if abs.is_empty() {
-        return Some("the whole file system");
-    }
-    if Some(abs) == home_root.map(|h| h.trim_end_matches('/')) || abs == "/home" {
-        return Some("the folder holding every user's home");
-    }
-    const LXD: [&str; 4] = [
-        "/var/lib/lxd",
-        "/var/snap/lxd",
-        "/var/lib/incus",
-        "/var/lib/lxc",
-    ];
-    if LXD
-        .iter()
-        .any(|d| abs == *d || abs.starts_with(&format!("{d}/")))
-    {
-        return Some("LXD's own state");
-    }
-    None
-}
-
 /// Checks an image reference: non-empty and free of control characters.
 pub fn image(image: &str) -> Result<(), ValidationError> {
     if image.trim().is_empty() || image.chars().any(char::is_control) {
@@ -402,15 +375,6 @@ mod tests {
         for bad in ["0", "65536", "abc", "3000,3000", "3000,,4000", "-1"] {
             assert!(parse_ports(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn risky_host_folders_need_force() {
-        assert_eq!(risky_host("/", None), Some("the whole file system"));
-        assert!(risky_host("/home", None).is_some());
-        assert!(risky_host("/srv/users", Some("/srv/users")).is_some());
-        assert!(risky_host("/var/lib/lxd/containers", None).is_some());
-        assert_eq!(risky_host("/home/ann/src/webapp", Some("/home")), None);
     }
 
     #[test]

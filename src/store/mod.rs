@@ -118,6 +118,15 @@ struct LogView {
     last_crc: u32,
 }
 
+/// Which log a project's `containers.log` is ([`Store::log_identity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogIdentity {
+    /// Its `log_id`, 32 hex digits.
+    pub id: String,
+    /// How many times compaction replaced it.
+    pub generation: u64,
+}
+
 /// The owners of a project's long operations (DESIGN.md, "Long
 /// operations"): claim one, ask whether one is alive. A small handle, so
 /// that a commit's closure can ask while the store is borrowed.
@@ -323,7 +332,36 @@ impl Store {
     /// symbolic link or FIFO, only the owners the project's trust allows,
     /// never outside the folder.
     pub fn read_project_file(&self, rel: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
-        project_file::read(&*self.opts.fs, &self.paths.dir, rel, limit)
+        project_file::read(&self.paths.dir, rel, limit, self.opts.trust)
+    }
+
+    /// The identity of the project's log from its header, a read-only look
+    /// at its first 52 bytes: `None` when there is no log, or its header has
+    /// no identity (version 1) or cannot be read as one (the load says
+    /// why). Commands remember which logs ldm made in a checkout, to tell a
+    /// log that came with the folder (DESIGN.md, "What ldm trusts").
+    pub fn log_identity(&self) -> Result<Option<LogIdentity>, StoreError> {
+        use std::io::Read;
+        let path = &self.paths.log;
+        let file = match fs::open_checked(
+            path,
+            std::fs::OpenOptions::new().read(true),
+            self.opts.trust,
+        ) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("read", path, e)),
+        };
+        let mut head = Vec::with_capacity(record::HEADER_LEN);
+        file.take(record::HEADER_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| StoreError::io("read", path, e))?;
+        Ok(record::decode_header(&head).ok().and_then(|h| {
+            h.id.map(|id| LogIdentity {
+                id: snapshot::hex(&id),
+                generation: h.generation,
+            })
+        }))
     }
 
     /// Read-only health check of the files (`ldm doctor`).

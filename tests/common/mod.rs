@@ -37,6 +37,10 @@ pub fn ldm_bare() -> std::process::Command {
     }
     cmd.env("LDM_LXC", "/nonexistent/ldm-tests/lxc");
     cmd.env("NO_COLOR", "1");
+    // What ldm keeps in the user's own folders stays with the tests.
+    let user = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ldm-user");
+    cmd.env("XDG_STATE_HOME", user.join("state"));
+    cmd.env("XDG_CACHE_HOME", user.join("cache"));
     cmd
 }
 

@@ -156,6 +156,7 @@ impl Env {
             .env("LDM_DOUBLE_DIR", &self.dd)
             .env("HOME", &self.home)
             .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .env("XDG_STATE_HOME", self.home.join(".local/state"))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         for (k, v) in envs {
@@ -184,6 +185,17 @@ impl Env {
     /// Runs `ldm ARGS`, which must succeed.
     pub fn ok(&self, args: &[&str]) -> Run {
         self.run(args).expect(0)
+    }
+
+    /// `ldm trust --yes`: allows what the project asks for beyond its
+    /// folder, as a user who reviewed it would.
+    pub fn trust(&self) -> Run {
+        self.ok(&["trust", "--yes"])
+    }
+
+    /// The home folder of the runs (`HOME`).
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// Runs `ldm ARGS`, which must fail with exit code 1.
