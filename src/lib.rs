@@ -45,6 +45,15 @@ pub enum Error {
     /// command needs a flag it was not given.
     #[error("{0}")]
     Usage(String),
+    /// ldm will not do this here, by its own rules (a mount on a remote
+    /// LXD, host root's files in a container, a refused host folder): the
+    /// words say why and what to do instead. Not a usage error: the
+    /// arguments were fine.
+    #[error("{0}")]
+    Refused(String),
+    /// ldm itself went wrong (a worker thread panicked): a bug to report.
+    #[error("{0}; this is a bug in ldm: please report it with the command you ran")]
+    Internal(String),
     /// A container, snapshot, image or instance that does not exist.
     #[error("{what}; {next}")]
     NotFound {
@@ -185,6 +194,8 @@ impl Error {
             Error::Store(_)
             | Error::Invalid(_)
             | Error::Usage(_)
+            | Error::Refused(_)
+            | Error::Internal(_)
             | Error::NotFound { .. }
             | Error::Busy { .. }
             | Error::Conflict { .. }

@@ -349,3 +349,22 @@ fn regression_umount_snapshot_delete_and_a_resumed_create_leave_another_lxd_proj
     let kind = |m: &Option<ldm::model::Pending>| m.as_ref().map(|p| p.op.clone());
     assert_eq!(kind(&p.containers["b"].pending), kind(&mark));
 }
+
+/// Issue 25, item 17: a lookup that found its instance missing, and could
+/// not ask LXD for the other projects, dropped that error silently; DESIGN
+/// promises a note, as the instance may well be in another project.
+#[test]
+fn regression_a_failed_look_in_other_projects_is_said() {
+    let env = Env::new("p");
+    env.seed_container("a", "img", true);
+    let mut st = env.state();
+    st["instances"].as_object_mut().unwrap().remove("p-a");
+    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    let queries = env.state()["counts"]["query"].as_u64().unwrap_or(0);
+    // ssh's instance query, then the look in every project, which fails.
+    let fail = format!("query#{}", queries + 2);
+    let run = env.run_env(&["ssh", "a"], &[("LDM_DOUBLE_FAIL", &fail)]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    run.err_has("could not look for the missing containers in other LXD projects");
+    run.err_has("LXD has no instance p-a");
+}

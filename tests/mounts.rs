@@ -845,3 +845,53 @@ fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
         "the new step runs, the finished one does not"
     );
 }
+
+/// Issue 25, item 17: when the device add failed and ldm could not then
+/// ask LXD whether the device was in, it took "could not ask" for "no
+/// device" and undid the record, while LXD may hold the device. The mount
+/// now stays recorded as interrupted, and ldm says how to end it.
+#[test]
+fn regression_a_failed_mount_whose_outcome_is_unknown_stays_recorded() {
+    let env = user_env("p");
+    env.ok(&["container", "create", "dev", "img", "--no-mount"]);
+    mkdir(&env, &env.dir.join("data"));
+    env.take_argvs();
+    // The double counts each verb across runs: the mount's third query is
+    // the one after the failed device add (it reads the instance before).
+    let queries = env.state()["counts"]["query"].as_u64().unwrap_or(0);
+    let fail = format!("config,query#{}", queries + 3);
+    let run = env.run_env(
+        &["mount", "dev", "data:/srv/data"],
+        &[("LDM_DOUBLE_FAIL", &fail)],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    run.err_has("could not ask LXD whether p-dev has the device now");
+    run.err_has("ldm umount dev /srv/data");
+    assert_eq!(recorded(&env, "dev"), vec!["data:/srv/data"]);
+    let list = env.ok(&["list"]).stdout;
+    assert!(list.contains("MOUNTING (interrupted)"), "{list}");
+    // The re-run finishes it.
+    env.ok(&["mount", "dev", "data:/srv/data"]);
+    assert!(!env.ok(&["list"]).stdout.contains("MOUNTING"));
+}
+
+/// Issue 25, item 18: a `setup:` script path that is not a file of the
+/// project was found only when its step's turn came, after the launch.
+/// It is refused with the file's key before any LXD call now.
+#[test]
+fn regression_a_bad_setup_script_path_is_refused_before_launch() {
+    for bad in ["../outside.sh", "/etc/passwd", "a//b.sh", "./x.sh"] {
+        let env = Env::new("p");
+        let path = env.dir.join("containers.yaml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "containers:",
+            &format!("defaults:\n  setup:\n    - echo one\n    - script: {bad}\ncontainers:"),
+        );
+        std::fs::write(&path, text).unwrap();
+        let run = env.run(&["container", "create", "dev", "img"]);
+        assert_eq!(run.code, 1, "{bad}: {}", run.stderr);
+        run.err_has("defaults.setup[2]");
+        run.err_has("invalid setup script");
+        assert!(env.take_argvs().is_empty(), "{bad}: no LXD call");
+    }
+}

@@ -338,13 +338,13 @@ fn fix_mount(
                     })
                 }
                 Attached::HostRoot => {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::Refused(format!(
                         "cannot mount {mount} in {lxd_name}: {}",
                         mounts::HOST_ROOT
                     )))
                 }
                 Attached::Remote { remote } => {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::Refused(format!(
                         "cannot mount {mount} in {lxd_name}: {}",
                         mounts::remote_words(&remote)
                     )))

@@ -14,7 +14,7 @@ use crate::commands::mounts::{self, Attached};
 use crate::commands::op::{self, Progress};
 use crate::commands::sources::{self, Judged};
 use crate::commands::steps;
-use crate::commands::{gate, Ctx};
+use crate::commands::{gate, text, Ctx};
 use crate::model::{Mount, Mutation, Op, Project};
 use crate::trust::{Item, Need};
 use crate::{say, Error};
@@ -29,7 +29,7 @@ fn finished(name: &str) -> Mutation {
 /// Refuses a project whose containers are on a remote LXD.
 fn local_only(project: &Project) -> Result<(), Error> {
     match &project.remote {
-        Some(remote) => Err(Error::Usage(format!(
+        Some(remote) => Err(Error::Refused(format!(
             "the project's LXD is the remote {remote}: host folders are not on that server, so they cannot be mounted; copy files with `ldm mv`"
         ))),
         None => Ok(()),
@@ -141,7 +141,7 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
         }
         Ok(Attached::HostRoot) => {
             op::record(&mut store, undo())?;
-            Err(Error::Usage(format!(
+            Err(Error::Refused(format!(
                 "cannot mount {} in {name}: {}",
                 m.host,
                 mounts::HOST_ROOT
@@ -149,20 +149,30 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
         }
         Ok(Attached::Remote { remote }) => {
             op::record(&mut store, undo())?;
-            Err(Error::Usage(format!(
+            Err(Error::Refused(format!(
                 "cannot mount {} in {name}: {}",
                 m.host,
                 mounts::remote_words(&remote)
             )))
         }
         Err(e) => {
-            let has = lxd
-                .instance(&b.lxd_name)
-                .ok()
-                .flatten()
-                .is_some_and(|i| i.disks.iter().any(|d| d.device == m.device_name()));
-            if !has && b.old.is_none() {
-                op::record(&mut store, undo())?;
+            // Undo the record only when LXD says the device is not there:
+            // if ldm cannot ask, the device may be in, and the mount stays
+            // recorded as interrupted for a re-run or `ldm umount` to end.
+            match lxd.instance(&b.lxd_name) {
+                Ok(inst) => {
+                    let has = inst
+                        .is_some_and(|i| i.disks.iter().any(|d| d.device == m.device_name()));
+                    if !has && b.old.is_none() {
+                        op::record(&mut store, undo())?;
+                    }
+                }
+                Err(ask) => eprintln!(
+                    "note: could not ask LXD whether {} has the device now ({ask}); the mount stays recorded as interrupted: run `ldm mount {name} {}` again to finish it, or `ldm umount {name} {}`",
+                    b.lxd_name,
+                    text::escape(&m.to_string()),
+                    text::escape(&m.path)
+                ),
             }
             Err(e)
         }

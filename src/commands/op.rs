@@ -253,7 +253,11 @@ pub fn missing(lxd: &dyn Lxd, lxd_name: &str) -> Error {
             },
             None => no_instance(lxd_name),
         },
-        Err(_) => no_instance(lxd_name),
+        Err(e) => {
+            // DESIGN.md promises the note: "not found here" is all ldm knows.
+            note_unchecked(&e);
+            no_instance(lxd_name)
+        }
     }
 }
 

@@ -102,7 +102,7 @@ pub fn source(dir: &Path, m: &Mount, force: bool) -> Result<Judged, Error> {
             path,
             why,
             forceable,
-        } => Err(Error::Usage(format!(
+        } => Err(Error::Refused(format!(
             "will not mount {}: {why}. Mount a folder of the project instead{}",
             path.display(),
             if forceable {
@@ -122,6 +122,24 @@ impl Judged {
             Judged::Mount(p) | Judged::Forced { path: p, .. } | Judged::Refused { path: p, .. } => {
                 p
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 25, item 18: a refused host folder is ldm's rule, not a
+    /// usage error (the arguments parse and make sense).
+    #[test]
+    fn a_refused_source_is_a_refusal_not_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mount::parse("/etc:/srv/etc").unwrap();
+        match source(dir.path(), &m, false) {
+            Err(Error::Refused(why)) => assert!(why.contains("will not mount /etc"), "{why}"),
+            Err(e) => panic!("not a refusal: {e:?}"),
+            Ok(_) => panic!("/etc was accepted"),
         }
     }
 }

@@ -194,16 +194,10 @@ fn one(lxd: &dyn Lxd, step: &Step, script: Vec<u8>, r: &Run) -> Result<(i32, Str
 /// A step's script: a regular file of the project, at most 1 MiB, read
 /// with the checks of the project's own files.
 fn read_script(store: &Store, script: &str) -> Result<Vec<u8>, Error> {
+    // Checked when containers.yaml was read (`Project::validate`); again
+    // here, as this is what names the file to open.
+    crate::model::validate::setup_script(script)?;
     let rel = Path::new(script);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(Error::Usage(format!(
-            "setup script {script:?} must be a path inside the project folder, like setup/dev.sh"
-        )));
-    }
     store
         .read_project_file(rel, MAX_SCRIPT)
         .map_err(|e| match e {

@@ -294,7 +294,9 @@ fn run(ctx: &Ctx, args: &UpDown, out: &mut dyn Write, up: bool) -> Result<(), Er
         .zip(results)
         .map(|((name, _), r)| {
             let r = r.unwrap_or_else(|| {
-                Err(Error::Usage(format!("{name}: the worker thread panicked")))
+                Err(Error::Internal(format!(
+                    "{name}: the worker thread panicked"
+                )))
             });
             (name.clone(), r)
         })

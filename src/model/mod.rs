@@ -432,11 +432,15 @@ impl Project {
         validate::ports_list(&self.defaults.ports)
             .map_err(|e| ("defaults.ports".to_string(), e))?;
         check_user(self.defaults.user.as_ref(), "defaults.user")?;
+        check_steps(&self.defaults.setup, "defaults.setup")?;
         for (name, c) in &self.containers {
             let key = format!("containers.{name}");
             validate::container_name(&self.project, name).map_err(|e| (key.clone(), e))?;
             validate::ports_list(&c.ports).map_err(|e| (format!("{key}.ports"), e))?;
             check_user(c.user.as_ref(), &format!("{key}.user"))?;
+            if let Some(steps) = &c.setup {
+                check_steps(steps, &format!("{key}.setup"))?;
+            }
             for snap in c.snapshots.keys() {
                 validate::snapshot_name(snap)
                     .map_err(|e| (format!("{key}.snapshots.{snap}"), e))?;
@@ -505,6 +509,15 @@ impl Project {
     pub fn lxd_name(&self, container: &str) -> String {
         format!("{}-{container}", self.project)
     }
+}
+
+fn check_steps(steps: &[Step], key: &str) -> Result<(), (String, ValidationError)> {
+    for (i, step) in steps.iter().enumerate() {
+        if let Step::Script { script } = step {
+            validate::setup_script(script).map_err(|e| (format!("{key}[{}]", i + 1), e))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_user(user: Option<&User>, key: &str) -> Result<(), (String, ValidationError)> {

@@ -87,6 +87,14 @@ pub enum ValidationError {
         /// What is wrong.
         why: String,
     },
+    /// A setup step's script path that is not a file of the project.
+    #[error("invalid setup script {script:?}: {why}")]
+    SetupScript {
+        /// The path given.
+        script: String,
+        /// What is wrong and what is allowed.
+        why: String,
+    },
 }
 
 /// Checks a project name: letters, digits, `-`, `_`, and short enough that
@@ -328,6 +336,32 @@ pub fn mount(m: &super::Mount) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Checks a setup step's script path: relative to the project folder,
+/// down into it only (no `..`, `.` or empty parts, no leading `/`), no
+/// control characters. Checked when the file is read, so a bad path is
+/// refused before any command calls LXD, not when the step's turn comes.
+pub fn setup_script(script: &str) -> Result<(), ValidationError> {
+    let why = if script.is_empty() || script.chars().any(char::is_control) {
+        Some("it is empty or has control characters")
+    } else if script.starts_with('/') {
+        Some("it must be a path inside the project folder, relative to it")
+    } else if script
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        Some("write the path down from the project folder, without `.`, `..` or `//`")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ValidationError::SetupScript {
+            script: script.to_string(),
+            why: format!("{why}, like setup/dev.sh"),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Checks an image reference: non-empty and free of control characters.
