@@ -34,11 +34,21 @@ impl Store {
         for m in mutations {
             view.project.apply(m)?;
         }
-        let bytes = log::encode_commit(mutations, view.last_seq + 1).map_err(|e| {
-            StoreError::CommitTooLarge {
-                len: e.len,
-                limit: super::record::MAX_PAYLOAD,
-            }
+        let seq = view
+            .last_seq
+            .checked_add(1)
+            .filter(|s| *s <= super::record::MAX_SEQ)
+            .ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                offset: view.log.end,
+                reason: format!(
+                    "the last sequence number, {}, leaves no room for another record",
+                    view.last_seq
+                ),
+            })?;
+        let bytes = log::encode_commit(mutations, seq).map_err(|e| StoreError::CommitTooLarge {
+            len: e.len,
+            limit: super::record::MAX_PAYLOAD,
         })?;
         let end = view.log.end;
         let rollback = |e: std::io::Error, action| {
@@ -55,7 +65,7 @@ impl Store {
         view.log.end = end + bytes.len() as u64;
         view.log.last_len = bytes.len() as u64;
         view.log.last_crc = log::crc_at(&bytes);
-        view.last_seq += 1;
+        view.last_seq = seq;
         Ok(())
     }
 

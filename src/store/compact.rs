@@ -132,7 +132,7 @@ pub fn compact(
     last_seq: u64,
 ) -> Result<Mark, StoreError> {
     let mark = Mark {
-        generation: generation + 1,
+        generation: generation.saturating_add(1),
         seq: last_seq,
         log: Some(*id),
     };

@@ -101,7 +101,7 @@ pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&L
             // the log into the YAML, then died before replacing the log.
             Some(m)
                 if m.seq == log.last_seq
-                    && (m.generation == log.header.generation + 1
+                    && (log.header.generation.checked_add(1) == Some(m.generation)
                         || yaml.written == Written::ByLdm) =>
             {
                 Origin::Legacy {

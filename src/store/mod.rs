@@ -50,6 +50,7 @@ mod project_file;
 pub mod record;
 pub mod recover;
 pub mod repair;
+mod resync;
 pub mod snapshot;
 mod writer;
 

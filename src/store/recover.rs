@@ -359,7 +359,7 @@ fn read_log(
     let prev_seq = header.prev_seq.unwrap_or_else(|| {
         scan.entries
             .first()
-            .map_or(doc.mark.map_or(0, |m| m.seq), |e| e.seq - 1)
+            .map_or(doc.mark.map_or(0, |m| m.seq), |e| e.seq.saturating_sub(1))
     });
     let mut last_seq = scan.entries.last().map_or(prev_seq, |e| e.seq);
     if let Tail::Corrupt { offset, .. } = scan.tail {

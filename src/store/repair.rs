@@ -315,9 +315,12 @@ fn keep_records(
     report: &mut RepairReport,
 ) -> Vec<log::Entry> {
     let mut kept_entries = Vec::new();
+    // One resync search for the whole walk: damage met many times must not
+    // rebuild it each time (DESIGN.md, "Recovery").
+    let resync = log::Resync::new(bytes);
     let mut pos = start;
     while pos < bytes.len() {
-        let scan = log::scan(&bytes[pos..], pos as u64, None);
+        let scan = log::scan_from(&resync, pos, 0, None, None);
         for e in &scan.entries {
             if e.seq <= skip {
                 continue;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::StoreError;
-use super::record::{LogId, LOG_ID_LEN};
+use super::record::{LogId, LOG_ID_LEN, MAX_SEQ};
 use super::Paths;
 use crate::model::{Container, Defaults, Project};
 use crate::yaml::{self, YamlError};
@@ -156,6 +156,17 @@ pub fn decode(text: &str) -> Result<Doc, DocError> {
     let project = doc.project.ok_or(DocError::NoProject)?;
     let (mark, written) = match doc.ldm {
         None => (None, Written::NoMark),
+        Some(m) if m.seq > MAX_SEQ => {
+            return Err(DocError::Yaml(YamlError {
+                message: format!(
+                    "the `ldm:` mark's seq {} is past the highest sequence number a record may have ({MAX_SEQ}); delete the `ldm:` line (ldm then merges the file as another program's)",
+                    m.seq
+                ),
+                line: mark_line(text).map(|at| text[..at].lines().count() + 1),
+                column: None,
+                limit: None,
+            }))
+        }
         Some(m) => {
             let log = m.log.as_deref().and_then(unhex::<LOG_ID_LEN>);
             let written = match m.sha.as_deref().and_then(unhex::<32>) {
