@@ -136,35 +136,168 @@ fn a_lock_file_removed_while_held_never_yields_two_commits_of_one_seq_issue_12_c
     create(dir);
     set(dir, "defaults.ports", "1");
     // This process commits; while it holds the lock, someone removes the
-    // lock file and another ldm commits under a new one.
+    // lock file and another ldm tries to commit under a new one: it waits
+    // for the folder's lock, which this process still holds, and commits
+    // after it (DESIGN.md, "Lock protocol").
     let mut store = Store::open(Paths::in_dir(dir), Options::default());
-    let r = store.commit(|_| {
-        std::fs::remove_file(dir.join("containers.lock")).unwrap();
-        let (code, _, err) = ldm_run(dir, &["config", "set", "defaults.user.name", "other"]);
-        assert_eq!(code, 0, "the other ldm: {err}");
-        Ok::<_, StoreError>((
-            vec![ldm::model::Mutation::UserNameSet {
-                container: None,
-                name: Some("mine".into()),
-            }],
-            (),
-        ))
-    });
-    let e = r.expect_err("the holder whose lock file was replaced must not append");
-    assert!(
-        e.to_string()
-            .contains("removed or replaced while this command held it"),
-        "{e}"
-    );
-    // One record per seq, and the other's change is the state.
+    let mut other = None;
+    store
+        .commit(|_| {
+            std::fs::remove_file(dir.join("containers.lock")).unwrap();
+            let child = ldm_std(dir)
+                .args(["config", "set", "defaults.user.name", "other"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            wait_until_blocked_or_done(child.id());
+            other = Some(child);
+            Ok::<_, StoreError>((
+                vec![ldm::model::Mutation::UserNameSet {
+                    container: None,
+                    name: Some("mine".into()),
+                }],
+                (),
+            ))
+        })
+        .expect("the holder still excludes every other writer: its commit stands");
+    let out = other.unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "the other ldm: {out:?}");
+    // One record per seq, and the other's change came after ours.
     assert_eq!(
         state(dir).defaults.user.unwrap().name.as_deref(),
         Some("other")
     );
     let seqs: Vec<u64> = records(dir).iter().map(|r| r.0).collect();
-    let mut unique = seqs.clone();
-    unique.dedup();
-    assert_eq!(seqs, unique, "a seq twice: {seqs:?}");
+    assert_eq!(seqs, vec![1, 2, 3], "{seqs:?}");
+    assert_healthy(dir);
+}
+
+/// Waits until process `pid` waits for a `flock` (a `->` line of
+/// /proc/locks) or has exited, at most 10 s.
+fn wait_until_blocked_or_done(pid: u32) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        let blocked = locks
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(&pid.to_string()));
+        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |st| st.contains(") Z "));
+        if blocked || gone {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The real file system, but the append to containers.log first removes
+/// containers.lock and lets another ldm try to commit (issue 25, case 3).
+struct DeleteLockAtAppend {
+    os: ldm::store::OsFs,
+    dir: std::path::PathBuf,
+    other: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl ldm::store::Fs for DeleteLockAtAppend {
+    fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
+        self.os.read(p)
+    }
+    fn read_from(&self, p: &Path, o: u64) -> std::io::Result<Vec<u8>> {
+        self.os.read_from(p, o)
+    }
+    fn stat(&self, p: &Path) -> std::io::Result<ldm::store::fs::FileId> {
+        self.os.stat(p)
+    }
+    fn write_new(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        self.os.write_new(p, b)
+    }
+    fn append(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        let mut other = self.other.lock().unwrap();
+        if other.is_none() && p.ends_with("containers.log") {
+            std::fs::remove_file(self.dir.join("containers.lock")).unwrap();
+            let child = ldm_std(&self.dir)
+                .args(["config", "set", "defaults.user.name", "other"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            wait_until_blocked_or_done(child.id());
+            *other = Some(child);
+        }
+        self.os.append(p, b)
+    }
+    fn sync(&self, p: &Path) -> std::io::Result<()> {
+        self.os.sync(p)
+    }
+    fn set_len(&self, p: &Path, l: u64) -> std::io::Result<()> {
+        self.os.set_len(p, l)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        self.os.rename(a, b)
+    }
+    fn sync_dir(&self, d: &Path) -> std::io::Result<()> {
+        self.os.sync_dir(d)
+    }
+    fn remove(&self, p: &Path) -> std::io::Result<()> {
+        self.os.remove(p)
+    }
+    fn list(&self, d: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.os.list(d)
+    }
+}
+
+/// Issue 25, case 3: `containers.lock` deleted while a writer appends (after
+/// its last check of the lock file), and another ldm commits under a new
+/// lock file. The append raced the other writer's, and an acknowledged
+/// commit was lost. The folder's lock keeps the other writer waiting until
+/// this one is done; both commits stand.
+#[test]
+fn a_lock_file_removed_during_an_append_loses_no_acknowledged_commit_issue_25_case_3() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "1");
+    let fs = std::sync::Arc::new(DeleteLockAtAppend {
+        os: ldm::store::OsFs::strict(),
+        dir: dir.to_path_buf(),
+        other: std::sync::Mutex::new(None),
+    });
+    let opts = Options {
+        fs: fs.clone(),
+        ..Options::default()
+    };
+    let mut store = Store::open(Paths::in_dir(dir), opts);
+    store
+        .commit(|_| {
+            Ok::<_, StoreError>((
+                vec![ldm::model::Mutation::UserPasswordSet {
+                    container: None,
+                    password: Some("mine".into()),
+                }],
+                (),
+            ))
+        })
+        .expect("acknowledged");
+    drop(store);
+    let out = fs
+        .other
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success(), "the other ldm: {out:?}");
+    let user = state(dir).defaults.user.unwrap();
+    assert_eq!(
+        user.password.as_deref(),
+        Some("mine"),
+        "the acknowledged commit"
+    );
+    assert_eq!(user.name.as_deref(), Some("other"));
+    let seqs: Vec<u64> = records(dir).iter().map(|r| r.0).collect();
+    assert_eq!(seqs, vec![1, 2, 3], "{seqs:?}");
     assert_healthy(dir);
 }
 

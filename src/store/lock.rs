@@ -13,8 +13,12 @@
 //! A lock file can be unlinked or replaced while held (by a person, or a
 //! cloned repository's checkout). So after `flock` returns, ldm checks that
 //! the file it locked is still the one at the path (device and inode) and
-//! starts over if not; and a holder re-checks before each append, so that
-//! two processes can never both append thinking they hold the lock.
+//! starts over if not. That alone left a window: a holder that had checked
+//! and was appending could meet a newcomer holding a new lock file. So ldm's
+//! lock is two `flock`s: `containers.lock` (whose note says who holds it,
+//! and which older ldm versions take) and then the project folder itself,
+//! which no one can delete or replace under a holder; the folder's is what
+//! makes one writer at a time (issue 25, item 3).
 //!
 //! The waiter sleeps in the kernel's `flock` queue on a helper thread, so
 //! it wakes the moment the holder lets go, and gives up after the timeout.
@@ -83,18 +87,23 @@ pub enum LockError {
     },
 }
 
-/// A held lock; dropping it closes the file, which releases the `flock`.
+/// A held lock; dropping it closes the files, which releases the `flock`s.
 #[derive(Debug)]
 pub struct LockGuard {
     file: File,
     path: PathBuf,
+    /// ldm's lock only: the project folder, locked after the file.
+    folder: Option<File>,
 }
 
 impl LockGuard {
-    /// Fails if the locked file is no longer the one at its path: another
-    /// process may then hold a lock on the new file.
+    /// Fails if this guard no longer excludes other writers: a lock file
+    /// replaced under a guard without the folder's lock (lxc-dev-manager's)
+    /// may now be held by another process. ldm's own lock holds the folder,
+    /// which cannot be replaced, so it stays exclusive whatever happens to
+    /// `containers.lock`.
     pub fn check(&self) -> Result<(), LockError> {
-        if same_file(&self.file, &self.path).unwrap_or(false) {
+        if self.folder.is_some() || same_file(&self.file, &self.path).unwrap_or(false) {
             Ok(())
         } else {
             Err(LockError::Lost {
@@ -120,10 +129,53 @@ pub fn acquire(
     what: &str,
     trust: Trust,
 ) -> Result<LockGuard, LockError> {
-    let guard = take(path, Some(timeout), trust, Which::Ldm)?.ok_or_else(|| LockError::Io {
+    let start = Instant::now();
+    let mut guard = take(path, Some(timeout), trust, Which::Ldm)?.ok_or_else(|| LockError::Io {
         path: path.to_path_buf(),
         source: io::Error::other("lock not taken"),
     })?;
+    // Then the folder, always in this order (no two waits can cycle): a
+    // holder whose lock file was deleted still holds it.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let folder = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|source| LockError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let folder = match FileExt::try_lock(&folder) {
+        Ok(()) => folder,
+        Err(TryLockError::WouldBlock) => {
+            match wait(folder, timeout.saturating_sub(start.elapsed())) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    return Err(LockError::Timeout {
+                        path: path.to_path_buf(),
+                        waited: start.elapsed(),
+                        holder: holder_of(dir, read_note(path)),
+                    })
+                }
+                Err(source) => {
+                    return Err(LockError::Io {
+                        path: dir.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
+        Err(TryLockError::Error(source)) => {
+            return Err(LockError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    guard.folder = Some(folder);
     // Best effort: the note only helps a waiter's error message.
     let _ = write_holder(&guard.file, what);
     Ok(guard)
@@ -178,7 +230,7 @@ fn take(
                                 Which::Ldm => LockError::Timeout {
                                     path: path.to_path_buf(),
                                     waited: start.elapsed(),
-                                    holder: read_holder(path),
+                                    holder: holder_of(path, read_note(path)),
                                 },
                                 Which::Go => LockError::GoTimeout {
                                     path: path.to_path_buf(),
@@ -198,6 +250,7 @@ fn take(
             return Ok(Some(LockGuard {
                 file,
                 path: path.to_path_buf(),
+                folder: None,
             }));
         }
         if timeout.is_some_and(|t| start.elapsed() > t) {
@@ -256,9 +309,100 @@ fn write_holder(file: &File, what: &str) -> io::Result<()> {
     file.write_all_at(&bytes, 0)
 }
 
-/// What the current holder wrote into the lock file (control characters
-/// shown escaped: the file may come from anyone).
-pub fn read_holder(path: &Path) -> String {
+/// Who holds the `flock` on `path` (a lock file, or the project folder),
+/// for a timeout's message. The kernel says which process holds it
+/// (`/proc/locks`); the note in `containers.lock` says what it is doing,
+/// but only an ldm writes it and it stays after its writer exits. So the
+/// note is quoted only when its pid is the holder's (or when the kernel
+/// cannot be asked and its pid still runs); otherwise the holder is named
+/// by pid and program, and a stale note as what it is (issue 25, item 16).
+fn holder_of(path: &Path, note: Option<String>) -> String {
+    let note_pid = note.as_deref().and_then(note_pid);
+    match flock_holders(path) {
+        Some(pids) if !pids.is_empty() => {
+            if let (Some(note), Some(p)) = (&note, note_pid) {
+                if pids.contains(&p) {
+                    return note.clone();
+                }
+            }
+            let who: Vec<String> = pids.iter().map(|&p| process_name(p)).collect();
+            let stale = match (&note, note_pid) {
+                (Some(note), Some(p)) => format!(
+                    " (the note in the lock file, \"{note}\", is left from pid {p}, which does not hold it{})",
+                    if pid_alive(p) { "" } else { " and has exited" }
+                ),
+                _ => String::new(),
+            };
+            format!("{}{stale}", who.join(", "))
+        }
+        _ => match (note, note_pid) {
+            (Some(note), Some(p)) if !pid_alive(p) => format!(
+                "another process (the note in the lock file, \"{note}\", is left from pid {p}, which has exited)"
+            ),
+            (Some(note), _) => note,
+            (None, _) => "another process (it did not say which)".to_string(),
+        },
+    }
+}
+
+/// The pid a holder note names: `pid N (...)`.
+fn note_pid(note: &str) -> Option<u32> {
+    note.strip_prefix("pid ")?.split(' ').next()?.parse().ok()
+}
+
+/// Pids holding a `flock` on `path`'s inode, from `/proc/locks`; `None`
+/// when that cannot be read.
+fn flock_holders(path: &Path) -> Option<Vec<u32>> {
+    let meta = std::fs::metadata(path).ok()?;
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let dev = meta.dev();
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        meta.ino()
+    );
+    let mut pids: Vec<u32> = text
+        .lines()
+        // `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INO 0 EOF`; a waiter's line
+        // has `->` after the number.
+        .filter_map(|line| {
+            let mut f = line.split_whitespace().skip(1);
+            match (f.next(), f.next(), f.next(), f.next(), f.next()) {
+                (Some("FLOCK"), Some(_), Some(_), Some(pid), Some(id)) if id == want => {
+                    pid.parse().ok()
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    Some(pids)
+}
+
+/// `pid N (PROGRAM)`, the program from `/proc/N/comm`.
+fn process_name(pid: u32) -> String {
+    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+        Ok(comm) => {
+            let comm: String = comm
+                .trim()
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            format!("pid {pid} ({comm})")
+        }
+        Err(_) => format!("pid {pid}"),
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// What the last holder wrote into the lock file, if anything (control
+/// characters shown escaped: the file may come from anyone).
+fn read_note(path: &Path) -> Option<String> {
     let mut buf = vec![0u8; NOTE_LEN];
     let n = OpenOptions::new()
         .read(true)
@@ -274,11 +418,12 @@ pub fn read_holder(path: &Path) -> String {
         .unwrap_or(0);
     let s = String::from_utf8_lossy(&buf[..n]);
     match s.trim() {
-        "" => "another process (it did not say which)".to_string(),
-        note => note
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect(),
+        "" => None,
+        note => Some(
+            note.chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        ),
     }
 }
 
@@ -318,15 +463,25 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_file_removed_while_held_is_noticed_by_its_holder() {
+    fn a_lock_file_removed_while_held_still_excludes_a_newcomer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("containers.lock");
         let held = acquire(&path, Duration::from_secs(1), "first", T).unwrap();
-        held.check().unwrap();
         std::fs::remove_file(&path).unwrap();
-        // A newcomer locks the new file; the old holder must stop.
+        // The newcomer locks a new file, then waits for the folder.
+        let err = acquire(&path, Duration::from_millis(200), "second", T).unwrap_err();
+        match err {
+            LockError::Timeout { holder, .. } => {
+                assert!(
+                    holder.contains(&format!("pid {}", std::process::id())),
+                    "{holder}"
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        held.check().unwrap();
+        drop(held);
         let newcomer = acquire(&path, Duration::from_secs(1), "second", T).unwrap();
-        assert!(matches!(held.check(), Err(LockError::Lost { .. })));
         newcomer.check().unwrap();
     }
 
@@ -340,14 +495,54 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         // Replaced while the waiter is queued on the old inode.
         std::fs::remove_file(&path).unwrap();
-        let third = acquire(&path, Duration::from_secs(1), "third", T).unwrap();
         drop(held);
-        std::thread::sleep(Duration::from_millis(50));
-        // The waiter got the old inode's lock, saw it replaced, and now
-        // queues on the new file, which `third` holds.
-        assert!(!waiter.is_finished());
-        drop(third);
+        // The waiter got the old inode's lock, saw it replaced, and took
+        // the new file and the folder.
         let g = waiter.join().unwrap().unwrap();
         g.check().unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.dev(), meta.ino()),
+            (
+                g.file.metadata().unwrap().dev(),
+                g.file.metadata().unwrap().ino()
+            )
+        );
+    }
+
+    /// Issue 25, item 16: a process that is not ldm holds containers.lock
+    /// (`flock containers.lock sleep 100`); the note in the file is an
+    /// older ldm's, whose pid has exited. The timeout names the holder the
+    /// kernel reports, never the dead pid as if it held the lock.
+    #[test]
+    fn a_timeout_names_the_process_that_holds_the_lock_not_a_stale_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containers.lock");
+        let mut note = b"pid 4194303 (ldm config set) since 2026-01-15T10:30:00Z".to_vec();
+        note.resize(NOTE_LEN - 1, b' ');
+        note.push(b'\n');
+        std::fs::write(&path, &note).unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        FileExt::try_lock(&other).unwrap();
+        let err = acquire(&path, Duration::from_millis(100), "second", T).unwrap_err();
+        let LockError::Timeout { holder, .. } = err else {
+            panic!("unexpected {err:?}");
+        };
+        let me = format!("pid {} (", std::process::id());
+        assert!(holder.starts_with(&me), "{holder}");
+        assert!(holder.contains("is left from pid 4194303"), "{holder}");
+        assert!(holder.contains("has exited"), "{holder}");
+        // The note of the process that does hold it is quoted as it is.
+        drop(other);
+        let held = acquire(&path, Duration::from_secs(1), "ldm first", T).unwrap();
+        let err = acquire(&path, Duration::from_millis(100), "second", T).unwrap_err();
+        let LockError::Timeout { holder, .. } = err else {
+            panic!("unexpected {err:?}");
+        };
+        assert!(
+            holder.starts_with(&format!("pid {} (ldm first)", std::process::id())),
+            "{holder}"
+        );
+        drop(held);
     }
 }
