@@ -672,3 +672,35 @@ fn project_files_owned_by_another_user_are_refused_even_when_found_directly_issu
         "{err}"
     );
 }
+
+/// Issue 25, item 15: a folder named like an ldm temp file
+/// (`.containers.yaml.tmp-1/`, from a repository or the container) made every
+/// writing command fail (exit 2: it could not remove it) while `doctor` said
+/// ok. Writers leave it alone and use fresh temp names; doctor says the same.
+#[test]
+fn a_folder_named_like_a_temp_file_is_left_alone_and_never_in_the_way_issue_25_case_15() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    let names = [
+        ".containers.yaml.tmp-1",
+        ".containers.log.tmp-1",
+        ".containers.cache.tmp-1",
+    ];
+    for name in names {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("keep"), b"not ldm's").unwrap();
+    }
+    set(dir, "defaults.ports", "3001");
+    ok(dir, &["compact"]);
+    set(dir, "defaults.user.name", "alice");
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([3001]));
+    for name in names {
+        assert_eq!(
+            std::fs::read(dir.join(name).join("keep")).unwrap(),
+            b"not ldm's",
+            "{name}"
+        );
+    }
+    assert_healthy(dir);
+}

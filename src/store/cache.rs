@@ -202,7 +202,7 @@ pub fn write(
     out.extend_from_slice(&body);
     let tmp = paths
         .dir
-        .join(format!("{TMP_PREFIX}{}", std::process::id()));
+        .join(format!("{TMP_PREFIX}{}", super::compact::temp_tail()));
     let result = fs
         .write_new(&tmp, &out)
         .and_then(|()| match sync {

@@ -3,7 +3,7 @@
 //! both use.
 //!
 //! A **fold** (DESIGN.md, "Fold"), each step a crash point:
-//! 1. write `.containers.yaml.tmp-PID` (mark: this log, last seq), fdatasync;
+//! 1. write `.containers.yaml.tmp-PID-SALT` (mark: this log, last seq), fdatasync;
 //! 2. rename it over `containers.yaml`;
 //! 3. write the base `.containers.folded` (what was just folded) by temp,
 //!    fdatasync and rename, and remove a stale `.containers.cache`;
@@ -62,12 +62,24 @@ fn sync_dir(fs: &dyn Fs, dir: &Path, point: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Temp file names for this process.
+/// Fresh temp file names (`.containers.yaml.tmp-PID-SALT`, and the log's):
+/// the pid says whose, the random salt keeps a name someone took (a folder
+/// named `.containers.yaml.tmp-1234`) from ever being ours.
 pub fn temp_paths(paths: &Paths) -> (std::path::PathBuf, std::path::PathBuf) {
-    let pid = std::process::id();
+    let tail = temp_tail();
     (
-        paths.dir.join(format!(".containers.yaml.tmp-{pid}")),
-        paths.dir.join(format!(".containers.log.tmp-{pid}")),
+        paths.dir.join(format!(".containers.yaml.tmp-{tail}")),
+        paths.dir.join(format!(".containers.log.tmp-{tail}")),
+    )
+}
+
+/// `PID-SALT` for a temp file name: 8 random hex digits after the pid.
+pub fn temp_tail() -> String {
+    let salt = new_log_id();
+    format!(
+        "{}-{}",
+        std::process::id(),
+        super::snapshot::hex(&salt[..4])
     )
 }
 

@@ -427,6 +427,8 @@ pub const TEMP_PREFIXES: [&str; 3] = [
 
 /// Removes temp files a dead command left behind. Only under the lock:
 /// the only process that could own one is the lock holder, which is us.
+/// Anything else with such a name (a folder) is not ldm's: left alone, and
+/// never in the way, since ldm's own temp names are fresh each time.
 pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf>, StoreError> {
     let names = fs
         .list(&paths.dir)
@@ -439,6 +441,7 @@ pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf
             match fs.remove(&path) {
                 Ok(()) => removed.push(path),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) if e.kind() == ErrorKind::IsADirectory => {}
                 Err(e) => return Err(StoreError::io("remove", &path, e)),
             }
         }

@@ -81,13 +81,25 @@ pub fn inspect(fs: &dyn Fs, paths: &Paths) -> Vec<Finding> {
         for name in names {
             let Some(s) = name.to_str() else { continue };
             if recover::TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
-                out.push(finding(
-                    Severity::Warning,
-                    &paths.dir.join(s),
-                    "temp file of an interrupted command; the next writing command removes it"
-                        .into(),
-                    None,
-                ));
+                let path = paths.dir.join(s);
+                // What writers do with it (recover::remove_temps).
+                let folder = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                out.push(if folder {
+                    finding(
+                        Severity::Ok,
+                        &path,
+                        "a folder with the name of an ldm temp file: not ldm's, so ldm leaves it alone (it is never in ldm's way)".into(),
+                        None,
+                    )
+                } else {
+                    finding(
+                        Severity::Warning,
+                        &path,
+                        "temp file of an interrupted command; the next writing command removes it"
+                            .into(),
+                        None,
+                    )
+                });
             }
         }
     }
