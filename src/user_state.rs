@@ -132,15 +132,23 @@ impl UserDirs {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let folders = self.state.join("folders");
-        make_dir(&folders)?;
         let key = folders.join(format!("{}-{}-{birth}", meta.dev(), meta.ino()));
-        let mine = FolderEntry {
-            id: CheckoutId::random().map_err(io_err("read random bytes for", &key))?,
-            dir: dir.clone(),
-        };
-        let entry = match publish_new(&key, &encode(&mine)?)? {
-            true => mine,
-            false => read_entry(&key)?,
+        // Every command asks: an entry that exists is only read (making one
+        // writes and syncs a file).
+        let entry = match read_entry(&key) {
+            Ok(entry) => entry,
+            Err(UserStateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                make_dir(&folders)?;
+                let mine = FolderEntry {
+                    id: CheckoutId::random().map_err(io_err("read random bytes for", &key))?,
+                    dir: dir.clone(),
+                };
+                match publish_new(&key, &encode(&mine)?)? {
+                    true => mine,
+                    false => read_entry(&key)?,
+                }
+            }
+            Err(e) => return Err(e),
         };
         let moved_from = if entry.dir != dir {
             let moved = FolderEntry {

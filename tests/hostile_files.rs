@@ -337,7 +337,6 @@ fn discovery_refuses_another_users_containers_yaml_unless_trusted_issue_12_case_
         "containers.log",
         "containers.lock",
         "containers.yaml.lock",
-        ".containers.folded",
     ] {
         chown(&shared.join(name), OTHER_UID);
     }
@@ -415,20 +414,18 @@ fn a_forged_load_cache_is_ignored_and_never_reaches_containers_yaml_issue_12_cas
 
 #[test]
 fn a_fifo_in_place_of_a_project_file_never_blocks_a_command_issue_12_case_5() {
-    // In place of the load cache: ignored (a cache miss), replaced by a file.
+    // Where older ldm versions kept derived files: never opened, and
+    // removed by the next writer as an older ldm's leftovers.
     let dir = tempdir();
     let dir = dir.path();
     create(dir);
     mkfifo(&dir.join(".containers.cache"));
-    std::fs::remove_file(dir.join(".containers.folded")).unwrap();
     mkfifo(&dir.join(".containers.folded"));
     let (code, out, err) = ldm_run(dir, &["config", "get", "defaults.ports"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, _, err) = ldm_run(dir, &["config", "set", "defaults.ports", "1"]);
     assert_eq!(code, 0, "{err}");
-    assert!(std::fs::symlink_metadata(dir.join(".containers.folded"))
-        .unwrap()
-        .is_file());
+    assert!(std::fs::symlink_metadata(dir.join(".containers.folded")).is_err());
     // In place of the log: refused at once, by readers, writers and doctor.
     let dir = tempdir();
     let dir = dir.path();
@@ -703,4 +700,75 @@ fn a_folder_named_like_a_temp_file_is_left_alone_and_never_in_the_way_issue_25_c
         );
     }
     assert_healthy(dir);
+}
+
+/// Issue 22, finding 4: ldm's derived files were keyed by a SHA-256 of
+/// `containers.yaml`, which anyone can compute, and lived in the project
+/// folder, which a cloned repository or the container (through its mount)
+/// can write. Planted there with the right key and checksum (the layout
+/// ldm read until now), with another remote, ports and password, they made
+/// `config get` show those values and `ldm compact` write them into
+/// `containers.yaml`. The derived files live in the user's own folders
+/// now; those in the project folder change nothing.
+#[test]
+fn derived_files_planted_in_the_project_folder_change_nothing_issue_22_case_4() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "3000");
+    set(dir, "defaults.user.password", "mine");
+    let yaml = std::fs::read(yaml_path(dir)).unwrap();
+    let text = String::from_utf8(yaml.clone()).unwrap();
+    // The mark of the YAML as it is, so that the forgery names this log.
+    let mark_line = text.lines().last().unwrap();
+    let field = |key: &str| {
+        let at = mark_line.find(&format!("{key}: ")).unwrap() + key.len() + 2;
+        mark_line[at..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .trim()
+            .trim_matches('"')
+            .to_string()
+    };
+    let body = serde_json::json!({
+        "project": {
+            "project": "p",
+            "remote": "evil",
+            "defaults": {"ports": [6666], "user": {"password": "pwned"}},
+            "containers": {}
+        },
+        "mark": {
+            "generation": field("generation").parse::<u64>().unwrap(),
+            "seq": field("seq").parse::<u64>().unwrap(),
+            "log": field("log")
+        },
+        "written": "by_ldm"
+    })
+    .to_string();
+    let sha = ldm::store::snapshot::hex(&ldm::store::snapshot::sha256(&yaml));
+    let forged = format!(
+        "{{\"format\":1,\"yaml_len\":{},\"yaml_sha256\":\"{sha}\",\"body_len\":{},\"body_crc\":{}}}\n{body}",
+        yaml.len(),
+        body.len(),
+        crc32fast::hash(body.as_bytes())
+    );
+    for name in [".containers.cache", ".containers.folded"] {
+        std::fs::write(dir.join(name), &forged).unwrap();
+    }
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([3000]));
+    assert_eq!(get(dir, "remote"), serde_json::json!(""));
+    assert_eq!(
+        get(dir, "defaults.user.password"),
+        serde_json::json!("mine")
+    );
+    ok(dir, &["compact"]);
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    for planted in ["evil", "6666", "pwned"] {
+        assert!(
+            !text.contains(planted),
+            "{planted} in containers.yaml:\n{text}"
+        );
+    }
+    assert!(text.contains("mine") && text.contains("3000"), "{text}");
 }

@@ -221,6 +221,8 @@ proptest! {
                     // A fresh process, as each command is.
                     store = Store::open(paths.clone(), opts(&notices, *fold));
                     store.commit(|_| Ok::<_, StoreError>((vec![f.mutation(*v)], ()))).unwrap();
+                    // The command ends: its fold, if it folds.
+                    store.finish();
                     f.set(&mut model, *v);
                     if *fold {
                         unfolded.clear();

@@ -218,7 +218,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = Paths::in_dir(tmp.path());
+        let paths = faultfs::paths_of(tmp.path());
         Env {
             _tmp: tmp,
             paths,
@@ -259,7 +259,7 @@ fn describe(p: &Option<Project>) -> String {
 fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
     env.notices.lock().unwrap().clear();
     let dir = env.paths.dir.clone();
-    let mut fs = Arc::new(FaultFs::new(&dir));
+    let mut fs = Arc::new(FaultFs::with_derived(&dir));
     fs.arm_crash(s.first_crash);
     let mut gen = Gen::new(s.seed);
     let mut rng = Rng::new(s.seed.wrapping_mul(31).wrapping_add(7));
@@ -316,8 +316,8 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
             }
             loop {
                 let Some(state) = model.clone() else {
-                    match Store::create(
-                        &dir,
+                    match Store::create_in(
+                        env.paths.clone(),
                         &initial(),
                         env.opts_folding(&fs, s.auto_compact, s.fold),
                     ) {
@@ -363,6 +363,9 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
                             Ok(()) => {
                                 model = Some(after);
                                 acked[0] += 1;
+                                // The command ends: it folds (or compacts)
+                                // what it committed, a crash point too.
+                                store.finish();
                                 None
                             }
                             Err(TestErr::Store(e)) => {
@@ -682,8 +685,9 @@ fn random_schedules_with_repeated_crashes() {
 fn torn_multi_record_commit_is_all_or_nothing() {
     let env = Env::new();
     let dir = env.paths.dir.clone();
-    let fs = Arc::new(FaultFs::new(&dir));
-    let mut store = Store::create(&dir, &initial(), env.opts(&fs, u64::MAX)).unwrap();
+    let fs = Arc::new(FaultFs::with_derived(&dir));
+    let mut store =
+        Store::create_in(env.paths.clone(), &initial(), env.opts(&fs, u64::MAX)).unwrap();
     let add = |name: &str| {
         mutation(json!({"op": "container_added", "name": name, "image": "ubuntu:24.04"}))
     };

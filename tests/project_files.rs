@@ -232,9 +232,9 @@ fn files_are_created_mode_0600() {
     let dir = tempdir();
     let dir = dir.path();
     create(dir);
-    // containers.yaml, containers.log, containers.lock, lxc-dev-manager's
-    // containers.yaml.lock and the base (.containers.folded, which holds
-    // the passwords too).
+    // containers.yaml, containers.log, containers.lock and lxc-dev-manager's
+    // containers.yaml.lock; the base (which holds the passwords too) is in
+    // the user's own state folder, 0600 in a 0700 folder.
     let names: Vec<String> = files(dir)
         .keys()
         .map(|n| n.to_string_lossy().into_owned())
@@ -242,7 +242,6 @@ fn files_are_created_mode_0600() {
     assert_eq!(
         names,
         [
-            ".containers.folded",
             "containers.lock",
             "containers.log",
             "containers.yaml",
@@ -250,6 +249,10 @@ fn files_are_created_mode_0600() {
         ]
     );
     assert_modes(dir, "after create");
+    let base = std::fs::metadata(base_path(dir)).unwrap();
+    assert_eq!(base.permissions().mode() & 0o777, 0o600);
+    let state = std::fs::metadata(derived(dir).state).unwrap();
+    assert_eq!(state.permissions().mode() & 0o777, 0o700);
     set(dir, "defaults.user.password", "secret");
     ok(dir, &["compact"]);
     assert_modes(dir, "after compact");

@@ -1,45 +1,69 @@
-//! The two derived files beside `containers.yaml`, both a parsed YAML keyed
-//! by the exact bytes it was parsed from (DESIGN.md, "The base and the load
-//! cache"):
+//! ldm's two derived files, both a parsed `containers.yaml` tied to the
+//! YAML they were made from (DESIGN.md, "The base and the load cache").
+//! They live outside the project folder, per checkout, in the user's own
+//! folders ([`super::Derived`]): anyone who can write the project folder (a
+//! cloned repository, the container through its mount) could otherwise
+//! plant one for a YAML whose SHA-256 anyone can compute.
 //!
-//! - `.containers.folded`: what ldm itself last wrote into `containers.yaml`
-//!   (its fold). While the YAML's bytes are unchanged it is the load cache,
-//!   so a load parses JSON instead of YAML; when another writer changed the
-//!   YAML it is the *base* of the three-way merge. Written by every fold.
-//! - `.containers.cache`: the parsed form of a YAML that ldm did not write,
-//!   so that read-only commands do not re-parse it until the next writer
-//!   folds. Written by readers and writers alike, best effort.
+//! - `base` (state folder): what ldm itself last wrote into
+//!   `containers.yaml` (its fold). While the YAML is unchanged it is the
+//!   load cache; when another writer changed the YAML it is the *base* of
+//!   the three-way merge. Written by every fold, fdatasynced.
+//! - `cache` (cache folder): the parsed form of the YAML as a reader last
+//!   found it, so that reads neither hash nor parse it again. Written by
+//!   readers and writers, best effort, nothing synced.
 //!
 //! Layout of both:
 //!
 //! ```text
-//! {"format":1,"yaml_len":N,"yaml_sha256":"<hex>","body_len":M,"body_crc":C}\n<body: M bytes of JSON>
+//! {"format":2,"yaml_len":N,"yaml_sha256":"<hex>","stamp":{...},"seen_ns":T,
+//!  "extras":B,"json_len":J,"body_len":M,"body_crc":C}\n<body: M bytes>
+//! body = J bytes of JSON (the state, each container's snapshots left out,
+//!        its mark, who wrote it, unknown keys), then per container in
+//!        order: u32 count, and per snapshot its name, description and
+//!        created_at (u32 length + UTF-8 each) and its pending operation
+//!        (u32 length + JSON; length 0: none)
 //! ```
 //!
-//! A file that fails any check (format, size, body checksum, JSON) is
-//! ignored as if absent; a cache is only used for the YAML whose length and
-//! SHA-256 it names, so it can never stand for other bytes. Neither file is
-//! needed to read the state: the YAML's own mark says whether ldm wrote it.
-//! The base matters for merging: it is fdatasynced before its rename, and
-//! the fold's folder fsync makes its name durable with the YAML's. The cache
-//! is written by temp file and rename, nothing synced.
+//! Snapshots are most of a big project (10,000 of them are 1 MB); decoding
+//! them as length-prefixed strings costs what allocating them costs, about
+//! a quarter of serde_json's time. A file that fails any check is a miss.
+//!
+//! **Which YAML.** An entry names the YAML's bytes (length and SHA-256) and
+//! the YAML file it saw holding them (`stamp`: device, inode, size, mtime,
+//! ctime, and the machine's boot id) at time `seen`. Like git's index, a
+//! later `stat` equal to the stamp vouches for the bytes without reading
+//! them, unless the file was changed too close to `seen` for its times to
+//! tell a later change apart (git's "racy" rule: then the bytes are hashed).
+
+use std::io;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::fs::Fs;
+use super::fs::{FileId, Fs};
 use super::record::LOG_ID_LEN;
 use super::snapshot::{hex, sha256, unhex, Doc, Mark, Written};
-use super::Paths;
-use crate::model::Project;
+use crate::model::{Pending, Project, Snapshot};
 
-/// What ldm last folded into `containers.yaml`.
-pub const FOLDED_FILE: &str = ".containers.folded";
-/// The parsed form of a `containers.yaml` ldm did not write.
-pub const CACHE_FILE: &str = ".containers.cache";
-/// Prefix of their temp files.
-pub const TMP_PREFIX: &str = ".containers.cache.tmp-";
+/// The base's name, in the checkout's state folder.
+pub const BASE_FILE: &str = "base";
+/// The load cache's name, in the checkout's cache folder.
+pub const CACHE_FILE: &str = "cache";
+/// Where ldm before version 0.1's derived files moved kept them, in the
+/// project folder: ignored now, removed by writers as leftovers.
+pub const OLD_FILES: [&str; 2] = [".containers.folded", ".containers.cache"];
+/// Prefix of the temp files of both (in their own folders).
+pub const TMP_PREFIX: &str = ".tmp-";
 /// Larger files are ignored: a parsed state is a few times its YAML at most.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// A file changed less than this before `seen` is "racy": its times cannot
+/// tell a later change within the same clock tick apart, so its bytes are
+/// hashed. File times come from the kernel's coarse clock (a tick is 1 to
+/// 10 ms); file systems with whole-second times get [`RACY_COARSE_NS`].
+pub const RACY_NS: i128 = 50_000_000;
+/// The racy margin for a file whose times have no sub-second part.
+pub const RACY_COARSE_NS: i128 = 2_000_000_000;
 
 /// The YAML bytes a parsed form belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,11 +84,79 @@ impl Key {
     }
 }
 
+/// The YAML file as `stat` showed it, and which boot of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Identity, size and times.
+    pub id: FileId,
+    /// The boot it was seen in ([`Fs::boot_id`]).
+    pub boot: [u8; 16],
+}
+
+impl Stamp {
+    /// The stamp of `id` seen now on `fs`.
+    pub fn of(fs: &dyn Fs, id: FileId) -> Stamp {
+        Stamp {
+            id,
+            boot: fs.boot_id(),
+        }
+    }
+}
+
+/// One derived file: a parsed YAML and which YAML it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The bytes it was parsed from.
+    pub key: Key,
+    /// The file that held those bytes at `seen_ns`.
+    pub stamp: Stamp,
+    /// When the file was known to hold them ([`Fs::now_ns`]).
+    pub seen_ns: i128,
+    /// The YAML holds what a rewrite drops (comments of its own, unknown
+    /// keys): a writer keeps a copy before it folds over it.
+    pub extras: bool,
+    /// The parsed YAML.
+    pub doc: Doc,
+}
+
+impl Entry {
+    /// True when the YAML file now (`stamp`) is the one this entry saw and
+    /// its times prove it unchanged since: same boot, identity, size and
+    /// times, and changed long enough before `seen` that a later change
+    /// would show in them. Otherwise only its bytes can tell.
+    pub fn vouches(&self, stamp: &Stamp) -> bool {
+        let id = &self.stamp.id;
+        let margin = if id.mtime_ns % 1_000_000_000 == 0 {
+            RACY_COARSE_NS
+        } else {
+            RACY_NS
+        };
+        *stamp == self.stamp
+            && self.stamp.boot != [0; 16]
+            && id.mtime_ns.saturating_add(margin) < self.seen_ns
+            && id.ctime_ns.saturating_add(margin) < self.seen_ns
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StampHead {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    boot: String,
+}
+
 #[derive(Serialize, Deserialize)]
 struct Head {
     format: u32,
     yaml_len: u64,
     yaml_sha256: String,
+    stamp: StampHead,
+    seen_ns: i128,
+    extras: bool,
+    json_len: u64,
     body_len: u64,
     body_crc: u32,
 }
@@ -96,9 +188,51 @@ struct Body {
     unknown: Vec<String>,
 }
 
-fn to_body(doc: &Doc) -> Body {
-    Body {
-        project: doc.project.clone(),
+/// The state without its snapshots, which go in the binary part. Every
+/// field is named, so that a new field of `Container` fails to compile
+/// here until it is carried over.
+fn without_snapshots(project: &Project) -> Project {
+    use crate::model::Container;
+    Project {
+        project: project.project.clone(),
+        remote: project.remote.clone(),
+        defaults: project.defaults.clone(),
+        containers: project
+            .containers
+            .iter()
+            .map(|(name, c)| {
+                let Container {
+                    image,
+                    ports,
+                    user,
+                    mounts,
+                    setup,
+                    snapshots: _,
+                    pending,
+                } = c;
+                let shell = Container {
+                    image: image.clone(),
+                    ports: ports.clone(),
+                    user: user.clone(),
+                    mounts: mounts.clone(),
+                    setup: setup.clone(),
+                    snapshots: Default::default(),
+                    pending: pending.clone(),
+                };
+                (name.clone(), shell)
+            })
+            .collect(),
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s);
+}
+
+fn encode_body(doc: &Doc) -> io::Result<(Vec<u8>, u64)> {
+    let body = Body {
+        project: without_snapshots(&doc.project),
         mark: doc.mark.map(|m| MarkBody {
             generation: m.generation,
             seq: m.seq,
@@ -111,10 +245,95 @@ fn to_body(doc: &Doc) -> Body {
             Written::Edited => WrittenBody::Edited,
         },
         unknown: doc.unknown.clone(),
+    };
+    let mut out = serde_json::to_vec(&body).map_err(io::Error::other)?;
+    let json_len = out.len() as u64;
+    for c in doc.project.containers.values() {
+        out.extend_from_slice(&(c.snapshots.len() as u32).to_le_bytes());
+        for (name, snap) in &c.snapshots {
+            // Every field named: a new one fails to compile here.
+            let Snapshot {
+                description,
+                created_at,
+                pending,
+            } = snap;
+            put_str(&mut out, name.as_bytes());
+            put_str(&mut out, description.as_bytes());
+            put_str(&mut out, created_at.as_bytes());
+            match pending {
+                None => put_str(&mut out, b""),
+                Some(p) => put_str(&mut out, &serde_json::to_vec(p).map_err(io::Error::other)?),
+            }
+        }
+    }
+    Ok((out, json_len))
+}
+
+/// Reads the binary part of a body.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.bytes.get(self.at..self.at.checked_add(4)?)?;
+        self.at += 4;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.u32()? as usize;
+        let b = self.bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(b)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
     }
 }
 
-fn from_body(b: Body) -> Option<Doc> {
+fn decode_body(body: &[u8], json_len: usize) -> Option<Doc> {
+    let b: Body = serde_json::from_slice(body.get(..json_len)?).ok()?;
+    let mut project = b.project;
+    let mut r = Reader {
+        bytes: body,
+        at: json_len,
+    };
+    for c in project.containers.values_mut() {
+        let n = r.u32()? as usize;
+        // Each snapshot takes at least 16 bytes: a count past that is damage.
+        if n > (body.len() - r.at) / 16 {
+            return None;
+        }
+        let mut snaps = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = r.string()?;
+            let description = r.string()?;
+            let created_at = r.string()?;
+            let pending = match r.bytes()? {
+                [] => None,
+                json => Some(serde_json::from_slice::<Pending>(json).ok()?),
+            };
+            snaps.push((
+                name,
+                Snapshot {
+                    description,
+                    created_at,
+                    pending,
+                },
+            ));
+        }
+        // Written in the map's order: strictly increasing, or damage.
+        if snaps.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return None;
+        }
+        c.snapshots = snaps.into_iter().collect();
+    }
+    if r.at != body.len() {
+        return None;
+    }
     let mark = match b.mark {
         None => None,
         Some(m) => Some(Mark {
@@ -127,7 +346,7 @@ fn from_body(b: Body) -> Option<Doc> {
         }),
     };
     Some(Doc {
-        project: b.project,
+        project,
         mark,
         written: match b.written {
             WrittenBody::NoMark => Written::NoMark,
@@ -139,96 +358,137 @@ fn from_body(b: Body) -> Option<Doc> {
     })
 }
 
-/// The parsed YAML stored in `name` (one of [`FOLDED_FILE`], [`CACHE_FILE`])
-/// and the key of the bytes it was parsed from; `None` if absent or if any
-/// check fails.
-pub fn read(fs: &dyn Fs, paths: &Paths, name: &str) -> Option<(Key, Doc)> {
-    let path = paths.dir.join(name);
-    if fs.stat(&path).ok()?.len > MAX_FILE_BYTES {
+/// The entry stored at `path`; `None` if absent or if any check fails.
+pub fn read(fs: &dyn Fs, path: &Path) -> Option<Entry> {
+    if fs.stat(path).ok()?.len > MAX_FILE_BYTES {
         return None;
     }
-    let bytes = fs.read(&path).ok()?;
+    let bytes = fs.read(path).ok()?;
     let split = bytes.iter().position(|b| *b == b'\n')?;
     let head: Head = serde_json::from_slice(&bytes[..split]).ok()?;
     let body = &bytes[split + 1..];
-    if head.format != 1
+    if head.format != 2
         || head.body_len != body.len() as u64
+        || head.json_len > head.body_len
         || head.body_crc != crc32fast::hash(body)
     {
         return None;
     }
-    let sha = unhex::<32>(&head.yaml_sha256)?;
-    let doc = from_body(serde_json::from_slice(body).ok()?)?;
-    Some((
-        Key {
+    let doc = decode_body(body, head.json_len as usize)?;
+    let s = head.stamp;
+    Some(Entry {
+        key: Key {
             len: head.yaml_len,
-            sha,
+            sha: unhex::<32>(&head.yaml_sha256)?,
         },
+        stamp: Stamp {
+            id: FileId {
+                dev_ino: (s.dev, s.ino),
+                len: s.len,
+                mtime_ns: s.mtime_ns,
+                ctime_ns: s.ctime_ns,
+            },
+            boot: unhex::<16>(&s.boot)?,
+        },
+        seen_ns: head.seen_ns,
+        extras: head.extras,
         doc,
-    ))
+    })
 }
 
-/// How a parsed form is written.
+/// How a derived file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sync {
     /// The cache: temp and rename, nothing synced (a loss is a miss).
     None,
-    /// The base: the temp is fdatasynced before the rename (the caller
-    /// fsyncs the folder), so that a base whose name survives a power loss
-    /// has its bytes too.
+    /// The base: the temp is fdatasynced before the rename, so that a base
+    /// whose name survives a power loss has its bytes too.
     Data,
 }
 
-/// Stores `doc` as the parsed form of the YAML with `key` in `name`. The
-/// error only matters for the base (a fold reports it); the cache ignores it.
-pub fn write(
-    fs: &dyn Fs,
-    paths: &Paths,
-    name: &str,
-    key: &Key,
-    doc: &Doc,
-    sync: Sync,
-) -> std::io::Result<()> {
-    let body = serde_json::to_vec(&to_body(doc)).map_err(std::io::Error::other)?;
+/// Stores `entry` at `path` (temp file beside it, then rename). The error
+/// only matters for the base (a fold reports it); the cache ignores it.
+pub fn write(fs: &dyn Fs, path: &Path, entry: &Entry, sync: Sync) -> io::Result<()> {
+    let (body, json_len) = encode_body(&entry.doc)?;
+    let id = &entry.stamp.id;
     let head = Head {
-        format: 1,
-        yaml_len: key.len,
-        yaml_sha256: hex(&key.sha),
+        format: 2,
+        yaml_len: entry.key.len,
+        yaml_sha256: hex(&entry.key.sha),
+        stamp: StampHead {
+            dev: id.dev_ino.0,
+            ino: id.dev_ino.1,
+            len: id.len,
+            mtime_ns: id.mtime_ns,
+            ctime_ns: id.ctime_ns,
+            boot: hex(&entry.stamp.boot),
+        },
+        seen_ns: entry.seen_ns,
+        extras: entry.extras,
+        json_len,
         body_len: body.len() as u64,
         body_crc: crc32fast::hash(&body),
     };
-    let mut out = serde_json::to_vec(&head).map_err(std::io::Error::other)?;
+    let mut out = serde_json::to_vec(&head).map_err(io::Error::other)?;
     out.push(b'\n');
     out.extend_from_slice(&body);
-    let tmp = paths
-        .dir
-        .join(format!("{TMP_PREFIX}{}", super::compact::temp_tail()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(
+        "{TMP_PREFIX}{name}-{}",
+        super::compact::temp_tail()
+    ));
     let result = fs
         .write_new(&tmp, &out)
         .and_then(|()| match sync {
             Sync::Data => fs.sync(&tmp),
             Sync::None => Ok(()),
         })
-        .and_then(|()| fs.rename(&tmp, &paths.dir.join(name)));
+        .and_then(|()| fs.rename(&tmp, path));
     if result.is_err() {
         let _ = fs.remove(&tmp);
     }
     result
 }
 
-/// Removes `name` if it is there (a cache made stale by a fold).
-pub fn remove(fs: &dyn Fs, paths: &Paths, name: &str) {
-    let _ = fs.remove(&paths.dir.join(name));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Container, Op, Owner};
     use crate::store::OsFs;
 
     fn doc() -> Doc {
+        let mut project = Project::new("p", vec![1]);
+        let mut c = Container {
+            image: "img".into(),
+            ..Default::default()
+        };
+        for (i, pending) in [None, Some(Op::Remove)].into_iter().enumerate() {
+            c.snapshots.insert(
+                format!("s{i}"),
+                Snapshot {
+                    description: format!("snapshot {i}, ünïcode"),
+                    created_at: "2026-01-15T10:30:00Z".into(),
+                    pending: pending.map(|op| Pending {
+                        op,
+                        owner: Owner {
+                            pid: 7,
+                            slot: 9,
+                            ..Default::default()
+                        },
+                        started_at: "t".into(),
+                        setup: None,
+                    }),
+                },
+            );
+        }
+        project.containers.insert("a".into(), c.clone());
+        c.snapshots.clear();
+        project.containers.insert("b".into(), c);
         Doc {
-            project: Project::new("p", vec![1]),
+            project,
             mark: Some(Mark {
                 generation: 2,
                 seq: 5,
@@ -239,26 +499,67 @@ mod tests {
         }
     }
 
+    fn entry(seen_ns: i128) -> Entry {
+        Entry {
+            key: Key::of(b"project: p\n"),
+            stamp: Stamp {
+                id: FileId {
+                    dev_ino: (1, 2),
+                    len: 11,
+                    mtime_ns: 1_000_000_001,
+                    ctime_ns: 1_000_000_001,
+                },
+                boot: [9; 16],
+            },
+            seen_ns,
+            extras: true,
+            doc: doc(),
+        }
+    }
+
     #[test]
     fn round_trips_and_refuses_a_changed_body() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths::in_dir(dir.path());
         let fs = OsFs::strict();
-        let key = Key::of(b"project: p\n");
-        write(&fs, &paths, CACHE_FILE, &key, &doc(), Sync::None).unwrap();
-        assert_eq!(read(&fs, &paths, CACHE_FILE), Some((key, doc())));
-        // A body changed behind the checksum's back is ignored.
         let path = dir.path().join(CACHE_FILE);
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replace("\"ports\":[1]", "\"ports\":[2]")).unwrap();
-        assert_eq!(read(&fs, &paths, CACHE_FILE), None);
+        let e = entry(5_000_000_000);
+        write(&fs, &path, &e, Sync::None).unwrap();
+        assert_eq!(read(&fs, &path), Some(e));
+        // A body changed behind the checksum's back is ignored.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(read(&fs, &path), None);
     }
 
     #[test]
     fn garbage_is_absent() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths::in_dir(dir.path());
-        std::fs::write(dir.path().join(FOLDED_FILE), b"{\"format\":1}\nnot json").unwrap();
-        assert!(read(&OsFs::strict(), &paths, FOLDED_FILE).is_none());
+        let path = dir.path().join(BASE_FILE);
+        std::fs::write(&path, b"{\"format\":2}\nnot json").unwrap();
+        assert!(read(&OsFs::strict(), &path).is_none());
+    }
+
+    #[test]
+    fn times_vouch_only_outside_the_racy_window_and_within_one_boot() {
+        let e = entry(1_000_000_001 + RACY_NS + 1);
+        assert!(e.vouches(&e.stamp));
+        // Changed within the margin before it was seen: racy.
+        assert!(!entry(1_000_000_001 + RACY_NS).vouches(&e.stamp));
+        // Any field differing, or another boot.
+        let mut other = e.stamp;
+        other.id.ctime_ns += 1;
+        assert!(!e.vouches(&other));
+        let mut other = e.stamp;
+        other.boot = [8; 16];
+        assert!(!e.vouches(&other));
+        // Whole-second times need the coarse margin.
+        let mut coarse = entry(3_000_000_000);
+        coarse.stamp.id.mtime_ns = 2_000_000_000;
+        coarse.stamp.id.ctime_ns = 2_000_000_000;
+        assert!(!coarse.vouches(&coarse.stamp));
+        coarse.seen_ns = 2_000_000_000 + RACY_COARSE_NS + 1;
+        assert!(coarse.vouches(&coarse.stamp));
     }
 }

@@ -3,7 +3,6 @@
 //! store asks [`classify`]; nothing else compares marks, log identities or
 //! generations.
 
-use super::cache::Key;
 use super::record::Header;
 use super::snapshot::{Doc, Written};
 use crate::model::merge::Writer;
@@ -77,9 +76,15 @@ fn writer_of(yaml: &Doc) -> Writer {
     }
 }
 
-/// The rule. `yaml` is the YAML as found (with `key`, its bytes' key);
-/// `base` what ldm last folded; `log` the log's header and seq range.
-pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&LogInfo>) -> Origin {
+/// The rule. `yaml` is the YAML as found; `base` what ldm last folded, and
+/// `base_matches` whether it was folded into these very bytes; `log` the
+/// log's header and seq range.
+pub fn classify(
+    yaml: &Doc,
+    base_matches: bool,
+    base: Option<&Doc>,
+    log: Option<&LogInfo>,
+) -> Origin {
     let Some(log) = log else {
         return Origin::NoLog;
     };
@@ -124,14 +129,12 @@ pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&L
         }
         None => false,
     };
-    let base_seq = base.filter(|(_, d)| usable(d)).and_then(|(_, d)| seq_of(d));
-    if let Some((base_key, _)) = base {
-        if base_key == key && base_seq.is_some() {
-            return Origin::Ours {
-                seq: base_seq.unwrap_or_default(),
-                base_stale: false,
-            };
-        }
+    let base_seq = base.filter(|d| usable(d)).and_then(seq_of);
+    if let (true, Some(seq)) = (base_matches, base_seq) {
+        return Origin::Ours {
+            seq,
+            base_stale: false,
+        };
     }
     // The YAML says it is ldm's own fold of this log, and no base says a
     // later fold happened (a copy of an older fold put back by hand is
@@ -187,19 +190,12 @@ mod tests {
         }
     }
 
-    fn key(n: u8) -> Key {
-        Key {
-            len: 1,
-            sha: [n; 32],
-        }
-    }
-
     #[test]
     fn the_base_matching_the_bytes_makes_the_yaml_ours() {
         let y = doc(Some((5, Some(A))), Written::ByLdm);
-        let base = (key(1), y.clone());
+        let base = y.clone();
         assert_eq!(
-            classify(&y, &key(1), Some(&base), Some(&log(A, 0, 7))),
+            classify(&y, true, Some(&base), Some(&log(A, 0, 7))),
             Origin::Ours {
                 seq: 5,
                 base_stale: false
@@ -211,9 +207,9 @@ mod tests {
     fn a_teammates_yaml_from_another_log_is_foreign_not_a_dead_compaction() {
         // Self-consistent and one step ahead, but folded from log B.
         let y = doc(Some((8, Some(B))), Written::ByLdm);
-        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
         assert_eq!(
-            classify(&y, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            classify(&y, false, Some(&base), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 writer: Writer::KeepsKeys
@@ -223,10 +219,10 @@ mod tests {
 
     #[test]
     fn an_older_fold_put_back_is_foreign_a_newer_one_is_ours() {
-        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
         let older = doc(Some((3, Some(A))), Written::ByLdm);
         assert!(matches!(
-            classify(&older, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            classify(&older, false, Some(&base), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 ..
@@ -234,7 +230,7 @@ mod tests {
         ));
         let newer = doc(Some((6, Some(A))), Written::ByLdm);
         assert_eq!(
-            classify(&newer, &key(3), Some(&base), Some(&log(A, 0, 7))),
+            classify(&newer, false, Some(&base), Some(&log(A, 0, 7))),
             Origin::Ours {
                 seq: 6,
                 base_stale: true
@@ -244,10 +240,10 @@ mod tests {
 
     #[test]
     fn the_go_tools_file_is_foreign_and_drops_keys() {
-        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
         let go = doc(None, Written::NoMark);
         assert_eq!(
-            classify(&go, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            classify(&go, false, Some(&base), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 writer: Writer::KeyDropping
@@ -255,7 +251,7 @@ mod tests {
         );
         // A base the log no longer covers (older than its first record) is unusable.
         assert!(matches!(
-            classify(&go, &key(2), Some(&base), Some(&log(A, 6, 7))),
+            classify(&go, false, Some(&base), Some(&log(A, 6, 7))),
             Origin::Foreign { base_seq: None, .. }
         ));
     }
@@ -263,12 +259,12 @@ mod tests {
     #[test]
     fn a_version_2_log_follows_the_same_rules_as_version_3() {
         let y = doc(Some((5, Some(A))), Written::ByLdm);
-        let base = (key(1), y.clone());
+        let base = y.clone();
         for version in [2, 3] {
             let mut l = log(A, 0, 7);
             l.header.version = version;
             assert_eq!(
-                classify(&y, &key(1), Some(&base), Some(&l)),
+                classify(&y, true, Some(&base), Some(&l)),
                 Origin::Ours {
                     seq: 5,
                     base_stale: false
@@ -292,7 +288,7 @@ mod tests {
         };
         let y = doc(Some((4, None)), Written::Unchecked);
         assert_eq!(
-            classify(&y, &key(1), None, Some(&v1(1, 6))),
+            classify(&y, false, None, Some(&v1(1, 6))),
             Origin::Legacy {
                 seq: 4,
                 log_folded: false
@@ -305,7 +301,7 @@ mod tests {
             log: None,
         });
         assert_eq!(
-            classify(&ahead, &key(1), None, Some(&v1(1, 6))),
+            classify(&ahead, false, None, Some(&v1(1, 6))),
             Origin::Legacy {
                 seq: 6,
                 log_folded: true
@@ -318,7 +314,7 @@ mod tests {
             log: None,
         });
         assert!(matches!(
-            classify(&ahead, &key(1), None, Some(&v1(1, 6))),
+            classify(&ahead, false, None, Some(&v1(1, 6))),
             Origin::Foreign { base_seq: None, .. }
         ));
     }

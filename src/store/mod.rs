@@ -55,16 +55,16 @@ pub mod snapshot;
 mod writer;
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use cache::{CACHE_FILE, FOLDED_FILE};
+pub use cache::{BASE_FILE, CACHE_FILE};
 pub use error::StoreError;
 pub use fs::{Fs, OsFs, Trust};
 pub use lock::{LockError, GO_LOCK_FILE};
 pub use options::{Cut, Notice, Options};
 pub use owner::OwnerGuard;
-pub use paths::{Paths, SafeDirs};
+pub use paths::{Derived, Paths, SafeDirs};
 pub use repair::{Finding, RepairReport, Severity};
 pub use snapshot::Mark;
 
@@ -152,17 +152,33 @@ pub struct Store {
     warned_unknown: AtomicBool,
     /// The "lxc-dev-manager holds its lock" note, once per process.
     warned_deferred: AtomicBool,
+    /// Commits made since the last fold: [`Store::finish`] folds them.
+    owed: bool,
+}
+
+impl Drop for Store {
+    /// The command is done with the store: fold what it committed.
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl Store {
     /// Opens the project at `paths`; reads nothing yet.
     pub fn open(paths: Paths, opts: Options) -> Store {
+        static SAID: AtomicBool = AtomicBool::new(false);
+        if let Some(why) = &paths.derived_problem {
+            if !SAID.swap(true, Ordering::Relaxed) {
+                (opts.notify)(&Notice::NoUserState { why: why.clone() });
+            }
+        }
         Store {
             paths,
             opts,
             view: None,
             warned_unknown: AtomicBool::new(false),
             warned_deferred: AtomicBool::new(false),
+            owed: false,
         }
     }
 
@@ -170,8 +186,13 @@ impl Store {
     /// and an empty log. Refuses if a project is already there. If a step
     /// fails, what it made is removed again (the folder is as it was).
     pub fn create(dir: &Path, project: &Project, opts: Options) -> Result<Store, StoreError> {
-        create::create(dir, project, &opts)?;
-        Ok(Store::open(Paths::in_dir(dir), opts))
+        Store::create_in(Paths::in_dir(dir), project, opts)
+    }
+
+    /// [`Store::create`] with the project's files (and derived files) given.
+    pub fn create_in(paths: Paths, project: &Project, opts: Options) -> Result<Store, StoreError> {
+        create::create(&paths, project, &opts)?;
+        Ok(Store::open(paths, opts))
     }
 
     /// The project's files.
@@ -200,16 +221,19 @@ impl Store {
                         saved: None,
                     });
                 }
-                if loaded.parsed {
-                    // Best effort: spares the next reader the YAML parser.
-                    let _ = cache::write(
-                        fs,
-                        &self.paths,
-                        CACHE_FILE,
-                        &loaded.yaml_key,
-                        &loaded.doc,
-                        cache::Sync::None,
-                    );
+                if let (true, Some(path)) = (loaded.cache_due, self.paths.cache()) {
+                    let entry = cache::Entry {
+                        key: loaded.yaml_key,
+                        stamp: loaded.yaml_stamp,
+                        seen_ns: loaded.yaml_seen_ns,
+                        extras: loaded.extras.is_some(),
+                        doc: loaded.doc,
+                    };
+                    // Best effort, and only when it spares the next reader
+                    // something: the parser, or hashing the YAML.
+                    if loaded.parsed || entry.vouches(&entry.stamp) {
+                        let _ = cache::write(fs, &path, &entry, cache::Sync::None);
+                    }
                 }
                 return Ok(loaded.project);
             }
@@ -270,8 +294,9 @@ impl Store {
         for part in split(&mutations) {
             guard.check().map_err(StoreError::from)?;
             self.append(part)?;
+            self.owed = true;
         }
-        self.after_commit(go.as_ref());
+        drop(go);
         Ok(out)
     }
 

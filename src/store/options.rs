@@ -87,6 +87,27 @@ pub enum Notice {
         /// The log.
         path: PathBuf,
     },
+    /// Another program saved `containers.yaml` while ldm folded into it:
+    /// that save was put back (it stands, and the next command merges
+    /// ldm's changes into it), and a copy kept in `saved`.
+    YamlOvertaken {
+        /// The YAML.
+        path: PathBuf,
+        /// The copy.
+        saved: PathBuf,
+    },
+    /// The user's state or cache folder cannot be used: ldm works without
+    /// its base and its load cache (said once per process).
+    NoUserState {
+        /// Why.
+        why: String,
+    },
+    /// A derived file an older ldm kept in the project folder was removed:
+    /// ldm keeps it in the user's own folders now.
+    OldFileRemoved {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// A value for a one-line message: passwords hidden, long values cut.
@@ -148,9 +169,8 @@ impl std::fmt::Display for Notice {
                 if *base_gone {
                     write!(
                         f,
-                        "{}: changed by another program, and ldm has no copy of what it last wrote there ({} is missing or from another log), so the file's values win; {kept_where}:",
+                        "{}: changed by another program, and ldm has no copy of what it last wrote there (its base, kept in your state folder, is missing or from another log), so the file's values win; {kept_where}:",
                         path.display(),
-                        super::cache::FOLDED_FILE
                     )?;
                 } else {
                     write!(
@@ -178,6 +198,21 @@ impl std::fmt::Display for Notice {
                 "upgraded {} to log format version {} (an older ldm cannot read it and says so)",
                 path.display(),
                 super::record::VERSION
+            ),
+            Notice::YamlOvertaken { path, saved } => write!(
+                f,
+                "{} was saved by another program while ldm was writing its changes into it; that save stands (ldm put it back, and the next ldm command merges its own changes, which are safe in containers.log, into it), and a copy is kept in {}",
+                path.display(),
+                saved.display()
+            ),
+            Notice::NoUserState { why } => write!(
+                f,
+                "note: {why}; ldm works without its base and load cache (kept there, never in the project folder): reads parse containers.yaml each time, and when another program changes the file ldm lists every change of its own that the file overrides instead of merging"
+            ),
+            Notice::OldFileRemoved { path } => write!(
+                f,
+                "removed {}, which an older ldm kept in the project folder (ldm keeps it in your own folders now, where a cloned repository or a container cannot plant one)",
+                path.display()
             ),
         }
     }

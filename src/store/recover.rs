@@ -8,7 +8,7 @@
 
 use std::io::ErrorKind;
 
-use super::cache::{self, Key, CACHE_FILE, FOLDED_FILE};
+use super::cache::{self, Key, Stamp};
 use super::error::StoreError;
 use super::fs::{FileId, Fs};
 use super::lineage::{self, LogInfo, Origin};
@@ -62,12 +62,21 @@ pub struct Loaded {
     pub yaml_id: FileId,
     /// Key of its bytes.
     pub yaml_key: Key,
+    /// The YAML file as seen, for a derived file made from this load.
+    pub yaml_stamp: Stamp,
+    /// When the YAML was seen ([`Fs::now_ns`], taken before it was read).
+    pub yaml_seen_ns: i128,
     /// The YAML as parsed (or as the base or cache had it parsed). Its
     /// `project` is emptied (moved into `project`) when the YAML is ldm's
     /// current fold, parsed from the base: nothing needs it twice then.
     pub doc: Doc,
     /// The base file: what ldm last folded, if readable.
-    pub base: Option<(Key, Doc)>,
+    pub base: Option<Doc>,
+    /// The base is these very bytes (its key is the YAML's).
+    pub base_matches: bool,
+    /// No derived file vouched for the YAML by its times (its bytes were
+    /// hashed, or parsed): a reader writes the load cache.
+    pub cache_due: bool,
     /// Where the state comes from.
     pub origin: Origin,
     /// The log, if there is one.
@@ -101,13 +110,13 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     let log = read_log(fs, paths, &yaml.doc)?;
     let origin = lineage::classify(
         &yaml.doc,
-        &yaml.key,
+        yaml.base_matches,
         yaml.base.as_ref(),
         log.as_ref().map(|(l, _)| &l.info),
     );
     // The YAML's own state is needed beside the result only to merge it,
-    // to cache a parse, or to rewrite a stale base; else it moves.
-    let keep_doc = yaml.parsed
+    // to cache it, or to rewrite a stale base; else it moves.
+    let keep_doc = yaml.cache_due
         || !matches!(
             origin,
             Origin::Ours {
@@ -121,21 +130,23 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     } else {
         std::mem::take(&mut doc.project)
     };
-    let extras =
-        (!doc.unknown.is_empty() || snapshot::has_own_comments(&yaml.bytes)).then_some(yaml.bytes);
     let mut loaded = Loaded {
         project,
-        yaml_id: yaml.id,
+        yaml_id: yaml.stamp.id,
         yaml_key: yaml.key,
+        yaml_stamp: yaml.stamp,
+        yaml_seen_ns: yaml.seen_ns,
         doc,
         base: yaml.base,
+        base_matches: yaml.base_matches,
+        cache_due: yaml.cache_due,
         origin,
         log: None,
         last_seq: 0,
         merge: None,
         parsed: yaml.parsed,
         damaged_but_folded: false,
-        extras,
+        extras: yaml.extras,
     };
     let Some((mut log, log_bytes)) = log else {
         loaded.last_seq = loaded.doc.mark.map_or(0, |m| m.seq);
@@ -161,55 +172,108 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     Ok(loaded)
 }
 
-/// `containers.yaml` as read: its identity, bytes and key, the base, and
-/// its parsed form (from the base or the cache when they hold these bytes).
+/// `containers.yaml` as read: which file, its key, the base, and its parsed
+/// form (from the base or the cache when they hold these bytes).
 struct YamlRead {
-    id: FileId,
-    bytes: Vec<u8>,
+    stamp: Stamp,
+    seen_ns: i128,
     key: Key,
-    base: Option<(Key, Doc)>,
+    base: Option<Doc>,
+    base_matches: bool,
     doc: Doc,
     parsed: bool,
+    cache_due: bool,
+    extras: Option<Vec<u8>>,
 }
 
+/// Reads what the state starts from. A derived file whose stamp vouches for
+/// the YAML (same file, same times, not racy: `cache::Entry::vouches`)
+/// stands for its bytes unread; else the bytes are read and hashed, and
+/// the base or the cache used if its key is theirs; else they are parsed.
+/// So a read of a project ldm folded costs a `stat` and a decode of its
+/// derived file, whatever the YAML's size (DESIGN.md, "The base and the
+/// load cache").
 fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
+    let seen_ns = fs.now_ns();
     let id = fs
         .stat(&paths.yaml)
         .map_err(|e| not_found_or_io(e, paths))?;
     within(&paths.yaml, id.len, YAML_MAX_BYTES)?;
-    let bytes = fs
-        .read(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths))?;
-    let key = Key::of(&bytes);
-    let mut base = cache::read(fs, paths, FOLDED_FILE);
-    let (doc, parsed) = match &mut base {
+    let stamp = Stamp::of(fs, id);
+    let base = paths.base().and_then(|p| cache::read(fs, &p));
+    let vouched_base = base.as_ref().is_some_and(|b| b.vouches(&stamp));
+    let cache = match vouched_base {
+        true => None,
+        false => paths.cache().and_then(|p| cache::read(fs, &p)),
+    };
+    let vouched_cache = cache.as_ref().is_some_and(|c| c.vouches(&stamp));
+    let mut bytes = None;
+    let key = if vouched_base {
+        base.as_ref().map(|b| b.key)
+    } else if vouched_cache {
+        cache.as_ref().map(|c| c.key)
+    } else {
+        None
+    };
+    let key = match key {
+        Some(k) => k,
+        None => {
+            let b = fs
+                .read(&paths.yaml)
+                .map_err(|e| not_found_or_io(e, paths))?;
+            let k = Key::of(&b);
+            bytes = Some(b);
+            k
+        }
+    };
+    let base_matches = base.as_ref().is_some_and(|b| b.key == key);
+    let (mut base_doc, base_extras) = match base {
+        Some(b) => (Some(b.doc), b.extras),
+        None => (None, false),
+    };
+    let (doc, parsed, extras) = match (&mut base_doc, cache) {
         // The base is these very bytes: its state is the YAML's (moved, not
         // copied: a base that matches the YAML is never needed for a merge).
-        Some((k, d)) if *k == key => {
+        (Some(d), _) if base_matches => {
             let doc = Doc {
                 project: std::mem::take(&mut d.project),
                 mark: d.mark,
                 written: d.written,
                 unknown: std::mem::take(&mut d.unknown),
             };
-            (doc, false)
+            (doc, false, base_extras)
         }
-        _ => match cache::read(fs, paths, CACHE_FILE) {
-            Some((k, d)) if k == key => (d, false),
-            _ => (snapshot::parse_yaml(paths, &bytes)?, true),
-        },
+        (_, Some(c)) if c.key == key => (c.doc, false, c.extras),
+        _ => {
+            let b = bytes.as_deref().unwrap_or_default();
+            let doc = snapshot::parse_yaml(paths, b)?;
+            let extras = !doc.unknown.is_empty() || snapshot::has_own_comments(b);
+            (doc, true, extras)
+        }
     };
     if !parsed {
         // Made from these very bytes, perhaps by an ldm whose rules differ.
         snapshot::validated(paths, &doc.project)?;
     }
+    // A writer keeps the bytes of a YAML a rewrite would lose things of.
+    let extras = match (extras, bytes) {
+        (false, _) => None,
+        (true, Some(b)) => Some(b),
+        (true, None) => Some(
+            fs.read(&paths.yaml)
+                .map_err(|e| not_found_or_io(e, paths))?,
+        ),
+    };
     Ok(YamlRead {
-        id,
-        bytes,
+        stamp,
+        seen_ns,
         key,
-        base,
+        base: base_doc,
+        base_matches,
         doc,
         parsed,
+        cache_due: !vouched_base && !vouched_cache,
+        extras,
     })
 }
 
@@ -289,7 +353,7 @@ fn apply_records(
             base_seq: Some(_),
             writer,
         } => {
-            let Some((_, base)) = &loaded.base else {
+            let Some(base) = &loaded.base else {
                 return Err(StoreError::Unstable {
                     path: paths.dir.clone(),
                 });
@@ -418,12 +482,40 @@ fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
     }
 }
 
-/// Prefixes of the temp files of folds, compactions and `create`.
+/// Prefixes of the temp files of folds, compactions and `create` (and of
+/// the load cache of ldm versions that kept it in the project folder).
 pub const TEMP_PREFIXES: [&str; 3] = [
     ".containers.yaml.tmp-",
     ".containers.log.tmp-",
-    cache::TMP_PREFIX,
+    ".containers.cache.tmp-",
 ];
+
+/// Removes the derived files an older ldm kept in the project folder
+/// (`.containers.folded`, `.containers.cache`): never read any more, since
+/// anyone who can write the folder could plant one. Under the lock, as
+/// [`remove_temps`]; also the base's leftover temp files, which only the
+/// lock holder writes.
+pub fn remove_old_files(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let mut removed = Vec::new();
+    for name in cache::OLD_FILES {
+        let path = paths.dir.join(name);
+        match fs.remove(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            // A folder, or a file ldm may not remove: not ldm's to touch.
+            Err(_) => {}
+        }
+    }
+    if let Some(state) = paths.derived.as_ref().map(|d| &d.state) {
+        let prefix = format!("{}{}-", cache::TMP_PREFIX, cache::BASE_FILE);
+        for name in fs.list(state).unwrap_or_default() {
+            if name.to_str().is_some_and(|s| s.starts_with(&prefix)) {
+                let _ = fs.remove(&state.join(name));
+            }
+        }
+    }
+    Ok(removed)
+}
 
 /// Removes temp files a dead command left behind. Only under the lock:
 /// the only process that could own one is the lock holder, which is us.

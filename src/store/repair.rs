@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::backup;
-use super::cache::{self, FOLDED_FILE};
+use super::cache;
 use super::compact;
 use super::error::StoreError;
 use super::fs::Fs;
@@ -232,6 +232,9 @@ pub struct RepairReport {
 /// Repairs the log of `paths`; the caller holds both locks. `force` also
 /// drops records (or a header) of a newer ldm.
 pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, StoreError> {
+    let yaml_id = fs
+        .stat(&paths.yaml)
+        .map_err(|e| StoreError::io("read", &paths.yaml, e))?;
     let yaml = fs
         .read(&paths.yaml)
         .map_err(|e| StoreError::io("read", &paths.yaml, e))?;
@@ -279,8 +282,10 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
         }
     });
     let key = cache::Key::of(&yaml);
-    let base = cache::read(fs, paths, FOLDED_FILE);
-    let origin = lineage::classify(&doc, &key, base.as_ref(), info.as_ref());
+    let base = paths.base().and_then(|p| cache::read(fs, &p));
+    let base_matches = base.as_ref().is_some_and(|b| b.key == key);
+    let base = base.map(|b| b.doc);
+    let origin = lineage::classify(&doc, base_matches, base.as_ref(), info.as_ref());
     // The state the records apply to, and the last record it holds.
     let (mut project, skip) =
         starting_point(header.is_some(), origin, &doc, base.as_ref(), info.as_ref());
@@ -311,7 +316,7 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
         .and_then(|h| h.id)
         .unwrap_or_else(compact::new_log_id);
     let generation = header.map_or(0, |h| h.generation);
-    compact::compact(fs, paths, &project, generation, &id, last)?;
+    compact::compact(fs, paths, &project, generation, &id, last, Some(yaml_id))?;
     Ok(report)
 }
 
@@ -392,7 +397,7 @@ fn starting_point(
     header_ok: bool,
     origin: Origin,
     doc: &Doc,
-    base: Option<&(cache::Key, Doc)>,
+    base: Option<&Doc>,
     info: Option<&LogInfo>,
 ) -> (Project, u64) {
     let yaml = || doc.project.clone();
@@ -414,7 +419,7 @@ fn starting_point(
         Origin::Foreign {
             base_seq: Some(b), ..
         } => match base {
-            Some((_, d)) => (d.project.clone(), b),
+            Some(d) => (d.project.clone(), b),
             None => (yaml(), from_log_start),
         },
         Origin::Foreign { base_seq: None, .. } => (yaml(), from_log_start),

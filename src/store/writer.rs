@@ -9,8 +9,8 @@
 use std::sync::atomic::Ordering;
 
 use super::backup;
-use super::cache::{self, FOLDED_FILE};
-use super::compact;
+use super::cache;
+use super::compact::{self, Folded};
 use super::error::StoreError;
 use super::failpoint;
 use super::lineage::Origin;
@@ -44,10 +44,16 @@ impl Store {
             return Ok(());
         }
         self.view = None;
+        // A fold of the merge overtaken by another program's save (put
+        // back) is retried on the new file a few times.
+        let mut overtaken = 0;
         loop {
             let fs = self.opts.fs.clone();
             for path in recover::remove_temps(&*fs, &self.paths)? {
                 (self.opts.notify)(&Notice::TempRemoved { path });
+            }
+            for path in recover::remove_old_files(&*fs, &self.paths)? {
+                (self.opts.notify)(&Notice::OldFileRemoved { path });
             }
             let loaded = recover::load(&*fs, &self.paths)?;
             self.loaded(&loaded);
@@ -70,9 +76,17 @@ impl Store {
                 )?);
                 continue;
             }
-            let view = self.settle(loaded)?;
-            self.view = Some(view);
-            return Ok(());
+            match self.settle(loaded) {
+                Ok(view) => {
+                    self.view = Some(view);
+                    return Ok(());
+                }
+                Err(StoreError::Overtaken { path, saved }) if overtaken < 3 => {
+                    overtaken += 1;
+                    (self.opts.notify)(&Notice::YamlOvertaken { path, saved });
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -240,9 +254,9 @@ impl Store {
                     seq: loaded.last_seq,
                     log: Some(log.id),
                 };
-                compact::fold(&*fs, &self.paths, &loaded.project, mark, "merge")?;
+                let id = self.fold_over(&loaded, mark, "merge")?;
                 failpoint::hit("merge.folded");
-                (loaded.last_seq, log, self.stat_yaml()?)
+                (loaded.last_seq, log, id)
             }
             // A log of an older version (ours, or beside a foreign YAML:
             // the merged state is compacted), or a log whose damage lies
@@ -273,22 +287,48 @@ impl Store {
         Ok(())
     }
 
+    /// Folds `loaded.project` with `mark` over the YAML `loaded` was read
+    /// from; another program's save meanwhile is put back and reported as
+    /// [`StoreError::Overtaken`] (the caller reloads).
+    fn fold_over(
+        &self,
+        loaded: &Loaded,
+        mark: Mark,
+        point: &str,
+    ) -> Result<super::fs::FileId, StoreError> {
+        let fs = &*self.opts.fs;
+        match compact::fold(
+            fs,
+            &self.paths,
+            &loaded.project,
+            mark,
+            Some(loaded.yaml_id),
+            point,
+        )? {
+            Folded::Done(id) => Ok(id),
+            Folded::Overtaken { saved } => Err(StoreError::Overtaken {
+                path: self.paths.yaml.clone(),
+                saved,
+            }),
+        }
+    }
+
     /// Rewrites a stale base durably, before anything else can happen to
     /// the YAML: a merge against an older base could report (and drop)
     /// ldm's later changes as conflicts.
     fn rewrite_base(&self, loaded: &Loaded) -> Result<(), StoreError> {
         let fs = &*self.opts.fs;
-        let base_path = self.paths.dir.join(FOLDED_FILE);
-        cache::write(
-            fs,
-            &self.paths,
-            FOLDED_FILE,
-            &loaded.yaml_key,
-            &loaded.doc,
-            cache::Sync::Data,
-        )
-        .and_then(|()| fs.sync_dir(&self.paths.dir))
-        .map_err(|e| StoreError::io("write", &base_path, e))
+        let Some(base_path) = self.paths.base() else {
+            return Ok(());
+        };
+        let entry = cache::Entry {
+            key: loaded.yaml_key,
+            stamp: loaded.yaml_stamp,
+            seen_ns: loaded.yaml_seen_ns,
+            extras: false,
+            doc: loaded.doc.clone(),
+        };
+        compact::write_base(fs, &base_path, &entry)
     }
 
     /// No log yet: starts one (keeping the identity only if the base
@@ -298,23 +338,24 @@ impl Store {
         let reuse = loaded
             .base
             .as_ref()
-            .filter(|(k, _)| *k == loaded.yaml_key)
-            .and_then(|(_, d)| d.mark)
+            .filter(|_| loaded.base_matches)
+            .and_then(|d| d.mark)
             .and_then(|m| m.log);
         let id = reuse.unwrap_or_else(compact::new_log_id);
         let generation = loaded.doc.mark.map_or(1, |m| m.generation.max(1));
         let last_seq = loaded.last_seq;
         compact::write_empty_log(fs, &self.paths, generation, &id, last_seq, "start")?;
         let log = LogView::empty(id, generation, self.stat_log()?);
+        let mut yaml_id = loaded.yaml_id;
         if reuse.is_none() {
             let mark = Mark {
                 generation,
                 seq: last_seq,
                 log: Some(id),
             };
-            compact::fold(fs, &self.paths, &loaded.project, mark, "fold")?;
+            yaml_id = self.fold_over(loaded, mark, "fold")?;
         }
-        Ok((last_seq, log, self.stat_yaml()?))
+        Ok((last_seq, log, yaml_id))
     }
 
     /// Compacts what was loaded into a fresh pair of this build's version:
@@ -336,6 +377,7 @@ impl Store {
             generation,
             &id,
             loaded.last_seq,
+            Some(loaded.yaml_id),
         )?;
         if upgrade {
             (self.opts.notify)(&Notice::Upgraded {

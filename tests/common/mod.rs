@@ -258,6 +258,24 @@ pub fn last_seq(dir: &Path) -> u64 {
         .last_seq
 }
 
+/// Where ldm keeps the derived files of the project in `dir` (the user's
+/// own folders, per checkout), as the binary finds them.
+pub fn derived(dir: &Path) -> ldm::store::Derived {
+    Paths::in_dir(dir)
+        .derived
+        .unwrap_or_else(|| panic!("no state folder for {}", dir.display()))
+}
+
+/// The base of the project in `dir` (what ldm last folded).
+pub fn base_path(dir: &Path) -> PathBuf {
+    derived(dir).base()
+}
+
+/// The load cache of the project in `dir`.
+pub fn cache_path(dir: &Path) -> PathBuf {
+    derived(dir).cache_file()
+}
+
 /// `containers.log` in `dir`.
 pub fn log_path(dir: &Path) -> PathBuf {
     dir.join("containers.log")
