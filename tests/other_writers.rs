@@ -473,3 +473,61 @@ fn doctor_fix_adopting_thousands_of_snapshots_commits_in_whole_parts_issue_11_ca
     let r = env.run(&["doctor"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
+
+/// Issue 25, item 6: README allows deleting the `ldm:` line. Deleting
+/// `remote:`, `setup:` or `mounts:` together with it was taken for
+/// lxc-dev-manager's rewrite (which drops keys it does not know), so the
+/// deleted keys came back from ldm's base. Only a file laid out as the Go
+/// tool writes it (yaml.v3's 4-space indents) is read that way now; in any
+/// other file a key that is gone was deleted.
+#[test]
+fn deleting_keys_with_the_mark_line_by_hand_is_not_undone_issue_25_case_6() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "remote", "far");
+    // Setup steps and mounts are written by hand (the mark kept: an edit).
+    assert!(!yaml(dir).contains("defaults:"), "{}", yaml(dir));
+    let text = yaml(dir).replace(
+        "containers: {}",
+        "defaults:\n  setup:\n  - echo hi\n  mounts:\n  - data:/srv/data\ncontainers:\n  dev:\n    image: img\n    mounts:\n    - data:/srv/data\n    setup:\n    - echo there",
+    );
+    std::fs::write(yaml_path(dir), &text).unwrap();
+    set(dir, "defaults.ports", "3000");
+    let before = state(dir);
+    assert_eq!(before.remote.as_deref(), Some("far"));
+    assert!(!before.defaults.setup.is_empty());
+    assert!(before.defaults.mounts.is_some());
+    assert!(!before.containers["dev"].mounts.is_empty());
+    assert!(before.containers["dev"].setup.is_some());
+
+    // A person deletes those keys and the mark line, keeping ldm's layout.
+    let mut skip = false;
+    let edited: String = yaml(dir)
+        .lines()
+        .filter(|l| {
+            let key = l.trim_start();
+            if key.starts_with("- ") && skip {
+                return false;
+            }
+            skip = ["setup:", "mounts:"].contains(&key);
+            !(skip || key.starts_with("remote:") || l.starts_with("ldm:"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!edited.contains("far") && !edited.contains("echo") && !edited.contains("/srv"));
+    std::fs::write(yaml_path(dir), &edited).unwrap();
+
+    for when in ["read", "after the next writer"] {
+        if when != "read" {
+            set(dir, "defaults.ports", "4000");
+        }
+        let after = state(dir);
+        assert_eq!(after.remote, None, "{when}");
+        assert!(after.defaults.setup.is_empty(), "{when}");
+        assert_eq!(after.defaults.mounts, None, "{when}");
+        assert!(after.containers["dev"].mounts.is_empty(), "{when}");
+        assert_eq!(after.containers["dev"].setup, None, "{when}");
+    }
+    assert!(!yaml(dir).contains("far"), "{}", yaml(dir));
+}

@@ -10,6 +10,8 @@
 //! dropped) by the next load, and once a writer folds it, the value is kept
 //! in `containers.log.dropped-*`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -161,11 +163,14 @@ fn other_writer(dir: &Path, field: Field, v: u16, keep_mark: bool) -> Option<ser
     let out: String = if keep_mark {
         encoded.replacen("\nproject:", "\n# edited by hand\nproject:", 1)
     } else {
-        encoded
-            .lines()
-            .filter(|l| !l.starts_with("ldm:"))
-            .map(|l| format!("{l}\n"))
-            .collect()
+        // As lxc-dev-manager writes: no mark, its layout.
+        common::go_layout(
+            &encoded
+                .lines()
+                .filter(|l| !l.starts_with("ldm:"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        )
     };
     std::fs::write(dir.join(".edit.tmp"), out).unwrap();
     std::fs::rename(dir.join(".edit.tmp"), &path).unwrap();

@@ -173,6 +173,7 @@ struct MarkBody {
 #[serde(rename_all = "snake_case")]
 enum WrittenBody {
     NoMark,
+    MarkRemoved,
     Unchecked,
     ByLdm,
     Edited,
@@ -240,6 +241,7 @@ fn encode_body(doc: &Doc) -> io::Result<(Vec<u8>, u64)> {
         }),
         written: match doc.written {
             Written::NoMark => WrittenBody::NoMark,
+            Written::MarkRemoved => WrittenBody::MarkRemoved,
             Written::Unchecked => WrittenBody::Unchecked,
             Written::ByLdm => WrittenBody::ByLdm,
             Written::Edited => WrittenBody::Edited,
@@ -350,6 +352,7 @@ fn decode_body(body: &[u8], json_len: usize) -> Option<Doc> {
         mark,
         written: match b.written {
             WrittenBody::NoMark => Written::NoMark,
+            WrittenBody::MarkRemoved => Written::MarkRemoved,
             WrittenBody::Unchecked => Written::Unchecked,
             WrittenBody::ByLdm => Written::ByLdm,
             WrittenBody::Edited => Written::Edited,

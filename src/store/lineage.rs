@@ -66,13 +66,16 @@ impl Origin {
     }
 }
 
-/// A file without the mark was rewritten by a tool that drops the keys it
-/// does not know (lxc-dev-manager); one with the mark, by a person or a
-/// tool that keeps them.
+/// A file laid out as lxc-dev-manager writes it, without the mark, was
+/// rewritten by that tool, which drops the keys it does not know: what it
+/// lacks of ldm's keys is not a change. Any other file was written by a
+/// person or a program that keeps keys, with or without the mark: a key it
+/// lacks was deleted (issue 25, item 6: deleting `remote:` together with the
+/// `ldm:` line was silently undone).
 fn writer_of(yaml: &Doc) -> Writer {
-    match yaml.mark {
-        None => Writer::KeyDropping,
-        Some(_) => Writer::KeepsKeys,
+    match yaml.written {
+        Written::NoMark => Writer::KeyDropping,
+        _ => Writer::KeepsKeys,
     }
 }
 

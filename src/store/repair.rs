@@ -145,7 +145,8 @@ fn describe(paths: &Paths, loaded: &Loaded, out: &mut Vec<Finding>) {
             m.conflicts.len()
         ),
         (Origin::Foreign { .. }, _) => match loaded.doc.written {
-            Written::NoMark => "rewritten by another program (no `ldm:` mark, e.g. lxc-dev-manager); the next writing command merges it with ldm's records".into(),
+            Written::NoMark => "rewritten by another program (no `ldm:` mark, laid out as lxc-dev-manager writes it); the next writing command merges it with ldm's records".into(),
+            Written::MarkRemoved => "edited since ldm's last fold, its `ldm:` mark deleted; the next writing command merges it with ldm's records".into(),
             _ => "edited since ldm's last fold; the next writing command merges it with ldm's records".into(),
         },
     };

@@ -89,7 +89,8 @@ pub fn run_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String
 /// Writes `containers.yaml` as lxc-dev-manager does (DESIGN.md, "Other
 /// writers"): takes its flock on `containers.yaml.lock`, reads the file,
 /// writes the whole new file (`edit` of the old text, minus ldm's mark,
-/// which the Go tool drops) to a temp file and renames it into place.
+/// which the Go tool drops, laid out as its yaml.v3 writes: [`go_layout`])
+/// to a temp file and renames it into place.
 pub fn go_tool_write(dir: &Path, edit: impl FnOnce(&str) -> String) {
     let lock = go_lock(dir);
     let text = std::fs::read_to_string(yaml_path(dir)).expect("read containers.yaml");
@@ -101,9 +102,27 @@ pub fn go_tool_write(dir: &Path, edit: impl FnOnce(&str) -> String) {
         .map(|l| format!("{l}\n"))
         .collect();
     let tmp = dir.join(".containers.yaml.tmp.go");
-    std::fs::write(&tmp, edit(&without_mark)).expect("write the temp file");
+    std::fs::write(&tmp, go_layout(&edit(&without_mark))).expect("write the temp file");
     std::fs::rename(&tmp, yaml_path(dir)).expect("rename into place");
     drop(lock);
+}
+
+/// `text` (2-space indents, block sequences at their key's indent, as ldm
+/// writes) laid out as lxc-dev-manager's yaml.v3 writes the same data:
+/// 4-space indents, sequence items indented under their key.
+pub fn go_layout(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let n = l.len() - l.trim_start_matches(' ').len();
+            let rest = &l[n..];
+            let indent = if rest.starts_with("- ") {
+                2 * n + 4
+            } else {
+                2 * n
+            };
+            format!("{}{rest}\n", " ".repeat(indent))
+        })
+        .collect()
 }
 
 /// Takes lxc-dev-manager's lock as it does (`flock` on
@@ -159,12 +178,12 @@ pub fn create(dir: &Path) {
     ok(dir, &["create", "--name", "p"]);
 }
 
-/// Writes a `containers.yaml` by hand, as the Go tool would (no `ldm:`
-/// mark), with containers `c0..c{n-1}`.
+/// Writes a `containers.yaml` as the Go tool would (no `ldm:` mark, its
+/// layout), with containers `c0..c{n-1}`.
 pub fn write_go_yaml(dir: &Path, n: usize) {
-    let mut text = String::from("project: p\ncontainers:\n");
+    let mut text = String::from("project: p\ndefaults:\n    ports: []\ncontainers:\n");
     for i in 0..n {
-        text.push_str(&format!("  c{i}:\n    image: img\n"));
+        text.push_str(&format!("    c{i}:\n        image: img\n"));
     }
     std::fs::write(dir.join("containers.yaml"), text).expect("write containers.yaml");
 }
