@@ -531,3 +531,200 @@ fn deleting_keys_with_the_mark_line_by_hand_is_not_undone_issue_25_case_6() {
     }
     assert!(!yaml(dir).contains("far"), "{}", yaml(dir));
 }
+
+/// The real file system, but `hook` runs just before the first swap of
+/// `containers.yaml` (a fold's step 3, DESIGN.md "Fold").
+struct SaveBeforeSwap {
+    os: ldm::store::OsFs,
+    hook: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl ldm::store::Fs for SaveBeforeSwap {
+    fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
+        self.os.read(p)
+    }
+    fn read_from(&self, p: &Path, o: u64) -> std::io::Result<Vec<u8>> {
+        self.os.read_from(p, o)
+    }
+    fn stat(&self, p: &Path) -> std::io::Result<ldm::store::fs::FileId> {
+        self.os.stat(p)
+    }
+    fn write_new(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        self.os.write_new(p, b)
+    }
+    fn append(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        self.os.append(p, b)
+    }
+    fn sync(&self, p: &Path) -> std::io::Result<()> {
+        self.os.sync(p)
+    }
+    fn set_len(&self, p: &Path, l: u64) -> std::io::Result<()> {
+        self.os.set_len(p, l)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        let hook = self.hook.lock().unwrap().take();
+        if let (Some(hook), true) = (hook, b.ends_with("containers.yaml")) {
+            hook();
+        }
+        self.os.rename(a, b)
+    }
+    fn sync_dir(&self, d: &Path) -> std::io::Result<()> {
+        self.os.sync_dir(d)
+    }
+    fn remove(&self, p: &Path) -> std::io::Result<()> {
+        self.os.remove(p)
+    }
+    fn list(&self, d: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.os.list(d)
+    }
+    fn exchange(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.os.exchange(a, b)
+    }
+}
+
+/// Issue 25, item 4: an editor that ignores ldm's locks saves
+/// `containers.yaml` after ldm loaded it and before its fold renamed the
+/// new file in: the rename overwrote the save, with no notice and no copy.
+/// The fold swaps the file in and looks at what came out: the save is put
+/// back, copied, said; the next load merges ldm's commit into it.
+#[test]
+fn a_save_landing_while_ldm_folds_is_put_back_copied_and_merged_issue_25_case_4() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "3000");
+    let d = dir.to_path_buf();
+    let fs = std::sync::Arc::new(SaveBeforeSwap {
+        os: ldm::store::OsFs::strict(),
+        hook: std::sync::Mutex::new(None),
+    });
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let opts = ldm::store::Options {
+        fs: fs.clone(),
+        notify: std::sync::Arc::new(move |n: &ldm::store::Notice| {
+            sink.lock().unwrap().push(n.to_string())
+        }),
+        ..ldm::store::Options::default()
+    };
+    let mut store = ldm::store::Store::open(ldm::store::Paths::in_dir(dir), opts);
+    store
+        .commit(|_| {
+            Ok::<_, ldm::store::StoreError>((
+                vec![ldm::model::Mutation::UserNameSet {
+                    container: None,
+                    name: Some("ldms".into()),
+                }],
+                (),
+            ))
+        })
+        .unwrap();
+    // The person's save, as an editor writes it: a new file renamed in.
+    *fs.hook.lock().unwrap() = Some(Box::new(move || {
+        let text = std::fs::read_to_string(d.join("containers.yaml")).unwrap();
+        let saved = text.replace("- 3000", "- 4000");
+        assert_ne!(saved, text);
+        std::fs::write(d.join("containers.yaml~"), &saved).unwrap();
+        std::fs::rename(d.join("containers.yaml~"), d.join("containers.yaml")).unwrap();
+    }));
+    store.finish();
+    assert!(
+        fs.hook.lock().unwrap().is_none(),
+        "the fold swapped the file"
+    );
+    // The save is in place, untouched; a copy is kept; it was said.
+    let text = yaml(dir);
+    assert!(text.contains("- 4000") && !text.contains("ldms"), "{text}");
+    let notices = notices.lock().unwrap().clone();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("saved by another program while ldm was writing")),
+        "{notices:?}"
+    );
+    let copies: Vec<_> = files(dir)
+        .into_iter()
+        .filter(|(n, _)| n.to_string_lossy().starts_with("containers.yaml.edited-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    assert!(String::from_utf8_lossy(&copies[0].1.bytes).contains("- 4000"));
+    // Nothing lost: the next command merges ldm's commit into the save.
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([4000]));
+    assert_eq!(get(dir, "defaults.user.name"), serde_json::json!("ldms"));
+    set(dir, "defaults.user.password", "p");
+    let text = yaml(dir);
+    assert!(text.contains("- 4000") && text.contains("ldms"), "{text}");
+}
+
+/// Issue 25, item 5: `git checkout -- containers.yaml` put back an older
+/// fold of the same log. Its values win (it is the later write, and a
+/// restore may be what the user wants), but that used to be silent: ldm's
+/// acknowledged values went back, and a container still in LXD vanished
+/// from the project without a word. Each value taken back is named now
+/// (and kept beside the log by the next writer), and so is each container
+/// the file no longer has, with `ldm doctor` as the next command.
+#[test]
+fn an_older_fold_put_back_says_what_it_reverts_issue_25_case_5() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "1000");
+    let committed = std::fs::read(yaml_path(dir)).unwrap();
+    let mut store = ldm::store::Store::open(
+        ldm::store::Paths::in_dir(dir),
+        ldm::store::Options::default(),
+    );
+    store
+        .commit(|_| {
+            Ok::<_, ldm::store::StoreError>((
+                vec![ldm::model::Mutation::ContainerAdded {
+                    name: "dev".into(),
+                    image: "img".into(),
+                    pending: None,
+                }],
+                (),
+            ))
+        })
+        .unwrap();
+    drop(store);
+    set(dir, "defaults.ports", "2000");
+    set(dir, "defaults.user.name", "bob");
+    // The restore.
+    std::fs::write(yaml_path(dir), &committed).unwrap();
+    for (args, writer) in [
+        (&["config", "get", "defaults.ports"][..], false),
+        (&["config", "set", "defaults.user.password", "pw"][..], true),
+    ] {
+        let (code, out, err) = run(dir, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        if !writer {
+            assert_eq!(out.trim(), "1000", "the restore stands");
+        }
+        for needle in [
+            "an older copy of this project's file was put back",
+            "`defaults.ports`: back to [1000] (was [2000])",
+            "`defaults.user.name`: removed (was \"bob\")",
+            "no longer has container dev",
+            "ldm doctor",
+        ] {
+            assert!(
+                err.contains(needle),
+                "{args:?}: stderr lacks {needle:?}:\n{err}"
+            );
+        }
+        assert_eq!(
+            err.contains("values are kept in"),
+            writer,
+            "{args:?}: {err}"
+        );
+    }
+    // Said once: the writer folded it, the file is ldm's again.
+    let (code, _, err) = run(dir, &["config", "get", "defaults.ports"]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("put back"), "{err}");
+    assert_eq!(state(dir).containers.len(), 0);
+}

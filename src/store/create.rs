@@ -8,7 +8,7 @@ use super::compact;
 use super::error::StoreError;
 use super::fs::Fs;
 use super::lock;
-use super::options::{Notice, Options};
+use super::options::Options;
 use super::recover;
 use super::{Mark, Paths};
 use crate::model::Project;
@@ -45,8 +45,8 @@ pub(super) fn create(paths: &Paths, project: &Project, opts: &Options) -> Result
         .and_then(|g| Ok((g, lock::acquire_go(dir, opts.lock_timeout, opts.trust)?)));
     let result = guards.map_err(StoreError::from).and_then(|_guards| {
         refuse(paths)?;
-        for path in recover::remove_temps(fs, paths)? {
-            (opts.notify)(&Notice::TempRemoved { path });
+        for n in recover::remove_temps(fs, paths)? {
+            (opts.notify)(&n);
         }
         let id = compact::new_log_id();
         let mark = Mark {

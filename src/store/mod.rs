@@ -213,13 +213,8 @@ impl Store {
             // file" means the three belong together.
             if fs.stat(&self.paths.yaml).ok() == Some(loaded.yaml_id) {
                 self.loaded(&loaded);
-                if let Some(m) = loaded.merge.as_ref().filter(|m| !m.conflicts.is_empty()) {
-                    (self.opts.notify)(&Notice::Merged {
-                        path: self.paths.yaml.clone(),
-                        conflicts: m.conflicts.clone(),
-                        base_gone: m.base_gone,
-                        saved: None,
-                    });
+                if let Some(m) = &loaded.merge {
+                    self.report_merge(m, None);
                 }
                 if let (true, Some(path)) = (loaded.cache_due, self.paths.cache()) {
                     let entry = cache::Entry {
@@ -323,8 +318,8 @@ impl Store {
         let _guard = self.lock()?;
         let _go = self.go()?;
         self.view = None;
-        for path in recover::remove_temps(&*self.opts.fs, &self.paths)? {
-            (self.opts.notify)(&Notice::TempRemoved { path });
+        for n in recover::remove_temps(&*self.opts.fs, &self.paths)? {
+            (self.opts.notify)(&n);
         }
         repair::repair(&*self.opts.fs, &self.paths, force)
     }

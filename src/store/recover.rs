@@ -13,8 +13,9 @@ use super::error::StoreError;
 use super::fs::{FileId, Fs};
 use super::lineage::{self, LogInfo, Origin};
 use super::log::{self, Entry, Scan, Tail};
+use super::options::Notice;
 use super::record::{self, Header};
-use super::snapshot::{self, Doc};
+use super::snapshot::{self, Doc, Written};
 use super::Paths;
 use crate::model::merge::{self, Conflict};
 use crate::model::Project;
@@ -50,6 +51,25 @@ pub struct Merge {
     /// ldm's records after the base, which the merge weighed against the
     /// file; kept beside the log when anything of them was dropped.
     pub records: Vec<Entry>,
+    /// The file is an older fold of ldm's own, of this log, put back (a
+    /// `git checkout`, a backup): what it takes back.
+    pub reverted: Option<Reverted>,
+    /// Containers ldm had recorded that the result no longer has (the file
+    /// removed them); LXD may still have them.
+    pub gone: Vec<String>,
+}
+
+/// What a restored older fold of `containers.yaml` takes back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reverted {
+    /// The last record the restored file holds.
+    pub file_seq: u64,
+    /// The last record ldm had folded (the base's).
+    pub base_seq: u64,
+    /// Each field whose value the file took back: `kept` the file's (older)
+    /// value, `dropped` ldm's later one. Fields both changed since the base
+    /// are conflicts, listed there instead.
+    pub fields: Vec<Conflict>,
 }
 
 /// Everything read from the files.
@@ -167,7 +187,7 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
         .last()
         .map_or(log.info.prev_seq, |e| e.seq)
         .max(after.min(log.info.last_seq));
-    apply_records(&mut loaded, records, paths)?;
+    apply_records(&mut loaded, records, log.header.id, paths)?;
     loaded.log = Some(log);
     Ok(loaded)
 }
@@ -343,6 +363,7 @@ fn scan_records(
 fn apply_records(
     loaded: &mut Loaded,
     records: Vec<Entry>,
+    log_id: Option<record::LogId>,
     paths: &Paths,
 ) -> Result<(), StoreError> {
     match loaded.origin {
@@ -350,7 +371,7 @@ fn apply_records(
             return replay(&mut loaded.project, &records, paths);
         }
         Origin::Foreign {
-            base_seq: Some(_),
+            base_seq: Some(base_seq),
             writer,
         } => {
             let Some(base) = &loaded.base else {
@@ -362,11 +383,41 @@ fn apply_records(
             replay(&mut ours, &records, paths)?;
             let (project, conflicts) =
                 merge::merge(&base.project, &ours, &loaded.doc.project, writer);
+            // ldm's own file of this log, older than its last fold (the
+            // base, never durable ahead of the YAML): put back by someone.
+            // Its values win as any later write's do; the acknowledged
+            // changes that takes back are said, never silent (issue 25,
+            // item 5). A fold at the base's seq takes back no record of
+            // ldm's (only what a merge took from another program), and is
+            // merged as any edit: a crash between a merge fold's swap and its
+            // base leaves such a pair too, the newer file in place.
+            let reverted = match loaded.doc.mark {
+                Some(m)
+                    if loaded.doc.written == Written::ByLdm
+                        && m.log.is_some()
+                        && m.log == log_id
+                        && m.seq < base_seq =>
+                {
+                    let fields: Vec<Conflict> = merge::differences(&ours, &project)
+                        .into_iter()
+                        .filter(|d| !conflicts.iter().any(|c| c.field == d.field))
+                        .collect();
+                    Some(Reverted {
+                        file_seq: m.seq,
+                        base_seq,
+                        fields,
+                    })
+                }
+                _ => None,
+            };
+            let gone = gone_containers(&ours, &project);
             loaded.project = project;
             loaded.merge = Some(Merge {
                 conflicts,
                 base_gone: false,
                 records,
+                reverted,
+                gone,
             });
         }
         Origin::Foreign { base_seq: None, .. } => {
@@ -378,15 +429,27 @@ fn apply_records(
                 }
             }
             let conflicts = merge::differences(&ours, &loaded.doc.project);
+            let gone = gone_containers(&ours, &loaded.doc.project);
             loaded.merge = Some(Merge {
                 conflicts,
                 base_gone: true,
                 records,
+                reverted: None,
+                gone,
             });
         }
     }
     // Each side was valid; check the combination all the same.
     snapshot::validated(paths, &loaded.project)
+}
+
+/// Containers `ours` has and `result` does not.
+fn gone_containers(ours: &Project, result: &Project) -> Vec<String> {
+    ours.containers
+        .keys()
+        .filter(|name| !result.containers.contains_key(*name))
+        .cloned()
+        .collect()
 }
 
 /// Without a base, the records that may hold changes the file lacks: all
@@ -517,26 +580,58 @@ pub fn remove_old_files(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::Pat
     Ok(removed)
 }
 
-/// Removes temp files a dead command left behind. Only under the lock:
-/// the only process that could own one is the lock holder, which is us.
-/// Anything else with such a name (a folder) is not ldm's: left alone, and
-/// never in the way, since ldm's own temp names are fresh each time.
-pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf>, StoreError> {
+/// Removes temp files a dead command left behind, and says so. Only under
+/// the lock: the only process that could own one is the lock holder, which
+/// is us. Anything else with such a name (a folder) is not ldm's: left
+/// alone, and never in the way, since ldm's own temp names are fresh each
+/// time. A YAML temp that is not ldm's own fold is another program's save
+/// that a fold swapped out just before a crash (DESIGN.md, "Fold"): it is
+/// kept as `containers.yaml.edited-TIME`, never removed unseen.
+pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<Notice>, StoreError> {
     let names = fs
         .list(&paths.dir)
         .map_err(|e| StoreError::io("list", &paths.dir, e))?;
-    let mut removed = Vec::new();
+    let mut out = Vec::new();
     for name in names {
         let Some(s) = name.to_str() else { continue };
         if TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
             let path = paths.dir.join(s);
+            if s.starts_with(TEMP_PREFIXES[0]) {
+                if let Some(saved) = keep_if_foreign(fs, paths, &path)? {
+                    out.push(Notice::TempKept {
+                        path: path.clone(),
+                        saved,
+                    });
+                }
+            }
             match fs.remove(&path) {
-                Ok(()) => removed.push(path),
+                Ok(()) => out.push(Notice::TempRemoved { path }),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) if e.kind() == ErrorKind::IsADirectory => {}
                 Err(e) => return Err(StoreError::io("remove", &path, e)),
             }
         }
     }
-    Ok(removed)
+    Ok(out)
+}
+
+/// A copy of the YAML temp at `path` if it is not a fold of ldm's (whose
+/// mark's checksum holds): another program's save, swapped out.
+fn keep_if_foreign(
+    fs: &dyn Fs,
+    paths: &Paths,
+    path: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let Ok(bytes) = fs.read(path) else {
+        return Ok(None);
+    };
+    let ours = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|t| snapshot::decode(t).ok())
+        .is_some_and(|d| d.written == Written::ByLdm);
+    // An empty or cut temp is a fold that never finished: ldm's.
+    if ours || bytes.is_empty() || !bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    super::backup::keep_yaml(fs, paths, &bytes).map(Some)
 }

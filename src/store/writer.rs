@@ -49,8 +49,8 @@ impl Store {
         let mut overtaken = 0;
         loop {
             let fs = self.opts.fs.clone();
-            for path in recover::remove_temps(&*fs, &self.paths)? {
-                (self.opts.notify)(&Notice::TempRemoved { path });
+            for n in recover::remove_temps(&*fs, &self.paths)? {
+                (self.opts.notify)(&n);
             }
             for path in recover::remove_old_files(&*fs, &self.paths)? {
                 (self.opts.notify)(&Notice::OldFileRemoved { path });
@@ -274,17 +274,55 @@ impl Store {
 
     /// Keeps ldm's values a merge dropped beside the log, and says so.
     fn keep_dropped_values(&self, loaded: &Loaded) -> Result<(), StoreError> {
-        let Some(m) = loaded.merge.as_ref().filter(|m| !m.conflicts.is_empty()) else {
+        let Some(m) = &loaded.merge else {
             return Ok(());
         };
-        let saved = backup::keep_dropped(&*self.opts.fs, &self.paths, &m.conflicts, &m.records)?;
-        (self.opts.notify)(&Notice::Merged {
-            path: self.paths.yaml.clone(),
-            conflicts: m.conflicts.clone(),
-            base_gone: m.base_gone,
-            saved: Some(saved),
-        });
+        let mut fields = m.conflicts.clone();
+        if let Some(r) = &m.reverted {
+            fields.extend(r.fields.iter().cloned());
+        }
+        let saved = match fields.is_empty() {
+            true => None,
+            false => Some(backup::keep_dropped(
+                &*self.opts.fs,
+                &self.paths,
+                &fields,
+                &m.records,
+            )?),
+        };
+        self.report_merge(m, saved);
         Ok(())
+    }
+
+    /// What a merge with another writer's file did, for the user: the
+    /// conflicts it resolved the file's way, what a restored older file
+    /// took back, the containers the file no longer has. `saved`: where a
+    /// writer kept ldm's values (a reader keeps nothing).
+    pub(super) fn report_merge(&self, m: &recover::Merge, saved: Option<std::path::PathBuf>) {
+        let path = self.paths.yaml.clone();
+        if !m.conflicts.is_empty() {
+            (self.opts.notify)(&Notice::Merged {
+                path: path.clone(),
+                conflicts: m.conflicts.clone(),
+                base_gone: m.base_gone,
+                saved: saved.clone(),
+            });
+        }
+        if let Some(r) = m.reverted.as_ref().filter(|r| !r.fields.is_empty()) {
+            (self.opts.notify)(&Notice::Reverted {
+                path: path.clone(),
+                file_seq: r.file_seq,
+                base_seq: r.base_seq,
+                fields: r.fields.clone(),
+                saved,
+            });
+        }
+        if !m.gone.is_empty() {
+            (self.opts.notify)(&Notice::ContainersGone {
+                path,
+                names: m.gone.clone(),
+            });
+        }
     }
 
     /// Folds `loaded.project` with `mark` over the YAML `loaded` was read

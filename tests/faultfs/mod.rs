@@ -201,10 +201,21 @@ struct State {
     trace: Vec<String>,
 }
 
+/// What another program does at a chosen moment (see
+/// [`FaultFs::before_next_exchange`]).
+pub type Hook = Box<dyn FnOnce(&FaultFs) + Send>;
+
 /// The fault-injecting file system. Cheap to share behind an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FaultFs {
     st: Mutex<State>,
+    hook: Mutex<Option<Hook>>,
+}
+
+impl std::fmt::Debug for FaultFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultFs").finish_non_exhaustive()
+    }
 }
 
 fn crash_error() -> io::Error {
@@ -308,6 +319,13 @@ impl FaultFs {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `hook` just before the next `exchange` (a fold's swap of
+    /// `containers.yaml`): another program's save landing between ldm's load
+    /// and its fold. Returns the hook not run yet, if any, when `None` is given.
+    pub fn before_next_exchange(&self, hook: Option<Hook>) -> Option<Hook> {
+        std::mem::replace(&mut *self.hook.lock().unwrap(), hook)
     }
 
     /// Makes op number `n` (counting from 0 since this file system was
@@ -441,6 +459,7 @@ impl FaultFs {
         }
         FaultFs {
             st: Mutex::new(out),
+            hook: Mutex::new(None),
         }
     }
 }
@@ -630,6 +649,10 @@ impl Fs for FaultFs {
     }
 
     fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook(self);
+        }
         let mut st = self.state();
         st.lookup(a)?;
         st.lookup(b)?;
