@@ -110,11 +110,21 @@ impl Paths {
     /// none when those cannot be used (no home, read-only: then
     /// `derived_problem` says why).
     pub fn in_dir(dir: &Path) -> Paths {
-        let derived = UserDirs::from_env().and_then(|users| Derived::for_checkout(&users, dir));
+        let derived = UserDirs::from_env()
+            .map_err(|e| e.to_string())
+            .and_then(|users| {
+                Derived::for_checkout(&users, dir).map_err(|e| {
+                    format!(
+                        "cannot use ldm's folders {} and {} ({e}); make them writable, or set XDG_STATE_HOME and XDG_CACHE_HOME to folders you can write",
+                        users.state.display(),
+                        users.cache.display()
+                    )
+                })
+            });
         match derived {
             Ok(d) => Paths::with_derived(dir, d),
-            Err(e) => Paths {
-                derived_problem: Some(e.to_string()),
+            Err(why) => Paths {
+                derived_problem: Some(why),
                 ..Paths::bare(dir)
             },
         }
