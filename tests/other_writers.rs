@@ -728,3 +728,122 @@ fn an_older_fold_put_back_says_what_it_reverts_issue_25_case_5() {
     assert!(!err.contains("put back"), "{err}");
     assert_eq!(state(dir).containers.len(), 0);
 }
+
+/// The real file system, counting the bytes read from each file.
+struct CountingFs {
+    os: ldm::store::OsFs,
+    read: std::sync::Mutex<std::collections::BTreeMap<std::path::PathBuf, usize>>,
+}
+
+impl CountingFs {
+    fn count(&self, p: &Path, n: usize) {
+        *self
+            .read
+            .lock()
+            .unwrap()
+            .entry(p.to_path_buf())
+            .or_default() += n;
+    }
+}
+
+impl ldm::store::Fs for CountingFs {
+    fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
+        let b = self.os.read(p)?;
+        self.count(p, b.len());
+        Ok(b)
+    }
+    fn read_from(&self, p: &Path, o: u64) -> std::io::Result<Vec<u8>> {
+        let b = self.os.read_from(p, o)?;
+        self.count(p, b.len());
+        Ok(b)
+    }
+    fn read_prefix(&self, p: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+        let b = self.os.read_prefix(p, max)?;
+        self.count(p, b.len());
+        Ok(b)
+    }
+    fn stat(&self, p: &Path) -> std::io::Result<ldm::store::fs::FileId> {
+        self.os.stat(p)
+    }
+    fn write_new(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        self.os.write_new(p, b)
+    }
+    fn append(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        self.os.append(p, b)
+    }
+    fn sync(&self, p: &Path) -> std::io::Result<()> {
+        self.os.sync(p)
+    }
+    fn set_len(&self, p: &Path, l: u64) -> std::io::Result<()> {
+        self.os.set_len(p, l)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        self.os.rename(a, b)
+    }
+    fn sync_dir(&self, d: &Path) -> std::io::Result<()> {
+        self.os.sync_dir(d)
+    }
+    fn remove(&self, p: &Path) -> std::io::Result<()> {
+        self.os.remove(p)
+    }
+    fn list(&self, d: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.os.list(d)
+    }
+    fn exchange(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        self.os.exchange(a, b)
+    }
+}
+
+/// Issue 26, item 3: validating the load cache hashed the whole YAML (840
+/// KB at 10,000 snapshots) on every read. A derived file whose stamp
+/// vouches for the YAML by its identity and times (past git's racy
+/// window) stands for its bytes: a read then reads no byte of
+/// `containers.yaml`, and only one derived file whole. A changed file (a
+/// hand edit that keeps the size, `touch -d` back) is read again.
+#[test]
+fn a_read_vouched_for_by_a_derived_file_reads_no_yaml_byte_issue_26_case_3() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "3000");
+    // Past the racy window of the fold, a reader writes a cache that vouches.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([3000]));
+    let fs = std::sync::Arc::new(CountingFs {
+        os: ldm::store::OsFs::strict(),
+        read: Default::default(),
+    });
+    let opts = Options {
+        fs: fs.clone(),
+        ..Options::default()
+    };
+    let paths = Paths::in_dir(dir);
+    let store = Store::open(paths.clone(), opts);
+    assert_eq!(store.read().unwrap().defaults.ports, vec![3000]);
+    let read = fs.read.lock().unwrap().clone();
+    assert_eq!(read.get(&paths.yaml), None, "{read:?}");
+    let whole = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len() as usize);
+    let (base, cache) = (paths.base().unwrap(), paths.cache().unwrap());
+    let derived = read.get(&base).copied().unwrap_or(0) + read.get(&cache).copied().unwrap_or(0);
+    assert!(
+        derived < whole(&base).max(whole(&cache)) + 4096,
+        "one derived file whole, at most a head of the other: {read:?}"
+    );
+
+    // The same size, the mtime put back: the change time still tells.
+    let text = yaml(dir).replace("- 3000", "- 4000");
+    let mtime = std::fs::metadata(yaml_path(dir))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(yaml_path(dir))
+        .unwrap();
+    std::io::Write::write_all(&mut &f, text.as_bytes()).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    fs.read.lock().unwrap().clear();
+    assert_eq!(store.read().unwrap().defaults.ports, vec![4000]);
+    assert!(fs.read.lock().unwrap().contains_key(&paths.yaml));
+}

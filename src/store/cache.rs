@@ -16,7 +16,7 @@
 //! Layout of both:
 //!
 //! ```text
-//! {"format":2,"yaml_len":N,"yaml_sha256":"<hex>","stamp":{...},"seen_ns":T,
+//! {"format":3,"yaml_len":N,"yaml_sha256":"<hex>","stamp":{...},"seen_ns":T,
 //!  "extras":B,"json_len":J,"body_len":M,"body_crc":C}\n<body: M bytes>
 //! body = J bytes of JSON (the state, each container's snapshots left out,
 //!        its mark, who wrote it, unknown keys), then per container in
@@ -55,6 +55,8 @@ pub const CACHE_FILE: &str = "cache";
 pub const OLD_FILES: [&str; 2] = [".containers.folded", ".containers.cache"];
 /// Prefix of the temp files of both (in their own folders).
 pub const TMP_PREFIX: &str = ".tmp-";
+/// The version of ldm writing derived files (see [`Stored::ours`]).
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Larger files are ignored: a parsed state is a few times its YAML at most.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// A file changed less than this before `seen` is "racy": its times cannot
@@ -121,21 +123,92 @@ pub struct Entry {
 
 impl Entry {
     /// True when the YAML file now (`stamp`) is the one this entry saw and
-    /// its times prove it unchanged since: same boot, identity, size and
-    /// times, and changed long enough before `seen` that a later change
-    /// would show in them. Otherwise only its bytes can tell.
+    /// its times prove it unchanged since ([`vouches`]).
     pub fn vouches(&self, stamp: &Stamp) -> bool {
-        let id = &self.stamp.id;
-        let margin = if id.mtime_ns % 1_000_000_000 == 0 {
-            RACY_COARSE_NS
-        } else {
-            RACY_NS
-        };
-        *stamp == self.stamp
-            && self.stamp.boot != [0; 16]
-            && id.mtime_ns.saturating_add(margin) < self.seen_ns
-            && id.ctime_ns.saturating_add(margin) < self.seen_ns
+        vouches(&self.stamp, self.seen_ns, stamp)
     }
+}
+
+/// True when the YAML file now (`now`) is the one seen as `then` at
+/// `seen_ns` and its times prove it unchanged since: same boot, identity,
+/// size and times, and changed long enough before `seen_ns` that a later
+/// change would show in them. Otherwise only its bytes can tell.
+fn vouches(then: &Stamp, seen_ns: i128, now: &Stamp) -> bool {
+    let id = &then.id;
+    let margin = if id.mtime_ns % 1_000_000_000 == 0 {
+        RACY_COARSE_NS
+    } else {
+        RACY_NS
+    };
+    now == then
+        && then.boot != [0; 16]
+        && id.mtime_ns.saturating_add(margin) < seen_ns
+        && id.ctime_ns.saturating_add(margin) < seen_ns
+}
+
+/// A derived file as read: its head and checksum checked; its body, most
+/// of its bytes, decoded only when it is used ([`Stored::decode`]), so a
+/// base that does not vouch for the YAML costs a read, not a decode.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The bytes it was parsed from.
+    pub key: Key,
+    /// The file that held those bytes at `seen_ns`.
+    pub stamp: Stamp,
+    /// When the file was known to hold them.
+    pub seen_ns: i128,
+    /// The YAML holds what a rewrite drops.
+    pub extras: bool,
+    /// The parsed YAML's mark.
+    pub mark: Option<Mark>,
+    /// Written by this very version of ldm, which validated what it stored.
+    pub ours: bool,
+    /// The whole file, when read ([`read`]); empty after [`read_head`].
+    bytes: Vec<u8>,
+    /// The head line, to tell that a later full read is the same file.
+    head: Vec<u8>,
+    body_at: usize,
+    json_len: usize,
+}
+
+impl Stored {
+    /// [`Entry::vouches`] for this file.
+    pub fn vouches(&self, stamp: &Stamp) -> bool {
+        vouches(&self.stamp, self.seen_ns, stamp)
+    }
+
+    /// The parsed YAML; `None` if the body does not decode. After
+    /// [`read_head`], the file at `path` is read whole first, and must
+    /// still have the same head (and a body that matches its checksum).
+    pub fn decode(self, fs: &dyn Fs, path: &Path) -> Option<Doc> {
+        if self.bytes.is_empty() {
+            let whole = read(fs, path)?;
+            if whole.head != self.head {
+                return None;
+            }
+            return whole.decode(fs, path);
+        }
+        decode_body(&self.bytes[self.body_at..], self.json_len)
+    }
+}
+
+fn mark_body(m: &Mark) -> MarkBody {
+    MarkBody {
+        generation: m.generation,
+        seq: m.seq,
+        log: m.log.map(|id| hex(&id)),
+    }
+}
+
+fn mark_of(m: MarkBody) -> Option<Mark> {
+    Some(Mark {
+        generation: m.generation,
+        seq: m.seq,
+        log: match m.log {
+            None => None,
+            Some(text) => Some(unhex::<LOG_ID_LEN>(&text)?),
+        },
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -156,6 +229,12 @@ struct Head {
     stamp: StampHead,
     seen_ns: i128,
     extras: bool,
+    /// The ldm version that wrote it: one of the same version validated
+    /// what it stored, so a load need not validate it again.
+    by: String,
+    /// The parsed YAML's mark, also in the body: lineage needs only this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mark: Option<MarkBody>,
     json_len: u64,
     body_len: u64,
     body_crc: u32,
@@ -234,11 +313,7 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
 fn encode_body(doc: &Doc) -> io::Result<(Vec<u8>, u64)> {
     let body = Body {
         project: without_snapshots(&doc.project),
-        mark: doc.mark.map(|m| MarkBody {
-            generation: m.generation,
-            seq: m.seq,
-            log: m.log.map(|id| hex(&id)),
-        }),
+        mark: doc.mark.as_ref().map(mark_body),
         written: match doc.written {
             Written::NoMark => WrittenBody::NoMark,
             Written::MarkRemoved => WrittenBody::MarkRemoved,
@@ -309,7 +384,6 @@ fn decode_body(body: &[u8], json_len: usize) -> Option<Doc> {
         if n > (body.len() - r.at) / 16 {
             return None;
         }
-        let mut snaps = Vec::with_capacity(n);
         for _ in 0..n {
             let name = r.string()?;
             let description = r.string()?;
@@ -318,34 +392,30 @@ fn decode_body(body: &[u8], json_len: usize) -> Option<Doc> {
                 [] => None,
                 json => Some(serde_json::from_slice::<Pending>(json).ok()?),
             };
-            snaps.push((
+            // Written in the map's order: strictly increasing, or damage.
+            // Inserted one by one: no list of them moved about first.
+            if c.snapshots
+                .last_key_value()
+                .is_some_and(|(k, _)| *k >= name)
+            {
+                return None;
+            }
+            c.snapshots.insert(
                 name,
                 Snapshot {
                     description,
                     created_at,
                     pending,
                 },
-            ));
+            );
         }
-        // Written in the map's order: strictly increasing, or damage.
-        if snaps.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return None;
-        }
-        c.snapshots = snaps.into_iter().collect();
     }
     if r.at != body.len() {
         return None;
     }
     let mark = match b.mark {
         None => None,
-        Some(m) => Some(Mark {
-            generation: m.generation,
-            seq: m.seq,
-            log: match m.log {
-                None => None,
-                Some(text) => Some(unhex::<LOG_ID_LEN>(&text)?),
-            },
-        }),
+        Some(m) => Some(mark_of(m)?),
     };
     Some(Doc {
         project,
@@ -361,25 +431,50 @@ fn decode_body(body: &[u8], json_len: usize) -> Option<Doc> {
     })
 }
 
-/// The entry stored at `path`; `None` if absent or if any check fails.
-pub fn read(fs: &dyn Fs, path: &Path) -> Option<Entry> {
+/// The derived file at `path`, its body not decoded yet; `None` if absent
+/// or if any check of its head or checksum fails.
+pub fn read(fs: &dyn Fs, path: &Path) -> Option<Stored> {
     if fs.stat(path).ok()?.len > MAX_FILE_BYTES {
         return None;
     }
     let bytes = fs.read(path).ok()?;
     let split = bytes.iter().position(|b| *b == b'\n')?;
-    let head: Head = serde_json::from_slice(&bytes[..split]).ok()?;
     let body = &bytes[split + 1..];
-    if head.format != 2
-        || head.body_len != body.len() as u64
-        || head.json_len > head.body_len
-        || head.body_crc != crc32fast::hash(body)
-    {
+    let stored = parse_head(&bytes[..split], Some(body))?;
+    Some(Stored {
+        body_at: split + 1,
+        bytes,
+        ..stored
+    })
+}
+
+/// Longest head line: the head is a few hundred bytes of JSON.
+const HEAD_MAX: usize = 4096;
+
+/// The head of the derived file at `path`, its body unread (the first few
+/// KiB only): enough to know which YAML it stands for, its mark, and
+/// whether it vouches. [`Stored::decode`] reads the rest when it is used.
+pub fn read_head(fs: &dyn Fs, path: &Path) -> Option<Stored> {
+    let bytes = fs.read_prefix(path, HEAD_MAX).ok()?;
+    let split = bytes.iter().position(|b| *b == b'\n')?;
+    parse_head(&bytes[..split], None)
+}
+
+/// The head line parsed and checked; with `body`, the body's length and
+/// checksum checked against it too.
+fn parse_head(line: &[u8], body: Option<&[u8]>) -> Option<Stored> {
+    let head: Head = serde_json::from_slice(line).ok()?;
+    let body_ok =
+        body.is_none_or(|b| head.body_len == b.len() as u64 && head.body_crc == crc32fast::hash(b));
+    if head.format != 3 || head.json_len > head.body_len || !body_ok {
         return None;
     }
-    let doc = decode_body(body, head.json_len as usize)?;
     let s = head.stamp;
-    Some(Entry {
+    let mark = match head.mark {
+        None => None,
+        Some(m) => Some(mark_of(m)?),
+    };
+    Some(Stored {
         key: Key {
             len: head.yaml_len,
             sha: unhex::<32>(&head.yaml_sha256)?,
@@ -395,7 +490,12 @@ pub fn read(fs: &dyn Fs, path: &Path) -> Option<Entry> {
         },
         seen_ns: head.seen_ns,
         extras: head.extras,
-        doc,
+        mark,
+        ours: head.by == VERSION,
+        bytes: Vec::new(),
+        head: line.to_vec(),
+        body_at: 0,
+        json_len: head.json_len as usize,
     })
 }
 
@@ -415,7 +515,7 @@ pub fn write(fs: &dyn Fs, path: &Path, entry: &Entry, sync: Sync) -> io::Result<
     let (body, json_len) = encode_body(&entry.doc)?;
     let id = &entry.stamp.id;
     let head = Head {
-        format: 2,
+        format: 3,
         yaml_len: entry.key.len,
         yaml_sha256: hex(&entry.key.sha),
         stamp: StampHead {
@@ -428,6 +528,8 @@ pub fn write(fs: &dyn Fs, path: &Path, entry: &Entry, sync: Sync) -> io::Result<
         },
         seen_ns: entry.seen_ns,
         extras: entry.extras,
+        by: VERSION.to_string(),
+        mark: entry.doc.mark.as_ref().map(mark_body),
         json_len,
         body_len: body.len() as u64,
         body_crc: crc32fast::hash(&body),
@@ -527,13 +629,25 @@ mod tests {
         let path = dir.path().join(CACHE_FILE);
         let e = entry(5_000_000_000);
         write(&fs, &path, &e, Sync::None).unwrap();
-        assert_eq!(read(&fs, &path), Some(e));
+        let got = read(&fs, &path).unwrap();
+        assert_eq!(
+            (got.key, got.stamp, got.seen_ns, got.extras),
+            (e.key, e.stamp, e.seen_ns, e.extras)
+        );
+        assert_eq!(got.mark, e.doc.mark);
+        let head = read_head(&fs, &path).unwrap();
+        assert_eq!(
+            (head.key, head.stamp, head.mark),
+            (e.key, e.stamp, e.doc.mark)
+        );
+        assert_eq!(head.decode(&fs, &path), Some(e.doc.clone()));
+        assert_eq!(got.decode(&fs, &path), Some(e.doc));
         // A body changed behind the checksum's back is ignored.
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 3;
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        assert_eq!(read(&fs, &path), None);
+        assert!(read(&fs, &path).is_none());
     }
 
     #[test]

@@ -186,6 +186,12 @@ pub trait Fs: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Reads from `offset` to the end of the file.
     fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>>;
+    /// Reads at most the first `max` bytes of the file.
+    fn read_prefix(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        let mut all = self.read(path)?;
+        all.truncate(max);
+        Ok(all)
+    }
     /// Identity and size of the file (the entry itself, not a link target).
     fn stat(&self, path: &Path) -> io::Result<FileId>;
     /// Creates `path` afresh (mode 0600; any old entry of that name is
@@ -268,6 +274,13 @@ impl Fs for OsFs {
         let mut f = self.open(path, OpenOptions::new().read(true))?;
         let mut out = Vec::with_capacity(f.metadata()?.len() as usize);
         f.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn read_prefix(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        let f = self.open(path, OpenOptions::new().read(true))?;
+        let mut out = Vec::with_capacity(max.min(64 << 10));
+        f.take(max as u64).read_to_end(&mut out)?;
         Ok(out)
     }
 

@@ -4,7 +4,7 @@
 //! generations.
 
 use super::record::Header;
-use super::snapshot::{Doc, Written};
+use super::snapshot::{Doc, Mark, Written};
 use crate::model::merge::Writer;
 
 /// What a log file says about itself, for [`classify`].
@@ -79,19 +79,19 @@ fn writer_of(yaml: &Doc) -> Writer {
     }
 }
 
-/// The rule. `yaml` is the YAML as found; `base` what ldm last folded, and
-/// `base_matches` whether it was folded into these very bytes; `log` the
-/// log's header and seq range.
+/// The rule. `yaml` is the YAML as found; `base` the mark of what ldm
+/// last folded (if there is a base), and `base_matches` whether it was
+/// folded into these very bytes; `log` the log's header and seq range.
 pub fn classify(
     yaml: &Doc,
     base_matches: bool,
-    base: Option<&Doc>,
+    base: Option<Option<Mark>>,
     log: Option<&LogInfo>,
 ) -> Origin {
     let Some(log) = log else {
         return Origin::NoLog;
     };
-    let seq_of = |d: &Doc| d.mark.map(|m| m.seq);
+    let seq_of = |m: Option<Mark>| m.map(|m| m.seq);
     if log.header.version == 1 {
         // Version 1: the log's generation says which YAML it continues.
         return match yaml.mark {
@@ -124,7 +124,7 @@ pub fn classify(
         };
     }
     // The log holds every record after the base, so the base is usable.
-    let usable = |d: &Doc| match d.mark {
+    let usable = |m: &Option<Mark>| match m {
         Some(m) => {
             m.log.is_some()
                 && m.log == log.header.id
@@ -132,7 +132,7 @@ pub fn classify(
         }
         None => false,
     };
-    let base_seq = base.filter(|d| usable(d)).and_then(seq_of);
+    let base_seq = base.filter(|m| usable(m)).and_then(seq_of);
     if let (true, Some(seq)) = (base_matches, base_seq) {
         return Origin::Ours {
             seq,
@@ -142,8 +142,8 @@ pub fn classify(
     // The YAML says it is ldm's own fold of this log, and no base says a
     // later fold happened (a copy of an older fold put back by hand is
     // another writer's doing).
-    if yaml.written == Written::ByLdm && usable(yaml) {
-        let seq = seq_of(yaml).unwrap_or_default();
+    if yaml.written == Written::ByLdm && usable(&yaml.mark) {
+        let seq = seq_of(yaml.mark).unwrap_or_default();
         if base_seq.is_none_or(|b| b < seq) {
             return Origin::Ours {
                 seq,
@@ -162,7 +162,6 @@ mod tests {
     use super::*;
     use crate::model::Project;
     use crate::store::record::LOG_ID_LEN;
-    use crate::store::snapshot::Mark;
 
     const A: [u8; LOG_ID_LEN] = [1; LOG_ID_LEN];
     const B: [u8; LOG_ID_LEN] = [2; LOG_ID_LEN];
@@ -198,7 +197,7 @@ mod tests {
         let y = doc(Some((5, Some(A))), Written::ByLdm);
         let base = y.clone();
         assert_eq!(
-            classify(&y, true, Some(&base), Some(&log(A, 0, 7))),
+            classify(&y, true, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Ours {
                 seq: 5,
                 base_stale: false
@@ -212,7 +211,7 @@ mod tests {
         let y = doc(Some((8, Some(B))), Written::ByLdm);
         let base = doc(Some((5, Some(A))), Written::ByLdm);
         assert_eq!(
-            classify(&y, false, Some(&base), Some(&log(A, 0, 7))),
+            classify(&y, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 writer: Writer::KeepsKeys
@@ -225,7 +224,7 @@ mod tests {
         let base = doc(Some((5, Some(A))), Written::ByLdm);
         let older = doc(Some((3, Some(A))), Written::ByLdm);
         assert!(matches!(
-            classify(&older, false, Some(&base), Some(&log(A, 0, 7))),
+            classify(&older, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 ..
@@ -233,7 +232,7 @@ mod tests {
         ));
         let newer = doc(Some((6, Some(A))), Written::ByLdm);
         assert_eq!(
-            classify(&newer, false, Some(&base), Some(&log(A, 0, 7))),
+            classify(&newer, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Ours {
                 seq: 6,
                 base_stale: true
@@ -246,7 +245,7 @@ mod tests {
         let base = doc(Some((5, Some(A))), Written::ByLdm);
         let go = doc(None, Written::NoMark);
         assert_eq!(
-            classify(&go, false, Some(&base), Some(&log(A, 0, 7))),
+            classify(&go, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 writer: Writer::KeyDropping
@@ -254,7 +253,7 @@ mod tests {
         );
         // A base the log no longer covers (older than its first record) is unusable.
         assert!(matches!(
-            classify(&go, false, Some(&base), Some(&log(A, 6, 7))),
+            classify(&go, false, Some(base.mark), Some(&log(A, 6, 7))),
             Origin::Foreign { base_seq: None, .. }
         ));
     }
@@ -267,7 +266,7 @@ mod tests {
             let mut l = log(A, 0, 7);
             l.header.version = version;
             assert_eq!(
-                classify(&y, true, Some(&base), Some(&l)),
+                classify(&y, true, Some(base.mark), Some(&l)),
                 Origin::Ours {
                     seq: 5,
                     base_stale: false

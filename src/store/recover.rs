@@ -15,7 +15,7 @@ use super::lineage::{self, LogInfo, Origin};
 use super::log::{self, Entry, Scan, Tail};
 use super::options::Notice;
 use super::record::{self, Header};
-use super::snapshot::{self, Doc, Written};
+use super::snapshot::{self, Doc, Mark, Written};
 use super::Paths;
 use crate::model::merge::{self, Conflict};
 use crate::model::Project;
@@ -90,8 +90,10 @@ pub struct Loaded {
     /// `project` is emptied (moved into `project`) when the YAML is ldm's
     /// current fold, parsed from the base: nothing needs it twice then.
     pub doc: Doc,
-    /// The base file: what ldm last folded, if readable.
+    /// The base file: what ldm last folded, when a merge needs it.
     pub base: Option<Doc>,
+    /// The base's mark, if there is a base.
+    pub base_mark: Option<Mark>,
     /// The base is these very bytes (its key is the YAML's).
     pub base_matches: bool,
     /// No derived file vouched for the YAML by its times (its bytes were
@@ -131,9 +133,19 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     let origin = lineage::classify(
         &yaml.doc,
         yaml.base_matches,
-        yaml.base.as_ref(),
+        yaml.base_mark,
         log.as_ref().map(|(l, _)| &l.info),
     );
+    // The base's state is needed only to merge another writer's file.
+    let base = match (origin, paths.base()) {
+        (
+            Origin::Foreign {
+                base_seq: Some(_), ..
+            },
+            Some(path),
+        ) => yaml.base.and_then(|b| b.decode(fs, &path)),
+        _ => None,
+    };
     // The YAML's own state is needed beside the result only to merge it,
     // to cache it, or to rewrite a stale base; else it moves.
     let keep_doc = yaml.cache_due
@@ -157,7 +169,8 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
         yaml_stamp: yaml.stamp,
         yaml_seen_ns: yaml.seen_ns,
         doc,
-        base: yaml.base,
+        base,
+        base_mark: yaml.base_mark.flatten(),
         base_matches: yaml.base_matches,
         cache_due: yaml.cache_due,
         origin,
@@ -198,7 +211,11 @@ struct YamlRead {
     stamp: Stamp,
     seen_ns: i128,
     key: Key,
-    base: Option<Doc>,
+    /// The base, when it is not these bytes (so a merge may need it), its
+    /// body not decoded yet.
+    base: Option<cache::Stored>,
+    /// The base's mark, `None` without a base.
+    base_mark: Option<Option<Mark>>,
     base_matches: bool,
     doc: Doc,
     parsed: bool,
@@ -207,12 +224,12 @@ struct YamlRead {
 }
 
 /// Reads what the state starts from. A derived file whose stamp vouches for
-/// the YAML (same file, same times, not racy: `cache::Entry::vouches`)
+/// the YAML (same file, same times, not racy: `cache::Stored::vouches`)
 /// stands for its bytes unread; else the bytes are read and hashed, and
 /// the base or the cache used if its key is theirs; else they are parsed.
-/// So a read of a project ldm folded costs a `stat` and a decode of its
-/// derived file, whatever the YAML's size (DESIGN.md, "The base and the
-/// load cache").
+/// Only the derived file used is decoded. So a read of a project ldm folded
+/// costs a `stat` and a decode of one derived file, whatever the YAML's
+/// size (DESIGN.md, "The base and the load cache").
 fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
     let seen_ns = fs.now_ns();
     let id = fs
@@ -220,11 +237,15 @@ fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
         .map_err(|e| not_found_or_io(e, paths))?;
     within(&paths.yaml, id.len, YAML_MAX_BYTES)?;
     let stamp = Stamp::of(fs, id);
-    let base = paths.base().and_then(|p| cache::read(fs, &p));
+    let base_path = paths.base();
+    let cache_path = paths.cache();
+    // The base's head only: lineage needs its key and mark, and its body
+    // is read only if it is the one used.
+    let base = base_path.as_ref().and_then(|p| cache::read_head(fs, p));
     let vouched_base = base.as_ref().is_some_and(|b| b.vouches(&stamp));
     let cache = match vouched_base {
         true => None,
-        false => paths.cache().and_then(|p| cache::read(fs, &p)),
+        false => cache_path.as_ref().and_then(|p| cache::read(fs, p)),
     };
     let vouched_cache = cache.as_ref().is_some_and(|c| c.vouches(&stamp));
     let mut bytes = None;
@@ -246,33 +267,65 @@ fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
             k
         }
     };
-    let base_matches = base.as_ref().is_some_and(|b| b.key == key);
-    let (mut base_doc, base_extras) = match base {
-        Some(b) => (Some(b.doc), b.extras),
-        None => (None, false),
+    let base_mark = base.as_ref().map(|b| b.mark);
+    let mut base_matches = base.as_ref().is_some_and(|b| b.key == key);
+    let mut base = base;
+    let mut cache = cache;
+    let mut from_stored = |c: cache::Stored| {
+        let (extras, ours) = (c.extras, c.ours);
+        let path = cache_path.as_deref()?;
+        c.decode(fs, path).map(|doc| (doc, extras, ours))
     };
-    let (doc, parsed, extras) = match (&mut base_doc, cache) {
-        // The base is these very bytes: its state is the YAML's (moved, not
-        // copied: a base that matches the YAML is never needed for a merge).
-        (Some(d), _) if base_matches => {
-            let doc = Doc {
-                project: std::mem::take(&mut d.project),
-                mark: d.mark,
-                written: d.written,
-                unknown: std::mem::take(&mut d.unknown),
-            };
-            (doc, false, base_extras)
+    // The cache vouched: it is these bytes, read already.
+    let from_cache = match vouched_cache {
+        true => cache.take().and_then(&mut from_stored),
+        false => None,
+    };
+    // Else the base, if it is these very bytes (moved: a base that matches
+    // the YAML is never needed for a merge).
+    let from_base = match (from_cache.is_none() && base_matches, base.take()) {
+        (true, Some(b)) => {
+            let (extras, ours) = (b.extras, b.ours);
+            match base_path.as_deref().and_then(|p| b.decode(fs, p)) {
+                Some(doc) => Some((doc, extras, ours)),
+                None => {
+                    // Its body did not read back: no base.
+                    base_matches = false;
+                    None
+                }
+            }
         }
-        (_, Some(c)) if c.key == key => (c.doc, false, c.extras),
-        _ => {
+        (_, b) => {
+            base = b;
+            None
+        }
+    };
+    // Else the cache, if its key is these bytes'.
+    let from_cache = from_cache.or_else(|| match (from_base.is_none(), cache) {
+        (true, Some(c)) if c.key == key => from_stored(c),
+        _ => None,
+    });
+    let mut checked = false;
+    let (doc, parsed, extras) = match from_base.or(from_cache) {
+        Some((doc, extras, ours)) => {
+            checked = ours;
+            (doc, false, extras)
+        }
+        None => {
+            if bytes.is_none() {
+                bytes = Some(
+                    fs.read(&paths.yaml)
+                        .map_err(|e| not_found_or_io(e, paths))?,
+                );
+            }
             let b = bytes.as_deref().unwrap_or_default();
             let doc = snapshot::parse_yaml(paths, b)?;
             let extras = !doc.unknown.is_empty() || snapshot::has_own_comments(b);
             (doc, true, extras)
         }
     };
-    if !parsed {
-        // Made from these very bytes, perhaps by an ldm whose rules differ.
+    if !parsed && !checked {
+        // Made from these very bytes, by an ldm whose rules may differ.
         snapshot::validated(paths, &doc.project)?;
     }
     // A writer keeps the bytes of a YAML a rewrite would lose things of.
@@ -288,7 +341,8 @@ fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
         stamp,
         seen_ns,
         key,
-        base: base_doc,
+        base,
+        base_mark,
         base_matches,
         doc,
         parsed,

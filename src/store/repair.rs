@@ -283,10 +283,12 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
         }
     });
     let key = cache::Key::of(&yaml);
-    let base = paths.base().and_then(|p| cache::read(fs, &p));
+    let base_path = paths.base();
+    let base = base_path.as_ref().and_then(|p| cache::read(fs, p));
     let base_matches = base.as_ref().is_some_and(|b| b.key == key);
-    let base = base.map(|b| b.doc);
-    let origin = lineage::classify(&doc, base_matches, base.as_ref(), info.as_ref());
+    let base_mark = base.as_ref().map(|b| b.mark);
+    let base = base.zip(base_path).and_then(|(b, p)| b.decode(fs, &p));
+    let origin = lineage::classify(&doc, base_matches, base_mark, info.as_ref());
     // The state the records apply to, and the last record it holds.
     let (mut project, skip) =
         starting_point(header.is_some(), origin, &doc, base.as_ref(), info.as_ref());

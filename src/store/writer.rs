@@ -374,10 +374,8 @@ impl Store {
     fn start_log(&self, loaded: &Loaded) -> Result<(u64, LogView, super::fs::FileId), StoreError> {
         let fs = &*self.opts.fs;
         let reuse = loaded
-            .base
-            .as_ref()
+            .base_mark
             .filter(|_| loaded.base_matches)
-            .and_then(|d| d.mark)
             .and_then(|m| m.log);
         let id = reuse.unwrap_or_else(compact::new_log_id);
         let generation = loaded.doc.mark.map_or(1, |m| m.generation.max(1));
