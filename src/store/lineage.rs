@@ -277,6 +277,43 @@ mod tests {
     }
 
     #[test]
+    fn only_ldms_own_fold_needs_no_fold_before_a_commit() {
+        let ours = Origin::Ours {
+            seq: 1,
+            base_stale: true,
+        };
+        assert!(!ours.needs_fold());
+        for o in [
+            Origin::NoLog,
+            Origin::Legacy {
+                seq: 1,
+                log_folded: false,
+            },
+            Origin::Foreign {
+                base_seq: None,
+                writer: Writer::KeepsKeys,
+            },
+        ] {
+            assert!(o.needs_fold(), "{o:?}");
+        }
+    }
+
+    /// A YAML of ldm's own at the base's very seq, but not the base's
+    /// bytes, is not newer than the base: another writer's, merged.
+    #[test]
+    fn a_fold_at_the_bases_seq_that_is_not_the_base_is_foreign() {
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
+        let same_seq = doc(Some((5, Some(A))), Written::ByLdm);
+        assert!(matches!(
+            classify(&same_seq, false, Some(base.mark), Some(&log(A, 0, 7))),
+            Origin::Foreign {
+                base_seq: Some(5),
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn version_one_pairs_follow_the_generation_rule() {
         let v1 = |generation: u64, last: u64| LogInfo {
             header: Header {
@@ -317,6 +354,38 @@ mod tests {
         });
         assert!(matches!(
             classify(&ahead, false, None, Some(&v1(1, 6))),
+            Origin::Foreign { base_seq: None, .. }
+        ));
+        // The same generation but another seq: not this log's YAML.
+        let mut other = y.clone();
+        other.mark = Some(Mark {
+            generation: 1,
+            seq: 3,
+            log: None,
+        });
+        assert!(matches!(
+            classify(&other, false, None, Some(&v1(1, 6))),
+            Origin::Foreign { base_seq: None, .. }
+        ));
+        // Holding every record, not a generation ahead: ldm's own fold (its
+        // checksum holds) is the log folded; a file that cannot say so is not.
+        let mut folded = y.clone();
+        folded.mark = Some(Mark {
+            generation: 1,
+            seq: 6,
+            log: None,
+        });
+        folded.written = Written::ByLdm;
+        assert_eq!(
+            classify(&folded, false, None, Some(&v1(1, 6))),
+            Origin::Legacy {
+                seq: 6,
+                log_folded: true
+            }
+        );
+        folded.written = Written::Unchecked;
+        assert!(matches!(
+            classify(&folded, false, None, Some(&v1(1, 6))),
             Origin::Foreign { base_seq: None, .. }
         ));
     }

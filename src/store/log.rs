@@ -390,12 +390,89 @@ mod tests {
         let s = scan(&bytes, 0, Some(0));
         assert!(matches!(s.tail, Tail::Corrupt { .. }));
         assert_eq!(s.entries.len(), 1);
+        // The record at the gap is not "the next valid one after it".
+        let first = s.end;
+        match s.tail {
+            Tail::Corrupt {
+                offset, next_valid, ..
+            } => {
+                assert_eq!((offset, next_valid), (first, None));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Damage reports the file offset of the next valid record, counted
+    /// from where the scanned bytes start in the file.
+    #[test]
+    fn damage_names_the_file_offset_of_the_next_valid_record() {
+        let bytes = encode(&muts(3), 1);
+        let second = scan(&bytes, 0, Some(0)).entries[1].offset;
+        let mut damaged = bytes.clone();
+        damaged[20] ^= 0x10;
+        for base in [0u64, 52, 1000] {
+            let s = scan(&damaged, base, Some(0));
+            assert_eq!(
+                s.tail,
+                Tail::Corrupt {
+                    offset: base,
+                    next_valid: Some(base + second),
+                    reason: "checksum mismatch".into()
+                }
+            );
+        }
+        assert_eq!(next_valid(&damaged, 1, Some(0)), Some(second as usize));
+        assert!(next_valid(&damaged, second as usize + 1, Some(0)).is_some());
+        assert_eq!(next_valid(&[0u8; 40], 0, None), None);
+    }
+
+    /// The highest seq of any valid record, stepping over damage; none in
+    /// garbage.
+    #[test]
+    fn the_highest_valid_seq_is_found_past_damage() {
+        let mut bytes = encode(&muts(3), 5);
+        bytes[20] ^= 0x10;
+        assert_eq!(max_valid_seq(&bytes), Some(7));
+        assert_eq!(max_valid_seq(&[0xAB; 100]), None);
+        let one = encode(&muts(1), 41);
+        assert_eq!(max_valid_seq(&one), Some(41));
+    }
+
+    /// The checksum a record carries identifies it (catch-up compares it).
+    #[test]
+    fn crc_at_is_the_records_own_checksum() {
+        let bytes = encode(&muts(1), 1);
+        assert_eq!(crc_at(&bytes), crc32fast::hash(&bytes[4..]));
+        let other = encode(&muts(1), 2);
+        assert_ne!(crc_at(&bytes), crc_at(&other));
+    }
+
+    /// Sequence numbers up to MAX_SEQ are records; past it, damage, even
+    /// with no previous record to follow.
+    #[test]
+    fn seqs_end_at_max_seq() {
+        let last = encode_commit(&muts(1), record::MAX_SEQ).unwrap();
+        let s = scan(&last, 0, Some(record::MAX_SEQ - 1));
+        assert_eq!((s.entries.len(), &s.tail), (1, &Tail::Clean));
+        for seq in [record::MAX_SEQ + 1, u64::MAX] {
+            let past = encode_commit(&muts(1), seq).unwrap();
+            assert!(scan(&past, 0, None).entries.is_empty(), "{seq}");
+            assert!(scan(&past, 0, Some(seq - 1)).entries.is_empty(), "{seq}");
+        }
     }
 }
 
 #[cfg(test)]
 mod payload_tests {
     use super::*;
+
+    #[test]
+    fn an_empty_commit_is_malformed() {
+        assert!(matches!(
+            decode_payload(b"[]"),
+            Err(PayloadError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn an_unknown_kind_is_newer_not_damage() {

@@ -430,6 +430,47 @@ mod tests {
         }
     }
 
+    /// Every prefix of every header version is "short", never a panic or
+    /// another error; 12 bytes that are not the magic say so.
+    #[test]
+    fn a_header_cut_anywhere_is_short() {
+        for full in [
+            encode_header(1, &ID, 0).to_vec(),
+            encode_header_v1(1).to_vec(),
+        ] {
+            for cut in 0..full.len() {
+                let r = decode_header(&full[..cut]);
+                assert_eq!(r, Err(HeaderError::Short { len: cut }), "cut {cut}");
+            }
+            assert!(decode_header(&full).is_ok());
+            assert!(!decode_header(&full).unwrap().is_empty());
+        }
+        assert_eq!(decode_header(&[b'x'; 12]), Err(HeaderError::BadMagic));
+        assert_eq!(
+            decode_header(&[b'x'; 11]),
+            Err(HeaderError::Short { len: 11 })
+        );
+    }
+
+    /// The two ends of a record's size: no payload, and the largest one a
+    /// writer makes (the issue found a 1 MiB payload encoded, never read).
+    #[test]
+    fn the_smallest_and_the_largest_records_read_back() {
+        for len in [0, MAX_PAYLOAD as usize] {
+            let payload = vec![b'x'; len];
+            let mut buf = Vec::new();
+            encode_record(9, &payload, &mut buf).unwrap();
+            assert_eq!(buf.len(), RECORD_HEADER_LEN + len);
+            match decode_record(&buf) {
+                Decoded::Record { record, len: n } => {
+                    assert_eq!((record.seq, record.payload.len(), n), (9, len, buf.len()));
+                }
+                other => panic!("{len}: {other:?}"),
+            }
+            assert_eq!(decode_record(&buf[..buf.len() - 1]), Decoded::Incomplete);
+        }
+    }
+
     #[test]
     fn huge_length_is_invalid_not_incomplete() {
         let mut buf = Vec::new();

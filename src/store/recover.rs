@@ -689,3 +689,7 @@ fn keep_if_foreign(
     }
     super::backup::keep_yaml(fs, paths, &bytes).map(Some)
 }
+
+#[cfg(test)]
+#[path = "recover_tests.rs"]
+mod tests;
