@@ -4,12 +4,12 @@
 //! crash-safe order (DESIGN.md, "Lock protocol").
 
 use super::cache::OLD_FILES;
+use super::cleanup;
 use super::compact;
 use super::error::StoreError;
 use super::fs::Fs;
 use super::lock;
 use super::options::Options;
-use super::recover;
 use super::{Mark, Paths};
 use crate::model::Project;
 
@@ -45,7 +45,7 @@ pub(super) fn create(paths: &Paths, project: &Project, opts: &Options) -> Result
         .and_then(|g| Ok((g, lock::acquire_go(dir, opts.lock_timeout, opts.trust)?)));
     let result = guards.map_err(StoreError::from).and_then(|_guards| {
         refuse(paths)?;
-        for n in recover::remove_temps(fs, paths)? {
+        for n in cleanup::remove_temps(fs, paths)? {
             (opts.notify)(&n);
         }
         let id = compact::new_log_id();

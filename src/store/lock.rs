@@ -26,7 +26,7 @@
 //! has inherent `lock`/`try_lock` methods of the same names since Rust 1.89.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -37,6 +37,7 @@ use fs4::TryLockError;
 use thiserror::Error;
 
 use super::fs::{open_lock_file, Refusal, Trust};
+use super::holder::{holder_of, read_note, write_holder};
 
 /// Name of lxc-dev-manager's lock file.
 pub const GO_LOCK_FILE: &str = "containers.yaml.lock";
@@ -286,150 +287,10 @@ fn wait(file: File, timeout: Duration) -> io::Result<Option<File>> {
     }
 }
 
-/// Width of the holder note. Written in place, padded, never truncated:
-/// truncating the lock file on every commit made ext4 flush it along with
-/// the log's fdatasync, doubling a commit's cost (benches/store.rs).
-const NOTE_LEN: usize = 256;
-
-fn write_holder(file: &File, what: &str) -> io::Result<()> {
-    use std::os::unix::fs::FileExt as _;
-    let mut note = format!(
-        "pid {} ({what}) since {}",
-        std::process::id(),
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-    );
-    let mut cut = note.len().min(NOTE_LEN - 1);
-    while !note.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    note.truncate(cut);
-    let mut bytes = note.into_bytes();
-    bytes.resize(NOTE_LEN - 1, b' ');
-    bytes.push(b'\n');
-    file.write_all_at(&bytes, 0)
-}
-
-/// Who holds the `flock` on `path` (a lock file, or the project folder),
-/// for a timeout's message. The kernel says which process holds it
-/// (`/proc/locks`); the note in `containers.lock` says what it is doing,
-/// but only an ldm writes it and it stays after its writer exits. So the
-/// note is quoted only when its pid is the holder's (or when the kernel
-/// cannot be asked and its pid still runs); otherwise the holder is named
-/// by pid and program, and a stale note as what it is (issue 25, item 16).
-fn holder_of(path: &Path, note: Option<String>) -> String {
-    let note_pid = note.as_deref().and_then(note_pid);
-    match flock_holders(path) {
-        Some(pids) if !pids.is_empty() => {
-            if let (Some(note), Some(p)) = (&note, note_pid) {
-                if pids.contains(&p) {
-                    return note.clone();
-                }
-            }
-            let who: Vec<String> = pids.iter().map(|&p| process_name(p)).collect();
-            let stale = match (&note, note_pid) {
-                (Some(note), Some(p)) => format!(
-                    " (the note in the lock file, \"{note}\", is left from pid {p}, which does not hold it{})",
-                    if pid_alive(p) { "" } else { " and has exited" }
-                ),
-                _ => String::new(),
-            };
-            format!("{}{stale}", who.join(", "))
-        }
-        _ => match (note, note_pid) {
-            (Some(note), Some(p)) if !pid_alive(p) => format!(
-                "another process (the note in the lock file, \"{note}\", is left from pid {p}, which has exited)"
-            ),
-            (Some(note), _) => note,
-            (None, _) => "another process (it did not say which)".to_string(),
-        },
-    }
-}
-
-/// The pid a holder note names: `pid N (...)`.
-fn note_pid(note: &str) -> Option<u32> {
-    note.strip_prefix("pid ")?.split(' ').next()?.parse().ok()
-}
-
-/// Pids holding a `flock` on `path`'s inode, from `/proc/locks`; `None`
-/// when that cannot be read.
-fn flock_holders(path: &Path) -> Option<Vec<u32>> {
-    let meta = std::fs::metadata(path).ok()?;
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
-    let dev = meta.dev();
-    let want = format!(
-        "{:02x}:{:02x}:{}",
-        libc::major(dev),
-        libc::minor(dev),
-        meta.ino()
-    );
-    let mut pids: Vec<u32> = text
-        .lines()
-        // `N: FLOCK ADVISORY WRITE PID MAJ:MIN:INO 0 EOF`; a waiter's line
-        // has `->` after the number.
-        .filter_map(|line| {
-            let mut f = line.split_whitespace().skip(1);
-            match (f.next(), f.next(), f.next(), f.next(), f.next()) {
-                (Some("FLOCK"), Some(_), Some(_), Some(pid), Some(id)) if id == want => {
-                    pid.parse().ok()
-                }
-                _ => None,
-            }
-        })
-        .collect();
-    pids.sort_unstable();
-    pids.dedup();
-    Some(pids)
-}
-
-/// `pid N (PROGRAM)`, the program from `/proc/N/comm`.
-fn process_name(pid: u32) -> String {
-    match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-        Ok(comm) => {
-            let comm: String = comm
-                .trim()
-                .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect();
-            format!("pid {pid} ({comm})")
-        }
-        Err(_) => format!("pid {pid}"),
-    }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// What the last holder wrote into the lock file, if anything (control
-/// characters shown escaped: the file may come from anyone).
-fn read_note(path: &Path) -> Option<String> {
-    let mut buf = vec![0u8; NOTE_LEN];
-    let n = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .and_then(|mut f| {
-            if f.metadata()?.is_file() {
-                f.read(&mut buf)
-            } else {
-                Ok(0)
-            }
-        })
-        .unwrap_or(0);
-    let s = String::from_utf8_lossy(&buf[..n]);
-    match s.trim() {
-        "" => None,
-        note => Some(
-            note.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect(),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::holder::NOTE_LEN;
 
     const T: Trust = Trust::Mine;
 

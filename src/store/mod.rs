@@ -17,16 +17,21 @@
 //! Readers call [`Store::read`]: no lock, no writes but the load cache; they
 //! retry if a fold swapped the YAML between their reads.
 //!
-//! Files: `record.rs` (framing), `log.rs` (scanning), `snapshot.rs` (YAML
-//! document and mark), `cache.rs` (the base and the load cache),
-//! `lineage.rs` (whose YAML this is: the one rule), `recover.rs` (load),
-//! `writer.rs` (what a writer does with what it loaded), `append.rs` (the
-//! append and the fold after it), `create.rs`, `compact.rs` (fold and
-//! compaction), `backup.rs` (bytes kept beside the log), `lock.rs`
-//! (ldm's and lxc-dev-manager's locks), `owner.rs` (operation owners),
-//! `repair.rs` (`doctor`), `paths.rs` (discovery), `options.rs` (options
-//! and notices), `fs.rs` (the I/O seam and safe opens), `project_file.rs`
-//! (other project files ldm reads: setup scripts), `failpoint.rs`.
+//! Files: `record.rs` (framing), `log.rs` (scanning), `resync.rs` (the
+//! search for the next valid record after damage, linear in the bytes),
+//! `snapshot.rs` (YAML document and mark), `cache.rs` (the base and the
+//! load cache, kept in the user's own folders) and `codec.rs` (their body),
+//! `read_yaml.rs` (the YAML through them), `lineage.rs` (whose YAML this
+//! is: the one rule), `recover.rs` (load), `cleanup.rs` (temp files and an
+//! older ldm's leftovers), `writer.rs` (what a writer does with what it
+//! loaded), `append.rs` (the append, and the fold once a command is done),
+//! `create.rs`, `compact.rs` (fold and compaction), `backup.rs` (bytes kept
+//! beside the log), `lock.rs` (ldm's and lxc-dev-manager's locks) and
+//! `holder.rs` (who holds them), `owner.rs` (operation owners), `repair.rs`
+//! (`doctor`), `paths.rs` (discovery, and where the derived files go),
+//! `options.rs` (options and notices), `fs.rs` (the I/O seam and safe
+//! opens), `project_file.rs` (other project files ldm reads: setup
+//! scripts), `failpoint.rs`.
 
 // Public: what commands use, the I/O seam tests replace, and the on-disk
 // format (records, log scanning, the YAML document), which tests, the
@@ -35,11 +40,14 @@
 mod append;
 mod backup;
 mod cache;
+mod cleanup;
+mod codec;
 mod compact;
 mod create;
 mod error;
 mod failpoint;
 pub mod fs;
+mod holder;
 mod lineage;
 mod lock;
 pub mod log;
@@ -47,6 +55,7 @@ mod options;
 mod owner;
 mod paths;
 mod project_file;
+mod read_yaml;
 pub mod record;
 pub mod recover;
 pub mod repair;
@@ -318,7 +327,7 @@ impl Store {
         let _guard = self.lock()?;
         let _go = self.go()?;
         self.view = None;
-        for n in recover::remove_temps(&*self.opts.fs, &self.paths)? {
+        for n in cleanup::remove_temps(&*self.opts.fs, &self.paths)? {
             (self.opts.notify)(&n);
         }
         repair::repair(&*self.opts.fs, &self.paths, force)

@@ -8,12 +8,12 @@
 
 use std::io::ErrorKind;
 
-use super::cache::{self, Key, Stamp};
+use super::cache::{Key, Stamp};
 use super::error::StoreError;
 use super::fs::{FileId, Fs};
 use super::lineage::{self, LogInfo, Origin};
 use super::log::{self, Entry, Scan, Tail};
-use super::options::Notice;
+use super::read_yaml;
 use super::record::{self, Header};
 use super::snapshot::{self, Doc, Mark, Written};
 use super::Paths;
@@ -128,7 +128,7 @@ impl Loaded {
 /// Reads the YAML, the base and the log, and builds the state. A torn tail
 /// is left in `log.scan.tail` for the caller; damage is an error.
 pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
-    let yaml = read_yaml(fs, paths)?;
+    let yaml = read_yaml::read_yaml(fs, paths)?;
     let log = read_log(fs, paths, &yaml.doc)?;
     let origin = lineage::classify(
         &yaml.doc,
@@ -203,152 +203,6 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     apply_records(&mut loaded, records, log.header.id, paths)?;
     loaded.log = Some(log);
     Ok(loaded)
-}
-
-/// `containers.yaml` as read: which file, its key, the base, and its parsed
-/// form (from the base or the cache when they hold these bytes).
-struct YamlRead {
-    stamp: Stamp,
-    seen_ns: i128,
-    key: Key,
-    /// The base, when it is not these bytes (so a merge may need it), its
-    /// body not decoded yet.
-    base: Option<cache::Stored>,
-    /// The base's mark, `None` without a base.
-    base_mark: Option<Option<Mark>>,
-    base_matches: bool,
-    doc: Doc,
-    parsed: bool,
-    cache_due: bool,
-    extras: Option<Vec<u8>>,
-}
-
-/// Reads what the state starts from. A derived file whose stamp vouches for
-/// the YAML (same file, same times, not racy: `cache::Stored::vouches`)
-/// stands for its bytes unread; else the bytes are read and hashed, and
-/// the base or the cache used if its key is theirs; else they are parsed.
-/// Only the derived file used is decoded. So a read of a project ldm folded
-/// costs a `stat` and a decode of one derived file, whatever the YAML's
-/// size (DESIGN.md, "The base and the load cache").
-fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
-    let seen_ns = fs.now_ns();
-    let id = fs
-        .stat(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths))?;
-    within(&paths.yaml, id.len, YAML_MAX_BYTES)?;
-    let stamp = Stamp::of(fs, id);
-    let base_path = paths.base();
-    let cache_path = paths.cache();
-    // The base's head only: lineage needs its key and mark, and its body
-    // is read only if it is the one used.
-    let base = base_path.as_ref().and_then(|p| cache::read_head(fs, p));
-    let vouched_base = base.as_ref().is_some_and(|b| b.vouches(&stamp));
-    let cache = match vouched_base {
-        true => None,
-        false => cache_path.as_ref().and_then(|p| cache::read(fs, p)),
-    };
-    let vouched_cache = cache.as_ref().is_some_and(|c| c.vouches(&stamp));
-    let mut bytes = None;
-    let key = if vouched_base {
-        base.as_ref().map(|b| b.key)
-    } else if vouched_cache {
-        cache.as_ref().map(|c| c.key)
-    } else {
-        None
-    };
-    let key = match key {
-        Some(k) => k,
-        None => {
-            let b = fs
-                .read(&paths.yaml)
-                .map_err(|e| not_found_or_io(e, paths))?;
-            let k = Key::of(&b);
-            bytes = Some(b);
-            k
-        }
-    };
-    let base_mark = base.as_ref().map(|b| b.mark);
-    let mut base_matches = base.as_ref().is_some_and(|b| b.key == key);
-    let mut base = base;
-    let mut cache = cache;
-    let mut from_stored = |c: cache::Stored| {
-        let (extras, ours) = (c.extras, c.ours);
-        let path = cache_path.as_deref()?;
-        c.decode(fs, path).map(|doc| (doc, extras, ours))
-    };
-    // The cache vouched: it is these bytes, read already.
-    let from_cache = match vouched_cache {
-        true => cache.take().and_then(&mut from_stored),
-        false => None,
-    };
-    // Else the base, if it is these very bytes (moved: a base that matches
-    // the YAML is never needed for a merge).
-    let from_base = match (from_cache.is_none() && base_matches, base.take()) {
-        (true, Some(b)) => {
-            let (extras, ours) = (b.extras, b.ours);
-            match base_path.as_deref().and_then(|p| b.decode(fs, p)) {
-                Some(doc) => Some((doc, extras, ours)),
-                None => {
-                    // Its body did not read back: no base.
-                    base_matches = false;
-                    None
-                }
-            }
-        }
-        (_, b) => {
-            base = b;
-            None
-        }
-    };
-    // Else the cache, if its key is these bytes'.
-    let from_cache = from_cache.or_else(|| match (from_base.is_none(), cache) {
-        (true, Some(c)) if c.key == key => from_stored(c),
-        _ => None,
-    });
-    let mut checked = false;
-    let (doc, parsed, extras) = match from_base.or(from_cache) {
-        Some((doc, extras, ours)) => {
-            checked = ours;
-            (doc, false, extras)
-        }
-        None => {
-            if bytes.is_none() {
-                bytes = Some(
-                    fs.read(&paths.yaml)
-                        .map_err(|e| not_found_or_io(e, paths))?,
-                );
-            }
-            let b = bytes.as_deref().unwrap_or_default();
-            let doc = snapshot::parse_yaml(paths, b)?;
-            let extras = !doc.unknown.is_empty() || snapshot::has_own_comments(b);
-            (doc, true, extras)
-        }
-    };
-    if !parsed && !checked {
-        // Made from these very bytes, by an ldm whose rules may differ.
-        snapshot::validated(paths, &doc.project)?;
-    }
-    // A writer keeps the bytes of a YAML a rewrite would lose things of.
-    let extras = match (extras, bytes) {
-        (false, _) => None,
-        (true, Some(b)) => Some(b),
-        (true, None) => Some(
-            fs.read(&paths.yaml)
-                .map_err(|e| not_found_or_io(e, paths))?,
-        ),
-    };
-    Ok(YamlRead {
-        stamp,
-        seen_ns,
-        key,
-        base,
-        base_mark,
-        base_matches,
-        doc,
-        parsed,
-        cache_due: !vouched_base && !vouched_cache,
-        extras,
-    })
 }
 
 /// The last record the state's starting point holds already: records up to
@@ -578,7 +432,7 @@ pub fn replay(project: &mut Project, entries: &[Entry], paths: &Paths) -> Result
 }
 
 /// Refuses a file of `len` bytes over `limit` before it is read.
-fn within(path: &std::path::Path, len: u64, limit: u64) -> Result<(), StoreError> {
+pub(super) fn within(path: &std::path::Path, len: u64, limit: u64) -> Result<(), StoreError> {
     if len > limit {
         return Err(StoreError::TooBig {
             path: path.to_path_buf(),
@@ -589,7 +443,7 @@ fn within(path: &std::path::Path, len: u64, limit: u64) -> Result<(), StoreError
     Ok(())
 }
 
-fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
+pub(super) fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
     if e.kind() == ErrorKind::NotFound {
         StoreError::NotAProject {
             start: paths.dir.clone(),
@@ -597,97 +451,6 @@ fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
     } else {
         StoreError::io("read", &paths.yaml, e)
     }
-}
-
-/// Prefixes of the temp files of folds, compactions and `create` (and of
-/// the load cache of ldm versions that kept it in the project folder).
-pub const TEMP_PREFIXES: [&str; 3] = [
-    ".containers.yaml.tmp-",
-    ".containers.log.tmp-",
-    ".containers.cache.tmp-",
-];
-
-/// Removes the derived files an older ldm kept in the project folder
-/// (`.containers.folded`, `.containers.cache`): never read any more, since
-/// anyone who can write the folder could plant one. Under the lock, as
-/// [`remove_temps`]; also the base's leftover temp files, which only the
-/// lock holder writes.
-pub fn remove_old_files(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf>, StoreError> {
-    let mut removed = Vec::new();
-    for name in cache::OLD_FILES {
-        let path = paths.dir.join(name);
-        match fs.remove(&path) {
-            Ok(()) => removed.push(path),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            // A folder, or a file ldm may not remove: not ldm's to touch.
-            Err(_) => {}
-        }
-    }
-    if let Some(state) = paths.derived.as_ref().map(|d| &d.state) {
-        let prefix = format!("{}{}-", cache::TMP_PREFIX, cache::BASE_FILE);
-        for name in fs.list(state).unwrap_or_default() {
-            if name.to_str().is_some_and(|s| s.starts_with(&prefix)) {
-                let _ = fs.remove(&state.join(name));
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// Removes temp files a dead command left behind, and says so. Only under
-/// the lock: the only process that could own one is the lock holder, which
-/// is us. Anything else with such a name (a folder) is not ldm's: left
-/// alone, and never in the way, since ldm's own temp names are fresh each
-/// time. A YAML temp that is not ldm's own fold is another program's save
-/// that a fold swapped out just before a crash (DESIGN.md, "Fold"): it is
-/// kept as `containers.yaml.edited-TIME`, never removed unseen.
-pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<Notice>, StoreError> {
-    let names = fs
-        .list(&paths.dir)
-        .map_err(|e| StoreError::io("list", &paths.dir, e))?;
-    let mut out = Vec::new();
-    for name in names {
-        let Some(s) = name.to_str() else { continue };
-        if TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
-            let path = paths.dir.join(s);
-            if s.starts_with(TEMP_PREFIXES[0]) {
-                if let Some(saved) = keep_if_foreign(fs, paths, &path)? {
-                    out.push(Notice::TempKept {
-                        path: path.clone(),
-                        saved,
-                    });
-                }
-            }
-            match fs.remove(&path) {
-                Ok(()) => out.push(Notice::TempRemoved { path }),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) if e.kind() == ErrorKind::IsADirectory => {}
-                Err(e) => return Err(StoreError::io("remove", &path, e)),
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// A copy of the YAML temp at `path` if it is not a fold of ldm's (whose
-/// mark's checksum holds): another program's save, swapped out.
-fn keep_if_foreign(
-    fs: &dyn Fs,
-    paths: &Paths,
-    path: &std::path::Path,
-) -> Result<Option<std::path::PathBuf>, StoreError> {
-    let Ok(bytes) = fs.read(path) else {
-        return Ok(None);
-    };
-    let ours = std::str::from_utf8(&bytes)
-        .ok()
-        .and_then(|t| snapshot::decode(t).ok())
-        .is_some_and(|d| d.written == Written::ByLdm);
-    // An empty or cut temp is a fold that never finished: ldm's.
-    if ours || bytes.is_empty() || !bytes.ends_with(b"\n") {
-        return Ok(None);
-    }
-    super::backup::keep_yaml(fs, paths, &bytes).map(Some)
 }
 
 #[cfg(test)]

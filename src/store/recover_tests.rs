@@ -1,4 +1,4 @@
-//! Unit tests of `recover.rs`: what a load finds, on real files in a temp
+//! Unit tests of `recover.rs` (and `cleanup.rs`): what a load finds, on real files in a temp
 //! folder (derived files beside it, not in the user's own folders). Each
 //! pins a behaviour a mutation of the loader changed without a failing
 //! test (issue 25, item 20).
@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 use super::*;
 use crate::model::{Container, Mutation, Project};
+use crate::store::cleanup::{remove_old_files, remove_temps};
+use crate::store::Notice;
+use crate::store::{cache, snapshot};
 use crate::store::{Derived, Options, OsFs, Store};
 
 struct Env {

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::backup;
 use super::cache;
+use super::cleanup;
 use super::compact;
 use super::error::StoreError;
 use super::fs::Fs;
@@ -80,9 +81,9 @@ pub fn inspect(fs: &dyn Fs, paths: &Paths) -> Vec<Finding> {
     if let Ok(names) = fs.list(&paths.dir) {
         for name in names {
             let Some(s) = name.to_str() else { continue };
-            if recover::TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
+            if cleanup::TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
                 let path = paths.dir.join(s);
-                // What writers do with it (recover::remove_temps).
+                // What writers do with it (cleanup::remove_temps).
                 let folder = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
                 out.push(if folder {
                     finding(

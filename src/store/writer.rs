@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::backup;
 use super::cache;
+use super::cleanup;
 use super::compact::{self, Folded};
 use super::error::StoreError;
 use super::failpoint;
@@ -49,10 +50,10 @@ impl Store {
         let mut overtaken = 0;
         loop {
             let fs = self.opts.fs.clone();
-            for n in recover::remove_temps(&*fs, &self.paths)? {
+            for n in cleanup::remove_temps(&*fs, &self.paths)? {
                 (self.opts.notify)(&n);
             }
-            for path in recover::remove_old_files(&*fs, &self.paths)? {
+            for path in cleanup::remove_old_files(&*fs, &self.paths)? {
                 (self.opts.notify)(&Notice::OldFileRemoved { path });
             }
             let loaded = recover::load(&*fs, &self.paths)?;
