@@ -29,11 +29,10 @@ pub fn remove_old_files(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::Pat
     let mut removed = Vec::new();
     for name in cache::OLD_FILES {
         let path = paths.dir.join(name);
-        match fs.remove(&path) {
-            Ok(()) => removed.push(path),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            // A folder, or a file ldm may not remove: not ldm's to touch.
-            Err(_) => {}
+        // Absent (the usual case), a folder, or a file ldm may not remove:
+        // nothing to do, not ldm's to touch.
+        if fs.remove(&path).is_ok() {
+            removed.push(path);
         }
     }
     if let Some(state) = paths.derived.as_ref().map(|d| &d.state) {

@@ -446,6 +446,10 @@ mod tests {
             assert!(!decode_header(&full).unwrap().is_empty());
         }
         assert_eq!(decode_header(&[b'x'; 12]), Err(HeaderError::BadMagic));
+        // 16 bytes are enough to see a header length no version has.
+        let mut odd = encode_header(1, &ID, 0)[..16].to_vec();
+        odd[12..16].copy_from_slice(&5u32.to_le_bytes());
+        assert_eq!(decode_header(&odd), Err(HeaderError::BadChecksum));
         assert_eq!(
             decode_header(&[b'x'; 11]),
             Err(HeaderError::Short { len: 11 })

@@ -267,6 +267,10 @@ fn only_an_older_fold_of_this_log_is_a_restore() {
         let l = env.load().unwrap();
         l.merge.and_then(|m| m.reverted)
     };
+    env.write_yaml(&older);
+    let m = env.load().unwrap().merge.unwrap();
+    // Only records after the base are weighed against the file.
+    assert!(m.records.iter().all(|e| e.seq > 2), "{:?}", m.records);
     let r = revert_of(&older).expect("a restore");
     assert_eq!((r.file_seq, r.base_seq), (1, 2));
     assert_eq!(
@@ -307,6 +311,31 @@ fn only_an_older_fold_of_this_log_is_a_restore() {
     assert!(m
         .reverted
         .is_none_or(|r| r.fields.iter().all(|c| c.field != "defaults.ports")));
+}
+
+/// A fold at the base's own seq (from before a merge, which adds no
+/// record) takes back no record of ldm's: merged as an edit, no list.
+#[test]
+fn a_fold_at_the_bases_seq_is_no_restore() {
+    let env = Env::new();
+    env.commit(vec![ports(2)]);
+    let before_merge = env.yaml();
+    // Another program's file, merged and folded by the next writer at the
+    // same seq.
+    let foreign: String = before_merge
+        .replace("- 2", "- 5")
+        .lines()
+        .filter(|l| !l.starts_with("ldm:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    env.write_yaml(&foreign);
+    env.store().recover().unwrap();
+    assert!(env.yaml().contains("- 5") && env.yaml().contains("ldm:"));
+    env.write_yaml(&before_merge);
+    let l = env.load().unwrap();
+    let m = l.merge.expect("merged as another writer's file");
+    assert!(m.reverted.is_none(), "{:?}", m.reverted);
+    assert_eq!(l.project.defaults.ports, vec![2]);
 }
 
 #[test]
@@ -351,6 +380,15 @@ fn without_a_base_the_files_mark_says_which_records_it_holds() {
 #[test]
 fn a_log_that_cannot_be_read_is_not_taken_for_no_log() {
     let env = Env::new();
+    // Looking at it fails: an error, not "no log" (the next writer would
+    // start an empty one over it).
+    let fs = FailOn {
+        os: OsFs::strict(),
+        name: "containers.log",
+        kind: io::ErrorKind::PermissionDenied,
+        stat: true,
+    };
+    assert!(matches!(load(&fs, &env.paths), Err(StoreError::Io { .. })));
     std::fs::remove_file(&env.paths.log).unwrap();
     assert_eq!(env.load().unwrap().origin, Origin::NoLog);
     std::fs::create_dir(&env.paths.log).unwrap();
@@ -383,14 +421,22 @@ fn a_missing_yaml_is_no_project_and_another_error_is_io() {
     assert!(matches!(e, StoreError::Io { .. }));
 }
 
-/// The file system, but `remove` of the named file fails with `kind`.
-struct FailRemove {
+/// The file system, but `remove` (or, with `stat`, `stat`) of the named
+/// file fails with `kind`.
+struct FailOn {
     os: OsFs,
     name: &'static str,
     kind: io::ErrorKind,
+    stat: bool,
 }
 
-impl Fs for FailRemove {
+impl FailOn {
+    fn hits(&self, p: &Path) -> bool {
+        p.file_name().is_some_and(|n| n == self.name)
+    }
+}
+
+impl Fs for FailOn {
     fn read(&self, p: &Path) -> io::Result<Vec<u8>> {
         self.os.read(p)
     }
@@ -398,6 +444,9 @@ impl Fs for FailRemove {
         self.os.read_from(p, o)
     }
     fn stat(&self, p: &Path) -> io::Result<FileId> {
+        if self.stat && self.hits(p) {
+            return Err(self.kind.into());
+        }
         self.os.stat(p)
     }
     fn write_new(&self, p: &Path, b: &[u8]) -> io::Result<()> {
@@ -419,7 +468,7 @@ impl Fs for FailRemove {
         self.os.sync_dir(d)
     }
     fn remove(&self, p: &Path) -> io::Result<()> {
-        if p.file_name().is_some_and(|n| n == self.name) {
+        if !self.stat && self.hits(p) {
             return Err(self.kind.into());
         }
         self.os.remove(p)
@@ -449,10 +498,11 @@ fn old_derived_files_are_removed_and_named_folders_and_other_errors_left() {
     assert!(dir.join(".containers.cache").is_dir());
     // A file ldm may not remove: left, the command goes on.
     std::fs::write(dir.join(".containers.folded"), b"x").unwrap();
-    let fs = FailRemove {
+    let fs = FailOn {
         os: OsFs::strict(),
         name: ".containers.folded",
         kind: io::ErrorKind::PermissionDenied,
+        stat: false,
     };
     assert!(remove_old_files(&fs, &env.paths).unwrap().is_empty());
 }
@@ -466,15 +516,24 @@ fn temp_files_are_removed_and_other_errors_are_reported() {
     let out = remove_temps(&OsFs::strict(), &env.paths).unwrap();
     assert_eq!(out, [Notice::TempRemoved { path: temp.clone() }]);
     assert!(!temp.exists());
+    // A folder of such a name: left alone, and no error.
+    let folder = dir.join(".containers.yaml.tmp-2-cd");
+    std::fs::create_dir(&folder).unwrap();
+    assert!(remove_temps(&OsFs::strict(), &env.paths)
+        .unwrap()
+        .is_empty());
+    assert!(folder.is_dir());
+    std::fs::remove_dir(&folder).unwrap();
     for (kind, fails) in [
         (io::ErrorKind::NotFound, false),
         (io::ErrorKind::PermissionDenied, true),
     ] {
         std::fs::write(&temp, b"x").unwrap();
-        let fs = FailRemove {
+        let fs = FailOn {
             os: OsFs::strict(),
             name: ".containers.log.tmp-1-ab",
             kind,
+            stat: false,
         };
         let r = remove_temps(&fs, &env.paths);
         assert_eq!(r.is_err(), fails, "{kind:?}: {r:?}");

@@ -271,6 +271,33 @@ mod tests {
         assert_eq!(r.next_valid(0, Some(9)), None);
     }
 
+    /// A record right at the start, one with no payload at the very end, the
+    /// largest a writer makes, and one past that limit with a checksum that
+    /// holds (not a record: no writer makes it).
+    #[test]
+    fn finds_records_at_both_ends_and_of_every_size() {
+        let mut bytes = Vec::new();
+        record::encode_record(1, b"first", &mut bytes).unwrap();
+        let big_at = bytes.len();
+        record::encode_record(2, &vec![b'x'; MAX_PAYLOAD as usize], &mut bytes).unwrap();
+        let empty_at = bytes.len();
+        record::encode_record(3, b"", &mut bytes).unwrap();
+        let r = Resync::new(&bytes);
+        assert_eq!(r.record_at(0).map(|f| f.seq), Some(1));
+        assert_eq!(r.record_at(big_at).map(|f| f.seq), Some(2));
+        assert_eq!(r.record_at(empty_at), Some(Found { seq: 3, len: 16 }));
+        assert_eq!(r.max_seq(0), Some(3));
+        // Over the limit: the length field says 1 MiB + 1, the checksum holds.
+        let payload = vec![b'y'; MAX_PAYLOAD as usize + 1];
+        let mut over = vec![0u8; 4];
+        over.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        over.extend_from_slice(&4u64.to_le_bytes());
+        over.extend_from_slice(&payload);
+        let crc = crc32fast::hash(&over[4..]);
+        over[..4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Resync::new(&over).record_at(0), None);
+    }
+
     /// Issue 25, item 1: a valid header then 2 MiB of `00 FF 0F 00` made
     /// every offset a candidate whose length field reads about 1 MiB. The
     /// search must cost a small constant per byte, not a CRC per offset.
@@ -290,6 +317,8 @@ mod tests {
             for search in searches {
                 let r = Resync::new(&bait);
                 assert_eq!(search(&r), None);
+                // At least one step per byte: the bait was searched.
+                assert!(r.work() >= len as u64, "{} steps", r.work());
                 let per_byte = r.work() as f64 / len as f64;
                 assert!(
                     per_byte < 100.0,
