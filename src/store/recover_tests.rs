@@ -252,6 +252,34 @@ fn damage_is_harmless_only_among_folded_records() {
     assert!(matches!(env.load(), Err(StoreError::Corrupt { .. })));
 }
 
+/// Damage is measured from where it starts: a record the YAML still needs
+/// before it does not make damage among folded bytes after it fatal.
+#[test]
+fn damage_after_a_needed_record_is_judged_by_what_follows_it() {
+    let env = Env::new();
+    env.commit(vec![ports(2)]);
+    let yaml_at_1 = env.yaml();
+    let base = env.paths.base().unwrap();
+    let base_at_1 = std::fs::read(&base).unwrap();
+    let first_at = record::HEADER_LEN;
+    let first_end = std::fs::read(&env.paths.log).unwrap().len();
+    env.commit(vec![ports(3)]);
+    // Back to the fold at 1 (a crash before the second fold), then a
+    // copy of record 1 after record 2: damage, and folded.
+    env.write_yaml(&yaml_at_1);
+    std::fs::write(&base, &base_at_1).unwrap();
+    if let Some(cache) = env.paths.cache() {
+        let _ = std::fs::remove_file(cache);
+    }
+    let mut log = std::fs::read(&env.paths.log).unwrap();
+    let copy = log[first_at..first_end].to_vec();
+    log.extend_from_slice(&copy);
+    std::fs::write(&env.paths.log, &log).unwrap();
+    let l = env.load().unwrap();
+    assert!(l.damaged_but_folded);
+    assert_eq!(l.project.defaults.ports, vec![3]);
+}
+
 /// Issue 25, item 5 at the loader: only ldm's own older fold of this log
 /// is a restore; what it takes back is listed once (a field both changed
 /// is a conflict, not a revert).

@@ -242,6 +242,10 @@ mod tests {
             let got = r.prefix(b) ^ mult(powers()[b - a], r.prefix(a));
             assert_eq!(got, crc32fast::hash(&bytes[a..b]), "{a}..{b}");
         }
+        // Each prefix checksum is the CRC-32 of the bytes before it.
+        for end in [0, 1, 15, 16, 17, 100, 4096] {
+            assert_eq!(r.prefix(end), crc32fast::hash(&bytes[..end]), "..{end}");
+        }
     }
 
     #[test]
@@ -303,7 +307,8 @@ mod tests {
     /// search must cost a small constant per byte, not a CRC per offset.
     #[test]
     fn a_crafted_tail_costs_linear_work() {
-        for len in [64 << 10, 256 << 10] {
+        // 8 KiB first: a search gone quadratic fails there at once.
+        for len in [8 << 10, 64 << 10, 256 << 10] {
             let bait: Vec<u8> = [0x00u8, 0xFF, 0x0F, 0x00]
                 .iter()
                 .copied()
