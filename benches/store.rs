@@ -29,6 +29,9 @@
 //! compactions, and the commit's syscall sequence with parts switched off to
 //! show where the time over the bare arm goes.
 //!
+//! Last, the resync search after damage on crafted bait (`store/resync.rs`;
+//! `cargo bench --bench store -- resync` runs only that, up to 64 MiB).
+//!
 //! Environment: `LDM_BENCH_ITERS` (default 300), `LDM_BENCH_DIR` (parent of
 //! the scratch folder; default the cargo target tmp dir, or /var/tmp if that
 //! is a tmpfs, where fdatasync would cost nothing).
@@ -55,7 +58,18 @@ const STEADY_TARGET: f64 = 1.5;
 const FLAT_TOLERANCE: f64 = 1.25;
 const LOAD_TARGET_MS: f64 = 20.0;
 
+#[path = "store/resync.rs"]
+mod resync;
+
 fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if args.iter().any(|a| a == "resync") {
+        resync::run(false);
+        return;
+    }
     let iters: usize = std::env::var("LDM_BENCH_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -85,6 +99,7 @@ fn main() {
     let dir = root.path().join("attribute");
     fs::create_dir(&dir).expect("create the folder");
     attribute(&dir, rows[0].record_len, iters);
+    resync::run(true);
 }
 
 /// Everything measured at one state size.

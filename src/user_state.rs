@@ -243,7 +243,39 @@ impl<'de> Deserialize<'de> for CheckoutId {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FolderEntry {
     id: CheckoutId,
+    #[serde(with = "any_path")]
     dir: PathBuf,
+}
+
+/// A path as JSON: a string when it is UTF-8, else its bytes (a folder
+/// named in another encoding is a checkout like any other).
+mod any_path {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn serialize<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        match p.to_str() {
+            Some(t) => Form::Text(t.to_owned()),
+            None => Form::Bytes(p.as_os_str().as_bytes().to_vec()),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        Ok(match Form::deserialize(d)? {
+            Form::Text(t) => PathBuf::from(t),
+            Form::Bytes(b) => PathBuf::from(std::ffi::OsString::from_vec(b)),
+        })
+    }
 }
 
 fn encode(entry: &FolderEntry) -> Result<Vec<u8>, UserStateError> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ldm::model::Mutation;
-use ldm::store::{recover, OsFs, Paths};
+use ldm::store::{recover, OsFs};
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 100;
@@ -186,7 +186,7 @@ fn eight_writers_with_compaction_and_readers_lose_nothing() {
     write_go_yaml(dir.path(), WRITERS);
     run_writers(dir.path(), Some("4096"), 2);
     check_final(dir.path());
-    let loaded = recover::load(&OsFs::strict(), &Paths::in_dir(dir.path())).unwrap();
+    let loaded = recover::load(&OsFs::strict(), &common::paths(dir.path())).unwrap();
     let generation = loaded.doc.mark.expect("compaction wrote a mark").generation;
     assert!(
         generation >= 5,

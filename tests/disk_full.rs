@@ -30,8 +30,8 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = Paths::in_dir(tmp.path());
-        let fs = Arc::new(FaultFs::new(&paths.dir));
+        let paths = faultfs::paths_of(tmp.path());
+        let fs = Arc::new(FaultFs::with_derived(&paths.dir));
         Env {
             _tmp: tmp,
             paths,
@@ -56,8 +56,8 @@ impl Env {
     }
 
     fn create(&self, auto_compact: u64) -> Store {
-        Store::create(
-            &self.paths.dir,
+        Store::create_in(
+            self.paths.clone(),
             &Project::new("p", vec![]),
             self.opts(auto_compact),
         )
@@ -228,19 +228,21 @@ fn failed_compaction_loses_nothing_and_leaves_no_temp_file() {
             Fault::Space { .. } => "No space left on device",
             _ => "Input/output error",
         };
+        let base = env.paths.base().unwrap().to_string_lossy().into_owned();
+        let dir = env.paths.dir.to_string_lossy().into_owned();
         let file = match fault {
             Fault::Space { yaml: false, .. } | Fault::Sync(0) => ".containers.yaml.tmp-",
-            // Past the new YAML, the base of the fold is written (and
-            // fdatasynced) next, then the new log.
-            Fault::Space { yaml: true, .. } | Fault::Sync(1) => ".containers.folded",
+            // Past the new YAML (and the folder's fsync), the base of the
+            // fold is written (and fdatasynced) next, then the new log.
+            Fault::Space { yaml: true, .. } | Fault::Sync(1) => &*base,
             Fault::Sync(_) => ".containers.log.tmp-",
-            Fault::DirSync(_) => &*env.paths.dir.to_string_lossy(),
+            Fault::DirSync(_) => &*dir,
         };
         assert_io_error(&e, file, cause);
-        let temps: Vec<String> = env
-            .fs
-            .live_names(&env.paths.dir)
-            .into_iter()
+        let state = &env.paths.derived.as_ref().unwrap().state;
+        let temps: Vec<String> = [&env.paths.dir, state]
+            .iter()
+            .flat_map(|d| env.fs.live_names(d))
             .filter(|n| n.contains(".tmp-"))
             .collect();
         assert!(temps.is_empty(), "{fault:?}: {temps:?} left behind");
@@ -277,11 +279,14 @@ fn auto_compaction_failing_on_a_full_disk_keeps_the_acknowledged_commit() {
             env.fs.fail_space_after(record as u64 + 10);
             commit(&mut store, vec![add(&name)])
                 .expect("the record fits; only the compaction fails");
+            // The command is done: the compaction it owes fails.
+            store.finish();
             env.fs.clear_faults();
             expected.push(name);
             break;
         }
         commit(&mut store, vec![add(&name)]).unwrap();
+        store.finish();
         expected.push(name);
     }
     expected.sort();

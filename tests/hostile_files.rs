@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ldm::model::Project;
-use ldm::store::{Options, Paths, Store, StoreError};
+use ldm::store::{Options, Store, StoreError};
 
 /// Runs `cmd` with a deadline: a hang is a failure, not a stuck test.
 fn bounded(mut cmd: Command, limit: Duration) -> (i32, String, String) {
@@ -136,35 +136,168 @@ fn a_lock_file_removed_while_held_never_yields_two_commits_of_one_seq_issue_12_c
     create(dir);
     set(dir, "defaults.ports", "1");
     // This process commits; while it holds the lock, someone removes the
-    // lock file and another ldm commits under a new one.
-    let mut store = Store::open(Paths::in_dir(dir), Options::default());
-    let r = store.commit(|_| {
-        std::fs::remove_file(dir.join("containers.lock")).unwrap();
-        let (code, _, err) = ldm_run(dir, &["config", "set", "defaults.user.name", "other"]);
-        assert_eq!(code, 0, "the other ldm: {err}");
-        Ok::<_, StoreError>((
-            vec![ldm::model::Mutation::UserNameSet {
-                container: None,
-                name: Some("mine".into()),
-            }],
-            (),
-        ))
-    });
-    let e = r.expect_err("the holder whose lock file was replaced must not append");
-    assert!(
-        e.to_string()
-            .contains("removed or replaced while this command held it"),
-        "{e}"
-    );
-    // One record per seq, and the other's change is the state.
+    // lock file and another ldm tries to commit under a new one: it waits
+    // for the folder's lock, which this process still holds, and commits
+    // after it (DESIGN.md, "Lock protocol").
+    let mut store = Store::open(common::paths(dir), Options::default());
+    let mut other = None;
+    store
+        .commit(|_| {
+            std::fs::remove_file(dir.join("containers.lock")).unwrap();
+            let child = ldm_std(dir)
+                .args(["config", "set", "defaults.user.name", "other"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            wait_until_blocked_or_done(child.id());
+            other = Some(child);
+            Ok::<_, StoreError>((
+                vec![ldm::model::Mutation::UserNameSet {
+                    container: None,
+                    name: Some("mine".into()),
+                }],
+                (),
+            ))
+        })
+        .expect("the holder still excludes every other writer: its commit stands");
+    let out = other.unwrap().wait_with_output().unwrap();
+    assert!(out.status.success(), "the other ldm: {out:?}");
+    // One record per seq, and the other's change came after ours.
     assert_eq!(
         state(dir).defaults.user.unwrap().name.as_deref(),
         Some("other")
     );
     let seqs: Vec<u64> = records(dir).iter().map(|r| r.0).collect();
-    let mut unique = seqs.clone();
-    unique.dedup();
-    assert_eq!(seqs, unique, "a seq twice: {seqs:?}");
+    assert_eq!(seqs, vec![1, 2, 3], "{seqs:?}");
+    assert_healthy(dir);
+}
+
+/// Waits until process `pid` waits for a `flock` (a `->` line of
+/// /proc/locks) or has exited, at most 10 s.
+fn wait_until_blocked_or_done(pid: u32) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+        let blocked = locks
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().nth(5) == Some(&pid.to_string()));
+        let gone = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_or(true, |st| st.contains(") Z "));
+        if blocked || gone {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The real file system, but the append to containers.log first removes
+/// containers.lock and lets another ldm try to commit (issue 25, case 3).
+struct DeleteLockAtAppend {
+    os: ldm::store::OsFs,
+    dir: std::path::PathBuf,
+    other: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl ldm::store::Fs for DeleteLockAtAppend {
+    fn read(&self, p: &Path) -> std::io::Result<Vec<u8>> {
+        self.os.read(p)
+    }
+    fn read_from(&self, p: &Path, o: u64) -> std::io::Result<Vec<u8>> {
+        self.os.read_from(p, o)
+    }
+    fn stat(&self, p: &Path) -> std::io::Result<ldm::store::fs::FileId> {
+        self.os.stat(p)
+    }
+    fn write_new(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        self.os.write_new(p, b)
+    }
+    fn append(&self, p: &Path, b: &[u8]) -> std::io::Result<()> {
+        let mut other = self.other.lock().unwrap();
+        if other.is_none() && p.ends_with("containers.log") {
+            std::fs::remove_file(self.dir.join("containers.lock")).unwrap();
+            let child = ldm_std(&self.dir)
+                .args(["config", "set", "defaults.user.name", "other"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            wait_until_blocked_or_done(child.id());
+            *other = Some(child);
+        }
+        self.os.append(p, b)
+    }
+    fn sync(&self, p: &Path) -> std::io::Result<()> {
+        self.os.sync(p)
+    }
+    fn set_len(&self, p: &Path, l: u64) -> std::io::Result<()> {
+        self.os.set_len(p, l)
+    }
+    fn rename(&self, a: &Path, b: &Path) -> std::io::Result<()> {
+        self.os.rename(a, b)
+    }
+    fn sync_dir(&self, d: &Path) -> std::io::Result<()> {
+        self.os.sync_dir(d)
+    }
+    fn remove(&self, p: &Path) -> std::io::Result<()> {
+        self.os.remove(p)
+    }
+    fn list(&self, d: &Path) -> std::io::Result<Vec<std::ffi::OsString>> {
+        self.os.list(d)
+    }
+}
+
+/// Issue 25, case 3: `containers.lock` deleted while a writer appends (after
+/// its last check of the lock file), and another ldm commits under a new
+/// lock file. The append raced the other writer's, and an acknowledged
+/// commit was lost. The folder's lock keeps the other writer waiting until
+/// this one is done; both commits stand.
+#[test]
+fn a_lock_file_removed_during_an_append_loses_no_acknowledged_commit_issue_25_case_3() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "1");
+    let fs = std::sync::Arc::new(DeleteLockAtAppend {
+        os: ldm::store::OsFs::strict(),
+        dir: dir.to_path_buf(),
+        other: std::sync::Mutex::new(None),
+    });
+    let opts = Options {
+        fs: fs.clone(),
+        ..Options::default()
+    };
+    let mut store = Store::open(common::paths(dir), opts);
+    store
+        .commit(|_| {
+            Ok::<_, StoreError>((
+                vec![ldm::model::Mutation::UserPasswordSet {
+                    container: None,
+                    password: Some("mine".into()),
+                }],
+                (),
+            ))
+        })
+        .expect("acknowledged");
+    drop(store);
+    let out = fs
+        .other
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success(), "the other ldm: {out:?}");
+    let user = state(dir).defaults.user.unwrap();
+    assert_eq!(
+        user.password.as_deref(),
+        Some("mine"),
+        "the acknowledged commit"
+    );
+    assert_eq!(user.name.as_deref(), Some("other"));
+    let seqs: Vec<u64> = records(dir).iter().map(|r| r.0).collect();
+    assert_eq!(seqs, vec![1, 2, 3], "{seqs:?}");
     assert_healthy(dir);
 }
 
@@ -204,7 +337,6 @@ fn discovery_refuses_another_users_containers_yaml_unless_trusted_issue_12_case_
         "containers.log",
         "containers.lock",
         "containers.yaml.lock",
-        ".containers.folded",
     ] {
         chown(&shared.join(name), OTHER_UID);
     }
@@ -282,20 +414,18 @@ fn a_forged_load_cache_is_ignored_and_never_reaches_containers_yaml_issue_12_cas
 
 #[test]
 fn a_fifo_in_place_of_a_project_file_never_blocks_a_command_issue_12_case_5() {
-    // In place of the load cache: ignored (a cache miss), replaced by a file.
+    // Where older ldm versions kept derived files: never opened, and
+    // removed by the next writer as an older ldm's leftovers.
     let dir = tempdir();
     let dir = dir.path();
     create(dir);
     mkfifo(&dir.join(".containers.cache"));
-    std::fs::remove_file(dir.join(".containers.folded")).unwrap();
     mkfifo(&dir.join(".containers.folded"));
     let (code, out, err) = ldm_run(dir, &["config", "get", "defaults.ports"]);
     assert_eq!(code, 0, "{out}{err}");
     let (code, _, err) = ldm_run(dir, &["config", "set", "defaults.ports", "1"]);
     assert_eq!(code, 0, "{err}");
-    assert!(std::fs::symlink_metadata(dir.join(".containers.folded"))
-        .unwrap()
-        .is_file());
+    assert!(std::fs::symlink_metadata(dir.join(".containers.folded")).is_err());
     // In place of the log: refused at once, by readers, writers and doctor.
     let dir = tempdir();
     let dir = dir.path();
@@ -538,4 +668,107 @@ fn project_files_owned_by_another_user_are_refused_even_when_found_directly_issu
         err.contains("containers.log") && err.contains("uid 65534"),
         "{err}"
     );
+}
+
+/// Issue 25, item 15: a folder named like an ldm temp file
+/// (`.containers.yaml.tmp-1/`, from a repository or the container) made every
+/// writing command fail (exit 2: it could not remove it) while `doctor` said
+/// ok. Writers leave it alone and use fresh temp names; doctor says the same.
+#[test]
+fn a_folder_named_like_a_temp_file_is_left_alone_and_never_in_the_way_issue_25_case_15() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    let names = [
+        ".containers.yaml.tmp-1",
+        ".containers.log.tmp-1",
+        ".containers.cache.tmp-1",
+    ];
+    for name in names {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("keep"), b"not ldm's").unwrap();
+    }
+    set(dir, "defaults.ports", "3001");
+    ok(dir, &["compact"]);
+    set(dir, "defaults.user.name", "alice");
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([3001]));
+    for name in names {
+        assert_eq!(
+            std::fs::read(dir.join(name).join("keep")).unwrap(),
+            b"not ldm's",
+            "{name}"
+        );
+    }
+    assert_healthy(dir);
+}
+
+/// Issue 22, finding 4: ldm's derived files were keyed by a SHA-256 of
+/// `containers.yaml`, which anyone can compute, and lived in the project
+/// folder, which a cloned repository or the container (through its mount)
+/// can write. Planted there with the right key and checksum (the layout
+/// ldm read until now), with another remote, ports and password, they made
+/// `config get` show those values and `ldm compact` write them into
+/// `containers.yaml`. The derived files live in the user's own folders
+/// now; those in the project folder change nothing.
+#[test]
+fn derived_files_planted_in_the_project_folder_change_nothing_issue_22_case_4() {
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    set(dir, "defaults.ports", "3000");
+    set(dir, "defaults.user.password", "mine");
+    let yaml = std::fs::read(yaml_path(dir)).unwrap();
+    let text = String::from_utf8(yaml.clone()).unwrap();
+    // The mark of the YAML as it is, so that the forgery names this log.
+    let mark_line = text.lines().last().unwrap();
+    let field = |key: &str| {
+        let at = mark_line.find(&format!("{key}: ")).unwrap() + key.len() + 2;
+        mark_line[at..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .trim()
+            .trim_matches('"')
+            .to_string()
+    };
+    let body = serde_json::json!({
+        "project": {
+            "project": "p",
+            "remote": "evil",
+            "defaults": {"ports": [6666], "user": {"password": "pwned"}},
+            "containers": {}
+        },
+        "mark": {
+            "generation": field("generation").parse::<u64>().unwrap(),
+            "seq": field("seq").parse::<u64>().unwrap(),
+            "log": field("log")
+        },
+        "written": "by_ldm"
+    })
+    .to_string();
+    let sha = ldm::store::snapshot::hex(&ldm::store::snapshot::sha256(&yaml));
+    let forged = format!(
+        "{{\"format\":1,\"yaml_len\":{},\"yaml_sha256\":\"{sha}\",\"body_len\":{},\"body_crc\":{}}}\n{body}",
+        yaml.len(),
+        body.len(),
+        crc32fast::hash(body.as_bytes())
+    );
+    for name in [".containers.cache", ".containers.folded"] {
+        std::fs::write(dir.join(name), &forged).unwrap();
+    }
+    assert_eq!(get(dir, "defaults.ports"), serde_json::json!([3000]));
+    assert_eq!(get(dir, "remote"), serde_json::json!(""));
+    assert_eq!(
+        get(dir, "defaults.user.password"),
+        serde_json::json!("mine")
+    );
+    ok(dir, &["compact"]);
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    for planted in ["evil", "6666", "pwned"] {
+        assert!(
+            !text.contains(planted),
+            "{planted} in containers.yaml:\n{text}"
+        );
+    }
+    assert!(text.contains("mine") && text.contains("3000"), "{text}");
 }

@@ -846,6 +846,7 @@ fn truncation_at_every_offset_recovers_the_complete_prefix() {
     let (yaml, full, states, ends) = build(&tmp.path().join("orig"), &ms);
     assert!(ends.len() > 50);
     let dir = tmp.path().join("cut");
+    std::fs::create_dir_all(&dir).unwrap();
     let paths = Paths::in_dir(&dir);
     for cut in 0..=full.len() {
         lay_out(&dir, &yaml, &full[..cut]);
@@ -949,6 +950,7 @@ fn every_single_bit_flip_is_detected() {
     let (yaml, full, states, ends) = build(&tmp.path().join("orig"), &ms);
     let last_start = ends[ends.len() - 2];
     let dir = tmp.path().join("flip");
+    std::fs::create_dir_all(&dir).unwrap();
     let paths = Paths::in_dir(&dir);
     let mut torn = 0;
     for bit in 0..full.len() * 8 {
@@ -1084,6 +1086,8 @@ fn an_older_log_put_back_loses_nothing_the_yaml_holds() {
         }],
     )
     .unwrap();
+    // The command is done: its commits are folded into containers.yaml.
+    store.finish();
     std::fs::write(dir.join("containers.log"), old_log).unwrap();
     let state = read(dir).unwrap();
     assert_eq!(

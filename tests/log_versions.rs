@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use ldm::model::{Mutation, Op, Owner, Pending, Project};
 use ldm::store::record::{self, Header, HeaderError, HEADER_LEN};
-use ldm::store::{snapshot, Notice, Options, Paths, Severity, Store, StoreError};
+use ldm::store::{snapshot, Notice, Options, Severity, Store, StoreError};
 
 type Notices = Arc<Mutex<Vec<Notice>>>;
 
@@ -49,7 +49,8 @@ fn header(dir: &Path) -> Header {
 /// `pending`, an `Op`), none of them folded into `containers.yaml`.
 /// Returns the state.
 fn three_records(dir: &Path, opts: &Options) -> Project {
-    let mut store = Store::create(dir, &Project::new("p", vec![]), opts.clone()).unwrap();
+    let mut store =
+        Store::create_in(common::paths(dir), &Project::new("p", vec![]), opts.clone()).unwrap();
     commit(
         &mut store,
         Mutation::PortsSet {
@@ -102,7 +103,7 @@ fn seqs(dir: &Path) -> Vec<u64> {
 fn read_as_it_is(dir: &Path, opts: &Options, notices: &Notices, expected: &Project, version: u32) {
     let yaml = std::fs::read(yaml_path(dir)).unwrap();
     let log = std::fs::read(log_path(dir)).unwrap();
-    let reader = Store::open(Paths::in_dir(dir), opts.clone());
+    let reader = Store::open(common::paths(dir), opts.clone());
     assert_eq!(&reader.read().unwrap(), expected);
     let findings = reader.inspect();
     let line = findings
@@ -149,7 +150,7 @@ fn a_version_2_log_is_read_as_it_is_and_upgraded_by_the_first_writer() {
 
     read_as_it_is(dir, &opts, &notices, &expected, 2);
 
-    let mut writer = Store::open(Paths::in_dir(dir), opts.clone());
+    let mut writer = Store::open(common::paths(dir), opts.clone());
     commit(
         &mut writer,
         Mutation::UserNameSet {
@@ -197,7 +198,7 @@ fn a_version_2_log_is_read_as_it_is_and_upgraded_by_the_first_writer() {
             ports: vec![1],
         },
     );
-    let mut fresh = Store::open(Paths::in_dir(dir), opts);
+    let mut fresh = Store::open(common::paths(dir), opts);
     commit(
         &mut fresh,
         Mutation::PortsSet {
@@ -231,7 +232,7 @@ fn a_version_2_log_beside_another_writers_yaml_is_merged_then_upgraded() {
         name: None,
         password: Some("gopw".into()),
     });
-    let read = Store::open(Paths::in_dir(dir), opts.clone())
+    let read = Store::open(common::paths(dir), opts.clone())
         .read()
         .unwrap();
     assert_eq!(read, expected, "the merge, read");
@@ -285,7 +286,7 @@ fn a_version_1_pair_is_read_as_it_is_and_upgraded_with_a_new_identity() {
 
     read_as_it_is(dir, &opts, &notices, &expected, 1);
 
-    let mut writer = Store::open(Paths::in_dir(dir), opts);
+    let mut writer = Store::open(common::paths(dir), opts);
     commit(
         &mut writer,
         Mutation::PortsSet {
@@ -345,9 +346,9 @@ fn a_version_4_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
         }
         other => panic!("not refused as a newer ldm's: {other:?}"),
     };
-    let store = Store::open(Paths::in_dir(dir), opts.clone());
+    let store = Store::open(common::paths(dir), opts.clone());
     newer(store.read().map(|_| ()));
-    let mut writer = Store::open(Paths::in_dir(dir), opts);
+    let mut writer = Store::open(common::paths(dir), opts);
     newer(writer.commit(|_| {
         Ok::<_, StoreError>((
             vec![Mutation::PortsSet {
@@ -373,4 +374,257 @@ fn a_version_4_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
     assert_eq!(code, 2, "{report:#}");
     assert_eq!(report["findings"][0]["hint"], "upgrade ldm", "{report:#}");
     assert_same(&before, &data_files(dir), "a newer ldm's log");
+}
+
+/// The rows of the first Markdown table under `heading` in DESIGN.md whose
+/// header starts with `| first |`: (name, since, field names in the third
+/// column). Field names are the backticked lower-case words outside
+/// parentheses (which explain them).
+fn design_table(heading: &str, first: &str) -> Vec<(String, u32, Vec<String>)> {
+    let design = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/DESIGN.md"))
+        .expect("read DESIGN.md");
+    let section = &design[design.find(heading).expect("the heading")..];
+    let start = section
+        .find(&format!("| {first} | since | fields |"))
+        .expect("the table");
+    let cells = |line: &str| -> Vec<String> {
+        line.trim()
+            .trim_matches('|')
+            .split(" | ")
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let ticked = |cell: &str| -> Vec<String> {
+        let mut depth = 0usize;
+        let outside: String = cell
+            .chars()
+            .filter(|c| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth = depth.saturating_sub(1),
+                    _ => return depth == 0,
+                }
+                false
+            })
+            .collect();
+        outside
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .map(str::to_string)
+            .collect()
+    };
+    section[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let c = cells(l);
+            let name = c[0].trim_matches('`').to_string();
+            let since = c[1]
+                .parse()
+                .unwrap_or_else(|_| panic!("since of {name}: {l}"));
+            (name, since, ticked(&c[2]))
+        })
+        .collect()
+}
+
+/// The JSON keys of `v`, but `tag`.
+fn keys(v: &serde_json::Value, tag: &str) -> Vec<String> {
+    let mut k: Vec<String> = v
+        .as_object()
+        .expect("an object")
+        .keys()
+        .filter(|k| *k != tag)
+        .cloned()
+        .collect();
+    k.sort();
+    k
+}
+
+/// Issue 25, item 19: DESIGN.md's format tables lacked `mount_added`,
+/// `mount_removed`, the `mount`/`umount`/`setup` kinds and the `setup`
+/// field. They are read here and compared with the kinds the code freezes
+/// (`Mutation::KINDS`, `model::OP_KINDS`: names and versions) and with the
+/// JSON of one value of each kind with every optional field set (fields), so
+/// that the two cannot drift apart again.
+#[test]
+fn design_md_format_tables_match_the_frozen_kinds() {
+    use ldm::model::SetupProgress;
+    let pending = Pending {
+        op: Op::Create,
+        owner: Owner {
+            pid: 7,
+            slot: 9,
+            lock_ino: Some(1),
+            start: Some(2),
+        },
+        started_at: "2026-01-15T10:30:00Z".into(),
+        setup: Some(SetupProgress {
+            done: 1,
+            failed: Some(2),
+            finished: vec!["0123456789abcdef".into()],
+        }),
+    };
+    let some = || Some("x".to_string());
+    let mutations = vec![
+        Mutation::ContainerAdded {
+            name: "c".into(),
+            image: "i".into(),
+            pending: Some(pending.clone()),
+        },
+        Mutation::ContainerRemoved { name: "c".into() },
+        Mutation::SnapshotAdded {
+            container: "c".into(),
+            name: "s".into(),
+            description: "d".into(),
+            created_at: "t".into(),
+            pending: Some(pending.clone()),
+        },
+        Mutation::SnapshotRemoved {
+            container: "c".into(),
+            name: "s".into(),
+        },
+        Mutation::PortsSet {
+            container: some(),
+            ports: vec![1],
+        },
+        Mutation::UserNameSet {
+            container: some(),
+            name: some(),
+        },
+        Mutation::OperationStarted {
+            container: "c".into(),
+            snapshot: some(),
+            pending: pending.clone(),
+        },
+        Mutation::OperationFinished {
+            container: "c".into(),
+            snapshot: some(),
+        },
+        Mutation::RemoteSet { remote: some() },
+        Mutation::UserPasswordSet {
+            container: some(),
+            password: some(),
+        },
+        Mutation::MountAdded {
+            container: "c".into(),
+            mount: "/a:/b".into(),
+        },
+        Mutation::MountRemoved {
+            container: "c".into(),
+            path: "/b".into(),
+        },
+    ];
+    let table = design_table("### Payloads", "op");
+    let mut named: Vec<(String, u32)> = table.iter().map(|(n, v, _)| (n.clone(), *v)).collect();
+    let mut frozen: Vec<(String, u32)> = Mutation::KINDS
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    named.sort();
+    frozen.sort();
+    assert_eq!(
+        named, frozen,
+        "DESIGN.md's payload table against Mutation::KINDS"
+    );
+    let mut sampled: Vec<&str> = mutations.iter().map(Mutation::kind).collect();
+    sampled.sort();
+    assert_eq!(
+        sampled,
+        frozen.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        "this test needs one value of each kind"
+    );
+    for m in &mutations {
+        let (_, _, mut fields) = table
+            .iter()
+            .find(|(n, _, _)| n == m.kind())
+            .unwrap()
+            .clone();
+        fields.sort();
+        fields.dedup();
+        let json = serde_json::to_value(m).unwrap();
+        assert_eq!(
+            fields,
+            keys(&json, "op"),
+            "fields of `{}` in DESIGN.md",
+            m.kind()
+        );
+    }
+
+    let ops = vec![
+        Op::Create,
+        Op::Clone {
+            source: "c/s".into(),
+        },
+        Op::Reset {
+            snapshot: "s".into(),
+            restart: true,
+        },
+        Op::SnapshotCreate {
+            snapshot: "s".into(),
+        },
+        Op::SnapshotDelete {
+            snapshot: "s".into(),
+        },
+        Op::Remove,
+        Op::ImageCreate {
+            alias: "a".into(),
+            restart: true,
+        },
+        Op::Mount {
+            mount: "/a:/b".into(),
+        },
+        Op::Umount { path: "/b".into() },
+        Op::Setup,
+    ];
+    let table = design_table("### Payloads", "kind");
+    let mut named: Vec<(String, u32)> = table.iter().map(|(n, v, _)| (n.clone(), *v)).collect();
+    let mut frozen: Vec<(String, u32)> = ldm::model::OP_KINDS
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    named.sort();
+    frozen.sort();
+    assert_eq!(
+        named, frozen,
+        "DESIGN.md's kind table against model::OP_KINDS"
+    );
+    assert_eq!(
+        ops.len(),
+        frozen.len(),
+        "this test needs one value of each kind"
+    );
+    for op in &ops {
+        let json = serde_json::to_value(op).unwrap();
+        let kind = json["kind"].as_str().unwrap().to_string();
+        let (_, _, mut fields) = table.iter().find(|(n, _, _)| *n == kind).unwrap().clone();
+        fields.sort();
+        fields.dedup();
+        assert_eq!(
+            fields,
+            keys(&json, "kind"),
+            "fields of kind `{kind}` in DESIGN.md"
+        );
+    }
+    // The `pending` object, its owner and its `setup` progress are spelled
+    // out in the paragraph above the kind table.
+    let design =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/DESIGN.md")).unwrap();
+    let at = design
+        .find("`pending` is `{")
+        .expect("the pending paragraph");
+    let paragraph = &design[at..at + design[at..].find("\n\n").unwrap()];
+    let words: Vec<&str> = paragraph
+        .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    let json = serde_json::to_value(&pending).unwrap();
+    let nested = [&json, &json["owner"], &json["setup"]];
+    for key in nested.iter().flat_map(|v| keys(v, "")) {
+        assert!(
+            words.contains(&key.as_str()),
+            "DESIGN.md's `pending` paragraph does not name `{key}`: {paragraph}"
+        );
+    }
 }

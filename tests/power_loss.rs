@@ -19,6 +19,13 @@
 //! every crash of the fold the merge needs. Workloads run with the fold
 //! after each commit and without it.
 //!
+//! Two more other writers (issue 25): an older fold of ldm's own put back
+//! (a `git checkout -- containers.yaml`, item 5: its values win as the
+//! later write, merged with ldm's unfolded commits), and a save that lands
+//! between a command's last commit and its fold's swap (item 4: put back
+//! and copied, never overwritten; after a crash in that fold, the save is
+//! the state or kept in a `containers.yaml.edited-*` copy).
+//!
 //! Default: every crash point of a few workloads under each loss model, plus
 //! random schedules; about a minute in a debug build. `LDM_SOAK=N` runs N
 //! more schedules (`LDM_SOAK=5000 cargo test --release --test power_loss`).
@@ -62,6 +69,10 @@ enum Action {
     Destroy,
     /// Another program rewrites `containers.yaml` (see the module doc).
     Foreign,
+    /// An older fold of ldm's own is put back.
+    Restore,
+    /// A commit whose fold another program's save overtakes.
+    SaveDuringFold(Vec<Mutation>),
 }
 
 impl Gen {
@@ -73,9 +84,11 @@ impl Gen {
     }
 
     fn action(&mut self, state: &Project) -> Action {
-        match self.rng.below(100) {
+        match self.rng.below(110) {
             0..=56 => Action::Commit(self.commit(state)),
             57..=64 => Action::Foreign,
+            100..=104 => Action::Restore,
+            105..=109 => Action::SaveDuringFold(self.commit(state)),
             65..=74 => Action::Compact,
             75..=84 => Action::Reopen,
             85..=91 => Action::Read,
@@ -218,7 +231,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
-        let paths = Paths::in_dir(tmp.path());
+        let paths = faultfs::paths_of(tmp.path());
         Env {
             _tmp: tmp,
             paths,
@@ -259,7 +272,7 @@ fn describe(p: &Option<Project>) -> String {
 fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
     env.notices.lock().unwrap().clear();
     let dir = env.paths.dir.clone();
-    let mut fs = Arc::new(FaultFs::new(&dir));
+    let mut fs = Arc::new(FaultFs::with_derived(&dir));
     fs.arm_crash(s.first_crash);
     let mut gen = Gen::new(s.seed);
     let mut rng = Rng::new(s.seed.wrapping_mul(31).wrapping_add(7));
@@ -271,6 +284,11 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
     let mut done = 0usize;
     // The states recovery may find; None: no project (create not finished).
     let mut candidates: Vec<Option<Project>> = vec![None];
+    // ldm's folds seen this epoch, the last its base (for Restore).
+    let mut folds: Vec<(Vec<u8>, Project)> = Vec::new();
+    // A save that met a fold a crash interrupted: the state has it, or a
+    // copy does.
+    let mut saved_pw: Option<String> = None;
     let mut verify = false;
     let ctx = |fs: &Arc<FaultFs>, epoch: u64, what: String| {
         format!(
@@ -289,10 +307,25 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
         // States the in-flight commit may leave: after each of its mutations.
         let mut in_flight: Vec<Option<Project>> = Vec::new();
         let mut verified = !verify;
+        folds.clear();
         let crashed = 'epoch: {
             if verify {
                 match store.recover() {
-                    Ok(p) => model = Some(p),
+                    Ok(p) => {
+                        if let Some(pw) = saved_pw.take() {
+                            let has = p.defaults.user.as_ref().and_then(|u| u.password.as_deref())
+                                == Some(pw.as_str());
+                            if !has && !copied(&fs, &dir, &pw) {
+                                return Err(ctx(
+                                    &fs,
+                                    epoch,
+                                    format!("the save of {pw} during a fold is neither the state nor kept"),
+                                ));
+                            }
+                        }
+                        note_fold(&fs, &env.paths, &mut folds);
+                        model = Some(p)
+                    }
                     Err(StoreError::NotAProject { .. }) => model = None,
                     Err(_) if fs.crashed() => break 'epoch true,
                     Err(e) => {
@@ -316,8 +349,8 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
             }
             loop {
                 let Some(state) = model.clone() else {
-                    match Store::create(
-                        &dir,
+                    match Store::create_in(
+                        env.paths.clone(),
                         &initial(),
                         env.opts_folding(&fs, s.auto_compact, s.fold),
                     ) {
@@ -363,6 +396,10 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
                             Ok(()) => {
                                 model = Some(after);
                                 acked[0] += 1;
+                                // The command ends: it folds (or compacts)
+                                // what it committed, a crash point too.
+                                store.finish();
+                                note_fold(&fs, &env.paths, &mut folds);
                                 None
                             }
                             Err(TestErr::Store(e)) => {
@@ -375,6 +412,7 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
                     Action::Compact => match store.compact() {
                         Ok(_) => {
                             acked[1] += 1;
+                            note_fold(&fs, &env.paths, &mut folds);
                             None
                         }
                         Err(e) => Some(e.to_string()),
@@ -398,6 +436,84 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
                             Ok(()) => {
                                 model = Some(after);
                                 acked[3] += 1;
+                                None
+                            }
+                            Err(e) => {
+                                in_flight = vec![Some(after)];
+                                Some(e.to_string())
+                            }
+                        }
+                    }
+                    Action::Restore => {
+                        let live = fs.live_bytes(&env.paths.yaml);
+                        let base = folds.last().cloned();
+                        let older = folds
+                            .len()
+                            .checked_sub(1)
+                            .filter(|n| *n > 0)
+                            .map(|n| folds[done % n].clone());
+                        match (base, older) {
+                            (Some((base_text, base)), Some((old_text, old)))
+                                if live.as_ref() == Some(&base_text) && old_text != base_text =>
+                            {
+                                // The later write wins, merged as another
+                                // writer's file with ldm's unfolded commits.
+                                let (after, _) = ldm::model::merge::merge(
+                                    &base,
+                                    &state,
+                                    &old,
+                                    ldm::model::merge::Writer::KeepsKeys,
+                                );
+                                match put_back(&fs, &env.paths, &old_text) {
+                                    Ok(()) => {
+                                        model = Some(after);
+                                        acked[3] += 1;
+                                        None
+                                    }
+                                    Err(e) => {
+                                        in_flight = vec![Some(after)];
+                                        Some(e.to_string())
+                                    }
+                                }
+                            }
+                            _ => None,
+                        }
+                    }
+                    Action::SaveDuringFold(muts) => {
+                        let mut after = state.clone();
+                        for m in &muts {
+                            after.apply(m).expect("drawn against this state");
+                        }
+                        match store.commit(|_| Ok::<_, StoreError>((muts, ()))) {
+                            Ok(()) => {
+                                acked[0] += 1;
+                                model = Some(after.clone());
+                                let pw = format!("save{done}");
+                                let mut saved = after.clone();
+                                saved.defaults.user.get_or_insert_default().password =
+                                    Some(pw.clone());
+                                let paths = env.paths.clone();
+                                let p2 = pw.clone();
+                                let landed = Arc::new(Mutex::new(false));
+                                let l2 = landed.clone();
+                                fs.before_next_exchange(Some(Box::new(move |f: &FaultFs| {
+                                    *l2.lock().unwrap() = foreign_write(f, &paths, &p2).is_ok();
+                                })));
+                                store.finish();
+                                let fired = fs.before_next_exchange(None).is_none();
+                                let landed = *landed.lock().unwrap();
+                                if fired && fs.crashed() {
+                                    // Died in the save, or in the fold after
+                                    // it: then the save is the state or kept.
+                                    in_flight = vec![Some(saved)];
+                                    if landed {
+                                        saved_pw = Some(pw);
+                                    }
+                                } else if fired {
+                                    // The save stands, and merges with ldm's.
+                                    model = Some(saved);
+                                    acked[3] += 1;
+                                }
                                 None
                             }
                             Err(e) => {
@@ -504,7 +620,7 @@ fn run_schedule(env: &Env, s: &Schedule) -> Result<Outcome, String> {
 /// Rewrites `containers.yaml` as a careful other program would: reads it,
 /// sets the defaults' password, drops ldm's mark (as lxc-dev-manager does),
 /// writes a temp file, fdatasyncs, renames it in and fsyncs the folder.
-fn foreign_write(fs: &Arc<FaultFs>, paths: &Paths, password: &str) -> std::io::Result<()> {
+fn foreign_write(fs: &FaultFs, paths: &Paths, password: &str) -> std::io::Result<()> {
     let text = String::from_utf8(fs.read(&paths.yaml)?).map_err(std::io::Error::other)?;
     let doc = snapshot::decode(&text).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut p = doc.project;
@@ -525,6 +641,47 @@ fn foreign_write(fs: &Arc<FaultFs>, paths: &Paths, password: &str) -> std::io::R
     fs.sync(&tmp)?;
     fs.rename(&tmp, &paths.yaml)?;
     fs.sync_dir(&paths.dir)
+}
+
+/// Puts back `text`, an older fold of ldm's, as `git checkout` would: a new
+/// file renamed into place.
+fn put_back(fs: &FaultFs, paths: &Paths, text: &[u8]) -> std::io::Result<()> {
+    let tmp = paths.dir.join(".containers.yaml.git");
+    fs.write_new(&tmp, text)?;
+    fs.sync(&tmp)?;
+    fs.rename(&tmp, &paths.yaml)?;
+    fs.sync_dir(&paths.dir)
+}
+
+/// The YAML ldm just wrote, if it is a fold of its own, for a later
+/// [`Action::Restore`]: appended to `folds` unless it is the last already.
+fn note_fold(fs: &FaultFs, paths: &Paths, folds: &mut Vec<(Vec<u8>, Project)>) {
+    let Some(bytes) = fs.live_bytes(&paths.yaml) else {
+        return;
+    };
+    if folds.last().is_some_and(|(b, _)| *b == bytes) {
+        return;
+    }
+    let Ok(doc) = std::str::from_utf8(&bytes)
+        .map_err(|_| ())
+        .and_then(|t| snapshot::decode(t).map_err(|_| ()))
+    else {
+        return;
+    };
+    if doc.written == snapshot::Written::ByLdm {
+        folds.push((bytes, doc.project));
+    }
+}
+
+/// True if a `containers.yaml.edited-*` copy in `dir` holds `needle`.
+fn copied(fs: &FaultFs, dir: &Path, needle: &str) -> bool {
+    fs.live_names(dir)
+        .iter()
+        .filter(|n| n.starts_with("containers.yaml.edited-"))
+        .any(|n| {
+            fs.live_bytes(&dir.join(n))
+                .is_some_and(|b| String::from_utf8_lossy(&b).contains(needle))
+        })
 }
 
 // ---------------------------------------------------------------- drivers
@@ -682,8 +839,9 @@ fn random_schedules_with_repeated_crashes() {
 fn torn_multi_record_commit_is_all_or_nothing() {
     let env = Env::new();
     let dir = env.paths.dir.clone();
-    let fs = Arc::new(FaultFs::new(&dir));
-    let mut store = Store::create(&dir, &initial(), env.opts(&fs, u64::MAX)).unwrap();
+    let fs = Arc::new(FaultFs::with_derived(&dir));
+    let mut store =
+        Store::create_in(env.paths.clone(), &initial(), env.opts(&fs, u64::MAX)).unwrap();
     let add = |name: &str| {
         mutation(json!({"op": "container_added", "name": name, "image": "ubuntu:24.04"}))
     };

@@ -232,9 +232,9 @@ fn files_are_created_mode_0600() {
     let dir = tempdir();
     let dir = dir.path();
     create(dir);
-    // containers.yaml, containers.log, containers.lock, lxc-dev-manager's
-    // containers.yaml.lock and the base (.containers.folded, which holds
-    // the passwords too).
+    // containers.yaml, containers.log, containers.lock and lxc-dev-manager's
+    // containers.yaml.lock; the base (which holds the passwords too) is in
+    // the user's own state folder, 0600 in a 0700 folder.
     let names: Vec<String> = files(dir)
         .keys()
         .map(|n| n.to_string_lossy().into_owned())
@@ -242,7 +242,6 @@ fn files_are_created_mode_0600() {
     assert_eq!(
         names,
         [
-            ".containers.folded",
             "containers.lock",
             "containers.log",
             "containers.yaml",
@@ -250,6 +249,10 @@ fn files_are_created_mode_0600() {
         ]
     );
     assert_modes(dir, "after create");
+    let base = std::fs::metadata(base_path(dir)).unwrap();
+    assert_eq!(base.permissions().mode() & 0o777, 0o600);
+    let state = std::fs::metadata(derived(dir).state).unwrap();
+    assert_eq!(state.permissions().mode() & 0o777, 0o700);
     set(dir, "defaults.user.password", "secret");
     ok(dir, &["compact"]);
     assert_modes(dir, "after compact");
@@ -266,4 +269,56 @@ fn files_are_created_mode_0600() {
     }
     ok(go, &["compact"]);
     assert_modes(go, "after compacting a 0644 file");
+}
+
+/// Issue 22, finding 4: the derived files live in the user's own folders.
+/// When those cannot be used (no home folder, a read-only one, a path that
+/// is a file), ldm works without its base and load cache and says so once
+/// per command; nothing derived lands in the project folder.
+#[test]
+fn without_a_usable_state_folder_ldm_works_and_says_so_once() {
+    let dir = tempdir();
+    let dir = dir.path();
+    let not_a_folder = dir.join("not-a-folder");
+    std::fs::write(&not_a_folder, b"").unwrap();
+    let envs = [
+        ("XDG_STATE_HOME", not_a_folder.join("state")),
+        ("XDG_CACHE_HOME", not_a_folder.join("cache")),
+    ];
+    let envs: Vec<(&str, &str)> = envs
+        .iter()
+        .map(|(k, v)| (*k, v.to_str().unwrap()))
+        .collect();
+    let proj = dir.join("p");
+    std::fs::create_dir(&proj).unwrap();
+    for args in [
+        &["create", "--name", "p"][..],
+        &["config", "set", "defaults.ports", "3000"],
+        &["config", "get", "defaults.ports"],
+        &["config", "set", "defaults.user.name", "a"],
+        &["compact"],
+    ] {
+        let (code, _, err) = run_env(&proj, args, &envs);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let notes = err
+            .lines()
+            .filter(|l| l.contains("works without its base"))
+            .count();
+        assert_eq!(notes, 1, "{args:?}: {err}");
+    }
+    let (_, out, _) = run_env(&proj, &["config", "get", "defaults.ports"], &envs);
+    assert_eq!(out.trim(), "3000");
+    let names: Vec<String> = files(&proj)
+        .keys()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "containers.lock",
+            "containers.log",
+            "containers.yaml",
+            "containers.yaml.lock"
+        ]
+    );
 }

@@ -274,3 +274,151 @@ fn repeated_repairs_keep_every_damaged_log() {
         );
     }
 }
+
+/// Runs `ldm ARGS` in `dir`, killing it if it has not answered after
+/// `limit` (a hang is the bug, not a slow machine: the limit is generous).
+fn run_within(dir: &Path, args: &[&str], limit: std::time::Duration) -> (i32, String) {
+    let mut child = ldm_std(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ldm");
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for ldm") {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ldm {args:?} still running after {limit:?}: the resync search is not bounded");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Issue 25, item 1: a cloned repository's containers.log, a valid header
+/// and record then 2 MiB of `00 FF 0F 00` (every offset's length field reads
+/// about 1 MiB), hung every command for a minute (hours at 256 MiB): the
+/// resync search hashed up to 1 MiB at every offset. It now costs a few
+/// table steps per byte (`store::resync`): torn bait is cut by the next
+/// writer, bait before a valid record is refused as damage, and `doctor
+/// --repair` keeps the record after it.
+#[test]
+fn a_crafted_log_of_two_mib_of_bait_is_answered_at_once() {
+    let limit = std::time::Duration::from_secs(60);
+    let bait: Vec<u8> = [0x00u8, 0xFF, 0x0F, 0x00]
+        .iter()
+        .copied()
+        .cycle()
+        .take(2 << 20)
+        .collect();
+    for then_a_record in [false, true] {
+        let dir = tempdir();
+        let dir = dir.path();
+        create(dir);
+        set_unfolded(dir, "defaults.ports", "3001");
+        let mut log = std::fs::read(log_path(dir)).unwrap();
+        let mut after = Vec::new();
+        if then_a_record {
+            let m = ldm::model::Mutation::PortsSet {
+                container: None,
+                ports: vec![4002],
+            };
+            after = ldm::store::log::encode_commit(&[m], 2).unwrap();
+        }
+        log.extend(&bait);
+        log.extend(&after);
+        std::fs::write(log_path(dir), &log).unwrap();
+
+        let (code, err) = run_within(dir, &["config", "get", "defaults.ports"], limit);
+        if then_a_record {
+            assert_eq!(code, 2, "{err}");
+            assert!(err.contains("ldm doctor --repair"), "{err}");
+            let (code, err) = run_within(dir, &["doctor", "--repair"], limit);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(get(dir, "defaults.ports"), serde_json::json!([4002]));
+        } else {
+            assert_eq!(code, 0, "{err}");
+            let (code, err) = run_within(dir, &["config", "set", "defaults.ports", "5003"], limit);
+            assert_eq!(code, 0, "{err}");
+            assert!(err.contains("cut 2097152 bytes"), "{err}");
+            assert_eq!(get(dir, "defaults.ports"), serde_json::json!([5003]));
+        }
+    }
+}
+
+/// Issue 25, item 2: header fields are input. A header whose checksum holds
+/// but whose `prev_seq` is `u64::MAX` made the next seq wrap: a debug build
+/// panicked, a release build's `config set` exited 0 and the value was
+/// gone. Such a header is damage now, refused by readers and writers with
+/// nothing changed; so is a record whose seq no writer can have given, and
+/// a YAML mark past the range.
+#[test]
+fn sequence_numbers_at_the_end_of_the_range_are_damage() {
+    use ldm::store::record;
+    for prev_seq in [u64::MAX, u64::MAX - 1, record::MAX_SEQ] {
+        let dir = tempdir();
+        let dir = dir.path();
+        create(dir);
+        set_unfolded(dir, "defaults.ports", "3001");
+        let mut log = std::fs::read(log_path(dir)).unwrap();
+        let h = record::decode_header(&log).unwrap();
+        let header = record::encode_header(h.generation, &h.id.unwrap(), prev_seq);
+        log[..record::HEADER_LEN].copy_from_slice(&header);
+        std::fs::write(log_path(dir), &log).unwrap();
+        let before = data_files(dir);
+        for args in [
+            &["config", "get", "defaults.ports"][..],
+            &["config", "set", "defaults.ports", "4002"],
+        ] {
+            let (code, _, err) = run(dir, args);
+            assert_eq!(code, 2, "{args:?} with prev_seq {prev_seq}: {err}");
+            assert!(err.contains("prev_seq"), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+        assert_same(&before, &data_files(dir), "a refused header");
+    }
+
+    // A record with a seq past MAX_SEQ after a header just below it.
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    let mut log = std::fs::read(log_path(dir)).unwrap();
+    let h = record::decode_header(&log).unwrap();
+    log = record::encode_header(h.generation, &h.id.unwrap(), record::MAX_SEQ - 1).to_vec();
+    let ports = |p: u16| ldm::model::Mutation::PortsSet {
+        container: None,
+        ports: vec![p],
+    };
+    log.extend(ldm::store::log::encode_commit(&[ports(1)], record::MAX_SEQ).unwrap());
+    log.extend(ldm::store::log::encode_commit(&[ports(2)], record::MAX_SEQ + 1).unwrap());
+    std::fs::write(log_path(dir), &log).unwrap();
+    let (code, _, err) = run(dir, &["config", "set", "defaults.ports", "4002"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(get_or_none(dir), Some(serde_json::json!([4002])), "{err}");
+
+    // A mark past the range in containers.yaml: fix by hand, nothing written.
+    let dir = tempdir();
+    let dir = dir.path();
+    create(dir);
+    let text = std::fs::read_to_string(yaml_path(dir)).unwrap();
+    let at = text.find("seq: 0").unwrap();
+    let forged = format!("{}seq: {}{}", &text[..at], u64::MAX, &text[at + 6..]);
+    std::fs::write(yaml_path(dir), forged).unwrap();
+    let before = data_files(dir);
+    let (code, _, err) = run(dir, &["config", "set", "defaults.ports", "4002"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("mark's seq"), "{err}");
+    assert_same(&before, &data_files(dir), "a refused mark");
+}
+
+/// `config get defaults.ports --json`'s value, or `None` if it fails.
+fn get_or_none(dir: &Path) -> Option<serde_json::Value> {
+    let (code, out, _) = run(dir, &["config", "get", "defaults.ports", "--json"]);
+    (code == 0).then(|| serde_json::from_str::<serde_json::Value>(&out).unwrap()["value"].clone())
+}

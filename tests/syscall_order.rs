@@ -11,6 +11,8 @@
 //! --ignored` runs them, and without a working strace they fail and say so.
 //! `.ci/run` installs strace and runs them.
 
+mod double;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,6 +31,8 @@ enum Call {
     Fsync(String),
     Truncate(String),
     Rename(String, String),
+    /// `renameat2(RENAME_EXCHANGE)`: the two names swap files.
+    Exchange(String, String),
     Exit,
 }
 
@@ -40,27 +44,43 @@ fn trace(dir: &Path, args: &[&str]) -> Vec<Call> {
 
 /// [`trace`] with extra environment variables.
 fn trace_with(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Vec<Call> {
-    if let Err(e) = Command::new("strace").arg("-V").output() {
-        panic!("this test needs strace, which cannot be run ({e}): install it (apt-get install strace)");
-    }
-    let out_file = dir.with_extension("strace");
-    let out = Command::new("strace")
-        .args([
-            "-f",
-            "-e",
-            "trace=openat,write,pwrite64,fdatasync,fsync,rename,renameat,renameat2,ftruncate,exit_group",
-            "-o",
-        ])
-        .arg(&out_file)
-        .arg(assert_cmd::cargo::cargo_bin("ldm"))
-        .arg("-C")
+    let mut ldm = Command::new(assert_cmd::cargo::cargo_bin("ldm"));
+    ldm.arg("-C")
         .arg(dir)
         .args(args)
         .env("LDM_AUTO_COMPACT_BYTES", "100000000")
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+        .envs(envs.iter().copied());
+    trace_command(&ldm, &dir.with_extension("strace"))
+}
+
+/// Runs `ldm` (program, arguments and environment of `ldm`) under strace,
+/// its output in `out_file`.
+fn trace_command(ldm: &Command, out_file: &Path) -> Vec<Call> {
+    if let Err(e) = Command::new("strace").arg("-V").output() {
+        panic!("this test needs strace, which cannot be run ({e}): install it (apt-get install strace)");
+    }
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-e",
+        "trace=openat,write,pwrite64,fdatasync,fsync,rename,renameat,renameat2,ftruncate,exit_group",
+        "-o",
+    ])
+    .arg(out_file)
+    .arg(ldm.get_program())
+    .args(ldm.get_args());
+    if let Some(d) = ldm.get_current_dir() {
+        cmd.current_dir(d);
+    }
+    for (k, v) in ldm.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let args: Vec<_> = ldm.get_args().collect();
+    let out = cmd.output().unwrap();
+    let text = std::fs::read_to_string(out_file).unwrap_or_default();
     assert!(
         !text.is_empty(),
         "this test needs strace to trace the ldm binary, and it could not (ptrace not permitted?): {}",
@@ -138,7 +158,11 @@ fn parse(text: &str) -> Vec<Call> {
             "rename" | "renameat" | "renameat2" if ret == 0 => {
                 let q = quoted(args);
                 if q.len() == 2 {
-                    calls.push(Call::Rename(q[0].clone(), q[1].clone()));
+                    calls.push(if args.contains("RENAME_EXCHANGE") {
+                        Call::Exchange(q[0].clone(), q[1].clone())
+                    } else {
+                        Call::Rename(q[0].clone(), q[1].clone())
+                    });
                 }
             }
             "exit_group" => calls.push(Call::Exit),
@@ -235,14 +259,38 @@ fn commit_fdatasyncs_the_log_after_writing_it_and_before_exiting() {
     );
 }
 
+/// Where the binary keeps the base of the project in `dir` (the tests run
+/// it with their own HOME).
+fn base_of(dir: &Path) -> PathBuf {
+    ldm::store::Paths::in_dir(dir)
+        .base()
+        .expect("a state folder for the base")
+}
+
 /// The fold after a commit (DESIGN.md, "Fold"): only once the record is
-/// durable; the new YAML is fdatasynced before it is renamed in; the base
-/// follows it; one folder fsync makes both names durable; nothing after.
+/// durable; the new YAML is fdatasynced before it is swapped in; the
+/// project folder's fsync makes it durable before the base names it; the
+/// base is fdatasynced before its rename and its folder fsynced after;
+/// nothing after.
 #[test]
 #[ignore = "needs strace; run with: cargo test --test syscall_order -- --ignored"]
 fn the_fold_after_a_commit_comes_after_its_fdatasync_and_syncs_before_each_rename() {
     let (_tmp, dir) = project();
     let calls = trace(&dir, &["config", "set", "defaults.user.name", "x"]);
+    let (log, yaml, base, folder) = (
+        s(&dir.join("containers.log")),
+        s(&dir.join("containers.yaml")),
+        s(&base_of(&dir)),
+        s(&dir),
+    );
+    let state = s(base_of(&dir).parent().unwrap());
+    let swaps: Vec<(String, String)> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Exchange(a, b) => Some((a.clone(), b.clone())),
+            _ => None,
+        })
+        .collect();
     let renames: Vec<(String, String)> = calls
         .iter()
         .filter_map(|c| match c {
@@ -250,15 +298,11 @@ fn the_fold_after_a_commit_comes_after_its_fdatasync_and_syncs_before_each_renam
             _ => None,
         })
         .collect();
-    let (log, yaml, base, folder) = (
-        s(&dir.join("containers.log")),
-        s(&dir.join("containers.yaml")),
-        s(&dir.join(".containers.folded")),
-        s(&dir),
-    );
-    assert_eq!(renames.len(), 2, "{calls:?}");
-    assert_eq!((&renames[0].1, &renames[1].1), (&yaml, &base), "{calls:?}");
-    let yaml_tmp = renames[0].0.clone();
+    assert_eq!(swaps.len(), 1, "{calls:?}");
+    assert_eq!(renames.len(), 1, "{calls:?}");
+    assert_eq!((&swaps[0].1, &renames[0].1), (&yaml, &base), "{calls:?}");
+    let yaml_tmp = swaps[0].0.clone();
+    let base_tmp = renames[0].0.clone();
     assert!(yaml_tmp.contains("/.containers.yaml.tmp-"), "{yaml_tmp}");
     assert_in_order(
         &calls,
@@ -267,21 +311,25 @@ fn the_fold_after_a_commit_comes_after_its_fdatasync_and_syncs_before_each_renam
             Call::Fdatasync(log.clone()),
             Call::Write(yaml_tmp.clone()),
             Call::Fdatasync(yaml_tmp.clone()),
-            renames[0].clone().into(),
-            renames[1].clone().into(),
+            Call::Exchange(yaml_tmp.clone(), yaml.clone()),
             Call::Fsync(folder.clone()),
+            Call::Write(base_tmp.clone()),
+            Call::Fdatasync(base_tmp.clone()),
+            Call::Rename(base_tmp.clone(), base.clone()),
+            Call::Fsync(state.clone()),
             Call::Exit,
         ],
     );
     let last_fsync = calls
         .iter()
-        .rposition(|c| *c == Call::Fsync(folder.clone()))
+        .rposition(|c| *c == Call::Fsync(state.clone()))
         .unwrap();
     assert!(
-        !calls[last_fsync..]
-            .iter()
-            .any(|c| matches!(c, Call::Write(_) | Call::Rename(..) | Call::Truncate(_))),
-        "written after the folder fsync: {calls:?}"
+        !calls[last_fsync..].iter().any(|c| matches!(
+            c,
+            Call::Write(_) | Call::Rename(..) | Call::Exchange(..) | Call::Truncate(_)
+        )),
+        "written after the last fsync: {calls:?}"
     );
 }
 
@@ -291,23 +339,24 @@ fn compaction_syncs_each_temp_renames_it_then_fsyncs_the_folder() {
     let (_tmp, dir) = project();
     ldm(&dir, &["config", "set", "defaults.user.name", "x"]);
     let calls = trace(&dir, &["compact"]);
-    // The temp files are named after the pid: find them from the renames.
-    let renames: Vec<(String, String)> = calls
-        .iter()
-        .filter_map(|c| match c {
-            Call::Rename(a, b) => Some((a.clone(), b.clone())),
-            _ => None,
-        })
-        // The load cache is derived data, renamed in without fsync (DESIGN.md, "Load cache").
-        .filter(|(a, _)| !a.contains("/.containers.cache.tmp-"))
-        .collect();
-    let (yaml, log, folder) = (
+    let (yaml, log, folder, base) = (
         s(&dir.join("containers.yaml")),
         s(&dir.join("containers.log")),
         s(&dir),
+        s(&base_of(&dir)),
     );
-    assert_eq!(renames.len(), 2, "{calls:?}");
-    let (yaml_tmp, log_tmp) = (renames[0].0.clone(), renames[1].0.clone());
+    let state = s(base_of(&dir).parent().unwrap());
+    // The temp files are named after the pid: find them from the renames.
+    let moved: Vec<(String, String)> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Rename(a, b) | Call::Exchange(a, b) => Some((a.clone(), b.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved.len(), 3, "{calls:?}");
+    let (yaml_tmp, base_tmp, log_tmp) =
+        (moved[0].0.clone(), moved[1].0.clone(), moved[2].0.clone());
     assert!(yaml_tmp.contains("/.containers.yaml.tmp-"), "{yaml_tmp}");
     assert!(log_tmp.contains("/.containers.log.tmp-"), "{log_tmp}");
     assert_in_order(
@@ -315,8 +364,12 @@ fn compaction_syncs_each_temp_renames_it_then_fsyncs_the_folder() {
         &[
             Call::Write(yaml_tmp.clone()),
             Call::Fdatasync(yaml_tmp.clone()),
-            Call::Rename(yaml_tmp.clone(), yaml.clone()),
+            Call::Exchange(yaml_tmp.clone(), yaml.clone()),
             Call::Fsync(folder.clone()),
+            Call::Write(base_tmp.clone()),
+            Call::Fdatasync(base_tmp.clone()),
+            Call::Rename(base_tmp.clone(), base.clone()),
+            Call::Fsync(state.clone()),
             Call::Write(log_tmp.clone()),
             Call::Fdatasync(log_tmp.clone()),
             Call::Rename(log_tmp.clone(), log.clone()),
@@ -325,7 +378,7 @@ fn compaction_syncs_each_temp_renames_it_then_fsyncs_the_folder() {
         ],
     );
     // No write to a temp after its sync, and the old files are never written in place.
-    for tmp in [&yaml_tmp, &log_tmp] {
+    for tmp in [&yaml_tmp, &log_tmp, &base_tmp] {
         let sync = calls
             .iter()
             .position(|c| *c == Call::Fdatasync(tmp.clone()))
@@ -341,4 +394,94 @@ fn compaction_syncs_each_temp_renames_it_then_fsyncs_the_folder() {
             .any(|c| *c == Call::Write(yaml.clone()) || *c == Call::Write(log.clone())),
         "{calls:?}"
     );
+}
+
+/// Issue 26, item 1: `container snapshot create` on a 10-snapshot project
+/// is two commits (its intent and its outcome), and each commit folded:
+/// 8 syncs and 4 renames in the project folder, against lxc-dev-manager's 1
+/// and 1. It folds once now, after its last commit: at most 5 syncs and 2
+/// renames in the project folder (here 4 and 1: the two commits' log
+/// fdatasyncs, the new YAML's, the folder's; the YAML's swap; the base's
+/// fdatasync, rename and folder fsync are in the user's state folder).
+#[test]
+#[ignore = "needs strace; run with: cargo test --test syscall_order -- --ignored"]
+fn a_snapshot_create_folds_once_after_its_last_commit() {
+    let env = double::Env::new("web");
+    env.seed_container("dev", "img", false);
+    let names: Vec<String> = (1..10).map(|i| format!("s{i}")).collect();
+    let mut store = ldm::store::Store::open(
+        ldm::store::Paths::in_dir(&env.dir),
+        ldm::store::Options::default(),
+    );
+    store
+        .commit(|_| {
+            let ms = names
+                .iter()
+                .map(|n| ldm::model::Mutation::SnapshotAdded {
+                    container: "dev".into(),
+                    name: n.clone(),
+                    description: "d".into(),
+                    created_at: "2026-01-01T00:00:01Z".into(),
+                    pending: None,
+                })
+                .collect();
+            Ok::<_, ldm::store::StoreError>((ms, ()))
+        })
+        .unwrap();
+    drop(store);
+    let mut all: Vec<&str> = vec!["initial-state"];
+    all.extend(names.iter().map(String::as_str));
+    env.seed_instance(&env.lxd("dev"), false, &all);
+    assert_eq!(env.project().containers["dev"].snapshots.len(), 10);
+    // The seeding above went through this process's state folder; one
+    // command of the binary's own puts its base in place.
+    env.ok(&["compact"]);
+
+    let cmd = env.command(&["container", "snapshot", "create", "dev", "s10"], &[]);
+    let calls = trace_command(&cmd, &env.dir.with_extension("strace"));
+    assert_eq!(env.project().containers["dev"].snapshots.len(), 11);
+    let here = s(&env.dir);
+    let in_folder = |p: &str| p == here || p.starts_with(&format!("{here}/"));
+    let syncs: Vec<&Call> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Fsync(p) | Call::Fdatasync(p) if in_folder(p)))
+        .collect();
+    let renames: Vec<&Call> = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Rename(_, b) | Call::Exchange(_, b) if in_folder(b)))
+        .collect();
+    // ldm's own, wherever they are: not the test double's (its state).
+    let double = s(&env.dd);
+    let ldms = |p: &str| !p.starts_with(&format!("{double}/"));
+    let all_syncs = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Fsync(p) | Call::Fdatasync(p) if ldms(p)))
+        .count();
+    let all_renames = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Rename(_, b) | Call::Exchange(_, b) if ldms(b)))
+        .count();
+    println!(
+        "snapshot create: {} syncs and {} renames in the project folder ({all_syncs} and {all_renames} in all)",
+        syncs.len(),
+        renames.len()
+    );
+    assert!(syncs.len() <= 5, "{syncs:#?}");
+    assert!(renames.len() <= 2, "{renames:#?}");
+    // And the base: its fdatasync and rename, and its folder's fsync.
+    assert_eq!(
+        (all_syncs, all_renames),
+        (syncs.len() + 2, renames.len() + 1)
+    );
+    // One fold: the YAML is written once, after the second commit's sync.
+    let log = s(&env.dir.join("containers.log"));
+    let log_syncs: Vec<usize> = (0..calls.len())
+        .filter(|&i| calls[i] == Call::Fdatasync(log.clone()))
+        .collect();
+    assert_eq!(log_syncs.len(), 2, "{calls:#?}");
+    let swaps: Vec<usize> = (0..calls.len())
+        .filter(|&i| matches!(calls[i], Call::Exchange(..)))
+        .collect();
+    assert_eq!(swaps.len(), 1, "{calls:#?}");
+    assert!(swaps[0] > log_syncs[1], "{calls:#?}");
 }

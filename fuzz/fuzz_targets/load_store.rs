@@ -1,18 +1,22 @@
 //! Loading a project from arbitrary `containers.yaml` and `containers.log`
 //! bytes: nothing may panic, and readers and the recovering writer must agree.
 //!
-//! Input: `flags | a | b | c | yaml_len[2] | rest`; `rest` is split into the
-//! YAML part (first `yaml_len % (len + 1)` bytes) and the log part.
+//! Input: `flags | a[8] | b[8] | c | yaml_len[2] | rest`; `rest` is split
+//! into the YAML part (first `yaml_len % (len + 1)` bytes) and the log part.
+//! `a` (generations) and `b` (sequence numbers) are drawn over the whole
+//! u64 range, so that sums and differences of header fields near
+//! `u64::MAX` are reached (issue 25, item 2: they must be damage, never
+//! wrap or panic).
 //! Flag bit 0: the YAML is a valid project with a version 1 mark
-//! `{generation: a % 4, seq: b % 4}` followed by the YAML part (so it may
-//! still be invalid); with bit 4 too, a version 2 mark naming log
-//! `[c % 4; 16]`, with the right checksum of the bytes above it when bit 5
-//! is clear, so that the fuzzer reaches ldm's own folds and edits of them.
+//! `{generation: a, seq: b}` followed by the YAML part (so it may still be
+//! invalid); with bit 4 too, a version 2 mark naming log `[c % 4; 16]`,
+//! with the right checksum of the bytes above it when bit 5 is clear, so
+//! that the fuzzer reaches ldm's own folds and edits of them.
 //! Flag bit 1: the log is a valid header of this build's version (identity
-//! `[c % 4; 16]`, prev_seq `b % 4`; version 1, generation `c % 4`, with bit
-//! 6; version 2, the same layout, with bit 7 and not 6) followed by
-//! the log part split on NUL bytes into checksummed records with seqs from
-//! `b % 4 + 1`, so that the fuzzer reaches replay and the merge.
+//! `[c % 4; 16]`, generation `a`, prev_seq `b`; version 1, generation `a`,
+//! with bit 6; version 2, the same layout, with bit 7 and not 6) followed
+//! by the log part split on NUL bytes into checksummed records with seqs
+//! from `b + 1` (wrapping), so that the fuzzer reaches replay and the merge.
 //! Flag bit 2: no log file at all.
 //! Flag bit 3: the YAML part follows a project with an anchored snapshot
 //! (`&s`) and an open `snapshots:` map, so that aliases (`sN: *s`) land
@@ -44,9 +48,13 @@ fn dir() -> &'static PathBuf {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [flags, a, b, c, l0, l1, rest @ ..] = data else {
+    let [flags, a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7, c, l0, l1, rest @ ..] =
+        data
+    else {
         return;
     };
+    let a = u64::from_le_bytes([*a0, *a1, *a2, *a3, *a4, *a5, *a6, *a7]);
+    let b = u64::from_le_bytes([*b0, *b1, *b2, *b3, *b4, *b5, *b6, *b7]);
     let split = usize::from(u16::from_le_bytes([*l0, *l1])) % (rest.len() + 1);
     let (yaml_part, log_part) = rest.split_at(split);
 
@@ -54,9 +62,7 @@ fuzz_target!(|data: &[u8]| {
     if flags & 1 != 0 && flags & 16 == 0 {
         yaml.extend_from_slice(
             format!(
-                "project: p\nldm: {{generation: {}, seq: {}}}\n",
-                a % 4,
-                b % 4
+                "project: p\nldm: {{generation: {a}, seq: {b}}}\n"
             )
             .as_bytes(),
         );
@@ -84,9 +90,7 @@ fuzz_target!(|data: &[u8]| {
             sha[0] ^= 1;
         }
         let mark = format!(
-            "ldm: {{generation: {}, seq: {}, log: \"{}\", sha: \"{}\"}}\n",
-            a % 4,
-            b % 4,
+            "ldm: {{generation: {a}, seq: {b}, log: \"{}\", sha: \"{}\"}}\n",
             snapshot::hex(&[c % 4; 16]),
             snapshot::hex(&sha)
         );
@@ -94,14 +98,15 @@ fuzz_target!(|data: &[u8]| {
     }
     let log = if flags & 2 != 0 {
         let mut out = if flags & 64 != 0 {
-            record::encode_header_v1(u64::from(c % 4)).to_vec()
+            record::encode_header_v1(a).to_vec()
         } else if flags & 128 != 0 {
-            record::encode_header_v2(1, &[c % 4; 16], u64::from(b % 4)).to_vec()
+            record::encode_header_v2(a, &[c % 4; 16], b).to_vec()
         } else {
-            record::encode_header(1, &[c % 4; 16], u64::from(b % 4)).to_vec()
+            record::encode_header(a, &[c % 4; 16], b).to_vec()
         };
         for (i, payload) in log_part.split(|x| *x == 0).enumerate() {
-            let _ = record::encode_record(u64::from(b % 4) + 1 + i as u64, payload, &mut out);
+            let seq = b.wrapping_add(1).wrapping_add(i as u64);
+            let _ = record::encode_record(seq, payload, &mut out);
         }
         out
     } else {

@@ -332,7 +332,16 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
             auto_compact_min,
             fold_max,
             // Notices quote keys and values from containers.yaml.
-            notify: Arc::new(|n| eprintln!("ldm: {}", text::escape_lines(&n.to_string()))),
+            notify: Arc::new(|n| {
+                eprintln!("ldm: {}", text::escape_lines(&n.to_string()));
+                // The store knows no LXD: what to run about it is said here.
+                if let store::Notice::ContainersGone { names, .. } = n {
+                    eprintln!(
+                        "ldm: LXD may still have {}: `ldm doctor` lists the instances of this project it does not record, and `ldm doctor --fix` records them again",
+                        if names.len() == 1 { "its instance" } else { "their instances" }
+                    );
+                }
+            }),
             ..store::Options::default()
         },
         safe: SafeDirs::from_env(cli.dir.as_ref().map(|_| start_dir.as_path())),

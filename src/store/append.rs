@@ -1,11 +1,11 @@
-//! A commit's append, and what follows it (DESIGN.md, "Append", "Fold",
-//! "Compaction"): validate, write one record, fdatasync, roll back on
-//! failure; then fold into `containers.yaml` while it is small, or compact
-//! once the log has grown.
+//! A commit's append, and what follows a command's commits (DESIGN.md,
+//! "Append", "Fold", "Compaction"): validate, write one record, fdatasync,
+//! roll back on failure; once the command is done, fold into
+//! `containers.yaml` while it is small, or compact once the log has grown.
 
 use std::sync::atomic::Ordering;
 
-use super::compact;
+use super::compact::{self, Folded};
 use super::error::StoreError;
 use super::failpoint;
 use super::lock::{self, LockGuard};
@@ -34,11 +34,21 @@ impl Store {
         for m in mutations {
             view.project.apply(m)?;
         }
-        let bytes = log::encode_commit(mutations, view.last_seq + 1).map_err(|e| {
-            StoreError::CommitTooLarge {
-                len: e.len,
-                limit: super::record::MAX_PAYLOAD,
-            }
+        let seq = view
+            .last_seq
+            .checked_add(1)
+            .filter(|s| *s <= super::record::MAX_SEQ)
+            .ok_or_else(|| StoreError::Corrupt {
+                path: path.clone(),
+                offset: view.log.end,
+                reason: format!(
+                    "the last sequence number, {}, leaves no room for another record",
+                    view.last_seq
+                ),
+            })?;
+        let bytes = log::encode_commit(mutations, seq).map_err(|e| StoreError::CommitTooLarge {
+            len: e.len,
+            limit: super::record::MAX_PAYLOAD,
         })?;
         let end = view.log.end;
         let rollback = |e: std::io::Error, action| {
@@ -55,23 +65,45 @@ impl Store {
         view.log.end = end + bytes.len() as u64;
         view.log.last_len = bytes.len() as u64;
         view.log.last_crc = log::crc_at(&bytes);
-        view.last_seq += 1;
+        view.last_seq = seq;
         Ok(())
     }
 
-    /// After a durable commit: fold into `containers.yaml` while it is
-    /// small, or compact once the log has grown (DESIGN.md, "Fold"). Needs
-    /// lxc-dev-manager's lock (`go`), else it is left for a later command.
-    /// Best effort: the commit is acknowledged either way.
-    pub(super) fn after_commit(&mut self, go: Option<&LockGuard>) {
-        let Some(view) = &self.view else { return };
+    /// Once a command's commits are done (its last one, or this store's
+    /// drop): fold into `containers.yaml` while it is small, or compact once
+    /// the log has grown (DESIGN.md, "Fold"). One fold per command, after
+    /// its last commit, instead of one per commit: a command's intent and
+    /// outcome reach the file together. Takes the locks again (milliseconds,
+    /// as a commit); needs lxc-dev-manager's lock, else it is left for a
+    /// later command. Best effort: the commits are acknowledged either way.
+    pub fn finish(&mut self) {
+        if !std::mem::take(&mut self.owed) || self.view.is_none() {
+            return;
+        }
+        let result = self.lock().and_then(|_guard| {
+            let mut go = self.try_go()?;
+            self.sync_view(&mut go)?;
+            self.fold_if_due(go.as_ref())
+        });
+        if let Err(e) = result {
+            (self.opts.notify)(&Notice::FoldFailed {
+                error: e.to_string(),
+            });
+        }
+    }
+
+    /// Under ldm's lock, view in sync: the fold or compaction, if due.
+    fn fold_if_due(&mut self, go: Option<&LockGuard>) -> Result<(), StoreError> {
+        let Some(view) = &self.view else {
+            return Ok(());
+        };
         let end = view.log.end;
         let yaml_len = view.yaml_id.len;
         let compact_due =
             end >= self.opts.auto_compact_min && end * 100 >= yaml_len * AUTO_COMPACT_PERCENT;
         let fold_due = view.yaml_seq < view.last_seq && yaml_len <= self.opts.fold_max;
         if !compact_due && !fold_due {
-            return;
+            return Ok(());
         }
         if go.is_none() {
             if !self.warned_deferred.swap(true, Ordering::Relaxed) {
@@ -79,17 +111,12 @@ impl Store {
                     lock: self.paths.dir.join(lock::GO_LOCK_FILE),
                 });
             }
-            return;
+            return Ok(());
         }
-        let result = if compact_due {
+        if compact_due {
             self.compact_locked().map(drop)
         } else {
             self.fold_now()
-        };
-        if let Err(e) = result {
-            (self.opts.notify)(&Notice::FoldFailed {
-                error: e.to_string(),
-            });
         }
     }
 
@@ -103,15 +130,27 @@ impl Store {
             seq: view.last_seq,
             log: Some(view.log.id),
         };
-        if let Err(e) = compact::fold(&*fs, &paths, &view.project, mark, "fold") {
-            self.view = None;
-            return Err(e);
+        let loaded = Some(view.yaml_id);
+        match compact::fold(&*fs, &paths, &view.project, mark, loaded, "fold") {
+            Ok(Folded::Done(yaml_id)) => {
+                let view = self.view_mut()?;
+                view.yaml_id = yaml_id;
+                view.yaml_seq = view.last_seq;
+                Ok(())
+            }
+            Ok(Folded::Overtaken { saved }) => {
+                self.view = None;
+                (self.opts.notify)(&Notice::YamlOvertaken {
+                    path: paths.yaml.clone(),
+                    saved,
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.view = None;
+                Err(e)
+            }
         }
-        let yaml_id = self.stat_yaml()?;
-        let view = self.view_mut()?;
-        view.yaml_id = yaml_id;
-        view.yaml_seq = view.last_seq;
-        Ok(())
     }
 
     /// Compacts (both locks held, view in sync).
@@ -120,7 +159,16 @@ impl Store {
         let paths = self.paths.clone();
         let view = self.view_mut()?;
         let (generation, id, last_seq) = (view.log.generation, view.log.id, view.last_seq);
-        let mark = match compact::compact(&*fs, &paths, &view.project, generation, &id, last_seq) {
+        let loaded = Some(view.yaml_id);
+        let mark = match compact::compact(
+            &*fs,
+            &paths,
+            &view.project,
+            generation,
+            &id,
+            last_seq,
+            loaded,
+        ) {
             Ok(mark) => mark,
             Err(e) => {
                 self.view = None;

@@ -157,6 +157,15 @@ pub enum StoreError {
         /// The limit.
         limit: u32,
     },
+    /// Another program saved `containers.yaml` while ldm was writing it:
+    /// that save was put back, never overwritten.
+    #[error("{path} was saved by another program while ldm was writing it; ldm put that save back (a copy is in {saved}) and changed nothing else. Run the command again: ldm merges its own changes into the file")]
+    Overtaken {
+        /// The YAML.
+        path: PathBuf,
+        /// The copy of the other program's file.
+        saved: PathBuf,
+    },
     /// The files kept changing under a reader.
     #[error("{path} kept changing while being read; try again")]
     Unstable {
@@ -208,6 +217,7 @@ impl StoreError {
                 | StoreError::Untrusted { .. }
                 | StoreError::NotOwned { .. }
                 | StoreError::CommitTooLarge { .. }
+                | StoreError::Overtaken { .. }
                 | StoreError::Lock(LockError::Refused { .. })
         )
     }

@@ -35,6 +35,18 @@ pub struct FileId {
     pub len: u64,
     /// Modification time in nanoseconds, to notice in-place hand edits.
     pub mtime_ns: i128,
+    /// Status change time in nanoseconds: any write, rename or `chmod`
+    /// moves it, and no program can set it back (`touch -d` sets mtime).
+    pub ctime_ns: i128,
+}
+
+impl FileId {
+    /// True when `other` is this file with the same bytes as far as its
+    /// identity, size and modification time tell (ctime left out: a rename
+    /// moves it, and the store renames files it then compares).
+    pub fn same_content(&self, other: &FileId) -> bool {
+        self.dev_ino == other.dev_ino && self.len == other.len && self.mtime_ns == other.mtime_ns
+    }
 }
 
 /// Whose files the project's files may be.
@@ -174,6 +186,12 @@ pub trait Fs: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Reads from `offset` to the end of the file.
     fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>>;
+    /// Reads at most the first `max` bytes of the file.
+    fn read_prefix(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        let mut all = self.read(path)?;
+        all.truncate(max);
+        Ok(all)
+    }
     /// Identity and size of the file (the entry itself, not a link target).
     fn stat(&self, path: &Path) -> io::Result<FileId>;
     /// Creates `path` afresh (mode 0600; any old entry of that name is
@@ -194,6 +212,38 @@ pub trait Fs: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Names of the entries of a folder.
     fn list(&self, dir: &Path) -> io::Result<Vec<OsString>>;
+    /// Atomically swaps the entries `a` and `b` of one folder (Linux
+    /// `renameat2(RENAME_EXCHANGE)`); durable only after [`Fs::sync_dir`].
+    /// `ErrorKind::Unsupported` where the file system cannot (the store
+    /// then falls back on a check and a plain rename).
+    fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        let _ = (a, b);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// The time file times are compared with, in nanoseconds since the
+    /// epoch: the clock the file system stamps `mtime` and `ctime` from.
+    fn now_ns(&self) -> i128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128)
+    }
+    /// Which boot of the machine this is (`/proc/sys/kernel/random/boot_id`;
+    /// zeros if unknown). File times vouch for a file's content only within
+    /// one boot: a power loss may keep data written in place without the
+    /// `mtime` that went with it.
+    fn boot_id(&self) -> [u8; 16] {
+        static BOOT: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+        *BOOT.get_or_init(|| {
+            let text = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+            let hex: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+            let mut out = [0u8; 16];
+            for (i, pair) in hex.chunks(2).take(16).enumerate() {
+                let s = std::str::from_utf8(pair).unwrap_or("0");
+                out[i] = u8::from_str_radix(s, 16).unwrap_or(0);
+            }
+            out
+        })
+    }
 }
 
 /// The real file system, opening every file with [`open_checked`].
@@ -227,6 +277,13 @@ impl Fs for OsFs {
         Ok(out)
     }
 
+    fn read_prefix(&self, path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        let f = self.open(path, OpenOptions::new().read(true))?;
+        let mut out = Vec::with_capacity(max.min(64 << 10));
+        f.take(max as u64).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
     fn read_from(&self, path: &Path, offset: u64) -> io::Result<Vec<u8>> {
         let mut f = self.open(path, OpenOptions::new().read(true))?;
         let len = f.metadata()?.len();
@@ -242,6 +299,7 @@ impl Fs for OsFs {
             dev_ino: (m.dev(), m.ino()),
             len: m.len(),
             mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
         })
     }
 
@@ -293,6 +351,37 @@ impl Fs for OsFs {
         fs::read_dir(dir)?
             .map(|e| e.map(|e| e.file_name()))
             .collect()
+    }
+
+    fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| {
+            std::ffi::CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+        };
+        let (a, b) = (c(a)?, c(b)?);
+        // SAFETY: both paths are NUL-terminated and live across the call;
+        // renameat2 reads them and touches no other memory of ours.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_renameat2,
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // The file system or kernel cannot swap (EINVAL: not supported
+            // by this file system; ENOSYS: an old kernel).
+            Some(libc::EINVAL) | Some(libc::ENOSYS) => Err(io::ErrorKind::Unsupported.into()),
+            _ => Err(e),
+        }
     }
 }
 

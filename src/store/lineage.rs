@@ -3,9 +3,8 @@
 //! store asks [`classify`]; nothing else compares marks, log identities or
 //! generations.
 
-use super::cache::Key;
 use super::record::Header;
-use super::snapshot::{Doc, Written};
+use super::snapshot::{Doc, Mark, Written};
 use crate::model::merge::Writer;
 
 /// What a log file says about itself, for [`classify`].
@@ -67,23 +66,32 @@ impl Origin {
     }
 }
 
-/// A file without the mark was rewritten by a tool that drops the keys it
-/// does not know (lxc-dev-manager); one with the mark, by a person or a
-/// tool that keeps them.
+/// A file laid out as lxc-dev-manager writes it, without the mark, was
+/// rewritten by that tool, which drops the keys it does not know: what it
+/// lacks of ldm's keys is not a change. Any other file was written by a
+/// person or a program that keeps keys, with or without the mark: a key it
+/// lacks was deleted (issue 25, item 6: deleting `remote:` together with the
+/// `ldm:` line was silently undone).
 fn writer_of(yaml: &Doc) -> Writer {
-    match yaml.mark {
-        None => Writer::KeyDropping,
-        Some(_) => Writer::KeepsKeys,
+    match yaml.written {
+        Written::NoMark => Writer::KeyDropping,
+        _ => Writer::KeepsKeys,
     }
 }
 
-/// The rule. `yaml` is the YAML as found (with `key`, its bytes' key);
-/// `base` what ldm last folded; `log` the log's header and seq range.
-pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&LogInfo>) -> Origin {
+/// The rule. `yaml` is the YAML as found; `base` the mark of what ldm
+/// last folded (if there is a base), and `base_matches` whether it was
+/// folded into these very bytes; `log` the log's header and seq range.
+pub fn classify(
+    yaml: &Doc,
+    base_matches: bool,
+    base: Option<Option<Mark>>,
+    log: Option<&LogInfo>,
+) -> Origin {
     let Some(log) = log else {
         return Origin::NoLog;
     };
-    let seq_of = |d: &Doc| d.mark.map(|m| m.seq);
+    let seq_of = |m: Option<Mark>| m.map(|m| m.seq);
     if log.header.version == 1 {
         // Version 1: the log's generation says which YAML it continues.
         return match yaml.mark {
@@ -101,7 +109,7 @@ pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&L
             // the log into the YAML, then died before replacing the log.
             Some(m)
                 if m.seq == log.last_seq
-                    && (m.generation == log.header.generation + 1
+                    && (log.header.generation.checked_add(1) == Some(m.generation)
                         || yaml.written == Written::ByLdm) =>
             {
                 Origin::Legacy {
@@ -116,7 +124,7 @@ pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&L
         };
     }
     // The log holds every record after the base, so the base is usable.
-    let usable = |d: &Doc| match d.mark {
+    let usable = |m: &Option<Mark>| match m {
         Some(m) => {
             m.log.is_some()
                 && m.log == log.header.id
@@ -124,20 +132,18 @@ pub fn classify(yaml: &Doc, key: &Key, base: Option<&(Key, Doc)>, log: Option<&L
         }
         None => false,
     };
-    let base_seq = base.filter(|(_, d)| usable(d)).and_then(|(_, d)| seq_of(d));
-    if let Some((base_key, _)) = base {
-        if base_key == key && base_seq.is_some() {
-            return Origin::Ours {
-                seq: base_seq.unwrap_or_default(),
-                base_stale: false,
-            };
-        }
+    let base_seq = base.filter(|m| usable(m)).and_then(seq_of);
+    if let (true, Some(seq)) = (base_matches, base_seq) {
+        return Origin::Ours {
+            seq,
+            base_stale: false,
+        };
     }
     // The YAML says it is ldm's own fold of this log, and no base says a
     // later fold happened (a copy of an older fold put back by hand is
     // another writer's doing).
-    if yaml.written == Written::ByLdm && usable(yaml) {
-        let seq = seq_of(yaml).unwrap_or_default();
+    if yaml.written == Written::ByLdm && usable(&yaml.mark) {
+        let seq = seq_of(yaml.mark).unwrap_or_default();
         if base_seq.is_none_or(|b| b < seq) {
             return Origin::Ours {
                 seq,
@@ -156,7 +162,6 @@ mod tests {
     use super::*;
     use crate::model::Project;
     use crate::store::record::LOG_ID_LEN;
-    use crate::store::snapshot::Mark;
 
     const A: [u8; LOG_ID_LEN] = [1; LOG_ID_LEN];
     const B: [u8; LOG_ID_LEN] = [2; LOG_ID_LEN];
@@ -187,19 +192,12 @@ mod tests {
         }
     }
 
-    fn key(n: u8) -> Key {
-        Key {
-            len: 1,
-            sha: [n; 32],
-        }
-    }
-
     #[test]
     fn the_base_matching_the_bytes_makes_the_yaml_ours() {
         let y = doc(Some((5, Some(A))), Written::ByLdm);
-        let base = (key(1), y.clone());
+        let base = y.clone();
         assert_eq!(
-            classify(&y, &key(1), Some(&base), Some(&log(A, 0, 7))),
+            classify(&y, true, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Ours {
                 seq: 5,
                 base_stale: false
@@ -211,9 +209,9 @@ mod tests {
     fn a_teammates_yaml_from_another_log_is_foreign_not_a_dead_compaction() {
         // Self-consistent and one step ahead, but folded from log B.
         let y = doc(Some((8, Some(B))), Written::ByLdm);
-        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
         assert_eq!(
-            classify(&y, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            classify(&y, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 writer: Writer::KeepsKeys
@@ -223,10 +221,10 @@ mod tests {
 
     #[test]
     fn an_older_fold_put_back_is_foreign_a_newer_one_is_ours() {
-        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
         let older = doc(Some((3, Some(A))), Written::ByLdm);
         assert!(matches!(
-            classify(&older, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            classify(&older, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 ..
@@ -234,7 +232,7 @@ mod tests {
         ));
         let newer = doc(Some((6, Some(A))), Written::ByLdm);
         assert_eq!(
-            classify(&newer, &key(3), Some(&base), Some(&log(A, 0, 7))),
+            classify(&newer, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Ours {
                 seq: 6,
                 base_stale: true
@@ -244,10 +242,10 @@ mod tests {
 
     #[test]
     fn the_go_tools_file_is_foreign_and_drops_keys() {
-        let base = (key(1), doc(Some((5, Some(A))), Written::ByLdm));
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
         let go = doc(None, Written::NoMark);
         assert_eq!(
-            classify(&go, &key(2), Some(&base), Some(&log(A, 0, 7))),
+            classify(&go, false, Some(base.mark), Some(&log(A, 0, 7))),
             Origin::Foreign {
                 base_seq: Some(5),
                 writer: Writer::KeyDropping
@@ -255,7 +253,7 @@ mod tests {
         );
         // A base the log no longer covers (older than its first record) is unusable.
         assert!(matches!(
-            classify(&go, &key(2), Some(&base), Some(&log(A, 6, 7))),
+            classify(&go, false, Some(base.mark), Some(&log(A, 6, 7))),
             Origin::Foreign { base_seq: None, .. }
         ));
     }
@@ -263,12 +261,12 @@ mod tests {
     #[test]
     fn a_version_2_log_follows_the_same_rules_as_version_3() {
         let y = doc(Some((5, Some(A))), Written::ByLdm);
-        let base = (key(1), y.clone());
+        let base = y.clone();
         for version in [2, 3] {
             let mut l = log(A, 0, 7);
             l.header.version = version;
             assert_eq!(
-                classify(&y, &key(1), Some(&base), Some(&l)),
+                classify(&y, true, Some(base.mark), Some(&l)),
                 Origin::Ours {
                     seq: 5,
                     base_stale: false
@@ -276,6 +274,43 @@ mod tests {
                 "version {version}"
             );
         }
+    }
+
+    #[test]
+    fn only_ldms_own_fold_needs_no_fold_before_a_commit() {
+        let ours = Origin::Ours {
+            seq: 1,
+            base_stale: true,
+        };
+        assert!(!ours.needs_fold());
+        for o in [
+            Origin::NoLog,
+            Origin::Legacy {
+                seq: 1,
+                log_folded: false,
+            },
+            Origin::Foreign {
+                base_seq: None,
+                writer: Writer::KeepsKeys,
+            },
+        ] {
+            assert!(o.needs_fold(), "{o:?}");
+        }
+    }
+
+    /// A YAML of ldm's own at the base's very seq, but not the base's
+    /// bytes, is not newer than the base: another writer's, merged.
+    #[test]
+    fn a_fold_at_the_bases_seq_that_is_not_the_base_is_foreign() {
+        let base = doc(Some((5, Some(A))), Written::ByLdm);
+        let same_seq = doc(Some((5, Some(A))), Written::ByLdm);
+        assert!(matches!(
+            classify(&same_seq, false, Some(base.mark), Some(&log(A, 0, 7))),
+            Origin::Foreign {
+                base_seq: Some(5),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -292,7 +327,7 @@ mod tests {
         };
         let y = doc(Some((4, None)), Written::Unchecked);
         assert_eq!(
-            classify(&y, &key(1), None, Some(&v1(1, 6))),
+            classify(&y, false, None, Some(&v1(1, 6))),
             Origin::Legacy {
                 seq: 4,
                 log_folded: false
@@ -305,7 +340,7 @@ mod tests {
             log: None,
         });
         assert_eq!(
-            classify(&ahead, &key(1), None, Some(&v1(1, 6))),
+            classify(&ahead, false, None, Some(&v1(1, 6))),
             Origin::Legacy {
                 seq: 6,
                 log_folded: true
@@ -318,7 +353,39 @@ mod tests {
             log: None,
         });
         assert!(matches!(
-            classify(&ahead, &key(1), None, Some(&v1(1, 6))),
+            classify(&ahead, false, None, Some(&v1(1, 6))),
+            Origin::Foreign { base_seq: None, .. }
+        ));
+        // The same generation but another seq: not this log's YAML.
+        let mut other = y.clone();
+        other.mark = Some(Mark {
+            generation: 1,
+            seq: 3,
+            log: None,
+        });
+        assert!(matches!(
+            classify(&other, false, None, Some(&v1(1, 6))),
+            Origin::Foreign { base_seq: None, .. }
+        ));
+        // Holding every record, not a generation ahead: ldm's own fold (its
+        // checksum holds) is the log folded; a file that cannot say so is not.
+        let mut folded = y.clone();
+        folded.mark = Some(Mark {
+            generation: 1,
+            seq: 6,
+            log: None,
+        });
+        folded.written = Written::ByLdm;
+        assert_eq!(
+            classify(&folded, false, None, Some(&v1(1, 6))),
+            Origin::Legacy {
+                seq: 6,
+                log_folded: true
+            }
+        );
+        folded.written = Written::Unchecked;
+        assert!(matches!(
+            classify(&folded, false, None, Some(&v1(1, 6))),
             Origin::Foreign { base_seq: None, .. }
         ));
     }

@@ -13,8 +13,12 @@
 //! A lock file can be unlinked or replaced while held (by a person, or a
 //! cloned repository's checkout). So after `flock` returns, ldm checks that
 //! the file it locked is still the one at the path (device and inode) and
-//! starts over if not; and a holder re-checks before each append, so that
-//! two processes can never both append thinking they hold the lock.
+//! starts over if not. That alone left a window: a holder that had checked
+//! and was appending could meet a newcomer holding a new lock file. So ldm's
+//! lock is two `flock`s: `containers.lock` (whose note says who holds it,
+//! and which older ldm versions take) and then the project folder itself,
+//! which no one can delete or replace under a holder; the folder's is what
+//! makes one writer at a time (issue 25, item 3).
 //!
 //! The waiter sleeps in the kernel's `flock` queue on a helper thread, so
 //! it wakes the moment the holder lets go, and gives up after the timeout.
@@ -27,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Condvar, LazyLock, Mutex, PoisonError};
@@ -39,6 +43,7 @@ use fs4::TryLockError;
 use thiserror::Error;
 
 use super::fs::{open_lock_file, Refusal, Trust};
+use super::holder::{holder_of, read_note, write_holder};
 
 /// Name of lxc-dev-manager's lock file.
 pub const GO_LOCK_FILE: &str = "containers.yaml.lock";
@@ -89,12 +94,14 @@ pub enum LockError {
     },
 }
 
-/// A held lock; dropping it closes the file, which releases the `flock`
+/// A held lock; dropping it closes the files, which releases the `flock`s
 /// (and then lets the next thread of this process through the gate).
 #[derive(Debug)]
 pub struct LockGuard {
     file: File,
     path: PathBuf,
+    /// ldm's lock only: the project folder, locked after the file.
+    folder: Option<File>,
     _gate: Option<Ticket>,
 }
 
@@ -163,10 +170,13 @@ impl Drop for Ticket {
 }
 
 impl LockGuard {
-    /// Fails if the locked file is no longer the one at its path: another
-    /// process may then hold a lock on the new file.
+    /// Fails if this guard no longer excludes other writers: a lock file
+    /// replaced under a guard without the folder's lock (lxc-dev-manager's)
+    /// may now be held by another process. ldm's own lock holds the folder,
+    /// which cannot be replaced, so it stays exclusive whatever happens to
+    /// `containers.lock`.
     pub fn check(&self) -> Result<(), LockError> {
-        if same_file(&self.file, &self.path).unwrap_or(false) {
+        if self.folder.is_some() || same_file(&self.file, &self.path).unwrap_or(false) {
             Ok(())
         } else {
             Err(LockError::Lost {
@@ -193,10 +203,53 @@ pub fn acquire(
     trust: Trust,
 ) -> Result<LockGuard, LockError> {
     let ticket = Ticket::enter(path);
+    let start = Instant::now();
     let mut guard = take(path, Some(timeout), trust, Which::Ldm)?.ok_or_else(|| LockError::Io {
         path: path.to_path_buf(),
         source: io::Error::other("lock not taken"),
     })?;
+    // Then the folder, always in this order (no two waits can cycle): a
+    // holder whose lock file was deleted still holds it.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let folder = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|source| LockError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let folder = match FileExt::try_lock(&folder) {
+        Ok(()) => folder,
+        Err(TryLockError::WouldBlock) => {
+            match wait(folder, timeout.saturating_sub(start.elapsed())) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    return Err(LockError::Timeout {
+                        path: path.to_path_buf(),
+                        waited: start.elapsed(),
+                        holder: holder_of(dir, read_note(path)),
+                    })
+                }
+                Err(source) => {
+                    return Err(LockError::Io {
+                        path: dir.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
+        Err(TryLockError::Error(source)) => {
+            return Err(LockError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    guard.folder = Some(folder);
     guard._gate = Some(ticket);
     // Best effort: the note only helps a waiter's error message.
     let _ = write_holder(&guard.file, what);
@@ -252,7 +305,7 @@ fn take(
                                 Which::Ldm => LockError::Timeout {
                                     path: path.to_path_buf(),
                                     waited: start.elapsed(),
-                                    holder: read_holder(path),
+                                    holder: holder_of(path, read_note(path)),
                                 },
                                 Which::Go => LockError::GoTimeout {
                                     path: path.to_path_buf(),
@@ -272,6 +325,7 @@ fn take(
             return Ok(Some(LockGuard {
                 file,
                 path: path.to_path_buf(),
+                folder: None,
                 _gate: None,
             }));
         }
@@ -308,58 +362,10 @@ fn wait(file: File, timeout: Duration) -> io::Result<Option<File>> {
     }
 }
 
-/// Width of the holder note. Written in place, padded, never truncated:
-/// truncating the lock file on every commit made ext4 flush it along with
-/// the log's fdatasync, doubling a commit's cost (benches/store.rs).
-const NOTE_LEN: usize = 256;
-
-fn write_holder(file: &File, what: &str) -> io::Result<()> {
-    use std::os::unix::fs::FileExt as _;
-    let mut note = format!(
-        "pid {} ({what}) since {}",
-        std::process::id(),
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-    );
-    let mut cut = note.len().min(NOTE_LEN - 1);
-    while !note.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    note.truncate(cut);
-    let mut bytes = note.into_bytes();
-    bytes.resize(NOTE_LEN - 1, b' ');
-    bytes.push(b'\n');
-    file.write_all_at(&bytes, 0)
-}
-
-/// What the current holder wrote into the lock file (control characters
-/// shown escaped: the file may come from anyone).
-pub fn read_holder(path: &Path) -> String {
-    let mut buf = vec![0u8; NOTE_LEN];
-    let n = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .and_then(|mut f| {
-            if f.metadata()?.is_file() {
-                f.read(&mut buf)
-            } else {
-                Ok(0)
-            }
-        })
-        .unwrap_or(0);
-    let s = String::from_utf8_lossy(&buf[..n]);
-    match s.trim() {
-        "" => "another process (it did not say which)".to_string(),
-        note => note
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::holder::NOTE_LEN;
 
     const T: Trust = Trust::Mine;
 
@@ -407,15 +413,25 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_file_removed_while_held_is_noticed_by_its_holder() {
+    fn a_lock_file_removed_while_held_still_excludes_a_newcomer() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("containers.lock");
         let held = acquire(&path, Duration::from_secs(1), "first", T).unwrap();
-        held.check().unwrap();
         std::fs::remove_file(&path).unwrap();
-        // A newcomer locks the new file; the old holder must stop.
+        // The newcomer locks a new file, then waits for the folder.
+        let err = acquire(&path, Duration::from_millis(200), "second", T).unwrap_err();
+        match err {
+            LockError::Timeout { holder, .. } => {
+                assert!(
+                    holder.contains(&format!("pid {}", std::process::id())),
+                    "{holder}"
+                )
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        held.check().unwrap();
+        drop(held);
         let newcomer = acquire(&path, Duration::from_secs(1), "second", T).unwrap();
-        assert!(matches!(held.check(), Err(LockError::Lost { .. })));
         newcomer.check().unwrap();
     }
 
@@ -429,17 +445,56 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         // Replaced while the waiter is queued on the old inode.
         std::fs::remove_file(&path).unwrap();
-        // (Threads of one process stand for processes here; the gate
-        // keeps the waiter out of `flock` until this thread is done, and
-        // tests/concurrency.rs does the same with processes.)
-        let third = acquire(&path, Duration::from_secs(1), "third", T).unwrap();
+        // (Threads of one process stand for processes here: the gate keeps
+        // the waiter out of `flock` until this thread is done.)
         drop(held);
-        std::thread::sleep(Duration::from_millis(50));
-        // The waiter got the old inode's lock, saw it replaced, and now
-        // queues on the new file, which `third` holds.
-        assert!(!waiter.is_finished());
-        drop(third);
+        // The waiter got the old inode's lock, saw it replaced, and took
+        // the new file and the folder.
         let g = waiter.join().unwrap().unwrap();
         g.check().unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            (meta.dev(), meta.ino()),
+            (
+                g.file.metadata().unwrap().dev(),
+                g.file.metadata().unwrap().ino()
+            )
+        );
+    }
+
+    /// Issue 25, item 16: a process that is not ldm holds containers.lock
+    /// (`flock containers.lock sleep 100`); the note in the file is an
+    /// older ldm's, whose pid has exited. The timeout names the holder the
+    /// kernel reports, never the dead pid as if it held the lock.
+    #[test]
+    fn a_timeout_names_the_process_that_holds_the_lock_not_a_stale_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("containers.lock");
+        let mut note = b"pid 4194303 (ldm config set) since 2026-01-15T10:30:00Z".to_vec();
+        note.resize(NOTE_LEN - 1, b' ');
+        note.push(b'\n');
+        std::fs::write(&path, &note).unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        FileExt::try_lock(&other).unwrap();
+        let err = acquire(&path, Duration::from_millis(100), "second", T).unwrap_err();
+        let LockError::Timeout { holder, .. } = err else {
+            panic!("unexpected {err:?}");
+        };
+        let me = format!("pid {} (", std::process::id());
+        assert!(holder.starts_with(&me), "{holder}");
+        assert!(holder.contains("is left from pid 4194303"), "{holder}");
+        assert!(holder.contains("has exited"), "{holder}");
+        // The note of the process that does hold it is quoted as it is.
+        drop(other);
+        let held = acquire(&path, Duration::from_secs(1), "ldm first", T).unwrap();
+        let err = acquire(&path, Duration::from_millis(100), "second", T).unwrap_err();
+        let LockError::Timeout { holder, .. } = err else {
+            panic!("unexpected {err:?}");
+        };
+        assert!(
+            holder.starts_with(&format!("pid {} (ldm first)", std::process::id())),
+            "{holder}"
+        );
+        drop(held);
     }
 }

@@ -12,6 +12,7 @@
 use crate::model::Mutation;
 
 use super::record::{self, Decoded};
+pub use super::resync::Resync;
 
 /// One record read back, with its mutations decoded: all the mutations of
 /// one commit, so that a torn write can never keep part of a commit.
@@ -87,21 +88,40 @@ pub fn scan(bytes: &[u8], base: u64, last_seq: Option<u64>) -> Scan {
 /// `folded` (if any) are not decoded (their `mutations` are empty): they are
 /// in `containers.yaml` already, and decoding is most of a scan's cost.
 pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: Option<u64>) -> Scan {
+    scan_from(&Resync::new(bytes), 0, base, last_seq, folded)
+}
+
+/// [`scan_after`] of `resync`'s bytes from `start` (file offset `base +
+/// start`): a walk that meets damage more than once (`doctor --repair`)
+/// shares one resync search, so it stays linear in the log's size.
+pub fn scan_from(
+    resync: &Resync,
+    start: usize,
+    base: u64,
+    last_seq: Option<u64>,
+    folded: Option<u64>,
+) -> Scan {
+    let bytes = resync.bytes();
     let mut entries = Vec::new();
-    let mut pos = 0usize;
+    let mut pos = start;
     let mut prev = last_seq;
     while pos < bytes.len() {
         let at = base + pos as u64;
         let failure: Result<(), (&'static str, String)> = match record::decode_record(&bytes[pos..])
         {
             Decoded::Record { record, len } => {
-                if prev.is_some_and(|p| record.seq != p + 1) {
+                let expected = prev.map(|p| p.checked_add(1));
+                if expected.is_some_and(|e| e != Some(record.seq)) || record.seq > record::MAX_SEQ {
                     Err((
                         "sequence gap",
                         format!(
                             "record has sequence number {} where {} was expected",
                             record.seq,
-                            prev.map_or(0, |p| p + 1)
+                            match expected {
+                                Some(Some(e)) if e <= record::MAX_SEQ => e.to_string(),
+                                Some(_) => "none (the sequence numbers are used up)".to_string(),
+                                None => format!("at most {}", record::MAX_SEQ),
+                            }
                         ),
                     ))
                 } else {
@@ -148,7 +168,7 @@ pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: Option
             return Scan {
                 entries,
                 end: at,
-                tail: failed_at(bytes, pos, base, prev, short, long),
+                tail: failed_at(resync, pos, base, prev, short, long),
             };
         }
     }
@@ -163,7 +183,7 @@ pub fn scan_after(bytes: &[u8], base: u64, last_seq: Option<u64>, folded: Option
 /// not decode: `short` says why; `long`, when set, that its checksum is
 /// valid (so it is not a torn write). The rule of the module doc.
 fn failed_at(
-    bytes: &[u8],
+    resync: &Resync,
     pos: usize,
     base: u64,
     prev: Option<u64>,
@@ -173,7 +193,7 @@ fn failed_at(
     let at = base + pos as u64;
     // A record with a valid checksum is never a torn write: refuse it.
     let valid_crc = !long.is_empty();
-    let next = next_valid(bytes, pos + 1, prev).map(|p| base + p as u64);
+    let next = resync.next_valid(pos + 1, prev).map(|p| base + p as u64);
     if valid_crc || next.is_some() {
         Tail::Corrupt {
             offset: at,
@@ -187,7 +207,7 @@ fn failed_at(
     } else {
         Tail::Torn {
             offset: at,
-            dropped: (bytes.len() - pos) as u64,
+            dropped: (resync.bytes().len() - pos) as u64,
             reason: short,
         }
     }
@@ -201,20 +221,9 @@ pub const FIRST_RECORD: u64 = record::HEADER_LEN as u64;
 pub const CUT_SHORT: &str = "record is cut short by the end of the file";
 
 /// The highest sequence number of any record with a valid checksum in
-/// `bytes`, found by a byte-by-byte search (only run on damage).
+/// `bytes`, found by the resync search (only run on damage).
 pub fn max_valid_seq(bytes: &[u8]) -> Option<u64> {
-    let mut best = None;
-    let mut pos = 0;
-    while pos < bytes.len() {
-        match record::decode_record(&bytes[pos..]) {
-            Decoded::Record { record, len } => {
-                best = best.max(Some(record.seq));
-                pos += len;
-            }
-            _ => pos += 1,
-        }
-    }
-    best
+    Resync::new(bytes).max_seq(0)
 }
 
 /// The checksum field of the record at the start of `bytes` (which holds
@@ -226,12 +235,10 @@ pub fn crc_at(bytes: &[u8]) -> u32 {
 }
 
 /// First offset at or after `from` where a record with a valid checksum and
-/// a sequence number after `prev` starts.
+/// a sequence number after `prev` starts (the resync search, linear in the
+/// bytes after `from`: `resync.rs`).
 pub fn next_valid(bytes: &[u8], from: usize, prev: Option<u64>) -> Option<usize> {
-    (from..bytes.len()).find(|&p| match record::decode_record(&bytes[p..]) {
-        Decoded::Record { record, .. } => prev.is_none_or(|s| record.seq > s),
-        _ => false,
-    })
+    Resync::new(bytes).next_valid(from, prev)
 }
 
 /// The payload of a record: one mutation, or the array of a commit's
@@ -383,12 +390,89 @@ mod tests {
         let s = scan(&bytes, 0, Some(0));
         assert!(matches!(s.tail, Tail::Corrupt { .. }));
         assert_eq!(s.entries.len(), 1);
+        // The record at the gap is not "the next valid one after it".
+        let first = s.end;
+        match s.tail {
+            Tail::Corrupt {
+                offset, next_valid, ..
+            } => {
+                assert_eq!((offset, next_valid), (first, None));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Damage reports the file offset of the next valid record, counted
+    /// from where the scanned bytes start in the file.
+    #[test]
+    fn damage_names_the_file_offset_of_the_next_valid_record() {
+        let bytes = encode(&muts(3), 1);
+        let second = scan(&bytes, 0, Some(0)).entries[1].offset;
+        let mut damaged = bytes.clone();
+        damaged[20] ^= 0x10;
+        for base in [0u64, 52, 1000] {
+            let s = scan(&damaged, base, Some(0));
+            assert_eq!(
+                s.tail,
+                Tail::Corrupt {
+                    offset: base,
+                    next_valid: Some(base + second),
+                    reason: "checksum mismatch".into()
+                }
+            );
+        }
+        assert_eq!(next_valid(&damaged, 1, Some(0)), Some(second as usize));
+        assert!(next_valid(&damaged, second as usize + 1, Some(0)).is_some());
+        assert_eq!(next_valid(&[0u8; 40], 0, None), None);
+    }
+
+    /// The highest seq of any valid record, stepping over damage; none in
+    /// garbage.
+    #[test]
+    fn the_highest_valid_seq_is_found_past_damage() {
+        let mut bytes = encode(&muts(3), 5);
+        bytes[20] ^= 0x10;
+        assert_eq!(max_valid_seq(&bytes), Some(7));
+        assert_eq!(max_valid_seq(&[0xAB; 100]), None);
+        let one = encode(&muts(1), 41);
+        assert_eq!(max_valid_seq(&one), Some(41));
+    }
+
+    /// The checksum a record carries identifies it (catch-up compares it).
+    #[test]
+    fn crc_at_is_the_records_own_checksum() {
+        let bytes = encode(&muts(1), 1);
+        assert_eq!(crc_at(&bytes), crc32fast::hash(&bytes[4..]));
+        let other = encode(&muts(1), 2);
+        assert_ne!(crc_at(&bytes), crc_at(&other));
+    }
+
+    /// Sequence numbers up to MAX_SEQ are records; past it, damage, even
+    /// with no previous record to follow.
+    #[test]
+    fn seqs_end_at_max_seq() {
+        let last = encode_commit(&muts(1), record::MAX_SEQ).unwrap();
+        let s = scan(&last, 0, Some(record::MAX_SEQ - 1));
+        assert_eq!((s.entries.len(), &s.tail), (1, &Tail::Clean));
+        for seq in [record::MAX_SEQ + 1, u64::MAX] {
+            let past = encode_commit(&muts(1), seq).unwrap();
+            assert!(scan(&past, 0, None).entries.is_empty(), "{seq}");
+            assert!(scan(&past, 0, Some(seq - 1)).entries.is_empty(), "{seq}");
+        }
     }
 }
 
 #[cfg(test)]
 mod payload_tests {
     use super::*;
+
+    #[test]
+    fn an_empty_commit_is_malformed() {
+        assert!(matches!(
+            decode_payload(b"[]"),
+            Err(PayloadError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn an_unknown_kind_is_newer_not_damage() {

@@ -17,16 +17,21 @@
 //! Readers call [`Store::read`]: no lock, no writes but the load cache; they
 //! retry if a fold swapped the YAML between their reads.
 //!
-//! Files: `record.rs` (framing), `log.rs` (scanning), `snapshot.rs` (YAML
-//! document and mark), `cache.rs` (the base and the load cache),
-//! `lineage.rs` (whose YAML this is: the one rule), `recover.rs` (load),
-//! `writer.rs` (what a writer does with what it loaded), `append.rs` (the
-//! append and the fold after it), `create.rs`, `compact.rs` (fold and
-//! compaction), `backup.rs` (bytes kept beside the log), `lock.rs`
-//! (ldm's and lxc-dev-manager's locks), `owner.rs` (operation owners),
-//! `repair.rs` (`doctor`), `paths.rs` (discovery), `options.rs` (options
-//! and notices), `fs.rs` (the I/O seam and safe opens), `project_file.rs`
-//! (other project files ldm reads: setup scripts), `failpoint.rs`.
+//! Files: `record.rs` (framing), `log.rs` (scanning), `resync.rs` (the
+//! search for the next valid record after damage, linear in the bytes),
+//! `snapshot.rs` (YAML document and mark), `cache.rs` (the base and the
+//! load cache, kept in the user's own folders) and `codec.rs` (their body),
+//! `read_yaml.rs` (the YAML through them), `lineage.rs` (whose YAML this
+//! is: the one rule), `recover.rs` (load), `cleanup.rs` (temp files and an
+//! older ldm's leftovers), `writer.rs` (what a writer does with what it
+//! loaded), `append.rs` (the append, and the fold once a command is done),
+//! `create.rs`, `compact.rs` (fold and compaction), `backup.rs` (bytes kept
+//! beside the log), `lock.rs` (ldm's and lxc-dev-manager's locks) and
+//! `holder.rs` (who holds them), `owner.rs` (operation owners), `repair.rs`
+//! (`doctor`), `paths.rs` (discovery, and where the derived files go),
+//! `options.rs` (options and notices), `fs.rs` (the I/O seam and safe
+//! opens), `project_file.rs` (other project files ldm reads: setup
+//! scripts), `failpoint.rs`.
 
 // Public: what commands use, the I/O seam tests replace, and the on-disk
 // format (records, log scanning, the YAML document), which tests, the
@@ -35,11 +40,14 @@
 mod append;
 mod backup;
 mod cache;
+mod cleanup;
+mod codec;
 mod compact;
 mod create;
 mod error;
 mod failpoint;
 pub mod fs;
+mod holder;
 mod lineage;
 mod lock;
 pub mod log;
@@ -47,23 +55,25 @@ mod options;
 mod owner;
 mod paths;
 mod project_file;
+mod read_yaml;
 pub mod record;
 pub mod recover;
 pub mod repair;
+mod resync;
 pub mod snapshot;
 mod writer;
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use cache::{CACHE_FILE, FOLDED_FILE};
+pub use cache::{BASE_FILE, CACHE_FILE};
 pub use error::StoreError;
 pub use fs::{Fs, OsFs, Trust};
 pub use lock::{LockError, GO_LOCK_FILE};
 pub use options::{Cut, Notice, Options};
 pub use owner::OwnerGuard;
-pub use paths::{Paths, SafeDirs};
+pub use paths::{Derived, Paths, SafeDirs};
 pub use repair::{Finding, RepairReport, Severity};
 pub use snapshot::Mark;
 
@@ -160,17 +170,33 @@ pub struct Store {
     warned_unknown: AtomicBool,
     /// The "lxc-dev-manager holds its lock" note, once per process.
     warned_deferred: AtomicBool,
+    /// Commits made since the last fold: [`Store::finish`] folds them.
+    owed: bool,
+}
+
+impl Drop for Store {
+    /// The command is done with the store: fold what it committed.
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl Store {
     /// Opens the project at `paths`; reads nothing yet.
     pub fn open(paths: Paths, opts: Options) -> Store {
+        static SAID: AtomicBool = AtomicBool::new(false);
+        if let Some(why) = &paths.derived_problem {
+            if !SAID.swap(true, Ordering::Relaxed) {
+                (opts.notify)(&Notice::NoUserState { why: why.clone() });
+            }
+        }
         Store {
             paths,
             opts,
             view: None,
             warned_unknown: AtomicBool::new(false),
             warned_deferred: AtomicBool::new(false),
+            owed: false,
         }
     }
 
@@ -178,8 +204,13 @@ impl Store {
     /// and an empty log. Refuses if a project is already there. If a step
     /// fails, what it made is removed again (the folder is as it was).
     pub fn create(dir: &Path, project: &Project, opts: Options) -> Result<Store, StoreError> {
-        create::create(dir, project, &opts)?;
-        Ok(Store::open(Paths::in_dir(dir), opts))
+        Store::create_in(Paths::in_dir(dir), project, opts)
+    }
+
+    /// [`Store::create`] with the project's files (and derived files) given.
+    pub fn create_in(paths: Paths, project: &Project, opts: Options) -> Result<Store, StoreError> {
+        create::create(&paths, project, &opts)?;
+        Ok(Store::open(paths, opts))
     }
 
     /// The project's files.
@@ -193,36 +224,49 @@ impl Store {
     /// what that drops is reported (the next writer saves it).
     pub fn read(&self) -> Result<Project, StoreError> {
         let fs = &*self.opts.fs;
-        for _ in 0..50 {
-            let loaded = recover::load(fs, &self.paths)?;
+        // Readers never lock, so a busy project (eight writers, each
+        // folding) may swap the YAML under one many times: it retries for
+        // as long as a writer would wait for the lock.
+        let start = std::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        while start.elapsed() < self.opts.lock_timeout.max(Duration::from_secs(1)) {
+            let loaded = match recover::load(fs, &self.paths) {
+                // The YAML was read before a fold swapped it, the base
+                // after: they do not belong together. Read again.
+                Err(StoreError::Unstable { .. }) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                    continue;
+                }
+                other => other?,
+            };
             // The YAML is read first, the base and the log after it; a fold
             // or compaction meanwhile replaces the YAML, so "still the same
             // file" means the three belong together.
             if fs.stat(&self.paths.yaml).ok() == Some(loaded.yaml_id) {
                 self.loaded(&loaded);
-                if let Some(m) = loaded.merge.as_ref().filter(|m| !m.conflicts.is_empty()) {
-                    (self.opts.notify)(&Notice::Merged {
-                        path: self.paths.yaml.clone(),
-                        conflicts: m.conflicts.clone(),
-                        base_gone: m.base_gone,
-                        saved: None,
-                    });
+                if let Some(m) = &loaded.merge {
+                    self.report_merge(m, None);
                 }
-                if loaded.parsed {
-                    // Best effort: spares the next reader the YAML parser.
-                    let _ = cache::write(
-                        fs,
-                        &self.paths,
-                        CACHE_FILE,
-                        &loaded.yaml_key,
-                        &loaded.doc,
-                        cache::Sync::None,
-                    );
+                if let (true, Some(path)) = (loaded.cache_due, self.paths.cache()) {
+                    let entry = cache::Entry {
+                        key: loaded.yaml_key,
+                        stamp: loaded.yaml_stamp,
+                        seen_ns: loaded.yaml_seen_ns,
+                        extras: loaded.extras.is_some(),
+                        doc: loaded.doc,
+                    };
+                    // Best effort, and only when it spares the next reader
+                    // something: the parser, or hashing the YAML.
+                    if loaded.parsed || entry.vouches(&entry.stamp) {
+                        let _ = cache::write(fs, &path, &entry, cache::Sync::None);
+                    }
                 }
                 return Ok(loaded.project);
             }
             // The YAML changed while we read: a fold swapped it.
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
         Err(StoreError::Unstable {
             path: self.paths.dir.clone(),
@@ -278,8 +322,9 @@ impl Store {
         for part in split(&mutations) {
             guard.check().map_err(StoreError::from)?;
             self.append(part)?;
+            self.owed = true;
         }
-        self.after_commit(go.as_ref());
+        drop(go);
         Ok(out)
     }
 
@@ -306,8 +351,8 @@ impl Store {
         let _guard = self.lock()?;
         let _go = self.go()?;
         self.view = None;
-        for path in recover::remove_temps(&*self.opts.fs, &self.paths)? {
-            (self.opts.notify)(&Notice::TempRemoved { path });
+        for n in cleanup::remove_temps(&*self.opts.fs, &self.paths)? {
+            (self.opts.notify)(&n);
         }
         repair::repair(&*self.opts.fs, &self.paths, force)
     }

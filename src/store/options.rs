@@ -42,6 +42,14 @@ pub enum Notice {
         /// The file.
         path: PathBuf,
     },
+    /// A YAML temp file that was not ldm's own fold (another program's
+    /// save, swapped out by a fold a crash interrupted) was kept in `saved`.
+    TempKept {
+        /// The temp file.
+        path: PathBuf,
+        /// The copy.
+        saved: PathBuf,
+    },
     /// Writing `containers.yaml` after a successful commit failed.
     FoldFailed {
         /// Why.
@@ -87,6 +95,51 @@ pub enum Notice {
         /// The log.
         path: PathBuf,
     },
+    /// `containers.yaml` is an older fold of ldm's own, put back (a `git
+    /// checkout`, a backup): as the later write its values win, and these
+    /// fields go back to them.
+    Reverted {
+        /// The YAML.
+        path: PathBuf,
+        /// The last record the restored file holds.
+        file_seq: u64,
+        /// The last record ldm had folded into the file.
+        base_seq: u64,
+        /// Each field taken back: `kept` the file's value, `dropped` ldm's.
+        fields: Vec<Conflict>,
+        /// Where ldm's values are kept; `None` for a reader.
+        saved: Option<PathBuf>,
+    },
+    /// Containers ldm had recorded that `containers.yaml` no longer has:
+    /// the project forgets them, though LXD may still have their instances
+    /// (the command says what to run; the store knows no LXD).
+    ContainersGone {
+        /// The YAML.
+        path: PathBuf,
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// Another program saved `containers.yaml` while ldm folded into it:
+    /// that save was put back (it stands, and the next command merges
+    /// ldm's changes into it), and a copy kept in `saved`.
+    YamlOvertaken {
+        /// The YAML.
+        path: PathBuf,
+        /// The copy.
+        saved: PathBuf,
+    },
+    /// The user's state or cache folder cannot be used: ldm works without
+    /// its base and its load cache (said once per process).
+    NoUserState {
+        /// Why.
+        why: String,
+    },
+    /// A derived file an older ldm kept in the project folder was removed:
+    /// ldm keeps it in the user's own folders now.
+    OldFileRemoved {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// A value for a one-line message: passwords hidden, long values cut.
@@ -121,6 +174,12 @@ impl std::fmt::Display for Notice {
             Notice::TempRemoved { path } => {
                 write!(f, "removed {} left by an interrupted command", path.display())
             }
+            Notice::TempKept { path, saved } => write!(
+                f,
+                "{} was another program's save of containers.yaml, swapped out by an ldm command interrupted while it wrote the file; it is kept in {} (copy back what you need: ldm merges it)",
+                path.display(),
+                saved.display()
+            ),
             Notice::FoldFailed { error } => write!(
                 f,
                 "warning: the change was saved in containers.log, but writing containers.yaml failed: {error}; the next ldm command tries again (or run `ldm compact`)"
@@ -148,9 +207,8 @@ impl std::fmt::Display for Notice {
                 if *base_gone {
                     write!(
                         f,
-                        "{}: changed by another program, and ldm has no copy of what it last wrote there ({} is missing or from another log), so the file's values win; {kept_where}:",
+                        "{}: changed by another program, and ldm has no copy of what it last wrote there (its base, kept in your state folder, is missing or from another log), so the file's values win; {kept_where}:",
                         path.display(),
-                        super::cache::FOLDED_FILE
                     )?;
                 } else {
                     write!(
@@ -178,6 +236,48 @@ impl std::fmt::Display for Notice {
                 "upgraded {} to log format version {} (an older ldm cannot read it and says so)",
                 path.display(),
                 super::record::VERSION
+            ),
+            Notice::Reverted { path, file_seq, base_seq, fields, saved } => {
+                let kept_where = match saved {
+                    Some(p) => format!("ldm's values are kept in {}", p.display()),
+                    None => "the next ldm command that writes keeps ldm's values beside the log".to_string(),
+                };
+                write!(
+                    f,
+                    "{}: an older copy of this project's file was put back (it holds ldm's changes up to record {file_seq}; ldm had written up to record {base_seq}); as the later write it stands, which takes back {} {}; {kept_where}:",
+                    path.display(),
+                    fields.len(),
+                    if fields.len() == 1 { "value" } else { "values" }
+                )?;
+                for c in fields {
+                    let back = if c.kept.is_null() { "removed".to_string() } else { format!("back to {}", shown(&c.field, &c.kept)) };
+                    let was = if c.dropped.is_null() { "absent".to_string() } else { shown(&c.field, &c.dropped) };
+                    write!(f, "\n  `{}`: {back} (was {was})", c.field)?;
+                }
+                Ok(())
+            }
+            Notice::ContainersGone { path, names } => write!(
+                f,
+                "{}: no longer has {} {} that ldm had recorded; the project forgets {}",
+                path.display(),
+                if names.len() == 1 { "container" } else { "containers" },
+                names.join(", "),
+                if names.len() == 1 { "it" } else { "them" }
+            ),
+            Notice::YamlOvertaken { path, saved } => write!(
+                f,
+                "{} was saved by another program while ldm was writing its changes into it; that save stands (ldm put it back, and the next ldm command merges its own changes, which are safe in containers.log, into it), and a copy is kept in {}",
+                path.display(),
+                saved.display()
+            ),
+            Notice::NoUserState { why } => write!(
+                f,
+                "note: {why}; ldm works without its base and load cache (kept there, never in the project folder): reads parse containers.yaml each time, and when another program changes the file ldm lists every change of its own that the file overrides instead of merging"
+            ),
+            Notice::OldFileRemoved { path } => write!(
+                f,
+                "removed {}, which an older ldm kept in the project folder (ldm keeps it in your own folders now, where a cloned repository or a container cannot plant one)",
+                path.display()
             ),
         }
     }

@@ -1,12 +1,15 @@
 //! Where a project's files are, and finding the project from a folder the
 //! way git finds `.git`, refusing one that belongs to someone else the way
-//! git refuses a repository owned by another user (`safe.directory`).
+//! git refuses a repository owned by another user (`safe.directory`). What
+//! ldm derives from a project (the base and the load cache) is kept outside
+//! it, per checkout, in the user's own folders ([`Derived`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::fs::{effective_uid, Trust};
 use super::{StoreError, LOCK_FILE, LOG_FILE, YAML_FILE};
+use crate::user_state::{UserDirs, UserStateError};
 use crate::users::describe;
 
 /// The files of one project folder.
@@ -20,6 +23,45 @@ pub struct Paths {
     pub log: PathBuf,
     /// `containers.lock`.
     pub lock: PathBuf,
+    /// Where the base and the load cache go; `None`: ldm works without
+    /// them (DESIGN.md, "The base and the load cache").
+    pub derived: Option<Derived>,
+    /// Why there is no `derived` when the user's folders could not be used
+    /// (said once per process).
+    pub derived_problem: Option<String>,
+}
+
+/// Where ldm keeps what it derives from one checkout of a project, where
+/// only the user writes: `base` in the checkout's state folder, `cache` in
+/// its cache folder ([`crate::user_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    /// The checkout's state folder (`0700`).
+    pub state: PathBuf,
+    /// The checkout's cache folder (`0700`).
+    pub cache: PathBuf,
+}
+
+impl Derived {
+    /// The base: what ldm last folded into `containers.yaml`.
+    pub fn base(&self) -> PathBuf {
+        self.state.join(super::cache::BASE_FILE)
+    }
+
+    /// The load cache.
+    pub fn cache_file(&self) -> PathBuf {
+        self.cache.join(super::cache::CACHE_FILE)
+    }
+
+    /// The folders of `dir`'s checkout in the user's own folders, made on
+    /// first use.
+    pub fn for_checkout(users: &UserDirs, dir: &Path) -> Result<Derived, UserStateError> {
+        let checkout = users.checkout(dir)?;
+        Ok(Derived {
+            state: users.checkout_state(checkout.id)?,
+            cache: users.checkout_cache(checkout.id)?,
+        })
+    }
 }
 
 /// Project folders the user trusts although their files are another's.
@@ -63,14 +105,59 @@ fn canonical(p: &Path) -> PathBuf {
 }
 
 impl Paths {
-    /// The files of a project in `dir`.
+    /// The files of a project in `dir`, its derived files in the user's own
+    /// folders (`XDG_STATE_HOME`/`XDG_CACHE_HOME`, else under `HOME`), or
+    /// none when those cannot be used (no home, read-only: then
+    /// `derived_problem` says why).
     pub fn in_dir(dir: &Path) -> Paths {
+        let derived = UserDirs::from_env()
+            .map_err(|e| e.to_string())
+            .and_then(|users| {
+                Derived::for_checkout(&users, dir).map_err(|e| {
+                    format!(
+                        "cannot use ldm's folders {} and {} ({e}); make them writable, or set XDG_STATE_HOME and XDG_CACHE_HOME to folders you can write",
+                        users.state.display(),
+                        users.cache.display()
+                    )
+                })
+            });
+        match derived {
+            Ok(d) => Paths::with_derived(dir, d),
+            Err(why) => Paths {
+                derived_problem: Some(why),
+                ..Paths::bare(dir)
+            },
+        }
+    }
+
+    /// The files of a project in `dir`, with no derived files at all.
+    pub fn bare(dir: &Path) -> Paths {
         Paths {
             dir: dir.to_path_buf(),
             yaml: dir.join(YAML_FILE),
             log: dir.join(LOG_FILE),
             lock: dir.join(LOCK_FILE),
+            derived: None,
+            derived_problem: None,
         }
+    }
+
+    /// The files of a project in `dir`, its derived files in `derived`.
+    pub fn with_derived(dir: &Path, derived: Derived) -> Paths {
+        Paths {
+            derived: Some(derived),
+            ..Paths::bare(dir)
+        }
+    }
+
+    /// The base's path, if ldm keeps one.
+    pub fn base(&self) -> Option<PathBuf> {
+        self.derived.as_ref().map(Derived::base)
+    }
+
+    /// The load cache's path, if ldm keeps one.
+    pub fn cache(&self) -> Option<PathBuf> {
+        self.derived.as_ref().map(Derived::cache_file)
     }
 
     /// The project whose folder is `start` or its nearest parent holding a

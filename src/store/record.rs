@@ -37,6 +37,10 @@ pub const RECORD_HEADER_LEN: usize = 16;
 pub const MAX_PAYLOAD: u32 = 1 << 20;
 /// Length of a log's identity.
 pub const LOG_ID_LEN: usize = 16;
+/// The highest sequence number a record may carry (2^63 - 1): a header's
+/// `prev_seq` above it, or a record's seq, is damage, never arithmetic that
+/// wraps. No log comes near it (a commit a microsecond for 290,000 years).
+pub const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// A log's identity: random, made when a log starts from nothing and kept
 /// by every compaction, so that `containers.yaml` can name the log it was
@@ -88,6 +92,15 @@ pub enum HeaderError {
     /// The header checksum does not match.
     #[error("the header checksum does not match")]
     BadChecksum,
+    /// A header whose checksum holds but whose `prev_seq` leaves no room
+    /// for a record ([`MAX_SEQ`]): damage, or a crafted file.
+    #[error(
+        "its prev_seq {prev_seq} is past the highest sequence number a record may have ({MAX_SEQ})"
+    )]
+    SeqOutOfRange {
+        /// The header's `prev_seq`.
+        prev_seq: u64,
+    },
     /// A well-formed header of a format version this build does not know:
     /// written by a newer ldm.
     #[error("it was written by a newer ldm (log format version {found}; this ldm reads versions {OLDEST_VERSION} to {VERSION}); upgrade ldm")]
@@ -180,11 +193,15 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, HeaderError> {
     }
     let mut id = [0u8; LOG_ID_LEN];
     id.copy_from_slice(&bytes[24..40]);
+    let prev_seq = le_u64(&bytes[40..48]);
+    if prev_seq >= MAX_SEQ {
+        return Err(HeaderError::SeqOutOfRange { prev_seq });
+    }
     Ok(Header {
         version,
         generation: le_u64(&bytes[16..24]),
         id: Some(id),
-        prev_seq: Some(le_u64(&bytes[40..48])),
+        prev_seq: Some(prev_seq),
     })
 }
 
@@ -410,6 +427,51 @@ mod tests {
                 !matches!(decode_record(&damaged), Decoded::Record { .. }),
                 "flip of bit {bit} accepted"
             );
+        }
+    }
+
+    /// Every prefix of every header version is "short", never a panic or
+    /// another error; 12 bytes that are not the magic say so.
+    #[test]
+    fn a_header_cut_anywhere_is_short() {
+        for full in [
+            encode_header(1, &ID, 0).to_vec(),
+            encode_header_v1(1).to_vec(),
+        ] {
+            for cut in 0..full.len() {
+                let r = decode_header(&full[..cut]);
+                assert_eq!(r, Err(HeaderError::Short { len: cut }), "cut {cut}");
+            }
+            assert!(decode_header(&full).is_ok());
+            assert!(!decode_header(&full).unwrap().is_empty());
+        }
+        assert_eq!(decode_header(&[b'x'; 12]), Err(HeaderError::BadMagic));
+        // 16 bytes are enough to see a header length no version has.
+        let mut odd = encode_header(1, &ID, 0)[..16].to_vec();
+        odd[12..16].copy_from_slice(&5u32.to_le_bytes());
+        assert_eq!(decode_header(&odd), Err(HeaderError::BadChecksum));
+        assert_eq!(
+            decode_header(&[b'x'; 11]),
+            Err(HeaderError::Short { len: 11 })
+        );
+    }
+
+    /// The two ends of a record's size: no payload, and the largest one a
+    /// writer makes (the issue found a 1 MiB payload encoded, never read).
+    #[test]
+    fn the_smallest_and_the_largest_records_read_back() {
+        for len in [0, MAX_PAYLOAD as usize] {
+            let payload = vec![b'x'; len];
+            let mut buf = Vec::new();
+            encode_record(9, &payload, &mut buf).unwrap();
+            assert_eq!(buf.len(), RECORD_HEADER_LEN + len);
+            match decode_record(&buf) {
+                Decoded::Record { record, len: n } => {
+                    assert_eq!((record.seq, record.payload.len(), n), (9, len, buf.len()));
+                }
+                other => panic!("{len}: {other:?}"),
+            }
+            assert_eq!(decode_record(&buf[..buf.len() - 1]), Decoded::Incomplete);
         }
     }
 

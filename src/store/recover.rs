@@ -8,13 +8,14 @@
 
 use std::io::ErrorKind;
 
-use super::cache::{self, Key, CACHE_FILE, FOLDED_FILE};
+use super::cache::{Key, Stamp};
 use super::error::StoreError;
 use super::fs::{FileId, Fs};
 use super::lineage::{self, LogInfo, Origin};
 use super::log::{self, Entry, Scan, Tail};
+use super::read_yaml;
 use super::record::{self, Header};
-use super::snapshot::{self, Doc};
+use super::snapshot::{self, Doc, Mark, Written};
 use super::Paths;
 use crate::model::merge::{self, Conflict};
 use crate::model::Project;
@@ -50,6 +51,25 @@ pub struct Merge {
     /// ldm's records after the base, which the merge weighed against the
     /// file; kept beside the log when anything of them was dropped.
     pub records: Vec<Entry>,
+    /// The file is an older fold of ldm's own, of this log, put back (a
+    /// `git checkout`, a backup): what it takes back.
+    pub reverted: Option<Reverted>,
+    /// Containers ldm had recorded that the result no longer has (the file
+    /// removed them); LXD may still have them.
+    pub gone: Vec<String>,
+}
+
+/// What a restored older fold of `containers.yaml` takes back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reverted {
+    /// The last record the restored file holds.
+    pub file_seq: u64,
+    /// The last record ldm had folded (the base's).
+    pub base_seq: u64,
+    /// Each field whose value the file took back: `kept` the file's (older)
+    /// value, `dropped` ldm's later one. Fields both changed since the base
+    /// are conflicts, listed there instead.
+    pub fields: Vec<Conflict>,
 }
 
 /// Everything read from the files.
@@ -62,12 +82,23 @@ pub struct Loaded {
     pub yaml_id: FileId,
     /// Key of its bytes.
     pub yaml_key: Key,
+    /// The YAML file as seen, for a derived file made from this load.
+    pub yaml_stamp: Stamp,
+    /// When the YAML was seen ([`Fs::now_ns`], taken before it was read).
+    pub yaml_seen_ns: i128,
     /// The YAML as parsed (or as the base or cache had it parsed). Its
     /// `project` is emptied (moved into `project`) when the YAML is ldm's
     /// current fold, parsed from the base: nothing needs it twice then.
     pub doc: Doc,
-    /// The base file: what ldm last folded, if readable.
-    pub base: Option<(Key, Doc)>,
+    /// The base file: what ldm last folded, when a merge needs it.
+    pub base: Option<Doc>,
+    /// The base's mark, if there is a base.
+    pub base_mark: Option<Mark>,
+    /// The base is these very bytes (its key is the YAML's).
+    pub base_matches: bool,
+    /// No derived file vouched for the YAML by its times (its bytes were
+    /// hashed, or parsed): a reader writes the load cache.
+    pub cache_due: bool,
     /// Where the state comes from.
     pub origin: Origin,
     /// The log, if there is one.
@@ -97,17 +128,27 @@ impl Loaded {
 /// Reads the YAML, the base and the log, and builds the state. A torn tail
 /// is left in `log.scan.tail` for the caller; damage is an error.
 pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
-    let yaml = read_yaml(fs, paths)?;
+    let yaml = read_yaml::read_yaml(fs, paths)?;
     let log = read_log(fs, paths, &yaml.doc)?;
     let origin = lineage::classify(
         &yaml.doc,
-        &yaml.key,
-        yaml.base.as_ref(),
+        yaml.base_matches,
+        yaml.base_mark,
         log.as_ref().map(|(l, _)| &l.info),
     );
+    // The base's state is needed only to merge another writer's file.
+    let base = match (origin, paths.base()) {
+        (
+            Origin::Foreign {
+                base_seq: Some(_), ..
+            },
+            Some(path),
+        ) => yaml.base.and_then(|b| b.decode(fs, &path)),
+        _ => None,
+    };
     // The YAML's own state is needed beside the result only to merge it,
-    // to cache a parse, or to rewrite a stale base; else it moves.
-    let keep_doc = yaml.parsed
+    // to cache it, or to rewrite a stale base; else it moves.
+    let keep_doc = yaml.cache_due
         || !matches!(
             origin,
             Origin::Ours {
@@ -121,21 +162,24 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
     } else {
         std::mem::take(&mut doc.project)
     };
-    let extras =
-        (!doc.unknown.is_empty() || snapshot::has_own_comments(&yaml.bytes)).then_some(yaml.bytes);
     let mut loaded = Loaded {
         project,
-        yaml_id: yaml.id,
+        yaml_id: yaml.stamp.id,
         yaml_key: yaml.key,
+        yaml_stamp: yaml.stamp,
+        yaml_seen_ns: yaml.seen_ns,
         doc,
-        base: yaml.base,
+        base,
+        base_mark: yaml.base_mark.flatten(),
+        base_matches: yaml.base_matches,
+        cache_due: yaml.cache_due,
         origin,
         log: None,
         last_seq: 0,
         merge: None,
         parsed: yaml.parsed,
         damaged_but_folded: false,
-        extras,
+        extras: yaml.extras,
     };
     let Some((mut log, log_bytes)) = log else {
         loaded.last_seq = loaded.doc.mark.map_or(0, |m| m.seq);
@@ -156,61 +200,9 @@ pub fn load(fs: &dyn Fs, paths: &Paths) -> Result<Loaded, StoreError> {
         .last()
         .map_or(log.info.prev_seq, |e| e.seq)
         .max(after.min(log.info.last_seq));
-    apply_records(&mut loaded, records, paths)?;
+    apply_records(&mut loaded, records, log.header.id, paths)?;
     loaded.log = Some(log);
     Ok(loaded)
-}
-
-/// `containers.yaml` as read: its identity, bytes and key, the base, and
-/// its parsed form (from the base or the cache when they hold these bytes).
-struct YamlRead {
-    id: FileId,
-    bytes: Vec<u8>,
-    key: Key,
-    base: Option<(Key, Doc)>,
-    doc: Doc,
-    parsed: bool,
-}
-
-fn read_yaml(fs: &dyn Fs, paths: &Paths) -> Result<YamlRead, StoreError> {
-    let id = fs
-        .stat(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths))?;
-    within(&paths.yaml, id.len, YAML_MAX_BYTES)?;
-    let bytes = fs
-        .read(&paths.yaml)
-        .map_err(|e| not_found_or_io(e, paths))?;
-    let key = Key::of(&bytes);
-    let mut base = cache::read(fs, paths, FOLDED_FILE);
-    let (doc, parsed) = match &mut base {
-        // The base is these very bytes: its state is the YAML's (moved, not
-        // copied: a base that matches the YAML is never needed for a merge).
-        Some((k, d)) if *k == key => {
-            let doc = Doc {
-                project: std::mem::take(&mut d.project),
-                mark: d.mark,
-                written: d.written,
-                unknown: std::mem::take(&mut d.unknown),
-            };
-            (doc, false)
-        }
-        _ => match cache::read(fs, paths, CACHE_FILE) {
-            Some((k, d)) if k == key => (d, false),
-            _ => (snapshot::parse_yaml(paths, &bytes)?, true),
-        },
-    };
-    if !parsed {
-        // Made from these very bytes, perhaps by an ldm whose rules differ.
-        snapshot::validated(paths, &doc.project)?;
-    }
-    Ok(YamlRead {
-        id,
-        bytes,
-        key,
-        base,
-        doc,
-        parsed,
-    })
 }
 
 /// The last record the state's starting point holds already: records up to
@@ -279,6 +271,7 @@ fn scan_records(
 fn apply_records(
     loaded: &mut Loaded,
     records: Vec<Entry>,
+    log_id: Option<record::LogId>,
     paths: &Paths,
 ) -> Result<(), StoreError> {
     match loaded.origin {
@@ -286,10 +279,10 @@ fn apply_records(
             return replay(&mut loaded.project, &records, paths);
         }
         Origin::Foreign {
-            base_seq: Some(_),
+            base_seq: Some(base_seq),
             writer,
         } => {
-            let Some((_, base)) = &loaded.base else {
+            let Some(base) = &loaded.base else {
                 return Err(StoreError::Unstable {
                     path: paths.dir.clone(),
                 });
@@ -298,11 +291,41 @@ fn apply_records(
             replay(&mut ours, &records, paths)?;
             let (project, conflicts) =
                 merge::merge(&base.project, &ours, &loaded.doc.project, writer);
+            // ldm's own file of this log, older than its last fold (the
+            // base, never durable ahead of the YAML): put back by someone.
+            // Its values win as any later write's do; the acknowledged
+            // changes that takes back are said, never silent (issue 25,
+            // item 5). A fold at the base's seq takes back no record of
+            // ldm's (only what a merge took from another program), and is
+            // merged as any edit: a crash between a merge fold's swap and its
+            // base leaves such a pair too, the newer file in place.
+            let reverted = match loaded.doc.mark {
+                Some(m)
+                    if loaded.doc.written == Written::ByLdm
+                        && m.log.is_some()
+                        && m.log == log_id
+                        && m.seq < base_seq =>
+                {
+                    let fields: Vec<Conflict> = merge::differences(&ours, &project)
+                        .into_iter()
+                        .filter(|d| !conflicts.iter().any(|c| c.field == d.field))
+                        .collect();
+                    Some(Reverted {
+                        file_seq: m.seq,
+                        base_seq,
+                        fields,
+                    })
+                }
+                _ => None,
+            };
+            let gone = gone_containers(&ours, &project);
             loaded.project = project;
             loaded.merge = Some(Merge {
                 conflicts,
                 base_gone: false,
                 records,
+                reverted,
+                gone,
             });
         }
         Origin::Foreign { base_seq: None, .. } => {
@@ -314,15 +337,27 @@ fn apply_records(
                 }
             }
             let conflicts = merge::differences(&ours, &loaded.doc.project);
+            let gone = gone_containers(&ours, &loaded.doc.project);
             loaded.merge = Some(Merge {
                 conflicts,
                 base_gone: true,
                 records,
+                reverted: None,
+                gone,
             });
         }
     }
     // Each side was valid; check the combination all the same.
     snapshot::validated(paths, &loaded.project)
+}
+
+/// Containers `ours` has and `result` does not.
+fn gone_containers(ours: &Project, result: &Project) -> Vec<String> {
+    ours.containers
+        .keys()
+        .filter(|name| !result.containers.contains_key(*name))
+        .cloned()
+        .collect()
 }
 
 /// Without a base, the records that may hold changes the file lacks: all
@@ -359,7 +394,7 @@ fn read_log(
     let prev_seq = header.prev_seq.unwrap_or_else(|| {
         scan.entries
             .first()
-            .map_or(doc.mark.map_or(0, |m| m.seq), |e| e.seq - 1)
+            .map_or(doc.mark.map_or(0, |m| m.seq), |e| e.seq.saturating_sub(1))
     });
     let mut last_seq = scan.entries.last().map_or(prev_seq, |e| e.seq);
     if let Tail::Corrupt { offset, .. } = scan.tail {
@@ -397,7 +432,7 @@ pub fn replay(project: &mut Project, entries: &[Entry], paths: &Paths) -> Result
 }
 
 /// Refuses a file of `len` bytes over `limit` before it is read.
-fn within(path: &std::path::Path, len: u64, limit: u64) -> Result<(), StoreError> {
+pub(super) fn within(path: &std::path::Path, len: u64, limit: u64) -> Result<(), StoreError> {
     if len > limit {
         return Err(StoreError::TooBig {
             path: path.to_path_buf(),
@@ -408,7 +443,7 @@ fn within(path: &std::path::Path, len: u64, limit: u64) -> Result<(), StoreError
     Ok(())
 }
 
-fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
+pub(super) fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
     if e.kind() == ErrorKind::NotFound {
         StoreError::NotAProject {
             start: paths.dir.clone(),
@@ -418,30 +453,6 @@ fn not_found_or_io(e: std::io::Error, paths: &Paths) -> StoreError {
     }
 }
 
-/// Prefixes of the temp files of folds, compactions and `create`.
-pub const TEMP_PREFIXES: [&str; 3] = [
-    ".containers.yaml.tmp-",
-    ".containers.log.tmp-",
-    cache::TMP_PREFIX,
-];
-
-/// Removes temp files a dead command left behind. Only under the lock:
-/// the only process that could own one is the lock holder, which is us.
-pub fn remove_temps(fs: &dyn Fs, paths: &Paths) -> Result<Vec<std::path::PathBuf>, StoreError> {
-    let names = fs
-        .list(&paths.dir)
-        .map_err(|e| StoreError::io("list", &paths.dir, e))?;
-    let mut removed = Vec::new();
-    for name in names {
-        let Some(s) = name.to_str() else { continue };
-        if TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
-            let path = paths.dir.join(s);
-            match fs.remove(&path) {
-                Ok(()) => removed.push(path),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io("remove", &path, e)),
-            }
-        }
-    }
-    Ok(removed)
-}
+#[cfg(test)]
+#[path = "recover_tests.rs"]
+mod tests;

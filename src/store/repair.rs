@@ -16,7 +16,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::backup;
-use super::cache::{self, FOLDED_FILE};
+use super::cache;
+use super::cleanup;
 use super::compact;
 use super::error::StoreError;
 use super::fs::Fs;
@@ -80,14 +81,26 @@ pub fn inspect(fs: &dyn Fs, paths: &Paths) -> Vec<Finding> {
     if let Ok(names) = fs.list(&paths.dir) {
         for name in names {
             let Some(s) = name.to_str() else { continue };
-            if recover::TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
-                out.push(finding(
-                    Severity::Warning,
-                    &paths.dir.join(s),
-                    "temp file of an interrupted command; the next writing command removes it"
-                        .into(),
-                    None,
-                ));
+            if cleanup::TEMP_PREFIXES.iter().any(|p| s.starts_with(p)) {
+                let path = paths.dir.join(s);
+                // What writers do with it (cleanup::remove_temps).
+                let folder = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                out.push(if folder {
+                    finding(
+                        Severity::Ok,
+                        &path,
+                        "a folder with the name of an ldm temp file: not ldm's, so ldm leaves it alone (it is never in ldm's way)".into(),
+                        None,
+                    )
+                } else {
+                    finding(
+                        Severity::Warning,
+                        &path,
+                        "temp file of an interrupted command; the next writing command removes it"
+                            .into(),
+                        None,
+                    )
+                });
             }
         }
     }
@@ -133,7 +146,8 @@ fn describe(paths: &Paths, loaded: &Loaded, out: &mut Vec<Finding>) {
             m.conflicts.len()
         ),
         (Origin::Foreign { .. }, _) => match loaded.doc.written {
-            Written::NoMark => "rewritten by another program (no `ldm:` mark, e.g. lxc-dev-manager); the next writing command merges it with ldm's records".into(),
+            Written::NoMark => "rewritten by another program (no `ldm:` mark, laid out as lxc-dev-manager writes it); the next writing command merges it with ldm's records".into(),
+            Written::MarkRemoved => "edited since ldm's last fold, its `ldm:` mark deleted; the next writing command merges it with ldm's records".into(),
             _ => "edited since ldm's last fold; the next writing command merges it with ldm's records".into(),
         },
     };
@@ -220,6 +234,9 @@ pub struct RepairReport {
 /// Repairs the log of `paths`; the caller holds both locks. `force` also
 /// drops records (or a header) of a newer ldm.
 pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, StoreError> {
+    let yaml_id = fs
+        .stat(&paths.yaml)
+        .map_err(|e| StoreError::io("read", &paths.yaml, e))?;
     let yaml = fs
         .read(&paths.yaml)
         .map_err(|e| StoreError::io("read", &paths.yaml, e))?;
@@ -267,8 +284,12 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
         }
     });
     let key = cache::Key::of(&yaml);
-    let base = cache::read(fs, paths, FOLDED_FILE);
-    let origin = lineage::classify(&doc, &key, base.as_ref(), info.as_ref());
+    let base_path = paths.base();
+    let base = base_path.as_ref().and_then(|p| cache::read(fs, p));
+    let base_matches = base.as_ref().is_some_and(|b| b.key == key);
+    let base_mark = base.as_ref().map(|b| b.mark);
+    let base = base.zip(base_path).and_then(|(b, p)| b.decode(fs, &p));
+    let origin = lineage::classify(&doc, base_matches, base_mark, info.as_ref());
     // The state the records apply to, and the last record it holds.
     let (mut project, skip) =
         starting_point(header.is_some(), origin, &doc, base.as_ref(), info.as_ref());
@@ -299,7 +320,7 @@ pub fn repair(fs: &dyn Fs, paths: &Paths, force: bool) -> Result<RepairReport, S
         .and_then(|h| h.id)
         .unwrap_or_else(compact::new_log_id);
     let generation = header.map_or(0, |h| h.generation);
-    compact::compact(fs, paths, &project, generation, &id, last)?;
+    compact::compact(fs, paths, &project, generation, &id, last, Some(yaml_id))?;
     Ok(report)
 }
 
@@ -315,9 +336,12 @@ fn keep_records(
     report: &mut RepairReport,
 ) -> Vec<log::Entry> {
     let mut kept_entries = Vec::new();
+    // One resync search for the whole walk: damage met many times must not
+    // rebuild it each time (DESIGN.md, "Recovery").
+    let resync = log::Resync::new(bytes);
     let mut pos = start;
     while pos < bytes.len() {
-        let scan = log::scan(&bytes[pos..], pos as u64, None);
+        let scan = log::scan_from(&resync, pos, 0, None, None);
         for e in &scan.entries {
             if e.seq <= skip {
                 continue;
@@ -377,7 +401,7 @@ fn starting_point(
     header_ok: bool,
     origin: Origin,
     doc: &Doc,
-    base: Option<&(cache::Key, Doc)>,
+    base: Option<&Doc>,
     info: Option<&LogInfo>,
 ) -> (Project, u64) {
     let yaml = || doc.project.clone();
@@ -399,7 +423,7 @@ fn starting_point(
         Origin::Foreign {
             base_seq: Some(b), ..
         } => match base {
-            Some((_, d)) => (d.project.clone(), b),
+            Some(d) => (d.project.clone(), b),
             None => (yaml(), from_log_start),
         },
         Origin::Foreign { base_seq: None, .. } => (yaml(), from_log_start),

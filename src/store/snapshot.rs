@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::StoreError;
-use super::record::{LogId, LOG_ID_LEN};
+use super::record::{LogId, LOG_ID_LEN, MAX_SEQ};
 use super::Paths;
 use crate::model::{Container, Defaults, Project};
 use crate::yaml::{self, YamlError};
@@ -40,8 +40,14 @@ pub struct Mark {
 /// What the mark says about who wrote the bytes of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
-    /// No mark: another tool wrote the file (lxc-dev-manager drops it).
+    /// No mark, and laid out as lxc-dev-manager's yaml.v3 writes (4-space
+    /// indents): the Go tool rewrote the file, dropping keys it does not
+    /// know, the mark among them.
     NoMark,
+    /// No mark, but not laid out as lxc-dev-manager writes: a person (or a
+    /// program that keeps keys) edited the file and deleted the mark line,
+    /// which README allows; whatever else is missing was deleted too.
+    MarkRemoved,
     /// A version 1 mark (no checksum): cannot tell an edit from ldm's fold.
     Unchecked,
     /// The checksum matches: the bytes are exactly as ldm wrote them.
@@ -155,7 +161,19 @@ pub fn decode(text: &str) -> Result<Doc, DocError> {
     let (doc, unknown): (DocIn, _) = yaml::from_str_with_unknown(text).map_err(DocError::Yaml)?;
     let project = doc.project.ok_or(DocError::NoProject)?;
     let (mark, written) = match doc.ldm {
-        None => (None, Written::NoMark),
+        None if go_layout(text) => (None, Written::NoMark),
+        None => (None, Written::MarkRemoved),
+        Some(m) if m.seq > MAX_SEQ => {
+            return Err(DocError::Yaml(YamlError {
+                message: format!(
+                    "the `ldm:` mark's seq {} is past the highest sequence number a record may have ({MAX_SEQ}); delete the `ldm:` line (ldm then merges the file as another program's)",
+                    m.seq
+                ),
+                line: mark_line(text).map(|at| text[..at].lines().count() + 1),
+                column: None,
+                limit: None,
+            }))
+        }
         Some(m) => {
             let log = m.log.as_deref().and_then(unhex::<LOG_ID_LEN>);
             let written = match m.sha.as_deref().and_then(unhex::<32>) {
@@ -184,6 +202,16 @@ pub fn decode(text: &str) -> Result<Doc, DocError> {
         written,
         unknown,
     })
+}
+
+/// True when `text` is laid out as lxc-dev-manager writes it: yaml.v3's
+/// `Marshal` indents by 4 spaces, and the Go tool's file always has an
+/// indented line (`defaults:` then `    ports:`, even when empty). ldm
+/// writes 2-space indents, and so does a hand edit of ldm's file.
+pub fn go_layout(text: &str) -> bool {
+    text.lines()
+        .find(|l| l.starts_with(' '))
+        .is_some_and(|l| l.starts_with("    ") && !l[4..].starts_with(' '))
 }
 
 /// Renders `project` with its mark, with a header comment for humans.
@@ -277,7 +305,8 @@ pub fn validated(paths: &Paths, project: &Project) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
-    const GO: &str = "project: webapp\ndefaults:\n  ports: [5173, 8000]\n  user: {name: dev, password: dev}\ncontainers:\n  dev:\n    image: ubuntu:24.04\n    ports: [3000]\n    user: {name: admin}\n    snapshots:\n      initial-state: {description: Initial state after setup, created_at: \"2026-01-15T10:30:00Z\"}\n";
+    /// As lxc-dev-manager's yaml.v3 writes it: 4-space indents.
+    const GO: &str = "project: webapp\ndefaults:\n    ports:\n        - 5173\n        - 8000\n    user:\n        name: dev\n        password: dev\ncontainers:\n    dev:\n        image: ubuntu:24.04\n        ports:\n            - 3000\n        user:\n            name: admin\n        snapshots:\n            initial-state:\n                description: Initial state after setup\n                created_at: \"2026-01-15T10:30:00Z\"\n";
 
     #[test]
     fn go_tool_file_loads_as_is() {
@@ -325,6 +354,35 @@ mod tests {
         assert_eq!(
             d.mark.map(|m| (m.generation, m.seq, m.log)),
             Some((3, 41, None))
+        );
+    }
+
+    #[test]
+    fn a_file_without_the_mark_is_the_go_tools_only_in_its_layout() {
+        assert_eq!(decode(GO).unwrap().written, Written::NoMark);
+        // ldm's own layout with the mark line deleted: a person's edit.
+        let mut p = Project::new("p", vec![1]);
+        p.remote = Some("r".into());
+        let text = encode(
+            &p,
+            Mark {
+                generation: 1,
+                seq: 2,
+                log: Some([1; LOG_ID_LEN]),
+            },
+        )
+        .unwrap();
+        let edited: String = text
+            .lines()
+            .filter(|l| !l.starts_with("ldm:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(decode(&edited).unwrap().written, Written::MarkRemoved);
+        // No indented line at all: not the Go tool's (it always writes
+        // `defaults:` and an indented `ports:`).
+        assert_eq!(
+            decode("project: p\ncontainers: {}\n").unwrap().written,
+            Written::MarkRemoved
         );
     }
 

@@ -9,8 +9,9 @@
 use std::sync::atomic::Ordering;
 
 use super::backup;
-use super::cache::{self, FOLDED_FILE};
-use super::compact;
+use super::cache;
+use super::cleanup;
+use super::compact::{self, Folded};
 use super::error::StoreError;
 use super::failpoint;
 use super::lineage::Origin;
@@ -44,10 +45,16 @@ impl Store {
             return Ok(());
         }
         self.view = None;
+        // A fold of the merge overtaken by another program's save (put
+        // back) is retried on the new file a few times.
+        let mut overtaken = 0;
         loop {
             let fs = self.opts.fs.clone();
-            for path in recover::remove_temps(&*fs, &self.paths)? {
-                (self.opts.notify)(&Notice::TempRemoved { path });
+            for n in cleanup::remove_temps(&*fs, &self.paths)? {
+                (self.opts.notify)(&n);
+            }
+            for path in cleanup::remove_old_files(&*fs, &self.paths)? {
+                (self.opts.notify)(&Notice::OldFileRemoved { path });
             }
             let loaded = recover::load(&*fs, &self.paths)?;
             self.loaded(&loaded);
@@ -70,9 +77,17 @@ impl Store {
                 )?);
                 continue;
             }
-            let view = self.settle(loaded)?;
-            self.view = Some(view);
-            return Ok(());
+            match self.settle(loaded) {
+                Ok(view) => {
+                    self.view = Some(view);
+                    return Ok(());
+                }
+                Err(StoreError::Overtaken { path, saved }) if overtaken < 3 => {
+                    overtaken += 1;
+                    (self.opts.notify)(&Notice::YamlOvertaken { path, saved });
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -240,9 +255,9 @@ impl Store {
                     seq: loaded.last_seq,
                     log: Some(log.id),
                 };
-                compact::fold(&*fs, &self.paths, &loaded.project, mark, "merge")?;
+                let id = self.fold_over(&loaded, mark, "merge")?;
                 failpoint::hit("merge.folded");
-                (loaded.last_seq, log, self.stat_yaml()?)
+                (loaded.last_seq, log, id)
             }
             // A log of an older version (ours, or beside a foreign YAML:
             // the merged state is compacted), or a log whose damage lies
@@ -260,17 +275,81 @@ impl Store {
 
     /// Keeps ldm's values a merge dropped beside the log, and says so.
     fn keep_dropped_values(&self, loaded: &Loaded) -> Result<(), StoreError> {
-        let Some(m) = loaded.merge.as_ref().filter(|m| !m.conflicts.is_empty()) else {
+        let Some(m) = &loaded.merge else {
             return Ok(());
         };
-        let saved = backup::keep_dropped(&*self.opts.fs, &self.paths, &m.conflicts, &m.records)?;
-        (self.opts.notify)(&Notice::Merged {
-            path: self.paths.yaml.clone(),
-            conflicts: m.conflicts.clone(),
-            base_gone: m.base_gone,
-            saved: Some(saved),
-        });
+        let mut fields = m.conflicts.clone();
+        if let Some(r) = &m.reverted {
+            fields.extend(r.fields.iter().cloned());
+        }
+        let saved = match fields.is_empty() {
+            true => None,
+            false => Some(backup::keep_dropped(
+                &*self.opts.fs,
+                &self.paths,
+                &fields,
+                &m.records,
+            )?),
+        };
+        self.report_merge(m, saved);
         Ok(())
+    }
+
+    /// What a merge with another writer's file did, for the user: the
+    /// conflicts it resolved the file's way, what a restored older file
+    /// took back, the containers the file no longer has. `saved`: where a
+    /// writer kept ldm's values (a reader keeps nothing).
+    pub(super) fn report_merge(&self, m: &recover::Merge, saved: Option<std::path::PathBuf>) {
+        let path = self.paths.yaml.clone();
+        if !m.conflicts.is_empty() {
+            (self.opts.notify)(&Notice::Merged {
+                path: path.clone(),
+                conflicts: m.conflicts.clone(),
+                base_gone: m.base_gone,
+                saved: saved.clone(),
+            });
+        }
+        if let Some(r) = m.reverted.as_ref().filter(|r| !r.fields.is_empty()) {
+            (self.opts.notify)(&Notice::Reverted {
+                path: path.clone(),
+                file_seq: r.file_seq,
+                base_seq: r.base_seq,
+                fields: r.fields.clone(),
+                saved,
+            });
+        }
+        if !m.gone.is_empty() {
+            (self.opts.notify)(&Notice::ContainersGone {
+                path,
+                names: m.gone.clone(),
+            });
+        }
+    }
+
+    /// Folds `loaded.project` with `mark` over the YAML `loaded` was read
+    /// from; another program's save meanwhile is put back and reported as
+    /// [`StoreError::Overtaken`] (the caller reloads).
+    fn fold_over(
+        &self,
+        loaded: &Loaded,
+        mark: Mark,
+        point: &str,
+    ) -> Result<super::fs::FileId, StoreError> {
+        let fs = &*self.opts.fs;
+        match compact::fold(
+            fs,
+            &self.paths,
+            &loaded.project,
+            mark,
+            Some(loaded.yaml_id),
+            point,
+        )? {
+            Folded::Done(id) => Ok(id),
+            Folded::Overtaken { saved } => Err(StoreError::Overtaken {
+                path: self.paths.yaml.clone(),
+                saved,
+            }),
+        }
     }
 
     /// Rewrites a stale base durably, before anything else can happen to
@@ -278,17 +357,17 @@ impl Store {
     /// ldm's later changes as conflicts.
     fn rewrite_base(&self, loaded: &Loaded) -> Result<(), StoreError> {
         let fs = &*self.opts.fs;
-        let base_path = self.paths.dir.join(FOLDED_FILE);
-        cache::write(
-            fs,
-            &self.paths,
-            FOLDED_FILE,
-            &loaded.yaml_key,
-            &loaded.doc,
-            cache::Sync::Data,
-        )
-        .and_then(|()| fs.sync_dir(&self.paths.dir))
-        .map_err(|e| StoreError::io("write", &base_path, e))
+        let Some(base_path) = self.paths.base() else {
+            return Ok(());
+        };
+        let entry = cache::Entry {
+            key: loaded.yaml_key,
+            stamp: loaded.yaml_stamp,
+            seen_ns: loaded.yaml_seen_ns,
+            extras: false,
+            doc: loaded.doc.clone(),
+        };
+        compact::write_base(fs, &base_path, &entry)
     }
 
     /// No log yet: starts one (keeping the identity only if the base
@@ -296,25 +375,24 @@ impl Store {
     fn start_log(&self, loaded: &Loaded) -> Result<(u64, LogView, super::fs::FileId), StoreError> {
         let fs = &*self.opts.fs;
         let reuse = loaded
-            .base
-            .as_ref()
-            .filter(|(k, _)| *k == loaded.yaml_key)
-            .and_then(|(_, d)| d.mark)
+            .base_mark
+            .filter(|_| loaded.base_matches)
             .and_then(|m| m.log);
         let id = reuse.unwrap_or_else(compact::new_log_id);
         let generation = loaded.doc.mark.map_or(1, |m| m.generation.max(1));
         let last_seq = loaded.last_seq;
         compact::write_empty_log(fs, &self.paths, generation, &id, last_seq, "start")?;
         let log = LogView::empty(id, generation, self.stat_log()?);
+        let mut yaml_id = loaded.yaml_id;
         if reuse.is_none() {
             let mark = Mark {
                 generation,
                 seq: last_seq,
                 log: Some(id),
             };
-            compact::fold(fs, &self.paths, &loaded.project, mark, "fold")?;
+            yaml_id = self.fold_over(loaded, mark, "fold")?;
         }
-        Ok((last_seq, log, self.stat_yaml()?))
+        Ok((last_seq, log, yaml_id))
     }
 
     /// Compacts what was loaded into a fresh pair of this build's version:
@@ -336,6 +414,7 @@ impl Store {
             generation,
             &id,
             loaded.last_seq,
+            Some(loaded.yaml_id),
         )?;
         if upgrade {
             (self.opts.notify)(&Notice::Upgraded {

@@ -38,7 +38,7 @@ pub fn ldm_bare() -> std::process::Command {
     cmd.env("LDM_LXC", "/nonexistent/ldm-tests/lxc");
     cmd.env("NO_COLOR", "1");
     // What ldm keeps in the user's own folders stays with the tests.
-    let user = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ldm-user");
+    let user = user_dirs_root();
     cmd.env("XDG_STATE_HOME", user.join("state"));
     cmd.env("XDG_CACHE_HOME", user.join("cache"));
     cmd
@@ -93,7 +93,8 @@ pub fn run_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String
 /// Writes `containers.yaml` as lxc-dev-manager does (DESIGN.md, "Other
 /// writers"): takes its flock on `containers.yaml.lock`, reads the file,
 /// writes the whole new file (`edit` of the old text, minus ldm's mark,
-/// which the Go tool drops) to a temp file and renames it into place.
+/// which the Go tool drops, laid out as its yaml.v3 writes: [`go_layout`])
+/// to a temp file and renames it into place.
 pub fn go_tool_write(dir: &Path, edit: impl FnOnce(&str) -> String) {
     let lock = go_lock(dir);
     let text = std::fs::read_to_string(yaml_path(dir)).expect("read containers.yaml");
@@ -105,9 +106,27 @@ pub fn go_tool_write(dir: &Path, edit: impl FnOnce(&str) -> String) {
         .map(|l| format!("{l}\n"))
         .collect();
     let tmp = dir.join(".containers.yaml.tmp.go");
-    std::fs::write(&tmp, edit(&without_mark)).expect("write the temp file");
+    std::fs::write(&tmp, go_layout(&edit(&without_mark))).expect("write the temp file");
     std::fs::rename(&tmp, yaml_path(dir)).expect("rename into place");
     drop(lock);
+}
+
+/// `text` (2-space indents, block sequences at their key's indent, as ldm
+/// writes) laid out as lxc-dev-manager's yaml.v3 writes the same data:
+/// 4-space indents, sequence items indented under their key.
+pub fn go_layout(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let n = l.len() - l.trim_start_matches(' ').len();
+            let rest = &l[n..];
+            let indent = if rest.starts_with("- ") {
+                2 * n + 4
+            } else {
+                2 * n
+            };
+            format!("{}{rest}\n", " ".repeat(indent))
+        })
+        .collect()
 }
 
 /// Takes lxc-dev-manager's lock as it does (`flock` on
@@ -163,12 +182,12 @@ pub fn create(dir: &Path) {
     ok(dir, &["create", "--name", "p"]);
 }
 
-/// Writes a `containers.yaml` by hand, as the Go tool would (no `ldm:`
-/// mark), with containers `c0..c{n-1}`.
+/// Writes a `containers.yaml` as the Go tool would (no `ldm:` mark, its
+/// layout), with containers `c0..c{n-1}`.
 pub fn write_go_yaml(dir: &Path, n: usize) {
-    let mut text = String::from("project: p\ncontainers:\n");
+    let mut text = String::from("project: p\ndefaults:\n    ports: []\ncontainers:\n");
     for i in 0..n {
-        text.push_str(&format!("  c{i}:\n    image: img\n"));
+        text.push_str(&format!("    c{i}:\n        image: img\n"));
     }
     std::fs::write(dir.join("containers.yaml"), text).expect("write containers.yaml");
 }
@@ -250,16 +269,55 @@ pub fn temps(dir: &Path) -> Vec<String> {
 
 /// The project state as the library reads it (no lock, no writes).
 pub fn state(dir: &Path) -> Project {
-    Store::open(Paths::in_dir(dir), Options::default())
+    Store::open(paths(dir), Options::default())
         .read()
         .unwrap_or_else(|e| panic!("read the store in {}: {e}", dir.display()))
 }
 
 /// Sequence number of the last record in the state (YAML mark or log).
 pub fn last_seq(dir: &Path) -> u64 {
-    recover::load(&OsFs::strict(), &Paths::in_dir(dir))
+    recover::load(&OsFs::strict(), &paths(dir))
         .unwrap_or_else(|e| panic!("load the store in {}: {e}", dir.display()))
         .last_seq
+}
+
+/// Where ldm keeps the derived files of the project in `dir` (the user's
+/// own folders, per checkout), as the binary finds them.
+pub fn derived(dir: &Path) -> ldm::store::Derived {
+    ldm::store::Derived::for_checkout(&user_dirs(), dir)
+        .unwrap_or_else(|e| panic!("no state folder for {}: {e}", dir.display()))
+}
+
+/// Where the tests' ldm keeps the user's own state and cache (the
+/// binary's `XDG_STATE_HOME` and `XDG_CACHE_HOME` are under it).
+fn user_dirs_root() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("ldm-user")
+}
+
+/// The user's folders the binary run by these tests uses.
+pub fn user_dirs() -> ldm::user_state::UserDirs {
+    let root = user_dirs_root();
+    ldm::user_state::UserDirs {
+        state: root.join("state").join("ldm"),
+        cache: root.join("cache").join("ldm"),
+    }
+}
+
+/// The project's files in `dir` as the binary run by these tests finds
+/// them (its derived files in [`user_dirs`]): a store opened in the test
+/// process and one in the binary share the base and the load cache.
+pub fn paths(dir: &Path) -> Paths {
+    Paths::with_derived(dir, derived(dir))
+}
+
+/// The base of the project in `dir` (what ldm last folded).
+pub fn base_path(dir: &Path) -> PathBuf {
+    derived(dir).base()
+}
+
+/// The load cache of the project in `dir`.
+pub fn cache_path(dir: &Path) -> PathBuf {
+    derived(dir).cache_file()
 }
 
 /// `containers.log` in `dir`.

@@ -32,6 +32,25 @@ use std::sync::Mutex;
 
 use ldm::store::fs::{FileId, Fs};
 
+/// Where a FaultFs test keeps the derived files of the project in `dir`:
+/// two folders beside it, in the same in-memory file system.
+pub fn derived_of(dir: &Path) -> ldm::store::Derived {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    ldm::store::Derived {
+        state: parent.join(format!("{name}.state")),
+        cache: parent.join(format!("{name}.cache")),
+    }
+}
+
+/// The project files of `dir` with derived files in [`derived_of`].
+pub fn paths_of(dir: &Path) -> ldm::store::Paths {
+    ldm::store::Paths::with_derived(dir, derived_of(dir))
+}
+
 /// SplitMix64: small, deterministic, good enough to pick schedules.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -124,6 +143,7 @@ enum NameOp {
     Link(OsString, u64),
     Unlink(OsString),
     Rename(OsString, OsString),
+    Exchange(OsString, OsString),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -147,6 +167,15 @@ impl NameOp {
                     map.insert(to.clone(), ino);
                 }
             }
+            NameOp::Exchange(a, b) => {
+                let (x, y) = (map.remove(a), map.remove(b));
+                if let Some(y) = y {
+                    map.insert(a.clone(), y);
+                }
+                if let Some(x) = x {
+                    map.insert(b.clone(), x);
+                }
+            }
         }
     }
 }
@@ -157,6 +186,8 @@ struct State {
     dirs: BTreeMap<PathBuf, Dir>,
     next_ino: u64,
     clock: u64,
+    /// Which boot this is: a power loss starts the next one.
+    boot: u8,
     ops: u64,
     sync_points: u64,
     crash_at: Option<u64>,
@@ -170,10 +201,21 @@ struct State {
     trace: Vec<String>,
 }
 
+/// What another program does at a chosen moment (see
+/// [`FaultFs::before_next_exchange`]).
+pub type Hook = Box<dyn FnOnce(&FaultFs) + Send>;
+
 /// The fault-injecting file system. Cheap to share behind an `Arc`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FaultFs {
     st: Mutex<State>,
+    hook: Mutex<Option<Hook>>,
+}
+
+impl std::fmt::Debug for FaultFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultFs").finish_non_exhaustive()
+    }
 }
 
 fn crash_error() -> io::Error {
@@ -264,8 +306,26 @@ impl FaultFs {
         fs
     }
 
+    /// An empty file system with the project folder `dir` and the folders
+    /// of its derived files ([`derived_of`]), all durable.
+    pub fn with_derived(dir: &Path) -> FaultFs {
+        let fs = FaultFs::new(dir);
+        let d = derived_of(dir);
+        for folder in [d.state, d.cache] {
+            fs.st.lock().unwrap().dirs.insert(folder, Dir::default());
+        }
+        fs
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `hook` just before the next `exchange` (a fold's swap of
+    /// `containers.yaml`): another program's save landing between ldm's load
+    /// and its fold. Returns the hook not run yet, if any, when `None` is given.
+    pub fn before_next_exchange(&self, hook: Option<Hook>) -> Option<Hook> {
+        std::mem::replace(&mut *self.hook.lock().unwrap(), hook)
     }
 
     /// Makes op number `n` (counting from 0 since this file system was
@@ -361,6 +421,8 @@ impl FaultFs {
         let mut rng = Rng::new(loss.seed);
         let mut out = State {
             next_ino: st.next_ino,
+            clock: st.clock,
+            boot: st.boot.wrapping_add(1),
             ..State::default()
         };
         for (path, dir) in &st.dirs {
@@ -397,6 +459,7 @@ impl FaultFs {
         }
         FaultFs {
             st: Mutex::new(out),
+            hook: Mutex::new(None),
         }
     }
 }
@@ -465,10 +528,14 @@ impl Fs for FaultFs {
         let st = self.state();
         let ino = st.lookup(path)?;
         let inode = &st.inodes[&ino];
+        // One second per op, and a sub-second part so that times read as
+        // fine-grained: a file written at op k is not racy from op k + 1 on.
+        let t = i128::from(inode.mtime) * 1_000_000_000 + 1;
         Ok(FileId {
             dev_ino: (1, ino),
             len: inode.live.len() as u64,
-            mtime_ns: i128::from(inode.mtime),
+            mtime_ns: t,
+            ctime_ns: t,
         })
     }
 
@@ -579,5 +646,36 @@ impl Fs for FaultFs {
             .get(dir)
             .map(|d| d.live.keys().cloned().collect())
             .ok_or_else(|| not_found(dir))
+    }
+
+    fn exchange(&self, a: &Path, b: &Path) -> io::Result<()> {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook(self);
+        }
+        let mut st = self.state();
+        st.lookup(a)?;
+        st.lookup(b)?;
+        let (dir, a_name) = split(a);
+        let (b_dir, b_name) = split(b);
+        if dir != b_dir {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        st.op("exchange", a, true)?;
+        let d = st.dir_mut(&dir)?;
+        let x = d.live.remove(&a_name).expect("looked up");
+        let y = d.live.remove(&b_name).expect("looked up");
+        d.live.insert(a_name.clone(), y);
+        d.live.insert(b_name.clone(), x);
+        d.queued.push(NameOp::Exchange(a_name, b_name));
+        Ok(())
+    }
+
+    fn now_ns(&self) -> i128 {
+        i128::from(self.state().clock) * 1_000_000_000 + 1
+    }
+
+    fn boot_id(&self) -> [u8; 16] {
+        [self.state().boot.wrapping_add(1); 16]
     }
 }
