@@ -27,10 +27,12 @@ fn setup(fake: Fake) -> Setup {
     let fake = Arc::new(fake);
     let remotes = Arc::new(Mutex::new(Vec::new()));
     let (f, r) = (Arc::clone(&fake), Arc::clone(&remotes));
-    let connect: Connect = Arc::new(move |remote: Option<&str>| -> Arc<dyn Lxd> {
-        r.lock().unwrap().push(remote.map(str::to_string));
-        Arc::clone(&f) as Arc<dyn Lxd>
-    });
+    let connect: Connect = Arc::new(
+        move |remote: Option<&str>, wait: Duration, on_wait: crate::lxd::OnWait| -> Arc<dyn Lxd> {
+            r.lock().unwrap().push(remote.map(str::to_string));
+            Arc::new(crate::lxd::Patient::new(Arc::clone(&f), wait, on_wait))
+        },
+    );
     let ctx = Ctx {
         start: dir.path().to_path_buf(),
         opts,

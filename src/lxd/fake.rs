@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::cli::CliError;
 use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
 /// The fake's state; tests read and set it through [`Fake::server`].
@@ -92,11 +93,11 @@ impl Fake {
             });
         }
         if st.fail.contains(&verb) {
-            return Err(LxdError::Failed {
+            return Err(LxdError::from(CliError::Failed {
                 cmd: format!("fake {verb} {arg}"),
                 code: Some(1),
                 stderr: "Error: simulated failure".into(),
-            });
+            }));
         }
         f(&mut st)
     }
@@ -117,6 +118,7 @@ fn instance(name: &str, running: bool, snapshots: &[&str]) -> Instance {
         image: Some("fake image".into()),
         disks: Vec::new(),
         raw_idmap: None,
+        user: Default::default(),
     }
 }
 
@@ -291,10 +293,10 @@ impl Lxd for Fake {
 
     fn exec_replace(&self, name: &str, _argv: &[&str]) -> LxdError {
         let _ = self.call("exec_replace", name, |_| Ok(()));
-        LxdError::Spawn {
+        LxdError::from(CliError::Spawn {
             cmd: format!("fake exec {name}"),
             source: std::io::Error::other("the fake cannot replace the process"),
-        }
+        })
     }
 
     fn push(&self, name: &str, _src: &Path, _path: &str, _recursive: bool) -> Result<(), LxdError> {
@@ -379,6 +381,19 @@ impl Lxd for Fake {
 
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         self.call("idmapping", "", |st| Ok(Idmapping { shift: st.shift }))
+    }
+
+    fn identity(&self) -> Result<super::Server, LxdError> {
+        self.call("identity", "", |_| {
+            Ok(super::Server {
+                family: "lxd".into(),
+                name: "fake".into(),
+                version: "5.0.2".into(),
+                fingerprint: "f".repeat(64),
+                project: "default".into(),
+                remote: "local".into(),
+            })
+        })
     }
 
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
