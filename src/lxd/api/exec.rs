@@ -17,6 +17,7 @@
 //! Interactive shells (`ldm ssh`) run the client program instead: a
 //! terminal over the websocket (raw mode, window size, signals) is its job.
 
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::mpsc;
@@ -122,7 +123,13 @@ impl Api {
         // The control socket first: LXD kills the command if stdout's is
         // left without it.
         let mut control = ws(&sc)?;
-        let (mut w0, w1, w2) = (ws(&s0)?, ws(&s1)?, ws(&s2)?);
+        let (mut w0, mut w1, mut w2) = (ws(&s0)?, ws(&s1)?, ws(&s2)?);
+        // Output sockets are only read. LXD pings them every 10 s and needs
+        // no answer; once the command ends it may close them before ldm
+        // has read what they hold, and a pong written to a closed socket
+        // would fail the reads of the output still buffered.
+        w1.get_mut().read_only = true;
+        w2.get_mut().read_only = true;
         let (tx, rx) = mpsc::channel::<Chunk>();
         // Not joined: a command that exits without reading all its stdin
         // leaves the writer blocked until the server drops the socket.
@@ -196,7 +203,7 @@ impl Api {
         id: &str,
         secret: &str,
         request: &str,
-    ) -> Result<WebSocket<Stream>, LxdError> {
+    ) -> Result<WebSocket<WsStream>, LxdError> {
         let conn = self.conn()?;
         let stream = conn.endpoint.open().map_err(|e| LxdError::Unreachable {
             server: format!("{} at {}", self.who(), conn.endpoint),
@@ -209,6 +216,10 @@ impl Api {
             encode(id),
             encode(secret)
         );
+        let stream = WsStream {
+            inner: stream,
+            read_only: false,
+        };
         tungstenite::client::client(url.as_str(), stream)
             .map(|(ws, _)| ws)
             .map_err(|e| self.protocol(request, format!("its websocket did not open: {e}")))
@@ -249,7 +260,7 @@ impl Api {
 }
 
 /// Sends `bytes` then the end (an empty text frame).
-fn feed(ws: &mut WebSocket<Stream>, bytes: &[u8]) {
+fn feed(ws: &mut WebSocket<WsStream>, bytes: &[u8]) {
     for chunk in bytes.chunks(FRAME) {
         if ws.send(Message::Binary(chunk.to_vec().into())).is_err() {
             return;
@@ -263,7 +274,7 @@ fn feed(ws: &mut WebSocket<Stream>, bytes: &[u8]) {
 
 /// Reads binary frames into `tx` until the server's end (an empty text
 /// frame or a close).
-fn drain(ws: &mut WebSocket<Stream>, is_err: bool, tx: &mpsc::Sender<Chunk>) {
+fn drain(ws: &mut WebSocket<WsStream>, is_err: bool, tx: &mpsc::Sender<Chunk>) {
     loop {
         match ws.read() {
             Ok(Message::Binary(b)) => {
@@ -275,7 +286,33 @@ fn drain(ws: &mut WebSocket<Stream>, is_err: bool, tx: &mpsc::Sender<Chunk>) {
             Ok(_) => {}
         }
     }
-    let _ = ws.close(None);
-    // Let the close go out; the answer does not matter.
-    let _ = ws.flush();
+}
+
+/// A websocket's stream, whose writes may be dropped once its handshake is
+/// done (`read_only`: the output sockets).
+pub(super) struct WsStream {
+    inner: Stream,
+    read_only: bool,
+}
+
+impl Read for WsStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Write for WsStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.read_only {
+            return Ok(buf.len());
+        }
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.inner.flush()
+    }
 }
