@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use super::progress::Progress;
-use super::request::{encode, Started};
+use super::request::{encode, status, Started};
 use super::types::{Operation, Operations};
 use super::Api;
 use crate::lxd::LxdError;
@@ -57,12 +57,7 @@ impl Api {
             None => WAIT_CHUNK,
         };
         while op.running() {
-            let path = self.scoped(&format!(
-                "/1.0/operations/{}/wait?timeout={}",
-                encode(&op.id),
-                chunk.as_secs()
-            ));
-            op = self.get(&path)?;
+            op = self.wait_once(&op.id, chunk.as_secs())?;
             if let Some(p) = progress.as_deref_mut() {
                 p.show(&op.metadata);
             }
@@ -71,6 +66,25 @@ impl Api {
             p.done();
         }
         Ok(op)
+    }
+
+    /// One `wait?timeout=SECS` for operation `id`: the operation when it
+    /// ended, or as it is after `SECS`. LXD answers both with the operation;
+    /// Incus answers a failed one, and one still running at the timeout,
+    /// with an error (HTTP 200 and an error body): then the operation is
+    /// read on its own (`GET /1.0/operations/ID`), and its state decides.
+    fn wait_once(&self, id: &str, secs: u64) -> Result<Operation, LxdError> {
+        let path = self.scoped(&format!(
+            "/1.0/operations/{}/wait?timeout={secs}",
+            encode(id)
+        ));
+        match self.get::<Operation>(&path) {
+            Ok(op) => Ok(op),
+            Err(e @ LxdError::Refused { .. }) if status(&e) != Some(404) => self
+                .get(&self.scoped(&format!("/1.0/operations/{}", encode(id))))
+                .map_err(|_| e),
+            Err(e) => Err(e),
+        }
     }
 
     /// The error of a failed operation `op` started by `request`.
