@@ -403,6 +403,38 @@ fn finding_4_a_command_right_after_a_killed_create_waits_for_it() {
     assert!(r.took < Duration::from_secs(5), "{r:#?}");
 }
 
+/// A `down` right after a killed `up`: the instance's init may have missed
+/// the shutdown signal while it booted and never shut down; a clean stop
+/// that fails with the instance still running is followed by a forced one
+/// (as the e2e suite saw on real LXD, where `down` had waited forever).
+#[test]
+fn a_stop_that_does_not_shut_down_is_forced() {
+    let env = Env::new(Family::Lxd);
+    env.seed("a");
+    env.double.fail_operation(
+        Match::new("PUT", "/1.0/instances/*/state").first(1),
+        "Failed shutting down instance, status is \"Running\": context deadline exceeded",
+    );
+    env.requests();
+    let r = env.ldm(&["down", "a"]).ok();
+    assert!(r.stdout.contains("a is stopped"), "{r:#?}");
+    assert!(!env.double.instance("default", "p-a").unwrap().is_running());
+    let puts: Vec<serde_json::Value> = env
+        .double
+        .requests()
+        .iter()
+        .filter(|q| q.method == "PUT" && q.path().ends_with("/state"))
+        .map(|q| q.json())
+        .collect();
+    assert_eq!(
+        puts,
+        [
+            serde_json::json!({"action": "stop", "timeout": 30, "force": false}),
+            serde_json::json!({"action": "stop", "timeout": -1, "force": true}),
+        ]
+    );
+}
+
 /// Finding 5: progress from the operations' metadata.
 #[test]
 fn finding_5_unpack_and_publish_show_progress() {

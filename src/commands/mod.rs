@@ -264,24 +264,33 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
 /// remembered in the user's state folder (`said.json`); where that cannot
 /// be read or written, it is said every time.
 fn said_once(key: &str, message: &str) {
-    use crate::user_state::{self, UserDirs};
-    let Ok(dirs) = UserDirs::from_env() else {
+    let path = crate::user_state::UserDirs::from_env()
+        .ok()
+        .map(|d| d.state.join("said.json"));
+    if say_once(path.as_deref(), key) {
         eprintln!("ldm: {message}");
-        return;
+    }
+}
+
+/// Whether to say the note `key` now: true the first time for the
+/// `said.json` at `path` (which then records it), and always without one.
+fn say_once(path: Option<&std::path::Path>, key: &str) -> bool {
+    use crate::user_state;
+    let Some(path) = path else {
+        return true;
     };
-    let path = dirs.state.join("said.json");
-    let mut said: std::collections::BTreeMap<String, String> = user_state::read_small(&path)
+    let mut said: std::collections::BTreeMap<String, bool> = user_state::read_small(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     if said.contains_key(key) {
-        return;
+        return false;
     }
-    eprintln!("ldm: {message}");
-    said.insert(key.to_string(), message.to_string());
-    if let Ok(bytes) = serde_json::to_vec_pretty(&said) {
-        let _ = user_state::make_dir(&dirs.state).and_then(|()| user_state::replace(&path, &bytes));
+    said.insert(key.to_string(), true);
+    if let (Ok(bytes), Some(dir)) = (serde_json::to_vec_pretty(&said), path.parent()) {
+        let _ = user_state::make_dir(dir).and_then(|()| user_state::replace(path, &bytes));
     }
+    true
 }
 
 /// The command as typed without its arguments, for the lock's holder note.

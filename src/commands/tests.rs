@@ -233,3 +233,19 @@ fn image_commands_fail_before_lxd_when_the_project_cannot_be_read() {
     image::list(&s.ctx, &list, &mut Vec::new()).unwrap();
     assert_eq!(*s.remotes.lock().unwrap(), [Some("shared".to_string())]);
 }
+
+#[test]
+fn a_note_is_said_once_per_user_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = dir.path().join("state/said.json");
+    assert!(say_once(Some(&said), "incus"));
+    assert!(!say_once(Some(&said), "incus"), "said once");
+    assert!(say_once(Some(&said), "both-lxd-and-incus"), "another key");
+    let text = std::fs::read_to_string(&said).unwrap();
+    assert!(
+        text.contains("incus") && text.contains("both-lxd-and-incus"),
+        "{text}"
+    );
+    // Without a state folder: every time.
+    assert!(say_once(None, "incus") && say_once(None, "incus"));
+}

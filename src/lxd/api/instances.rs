@@ -29,8 +29,12 @@ impl Api {
         Ok(objs.iter().map(|o| self.instance_of(o)).collect())
     }
 
-    /// One instance, `None` when the server has none of that name.
+    /// One instance, `None` when the server has none of that name; read
+    /// once the operations running on it have ended (a killed `up`'s start,
+    /// a killed create), so that what a command decides from it ("already
+    /// stopped", "not there") is what the instance is about to be.
     pub(super) fn one(&self, name: &str) -> Result<Option<Instance>, LxdError> {
+        self.settle(name)?;
         let path = self.scoped(&format!("{}?recursion=1", self.instance_path(name)));
         match self.get::<InstanceObj>(&path) {
             Ok(o) => Ok(Some(self.instance_of(&o))),
@@ -242,8 +246,7 @@ impl Api {
     /// [`LxdError::AlreadyInState`], gone is [`LxdError::NotFound`].
     pub(super) fn change_state(&self, name: &str, action: &str) -> Result<(), LxdError> {
         let path = self.scoped(&format!("{}/state", self.instance_path(name)));
-        // `lxc stop` waits for a clean shutdown as long as it takes.
-        let body = json!({"action": action, "timeout": -1, "force": false});
+        let body = json!({"action": action, "timeout": SHUTDOWN_SECS, "force": false});
         let done = self.patiently(name, || {
             self.run_op("PUT", &path, Body::Json(&body)).map(drop)
         });
@@ -269,6 +272,14 @@ impl Api {
             }
             Some(s) if action == "stop" && !is_running(&s.status) => {
                 Err(LxdError::AlreadyInState { what: name.into() })
+            }
+            // It did not shut down in time (an init that missed the
+            // signal while it booted ignores it for good): forcibly.
+            Some(s) if action != "start" && is_running(&s.status) => {
+                let force = json!({"action": action, "timeout": -1, "force": true});
+                self.run_op("PUT", &path, Body::Json(&force))?;
+                self.note_running(name, Some(action != "stop"));
+                Ok(())
             }
             Some(_) => Err(e),
         }
@@ -409,6 +420,12 @@ impl Api {
         )
     }
 }
+
+/// How long a stop or restart waits for the instance to shut down cleanly
+/// before ldm stops it forcibly (LXD's own `boot.host_shutdown_timeout`).
+/// `lxc stop` waits forever, and an init that was sent the signal while
+/// it booted (a `down` right after a killed `up`) never shuts down.
+const SHUTDOWN_SECS: i64 = 30;
 
 /// LXD's status word for a running instance.
 pub(super) fn is_running(status: &str) -> bool {

@@ -197,6 +197,26 @@ impl Api {
         }
     }
 
+    /// Waits for the operations running on instance `name` (not interactive
+    /// sessions), up to the command's limit; [`LxdError::Busy`] at the
+    /// limit. One request when none runs.
+    pub(super) fn settle(&self, name: &str) -> Result<(), LxdError> {
+        let start = Instant::now();
+        let others = self.running_on(name)?;
+        if let Some(first) = others.first() {
+            self.tell(name, &first.description);
+        }
+        for op in &others {
+            if !self.await_other(op, start)? {
+                return Err(LxdError::Busy {
+                    what: name.to_string(),
+                    waited: start.elapsed(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Waits for another's operation `op` until the limit counted from
     /// `start`: true when it ended (or is gone), false at the limit.
     fn await_other(&self, op: &Operation, start: Instant) -> Result<bool, LxdError> {
