@@ -2241,16 +2241,21 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
                     .and_then(|n| n.parse().ok())
                     .unwrap_or_else(|| panic!("no step count in {line:?}"));
             }
-            // Into the step: LXD is at work for it when ldm dies.
-            std::thread::sleep(Duration::from_millis(150));
+            // Into the step: LXD is at work for it when ldm dies. The last
+            // step (the address wait) may end at once: killed as it starts.
+            if step < steps {
+                std::thread::sleep(Duration::from_millis(150));
+            }
             let mut child = guard.0.take().unwrap();
             let _ = child.kill();
             let status = child.wait().unwrap();
-            assert_eq!(
-                status.signal(),
-                Some(libc::SIGKILL),
-                "ldm container create {name} ended ({status}) before it could be killed in {line:?}"
-            );
+            if status.signal() != Some(libc::SIGKILL) {
+                assert!(
+                    step == steps && status.success(),
+                    "ldm container create {name} ended ({status}) before it could be killed in {line:?}"
+                );
+                eprintln!("e2e: create {name} finished its last step before the kill");
+            }
             let removed = self.ldm(&["remove", &name, "-f"]);
             eprintln!(
                 "e2e: create {name} killed in {line:?}; remove -f at once: exit {:?} in {:.1}s",
