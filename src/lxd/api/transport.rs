@@ -79,25 +79,17 @@ impl Endpoint {
         }
     }
 
-    /// The URL prefix of requests: the host part is only a label on a
-    /// socket.
-    pub fn base(&self) -> String {
-        match self {
-            Endpoint::Unix(_) => "http://lxd".into(),
-            Endpoint::Https { host, port, .. } if host.contains(':') => {
-                format!("https://[{host}]:{port}")
-            }
-            Endpoint::Https { host, port, .. } => format!("https://{host}:{port}"),
-        }
+    /// The URL prefix of requests. The stream is ldm's own (a socket, or
+    /// TLS it made), so the URL is only a label: always `http://lxd`, as
+    /// ureq would otherwise insist on doing TLS itself for `https`.
+    pub fn base(&self) -> &'static str {
+        "http://lxd"
     }
 
-    /// The same URL for websockets.
-    pub fn ws_base(&self) -> String {
-        let base = self.base();
-        match base.strip_prefix("https") {
-            Some(rest) => format!("wss{rest}"),
-            None => base.replacen("http", "ws", 1),
-        }
+    /// The same for websockets (tungstenite only sends it as the path and
+    /// Host of its handshake, over the stream it is given).
+    pub fn ws_base(&self) -> &'static str {
+        "ws://lxd"
     }
 }
 
