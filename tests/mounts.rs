@@ -102,6 +102,9 @@ fn host_user_1000(env: &Env) -> (u32, u32) {
 #[test]
 fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
+    host_user_1000(&env);
     let run = env.ok(&["container", "create", "dev", "img"]);
     let argvs = env.take_argvs();
     let m = mount(".:/home/dev/p");
@@ -233,6 +236,9 @@ fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
 #[test]
 fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
+    host_user_1000(&env);
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     std::fs::create_dir_all(env.dir.join("data")).unwrap();
     std::fs::create_dir_all(env.dir.join("docs")).unwrap();
@@ -369,6 +375,9 @@ fn steps_run(argvs: &[Vec<String>]) -> Vec<String> {
 #[test]
 fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
+    host_user_1000(&env);
     set_setup(
         &env,
         "    - echo one\n    - echo two\n    - script: three.sh\n",
@@ -491,6 +500,9 @@ fn sorted_lines(text: &str) -> Vec<String> {
 #[test]
 fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
+    host_user_1000(&env);
     env.ok(&["container", "create", "a", "img", "--no-mount"]);
     env.seed_container("b", "img", false);
     env.ok(&["container", "create", "c", "img"]);
@@ -630,6 +642,9 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
 #[test]
 fn doctor_reports_mount_drift_and_fix_repairs_it() {
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
+    host_user_1000(&env);
     env.ok(&["container", "create", "dev", "img"]);
     let m = mount(".:/home/dev/p");
     let dev = m.device_name();
@@ -686,6 +701,9 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
 #[test]
 fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
+    host_user_1000(&env);
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     std::fs::create_dir_all(env.dir.join("data")).unwrap();
     env.take_argvs();
@@ -755,6 +773,9 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
     // host's project folder is not on far, where the same path would be
     // another folder, or none.
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // were the server here, the mount would be idmapped (shift=true).
+    host_user_1000(&env);
     let far = [("LDM_DOUBLE_DEFAULT_REMOTE", "far")];
     let run = env.run_env(&["container", "create", "a", "img"], &far);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -798,6 +819,9 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
 #[test]
 fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
     let env = Env::new("p");
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
+    host_user_1000(&env);
     set_setup(&env, "    - echo one\n    - echo two\n");
     std::fs::write(
         env.dd.join("exec.json"),

@@ -4,7 +4,9 @@
 //! user's ids (DESIGN.md, "Mounts").
 //!
 //! Ids: LXD's idmapped mounts (`shift=true`) where the kernel and LXD allow
-//! them; otherwise `raw.idmap` mapping the host user to the container user,
+//! them and the container user has the host user's ids (an idmapped mount
+//! shows host ids as they are: host uid 1234 is uid 1234 inside), host root
+//! never; otherwise `raw.idmap` mapping the host user to the container user,
 //! which the kernel's newuidmap allows only when /etc/subuid and
 //! /etc/subgid give root that id (`root:UID:1`). That one-time step needs
 //! root: ldm says the exact command and leaves the mount out.
@@ -283,7 +285,9 @@ pub fn attach(
         }
     }
     let use_raw = inst.raw_idmap.as_deref() == Some(idmap.as_str());
-    if inst.is_running() && !use_raw {
+    // shift=true shows host ids unchanged: the user's only if they are its,
+    // and host root's files never (raw.idmap refuses root below).
+    if inst.is_running() && !use_raw && t.host == t.user && t.host.uid != 0 {
         let (m, s) = todo[0];
         match lxd.add_disk(t.lxd_name, &disk(m, s, true)) {
             Ok(()) => {

@@ -82,6 +82,14 @@ fn interrupted_create(s: &Setup, name: &str, image: &str) {
 #[test]
 fn create_launches_sets_up_and_records_initial_state() {
     let s = setup(Fake::new());
+    // The container user has the host user's ids (as root, ldm's host user
+    // is the folder's owner: not root), so the mount is idmapped.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
+    }
+    let host = mounts::host_ids(&s.ctx.start);
+    s.fake.server().user_ids = Some((host.uid, host.gid));
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
     assert_eq!(
         s.fake.calls(),
@@ -248,4 +256,25 @@ fn a_note_is_said_once_per_user_and_key() {
     );
     // Without a state folder: every time.
     assert!(say_once(None, "incus") && say_once(None, "incus"));
+}
+
+/// An idmapped mount (shift=true) shows host ids unchanged: with a
+/// container user whose ids are not the host user's, ldm does not add one
+/// (it maps with raw.idmap, here refused for want of the root step, so no
+/// device at all), and never for host root's files.
+#[test]
+fn a_container_user_with_other_ids_gets_no_idmapped_mount() {
+    let s = setup(Fake::new());
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
+    }
+    let host = mounts::host_ids(&s.ctx.start);
+    s.fake.server().user_ids = Some((host.uid + 1, host.gid + 1));
+    container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
+    let calls = s.fake.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("add_disk")),
+        "{calls:?}"
+    );
 }

@@ -32,6 +32,9 @@ pub struct State {
     pub creating: BTreeMap<String, usize>,
     /// The server can idmap mounts (`shift=true`).
     pub shift: bool,
+    /// What `id -u` and `id -g` print for the container user (default
+    /// 1000 and 1000).
+    pub user_ids: Option<(u32, u32)>,
     /// Instance -> the pid its state reports (none unless set here).
     pub pids: BTreeMap<String, u32>,
     /// Instances in other LXD projects.
@@ -221,10 +224,11 @@ impl Lxd for Fake {
             }
             // The user's ids, as `id -u` and `id -g` print them.
             let ids = argv.iter().any(|a| a.contains("id -u"));
+            let (uid, gid) = st.user_ids.unwrap_or((1000, 1000));
             Ok(ExecOutput {
                 code: 0,
                 stdout: if ids {
-                    b"1000\n1000\n".to_vec()
+                    format!("{uid}\n{gid}\n").into_bytes()
                 } else {
                     Vec::new()
                 },
