@@ -28,7 +28,9 @@
 //! already set up. Run that way without a reachable LXD or without the
 //! image, it fails and says which is missing.
 //!
-//! Knobs: `LDM_E2E_DEBIAN_ALIAS` (image, default `ldm-debian`),
+//! Knobs: `LDM_E2E_BENCH=1|0` (the measurements that check nothing; by
+//! default in the LXD run only), `LDM_E2E_DEBIAN_ALIAS` (image, default
+//! `ldm-debian`),
 //! `LDM_E2E_PROFILE` (profile for launches, default `ldm-e2e` when it
 //! exists), `LDM_E2E_KEEP=1` (leave instances, images and files behind for
 //! debugging), `LDM_E2E_LDM` (the ldm binary to test; default the one cargo
@@ -676,6 +678,11 @@ struct Suite {
     timings: Vec<Timing>,
     /// What `container create a` and `b` printed on stdout (parallel_create).
     create_out: Vec<String>,
+    /// Run the measurements that check nothing (proxy throughput, the up
+    /// timing rounds, ldm list of 10 against curl): `LDM_E2E_BENCH`, by
+    /// default in the LXD run only, so that CI's four runs (two servers,
+    /// root and not) fit its time.
+    bench: bool,
 }
 
 /// Prints a line on the real stderr: the test harness captures `eprintln!`,
@@ -779,6 +786,11 @@ fn workflow(on: Server) {
         t0: Instant::now(),
         timings: Vec::new(),
         create_out: Vec::new(),
+        bench: match std::env::var("LDM_E2E_BENCH").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => on == Server::Lxd,
+        },
     };
     eprintln!(
         "e2e: {} ({}), project {} in {}, image {}, profile {}, ldm {}, uid {}",
@@ -1263,7 +1275,9 @@ while (my $c = $s->accept) { print $c "HTTP/1.0 200 OK\r\nContent-Type: text/pla
             fetch(SocketAddr::from(([127, 0, 0, 1], other))).filter(|t| t.contains(&want))
         });
         assert!(got.is_some(), "`ldm proxy a -p {pair}` did not forward");
-        self.proxy_throughput(ip);
+        if self.bench {
+            self.proxy_throughput(ip);
+        }
     }
 
     /// Bulk bytes host → container, direct and through `ldm proxy`, to a
@@ -2193,91 +2207,25 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
     /// Issue 24, finding 4: a `container create` killed during each of its
     /// steps, then `remove --force` at once, every time: it succeeds (it
     /// waits for what the server still does for the killed create, by
-    /// operation id), and LXD and the project keep nothing of it.
+    /// operation id), and LXD and the project keep nothing of it. The
+    /// first create says how many steps there are; the others run at once,
+    /// each killed in its own step.
     fn killed_create_at_each_step_then_removed(&mut self) {
         self.step("kill -9 a create during each of its steps, remove -f at once, every time");
-        let mut step = 1;
-        let mut steps = usize::MAX;
-        while step <= steps {
-            let name = format!("r{step}");
-            let lxd_name = self.lxd_name(&name);
-            let mut cmd = self.ldm_cmd(&["container", "create", &name, &self.image, "--no-mount"]);
-            let mut child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn ldm container create");
-            let stderr = child.stderr.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel::<String>();
-            std::thread::spawn(move || {
-                use std::io::BufRead;
-                for line in std::io::BufReader::new(stderr)
-                    .lines()
-                    .map_while(Result::ok)
-                {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut guard = ChildGuard(Some(child));
-            let want = format!("[{step}/");
-            let mut seen = Vec::new();
-            let line = loop {
-                match rx.recv_timeout(Duration::from_secs(120)) {
-                    Ok(l) if l.starts_with(&want) => break l,
-                    Ok(l) => seen.push(l),
-                    Err(e) => panic!(
-                        "ldm container create {name} never reached step {step} ({e}): {seen:?}"
-                    ),
-                }
-            };
-            if steps == usize::MAX {
-                // "[1/5] Launching ...": the count of steps.
-                steps = line[want.len()..]
-                    .split(']')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("no step count in {line:?}"));
+        let steps = self.kill_create_in_step_then_remove(1, None);
+        let me = &*self;
+        std::thread::scope(|sc| {
+            for step in 2..=steps {
+                sc.spawn(move || me.kill_create_in_step_then_remove(step, Some(steps)));
             }
-            // Into the step: LXD is at work for it when ldm dies. The last
-            // step (the address wait) may end at once: killed as it starts.
-            if step < steps {
-                std::thread::sleep(Duration::from_millis(150));
-            }
-            let mut child = guard.0.take().unwrap();
-            let _ = child.kill();
-            let status = child.wait().unwrap();
-            if status.signal() != Some(libc::SIGKILL) {
-                assert!(
-                    step == steps && status.success(),
-                    "ldm container create {name} ended ({status}) before it could be killed in {line:?}"
-                );
-                eprintln!("e2e: create {name} finished its last step before the kill");
-            }
-            let removed = self.ldm(&["remove", &name, "-f"]);
-            eprintln!(
-                "e2e: create {name} killed in {line:?}; remove -f at once: exit {:?} in {:.1}s",
-                removed.code,
-                removed.took.as_secs_f64()
-            );
-            let removed = removed.ok();
+        });
+        for step in 1..=steps {
+            let lxd_name = self.lxd_name(&format!("r{step}"));
             assert!(
-                removed.out().contains(&format!("Removed {name}")),
-                "{}",
-                removed.describe()
+                query(&format!("/1.0/instances/{lxd_name}")).is_none(),
+                "{} has {lxd_name} after remove -f",
+                server().name()
             );
-            for _ in 0..6 {
-                assert!(
-                    query(&format!("/1.0/instances/{lxd_name}")).is_none(),
-                    "{} has {lxd_name} after remove -f",
-                    server().name()
-                );
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            assert!(!self.stored().containers.contains_key(&name));
-            step += 1;
         }
         let r = self.ldm(&["doctor"]).ok();
         assert!(
@@ -2285,6 +2233,91 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             "{}",
             r.describe()
         );
+    }
+
+    /// `container create r{step}` killed once it printed step `step` (of
+    /// `steps`, when known), then `remove -f` at once; returns the count of
+    /// steps create printed.
+    fn kill_create_in_step_then_remove(&self, step: usize, steps: Option<usize>) -> usize {
+        let name = format!("r{step}");
+        let lxd_name = self.lxd_name(&name);
+        let mut cmd = self.ldm_cmd(&["container", "create", &name, &self.image, "--no-mount"]);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ldm container create");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut guard = ChildGuard(Some(child));
+        let want = format!("[{step}/");
+        let mut seen = Vec::new();
+        let line = loop {
+            match rx.recv_timeout(Duration::from_secs(180)) {
+                Ok(l) if l.starts_with(&want) => break l,
+                Ok(l) => seen.push(l),
+                Err(e) => {
+                    panic!("ldm container create {name} never reached step {step} ({e}): {seen:?}")
+                }
+            }
+        };
+        // "[1/5] Launching ...": the count of steps.
+        let count = line[want.len()..]
+            .split(']')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no step count in {line:?}"));
+        let last = step == steps.unwrap_or(count);
+        // Into the step: LXD is at work for it when ldm dies. The last
+        // step (the address wait) may end at once: killed as it starts.
+        if !last {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        let mut child = guard.0.take().unwrap();
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.signal() != Some(libc::SIGKILL) {
+            assert!(
+                last && status.success(),
+                "ldm container create {name} ended ({status}) before it could be killed in {line:?}"
+            );
+            eprintln!("e2e: create {name} finished its last step before the kill");
+        }
+        let removed = self.ldm(&["remove", &name, "-f"]);
+        eprintln!(
+            "e2e: create {name} killed in {line:?}; remove -f at once: exit {:?} in {:.1}s",
+            removed.code,
+            removed.took.as_secs_f64()
+        );
+        let removed = removed.ok();
+        assert!(
+            removed.out().contains(&format!("Removed {name}")),
+            "{}",
+            removed.describe()
+        );
+        // The server may still have been making it: it must not appear later.
+        for _ in 0..6 {
+            assert!(
+                query(&format!("/1.0/instances/{lxd_name}")).is_none(),
+                "{} has {lxd_name} after remove -f",
+                server().name()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(!self.stored().containers.contains_key(&name));
+        count
     }
 
     /// Sends `GET /1.0?marker=TAG` straight to the server's socket: a line
@@ -2449,6 +2482,9 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             table.join(", ")
         ));
 
+        if !self.bench {
+            return;
+        }
         // `ldm list` of a project of 10 containers, beside one request of
         // the same data (the instances with their state) on the socket.
         let dir = self.scratch.join("ten");
@@ -2872,7 +2908,9 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
                 "{c}"
             );
         }
-        self.time_up_in_parallel(&names[..4]);
+        if self.bench {
+            self.time_up_in_parallel(&names[..4]);
+        }
         let dry = self.ldm(&["up", "--dry-run"]).ok();
         for c in &names {
             assert!(
