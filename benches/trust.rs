@@ -70,7 +70,7 @@ fn project(reach: bool, outside: &Path) -> Project {
 }
 
 fn ctx(dir: &Path, user: &Path) -> Ctx {
-    let connect: Connect = Arc::new(|_| unreachable!("the trust check calls no LXD"));
+    let connect: Connect = Arc::new(|_, _, _| unreachable!("the trust check calls no LXD"));
     Ctx {
         start: dir.to_path_buf(),
         opts: Options {

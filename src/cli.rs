@@ -22,6 +22,9 @@ pub struct Cli {
     /// Print nothing but results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Show download and publish progress even when stderr is not a terminal.
+    #[arg(long, global = true)]
+    pub progress: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

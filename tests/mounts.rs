@@ -121,6 +121,8 @@ fn mkdir(env: &Env, path: &Path) {
 
 #[test]
 fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     let run = env.ok(&["container", "create", "dev", "img"]);
     let argvs = env.take_argvs();
@@ -252,6 +254,8 @@ fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
 
 #[test]
 fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     mkdir(&env, &env.dir.join("data"));
@@ -391,6 +395,8 @@ fn steps_run(argvs: &[Vec<String>]) -> Vec<String> {
 
 #[test]
 fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     set_setup(
         &env,
@@ -513,6 +519,8 @@ fn sorted_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     env.ok(&["container", "create", "a", "img", "--no-mount"]);
     env.seed_container("b", "img", false);
@@ -652,6 +660,8 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
 
 #[test]
 fn doctor_reports_mount_drift_and_fix_repairs_it() {
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img"]);
     let m = mount(".:/home/dev/p");
@@ -708,6 +718,8 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
 
 #[test]
 fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     mkdir(&env, &env.dir.join("data"));
@@ -777,6 +789,8 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
     // `lxc remote switch far` with no `remote:` in containers.yaml: the
     // host's project folder is not on far, where the same path would be
     // another folder, or none.
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     let far = [("LDM_DOUBLE_DEFAULT_REMOTE", "far")];
     let run = env.run_env(&["container", "create", "a", "img"], &far);
@@ -820,6 +834,8 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
 /// "Created dev". Progress is keyed by the steps' content now.
 #[test]
 fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
+    // The container user (1000 in the double) has the host user's ids:
+    // the mount is idmapped (shift=true).
     let env = user_env("p");
     set_setup(&env, "    - echo one\n    - echo two\n");
     std::fs::write(

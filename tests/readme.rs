@@ -50,6 +50,8 @@ fn readme_examples_without_lxd_run_as_printed() {
             .current_dir(dir.path())
             .env("PATH", &path)
             .env("LDM_LXC", "/nonexistent/lxc")
+            .env("LXD_DIR", "/nonexistent/lxd")
+            .env("LXD_CONF", "/nonexistent/lxc-config")
             .env("NO_COLOR", "1")
             .env("XDG_STATE_HOME", user.path().join("state"))
             .env("XDG_CACHE_HOME", user.path().join("cache"))

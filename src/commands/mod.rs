@@ -34,7 +34,7 @@ pub mod text;
 mod trust;
 mod updown;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,16 +42,19 @@ use std::time::Duration;
 use crate::cli::{
     Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand, DEFAULT_WAIT,
 };
-use crate::lxd::{Client, Lxd, Patient};
+use crate::lxd::api::{self, Api, Patience, ShowProgress};
+use crate::lxd::{Client, Lxd, OnWait, Patient};
 use crate::model::Project;
 use crate::store::{self, LogIdentity, Paths, SafeDirs, Store, StoreError};
 use crate::trust::Need;
 use crate::user_state::UserDirs;
 use crate::Error;
 
-/// Makes the LXD client for a remote (`None`: the local LXD). The CLI's
-/// runs the client program; unit tests give the in-process fake.
-pub type Connect = Arc<dyn Fn(Option<&str>) -> Arc<dyn Lxd> + Send + Sync>;
+/// Makes the LXD client for a remote (`None`: the client's default remote)
+/// that waits up to the given time for LXD's other operations on an
+/// instance, telling `OnWait` when it starts to. The CLI's speaks LXD's
+/// API; unit tests give the in-process fake.
+pub type Connect = Arc<dyn Fn(Option<&str>, Duration, OnWait) -> Arc<dyn Lxd> + Send + Sync>;
 
 /// What every command gets: where it runs and how the store behaves.
 pub struct Ctx {
@@ -104,7 +107,7 @@ impl Ctx {
                 );
             }
         });
-        Arc::new(Patient::new((self.connect)(remote), wait, on_wait))
+        (self.connect)(remote, wait, on_wait)
     }
 
     /// The LXD for commands that work without a project (image commands):
@@ -208,11 +211,30 @@ fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> Result<(), Erro
     }
 }
 
-/// How commands reach LXD: the client program from the environment, one
-/// client per remote asked for. The incus note is printed here, once per
+/// Which backend speaks to LXD: the REST API, or (`LDM_BACKEND=cli`, for
+/// the command tests that still run the python double of `lxc`) the
+/// client program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Api,
+    Cli,
+}
+
+fn backend() -> Result<Backend, Error> {
+    match std::env::var("LDM_BACKEND") {
+        Err(_) => Ok(Backend::Api),
+        Ok(v) if v.is_empty() || v == "api" => Ok(Backend::Api),
+        Ok(v) if v == "cli" => Ok(Backend::Cli),
+        Ok(v) => Err(Error::Usage(format!(
+            "LDM_BACKEND={v:?}: use api (the default) or cli"
+        ))),
+    }
+}
+
+/// How commands reach LXD: one client per remote asked for. The family
+/// note ("LXD is not installed; using Incus") is printed here, once per
 /// user, and only for commands that call LXD.
-fn connector(cli: &Cli) -> Connect {
-    let (client, note) = Client::from_env();
+fn connector(cli: &Cli) -> Result<Connect, Error> {
     let uses_lxd = !matches!(
         cli.command,
         Command::Create(_)
@@ -223,14 +245,73 @@ fn connector(cli: &Cli) -> Connect {
             | Command::Completions { .. }
             | Command::Man
     );
-    // Said once per user, when it matters: not for commands that never call
-    // LXD, and not under -q (the marker is then not written either).
-    if let (Some(note), true, false) = (note, uses_lxd, cli.quiet) {
-        note_once("incus", &note);
+    if backend()? == Backend::Cli {
+        let (client, note) = Client::from_env();
+        // Said once per user, when it matters: not for commands that never
+        // call LXD, and not under -q (the marker is then not written either).
+        if let (Some(note), true, false) = (note, uses_lxd, cli.quiet) {
+            note_once("incus", &note);
+        }
+        return Ok(Arc::new(
+            move |remote: Option<&str>, wait: Duration, on_wait: OnWait| -> Arc<dyn Lxd> {
+                let client = client.clone().with_remote(remote.map(str::to_string));
+                Arc::new(Patient::new(client, wait, on_wait))
+            },
+        ));
     }
-    Arc::new(move |remote: Option<&str>| -> Arc<dyn Lxd> {
-        Arc::new(client.clone().with_remote(remote.map(str::to_string)))
-    })
+    let choice = api::choose(&api::env_var, &api::MACHINE);
+    if let (Some((key, note)), true, false) = (&choice.note, uses_lxd, cli.quiet) {
+        said_once(key, note);
+    }
+    let progress = match (cli.quiet, std::io::stderr().is_terminal(), cli.progress) {
+        (true, _, _) => ShowProgress::Off,
+        (false, true, _) => ShowProgress::Terminal,
+        (false, false, true) => ShowProgress::Lines,
+        (false, false, false) => ShowProgress::Off,
+    };
+    Ok(Arc::new(
+        move |remote: Option<&str>, wait: Duration, on_wait: OnWait| -> Arc<dyn Lxd> {
+            Arc::new(Api::new(
+                &choice,
+                remote,
+                Patience::new(wait, on_wait),
+                progress,
+            ))
+        },
+    ))
+}
+
+/// Prints `message` on stderr the first time `key` comes up for this user,
+/// remembered in the user's state folder (`said.json`); where that cannot
+/// be read or written, it is said every time.
+fn said_once(key: &str, message: &str) {
+    let path = crate::user_state::UserDirs::from_env()
+        .ok()
+        .map(|d| d.state.join("said.json"));
+    if say_once(path.as_deref(), key) {
+        eprintln!("ldm: {message}");
+    }
+}
+
+/// Whether to say the note `key` now: true the first time for the
+/// `said.json` at `path` (which then records it), and always without one.
+fn say_once(path: Option<&std::path::Path>, key: &str) -> bool {
+    use crate::user_state;
+    let Some(path) = path else {
+        return true;
+    };
+    let mut said: std::collections::BTreeMap<String, bool> = user_state::read_small(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if said.contains_key(key) {
+        return false;
+    }
+    said.insert(key.to_string(), true);
+    if let (Ok(bytes), Some(dir)) = (serde_json::to_vec_pretty(&said), path.parent()) {
+        let _ = user_state::make_dir(dir).and_then(|()| user_state::replace(path, &bytes));
+    }
+    true
 }
 
 /// The command as typed without its arguments, for the lock's holder note.
@@ -276,7 +357,8 @@ fn command_name(command: &Command) -> &'static str {
     }
 }
 
-/// Prints `message` on stderr the first time `key` comes up for this user.
+/// Prints `message` on stderr the first time `key` comes up for this user
+/// (the CLI backend's marker in the cache folder, which its tests read).
 fn note_once(key: &str, message: &str) {
     let dir = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -347,7 +429,7 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         safe: SafeDirs::from_env(cli.dir.as_ref().map(|_| start_dir.as_path())),
         quiet: cli.quiet,
         style: style::Style::for_stdout(cli.color),
-        connect: connector(cli),
+        connect: connector(cli)?,
         user: UserDirs::from_env().ok(),
         log_seen: Mutex::new(None),
     })

@@ -4,7 +4,10 @@
 //! paths may be mounted is `sources.rs`.
 //!
 //! Ids: LXD's idmapped mounts (`shift=true`) where the kernel and LXD allow
-//! them, on the host user's own files only, never host root's; otherwise `raw.idmap` mapping the host user to the container user,
+//! them, on the host user's own files only, and only when the container
+//! user has the host user's ids (an idmapped mount shows host ids as they
+//! are: host uid 1234 is uid 1234 inside), host root never; otherwise
+//! `raw.idmap` mapping the host user to the container user,
 //! which the kernel's newuidmap allows only when /etc/subuid and
 //! /etc/subgid give root that id (`root:UID:1`). That one-time step needs
 //! root: ldm says the exact command and leaves the mount out.
@@ -207,13 +210,15 @@ pub fn attach(
         }
     }
     let use_raw = inst.raw_idmap.as_deref() == Some(idmap.as_str());
-    // An idmapped mount lets the container's root act as the files' owner
-    // on the host: only on files the host user owns (else raw.idmap, which
-    // maps the host user alone).
+    // An idmapped mount shows host ids unchanged and lets the container's
+    // root act as the files' owner on the host: only on files the host
+    // user owns, only when they are the container user's ids too, and host
+    // root's never (else raw.idmap, which maps the host user alone and
+    // refuses root below).
     let all_owned = todo
         .iter()
         .all(|(_, s)| sources::owner(s) == Some(t.host.uid));
-    if inst.is_running() && !use_raw && all_owned {
+    if inst.is_running() && !use_raw && t.host == t.user && t.host.uid != 0 && all_owned {
         let (m, s) = todo[0];
         match lxd.add_disk(t.lxd_name, &disk(m, s, true)) {
             Ok(()) => {
@@ -351,7 +356,7 @@ mod tests {
         let owner = std::fs::metadata(&src).unwrap().uid();
         let m = Mount::parse("src:/srv/src").unwrap();
         let mounts = [(m, src.clone())];
-        let attach_as = |host: u32| {
+        let attach_as = |host: u32, user: u32| {
             let fake = Fake::new().with_instance("p-a", true, &[]);
             let t = Target {
                 lxd_name: "p-a",
@@ -360,8 +365,8 @@ mod tests {
                     gid: host,
                 },
                 user: Ids {
-                    uid: 1000,
-                    gid: 1000,
+                    uid: user,
+                    gid: user,
                 },
                 mounts: &mounts,
             };
@@ -376,14 +381,19 @@ mod tests {
                 .any(|d| d.shift);
             (r, shifted)
         };
-        let (r, shifted) = attach_as(owner);
+        // The owner's source, the container user with the owner's ids.
+        let (r, shifted) = attach_as(owner, owner);
         assert!(shifted && matches!(r, Attached::Done { .. }), "{r:?}");
         // Another user's source: no shift=true (raw.idmap instead, which
         // here needs the one-time root step).
-        let (r, shifted) = attach_as(owner + 1);
+        let (r, shifted) = attach_as(owner + 1, owner + 1);
         assert!(!shifted, "{r:?}");
         assert!(!matches!(r, Attached::Done { .. }), "{r:?}");
-        let (r, shifted) = attach_as(0);
+        // A container user with other ids would see the host's ids as
+        // they are: no shift=true either.
+        let (r, shifted) = attach_as(owner, owner + 7);
+        assert!(!shifted, "{r:?}");
+        let (r, shifted) = attach_as(0, 0);
         assert!(!shifted && r == Attached::HostRoot, "{r:?}");
     }
 

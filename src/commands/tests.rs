@@ -27,10 +27,12 @@ fn setup(fake: Fake) -> Setup {
     let fake = Arc::new(fake);
     let remotes = Arc::new(Mutex::new(Vec::new()));
     let (f, r) = (Arc::clone(&fake), Arc::clone(&remotes));
-    let connect: Connect = Arc::new(move |remote: Option<&str>| -> Arc<dyn Lxd> {
-        r.lock().unwrap().push(remote.map(str::to_string));
-        Arc::clone(&f) as Arc<dyn Lxd>
-    });
+    let connect: Connect = Arc::new(
+        move |remote: Option<&str>, wait: Duration, on_wait: crate::lxd::OnWait| -> Arc<dyn Lxd> {
+            r.lock().unwrap().push(remote.map(str::to_string));
+            Arc::new(crate::lxd::Patient::new(Arc::clone(&f), wait, on_wait))
+        },
+    );
     let ctx = Ctx {
         start: dir.path().to_path_buf(),
         opts,
@@ -84,11 +86,14 @@ fn interrupted_create(s: &Setup, name: &str, image: &str) {
 #[test]
 fn create_launches_sets_up_and_records_initial_state() {
     let s = setup(Fake::new());
-    // Run as root, ldm mounts a user's folder only, never root's.
+    // The container user has the host user's ids (as root, ldm's host user
+    // is the folder's owner: not root), so the mount is idmapped.
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
-        std::os::unix::fs::chown(s._dir.path(), Some(1000), Some(1000)).unwrap();
+        std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
     }
+    let host = mounts::host_ids(&s.ctx.start);
+    s.fake.server().user_ids = Some((host.uid, host.gid));
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
     assert_eq!(
         s.fake.calls(),
@@ -239,4 +244,41 @@ fn image_commands_fail_before_lxd_when_the_project_cannot_be_read() {
     };
     image::list(&s.ctx, &list, &mut Vec::new()).unwrap();
     assert_eq!(*s.remotes.lock().unwrap(), [Some("shared".to_string())]);
+}
+
+#[test]
+fn a_note_is_said_once_per_user_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = dir.path().join("state/said.json");
+    assert!(say_once(Some(&said), "incus"));
+    assert!(!say_once(Some(&said), "incus"), "said once");
+    assert!(say_once(Some(&said), "both-lxd-and-incus"), "another key");
+    let text = std::fs::read_to_string(&said).unwrap();
+    assert!(
+        text.contains("incus") && text.contains("both-lxd-and-incus"),
+        "{text}"
+    );
+    // Without a state folder: every time.
+    assert!(say_once(None, "incus") && say_once(None, "incus"));
+}
+
+/// An idmapped mount (shift=true) shows host ids unchanged: with a
+/// container user whose ids are not the host user's, ldm does not add one
+/// (it maps with raw.idmap, here refused for want of the root step, so no
+/// device at all), and never for host root's files.
+#[test]
+fn a_container_user_with_other_ids_gets_no_idmapped_mount() {
+    let s = setup(Fake::new());
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
+    }
+    let host = mounts::host_ids(&s.ctx.start);
+    s.fake.server().user_ids = Some((host.uid + 1, host.gid + 1));
+    container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
+    let calls = s.fake.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("add_disk")),
+        "{calls:?}"
+    );
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::cli::CliError;
 use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
 
 /// The fake's state; tests read and set it through [`Fake::server`].
@@ -31,6 +32,9 @@ pub struct State {
     pub creating: BTreeMap<String, usize>,
     /// The server can idmap mounts (`shift=true`).
     pub shift: bool,
+    /// What `id -u` and `id -g` print for the container user (default
+    /// 1000 and 1000).
+    pub user_ids: Option<(u32, u32)>,
     /// Instance -> the pid its state reports (none unless set here).
     pub pids: BTreeMap<String, u32>,
     /// Instances in other LXD projects.
@@ -92,11 +96,11 @@ impl Fake {
             });
         }
         if st.fail.contains(&verb) {
-            return Err(LxdError::Failed {
+            return Err(LxdError::from(CliError::Failed {
                 cmd: format!("fake {verb} {arg}"),
                 code: Some(1),
                 stderr: "Error: simulated failure".into(),
-            });
+            }));
         }
         f(&mut st)
     }
@@ -117,6 +121,7 @@ fn instance(name: &str, running: bool, snapshots: &[&str]) -> Instance {
         image: Some("fake image".into()),
         disks: Vec::new(),
         raw_idmap: None,
+        user: Default::default(),
     }
 }
 
@@ -219,10 +224,11 @@ impl Lxd for Fake {
             }
             // The user's ids, as `id -u` and `id -g` print them.
             let ids = argv.iter().any(|a| a.contains("id -u"));
+            let (uid, gid) = st.user_ids.unwrap_or((1000, 1000));
             Ok(ExecOutput {
                 code: 0,
                 stdout: if ids {
-                    b"1000\n1000\n".to_vec()
+                    format!("{uid}\n{gid}\n").into_bytes()
                 } else {
                     Vec::new()
                 },
@@ -291,10 +297,10 @@ impl Lxd for Fake {
 
     fn exec_replace(&self, name: &str, _argv: &[&str]) -> LxdError {
         let _ = self.call("exec_replace", name, |_| Ok(()));
-        LxdError::Spawn {
+        LxdError::from(CliError::Spawn {
             cmd: format!("fake exec {name}"),
             source: std::io::Error::other("the fake cannot replace the process"),
-        }
+        })
     }
 
     fn push(&self, name: &str, _src: &Path, _path: &str, _recursive: bool) -> Result<(), LxdError> {
@@ -379,6 +385,19 @@ impl Lxd for Fake {
 
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         self.call("idmapping", "", |st| Ok(Idmapping { shift: st.shift }))
+    }
+
+    fn identity(&self) -> Result<super::Server, LxdError> {
+        self.call("identity", "", |_| {
+            Ok(super::Server {
+                family: "lxd".into(),
+                name: "fake".into(),
+                version: "5.0.2".into(),
+                fingerprint: "f".repeat(64),
+                project: "default".into(),
+                remote: "local".into(),
+            })
+        })
     }
 
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {

@@ -35,6 +35,13 @@ pub(super) fn instance(v: &Value) -> Instance {
         image: text(&v["config"]["image.description"]),
         disks: disks(&v["devices"]),
         raw_idmap: text(&v["config"]["raw.idmap"]),
+        user: v["config"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with("user."))
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
     }
 }
 
@@ -125,6 +132,25 @@ pub(super) fn image(i: &Value) -> Image {
             .as_str()
             .unwrap_or_default()
             .to_string(),
+    }
+}
+
+/// Who the server of `query /1.0` is.
+pub(super) fn server(v: &Value, project: Option<&str>, remote: Option<&str>) -> super::Server {
+    let env = &v["environment"];
+    let text = |k: &str| env[k].as_str().unwrap_or_default().to_string();
+    super::Server {
+        family: if text("server") == "incus" {
+            "incus"
+        } else {
+            "lxd"
+        }
+        .into(),
+        name: text("server_name"),
+        version: text("server_version"),
+        fingerprint: text("certificate_fingerprint"),
+        project: project.unwrap_or("default").to_string(),
+        remote: remote.unwrap_or("local").to_string(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! Names passed in are full LXD instance names (`project-container`).
 //! DESIGN.md, "The LXD backend".
 
+pub mod api;
 pub mod cli;
 #[cfg(test)]
 pub mod fake;
@@ -17,6 +18,7 @@ mod json;
 mod process;
 mod wait;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -24,7 +26,7 @@ use thiserror::Error;
 
 pub use cli::Client;
 pub use ipv4::wait_ipv4;
-pub use wait::Patient;
+pub use wait::{OnWait, Patient};
 
 /// One instance as LXD reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,6 +46,26 @@ pub struct Instance {
     pub disks: Vec<Disk>,
     /// Its `raw.idmap` config, if set.
     pub raw_idmap: Option<String>,
+    /// Its `user.*` config keys (ldm's own marks live there).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub user: BTreeMap<String, String>,
+}
+
+/// Who the server is: what ldm keys what it knows of a server on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Server {
+    /// `lxd` or `incus`.
+    pub family: String,
+    /// Its name (`environment.server_name`).
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// SHA-256 of its certificate: the same whichever way it is reached.
+    pub fingerprint: String,
+    /// The LXD project ldm's requests name.
+    pub project: String,
+    /// The client's remote it was reached by (`local`, ...).
+    pub remote: String,
 }
 
 /// What LXD says of an instance's running state: the cheap question
@@ -134,27 +156,79 @@ pub struct Away {
     pub switch: String,
 }
 
-/// A failed LXD operation. `cmd` is the client command line, shell-quoted.
+/// A failed LXD operation. The typed variants are what commands decide
+/// on; each is decided from status codes, operation states and what the
+/// server reports, never from the words of a message (LXD's words are kept
+/// for the message shown).
 #[derive(Debug, Error)]
 pub enum LxdError {
-    /// The client program could not be started.
-    #[error("cannot run `{cmd}`: {source}; is LXD installed? (set LDM_LXC to the client, e.g. LDM_LXC=incus)")]
-    Spawn {
-        /// The command line.
-        cmd: String,
+    /// The server could not be reached (no socket, refused, not allowed).
+    #[error("cannot reach {server}: {source}; {next}")]
+    Unreachable {
+        /// The server (its socket or address) and the family.
+        server: String,
+        /// Why.
+        source: std::io::Error,
+        /// What to do about it.
+        next: String,
+    },
+    /// The server answered a request with an error: its HTTP status and
+    /// its own words.
+    #[error("{server} refused {request}: {message} (HTTP {status})")]
+    Refused {
+        /// `LXD` or `Incus`.
+        server: &'static str,
+        /// Method and path.
+        request: String,
+        /// The HTTP status (LXD's `error_code`).
+        status: u16,
+        /// LXD's words.
+        message: String,
+    },
+    /// A background operation failed.
+    #[error("{server} could not finish {request} ({description}): {message}")]
+    OperationFailed {
+        /// `LXD` or `Incus`.
+        server: &'static str,
+        /// Method and path that started it.
+        request: String,
+        /// The operation's description ("Creating instance").
+        description: String,
+        /// LXD's words.
+        message: String,
+    },
+    /// The server's answer does not follow the API.
+    #[error("unexpected answer from {server} to {request}: {why}")]
+    Protocol {
+        /// `LXD` or `Incus`.
+        server: &'static str,
+        /// Method and path.
+        request: String,
+        /// What was wrong.
+        why: String,
+    },
+    /// The client's configuration (config.yml, certificates) cannot be used.
+    #[error("{}: {why}", path.display())]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, and what to do.
+        why: String,
+    },
+    /// A host file or folder of a copy (`ldm mv`) could not be read or written.
+    #[error("cannot {action} {}: {source}", path.display())]
+    HostFile {
+        /// What ldm was doing, as a verb phrase.
+        action: String,
+        /// The file.
+        path: std::path::PathBuf,
         /// Why.
         source: std::io::Error,
     },
-    /// The client ran and failed.
-    #[error("`{cmd}` failed{}: {}", code.map(|c| format!(" (exit {c})")).unwrap_or_else(|| " (killed by a signal)".into()), stderr.trim())]
-    Failed {
-        /// The command line.
-        cmd: String,
-        /// Exit code, `None` if killed by a signal.
-        code: Option<i32>,
-        /// What the client printed on stderr.
-        stderr: String,
-    },
+    /// A failure of the client program (the CLI backend, `LDM_BACKEND=cli`,
+    /// which goes once the command tests speak the API).
+    #[error(transparent)]
+    Cli(#[from] cli::CliError),
     /// The instance or snapshot does not exist.
     #[error("LXD has no {what}")]
     NotFound {
@@ -214,14 +288,6 @@ pub enum LxdError {
     AlreadyInState {
         /// The instance.
         what: String,
-    },
-    /// The client's output was not what ldm expected.
-    #[error("cannot understand the output of `{cmd}`: {why}")]
-    Parse {
-        /// The command line.
-        cmd: String,
-        /// What was wrong.
-        why: String,
     },
 }
 
@@ -318,6 +384,8 @@ pub trait Lxd: Send + Sync {
     fn remote_server(&self) -> Result<Option<String>, LxdError>;
     /// Whether the server can idmap mounts (`shift=true`).
     fn idmapping(&self) -> Result<Idmapping, LxdError>;
+    /// Who the server is, and the LXD project ldm's calls address.
+    fn identity(&self) -> Result<Server, LxdError>;
     /// Adds disk device `disk` to `name` (live, if it runs).
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError>;
     /// Removes device `device` from `name`.

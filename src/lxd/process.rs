@@ -12,6 +12,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 
+use super::cli::CliError;
 use super::LxdError;
 
 /// Exit code (`None` if killed by a signal), stdout and stderr of a run.
@@ -61,10 +62,10 @@ fn quote(s: &str) -> String {
 impl Invocation {
     /// The error for a client that could not be started or waited for.
     fn spawn_error(&self, source: std::io::Error) -> LxdError {
-        LxdError::Spawn {
+        LxdError::from(CliError::Spawn {
             cmd: self.to_string(),
             source,
-        }
+        })
     }
 
     /// Starts it with stdout and stderr piped, its stdin fed from a thread
@@ -204,11 +205,11 @@ impl Invocation {
 
     /// The error for a run that exited non-zero (or was killed).
     fn failed(&self, code: Option<i32>, stderr: &[u8]) -> LxdError {
-        LxdError::Failed {
+        LxdError::from(CliError::Failed {
             cmd: self.to_string(),
             code,
             stderr: String::from_utf8_lossy(stderr).into_owned(),
-        }
+        })
     }
 }
 

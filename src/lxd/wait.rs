@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{
-    Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State,
+    Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
 };
 
 /// Told once per instance, when ldm starts waiting for LXD on it: the
@@ -228,6 +228,10 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.idmapping()
     }
 
+    fn identity(&self) -> Result<Server, LxdError> {
+        self.inner.identity()
+    }
+
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
         self.retry(name, || self.inner.add_disk(name, disk))
     }
@@ -335,6 +339,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         (**self).idmapping()
+    }
+    fn identity(&self) -> Result<Server, LxdError> {
+        (**self).identity()
     }
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
         (**self).add_disk(name, disk)

@@ -1,8 +1,9 @@
 //! Helpers shared by the tests that run the real `ldm` binary.
 //!
 //! Every command runs with `-C DIR`, with the caller's `LDM_*` variables
-//! removed and `LDM_LXC` pointing at a program that does not exist, so that
-//! `doctor` never talks to a real LXD (it reports "LXD unchecked" and judges
+//! removed, `LDM_LXC` pointing at a program that does not exist and
+//! `LXD_DIR` at a folder without LXD's socket, so that `doctor` never talks
+//! to a real LXD (it reports "LXD unchecked" and judges
 //! the files alone).
 
 #![allow(dead_code)]
@@ -36,6 +37,9 @@ pub fn ldm_bare() -> std::process::Command {
         }
     }
     cmd.env("LDM_LXC", "/nonexistent/ldm-tests/lxc");
+    // The API backend's server and client configuration: nowhere either.
+    cmd.env("LXD_DIR", "/nonexistent/ldm-tests/lxd");
+    cmd.env("LXD_CONF", "/nonexistent/ldm-tests/lxc-config");
     cmd.env("NO_COLOR", "1");
     // What ldm keeps in the user's own folders stays with the tests.
     let user = user_dirs_root();

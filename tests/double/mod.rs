@@ -152,7 +152,10 @@ impl Env {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("LDM_LXC", double_path())
+        // The python double is a client program: the CLI backend runs it
+        // (until these tests speak to the API double).
+        cmd.env("LDM_BACKEND", "cli")
+            .env("LDM_LXC", double_path())
             .env("LDM_DOUBLE_DIR", &self.dd)
             .env("HOME", &self.home)
             .env("XDG_CACHE_HOME", self.home.join(".cache"))

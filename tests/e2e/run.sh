@@ -5,7 +5,8 @@
 #
 # 1. tests/e2e/setup-lxd.sh: installs/starts/initialises LXD and imports the
 #    ldm-busybox and ldm-debian images where missing (as root; through sudo
-#    when run as another user)
+#    when run as another user); then tests/e2e/setup-incus.sh does the same
+#    for Incus beside it (the suite runs on both)
 # 2. builds the suite (`cargo test --no-run`), timed apart from the run
 # 3. cargo test --locked --test e2e -- --ignored --nocapture --test-threads=1
 #    (the suite is #[ignore]d because it needs LXD; --ignored runs it, and an
@@ -34,7 +35,7 @@ trap report EXIT
 SUDO=()
 if [ "$(id -u)" != 0 ]; then
     command -v sudo >/dev/null || { echo "run.sh: setup-lxd.sh needs root, and there is no sudo" >&2; exit 1; }
-    SUDO=(sudo --preserve-env=LDM_E2E_PROFILE,LDM_E2E_NETWORK,LDM_E2E_POOL,LDM_E2E_BRIDGE_ADDRESS,LDM_E2E_DEBIAN_ALIAS,LDM_E2E_BUSYBOX_ALIAS,LDM_E2E_IMAGES,LDM_E2E_CACHE,LDM_E2E_MIRROR,LDM_E2E_SUITE)
+    SUDO=(sudo --preserve-env=LDM_E2E_PROFILE,LDM_E2E_NETWORK,LDM_E2E_POOL,LDM_E2E_BRIDGE_ADDRESS,LDM_E2E_DEBIAN_ALIAS,LDM_E2E_BUSYBOX_ALIAS,LDM_E2E_IMAGES,LDM_E2E_CACHE,LDM_E2E_MIRROR,LDM_E2E_SUITE,LDM_E2E_INCUS_NETWORK,LDM_E2E_INCUS_BRIDGE_ADDRESS,LDM_E2E_INCUS_LOG)
 fi
 
 # Runs one phase, timed; stops at the first failure, timings still printed.
@@ -49,5 +50,6 @@ phase() { # NAME CMD...
 }
 
 phase setup "${SUDO[@]}" bash tests/e2e/setup-lxd.sh
+phase setup-incus "${SUDO[@]}" bash tests/e2e/setup-incus.sh
 phase build cargo test --locked --test e2e --no-run
 phase suite cargo test --locked --test e2e -- --ignored --nocapture --test-threads=1 "$@"

@@ -4,12 +4,13 @@
 
 use super::super::process::Invocation;
 use super::super::LxdError;
+use super::CliError;
 
 /// Turns a failed client run into a typed error about `what`, by the
 /// messages LXD 5.0 prints (`LC_ALL=C`); anything else stays
 /// [`LxdError::Failed`] with the client's stderr.
 pub(super) fn classify(e: LxdError, what: &str) -> LxdError {
-    let LxdError::Failed { ref stderr, .. } = e else {
+    let LxdError::Cli(CliError::Failed { ref stderr, .. }) = e else {
         return e;
     };
     let lower = stderr.to_lowercase();
@@ -38,7 +39,7 @@ pub(super) fn classify(e: LxdError, what: &str) -> LxdError {
 /// idmapped mounts or shiftfs; a `raw.idmap` outside what /etc/subuid and
 /// /etc/subgid allow it), else as [`classify`].
 pub(super) fn device_failure(e: LxdError, name: &str, what: &str) -> LxdError {
-    let LxdError::Failed { ref stderr, .. } = e else {
+    let LxdError::Cli(CliError::Failed { ref stderr, .. }) = e else {
         return e;
     };
     let lower = stderr.to_lowercase();
@@ -80,11 +81,11 @@ pub(super) fn exec_failure(
     }
     if code != 0 && text.contains("is busy running") {
         return Some(classify(
-            LxdError::Failed {
+            LxdError::from(CliError::Failed {
                 cmd: inv.to_string(),
                 code: Some(code),
                 stderr: text.into_owned(),
-            },
+            }),
             name,
         ));
     }
@@ -97,11 +98,11 @@ mod tests {
     use crate::lxd::Client;
 
     fn failed(stderr: &str) -> LxdError {
-        LxdError::Failed {
+        LxdError::from(CliError::Failed {
             cmd: "lxc x".into(),
             code: Some(1),
             stderr: stderr.into(),
-        }
+        })
     }
 
     #[test]
@@ -127,7 +128,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(failed("Error: out of space"), "p-a"),
-            LxdError::Failed { .. }
+            LxdError::Cli(CliError::Failed { .. })
         ));
     }
 

@@ -28,6 +28,38 @@ use super::{
 };
 use messages::{classify, exec_failure};
 
+/// A failure of the client program itself (the errors only this backend
+/// has). `cmd` is the client command line, shell-quoted.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The client program could not be started.
+    #[error("cannot run `{cmd}`: {source}; is LXD installed? (set LDM_LXC to the client, e.g. LDM_LXC=incus)")]
+    Spawn {
+        /// The command line.
+        cmd: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The client ran and failed.
+    #[error("`{cmd}` failed{}: {}", code.map(|c| format!(" (exit {c})")).unwrap_or_else(|| " (killed by a signal)".into()), stderr.trim())]
+    Failed {
+        /// The command line.
+        cmd: String,
+        /// Exit code, `None` if killed by a signal.
+        code: Option<i32>,
+        /// What the client printed on stderr.
+        stderr: String,
+    },
+    /// The client's output was not what ldm expected.
+    #[error("cannot understand the output of `{cmd}`: {why}")]
+    Parse {
+        /// The command line.
+        cmd: String,
+        /// What was wrong.
+        why: String,
+    },
+}
+
 /// Runs the LXD client program, addressed to one remote (or the local LXD).
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -101,9 +133,11 @@ impl Client {
     }
 
     fn json(&self, inv: &Invocation, bytes: &[u8]) -> Result<Value, LxdError> {
-        serde_json::from_slice(bytes).map_err(|e| LxdError::Parse {
-            cmd: inv.to_string(),
-            why: e.to_string(),
+        serde_json::from_slice(bytes).map_err(|e| {
+            LxdError::from(CliError::Parse {
+                cmd: inv.to_string(),
+                why: e.to_string(),
+            })
         })
     }
 
@@ -132,9 +166,11 @@ impl Client {
                     &Vec::from_iter(self.server()),
                 );
                 let csv = inv.run()?;
-                project::current(&csv).map_err(|why| LxdError::Parse {
-                    cmd: inv.to_string(),
-                    why,
+                project::current(&csv).map_err(|why| {
+                    LxdError::from(CliError::Parse {
+                        cmd: inv.to_string(),
+                        why,
+                    })
                 })
             },
         )
@@ -152,9 +188,11 @@ impl Client {
     fn instances(&self, inv: &Invocation) -> Result<Vec<Instance>, LxdError> {
         let out = inv.run().map_err(|e| classify(e, "the instance list"))?;
         let v = self.json(inv, &out)?;
-        let items = v.as_array().ok_or_else(|| LxdError::Parse {
-            cmd: inv.to_string(),
-            why: "expected a JSON list".into(),
+        let items = v.as_array().ok_or_else(|| {
+            LxdError::from(CliError::Parse {
+                cmd: inv.to_string(),
+                why: "expected a JSON list".into(),
+            })
         })?;
         Ok(items.iter().map(json::instance).collect())
     }
@@ -317,10 +355,10 @@ impl Lxd for Client {
     fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError {
         let inv = self.exec_call(name, argv);
         let source = Command::new(&inv.program).args(&inv.args).exec();
-        LxdError::Spawn {
+        LxdError::from(CliError::Spawn {
             cmd: inv.to_string(),
             source,
-        }
+        })
     }
 
     fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {
@@ -423,10 +461,10 @@ impl Lxd for Client {
             let v = self.json(&inv, &inv.run()?)?;
             match project::is_another_machine(&v, &name) {
                 Some(far) => Ok(far.then_some(name)),
-                None => Err(LxdError::Parse {
+                None => Err(LxdError::from(CliError::Parse {
                     cmd: inv.to_string(),
                     why: format!("it lists no remote {name}"),
-                }),
+                })),
             }
         })
     }
@@ -434,6 +472,15 @@ impl Lxd for Client {
     fn idmapping(&self) -> Result<Idmapping, LxdError> {
         let v = self.query("/1.0", "the LXD server")?;
         Ok(json::idmapping(&v))
+    }
+
+    fn identity(&self) -> Result<super::Server, LxdError> {
+        let v = self.query("/1.0", "the LXD server")?;
+        Ok(json::server(
+            &v,
+            self.project()?.as_deref(),
+            self.remote.as_deref(),
+        ))
     }
 
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
