@@ -294,7 +294,13 @@ fn against_go(go: &Path, rounds: usize) {
         go_dir,
         vec!["container", "snapshot", "create", "dev"],
     ));
-    let envs: [(&str, &OsStr); 2] = [("LDM_LXC", lxc.as_os_str()), ("PATH", path.as_os_str())];
+    // The stub is a client program: ldm's CLI backend calls it as the Go
+    // tool does (the API backend would ask a real server).
+    let envs: [(&str, &OsStr); 3] = [
+        ("LDM_LXC", lxc.as_os_str()),
+        ("PATH", path.as_os_str()),
+        ("LDM_BACKEND", OsStr::new("cli")),
+    ];
     let mut t = vec![Vec::new(); arms.len()];
     for i in 0..rounds {
         let snap = format!("r{i}");
