@@ -4,7 +4,9 @@
     check-tests-ran.py DEFAULT_LOG IGNORED_LOG [USER_LOG]
 
 DEFAULT_LOG is the output (stdout and stderr) of `cargo test --locked`,
-IGNORED_LOG that of `cargo test --locked -- --ignored --show-output`, and
+IGNORED_LOG that of `cargo test --locked -- --ignored --show-output` (runs
+of one test binary in parts, such as the end-to-end suite once per
+server, count as one run: their summaries are summed), and
 USER_LOG (optional) that of the e2e test binary run with `--ignored
 --show-output` by a non-root user. Fails (exit 1, saying why) when:
 
@@ -14,7 +16,7 @@ USER_LOG (optional) that of the e2e test binary run with `--ignored
 - for some test binary, the --ignored run did not pass exactly the tests
   the default run ignored (by count from the harness summary, and each
   ignored name must appear as run), or ignored any test itself;
-- USER_LOG does not show the end-to-end test passing;
+- USER_LOG does not show the end-to-end test passing on both servers;
 - any log has a skip marker ("skipped", "SKIP", "SKIPPED") in test output:
   a test that says it skipped something did not test it.
 """
@@ -42,19 +44,26 @@ def parse(path):
     """Test binaries in the order cargo ran them, and the log's lines."""
     with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
-    binaries, current = [], None
+    binaries, current, by_name = [], None, {}
     for line in lines:
         m = RUNNING.match(line) or DOCTESTS.match(line)
         if m:
-            current = Binary(m.group(1))
-            binaries.append(current)
+            # A binary run again (the end-to-end suite, once per server)
+            # adds to its first run: one binary, its counts summed.
+            current = by_name.get(m.group(1))
+            if current is None:
+                current = by_name[m.group(1)] = Binary(m.group(1))
+                binaries.append(current)
             continue
         m = SUMMARY.search(line)
         if m:
             if current is None:  # a test binary run directly: one binary
                 current = Binary("(binary)")
                 binaries.append(current)
-            current.passed, current.failed, current.ignored = map(int, m.groups())
+            counts = list(map(int, m.groups()))
+            if current.passed is not None:
+                counts = [a + b for a, b in zip(counts, (current.passed, current.failed, current.ignored))]
+            current.passed, current.failed, current.ignored = counts
             continue
         m = IGNORED.search(line)
         if m:
@@ -75,7 +84,10 @@ def main():
     if len(sys.argv) == 4:
         user, user_lines = parse(sys.argv[3])
         logs.append((sys.argv[3], user, user_lines))
-        e2e_ok = any("test workflow_on_a_real_lxd ... " in l for l in user_lines) and any(
+        e2e_ok = all(
+            any("test workflow_on_a_real_%s ... ok" % server in l for l in user_lines)
+            for server in ("lxd", "incus")
+        ) and any(
             b.passed is not None and b.passed >= 1 and b.failed == 0 and b.ignored == 0 for b in user
         )
         if not e2e_ok:
