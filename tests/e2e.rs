@@ -925,8 +925,17 @@ impl Suite {
 
     /// Runs `script` (with `args` as $1...) as root in an instance, via bare
     /// lxc; retried on LXD's transient exec error.
+    ///
+    /// The script's output goes to files in the instance, read back with
+    /// `file pull`: LXD 5.0's client sometimes returns no output at all from
+    /// `exec` on a busy machine (canonical/lxd#11422), and CI runs the LXD
+    /// and Incus suites side by side. The exit code is the operation's.
     fn exec(&self, lxd_name: &str, script: &str, args: &[&str]) -> Run {
-        let mut argv = vec!["exec", lxd_name, "--", "sh", "-c", script, "sh"];
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = format!("/tmp/.ldm-e2e-{}-{n}", std::process::id());
+        let wrapped = format!("{{\n{script}\n}} >{out}.out 2>{out}.err");
+        let mut argv = vec!["exec", lxd_name, "--", "sh", "-c", &wrapped, "sh"];
         argv.extend(args);
         let mut r = lxc(&argv);
         for _ in 0..5 {
@@ -937,6 +946,28 @@ impl Suite {
             std::thread::sleep(Duration::from_secs(1));
             r = lxc(&argv);
         }
+        if r.code == Some(255) {
+            return r; // the client's own failure: nothing ran
+        }
+        // No files (the instance could not run the script): the client's
+        // own output is all there is.
+        let pull = |suffix: &str| {
+            let p = lxc(&["file", "pull", &format!("{lxd_name}{out}.{suffix}"), "-"]);
+            (p.code == Some(0)).then_some(p.stdout)
+        };
+        if let (Some(o), Some(e)) = (pull("out"), pull("err")) {
+            r.stdout = o;
+            r.stderr = String::from_utf8_lossy(&e).into_owned();
+        }
+        let _ = lxc(&[
+            "exec",
+            lxd_name,
+            "--",
+            "rm",
+            "-f",
+            &format!("{out}.out"),
+            &format!("{out}.err"),
+        ]);
         r
     }
 
