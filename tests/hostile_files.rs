@@ -643,13 +643,15 @@ fn project_files_owned_by_another_user_are_refused_even_when_found_directly_issu
     let dir = dir.path();
     create(dir);
     set(dir, "defaults.ports", "3000");
-    // A load cache someone else made, with the right key and checksum.
+    // A derived file of an older ldm's layout, someone else's: ldm keeps
+    // its own in the user's folders and never reads one from the project
+    // folder, whoever owns it.
     ok(dir, &["config", "get", "defaults.ports"]);
     let folded = dir.join(".containers.folded");
+    std::fs::write(&folded, b"not ldm's").unwrap();
     chown(&folded, OTHER_UID);
     assert_eq!(std::fs::metadata(&folded).unwrap().uid(), OTHER_UID);
-    // Discovered from inside the folder (not trusted): the file is refused
-    // and treated as absent, so the YAML itself is read.
+    // Discovered from inside the folder (not trusted): the YAML is read.
     let sub = dir.join("sub");
     std::fs::create_dir(&sub).unwrap();
     let mut cmd = ldm_bare();

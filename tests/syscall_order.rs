@@ -91,7 +91,33 @@ fn trace_command(ldm: &Command, out_file: &Path) -> Vec<Call> {
         "ldm {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The load cache is written best effort, unsynced, whenever a read
+    // finds it cannot vouch yet (a YAML written within the racy window):
+    // timing decides, and no promise of these tests is about it.
     parse(&text)
+        .into_iter()
+        .filter(|c| !touches_load_cache(c))
+        .collect()
+}
+
+/// Whether `c` writes or renames the load cache (`cache`, or its temp
+/// file, in the user's cache folder: `checkouts/ID/`).
+fn touches_load_cache(c: &Call) -> bool {
+    let is_cache = |p: &str| {
+        let path = Path::new(p);
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let in_checkout = path
+            .parent()
+            .and_then(|d| d.parent())
+            .and_then(|d| d.file_name())
+            .is_some_and(|n| n == "checkouts");
+        in_checkout && (name == "cache" || name.starts_with(".tmp-cache-"))
+    };
+    match c {
+        Call::Write(p) | Call::Fsync(p) | Call::Fdatasync(p) => is_cache(p),
+        Call::Rename(a, b) | Call::Exchange(a, b) => is_cache(a) || is_cache(b),
+        _ => false,
+    }
 }
 
 /// Quoted strings of a strace argument list, in order.
