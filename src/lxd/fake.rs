@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::cli::CliError;
-use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, Stop};
 
 /// The fake's state; tests read and set it through [`Fake::server`].
 #[derive(Debug, Default)]
@@ -450,6 +450,7 @@ impl Lxd for Fake {
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        _stop: Stop,
     ) -> Result<i32, LxdError> {
         let out = self.exec(name, argv, stdin)?;
         for l in String::from_utf8_lossy(&out.stdout).lines() {
