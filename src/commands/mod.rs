@@ -13,6 +13,7 @@ mod doctor;
 mod drift;
 mod files;
 pub mod gate;
+mod idmap;
 mod ignore;
 mod image;
 mod lifecycle;

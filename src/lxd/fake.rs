@@ -121,6 +121,7 @@ fn instance(name: &str, running: bool, snapshots: &[&str]) -> Instance {
         image: Some("fake image".into()),
         disks: Vec::new(),
         raw_idmap: None,
+        idmap_current: None,
         user: Default::default(),
     }
 }

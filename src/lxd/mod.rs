@@ -57,6 +57,10 @@ pub struct Instance {
     pub disks: Vec<Disk>,
     /// Its `raw.idmap` config, if set.
     pub raw_idmap: Option<String>,
+    /// The id map it runs with (`volatile.idmap.current`, JSON), if LXD
+    /// says: `raw.idmap` takes effect only at a start.
+    #[serde(skip)]
+    pub idmap_current: Option<String>,
     /// Its `user.*` config keys (ldm's own marks live there).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub user: BTreeMap<String, String>,
