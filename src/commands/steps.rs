@@ -27,11 +27,25 @@ use crate::{interrupt, Error};
 /// Largest script file a step may run.
 const MAX_SCRIPT: u64 = 1024 * 1024;
 
-/// Runs a step (`$1`) with its pid noted in `/run/ldm-setup-step.pid`
-/// (`/run` is emptied at each boot, so no pid of an earlier boot is seen):
-/// `exec` keeps the pid, and `LDM_STEP` in its environment tells it from
-/// a later process that got the same pid.
-const WRAP: &str = r#"{ echo $$ > /run/ldm-setup-step.pid; } 2>/dev/null; exec sh -c "$1""#;
+/// Runs a step (`$1`) in a process group of its own (`setsid`, where the
+/// image has it) and stays with it: a signal LXD delivers (to this
+/// process only) becomes SIGTERM to the step's whole group, a second one
+/// SIGKILL, so no child of the step is left running (a shell waiting for
+/// `sleep` would otherwise outlive SIGINT, and SIGKILL to it alone would
+/// orphan the `sleep`, as seen on LXD 5.0.2). Its pid is noted in
+/// `/run/ldm-setup-step.pid` (`/run` is emptied at each boot, so no pid of
+/// an earlier boot is seen), and `LDM_STEP` in its environment tells it
+/// from a later process that got the same pid. Stdin goes on to the step
+/// (fd 3: a background job's stdin would be /dev/null).
+const WRAP: &str = r#"{ echo $$ > /run/ldm-setup-step.pid; } 2>/dev/null
+exec 3<&0
+if command -v setsid >/dev/null 2>&1; then setsid sh -c "$1" <&3 3<&- & else sh -c "$1" <&3 3<&- & fi
+c=$!
+exec 3<&-
+n=0
+stop() { n=$((n+1)); s=TERM; [ $n -gt 1 ] && s=KILL; kill -$s -$c 2>/dev/null || kill -$s $c 2>/dev/null; }
+trap stop INT TERM HUP
+while :; do wait $c; r=$?; kill -0 $c 2>/dev/null || exit $r; done"#;
 
 /// Exits 3 if a step of an earlier run still runs (its pid is alive and
 /// has `LDM_STEP` in its environment), printing its pid; else 0.

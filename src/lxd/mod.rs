@@ -17,6 +17,7 @@ mod ipv4;
 mod json;
 mod lines;
 mod process;
+mod stopping;
 mod wait;
 
 use std::collections::BTreeMap;
@@ -35,9 +36,11 @@ pub use wait::{OnWait, Patient};
 /// `None` to let it run. Once it named one, it is not asked again.
 pub type Stop<'a> = &'a dyn Fn() -> Option<i32>;
 
-/// How long a command told to stop has before SIGKILL, and after SIGKILL
-/// before ldm stops waiting for it.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long a command told to stop has before the next, harder signal:
+/// the one `Stop` named, then SIGTERM (a second signal: setup steps' wrapper
+/// then kills the step's whole process group), then SIGKILL; after that
+/// ldm stops waiting for it.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// One instance as LXD reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -423,7 +426,8 @@ pub trait Lxd: Send + Sync {
     /// code. LXD's own failures are errors, as for [`Lxd::exec`]. Lines
     /// longer than [`MAX_LINE`] are cut (what was cut is counted on the
     /// line). `stop` is asked while it runs: a signal it names is sent to
-    /// the command, then SIGKILL if it has not ended [`STOP_GRACE`] later.
+    /// the command, then SIGTERM and SIGKILL, [`STOP_GRACE`] apart, while
+    /// it has not ended.
     fn exec_lines(
         &self,
         name: &str,

@@ -11,11 +11,12 @@ use std::fmt;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cli::CliError;
 use super::lines::{Lines, CHUNK, IN_FLIGHT};
-use super::{LxdError, Stop, STOP_GRACE};
+use super::stopping::Stopping;
+use super::{LxdError, Stop};
 
 /// Exit code (`None` if killed by a signal), stdout and stderr of a run.
 type Captured = (Option<i32>, Vec<u8>, Vec<u8>);
@@ -113,8 +114,8 @@ impl Invocation {
     /// comes (lossy UTF-8, without the newline, cut at [`super::MAX_LINE`]);
     /// returns the exit code and the last 64 KiB of stderr, which says
     /// what failed. A signal `stop` names goes to the client program
-    /// (`lxc exec` passes it on to the command), then SIGKILL after
-    /// [`STOP_GRACE`].
+    /// (`lxc exec` passes it on to the command), then SIGTERM and SIGKILL
+    /// ([`Stopping`]).
     pub(super) fn lines(
         &self,
         each: &mut dyn FnMut(&str),
@@ -150,7 +151,7 @@ impl Invocation {
         drop(tx);
         let mut tail = Vec::new();
         let mut split = [Lines::default(), Lines::default()];
-        let (mut signalled, mut killed) = (None::<Instant>, false);
+        let mut stopping = Stopping::default();
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok((is_err, bytes)) => {
@@ -166,21 +167,16 @@ impl Invocation {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             let Some(stop) = stop else { continue };
-            let pid = child.id() as libc::pid_t;
-            match signalled {
-                None => {
-                    if let Some(sig) = stop() {
-                        // SAFETY: kill(2) on the child this process spawned
-                        // and has not reaped.
-                        unsafe { libc::kill(pid, sig) };
-                        signalled = Some(Instant::now());
-                    }
+            match stopping.due(stop) {
+                Ok(Some(sig)) => {
+                    // SAFETY: kill(2) on the child this process spawned
+                    // and has not reaped.
+                    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
                 }
-                Some(at) if !killed && at.elapsed() >= STOP_GRACE => {
-                    let _ = child.kill();
-                    killed = true;
-                }
-                _ => {}
+                Ok(None) => {}
+                // Its pipes are held by what it left running: stop
+                // reading them.
+                Err(()) => break,
             }
         }
         for s in &mut split {

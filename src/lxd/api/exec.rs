@@ -21,7 +21,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tungstenite::{Message, WebSocket};
@@ -30,7 +30,8 @@ use super::request::{encode, status, Body};
 use super::transport::Stream;
 use super::Api;
 use crate::lxd::lines::{Lines, IN_FLIGHT};
-use crate::lxd::{ExecOutput, LxdError, Stop, STOP_GRACE};
+use crate::lxd::stopping::Stopping;
+use crate::lxd::{ExecOutput, LxdError, Stop};
 
 /// Stdin goes out in frames of at most this.
 const FRAME: usize = 128 * 1024;
@@ -150,7 +151,11 @@ impl Api {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
             if let Some(stop) = stop {
-                if stopping.check(stop, &mut control).is_err() {
+                let due = stopping.due(stop);
+                if let Ok(Some(sig)) = due {
+                    signal(&mut control, sig);
+                }
+                if due.is_err() {
                     // Closing the control socket is LXD's cue to kill it.
                     let _ = control.close(None);
                     let _ = control.flush();
@@ -277,35 +282,6 @@ impl Api {
 
 /// How often a running command's `stop` is asked.
 const POLL: Duration = Duration::from_millis(100);
-
-/// Where stopping a command has got to: the signal sent, then SIGKILL.
-#[derive(Default)]
-struct Stopping {
-    signalled: Option<Instant>,
-    killed: Option<Instant>,
-}
-
-impl Stopping {
-    /// Asks `stop` (until it names a signal) and sends what is due on the
-    /// control socket; `Err` once the command outlived SIGKILL's grace.
-    fn check(&mut self, stop: Stop, control: &mut WebSocket<WsStream>) -> Result<(), ()> {
-        match (self.signalled, self.killed) {
-            (None, _) => {
-                if let Some(sig) = stop() {
-                    signal(control, sig);
-                    self.signalled = Some(Instant::now());
-                }
-            }
-            (Some(at), None) if at.elapsed() >= STOP_GRACE => {
-                signal(control, libc::SIGKILL);
-                self.killed = Some(Instant::now());
-            }
-            (_, Some(at)) if at.elapsed() >= STOP_GRACE => return Err(()),
-            _ => {}
-        }
-        Ok(())
-    }
-}
 
 /// Sends signal `sig` to the command (LXD's exec control message).
 fn signal(control: &mut WebSocket<WsStream>, sig: i32) {
