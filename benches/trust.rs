@@ -78,6 +78,7 @@ fn ctx(dir: &Path, user: &Path) -> Ctx {
             ..Options::default()
         },
         quiet: true,
+        step_timeout: std::time::Duration::from_secs(1800),
         style: style::Style::plain(),
         safe: SafeDirs::default(),
         connect,

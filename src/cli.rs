@@ -19,6 +19,12 @@ pub struct Cli {
     /// Seconds to wait for another ldm to release the project lock.
     #[arg(long, global = true, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
     pub lock_timeout: Duration,
+    /// Seconds a setup step may run before it is stopped (SIGTERM, then
+    /// SIGKILL) and fails: `container create`, `container setup`, `up`, `mount`.
+    /// Generous by default (30 min), as steps install toolchains over slow
+    /// networks.
+    #[arg(long, global = true, value_name = "SECS", default_value = "1800", value_parser = parse_timeout)]
+    pub step_timeout: Duration,
     /// Print nothing but results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,

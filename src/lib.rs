@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod interrupt;
 pub mod lxd;
 pub mod model;
 pub mod output;

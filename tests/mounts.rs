@@ -377,18 +377,22 @@ fn set_setup(env: &Env, steps: &str) {
     env.trust();
 }
 
-/// The setup steps (`env LDM_USER=... sh -c CMD`) among `argvs`: their CMD.
+/// The setup steps (`env LDM_USER=... LDM_STEP=... sh -c WRAP ldm-step
+/// CMD`) among `argvs`: their CMD.
 fn steps_run(argvs: &[Vec<String>]) -> Vec<String> {
     argvs
         .iter()
         .filter(|a| a[0] == "exec" && a.len() > 4 && a[3] == "env")
         .map(|a| {
             assert_eq!(
-                a[3..8],
-                argv(&["env", "LDM_USER=dev", "LDM_WORKDIR=/home/dev/p", "sh", "-c"]),
+                a[3..6],
+                argv(&["env", "LDM_USER=dev", "LDM_WORKDIR=/home/dev/p"]),
                 "{a:?}"
             );
-            a[8].clone()
+            assert!(a[6].starts_with("LDM_STEP="), "{a:?}");
+            assert_eq!(a[7..9], argv(&["sh", "-c"]), "{a:?}");
+            assert_eq!(a[10], "ldm-step", "{a:?}");
+            a[11].clone()
         })
         .collect()
 }

@@ -179,7 +179,7 @@ fn up_finishes_an_interrupted_container_create_resuming_its_steps() {
         .take_calls()
         .into_iter()
         .filter(|c| c.argv.first().map(String::as_str) == Some("exec"))
-        .filter_map(|c| c.argv.iter().find(|a| a.starts_with("echo ")).cloned())
+        .filter_map(|c| c.argv.last().filter(|a| a.starts_with("echo ")).cloned())
         .collect();
     assert_eq!(steps_run, ["echo two", "echo three"]);
     env.assert_agree();

@@ -13,6 +13,7 @@ mod doctor;
 mod drift;
 mod files;
 pub mod gate;
+mod idmap;
 mod ignore;
 mod image;
 mod lifecycle;
@@ -64,6 +65,8 @@ pub struct Ctx {
     pub opts: store::Options,
     /// `-q`: no progress output.
     pub quiet: bool,
+    /// `--step-timeout`: longest a setup step may run.
+    pub step_timeout: Duration,
     /// Colour for stdout.
     pub style: style::Style,
     /// Folders whose projects may hold other users' files (`-C`, `LDM_SAFE_DIRS`).
@@ -428,6 +431,7 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         },
         safe: SafeDirs::from_env(cli.dir.as_ref().map(|_| start_dir.as_path())),
         quiet: cli.quiet,
+        step_timeout: cli.step_timeout,
         style: style::Style::for_stdout(cli.color),
         connect: connector(cli)?,
         user: UserDirs::from_env().ok(),

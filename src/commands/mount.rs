@@ -261,6 +261,7 @@ pub fn setup(ctx: &Ctx, args: &SetupArgs, out: &mut dyn Write) -> Result<(), Err
     let workdir = steps::workdir(&b.mounts);
     let run = steps::Run {
         name,
+        timeout: ctx.step_timeout,
         lxd_name: &b.lxd_name,
         user: &b.user,
         workdir: &workdir,

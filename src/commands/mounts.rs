@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::commands::idmap;
 use crate::commands::op::Progress;
 use crate::commands::setup;
 use crate::lxd::{Disk, Instance, Lxd, LxdError};
@@ -235,6 +236,10 @@ pub fn attach(
         }
     }
     let mut restarted = false;
+    // Set by an earlier run that stopped before its restart, raw.idmap is
+    // not in effect yet: the files would show as nobody's.
+    let stale =
+        use_raw && inst.is_running() && idmap::in_effect(&inst, t.host, t.user) == Some(false);
     if !use_raw {
         if let Some(other) = inst.raw_idmap.as_deref().filter(|v| !v.trim().is_empty()) {
             return Err(Error::Conflict {
@@ -257,21 +262,25 @@ pub fn attach(
         ));
         lxd.set_config(t.lxd_name, "raw.idmap", &idmap)
             .map_err(Error::lxd(format!("setting raw.idmap of {}", t.lxd_name)))?;
-        if inst.is_running() {
-            progress.note(&format!("restarting {} to apply it", t.lxd_name));
-            if let Err(e) = lxd.restart(t.lxd_name) {
-                // LXD would not start it with the mapping: put it back as
-                // it was, running, before saying so.
-                let _ = lxd.set_config(t.lxd_name, "raw.idmap", "");
-                let _ = lxd.start(t.lxd_name);
-                return Err(Error::lxd(format!(
-                    "restarting {} with raw.idmap {idmap:?} (it was set back)",
-                    t.lxd_name
-                ))(e));
-            }
-            setup::wait_ready(lxd, t.lxd_name, wait, "")?;
-            restarted = true;
+    }
+    if inst.is_running() && (!use_raw || stale) {
+        let why = if stale {
+            "raw.idmap is set but not in effect (an earlier run stopped before restarting it)"
+        } else {
+            "to apply it"
+        };
+        progress.note(&format!("restarting {} {why}", t.lxd_name));
+        if let Err(e) = lxd.restart(t.lxd_name) {
+            // LXD would not start it with the mapping: put it back as it
+            // was, running, before saying so; say so only if it was.
+            let back = idmap::set_back(lxd, t.lxd_name);
+            return Err(Error::lxd(format!(
+                "restarting {} with raw.idmap {idmap:?} ({back})",
+                t.lxd_name
+            ))(e));
         }
+        setup::wait_ready(lxd, t.lxd_name, wait, "")?;
+        restarted = true;
     }
     for (m, s) in &todo {
         add(lxd, t.lxd_name, &disk(m, s, false))?;

@@ -92,6 +92,7 @@ pub fn run(
         };
         let run = steps::Run {
             name,
+            timeout: ctx.step_timeout,
             lxd_name,
             user: &s.user,
             workdir: &workdir,

@@ -4,19 +4,60 @@
 //! is kept in the intent of the operation running them (`Pending.setup`),
 //! one short commit per step, so that a failed or killed run resumes at
 //! the step that did not finish.
+//!
+//! Each step has a time limit (`--step-timeout`, default 30 min): at it,
+//! the step gets SIGTERM, then SIGKILL, and fails. Ctrl+C or SIGTERM to
+//! ldm is passed on to the step the same way ([`crate::interrupt`]); the
+//! step is recorded as failed (not finished) and ldm exits with 128 + the
+//! signal. Each step records its process id in the container
+//! (`/run/ldm-setup-step.pid`), so that a resume does not start a second copy of a
+//! step an earlier run left running (a killed ldm cannot stop it).
 
+use std::cell::Cell;
 use std::io::ErrorKind;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::commands::{op, text};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{Mount, Mutation, Pending, SetupProgress, Step};
 use crate::store::{Store, StoreError};
-use crate::Error;
+use crate::{interrupt, Error};
 
 /// Largest script file a step may run.
 const MAX_SCRIPT: u64 = 1024 * 1024;
+
+/// Runs a step (`$1`) in a process group of its own (`setsid`, where the
+/// image has it) and stays with it: a signal LXD delivers (to this
+/// process only) becomes SIGTERM to the step's whole group, a second one
+/// SIGKILL, so no child of the step is left running (a shell waiting for
+/// `sleep` would otherwise outlive SIGINT, and SIGKILL to it alone would
+/// orphan the `sleep`, as seen on LXD 5.0.2). Its pid is noted in
+/// `/run/ldm-setup-step.pid` (`/run` is emptied at each boot, so no pid of
+/// an earlier boot is seen), and `LDM_STEP` in its environment tells it
+/// from a later process that got the same pid. Stdin goes on to the step
+/// (fd 3: a background job's stdin would be /dev/null).
+const WRAP: &str = r#"{ echo $$ > /run/ldm-setup-step.pid; } 2>/dev/null
+exec 3<&0
+if command -v setsid >/dev/null 2>&1; then setsid sh -c "$1" <&3 3<&- & else sh -c "$1" <&3 3<&- & fi
+c=$!
+exec 3<&-
+n=0
+stop() { n=$((n+1)); s=TERM; [ $n -gt 1 ] && s=KILL; kill -$s -$c 2>/dev/null || kill -$s $c 2>/dev/null; }
+trap stop INT TERM HUP
+while :; do wait $c; r=$?; kill -0 $c 2>/dev/null || exit $r; done"#;
+
+/// Exits 3 if a step of an earlier run still runs (its pid is alive and
+/// has `LDM_STEP` in its environment), printing its pid; else 0.
+const STILL_RUNNING: &str = r#"p=/run/ldm-setup-step.pid
+[ -r "$p" ] || exit 0
+pid=$(cat "$p") || exit 0
+[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || exit 0
+tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -q '^LDM_STEP=' || exit 0
+echo "$pid"; exit 3"#;
+
+/// The exit code of [`STILL_RUNNING`] when a step still runs.
+const RUNNING: i32 = 3;
 
 /// Runs a script read from stdin as a file, so that its `#!` line counts;
 /// a script without one runs under `sh`.
@@ -38,6 +79,18 @@ pub struct Run<'a> {
     pub quiet: bool,
     /// Rerun hint for errors.
     pub hint: String,
+    /// Longest a step may run (`--step-timeout`).
+    pub timeout: Duration,
+}
+
+/// How a step ended.
+enum Ended {
+    /// It exited with this code.
+    Exited(i32),
+    /// ldm got this signal and passed it on.
+    Interrupted(i32),
+    /// It outlived the timeout.
+    TimedOut,
 }
 
 /// `LDM_WORKDIR` for containers with `mounts`: where the project folder
@@ -89,6 +142,11 @@ pub fn run(
             .map(|(d, _)| d.clone())
             .collect();
     }
+    if pending.setup.is_some() {
+        // A resume: an earlier run may have left its step running.
+        still_running(lxd, r)?;
+    }
+    let _watch = interrupt::Watch::new();
     progress.failed = None;
     for (i, ((step, script), digest)) in steps.iter().zip(scripts).zip(&digests).enumerate() {
         let k = i as u32 + 1;
@@ -114,7 +172,41 @@ pub fn run(
                 return Err(e);
             }
         };
-        let (code, tail) = one(lxd, step, script, r)?;
+        if let Some(sig) = interrupt::received() {
+            // Between steps: none is running; the next does not start.
+            record(store, r.name, pending, progress)?;
+            return Err(interrupted(r, None, sig));
+        }
+        let ran = one(lxd, step, script, digest, r);
+        let (code, tail) = match ran {
+            Ok((Ended::Exited(code), tail)) => (code, tail),
+            Ok((Ended::Interrupted(sig), _)) => {
+                progress.failed = Some(k);
+                record(store, r.name, pending, progress)?;
+                return Err(interrupted(r, Some(k), sig));
+            }
+            Ok((Ended::TimedOut, tail)) => {
+                progress.failed = Some(k);
+                record(store, r.name, pending, progress)?;
+                return Err(Error::InContainer {
+                    doing: format!(
+                        "setup step {k} ({}) ran longer than --step-timeout ({}) and was stopped; it",
+                        text::escape(&step.to_string()),
+                        humantime::format_duration(r.timeout)
+                    ),
+                    instance: r.lxd_name.to_string(),
+                    code: 128 + libc::SIGTERM,
+                    stderr: tail,
+                    hint: format!("{}; a step that needs longer: --step-timeout SECS", r.hint),
+                });
+            }
+            Err(e) => {
+                // Not finished, whatever happened to it.
+                progress.failed = Some(k);
+                record(store, r.name, pending, progress)?;
+                return Err(e);
+            }
+        };
         if code == 0 {
             progress.finished.push(digest.clone());
             progress.done = progress.finished.len() as u32;
@@ -153,15 +245,65 @@ fn record(
     )
 }
 
-/// Runs one step (a script's bytes in `script`); returns its exit code and
+/// The error of a run stopped by signal `sig` (in step `k`, if one ran):
+/// said here, so the exit code is 128 + `sig`, as a shell reports it.
+fn interrupted(r: &Run, k: Option<u32>, sig: i32) -> Error {
+    let what = match k {
+        Some(k) => format!(
+            "setup step {k} was stopped in {} and is recorded as not finished",
+            r.lxd_name
+        ),
+        None => "no further setup step was started".to_string(),
+    };
+    eprintln!(
+        "error: {}: interrupted (signal {sig}); {what}{}",
+        r.name, r.hint
+    );
+    Error::Exit(128 + sig)
+}
+
+/// Refuses to go on while a step of an earlier run still runs in the
+/// container: a second copy of it would race the first.
+fn still_running(lxd: &dyn Lxd, r: &Run) -> Result<(), Error> {
+    let out = lxd
+        .exec(r.lxd_name, &["sh", "-c", STILL_RUNNING], b"")
+        .map_err(Error::lxd(format!(
+            "checking for a setup step still running in {}{}",
+            r.lxd_name, r.hint
+        )))?;
+    if out.code != RUNNING {
+        return Ok(());
+    }
+    let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Err(Error::Refused(format!(
+        "a setup step of an earlier run is still running in {} (pid {}); wait for it to end, or stop it (`ldm ssh {} -- sudo kill {}`), then run the command again",
+        r.lxd_name,
+        text::escape(&pid),
+        r.name,
+        text::escape(&pid)
+    )))
+}
+
+/// Runs one step (a script's bytes in `script`); returns how it ended and
 /// its last output lines.
-fn one(lxd: &dyn Lxd, step: &Step, script: Vec<u8>, r: &Run) -> Result<(i32, String), Error> {
+fn one(
+    lxd: &dyn Lxd,
+    step: &Step,
+    script: Vec<u8>,
+    digest: &str,
+    r: &Run,
+) -> Result<(Ended, String), Error> {
     let user = format!("LDM_USER={}", r.user);
     let workdir = format!("LDM_WORKDIR={}", r.workdir);
-    let (argv, stdin): (Vec<&str>, Vec<u8>) = match step {
-        Step::Command(c) => (vec!["env", &user, &workdir, "sh", "-c", c], Vec::new()),
-        Step::Script { .. } => (vec!["env", &user, &workdir, "sh", "-c", RUN_SCRIPT], script),
+    let marker = format!("LDM_STEP={digest}");
+    let head = [
+        "env", &user, &workdir, &marker, "sh", "-c", WRAP, "ldm-step",
+    ];
+    let (body, stdin): (&str, Vec<u8>) = match step {
+        Step::Command(c) => (c, Vec::new()),
+        Step::Script { .. } => (RUN_SCRIPT, script),
     };
+    let argv: Vec<&str> = head.iter().copied().chain([body]).collect();
     let mut tail: Vec<String> = Vec::new();
     let mut each = |line: &str| {
         if !r.quiet {
@@ -172,9 +314,24 @@ fn one(lxd: &dyn Lxd, step: &Step, script: Vec<u8>, r: &Run) -> Result<(i32, Str
             tail.remove(0);
         }
     };
-    let start = std::time::Instant::now();
+    let start = Instant::now();
+    let deadline = start + r.timeout;
+    let timed_out = Cell::new(false);
+    let stop = || {
+        if let Some(sig) = interrupt::received() {
+            return Some(sig);
+        }
+        if Instant::now() >= deadline {
+            timed_out.set(true);
+            return Some(libc::SIGTERM);
+        }
+        None
+    };
     let code = loop {
-        match lxd.exec_lines(r.lxd_name, &argv, &stdin, &mut each) {
+        if let Some(sig) = interrupt::received() {
+            return Ok((Ended::Interrupted(sig), String::new()));
+        }
+        match lxd.exec_lines(r.lxd_name, &argv, &stdin, &mut each, &stop) {
             // LXD could not start the command yet: it never ran.
             Err(LxdError::NotReady { .. }) if start.elapsed() < Duration::from_secs(30) => {
                 std::thread::sleep(Duration::from_millis(500));
@@ -188,7 +345,12 @@ fn one(lxd: &dyn Lxd, step: &Step, script: Vec<u8>, r: &Run) -> Result<(i32, Str
             }
         }
     };
-    Ok((code, tail.join("\n")))
+    let ended = match interrupt::received() {
+        Some(sig) => Ended::Interrupted(sig),
+        None if timed_out.get() => Ended::TimedOut,
+        None => Ended::Exited(code),
+    };
+    Ok((ended, tail.join("\n")))
 }
 
 /// A step's script: a regular file of the project, at most 1 MiB, read

@@ -37,6 +37,7 @@ fn setup(fake: Fake) -> Setup {
         start: dir.path().to_path_buf(),
         opts,
         quiet: true,
+        step_timeout: Duration::from_secs(1800),
         style: style::Style::plain(),
         safe: SafeDirs::default(),
         connect,

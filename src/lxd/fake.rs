@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::cli::CliError;
-use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo};
+use super::{Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, Stop};
 
 /// The fake's state; tests read and set it through [`Fake::server`].
 #[derive(Debug, Default)]
@@ -121,6 +121,7 @@ fn instance(name: &str, running: bool, snapshots: &[&str]) -> Instance {
         image: Some("fake image".into()),
         disks: Vec::new(),
         raw_idmap: None,
+        idmap_current: None,
         user: Default::default(),
     }
 }
@@ -450,6 +451,7 @@ impl Lxd for Fake {
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        _stop: Stop,
     ) -> Result<i32, LxdError> {
         let out = self.exec(name, argv, stdin)?;
         for l in String::from_utf8_lossy(&out.stdout).lines() {

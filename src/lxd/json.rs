@@ -35,6 +35,7 @@ pub(super) fn instance(v: &Value) -> Instance {
         image: text(&v["config"]["image.description"]),
         disks: disks(&v["devices"]),
         raw_idmap: text(&v["config"]["raw.idmap"]),
+        idmap_current: text(&v["config"]["volatile.idmap.current"]),
         user: v["config"]
             .as_object()
             .into_iter()

@@ -15,7 +15,9 @@ pub mod cli;
 pub mod fake;
 mod ipv4;
 mod json;
+mod lines;
 mod process;
+mod stopping;
 mod wait;
 
 use std::collections::BTreeMap;
@@ -26,7 +28,19 @@ use thiserror::Error;
 
 pub use cli::Client;
 pub use ipv4::wait_ipv4;
+pub use lines::MAX_LINE;
 pub use wait::{OnWait, Patient};
+
+/// Asked about every 100 ms while [`Lxd::exec_lines`] runs: a signal to
+/// send the command now (SIGINT for Ctrl+C, SIGTERM at a timeout), or
+/// `None` to let it run. Once it named one, it is not asked again.
+pub type Stop<'a> = &'a dyn Fn() -> Option<i32>;
+
+/// How long a command told to stop has before the next, harder signal:
+/// the one `Stop` named, then SIGTERM (a second signal: setup steps' wrapper
+/// then kills the step's whole process group), then SIGKILL; after that
+/// ldm stops waiting for it.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// One instance as LXD reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,6 +60,10 @@ pub struct Instance {
     pub disks: Vec<Disk>,
     /// Its `raw.idmap` config, if set.
     pub raw_idmap: Option<String>,
+    /// The id map it runs with (`volatile.idmap.current`, JSON), if LXD
+    /// says: `raw.idmap` takes effect only at a start.
+    #[serde(skip)]
+    pub idmap_current: Option<String>,
     /// Its `user.*` config keys (ldm's own marks live there).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub user: BTreeMap<String, String>,
@@ -283,6 +301,15 @@ pub enum LxdError {
         /// What the client printed.
         stderr: String,
     },
+    /// A command told to stop (a signal, then SIGKILL) had not ended
+    /// [`STOP_GRACE`] after each.
+    #[error("`{cmd}` in {what} did not end after SIGKILL; it may still be running there (see `ps` inside it)")]
+    Unstoppable {
+        /// The instance.
+        what: String,
+        /// The command line.
+        cmd: String,
+    },
     /// Start of a running or stop of a stopped instance.
     #[error("{what} is already in that state")]
     AlreadyInState {
@@ -396,12 +423,17 @@ pub trait Lxd: Send + Sync {
     fn restart(&self, name: &str) -> Result<(), LxdError>;
     /// Runs `argv` inside `name` feeding `stdin`, handing each line of its
     /// output (stdout and stderr) to `line` as it comes; returns its exit
-    /// code. LXD's own failures are errors, as for [`Lxd::exec`].
+    /// code. LXD's own failures are errors, as for [`Lxd::exec`]. Lines
+    /// longer than [`MAX_LINE`] are cut (what was cut is counted on the
+    /// line). `stop` is asked while it runs: a signal it names is sent to
+    /// the command, then SIGTERM and SIGKILL, [`STOP_GRACE`] apart, while
+    /// it has not ended.
     fn exec_lines(
         &self,
         name: &str,
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        stop: Stop,
     ) -> Result<i32, LxdError>;
 }

@@ -11,9 +11,12 @@ use std::fmt;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::cli::CliError;
-use super::LxdError;
+use super::lines::{Lines, CHUNK, IN_FLIGHT};
+use super::stopping::Stopping;
+use super::{LxdError, Stop};
 
 /// Exit code (`None` if killed by a signal), stdout and stderr of a run.
 type Captured = (Option<i32>, Vec<u8>, Vec<u8>);
@@ -108,17 +111,22 @@ impl Invocation {
     }
 
     /// Runs it, handing each line of stdout and stderr to `each` as it
-    /// comes (lossy UTF-8, without the newline); returns the exit code and
-    /// the last 64 KiB of stderr, which says what failed.
+    /// comes (lossy UTF-8, without the newline, cut at [`super::MAX_LINE`]);
+    /// returns the exit code and the last 64 KiB of stderr, which says
+    /// what failed. A signal `stop` names goes to the client program
+    /// (`lxc exec` passes it on to the command), then SIGTERM and SIGKILL
+    /// ([`Stopping`]).
     pub(super) fn lines(
         &self,
         each: &mut dyn FnMut(&str),
+        stop: Option<Stop>,
     ) -> Result<(Option<i32>, Vec<u8>), LxdError> {
-        use std::io::{BufRead, BufReader};
+        use std::io::Read;
         use std::sync::mpsc;
         let (mut child, feeder) = self.spawn_piped()?;
-        let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
-        let mut readers = Vec::new();
+        // Bounded: output that comes faster than it is printed waits in
+        // the pipe, not in ldm's memory.
+        let (tx, rx) = mpsc::sync_channel::<(bool, Vec<u8>)>(IN_FLIGHT);
         let out = child
             .stdout
             .take()
@@ -127,32 +135,52 @@ impl Invocation {
             .stderr
             .take()
             .map(|p| (true, Box::new(p) as Box<dyn std::io::Read + Send>));
-        for (is_err, pipe) in out.into_iter().chain(err) {
+        for (is_err, mut pipe) in out.into_iter().chain(err) {
             let tx = tx.clone();
-            readers.push(std::thread::spawn(move || {
-                let mut r = BufReader::new(pipe);
-                let mut buf = Vec::new();
-                while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-                    if tx.send((is_err, std::mem::take(&mut buf))).is_err() {
+            // Not joined: they end with the pipes, which end with the
+            // child and whatever it left running.
+            std::thread::spawn(move || {
+                let mut buf = vec![0; CHUNK];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 || tx.send((is_err, buf[..n].to_vec())).is_err() {
                         break;
                     }
                 }
-            }));
+            });
         }
         drop(tx);
         let mut tail = Vec::new();
-        for (is_err, bytes) in rx {
-            if is_err {
-                tail.extend_from_slice(&bytes);
-                if tail.len() > 64 * 1024 {
-                    tail.drain(..tail.len() - 64 * 1024);
+        let mut split = [Lines::default(), Lines::default()];
+        let mut stopping = Stopping::default();
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok((is_err, bytes)) => {
+                    if is_err {
+                        tail.extend_from_slice(&bytes);
+                        if tail.len() > 64 * 1024 {
+                            tail.drain(..tail.len() - 64 * 1024);
+                        }
+                    }
+                    split[usize::from(is_err)].feed(&bytes, each);
                 }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            let text = String::from_utf8_lossy(&bytes);
-            each(text.trim_end_matches(['\n', '\r']));
+            let Some(stop) = stop else { continue };
+            match stopping.due(stop) {
+                Ok(Some(sig)) => {
+                    // SAFETY: kill(2) on the child this process spawned
+                    // and has not reaped.
+                    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+                }
+                Ok(None) => {}
+                // Its pipes are held by what it left running: stop
+                // reading them.
+                Err(()) => break,
+            }
         }
-        for r in readers {
-            let _ = r.join();
+        for s in &mut split {
+            s.finish(each);
         }
         if let Some(t) = feeder {
             let _ = t.join();

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::{
     Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
+    Stop,
 };
 
 /// Told once per instance, when ldm starts waiting for LXD on it: the
@@ -254,9 +255,12 @@ impl<L: Lxd> Lxd for Patient<L> {
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        stop: Stop,
     ) -> Result<i32, LxdError> {
         // LXD refuses before the command runs: a retry never repeats output.
-        self.retry(name, || self.inner.exec_lines(name, argv, stdin, line))
+        self.retry(name, || {
+            self.inner.exec_lines(name, argv, stdin, line, stop)
+        })
     }
 }
 
@@ -361,8 +365,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        stop: Stop,
     ) -> Result<i32, LxdError> {
-        (**self).exec_lines(name, argv, stdin, line)
+        (**self).exec_lines(name, argv, stdin, line, stop)
     }
 }
 

@@ -58,8 +58,13 @@ pub(crate) fn serve(
             (send, s.done)
         };
         if let Some(bytes) = send {
-            // A client gone meanwhile is noticed by the next read.
-            if bytes.is_empty() || ws.send(Message::binary(bytes)).is_ok() {
+            // In frames of at most 128 KiB, as LXD's own reads of the
+            // command's pipes come. A client gone meanwhile is noticed by
+            // the next read.
+            if bytes
+                .chunks(128 * 1024)
+                .all(|c| ws.send(Message::binary(c.to_vec())).is_ok())
+            {
                 let _ = ws.send(Message::text(""));
             }
             let mut g = shared.lock();

@@ -21,6 +21,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::json;
 use tungstenite::{Message, WebSocket};
@@ -28,7 +29,9 @@ use tungstenite::{Message, WebSocket};
 use super::request::{encode, status, Body};
 use super::transport::Stream;
 use super::Api;
-use crate::lxd::{ExecOutput, LxdError};
+use crate::lxd::lines::{Lines, IN_FLIGHT};
+use crate::lxd::stopping::Stopping;
+use crate::lxd::{ExecOutput, LxdError, Stop};
 
 /// Stdin goes out in frames of at most this.
 const FRAME: usize = 128 * 1024;
@@ -45,7 +48,7 @@ impl Api {
         stdin: &[u8],
     ) -> Result<ExecOutput, LxdError> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let code = self.exec_run(name, argv, stdin, &mut |(is_err, bytes)| {
+        let code = self.exec_run(name, argv, stdin, None, &mut |(is_err, bytes)| {
             if is_err {
                 stderr.extend_from_slice(&bytes);
             } else {
@@ -60,27 +63,22 @@ impl Api {
     }
 
     /// Runs `argv` in `name`, handing each line of its output (stdout and
-    /// stderr, as they come) to `line`.
+    /// stderr, as they come, each cut at [`crate::lxd::MAX_LINE`]) to `line`; `stop`
+    /// as [`crate::lxd::Lxd::exec_lines`] says.
     pub(super) fn exec_streamed(
         &self,
         name: &str,
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        stop: Stop,
     ) -> Result<i32, LxdError> {
-        let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-        let code = self.exec_run(name, argv, stdin, &mut |(is_err, bytes)| {
-            let buf = &mut partial[usize::from(is_err)];
-            buf.extend_from_slice(&bytes);
-            while let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                let rest = buf.split_off(i + 1);
-                let text = String::from_utf8_lossy(&buf[..i]);
-                line(text.trim_end_matches('\r'));
-                *buf = rest;
-            }
+        let mut partial: [Lines; 2] = [Lines::default(), Lines::default()];
+        let code = self.exec_run(name, argv, stdin, Some(stop), &mut |(is_err, bytes)| {
+            partial[usize::from(is_err)].feed(&bytes, line);
         })?;
-        for buf in partial.iter().filter(|b| !b.is_empty()) {
-            line(&String::from_utf8_lossy(buf));
+        for p in &mut partial {
+            p.finish(line);
         }
         Ok(code)
     }
@@ -91,6 +89,7 @@ impl Api {
         name: &str,
         argv: &[&str],
         stdin: &[u8],
+        stop: Option<Stop>,
         out: &mut dyn FnMut(Chunk),
     ) -> Result<i32, LxdError> {
         let path = self.scoped(&format!("{}/exec", self.instance_path(name)));
@@ -130,21 +129,43 @@ impl Api {
         // would fail the reads of the output still buffered.
         w1.get_mut().read_only = true;
         w2.get_mut().read_only = true;
-        let (tx, rx) = mpsc::channel::<Chunk>();
+        // Bounded: output that comes faster than it is printed waits in
+        // the socket, not in ldm's memory.
+        let (tx, rx) = mpsc::sync_channel::<Chunk>(IN_FLIGHT);
         // Not joined: a command that exits without reading all its stdin
         // leaves the writer blocked until the server drops the socket.
         let input = stdin.to_vec();
         std::thread::spawn(move || feed(&mut w0, &input));
-        std::thread::scope(|scope| {
-            for (is_err, mut w) in [(false, w1), (true, w2)] {
-                let tx = tx.clone();
-                scope.spawn(move || drain(&mut w, is_err, &tx));
+        // Not scoped: a command that outlives SIGKILL's grace leaves its
+        // readers blocked until the server drops the sockets.
+        for (is_err, mut w) in [(false, w1), (true, w2)] {
+            let tx = tx.clone();
+            std::thread::spawn(move || drain(&mut w, is_err, &tx));
+        }
+        drop(tx);
+        let mut stopping = Stopping::default();
+        loop {
+            match rx.recv_timeout(POLL) {
+                Ok(chunk) => out(chunk),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            drop(tx);
-            for chunk in rx {
-                out(chunk);
+            if let Some(stop) = stop {
+                let due = stopping.due(stop);
+                if let Ok(Some(sig)) = due {
+                    signal(&mut control, sig);
+                }
+                if due.is_err() {
+                    // Closing the control socket is LXD's cue to kill it.
+                    let _ = control.close(None);
+                    let _ = control.flush();
+                    return Err(LxdError::Unstoppable {
+                        what: name.to_string(),
+                        cmd: argv.join(" "),
+                    });
+                }
             }
-        });
+        }
         let op = self.wait_done(started, None)?;
         let _ = control.close(None);
         let _ = control.flush();
@@ -259,6 +280,16 @@ impl Api {
     }
 }
 
+/// How often a running command's `stop` is asked.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Sends signal `sig` to the command (LXD's exec control message).
+fn signal(control: &mut WebSocket<WsStream>, sig: i32) {
+    let msg = json!({"command": "signal", "signal": sig}).to_string();
+    // A control socket that is gone means the command is too.
+    let _ = control.send(Message::Text(msg.into()));
+}
+
 /// Sends `bytes` then the end (an empty text frame).
 fn feed(ws: &mut WebSocket<WsStream>, bytes: &[u8]) {
     for chunk in bytes.chunks(FRAME) {
@@ -274,7 +305,7 @@ fn feed(ws: &mut WebSocket<WsStream>, bytes: &[u8]) {
 
 /// Reads binary frames into `tx` until the server's end (an empty text
 /// frame or a close).
-fn drain(ws: &mut WebSocket<WsStream>, is_err: bool, tx: &mpsc::Sender<Chunk>) {
+fn drain(ws: &mut WebSocket<WsStream>, is_err: bool, tx: &mpsc::SyncSender<Chunk>) {
     loop {
         match ws.read() {
             Ok(Message::Binary(b)) => {

@@ -102,6 +102,7 @@ impl Api {
             image: o.config.get("image.description").cloned(),
             disks: disks(&o.devices),
             raw_idmap: o.config.get("raw.idmap").cloned(),
+            idmap_current: o.config.get("volatile.idmap.current").cloned(),
             user: o
                 .config
                 .iter()

@@ -55,6 +55,7 @@ use types::ServerObj;
 use super::wait::OnWait;
 use super::{
     Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
+    Stop,
 };
 
 /// How long calls that act on an instance wait for LXD's other operations
@@ -273,8 +274,9 @@ impl Lxd for Api {
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        stop: Stop,
     ) -> Result<i32, LxdError> {
-        self.exec_streamed(name, argv, stdin, line)
+        self.exec_streamed(name, argv, stdin, line, stop)
     }
 
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {

@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::process::{on_path, Invocation};
 use super::{
     json, Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, SnapshotInfo, State,
+    Stop,
 };
 use messages::{classify, exec_failure};
 
@@ -535,10 +536,11 @@ impl Lxd for Client {
         argv: &[&str],
         stdin: &[u8],
         line: &mut dyn FnMut(&str),
+        stop: Stop,
     ) -> Result<i32, LxdError> {
         let mut inv = self.exec_call(name, argv);
         inv.stdin = stdin.to_vec();
-        let (code, stderr) = inv.lines(line)?;
+        let (code, stderr) = inv.lines(line, Some(stop))?;
         let code = code.unwrap_or(-1);
         match exec_failure(&inv, name, code, &stderr) {
             Some(e) => Err(e),

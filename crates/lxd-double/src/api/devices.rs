@@ -25,10 +25,42 @@ pub(super) fn start(
     }
     inst.status = Status::Running;
     inst.pid = 4000 + (util::hash64(&inst.created_at) % 1000) as u32;
+    apply_idmap(inst);
     if inst.ipv4.is_none() {
         inst.ipv4 = ip;
     }
     Ok(())
+}
+
+/// `volatile.idmap.current` as LXD sets it at a start: the default range
+/// plus one entry for each `raw.idmap` line (`uid|gid|both HOST NS`).
+pub(super) fn apply_idmap(inst: &mut crate::Instance) {
+    let entry = |uid: bool, host: u64, ns: u64, range: u64| serde_json::json!({"Isuid": uid, "Isgid": !uid, "Hostid": host, "Nsid": ns, "Maprange": range});
+    let mut map = vec![
+        entry(true, 1_000_000, 0, 1_000_000_000),
+        entry(false, 1_000_000, 0, 1_000_000_000),
+    ];
+    let raw = inst.config.get("raw.idmap").cloned().unwrap_or_default();
+    for line in raw.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(kind), Some(Ok(h)), Some(Ok(n))) = (
+            f.first(),
+            f.get(1).map(|v| v.parse::<u64>()),
+            f.get(2).map(|v| v.parse::<u64>()),
+        ) else {
+            continue;
+        };
+        if matches!(*kind, "uid" | "both") {
+            map.push(entry(true, h, n, 1));
+        }
+        if matches!(*kind, "gid" | "both") {
+            map.push(entry(false, h, n, 1));
+        }
+    }
+    inst.config.insert(
+        "volatile.idmap.current".into(),
+        serde_json::Value::from(map).to_string(),
+    );
 }
 
 fn shifted(d: &Device) -> bool {

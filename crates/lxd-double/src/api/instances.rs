@@ -120,6 +120,7 @@ pub(super) fn put_state(
             ("stop", _) => {
                 inst.status = Status::Stopped;
                 inst.pid = 0;
+                inst.config.remove("volatile.idmap.current");
                 Ok(None)
             }
             ("freeze", Status::Running) => {
@@ -132,7 +133,11 @@ pub(super) fn put_state(
                 Ok(None)
             }
             ("unfreeze", _) => Err("The instance is not frozen".into()),
-            _ => Ok(None), // restart of a running instance
+            // A restart of a running instance: its config takes effect.
+            _ => {
+                super::devices::apply_idmap(inst);
+                Ok(None)
+            }
         }
     });
     let work = Work {
