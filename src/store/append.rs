@@ -184,6 +184,16 @@ impl Store {
             }
             _ => self.view = None,
         }
+        // A compaction is how a changed password leaves no copy behind
+        // (issue 22): the load cache, written by an earlier read, may still
+        // hold the old state. The next read makes a new one.
+        if let Some(cache) = paths.cache() {
+            match fs.remove(&cache) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove", &cache, e)),
+            }
+        }
         Ok(mark)
     }
 }
