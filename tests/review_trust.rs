@@ -69,7 +69,6 @@ fn container_writes(dir: &Path, after: &str, lines: &str) {
 /// can create. A mount of the project folder must never be idmapped (or
 /// only read-only); `raw.idmap` maps the host user alone.
 #[test]
-#[ignore = "review-trust finding 1: fails until fixed"]
 fn a_read_write_mount_is_never_idmapped_so_the_containers_root_is_never_host_root_in_it() {
     let env = Env::new("p");
     as_user(&env, &[]);
@@ -134,7 +133,7 @@ fn clone_beside(env: &Env, name: &str, yaml: &str) -> PathBuf {
 /// with the mounts allowed there (here a host folder the user mounted
 /// for the first checkout only).
 #[test]
-#[ignore = "review-trust finding 2: fails until fixed"]
+#[ignore = "issue 23"]
 fn a_clone_naming_another_checkouts_project_never_runs_its_steps_in_that_checkouts_containers() {
     let env = Env::new("p");
     let secret = env.dir.parent().unwrap().join("secret");

@@ -252,7 +252,7 @@ pub fn needs_root(name: &str, wanted: &[Mount], command: &str) -> String {
         .map(|m| format!("  ldm mount {name} {m}"))
         .collect();
     format!(
-        "Not mounted: this kernel or LXD cannot shift ids on a mount (shift=true), and mapping your uid into the container (raw.idmap) needs a one-time step as root:\n  {command}\nthen:\n{}",
+        "Not mounted: mapping your uid to the container user (raw.idmap; never an idmapped mount, which would let the container's root act as host root in it) needs a one-time step as root:\n  {command}\nthen:\n{}",
         then.join("\n")
     )
 }
