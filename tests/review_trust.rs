@@ -186,7 +186,6 @@ fn waiting(env: &Env, envs: &[(&str, &str)]) -> Vec<serde_json::Value> {
 /// default ~/.profile). Each only waits for `ldm trust`, like a data
 /// folder; one careless `ldm trust --yes` mounts it read-write.
 #[test]
-#[ignore = "review-trust finding 3: fails until fixed"]
 fn folders_holding_the_users_sockets_crontab_and_path_are_refused_like_home_dot_folders() {
     let env = Env::new("p");
     // A home folder outside /tmp (the test's own folders are in /tmp, and
