@@ -380,7 +380,6 @@ fn an_intent_written_into_the_file_is_never_turned_into_a_command_to_type() {
 /// that reads as ldm's own. Values are one-line: their line breaks must be
 /// escaped like every other control character.
 #[test]
-#[ignore = "review-trust finding 8: fails until fixed"]
 fn a_line_break_in_a_value_from_the_file_never_prints_a_line_of_its_own() {
     let env = Env::new("p");
     std::fs::write(
