@@ -350,7 +350,6 @@ fn a_changed_password_leaves_no_copy_of_the_old_one_in_the_project_folder() {
 /// space, `img --force`, does the same for `container create`'s hint:
 /// typing it forces the refused sources of `defaults.mounts`.)
 #[test]
-#[ignore = "review-trust finding 7: fails until fixed"]
 fn an_intent_written_into_the_file_is_never_turned_into_a_command_to_type() {
     let env = Env::new("p");
     let secret = env.dir.parent().unwrap().join("secret");

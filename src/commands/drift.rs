@@ -157,7 +157,7 @@ fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) 
                 format!(
                     "{what}; LXD has {} but its setup may be incomplete (or re-run `{}`)",
                     i.name,
-                    p.op.command(name, &c.image)
+                    p.op.command(name)
                 ),
                 "adopt it as it is",
                 adopt_snapshots(name, c, i, vec![finished]),
@@ -180,7 +180,7 @@ fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) 
             format!(
                 "{what}; {} was running before and is stopped now (or re-run `{}`)",
                 i.name,
-                op.command(name, &c.image)
+                op.command(name)
             ),
             &format!("mark the operation finished; then `ldm up {name}` starts it"),
             adopt_snapshots(name, c, i, vec![finished]),

@@ -60,7 +60,7 @@ pub fn run(
 ) -> Result<(), Error> {
     let (name, image) = (plan.name, plan.image);
     let lxd = ctx.lxd_at(s.remote.as_deref(), plan.timeout);
-    let hint = rerun_hint(name, &Op::Create, image);
+    let hint = rerun_hint(name, &Op::Create);
     let lxd_name = s.lxd_name.clone();
     let lxd_name = lxd_name.as_str();
     let wanted = wanted_mounts(&s, plan);
