@@ -270,7 +270,6 @@ fn a_container_cannot_write_the_git_folder_of_the_project_it_mounts() {
 /// back on: `ldm up web` launches it with nesting and both syscall
 /// interceptions on, and asks nobody.
 #[test]
-#[ignore = "review-trust finding 5: fails until fixed"]
 fn a_new_container_entry_cannot_turn_isolation_back_down_below_the_projects_defaults() {
     let env = Env::new("p");
     as_user(&env, &[]);
