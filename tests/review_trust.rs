@@ -234,7 +234,6 @@ fn folders_holding_the_users_sockets_crontab_and_path_are_refused_like_home_dot_
 /// container's mount of the project folder must leave `.git` read-only
 /// (a read-only device over it) or the project mount must be read-only.
 #[test]
-#[ignore = "review-trust finding 4: fails until fixed"]
 fn a_container_cannot_write_the_git_folder_of_the_project_it_mounts() {
     let env = Env::new("p");
     std::fs::create_dir_all(env.dir.join(".git/hooks")).unwrap();

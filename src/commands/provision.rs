@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::commands::container::{finish, launch, rerun_hint, Started};
@@ -63,7 +63,8 @@ pub fn run(
     let hint = rerun_hint(name, &Op::Create);
     let lxd_name = s.lxd_name.clone();
     let lxd_name = lxd_name.as_str();
-    let wanted = wanted_mounts(&s, plan);
+    let dir = store.paths().dir.clone();
+    let wanted = wanted_mounts(&s, plan, &dir);
     let mut progress = Progress::new(
         plan.quiet,
         5 + usize::from(!wanted.is_empty()) + usize::from(!s.steps.is_empty()),
@@ -120,8 +121,9 @@ pub fn run(
     Ok(())
 }
 
-/// The mounts this run should have in place.
-fn wanted_mounts(s: &Started, plan: &Plan) -> Vec<Mount> {
+/// The mounts this run should have in place: those recorded, else a new
+/// container's (with its git folders read-only, [`guard_git`]).
+fn wanted_mounts(s: &Started, plan: &Plan, dir: &Path) -> Vec<Mount> {
     if !s.mounts.is_empty() {
         return s.mounts.clone();
     }
@@ -137,7 +139,43 @@ fn wanted_mounts(s: &Started, plan: &Plan) -> Vec<Mount> {
         }
         return Vec::new();
     }
-    s.default_mounts.clone()
+    guard_git(dir, &s.default_mounts)
+}
+
+/// `mounts` and, for each read-write one of a folder of the project that
+/// holds a `.git` (a folder, or a worktree's file), a read-only mount of
+/// that `.git` over it. The host's git runs what `.git/config` and
+/// `.git/hooks` name (`core.fsmonitor` on every `git status`, which shell
+/// prompts run): a container that could write them would run commands as
+/// the host user (review-trust finding 4). Git inside the container still
+/// reads the repository (`status`, `diff`, `log`); committing is the
+/// host's. A `.git` that is a link is left alone (a device would follow
+/// it), as is one under a mount from outside the project (its read-only
+/// mount would itself wait for trust).
+pub fn guard_git(dir: &Path, mounts: &[Mount]) -> Vec<Mount> {
+    let mut out = mounts.to_vec();
+    for m in mounts.iter().filter(|m| !m.readonly) {
+        let src = crate::trust::sources::resolve(dir, &m.host);
+        if !src.inside || !src.is_dir {
+            continue;
+        }
+        let is_git = std::fs::symlink_metadata(src.path.join(".git"))
+            .is_ok_and(|md| md.is_dir() || md.is_file());
+        let path = format!("{}/.git", m.path.trim_end_matches('/'));
+        if !is_git || out.iter().any(|x| x.path == path) {
+            continue;
+        }
+        let host = match m.host.trim_end_matches('/') {
+            "." | "" => ".git".to_string(),
+            h => format!("{h}/.git"),
+        };
+        out.push(Mount {
+            host,
+            path,
+            readonly: true,
+        });
+    }
+    out
 }
 
 fn list(mounts: &[Mount]) -> String {
