@@ -325,7 +325,6 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 /// git work tree made before `ldm create`, every `git add -A` reads it;
 /// nothing ever removes it.
 #[test]
-#[ignore = "review-trust finding 6: fails until fixed"]
 fn a_changed_password_leaves_no_copy_of_the_old_one_in_the_project_folder() {
     let env = Env::new("p");
     env.ok(&["config", "set", "defaults.user.password", "OLD-s3cret-pw"]);
