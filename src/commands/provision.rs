@@ -294,3 +294,53 @@ pub fn needs_root(name: &str, wanted: &[Mount], command: &str) -> String {
         then.join("\n")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(text: &str) -> Mount {
+        Mount::parse(text).unwrap()
+    }
+
+    /// Review-trust finding 4: a `.git` folder or a worktree's `.git` file
+    /// of a read-write mount of the project gets a read-only mount over
+    /// it; a link, a read-only mount, one from outside the project and a
+    /// path already mounted do not.
+    #[test]
+    fn a_git_folder_or_file_under_a_read_write_project_mount_is_mounted_read_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(t.path()).unwrap();
+        let (dir, out) = (root.join("p"), root.join("out"));
+        for d in [
+            dir.join(".git"),
+            dir.join("wt"),
+            dir.join("ln"),
+            out.join(".git"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(dir.join("wt/.git"), "gitdir: /elsewhere\n").unwrap();
+        std::os::unix::fs::symlink(dir.join(".git"), dir.join("ln/.git")).unwrap();
+        let shown = |ms: &[Mount]| -> Vec<String> {
+            guard_git(&dir, ms).iter().map(Mount::to_string).collect()
+        };
+        assert_eq!(
+            shown(&[m(".:/home/dev/p")]),
+            [".:/home/dev/p", ".git:/home/dev/p/.git:ro"]
+        );
+        assert_eq!(
+            shown(&[m("wt:/srv/wt")]),
+            ["wt:/srv/wt", "wt/.git:/srv/wt/.git:ro"]
+        );
+        for alone in [
+            m(".:/srv/p:ro"),
+            m("ln:/srv/ln"),
+            m(&format!("{}:/srv/out", out.display())),
+        ] {
+            assert_eq!(shown(std::slice::from_ref(&alone)), [alone.to_string()]);
+        }
+        let both = [m(".:/srv/p"), m(".git:/srv/p/.git")];
+        assert_eq!(shown(&both), [".:/srv/p", ".git:/srv/p/.git"]);
+    }
+}

@@ -151,3 +151,22 @@ pub fn keep_dropped(
     text.push(b'\n');
     keep(fs, paths, "dropped", &text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review-trust finding 6: a password in a conflict, whole or inside
+    /// a container's value, and in a record is hidden in `.dropped`.
+    #[test]
+    fn passwords_are_hidden_in_the_dropped_copy() {
+        let mut v = serde_json::json!({
+            "user": {"name": "ann", "password": "OLD-1"},
+            "ops": [{"op": "user_password_set", "password": "OLD-2"}, {"password": null}],
+        });
+        hide_passwords(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("OLD-") && text.contains("\"ann\""), "{text}");
+        assert_eq!(v["ops"][1]["password"], serde_json::Value::Null);
+    }
+}
