@@ -28,13 +28,20 @@ pub fn keep(fs: &dyn Fs, paths: &Paths, kind: &str, bytes: &[u8]) -> Result<Path
     keep_as(fs, paths, "containers.log", kind, bytes)
 }
 
-/// Keeps the bytes of a `containers.yaml` another writer made, before ldm
-/// rewrites it without its comments and unknown keys:
-/// `containers.yaml.edited-TIME`, every byte but the values of its
-/// `password` keys ([`crate::yaml::redact`]): the copy is in the project
-/// folder, which containers read, and would outlive the password
-/// (review-trust finding 6); the password itself is in `containers.yaml`.
+/// Keeps the bytes of a `containers.yaml` another writer made as
+/// `containers.yaml.edited-TIME`, exactly: a save ldm displaced (a crash,
+/// a save racing a fold) may have no other copy.
 pub fn keep_yaml(fs: &dyn Fs, paths: &Paths, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    keep_as(fs, paths, "containers.yaml", "edited", bytes)
+}
+
+/// Keeps another writer's `containers.yaml` before ldm rewrites it without
+/// its comments and unknown keys, its values merged into the rewrite:
+/// `containers.yaml.edited-TIME`, every byte but the values of its
+/// `password` keys ([`crate::yaml::redact`]). The copy is in the project
+/// folder, which containers read, and would outlive the password
+/// (review-trust finding 6); the password itself is in the rewrite.
+pub fn keep_yaml_redacted(fs: &dyn Fs, paths: &Paths, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     let text = String::from_utf8_lossy(bytes);
     let kept = crate::yaml::redact::passwords(&text);
     let bytes = match (&text, &kept) {
