@@ -97,7 +97,7 @@ fn model_proxy_and_yaml_stand_alone() {
             "crate::cli",
         ],
     );
-    never_names("yaml.rs", &["crate::"]);
+    never_names("yaml", &["crate::"]);
     never_names("users.rs", &["crate::"]);
 }
 

@@ -267,7 +267,8 @@ fn resumed_create_with_another_image_is_refused() {
     );
     let run = env.fail(&["container", "create", "dev", "img-b"]);
     assert!(
-        run.stderr.contains("ldm container create dev img-a"),
+        run.stderr.contains("being created from img-a")
+            && run.stderr.contains("`ldm container create dev` to finish"),
         "{}",
         run.stderr
     );
@@ -348,10 +349,12 @@ fn regression_clone_from_a_snapshot_hint_is_a_runnable_command() {
 
 #[test]
 fn regression_interrupted_create_hint_names_the_image() {
-    // Op::Create.command() prints `ldm container create dev IMAGE` with a
-    // literal IMAGE, though the project records the image (and a resumed
-    // create must use that one). Fix (model/mod.rs): give Op::command the
-    // container (or its image) and print `ldm container create dev img-a`.
+    // Op::Create.command() printed `ldm container create dev IMAGE` with a
+    // literal IMAGE. Then it printed the recorded image, but the record is
+    // in files anyone who writes the folder can forge (an image
+    // `img --force` made the hint force refused mounts: review-trust
+    // finding 7), so the hint leaves the image out: `container create dev`
+    // finishes an interrupted create with the recorded image.
     let env = Env::new("p");
     interrupt(
         &env,
@@ -359,7 +362,11 @@ fn regression_interrupted_create_hint_names_the_image() {
         "exec#1:after",
     );
     let run = env.fail(&["container", "snapshot", "create", "dev", "s1"]);
-    run.err_has("ldm container create dev img-a`");
+    run.err_has("run `ldm container create dev` to finish it");
+    env.ok(&["container", "create", "dev"]);
+    let c = &env.project().containers["dev"];
+    assert!(c.pending.is_none() && c.image == "img-a", "{c:?}");
+    assert_eq!(env.instances()["p-dev"]["image"], "img-a");
 }
 
 #[test]
@@ -428,7 +435,7 @@ fn regression_image_create_does_not_close_an_interrupted_create() {
     let run = env.fail(&["image", "create", "a", "img-a"]);
     for want in [
         "container a has an interrupted create",
-        "run `ldm container create a img` to finish it",
+        "run `ldm container create a` to finish it",
     ] {
         assert!(run.stderr.contains(want), "{}", run.stderr);
     }

@@ -46,6 +46,25 @@ fn add(lxd: &str, m: &Mount, src: &str, extra: &[&str]) -> Vec<String> {
     v
 }
 
+/// The calls that map the project folder's owner to the container user
+/// (1000 in the double) with `raw.idmap` on running instance `lxd`: set,
+/// then a restart to apply it. Mounts are never idmapped (`shift=true`).
+fn map_owner(env: &Env, lxd: &str) -> Vec<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&env.dir).unwrap();
+    vec![
+        argv(&[
+            "config",
+            "set",
+            "--",
+            lxd,
+            "raw.idmap",
+            &format!("uid {} 1000\ngid {} 1000", md.uid(), md.gid()),
+        ]),
+        argv(&["restart", "--", lxd]),
+    ]
+}
+
 /// The client calls that change something in LXD (not reads, not execs).
 fn changes(argvs: &[Vec<String>]) -> Vec<Vec<String>> {
     argvs
@@ -121,8 +140,8 @@ fn mkdir(env: &Env, path: &Path) {
 
 #[test]
 fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     let run = env.ok(&["container", "create", "dev", "img"]);
     let argvs = env.take_argvs();
@@ -132,16 +151,15 @@ fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
         .iter()
         .filter(|a| a[..3] == argv(&["config", "device", "add"]))
         .collect();
-    assert_eq!(
-        adds,
-        vec![&add("p-dev", &m, &abs(&env), &["shift=true"])],
-        "{argvs:#?}"
-    );
+    assert_eq!(adds, vec![&add("p-dev", &m, &abs(&env), &[])], "{argvs:#?}");
+    let c = changes(&argvs);
+    let i = c.iter().position(|a| a[0] == "config").unwrap();
+    assert_eq!(c[i..i + 2], map_owner(&env, "p-dev")[..], "{argvs:#?}");
     assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
     assert!(!run.stdout.contains("Not mounted"), "{}", run.stdout);
     let dev = &devices(&env, "p-dev")[&m.device_name()];
     assert_eq!(dev["path"], "/home/dev/p");
-    assert_eq!(dev["shift"], "true");
+    assert!(dev.get("shift").is_none(), "{dev}");
     env.assert_agree();
 
     env.ok(&["container", "create", "bare", "img", "--no-mount"]);
@@ -155,17 +173,17 @@ fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
 }
 
 #[test]
-fn without_shift_create_maps_the_host_user_with_raw_idmap() {
+fn create_maps_the_host_user_with_raw_idmap_and_never_tries_shift() {
+    // Review-trust finding 1: an idmapped mount lets the container's root
+    // create files as host root in it, so ldm never asks for one, even
+    // where LXD would take it (as the double does by default).
     let env = Env::new("p");
     let (uid, gid) = host_user_1000(&env);
     let subid = env.dd.join("etc");
     subid_dir(&subid, uid);
     let run = env.run_env(
         &["container", "create", "dev", "img"],
-        &[
-            ("LDM_DOUBLE_NO_SHIFT", "1"),
-            ("LDM_SUBID_DIR", subid.to_str().unwrap()),
-        ],
+        &[("LDM_SUBID_DIR", subid.to_str().unwrap())],
     );
     let run = run.expect(0);
     let m = mount(".:/home/dev/p");
@@ -177,9 +195,8 @@ fn without_shift_create_maps_the_host_user_with_raw_idmap() {
         .position(|a| a[0] == "config")
         .unwrap_or_else(|| panic!("{argvs:#?}"));
     assert_eq!(
-        c[i..i + 4],
+        c[i..i + 3],
         [
-            add("p-dev", &m, &src, &["shift=true"]),
             argv(&[
                 "config",
                 "set",
@@ -201,6 +218,10 @@ fn without_shift_create_maps_the_host_user_with_raw_idmap() {
         format!("uid {uid} 1000\ngid {gid} 1000")
     );
     assert!(inst["devices"][m.device_name()].get("shift").is_none());
+    assert!(
+        !argvs.iter().flatten().any(|x| x == "shift=true"),
+        "{argvs:#?}"
+    );
 }
 
 #[test]
@@ -254,8 +275,8 @@ fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
 
 #[test]
 fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     mkdir(&env, &env.dir.join("data"));
@@ -265,10 +286,9 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
 
     let run = env.ok(&["mount", "dev", "data:/srv/data"]);
     let m = mount("data:/srv/data");
-    assert_eq!(
-        changes(&env.take_argvs()),
-        vec![add("p-dev", &m, &format!("{src}/data"), &["shift=true"])]
-    );
+    let mut want = map_owner(&env, "p-dev");
+    want.push(add("p-dev", &m, &format!("{src}/data"), &[]));
+    assert_eq!(changes(&env.take_argvs()), want);
     assert!(
         run.stdout.contains("Mounted data at /srv/data in dev"),
         "{}",
@@ -284,7 +304,7 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
             "p-dev",
             &ro,
             &format!("{src}/docs"),
-            &["readonly=true", "shift=true"]
+            &["readonly=true"]
         )]
     );
     assert_eq!(
@@ -399,8 +419,8 @@ fn steps_run(argvs: &[Vec<String>]) -> Vec<String> {
 
 #[test]
 fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     set_setup(
         &env,
@@ -523,8 +543,8 @@ fn sorted_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     env.ok(&["container", "create", "a", "img", "--no-mount"]);
     env.seed_container("b", "img", false);
@@ -557,10 +577,7 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
     assert_eq!(launches.len(), 1, "{argvs:#?}");
     assert_eq!(launches[0].last().unwrap(), "p-c");
     let m = mount(".:/home/dev/p");
-    assert!(
-        c.contains(&add("p-c", &m, &abs(&env), &["shift=true"])),
-        "{argvs:#?}"
-    );
+    assert!(c.contains(&add("p-c", &m, &abs(&env), &[])), "{argvs:#?}");
     let (ia, ib, ic) = (env.ip("a"), env.ip("b"), env.ip("c"));
     assert!(
         run.stdout.contains(&format!("a: is running at {ia}")),
@@ -664,8 +681,8 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
 
 #[test]
 fn doctor_reports_mount_drift_and_fix_repairs_it() {
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img"]);
     let m = mount(".:/home/dev/p");
@@ -705,8 +722,9 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
     let run = env.run(&["doctor", "--fix"]);
     let mut c = changes(&env.take_argvs());
     c.sort();
+    // raw.idmap is set already: the device alone is added back.
     let mut want = vec![
-        add("p-dev", &m, &abs(&env), &["shift=true"]),
+        add("p-dev", &m, &abs(&env), &[]),
         argv(&["config", "device", "remove", "--", "p-dev", &stray]),
     ];
     want.sort();
@@ -718,12 +736,37 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
     );
     assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
     env.ok(&["doctor"]);
+
+    // An older ldm's idmapped device of the mount (review-trust finding
+    // 1): drift, and --fix puts it back without shift.
+    edit_state(&env, |st| {
+        st["instances"]["p-dev"]["devices"][&dev]["shift"] = "true".into();
+    });
+    let run = env.run(&["doctor"]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("is idmapped (shift=true)"),
+        "{}",
+        run.stdout
+    );
+    env.take_argvs();
+    env.ok(&["doctor", "--fix"]);
+    let c = changes(&env.take_argvs());
+    assert_eq!(
+        c,
+        vec![
+            argv(&["config", "device", "remove", "--", "p-dev", &dev]),
+            add("p-dev", &m, &abs(&env), &[]),
+        ]
+    );
+    assert!(devices(&env, "p-dev")[&dev].get("shift").is_none());
+    env.ok(&["doctor"]);
 }
 
 #[test]
 fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     mkdir(&env, &env.dir.join("data"));
@@ -753,15 +796,9 @@ fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
 
     env.ok(&["mount", "dev", "data:/srv/data"]);
     let c = changes(&env.take_argvs());
-    assert_eq!(
-        c,
-        vec![add(
-            "p-dev",
-            &m,
-            &format!("{}/data", abs(&env)),
-            &["shift=true"]
-        )]
-    );
+    let mut want = map_owner(&env, "p-dev");
+    want.push(add("p-dev", &m, &format!("{}/data", abs(&env)), &[]));
+    assert_eq!(c, want);
     assert_eq!(recorded(&env, "dev"), vec!["data:/srv/data"]);
     assert!(env.project().containers["dev"].pending.is_none());
     let list = env.ok(&["list"]);
@@ -793,8 +830,8 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
     // `lxc remote switch far` with no `remote:` in containers.yaml: the
     // host's project folder is not on far, where the same path would be
     // another folder, or none.
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     let far = [("LDM_DOUBLE_DEFAULT_REMOTE", "far")];
     let run = env.run_env(&["container", "create", "a", "img"], &far);
@@ -838,8 +875,8 @@ fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
 /// "Created dev". Progress is keyed by the steps' content now.
 #[test]
 fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
-    // The container user (1000 in the double) has the host user's ids:
-    // the mount is idmapped (shift=true).
+    // The container user (1000 in the double) has the host user's ids,
+    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     set_setup(&env, "    - echo one\n    - echo two\n");
     std::fs::write(

@@ -46,7 +46,7 @@ pub fn clone(ctx: &Ctx, args: &ContainerClone, out: &mut dyn Write) -> Result<()
     })?;
     let lxd = ctx.lxd_at(s.remote.as_deref(), args.timeout);
     let src_lxd = format!("{}-{source}", s.project);
-    let hint = rerun_hint(name, &pending.op, "");
+    let hint = rerun_hint(name, &pending.op);
     let lxd_name = s.lxd_name.as_str();
     let mut progress = Progress::new(ctx.quiet, 4);
     progress.step(&format!(

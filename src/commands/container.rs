@@ -99,7 +99,6 @@ pub(super) fn resumes(
         Some(old) => Err(op::interrupted(
             name,
             &old,
-            &c.image,
             &format!(", or `ldm remove {name}`"),
         )),
         None => Err(Error::Conflict {
@@ -191,10 +190,10 @@ pub(super) fn forget(
 }
 
 /// Hint appended to errors that leave an interrupted operation behind.
-pub(super) fn rerun_hint(name: &str, op: &Op, image: &str) -> String {
+pub(super) fn rerun_hint(name: &str, op: &Op) -> String {
     format!(
         "; the project shows it as interrupted: run `{}` again to finish, or `ldm remove {name}`",
-        op.command(name, image)
+        op.command(name)
     )
 }
 
@@ -232,10 +231,14 @@ pub fn create(ctx: &Ctx, args: &ContainerCreate, out: &mut dyn Write) -> Result<
         gated.recheck(p, &need)?;
         if let Some(c) = p.containers.get(name).filter(|c| c.image != image) {
             return Err(Error::Conflict {
-                what: format!("container {name} was being created from {}", c.image),
+                what: format!(
+                    "container {name} was being created from {}",
+                    crate::model::quote(&c.image)
+                ),
+                // The recorded image is the file's, which anyone who writes
+                // the folder can forge: the command leaves it out.
                 next: format!(
-                    "run `ldm container create {name} {}` to finish, or `ldm remove {name}`",
-                    c.image
+                    "run `ldm container create {name}` to finish with that image, or `ldm remove {name}`"
                 ),
             });
         }
@@ -288,7 +291,7 @@ pub(super) fn launch(
     progress: &Progress,
 ) -> Result<(), Error> {
     let lxd_name = s.lxd_name.as_str();
-    let hint = rerun_hint(name, &Op::Create, image);
+    let hint = rerun_hint(name, &Op::Create);
     let resume = || {
         progress.note("already launched by the interrupted run; continuing");
         match lxd.start(lxd_name) {

@@ -157,7 +157,7 @@ fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) 
                 format!(
                     "{what}; LXD has {} but its setup may be incomplete (or re-run `{}`)",
                     i.name,
-                    p.op.command(name, &c.image)
+                    p.op.command(name)
                 ),
                 "adopt it as it is",
                 adopt_snapshots(name, c, i, vec![finished]),
@@ -180,7 +180,7 @@ fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) 
             format!(
                 "{what}; {} was running before and is stopped now (or re-run `{}`)",
                 i.name,
-                op.command(name, &c.image)
+                op.command(name)
             ),
             &format!("mark the operation finished; then `ldm up {name}` starts it"),
             adopt_snapshots(name, c, i, vec![finished]),
@@ -205,17 +205,22 @@ fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) 
 fn mounts(project: &Project, name: &str, c: &Container, i: &Instance) -> Vec<Drift> {
     let mut out = Vec::new();
     for m in &c.mounts {
-        let ok = i
+        let found = i
             .disks
             .iter()
-            .any(|d| d.device == m.device_name() && d.path == m.path && d.readonly == m.readonly);
-        if !ok {
-            let mut d = drift(
-                name,
-                format!("mount {m} is recorded, but {} has no such device", i.name),
-                "add it to LXD",
-                Vec::new(),
-            );
+            .find(|d| d.device == m.device_name() && d.path == m.path && d.readonly == m.readonly);
+        // An idmapped device (an older ldm's) lets the container's root act
+        // as host root in it: drift, fixed by adding it with raw.idmap.
+        let what = match found {
+            Some(d) if !d.shift => continue,
+            Some(_) => format!(
+                "mount {m} of {} is idmapped (shift=true), which lets the container's root act as host root in it",
+                i.name
+            ),
+            None => format!("mount {m} is recorded, but {} has no such device", i.name),
+        };
+        {
+            let mut d = drift(name, what, "add it to LXD (with raw.idmap)", Vec::new());
             d.mount = Some(MountFix::Add {
                 lxd_name: i.name.clone(),
                 user: project.effective_user(name).0,

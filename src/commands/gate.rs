@@ -109,14 +109,19 @@ pub fn check(ctx: &Ctx, store: &Store, project: &Project, need: &Need) -> Result
     };
     note_log(ctx, &folder, before.as_ref());
     let v = trust::judge(&found, &settings, &allowed);
-    let allowed = if v.newly_off.is_empty() {
+    let allowed = if v.newly_off.is_empty() && v.newly_seen.is_empty() {
         allowed
     } else {
         // Isolation turned up needs nobody's word; noting it makes turning
-        // it back down ask. Best effort: a read-only command goes on.
-        let off = v.newly_off.clone();
+        // it back down ask, and noting the containers judged makes a new
+        // one start from the defaults' floor. Best effort: a read-only
+        // command goes on.
+        let (off, seen) = (v.newly_off.clone(), v.newly_seen.clone());
         folder
-            .update_allowed(|a| a.off.extend(off))
+            .update_allowed(|a| {
+                a.off.extend(off);
+                a.seen.extend(seen);
+            })
             .unwrap_or(allowed)
     };
     refuse(&canon, &v.blocking(need))?;

@@ -416,9 +416,12 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
             holder,
             auto_compact_min,
             fold_max,
-            // Notices quote keys and values from containers.yaml.
+            // Notices quote keys and values from containers.yaml: each of
+            // their lines is escaped as one line, so a line break in a
+            // value never prints a line that reads as ldm's own.
             notify: Arc::new(|n| {
-                eprintln!("ldm: {}", text::escape_lines(&n.to_string()));
+                let lines: Vec<String> = n.lines().iter().map(|l| text::escape(l)).collect();
+                eprintln!("ldm: {}", lines.join("\n"));
                 // The store knows no LXD: what to run about it is said here.
                 if let store::Notice::ContainersGone { names, .. } = n {
                     eprintln!(

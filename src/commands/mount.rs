@@ -133,7 +133,7 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
             op::record(&mut store, undo())?;
             Err(Error::NeedsRoot {
                 what: format!(
-                    "cannot mount {} in {name}: LXD cannot shift ids on a mount here (shift=true), and mapping your uid into the container (raw.idmap) needs /etc/subuid and /etc/subgid to allow it",
+                    "cannot mount {} in {name}: ldm maps your uid to the container user (raw.idmap; never an idmapped mount, which would let the container's root act as host root in it), and that needs /etc/subuid and /etc/subgid to allow it",
                     m.host
                 ),
                 command,

@@ -3,12 +3,10 @@
 //! how it sees them with its user's ids (DESIGN.md, "Mounts"); which host
 //! paths may be mounted is `sources.rs`.
 //!
-//! Ids: LXD's idmapped mounts (`shift=true`) where the kernel and LXD allow
-//! them, on the host user's own files only, and only when the container
-//! user has the host user's ids (an idmapped mount shows host ids as they
-//! are: host uid 1234 is uid 1234 inside), host root never; otherwise
-//! `raw.idmap` mapping the host user to the container user,
-//! which the kernel's newuidmap allows only when /etc/subuid and
+//! Ids: `raw.idmap` mapping the host user to the container user, never
+//! LXD's idmapped mounts (`shift=true`, which make the container's root
+//! host root inside the mount), host root never; `raw.idmap` is what
+//! the kernel's newuidmap allows only when /etc/subuid and
 //! /etc/subgid give root that id (`root:UID:1`). That one-time step needs
 //! root: ldm says the exact command and leaves the mount out.
 
@@ -19,7 +17,6 @@ use crate::commands::op::Progress;
 use crate::commands::setup;
 use crate::lxd::{Disk, Instance, Lxd, LxdError};
 use crate::model::Mount;
-use crate::trust::sources;
 use crate::Error;
 
 /// A user and group id.
@@ -102,7 +99,7 @@ pub fn root_step(host: Ids) -> Option<String> {
 pub enum Attached {
     /// Every mount is in place; `how` says which id mapping it uses.
     Done {
-        /// `"idmapped (shift=true)"` or `"raw.idmap"`.
+        /// `"raw.idmap"` (the only mapping ldm uses now).
         how: &'static str,
         /// The container was restarted to apply `raw.idmap`.
         restarted: bool,
@@ -156,18 +153,19 @@ pub fn disk(m: &Mount, source: &Path, shift: bool) -> Disk {
     }
 }
 
-/// True if `d` is the device of `m` from `source`.
+/// True if `d` is the device of `m` from `source`, as ldm adds it.
 pub fn same(d: &Disk, m: &Mount, source: &Path) -> bool {
-    d.device == m.device_name()
+    // An idmapped device (an older ldm's) is replaced by a plain one.
+    !d.shift
+        && d.device == m.device_name()
         && Path::new(&d.source) == source
         && d.path == m.path
         && d.readonly == m.readonly
 }
 
-/// Adds the mounts LXD does not have yet to `t.lxd_name`, choosing the id
-/// mapping: idmapped mounts first (only a running instance can tell), else
-/// `raw.idmap` (set, and the instance restarted if it runs) when the
-/// one-time root step was done. Idempotent: a re-run after a crash finds
+/// Adds the mounts LXD does not have yet to `t.lxd_name` with `raw.idmap`
+/// (set, and the instance restarted if it runs) when the one-time root
+/// step was done. Idempotent: a re-run after a crash finds
 /// the devices an earlier run added.
 pub fn attach(
     lxd: &dyn Lxd,
@@ -189,17 +187,15 @@ pub fn attach(
         .iter()
         .filter(|(m, s)| !inst.disks.iter().any(|d| same(d, m, s)))
         .collect();
-    let shifted = inst.disks.iter().any(|d| d.shift);
     let idmap = raw_idmap(t.host, t.user);
     if todo.is_empty() {
-        let how = if shifted { SHIFT } else { RAW };
         return Ok(Attached::Done {
-            how,
+            how: RAW,
             restarted: false,
         });
     }
-    // Host root's files are never shown to a container: with shift=true
-    // its root would be host root inside the mount.
+    // Host root's files are never shown to a container: mapping host root
+    // into it would give the container root's files.
     if t.host.uid == 0 || t.host.gid == 0 {
         return Ok(Attached::HostRoot);
     }
@@ -210,31 +206,13 @@ pub fn attach(
             remove(lxd, t.lxd_name, &m.device_name())?;
         }
     }
+    // Never an idmapped mount (`shift=true`): it maps every id of the
+    // container onto the same id on the host inside the mount, so the
+    // container's root would create files there as host root (a set-user-id
+    // root shell in the project folder: seen on Incus 6.0.4), whoever owns
+    // the source. `raw.idmap` maps the host user alone; the container's
+    // root stays an unprivileged id on the host.
     let use_raw = inst.raw_idmap.as_deref() == Some(idmap.as_str());
-    // An idmapped mount shows host ids unchanged and lets the container's
-    // root act as the files' owner on the host: only on files the host
-    // user owns, only when they are the container user's ids too, and host
-    // root's never (else raw.idmap, which maps the host user alone and
-    // refuses root below).
-    let all_owned = todo
-        .iter()
-        .all(|(_, s)| sources::owner(s) == Some(t.host.uid));
-    if inst.is_running() && !use_raw && t.host == t.user && t.host.uid != 0 && all_owned {
-        let (m, s) = todo[0];
-        match lxd.add_disk(t.lxd_name, &disk(m, s, true)) {
-            Ok(()) => {
-                for (m, s) in &todo[1..] {
-                    add(lxd, t.lxd_name, &disk(m, s, true))?;
-                }
-                return Ok(Attached::Done {
-                    how: SHIFT,
-                    restarted: false,
-                });
-            }
-            Err(LxdError::NoShift { .. }) => {}
-            Err(e) => return Err(Error::lxd(format!("mounting {} in {}", m, t.lxd_name))(e)),
-        }
-    }
     let mut restarted = false;
     // Set by an earlier run that stopped before its restart, raw.idmap is
     // not in effect yet: the files would show as nobody's.
@@ -291,7 +269,6 @@ pub fn attach(
     })
 }
 
-const SHIFT: &str = "idmapped (shift=true)";
 const RAW: &str = "raw.idmap";
 
 fn instance(lxd: &dyn Lxd, lxd_name: &str) -> Result<Instance, Error> {
@@ -348,25 +325,27 @@ pub fn user_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str) -> Result<Ids, Error>
 mod tests {
     use super::*;
 
-    /// Finding 3 of issue 22: with an idmapped mount (shift=true) the
-    /// container's root acts as the files' owner on the host, so it is
-    /// tried only on sources the host user owns; never for host root.
+    /// Finding 3 of issue 22 and finding 1 of its review: an idmapped
+    /// mount (shift=true) lets the container's root create files as host
+    /// root in it (a set-user-id root shell), so it is never used, not even
+    /// on the host user's own files with the container user at the host
+    /// user's ids, where LXD would take it; never for host root either.
     #[test]
-    fn shift_is_tried_only_on_sources_the_host_user_owns_and_never_for_root() {
+    fn mounts_are_never_idmapped_and_never_for_host_root() {
         use crate::lxd::fake::Fake;
         use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
         std::fs::create_dir(&src).unwrap();
-        // SAFETY: geteuid cannot fail.
-        if unsafe { libc::geteuid() } == 0 {
-            std::os::unix::fs::chown(&src, Some(4242), Some(4242)).unwrap();
-        }
         let owner = std::fs::metadata(&src).unwrap().uid();
         let m = Mount::parse("src:/srv/src").unwrap();
         let mounts = [(m, src.clone())];
-        let attach_as = |host: u32, user: u32| {
+        let attach_as = |host: u32, user: u32, old_shifted: bool| {
             let fake = Fake::new().with_instance("p-a", true, &[]);
+            if old_shifted {
+                fake.add_disk("p-a", &disk(&mounts[0].0, &src, true))
+                    .unwrap();
+            }
             let t = Target {
                 lxd_name: "p-a",
                 host: Ids {
@@ -390,19 +369,16 @@ mod tests {
                 .any(|d| d.shift);
             (r, shifted)
         };
-        // The owner's source, the container user with the owner's ids.
-        let (r, shifted) = attach_as(owner, owner);
-        assert!(shifted && matches!(r, Attached::Done { .. }), "{r:?}");
-        // Another user's source: no shift=true (raw.idmap instead, which
-        // here needs the one-time root step).
-        let (r, shifted) = attach_as(owner + 1, owner + 1);
+        // The owner's source, the container user with the owner's ids:
+        // raw.idmap (here it needs the one-time root step), no shift.
+        for (host, user) in [(owner, owner), (owner + 1, owner + 1), (owner, owner + 7)] {
+            let (r, shifted) = attach_as(host.max(1), user.max(1), false);
+            assert!(!shifted, "{r:?}");
+        }
+        // An older ldm's idmapped device is taken away, never kept.
+        let (r, shifted) = attach_as(owner.max(1), owner.max(1), true);
         assert!(!shifted, "{r:?}");
-        assert!(!matches!(r, Attached::Done { .. }), "{r:?}");
-        // A container user with other ids would see the host's ids as
-        // they are: no shift=true either.
-        let (r, shifted) = attach_as(owner, owner + 7);
-        assert!(!shifted, "{r:?}");
-        let (r, shifted) = attach_as(0, 0);
+        let (r, shifted) = attach_as(0, 0, false);
         assert!(!shifted && r == Attached::HostRoot, "{r:?}");
     }
 

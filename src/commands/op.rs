@@ -127,7 +127,7 @@ pub fn may_begin(
     if let Some(o) = &old {
         let same = std::mem::discriminant(&o.op) == std::mem::discriminant(op);
         if !same && *op != Op::Remove {
-            return Err(interrupted(name, o, &c.image, " first"));
+            return Err(interrupted(name, o, " first"));
         }
     }
     Ok(old)
@@ -180,10 +180,10 @@ pub fn busy(name: &str, who: String) -> Error {
 }
 
 /// An interrupted operation of another kind is in the way.
-pub fn interrupted(name: &str, old: &Pending, image: &str, then: &str) -> Error {
+pub fn interrupted(name: &str, old: &Pending, then: &str) -> Error {
     Error::Conflict {
         what: format!("container {name} has an interrupted {}", old.op.noun()),
-        next: format!("run `{}` to finish it{then}", old.op.command(name, image)),
+        next: format!("run `{}` to finish it{then}", old.op.command(name)),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::commands::container::{finish, launch, rerun_hint, Started};
@@ -60,10 +60,11 @@ pub fn run(
 ) -> Result<(), Error> {
     let (name, image) = (plan.name, plan.image);
     let lxd = ctx.lxd_at(s.remote.as_deref(), plan.timeout);
-    let hint = rerun_hint(name, &Op::Create, image);
+    let hint = rerun_hint(name, &Op::Create);
     let lxd_name = s.lxd_name.clone();
     let lxd_name = lxd_name.as_str();
-    let wanted = wanted_mounts(&s, plan);
+    let dir = store.paths().dir.clone();
+    let wanted = wanted_mounts(&s, plan, &dir);
     let mut progress = Progress::new(
         plan.quiet,
         5 + usize::from(!wanted.is_empty()) + usize::from(!s.steps.is_empty()),
@@ -121,8 +122,9 @@ pub fn run(
     Ok(())
 }
 
-/// The mounts this run should have in place.
-fn wanted_mounts(s: &Started, plan: &Plan) -> Vec<Mount> {
+/// The mounts this run should have in place: those recorded, else a new
+/// container's (with its git folders read-only, [`guard_git`]).
+fn wanted_mounts(s: &Started, plan: &Plan, dir: &Path) -> Vec<Mount> {
     if !s.mounts.is_empty() {
         return s.mounts.clone();
     }
@@ -138,7 +140,43 @@ fn wanted_mounts(s: &Started, plan: &Plan) -> Vec<Mount> {
         }
         return Vec::new();
     }
-    s.default_mounts.clone()
+    guard_git(dir, &s.default_mounts)
+}
+
+/// `mounts` and, for each read-write one of a folder of the project that
+/// holds a `.git` (a folder, or a worktree's file), a read-only mount of
+/// that `.git` over it. The host's git runs what `.git/config` and
+/// `.git/hooks` name (`core.fsmonitor` on every `git status`, which shell
+/// prompts run): a container that could write them would run commands as
+/// the host user (review-trust finding 4). Git inside the container still
+/// reads the repository (`status`, `diff`, `log`); committing is the
+/// host's. A `.git` that is a link is left alone (a device would follow
+/// it), as is one under a mount from outside the project (its read-only
+/// mount would itself wait for trust).
+pub fn guard_git(dir: &Path, mounts: &[Mount]) -> Vec<Mount> {
+    let mut out = mounts.to_vec();
+    for m in mounts.iter().filter(|m| !m.readonly) {
+        let src = crate::trust::sources::resolve(dir, &m.host);
+        if !src.inside || !src.is_dir {
+            continue;
+        }
+        let is_git = std::fs::symlink_metadata(src.path.join(".git"))
+            .is_ok_and(|md| md.is_dir() || md.is_file());
+        let path = format!("{}/.git", m.path.trim_end_matches('/'));
+        if !is_git || out.iter().any(|x| x.path == path) {
+            continue;
+        }
+        let host = match m.host.trim_end_matches('/') {
+            "." | "" => ".git".to_string(),
+            h => format!("{h}/.git"),
+        };
+        out.push(Mount {
+            host,
+            path,
+            readonly: true,
+        });
+    }
+    out
 }
 
 fn list(mounts: &[Mount]) -> String {
@@ -253,7 +291,57 @@ pub fn needs_root(name: &str, wanted: &[Mount], command: &str) -> String {
         .map(|m| format!("  ldm mount {name} {m}"))
         .collect();
     format!(
-        "Not mounted: this kernel or LXD cannot shift ids on a mount (shift=true), and mapping your uid into the container (raw.idmap) needs a one-time step as root:\n  {command}\nthen:\n{}",
+        "Not mounted: mapping your uid to the container user (raw.idmap; never an idmapped mount, which would let the container's root act as host root in it) needs a one-time step as root:\n  {command}\nthen:\n{}",
         then.join("\n")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(text: &str) -> Mount {
+        Mount::parse(text).unwrap()
+    }
+
+    /// Review-trust finding 4: a `.git` folder or a worktree's `.git` file
+    /// of a read-write mount of the project gets a read-only mount over
+    /// it; a link, a read-only mount, one from outside the project and a
+    /// path already mounted do not.
+    #[test]
+    fn a_git_folder_or_file_under_a_read_write_project_mount_is_mounted_read_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(t.path()).unwrap();
+        let (dir, out) = (root.join("p"), root.join("out"));
+        for d in [
+            dir.join(".git"),
+            dir.join("wt"),
+            dir.join("ln"),
+            out.join(".git"),
+        ] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(dir.join("wt/.git"), "gitdir: /elsewhere\n").unwrap();
+        std::os::unix::fs::symlink(dir.join(".git"), dir.join("ln/.git")).unwrap();
+        let shown = |ms: &[Mount]| -> Vec<String> {
+            guard_git(&dir, ms).iter().map(Mount::to_string).collect()
+        };
+        assert_eq!(
+            shown(&[m(".:/home/dev/p")]),
+            [".:/home/dev/p", ".git:/home/dev/p/.git:ro"]
+        );
+        assert_eq!(
+            shown(&[m("wt:/srv/wt")]),
+            ["wt:/srv/wt", "wt/.git:/srv/wt/.git:ro"]
+        );
+        for alone in [
+            m(".:/srv/p:ro"),
+            m("ln:/srv/ln"),
+            m(&format!("{}:/srv/out", out.display())),
+        ] {
+            assert_eq!(shown(std::slice::from_ref(&alone)), [alone.to_string()]);
+        }
+        let both = [m(".:/srv/p"), m(".git:/srv/p/.git")];
+        assert_eq!(shown(&both), [".:/srv/p", ".git:/srv/p/.git"]);
+    }
 }

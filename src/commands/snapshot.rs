@@ -29,7 +29,7 @@ fn container_ready<'a>(
         if op::is_alive(owners, pending) {
             return Err(op::busy(name, format!("{} it", op::doing(pending))));
         }
-        return Err(op::interrupted(name, pending, &c.image, " first"));
+        return Err(op::interrupted(name, pending, " first"));
     }
     Ok(c)
 }

@@ -87,14 +87,16 @@ fn interrupted_create(s: &Setup, name: &str, image: &str) {
 #[test]
 fn create_launches_sets_up_and_records_initial_state() {
     let s = setup(Fake::new());
-    // The container user has the host user's ids (as root, ldm's host user
-    // is the folder's owner: not root), so the mount is idmapped.
+    // As root, ldm's host user is the folder's owner (not root); the
+    // instance has the raw.idmap ldm would set (as from a profile), so the
+    // device goes in without the root step or a restart, never idmapped.
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
     }
     let host = mounts::host_ids(&s.ctx.start);
     s.fake.server().user_ids = Some((host.uid, host.gid));
+    s.fake.server().launch_raw_idmap = Some(mounts::raw_idmap(host, host));
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
     assert_eq!(
         s.fake.calls(),
@@ -103,8 +105,8 @@ fn create_launches_sets_up_and_records_initial_state() {
             "exec p-dev",
             "exec p-dev",
             // The project folder, mounted by default: the user's ids, that
-            // the server is this machine, what LXD has, then the idmapped
-            // disk device.
+            // the server is this machine, what LXD has, then the disk
+            // device (not idmapped).
             "exec p-dev",
             "remote_server ",
             "instance p-dev",
@@ -117,6 +119,8 @@ fn create_launches_sets_up_and_records_initial_state() {
     let p = project(&s);
     assert!(p.containers["dev"].pending.is_none());
     assert_eq!(p.containers["dev"].mounts[0].to_string(), ".:/home/dev/p");
+    let disks = s.fake.instance("p-dev").unwrap().unwrap().disks;
+    assert!(disks.len() == 1 && !disks[0].shift, "{disks:?}");
     assert!(p.containers["dev"].snapshots.contains_key("initial-state"));
     // The client was built from the project, which names no remote.
     assert_eq!(*s.remotes.lock().unwrap(), [None]);
@@ -263,10 +267,9 @@ fn a_note_is_said_once_per_user_and_key() {
     assert!(say_once(None, "incus") && say_once(None, "incus"));
 }
 
-/// An idmapped mount (shift=true) shows host ids unchanged: with a
-/// container user whose ids are not the host user's, ldm does not add one
-/// (it maps with raw.idmap, here refused for want of the root step, so no
-/// device at all), and never for host root's files.
+/// With a container user whose ids are not the host user's, ldm maps with
+/// raw.idmap (here refused for want of the root step, so no device at
+/// all), never an idmapped mount.
 #[test]
 fn a_container_user_with_other_ids_gets_no_idmapped_mount() {
     let s = setup(Fake::new());

@@ -17,9 +17,29 @@ pub fn escape(s: &str) -> String {
     escape_with(s, false)
 }
 
-/// Like [`escape`] but keeping line breaks, for messages of several lines.
+/// Like [`escape`] but keeping line breaks, for messages of several lines
+/// (a report, a container's stderr). Every line after the first that does
+/// not start with a space is indented by two: a message's own further
+/// lines are indented already, and a line break in a value quoted by the
+/// message (a key from a cloned file) then cannot start a line that reads
+/// as ldm's own (`ldm: ...`, `error: ...`). Values known to be one line
+/// are escaped with [`escape`] where they are quoted.
 pub fn escape_lines(s: &str) -> String {
-    escape_with(s, true)
+    let escaped = escape_with(s, true);
+    if !escaped.contains('\n') {
+        return escaped;
+    }
+    let mut out = String::with_capacity(escaped.len() + 8);
+    for (i, line) in escaped.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.is_empty() && !line.starts_with(' ') {
+                out.push_str("  ");
+            }
+        }
+        out.push_str(line);
+    }
+    out
 }
 
 fn escape_with(s: &str, keep_newlines: bool) -> String {
@@ -62,6 +82,10 @@ mod tests {
         assert_eq!(escape("a\x1b[2Jb\rc"), "a\\x1b[2Jb\\rc");
         assert_eq!(escape("tab\there\nline\x7f"), "tab\\there\\nline\\x7f");
         assert_eq!(escape("\u{9b}31m \u{202e}txt"), "\\u{9b}31m \\u{202e}txt");
-        assert_eq!(escape_lines("one\ntwo\x1b"), "one\ntwo\\x1b");
+        assert_eq!(escape_lines("one\ntwo\x1b"), "one\n  two\\x1b");
+        assert_eq!(
+            escape_lines("head:\n  - item\nldm: forged"),
+            "head:\n  - item\n  ldm: forged"
+        );
     }
 }

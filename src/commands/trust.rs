@@ -36,9 +36,12 @@ pub fn run(ctx: &Ctx, args: &TrustArgs, out: &mut dyn Write) -> Result<(), Error
         return show(&r, &v.waiting, args.json, out);
     }
     if v.waiting.is_empty() {
-        if !v.newly_off.is_empty() {
-            let off = v.newly_off.clone();
-            r.folder.update_allowed(|a| a.off.extend(off))?;
+        if !v.newly_off.is_empty() || !v.newly_seen.is_empty() {
+            let (off, seen) = (v.newly_off.clone(), v.newly_seen.clone());
+            r.folder.update_allowed(|a| {
+                a.off.extend(off);
+                a.seen.extend(seen);
+            })?;
         }
         return say(
             out,

@@ -79,7 +79,7 @@ pub fn plan(
                 (Some(p), _) => Action::Refuse(format!(
                     "has an interrupted {}: run `{}` to finish it",
                     p.op.noun(),
-                    p.op.command(name, &c.image)
+                    p.op.command(name)
                 )),
                 (None, None) if up => Action::Recreate {
                     image: c.image.clone(),
@@ -421,7 +421,7 @@ fn recreate(
         let mut again = true;
         if let Some(old) = op::check_free(&owners, name, c)? {
             if !take_over || old.op != Op::Create {
-                return Err(op::interrupted(name, &old, &c.image, ""));
+                return Err(op::interrupted(name, &old, ""));
             }
             pending.setup = old.setup.clone();
             again = c

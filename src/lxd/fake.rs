@@ -41,6 +41,8 @@ pub struct State {
     pub elsewhere: Vec<super::Away>,
     /// The remote's name when the server is on another machine.
     pub remote_server: Option<String>,
+    /// `raw.idmap` every launched instance gets (as from a profile).
+    pub launch_raw_idmap: Option<String>,
 }
 
 /// The fake LXD.
@@ -193,8 +195,9 @@ impl Lxd for Fake {
             if image.starts_with("missing") {
                 return Err(not_found(&format!("image {image}")));
             }
-            st.instances
-                .insert(name.to_string(), instance(name, true, &[]));
+            let mut i = instance(name, true, &[]);
+            i.raw_idmap = st.launch_raw_idmap.clone();
+            st.instances.insert(name.to_string(), i);
             Ok(())
         })
     }

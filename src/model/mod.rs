@@ -341,29 +341,79 @@ impl Op {
         }
     }
 
-    /// The command that re-runs it, for hints; `image` is the container's
-    /// recorded image.
-    pub fn command(&self, container: &str, image: &str) -> String {
+    /// The command that re-runs it, for hints. Its values come from the
+    /// project's files, which anyone who writes the folder can forge, and
+    /// what the user types is allowed as typed: so no hint carries a value
+    /// that would widen what the user allows (the image of a create is
+    /// left out, as `container create NAME` finishes one from the record;
+    /// a mount's host folder is `HOST`, for the user to fill in), and every
+    /// other value is quoted for the shell, behind `--` when it starts
+    /// with `-`, so that it stays one argument and never an option.
+    pub fn command(&self, container: &str) -> String {
+        let pos = |words: &[&str]| args(words);
         match self {
-            Op::Create => format!("ldm container create {container} {image}"),
+            Op::Create => format!("ldm container create {}", pos(&[container])),
             Op::Clone { source } => match source.split_once('/') {
-                Some((src, snap)) => format!("ldm container clone {src} {container} -s {snap}"),
-                None => format!("ldm container clone {source} {container}"),
+                Some((src, snap)) => format!(
+                    "ldm container clone --snapshot={} {}",
+                    quote(snap),
+                    pos(&[src, container])
+                ),
+                None => format!("ldm container clone {}", pos(&[source, container])),
             },
-            Op::Reset { snapshot, .. } => format!("ldm container reset {container} {snapshot}"),
+            Op::Reset { snapshot, .. } => {
+                format!("ldm container reset {}", pos(&[container, snapshot]))
+            }
             Op::SnapshotCreate { snapshot } => {
-                format!("ldm container snapshot create {container} {snapshot}")
+                format!(
+                    "ldm container snapshot create {}",
+                    pos(&[container, snapshot])
+                )
             }
             Op::SnapshotDelete { snapshot } => {
-                format!("ldm container snapshot delete {container} {snapshot}")
+                format!(
+                    "ldm container snapshot delete {}",
+                    pos(&[container, snapshot])
+                )
             }
-            Op::Remove => format!("ldm remove {container}"),
-            Op::ImageCreate { alias, .. } => format!("ldm image create {container} {alias}"),
-            Op::Mount { mount } => format!("ldm mount {container} {mount}"),
-            Op::Umount { path } => format!("ldm umount {container} {path}"),
-            Op::Setup => format!("ldm container setup {container}"),
+            Op::Remove => format!("ldm remove {}", pos(&[container])),
+            Op::ImageCreate { alias, .. } => {
+                format!("ldm image create {}", pos(&[container, alias]))
+            }
+            Op::Mount { mount } => match Mount::parse(mount) {
+                Ok(m) => format!(
+                    "ldm mount {}{}",
+                    pos(&[container, &format!("HOST:{}", m.path)]),
+                    if m.readonly { " --ro" } else { "" }
+                ),
+                Err(_) => format!("ldm mount {} HOST:PATH", pos(&[container])),
+            },
+            Op::Umount { path } => format!("ldm umount {}", pos(&[container, path])),
+            Op::Setup => format!("ldm container setup {}", pos(&[container])),
         }
     }
+}
+
+/// `words` as shell arguments: each quoted where needed, and `--` before
+/// them when one starts with `-` (so no value is read as an option).
+fn args(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| quote(w)).collect();
+    let dash = if words.iter().any(|w| w.starts_with('-')) {
+        "-- "
+    } else {
+        ""
+    };
+    format!("{dash}{}", quoted.join(" "))
+}
+
+/// `w` as one shell word: as it is when it holds only characters no shell
+/// reads specially, else in single quotes.
+pub fn quote(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        return w.to_string();
+    }
+    format!("'{}'", w.replace('\'', "'\\''"))
 }
 
 /// The process running an operation: its pid, for people, and the byte of
@@ -535,6 +585,29 @@ fn check_user(user: Option<&User>, key: &str) -> Result<(), (String, ValidationE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review-trust finding 7: a hint's command never carries a value of
+    /// the files that would widen what typing it allows, and every other
+    /// value stays one shell word that is never an option.
+    #[test]
+    fn hints_leave_out_what_would_widen_trust_and_quote_the_rest() {
+        assert_eq!(Op::Create.command("dev"), "ldm container create dev");
+        let m = Op::Mount {
+            mount: "/home/ann/secret:/srv/s:ro".into(),
+        };
+        assert_eq!(m.command("dev"), "ldm mount dev HOST:/srv/s --ro");
+        let r = Op::Reset {
+            snapshot: "--force".into(),
+            restart: false,
+        };
+        assert_eq!(r.command("dev"), "ldm container reset -- dev --force");
+        let u = Op::Umount {
+            path: "/srv/a b'; rm -rf ~".into(),
+        };
+        assert_eq!(u.command("dev"), "ldm umount dev '/srv/a b'\\''; rm -rf ~'");
+        assert_eq!(quote("ubuntu:24.04"), "ubuntu:24.04");
+        assert_eq!(quote(""), "''");
+    }
 
     #[test]
     fn user_precedence_is_container_then_defaults_then_dev() {

@@ -22,19 +22,54 @@ use super::fs::Fs;
 use super::log::Entry;
 use super::Paths;
 use crate::model::merge::Conflict;
-use crate::model::Mutation;
 
 /// Writes `bytes` to a fresh `containers.log.KIND-TIME` and makes it durable.
 pub fn keep(fs: &dyn Fs, paths: &Paths, kind: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     keep_as(fs, paths, "containers.log", kind, bytes)
 }
 
-/// Keeps the bytes of a `containers.yaml` another writer made, before ldm
-/// rewrites it without its comments and unknown keys:
-/// `containers.yaml.edited-TIME`.
+/// Keeps the bytes of a `containers.yaml` another writer made as
+/// `containers.yaml.edited-TIME`, exactly: a save ldm displaced (a crash,
+/// a save racing a fold) may have no other copy.
 pub fn keep_yaml(fs: &dyn Fs, paths: &Paths, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     keep_as(fs, paths, "containers.yaml", "edited", bytes)
 }
+
+/// Keeps another writer's `containers.yaml` before ldm rewrites it without
+/// its comments and unknown keys, its values merged into the rewrite:
+/// `containers.yaml.edited-TIME`, every byte but the values of its
+/// `password` keys ([`crate::yaml::redact`]). The copy is in the project
+/// folder, which containers read, and would outlive the password
+/// (review-trust finding 6); the password itself is in the rewrite.
+pub fn keep_yaml_redacted(fs: &dyn Fs, paths: &Paths, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    let text = String::from_utf8_lossy(bytes);
+    let kept = crate::yaml::redact::passwords(&text);
+    let bytes = match (&text, &kept) {
+        (std::borrow::Cow::Borrowed(_), std::borrow::Cow::Borrowed(_)) => bytes,
+        _ => kept.as_bytes(),
+    };
+    keep_as(fs, paths, "containers.yaml", "edited", bytes)
+}
+
+/// `v` with the string value of every `password` key hidden.
+fn hide_passwords(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "password" && x.is_string() {
+                    *x = HIDDEN.into();
+                } else {
+                    hide_passwords(x);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(hide_passwords),
+        _ => {}
+    }
+}
+
+/// What a password becomes in a kept copy.
+const HIDDEN: &str = "(a password: removed from this copy)";
 
 fn keep_as(
     fs: &dyn Fs,
@@ -62,19 +97,19 @@ fn keep_as(
 }
 
 #[derive(Serialize)]
-struct DroppedFile<'a> {
+struct DroppedFile {
     what: &'static str,
     saved_at: String,
-    /// The fields whose value the file's replaced ldm's.
-    fields: &'a [Conflict],
-    /// ldm's records the merge weighed against the file.
-    records: Vec<DroppedRecord<'a>>,
+    /// The fields whose value the file's replaced ldm's (passwords hidden).
+    fields: Vec<Conflict>,
+    /// ldm's records the merge weighed against the file (passwords hidden).
+    records: Vec<DroppedRecord>,
 }
 
 #[derive(Serialize)]
-struct DroppedRecord<'a> {
+struct DroppedRecord {
     seq: u64,
-    mutations: &'a [Mutation],
+    mutations: serde_json::Value,
 }
 
 /// Keeps the changes of ldm's that a merge dropped, as JSON a person can
@@ -85,19 +120,60 @@ pub fn keep_dropped(
     fields: &[Conflict],
     records: &[Entry],
 ) -> Result<PathBuf, StoreError> {
+    // Passwords are hidden: the file is in the project folder and outlives
+    // them (review-trust finding 6); a dropped one is set again by hand.
+    let fields = fields
+        .iter()
+        .cloned()
+        .map(|mut c| {
+            if c.field == "password" || c.field.ends_with(".password") {
+                for v in [&mut c.kept, &mut c.dropped] {
+                    if v.is_string() {
+                        *v = HIDDEN.into();
+                    }
+                }
+            }
+            hide_passwords(&mut c.kept);
+            hide_passwords(&mut c.dropped);
+            c
+        })
+        .collect();
     let file = DroppedFile {
-        what: "changes made by ldm that a later edit of containers.yaml by another program or a person overrode; the file's values were kept",
+        what: "changes made by ldm that a later edit of containers.yaml by another program or a person overrode; the file's values were kept (passwords are not kept here: set them again with `ldm config set`)",
         saved_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         fields,
         records: records
             .iter()
-            .map(|e| DroppedRecord {
-                seq: e.seq,
-                mutations: &e.mutations,
+            .map(|e| {
+                let mut mutations = serde_json::to_value(&e.mutations).unwrap_or_default();
+                hide_passwords(&mut mutations);
+                DroppedRecord {
+                    seq: e.seq,
+                    mutations,
+                }
             })
             .collect(),
     };
     let mut text = serde_json::to_vec_pretty(&file).unwrap_or_default();
     text.push(b'\n');
     keep(fs, paths, "dropped", &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review-trust finding 6: a password in a conflict, whole or inside
+    /// a container's value, and in a record is hidden in `.dropped`.
+    #[test]
+    fn passwords_are_hidden_in_the_dropped_copy() {
+        let mut v = serde_json::json!({
+            "user": {"name": "ann", "password": "OLD-1"},
+            "ops": [{"op": "user_password_set", "password": "OLD-2"}, {"password": null}],
+        });
+        hide_passwords(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("OLD-") && text.contains("\"ann\""), "{text}");
+        assert_eq!(v["ops"][1]["password"], serde_json::Value::Null);
+    }
 }

@@ -156,6 +156,92 @@ fn shown(field: &str, v: &serde_json::Value) -> String {
     }
 }
 
+impl Notice {
+    /// The notice as lines: the first says what happened, each further one
+    /// is a field (`Merged`, `Reverted`). A printer escapes each line as a
+    /// one-line value, so a line break in a key or value from the file
+    /// (`"x\nldm: ..."`) never starts a line of its own.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Notice::Merged {
+                path,
+                conflicts,
+                base_gone,
+                saved,
+            } => {
+                let kept_where = match saved {
+                    Some(p) => format!("ldm's values are kept in {}", p.display()),
+                    None => "the next ldm command that writes keeps this outcome and saves ldm's values beside the log".to_string(),
+                };
+                let head = if *base_gone {
+                    format!(
+                        "{}: changed by another program, and ldm has no copy of what it last wrote there (its base, kept in your state folder, is missing or from another log), so the file's values win; {kept_where}:",
+                        path.display(),
+                    )
+                } else {
+                    format!(
+                        "{}: changed by another program while ldm changed the same {}; the file's values win, {kept_where}:",
+                        path.display(),
+                        if conflicts.len() == 1 { "field" } else { "fields" }
+                    )
+                };
+                let mut out = vec![head];
+                for c in conflicts {
+                    let kept = if c.kept.is_null() {
+                        "removed it".to_string()
+                    } else {
+                        format!("has {}", shown(&c.field, &c.kept))
+                    };
+                    let dropped = if c.dropped.is_null() {
+                        "ldm's removal".to_string()
+                    } else {
+                        format!("ldm's {}", shown(&c.field, &c.dropped))
+                    };
+                    out.push(format!(
+                        "  `{}`: the file {kept}; dropped {dropped}",
+                        c.field
+                    ));
+                }
+                out
+            }
+            Notice::Reverted {
+                path,
+                file_seq,
+                base_seq,
+                fields,
+                saved,
+            } => {
+                let kept_where = match saved {
+                    Some(p) => format!("ldm's values are kept in {}", p.display()),
+                    None => "the next ldm command that writes keeps ldm's values beside the log"
+                        .to_string(),
+                };
+                let mut out = vec![format!(
+                    "{}: an older copy of this project's file was put back (it holds ldm's changes up to record {file_seq}; ldm had written up to record {base_seq}); as the later write it stands, which takes back {} {}; {kept_where}:",
+                    path.display(),
+                    fields.len(),
+                    if fields.len() == 1 { "value" } else { "values" }
+                )];
+                for c in fields {
+                    let back = if c.kept.is_null() {
+                        "removed".to_string()
+                    } else {
+                        format!("back to {}", shown(&c.field, &c.kept))
+                    };
+                    let was = if c.dropped.is_null() {
+                        "absent".to_string()
+                    } else {
+                        shown(&c.field, &c.dropped)
+                    };
+                    out.push(format!("  `{}`: {back} (was {was})", c.field));
+                }
+                out
+            }
+            other => vec![other.to_string()],
+        }
+    }
+}
+
 impl std::fmt::Display for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -199,32 +285,7 @@ impl std::fmt::Display for Notice {
                     list.join(", ")
                 )
             }
-            Notice::Merged { path, conflicts, base_gone, saved } => {
-                let kept_where = match saved {
-                    Some(p) => format!("ldm's values are kept in {}", p.display()),
-                    None => "the next ldm command that writes keeps this outcome and saves ldm's values beside the log".to_string(),
-                };
-                if *base_gone {
-                    write!(
-                        f,
-                        "{}: changed by another program, and ldm has no copy of what it last wrote there (its base, kept in your state folder, is missing or from another log), so the file's values win; {kept_where}:",
-                        path.display(),
-                    )?;
-                } else {
-                    write!(
-                        f,
-                        "{}: changed by another program while ldm changed the same {}; the file's values win, {kept_where}:",
-                        path.display(),
-                        if conflicts.len() == 1 { "field" } else { "fields" }
-                    )?;
-                }
-                for c in conflicts {
-                    let kept = if c.kept.is_null() { "removed it".to_string() } else { format!("has {}", shown(&c.field, &c.kept)) };
-                    let dropped = if c.dropped.is_null() { "ldm's removal".to_string() } else { format!("ldm's {}", shown(&c.field, &c.dropped)) };
-                    write!(f, "\n  `{}`: the file {kept}; dropped {dropped}", c.field)?;
-                }
-                Ok(())
-            }
+            Notice::Merged { .. } | Notice::Reverted { .. } => f.write_str(&self.lines().join("\n")),
             Notice::YamlKept { path, saved } => write!(
                 f,
                 "{} had comments or keys ldm does not keep; ldm rewrote it, and the file as it was is kept in {}",
@@ -237,25 +298,6 @@ impl std::fmt::Display for Notice {
                 path.display(),
                 super::record::VERSION
             ),
-            Notice::Reverted { path, file_seq, base_seq, fields, saved } => {
-                let kept_where = match saved {
-                    Some(p) => format!("ldm's values are kept in {}", p.display()),
-                    None => "the next ldm command that writes keeps ldm's values beside the log".to_string(),
-                };
-                write!(
-                    f,
-                    "{}: an older copy of this project's file was put back (it holds ldm's changes up to record {file_seq}; ldm had written up to record {base_seq}); as the later write it stands, which takes back {} {}; {kept_where}:",
-                    path.display(),
-                    fields.len(),
-                    if fields.len() == 1 { "value" } else { "values" }
-                )?;
-                for c in fields {
-                    let back = if c.kept.is_null() { "removed".to_string() } else { format!("back to {}", shown(&c.field, &c.kept)) };
-                    let was = if c.dropped.is_null() { "absent".to_string() } else { shown(&c.field, &c.dropped) };
-                    write!(f, "\n  `{}`: {back} (was {was})", c.field)?;
-                }
-                Ok(())
-            }
             Notice::ContainersGone { path, names } => write!(
                 f,
                 "{}: no longer has {} {} that ldm had recorded; the project forgets {}",

@@ -213,7 +213,7 @@ impl Store {
         let fs = self.opts.fs.clone();
         if let (true, Some(bytes)) = (loaded.origin.needs_fold(), &loaded.extras) {
             // The fold below rewrites it without them: keep the file first.
-            let saved = backup::keep_yaml(&*fs, &self.paths, bytes)?;
+            let saved = backup::keep_yaml_redacted(&*fs, &self.paths, bytes)?;
             (self.opts.notify)(&Notice::YamlKept {
                 path: self.paths.yaml.clone(),
                 saved,

@@ -203,6 +203,9 @@ pub struct Verdict {
     pub waiting: Vec<Found>,
     /// Settings off now that `Allowed::off` lacks.
     pub newly_off: Vec<(String, String)>,
+    /// Containers new to the floor whose settings wait for nothing: from
+    /// now on they keep their own floor (`Allowed::seen`).
+    pub newly_seen: Vec<String>,
 }
 
 impl Verdict {
@@ -231,7 +234,11 @@ pub fn covered(allowed: &Allowed, item: &Item) -> bool {
 }
 
 /// Compares what the project asks for (`found`, and its `settings`) with
-/// what was allowed.
+/// what was allowed. A container's setting on waits when that container
+/// had it off, or when the container is new to the floor (not in
+/// `Allowed::seen`, nothing of it in `off`) and the defaults had it off:
+/// a new entry (a teammate's, or a container's writing through its mount)
+/// starts from the floor of new containers (review-trust finding 5).
 pub fn judge(found: &[Found], settings: &[(String, Setting, bool)], allowed: &Allowed) -> Verdict {
     let mut v = Verdict::default();
     for f in found {
@@ -239,10 +246,23 @@ pub fn judge(found: &[Found], settings: &[(String, Setting, bool)], allowed: &Al
             v.waiting.push(f.clone());
         }
     }
+    let known = |scope: &str| {
+        scope.is_empty()
+            || allowed.seen.contains(scope)
+            || allowed.off.iter().any(|(s, _)| s == scope)
+    };
+    let defaults_off = |key: &str| allowed.off.contains(&(String::new(), key.to_string()));
+    let mut waits: BTreeSet<&str> = BTreeSet::new();
+    let mut unknown: BTreeSet<&str> = BTreeSet::new();
     for (scope, s, on) in settings {
         let key = (scope.clone(), s.key().to_string());
-        match (on, allowed.off.contains(&key)) {
+        let floor = allowed.off.contains(&key) || (!known(scope) && defaults_off(s.key()));
+        if !known(scope) {
+            unknown.insert(scope);
+        }
+        match (on, floor) {
             (true, true) => {
+                waits.insert(scope);
                 let user = match scope.as_str() {
                     "" => Use::New,
                     c => Use::Container(c.to_string()),
@@ -257,9 +277,16 @@ pub fn judge(found: &[Found], settings: &[(String, Setting, bool)], allowed: &Al
                     refused: None,
                 });
             }
-            (false, false) => v.newly_off.push(key),
+            (false, false) if !allowed.off.contains(&key) => v.newly_off.push(key),
             _ => {}
         }
+    }
+    // Only a floor of the defaults makes a container's newness matter:
+    // then the containers judged now without anything waiting are seen.
+    let floor_of_new = allowed.off.iter().any(|(s, _)| s.is_empty())
+        || v.newly_off.iter().any(|(s, _)| s.is_empty());
+    if floor_of_new {
+        v.newly_seen = unknown.difference(&waits).map(|s| s.to_string()).collect();
     }
     v
 }
@@ -287,6 +314,11 @@ pub fn allow_all(allowed: &mut Allowed, found: &[Found], settings: &[(String, Se
         .iter()
         .filter(|(_, _, on)| !on)
         .map(|(scope, s, _)| (scope.clone(), s.key().to_string()))
+        .collect();
+    allowed.seen = settings
+        .iter()
+        .filter(|(scope, _, _)| !scope.is_empty())
+        .map(|(scope, _, _)| scope.clone())
         .collect();
 }
 
@@ -440,6 +472,44 @@ mod tests {
             readonly: false,
         });
         assert!(covered(&rw, &found[1].item));
+    }
+
+    /// Review-trust finding 5: a container entry new since the defaults
+    /// turned a setting off starts from that floor; containers judged
+    /// when the floor was noted keep their own.
+    #[test]
+    fn a_new_container_starts_from_the_floor_of_new_containers() {
+        let mut p = Project::new("p", vec![]);
+        let mut old = Container::default();
+        old.security.nesting = Some(true);
+        p.containers.insert("old".into(), old);
+        p.defaults.security.nesting = Some(false);
+        let v = judge(&[], &settings(&p), &Allowed::default());
+        assert!(v.waiting.is_empty(), "first sight is the floor");
+        assert_eq!(v.newly_seen, ["old"]);
+        let mut floor = Allowed::default();
+        floor.off.extend(v.newly_off);
+        floor.seen.extend(v.newly_seen);
+        let v = judge(&[], &settings(&p), &floor);
+        assert!(v.waiting.is_empty() && v.newly_seen.is_empty(), "{v:?}");
+        let mut web = Container::default();
+        web.security.nesting = Some(true);
+        p.containers.insert("web".into(), web);
+        // A new entry inheriting the defaults is noted, not asked about.
+        p.containers.insert("quiet".into(), Container::default());
+        let v = judge(&[], &settings(&p), &floor);
+        let items: Vec<&Item> = v.waiting.iter().map(|f| &f.item).collect();
+        assert_eq!(
+            items,
+            [&Item::Setting {
+                scope: "web".into(),
+                key: "nesting".into()
+            }]
+        );
+        assert_eq!(v.newly_seen, ["quiet"]);
+        // Allowed by the user: web keeps nesting on from then on.
+        allow_all(&mut floor, &[], &settings(&p));
+        assert!(judge(&[], &settings(&p), &floor).waiting.is_empty());
     }
 
     #[test]

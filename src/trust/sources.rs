@@ -22,6 +22,7 @@ const SYSTEM: &[&str] = &[
     "/sys",
     "/root",
     "/var/lib",
+    "/var/spool",
     "/var/snap/lxd",
     "/var/log/lxd",
     "/bin",
@@ -30,8 +31,22 @@ const SYSTEM: &[&str] = &[
     "/lib64",
 ];
 
-/// Folders refused themselves, not what is inside them: everyone's homes.
-const FOLDERS: &[&str] = &["/home"];
+/// Folders refused themselves, not what is inside them: everyone's homes,
+/// and the shared temporary folders, which hold the user's live sockets
+/// (tmux's `/tmp/tmux-UID`, X11's `/tmp/.X11-unix`, ssh-agent's
+/// `/tmp/ssh-*`): a container process mapped to the host user could
+/// connect to them and type into the user's sessions.
+const FOLDERS: &[&str] = &["/home", "/tmp", "/var/tmp"];
+
+/// Folders directly in `/tmp` or `/var/tmp` whose names start so hold a
+/// user's or a service's sockets: refused with what is inside them, as
+/// are the X11 ones (`.X11-unix`, `.ICE-unix`: names ending in `-unix`).
+const TMP_SOCKETS: &[&str] = &["tmux-", "ssh-", "systemd-private-"];
+
+/// Folders of the home folder refused with everything inside them besides
+/// its dot-entries: `~/bin` is on `PATH` in Debian's default `~/.profile`,
+/// so what a container writes there runs as the user.
+const HOME_FOLDERS: &[&str] = &["bin"];
 
 /// A mount's host side, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,11 +187,31 @@ pub fn refused(s: &Source, homes: &Homes) -> Option<String> {
         }
     }
     for r in SYSTEM.iter().chain(FOLDERS).map(Path::new) {
-        if path == r {
+        if path == r && r == Path::new("/home") {
             return Some(format!("{shown} holds everyone's home folders"));
+        }
+        if path == r {
+            return Some(format!(
+                "{shown} is a shared temporary folder (the user's live sockets: tmux, X11, ssh-agent)"
+            ));
         }
         if r.starts_with(path) {
             return Some(format!("{shown} holds {}", r.display()));
+        }
+    }
+    for tmp in ["/tmp", "/var/tmp"].map(Path::new) {
+        let first = path
+            .strip_prefix(tmp)
+            .ok()
+            .and_then(|r| r.components().next());
+        let name = first.map(|c| c.as_os_str().to_string_lossy());
+        if name
+            .is_some_and(|n| TMP_SOCKETS.iter().any(|p| n.starts_with(p)) || n.ends_with("-unix"))
+        {
+            return Some(format!(
+                "{shown} is or is inside a folder of {} that holds live sockets (tmux, X11, ssh-agent, a service's)",
+                tmp.display()
+            ));
         }
     }
     for h in homes.get() {
@@ -193,6 +228,12 @@ pub fn refused(s: &Source, homes: &Homes) -> Option<String> {
             if first.is_some_and(|c| c.as_os_str().as_encoded_bytes().starts_with(b".")) {
                 return Some(format!(
                     "{shown} is a dot-file or dot-folder of the home folder {} (shell startup files, SSH keys, credentials, keyrings)",
+                    h.display()
+                ));
+            }
+            if first.is_some_and(|c| HOME_FOLDERS.iter().any(|f| c.as_os_str() == *f)) {
+                return Some(format!(
+                    "{shown} is or is inside a folder of the home folder {} on the user's PATH (what is written there runs as the user)",
                     h.display()
                 ));
             }
@@ -228,7 +269,8 @@ mod tests {
         refused(&s, &homes)
     }
 
-    /// Finding 3 of issue 22: every one of these was accepted without
+    /// Finding 3 of issue 22 (and of its review): every one of these was
+    /// accepted without
     /// `--force`.
     #[test]
     fn system_folders_their_insides_parents_and_home_dot_files_are_refused() {
@@ -257,6 +299,15 @@ mod tests {
             "/sys/kernel",
             "/root",
             "/root/.ssh",
+            "/tmp",
+            "/tmp/.X11-unix",
+            "/tmp/tmux-1000",
+            "/tmp/ssh-XXXXabc/agent.12",
+            "/var/tmp",
+            "/var/tmp/systemd-private-1-x",
+            "/var/spool",
+            "/var/spool/cron",
+            "/var/spool/cron/crontabs/ann",
         ] {
             assert!(judged(p, &[]).is_some(), "{p}");
         }
@@ -274,6 +325,8 @@ mod tests {
             "/home/ann/.bashrc",
             "/home/ann/.profile",
             "/home/ann/.local/share/keyrings",
+            "/home/ann/bin",
+            "/home/ann/bin/make",
         ] {
             let why = judged(p, &home).unwrap_or_else(|| panic!("{p} accepted"));
             assert!(why.contains("home folder"), "{p}: {why}");
@@ -281,6 +334,8 @@ mod tests {
         for p in [
             "/home/ann/webapp",
             "/home/ann/src/app/.git",
+            "/home/ann/binaries",
+            "/home/ann/src/bin",
             "/srv/data",
             "/tmp/x",
             "/var/tmp/p",

@@ -45,6 +45,12 @@ pub struct Allowed {
     /// needs the user's word again.
     #[serde(default)]
     pub off: BTreeSet<(String, String)>,
+    /// Containers whose settings ldm had judged against the floor: a
+    /// container not among them (nor in `off`) is new since, and its
+    /// floor is the defaults' (scope `""`), so a new entry cannot turn
+    /// back on what the project turned off for new containers.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub seen: BTreeSet<String>,
 }
 
 impl Allowed {

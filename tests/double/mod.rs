@@ -161,11 +161,30 @@ impl Env {
             .env("XDG_CACHE_HOME", self.home.join(".cache"))
             .env("XDG_STATE_HOME", self.home.join(".local/state"))
             .env("NO_COLOR", "1")
+            .env("LDM_SUBID_DIR", self.subids())
             .stdin(Stdio::null());
         for (k, v) in envs {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// An /etc/subuid and /etc/subgid (for `LDM_SUBID_DIR`) that let root
+    /// map uid and gid 1000 and the user running the tests, as the one-time
+    /// root step ldm asks for leaves them: mounts use `raw.idmap`, never
+    /// idmapped mounts. A test wanting them missing names another folder.
+    pub fn subids(&self) -> PathBuf {
+        let dir = self.dd.join("subid");
+        if !dir.exists() {
+            // SAFETY: geteuid and getegid cannot fail.
+            let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+            let _ = std::fs::create_dir_all(&dir);
+            for (f, id) in [("subuid", uid), ("subgid", gid)] {
+                let text = format!("root:100000:65536\nroot:1000:1\nroot:{id}:1\n");
+                let _ = std::fs::write(dir.join(f), text);
+            }
+        }
+        dir
     }
 
     /// Runs `ldm ARGS` with extra environment variables.

@@ -1,4 +1,5 @@
-//! The only module that names the YAML crate, so it can be swapped.
+//! The only module that names the YAML crate (with its `redact`), so it
+//! can be swapped.
 //!
 //! ldm uses `serde-saphyr`: pure Rust, no `unsafe`, and with budgets that
 //! stop a hostile document early (DESIGN.md, "Choosing the YAML crate").
@@ -17,6 +18,8 @@
 //! The keys the target type has no field for are collected by
 //! `serde_ignored`, which wraps the crate's deserializer, so the same
 //! bounds hold for [`from_str_with_unknown`].
+
+pub mod redact;
 
 use std::fmt::{self, Write as _};
 
