@@ -122,6 +122,7 @@ fn instance(name: &str, running: bool, snapshots: &[&str]) -> Instance {
         disks: Vec::new(),
         raw_idmap: None,
         user: Default::default(),
+        owner: Default::default(),
     }
 }
 
@@ -277,7 +278,13 @@ impl Lxd for Fake {
         })
     }
 
-    fn copy(&self, source: &str, _snap: Option<&str>, target: &str) -> Result<(), LxdError> {
+    fn copy(
+        &self,
+        source: &str,
+        _snap: Option<&str>,
+        target: &str,
+        _config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
         self.call("copy", source, |st| {
             get(st, source)?;
             if st.instances.contains_key(target) {

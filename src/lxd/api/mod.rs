@@ -239,6 +239,15 @@ impl Lxd for Api {
         self.one(name)
     }
 
+    fn user_keys(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, LxdError> {
+        Ok(self.object(name)?.map(|o| {
+            o.config
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("user."))
+                .collect()
+        }))
+    }
+
     fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
         self.state_of(name)
     }
@@ -301,8 +310,14 @@ impl Lxd for Api {
         self.remove_snapshot(name, snap)
     }
 
-    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
-        self.copy_instance(source, snap, target)
+    fn copy(
+        &self,
+        source: &str,
+        snap: Option<&str>,
+        target: &str,
+        config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
+        self.copy_instance(source, snap, target, config)
     }
 
     fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {

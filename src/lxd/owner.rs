@@ -1,0 +1,407 @@
+//! Whose an instance is. ldm marks every instance it launches or copies
+//! with `user.ldm.*` keys, in the request that makes it (no extra call),
+//! and [`Owned`] wraps a command's client so that every read classifies
+//! what it returns ([`Owner`]) and every action on another checkout's
+//! instance is refused before it reaches LXD. The marks come with the
+//! instance data commands read anyway (`Instance::user`), so knowing the
+//! owner costs no request. DESIGN.md, "Ownership".
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{
+    Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
+};
+
+/// Every owner mark starts with this.
+pub const PREFIX: &str = "user.ldm.";
+/// The checkout that made the instance (its id, 32 hex digits).
+pub const CHECKOUT: &str = "user.ldm.checkout";
+/// The project name it was made under.
+pub const PROJECT: &str = "user.ldm.project";
+/// The container name in that project.
+pub const CONTAINER: &str = "user.ldm.container";
+/// The checkout's folder when it was made (for messages).
+pub const FOLDER: &str = "user.ldm.folder";
+/// The machine id of the host that made it (for messages).
+pub const HOST: &str = "user.ldm.host";
+
+/// Who asks: this checkout of a project, on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    /// The checkout's id (`user_state::CheckoutId`, as text).
+    pub checkout: String,
+    /// The project's name (prefix of its LXD names).
+    pub project: String,
+    /// The checkout's folder.
+    pub folder: String,
+    /// This machine's id (`/etc/machine-id`), empty when unknown.
+    pub host: String,
+}
+
+/// Whose an instance is, as its marks say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Owner {
+    /// Not asked: a bare client's answer (the CLI backend, unit tests'
+    /// fake), which knows no checkout.
+    #[default]
+    Unknown,
+    /// Made by this checkout.
+    Ours,
+    /// No marks: made by lxc-dev-manager, an older ldm or by hand. A name
+    /// the project records exactly is adopted.
+    Unmarked,
+    /// Made by another checkout (a copy of the folder, a teammate).
+    Other(Theirs),
+}
+
+/// What the marks of another checkout's instance say, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Theirs {
+    /// Its checkout's folder.
+    pub folder: String,
+    /// `None` on this machine, else the other machine's id.
+    pub machine: Option<String>,
+    /// What a command says of it: whose it is and what to do.
+    pub said: String,
+}
+
+impl Me {
+    /// This machine's id, or empty when the system keeps none.
+    pub fn machine_id() -> String {
+        ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The marks of instance `lxd_name` made by this checkout.
+    pub fn marks(&self, lxd_name: &str) -> Vec<(&'static str, String)> {
+        let container = lxd_name
+            .strip_prefix(&self.project)
+            .and_then(|n| n.strip_prefix('-'))
+            .unwrap_or(lxd_name);
+        vec![
+            (CHECKOUT, self.checkout.clone()),
+            (PROJECT, self.project.clone()),
+            (CONTAINER, container.to_string()),
+            (FOLDER, self.folder.clone()),
+            (HOST, self.host.clone()),
+        ]
+    }
+
+    /// Whose an instance with `user` keys is.
+    pub fn owner(&self, user: &BTreeMap<String, String>) -> Owner {
+        match user.get(CHECKOUT) {
+            None => Owner::Unmarked,
+            Some(id) if *id == self.checkout => Owner::Ours,
+            Some(_) => {
+                let host = user.get(HOST).cloned().unwrap_or_default();
+                let folder = user.get(FOLDER).cloned().unwrap_or_default();
+                let machine = (host != self.host || host.is_empty()).then_some(host);
+                let (whose, next) = self.whose(&folder, machine.as_deref());
+                Owner::Other(Theirs {
+                    folder,
+                    machine,
+                    said: format!("belongs to {whose}; {next}"),
+                })
+            }
+        }
+    }
+
+    /// Whose another checkout's instance is, and what to do, in words.
+    fn whose(&self, folder: &str, machine: Option<&str>) -> (String, String) {
+        let whose = match machine {
+            None => format!("another checkout of this project, the folder {folder}"),
+            Some("") => {
+                format!("another checkout, the folder {folder} on a machine ldm cannot name")
+            }
+            Some(m) => {
+                format!("another checkout, the folder {folder} on another machine (machine id {m})")
+            }
+        };
+        let next = format!(
+            "ldm leaves it alone: run the command in that folder, or give this folder ({}) a project name of its own with `ldm project rename NEW` here",
+            self.folder
+        );
+        (whose, next)
+    }
+
+    /// The refusal of an action on `name`, another checkout's.
+    pub fn refusal(&self, name: &str, theirs: &Theirs) -> LxdError {
+        let (whose, next) = self.whose(&theirs.folder, theirs.machine.as_deref());
+        LxdError::NotOurs {
+            name: name.to_string(),
+            whose,
+            next,
+        }
+    }
+}
+
+/// A client that knows whose each instance is: reads note the owner of
+/// what they return, and every call that acts on an instance of another
+/// checkout fails with [`LxdError::NotOurs`] without reaching LXD. An
+/// action on an instance no read of the command returned first asks LXD
+/// for its marks (one request: `snapshot create` and `mv`, which read
+/// nothing else; DESIGN.md, "Ownership", has the counts).
+pub struct Owned {
+    inner: Arc<dyn Lxd>,
+    me: Me,
+    seen: Seen,
+}
+
+/// The owners one command's clients have seen, by instance name (a
+/// command makes several clients, all for its project's one server).
+pub type Seen = Arc<Mutex<HashMap<String, Owner>>>;
+
+impl Owned {
+    /// Wraps `inner` for the checkout `me`, sharing what it sees in `seen`.
+    pub fn new(inner: Arc<dyn Lxd>, me: Me, seen: Seen) -> Owned {
+        Owned { inner, me, seen }
+    }
+
+    fn note(&self, inst: &Instance) -> Owner {
+        let owner = self.me.owner(&inst.user);
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(inst.name.clone(), owner.clone());
+        owner
+    }
+
+    fn known(&self, name: &str) -> Option<Owner> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Fails unless `name` is ours, unmarked or absent.
+    fn guard(&self, name: &str) -> Result<(), LxdError> {
+        let owner = match self.known(name) {
+            Some(o) => o,
+            None => match self.inner.user_keys(name)? {
+                Some(user) => {
+                    let owner = self.me.owner(&user);
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.to_string(), owner.clone());
+                    owner
+                }
+                None => return Ok(()),
+            },
+        };
+        match owner {
+            Owner::Other(theirs) => Err(self.me.refusal(name, &theirs)),
+            Owner::Ours | Owner::Unmarked | Owner::Unknown => Ok(()),
+        }
+    }
+
+    /// A create that LXD refused because the name is taken: another
+    /// checkout's instance is said as such.
+    fn taken(&self, name: &str, e: LxdError) -> LxdError {
+        if !matches!(e, LxdError::AlreadyExists { .. }) {
+            return e;
+        }
+        match self.inner.user_keys(name) {
+            Ok(Some(user)) => match self.me.owner(&user) {
+                Owner::Other(theirs) => self.me.refusal(name, &theirs),
+                _ => e,
+            },
+            _ => e,
+        }
+    }
+
+    /// `name` was just made with this checkout's marks.
+    fn made(&self, name: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Owner::Ours);
+    }
+
+    fn marks(&self, name: &str) -> Vec<(&'static str, String)> {
+        self.me.marks(name)
+    }
+}
+
+fn with<'a>(
+    config: &[(&'a str, &'a str)],
+    marks: &'a [(&'static str, String)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut all: Vec<(&str, &str)> = config
+        .iter()
+        .filter(|(k, _)| !k.starts_with(PREFIX))
+        .copied()
+        .collect();
+    all.extend(marks.iter().map(|(k, v)| (*k, v.as_str())));
+    all
+}
+
+impl Lxd for Owned {
+    fn list(&self) -> Result<Vec<Instance>, LxdError> {
+        let mut all = self.inner.list()?;
+        all.iter_mut().for_each(|i| i.owner = self.note(i));
+        Ok(all)
+    }
+    fn statuses(&self) -> Result<Vec<Instance>, LxdError> {
+        let mut all = self.inner.statuses()?;
+        all.iter_mut().for_each(|i| i.owner = self.note(i));
+        Ok(all)
+    }
+    /// Another checkout's instance is [`LxdError::NotOurs`]: a command
+    /// that looks one instance up acts on it.
+    fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError> {
+        let Some(mut inst) = self.inner.instance(name)? else {
+            self.seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name);
+            return Ok(None);
+        };
+        inst.owner = self.note(&inst);
+        match &inst.owner {
+            Owner::Other(theirs) => Err(self.me.refusal(name, theirs)),
+            Owner::Ours | Owner::Unmarked | Owner::Unknown => Ok(Some(inst)),
+        }
+    }
+    fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
+        self.inner.state(name)
+    }
+    fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        if let Some(Owner::Other(theirs)) = self.known(name) {
+            return Err(self.me.refusal(name, &theirs));
+        }
+        let marks = self.marks(name);
+        self.inner
+            .launch(image, name, &with(config, &marks))
+            .map_err(|e| self.taken(name, e))?;
+        self.made(name);
+        Ok(())
+    }
+    fn start(&self, name: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.start(name)
+    }
+    fn stop(&self, name: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.stop(name)
+    }
+    fn delete(&self, name: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.delete(name)
+    }
+    fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError> {
+        self.guard(name)?;
+        self.inner.exec(name, argv, stdin)
+    }
+    fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, LxdError> {
+        self.inner.snapshots(name)
+    }
+    fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.snapshot(name, snap)
+    }
+    fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.restore(name, snap)
+    }
+    fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.delete_snapshot(name, snap)
+    }
+    fn copy(
+        &self,
+        source: &str,
+        snap: Option<&str>,
+        target: &str,
+        config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
+        self.guard(source)?;
+        if let Some(Owner::Other(theirs)) = self.known(target) {
+            return Err(self.me.refusal(target, &theirs));
+        }
+        let marks = self.marks(target);
+        self.inner
+            .copy(source, snap, target, &with(config, &marks))
+            .map_err(|e| self.taken(target, e))?;
+        self.made(target);
+        Ok(())
+    }
+    fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
+        self.guard(name)?;
+        self.inner.exec_attached(name, argv)
+    }
+    fn exec_replace(&self, name: &str, argv: &[&str]) -> LxdError {
+        if let Err(e) = self.guard(name) {
+            return e;
+        }
+        self.inner.exec_replace(name, argv)
+    }
+    fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.push(name, src, path, recursive)
+    }
+    fn pull(&self, name: &str, path: &str, dest: &Path, recursive: bool) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.pull(name, path, dest, recursive)
+    }
+    fn images(&self) -> Result<Vec<Image>, LxdError> {
+        self.inner.images()
+    }
+    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.publish(name, snap, alias, progress)
+    }
+    fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
+        self.inner.delete_image(alias)
+    }
+    fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
+        self.inner.rename_alias(old, new)
+    }
+    fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
+        self.inner.operations(name)
+    }
+    fn elsewhere(&self) -> Result<Vec<Away>, LxdError> {
+        self.inner.elsewhere()
+    }
+    fn remote_server(&self) -> Result<Option<String>, LxdError> {
+        self.inner.remote_server()
+    }
+    fn idmapping(&self) -> Result<Idmapping, LxdError> {
+        self.inner.idmapping()
+    }
+    fn identity(&self) -> Result<Server, LxdError> {
+        self.inner.identity()
+    }
+    fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.add_disk(name, disk)
+    }
+    fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.remove_device(name, device)
+    }
+    fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.set_config(name, key, value)
+    }
+    fn restart(&self, name: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        self.inner.restart(name)
+    }
+    fn exec_lines(
+        &self,
+        name: &str,
+        argv: &[&str],
+        stdin: &[u8],
+        line: &mut dyn FnMut(&str),
+    ) -> Result<i32, LxdError> {
+        self.guard(name)?;
+        self.inner.exec_lines(name, argv, stdin, line)
+    }
+}
