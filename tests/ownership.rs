@@ -328,9 +328,11 @@ fn finding_4_doctor_in_a_copy_offers_nothing_of_the_firsts() {
 }
 
 /// lxc-dev-manager keeps working: an instance made with plain `lxc`,
-/// named exactly by the file, is managed.
+/// named exactly by the file, is managed, and marked as this checkout's
+/// the first time ldm changes it (one line says so); from then on a copy
+/// of the folder leaves it alone.
 #[test]
-fn an_unmarked_instance_the_file_names_is_managed() {
+fn an_unmarked_instance_the_file_names_is_managed_and_marked() {
     let env = Env::new();
     env.double.seed(
         "default",
@@ -342,12 +344,69 @@ fn an_unmarked_instance_the_file_names_is_managed() {
         "project: p\ncontainers:\n  web:\n    image: ldm-debian\n",
     )
     .unwrap();
-    env.ldm("a", &["down", "web"]).ok();
+    let r = env.ldm("a", &["list"]).ok();
+    assert!(!r.stderr.contains("marked"), "a read marks nothing: {r:#?}");
+    let marked = |name: &str| {
+        env.instance(name)
+            .unwrap()
+            .config
+            .contains_key("user.ldm.checkout")
+    };
+    assert!(!marked("p-web"));
+    let r = env.ldm("a", &["down", "web"]).ok();
     assert!(!env.running("p-web"));
-    env.ldm("a", &["up", "web"]).ok();
+    assert!(r.stderr.contains("marked p-web as this folder's"), "{r:#?}");
+    let config = env.instance("p-web").unwrap().config;
+    assert_eq!(config["user.ldm.container"], "web");
+    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("a")));
+    let r = env.ldm("a", &["up", "web"]).ok();
+    assert!(!r.stderr.contains("marked"), "once: {r:#?}");
+    assert!(env.running("p-web"));
+    env.copy("a", "b");
+    let r = env.ldm("b", &["down", "web"]);
+    assert_ne!(r.code, 0, "{r:#?}");
     assert!(env.running("p-web"));
     env.ldm("a", &["remove", "web", "--force"]).ok();
     assert!(env.instance("p-web").is_none());
+}
+
+/// A folder moved within its file system is the same checkout: its
+/// containers go on working there, nothing to adopt.
+#[test]
+fn a_moved_folder_keeps_its_containers() {
+    let env = first_checkout();
+    std::fs::rename(env.dir("a"), env.dir("moved")).unwrap();
+    env.ldm("moved", &["down", "dev"]).ok();
+    assert!(!env.running("p-dev"));
+    let r = env.ldm("moved", &["up", "dev"]).ok();
+    assert!(!r.stderr.contains("marked"), "{r:#?}");
+    assert!(env.running("p-dev"));
+    env.ldm("moved", &["container", "snapshot", "create", "dev", "s1"])
+        .ok();
+    env.ldm("moved", &["doctor"]).ok();
+}
+
+/// A folder moved to another file system (here: copied, then the
+/// original removed) is a new checkout: the old folder no longer holds
+/// the checkout its containers' marks name, so they are adopted, and
+/// marked again at the first change. While the old folder is there, they
+/// are the other checkout's.
+#[test]
+fn a_folder_moved_across_file_systems_adopts_its_containers() {
+    let env = first_checkout();
+    env.copy("a", "new");
+    let r = env.ldm("new", &["down", "dev"]);
+    assert_ne!(r.code, 0, "the original is still there: {r:#?}");
+    std::fs::remove_dir_all(env.dir("a")).unwrap();
+    let r = env.ldm("new", &["list"]).ok();
+    assert!(!r.stdout.contains("ANOTHER"), "{r:#?}");
+    let r = env.ldm("new", &["down", "dev"]).ok();
+    assert!(!env.running("p-dev"));
+    assert!(r.stderr.contains("marked p-dev as this folder's"), "{r:#?}");
+    let config = env.instance("p-dev").unwrap().config;
+    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("new")));
+    env.ldm("new", &["up", "dev"]).ok();
+    assert!(env.running("p-dev"));
 }
 
 /// Knowing the owner costs no request: the marks come with what each

@@ -333,7 +333,7 @@ fn unrecorded(project: &Project, instances: &[Instance]) -> Vec<Drift> {
                 // exact names in its marks: never a prefix guess (project
                 // `web` and `web-api`'s `web-api-dev`), never another
                 // checkout's.
-                Owner::Ours => {
+                Owner::Ours | Owner::Moved { .. } => {
                     let (p, c) = (i.user.get(owner::PROJECT)?, i.user.get(owner::CONTAINER)?);
                     (*p == project.project && i.name == project.lxd_name(c))
                         .then_some(c.as_str())?

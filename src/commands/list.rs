@@ -189,7 +189,7 @@ fn note_strays(ctx: &Ctx, project: &Project, instances: &[Instance]) {
     // this checkout's own by their marks.
     let strays: Vec<&str> = instances
         .iter()
-        .filter(|i| matches!(i.owner, Owner::Ours | Owner::Unknown))
+        .filter(|i| matches!(i.owner, Owner::Ours | Owner::Moved { .. } | Owner::Unknown))
         .map(|i| i.name.as_str())
         .filter(|n| {
             n.strip_prefix(&prefix)

@@ -117,6 +117,7 @@ impl Ctx {
             project: project.clone(),
             folder: c.dir.display().to_string(),
             host: Me::machine_id(),
+            users: self.user.clone(),
         })
     }
 
@@ -135,7 +136,9 @@ impl Ctx {
         });
         let lxd = (self.connect)(remote, wait, on_wait);
         match self.me() {
-            Some(me) if self.owned => Arc::new(Owned::new(lxd, me, Arc::clone(&self.seen))),
+            Some(me) if self.owned => {
+                Arc::new(Owned::new(lxd, me, Arc::clone(&self.seen), self.quiet))
+            }
             _ => lxd,
         }
     }

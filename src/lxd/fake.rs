@@ -183,7 +183,7 @@ impl Lxd for Fake {
         })
     }
 
-    fn launch(&self, image: &str, name: &str, _config: &[(&str, &str)]) -> Result<(), LxdError> {
+    fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
         self.call("launch", name, |st| {
             if st.instances.contains_key(name) {
                 return Err(LxdError::AlreadyExists {
@@ -193,8 +193,13 @@ impl Lxd for Fake {
             if image.starts_with("missing") {
                 return Err(not_found(&format!("image {image}")));
             }
-            st.instances
-                .insert(name.to_string(), instance(name, true, &[]));
+            let mut made = instance(name, true, &[]);
+            made.user = config
+                .iter()
+                .filter(|(k, _)| k.starts_with("user."))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            st.instances.insert(name.to_string(), made);
             Ok(())
         })
     }

@@ -421,6 +421,11 @@ pub trait Lxd: Send + Sync {
     fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError>;
     /// Sets config key `key` of `name`.
     fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError>;
+    /// Sets config keys `keys` of `name` in one change.
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        keys.iter()
+            .try_for_each(|(k, v)| self.set_config(name, k, v))
+    }
     /// Restarts a running instance.
     fn restart(&self, name: &str) -> Result<(), LxdError>;
     /// Runs `argv` inside `name` feeding `stdin`, handing each line of its

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use crate::user_state::UserDirs;
+
 use super::{
     Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
 };
@@ -38,6 +40,9 @@ pub struct Me {
     pub folder: String,
     /// This machine's id (`/etc/machine-id`), empty when unknown.
     pub host: String,
+    /// The user's folders, to tell whether another checkout's folder still
+    /// is that checkout (else it moved: its instances are this one's).
+    pub users: Option<UserDirs>,
 }
 
 /// Whose an instance is, as its marks say.
@@ -54,6 +59,20 @@ pub enum Owner {
     Unmarked,
     /// Made by another checkout (a copy of the folder, a teammate).
     Other(Theirs),
+    /// Made by a checkout of this project on this machine whose folder no
+    /// longer is that checkout (moved to another file system, deleted and
+    /// cloned again): this one's, marked again when ldm next changes it.
+    Moved {
+        /// The folder its marks name.
+        from: String,
+    },
+}
+
+impl Owner {
+    /// This checkout's, or adopted as this checkout's: the commands act.
+    pub fn is_mine(&self) -> bool {
+        !matches!(self, Owner::Other(_))
+    }
 }
 
 /// What the marks of another checkout's instance say, for messages.
@@ -97,9 +116,14 @@ impl Me {
         match user.get(CHECKOUT) {
             None => Owner::Unmarked,
             Some(id) if *id == self.checkout => Owner::Ours,
-            Some(_) => {
+            Some(id) => {
                 let host = user.get(HOST).cloned().unwrap_or_default();
                 let folder = user.get(FOLDER).cloned().unwrap_or_default();
+                let same_project = user.get(PROJECT) == Some(&self.project);
+                if same_project && host == self.host && !host.is_empty() && !self.holds(&folder, id)
+                {
+                    return Owner::Moved { from: folder };
+                }
                 let machine = (host != self.host || host.is_empty()).then_some(host);
                 let (whose, next) = self.whose(&folder, machine.as_deref());
                 Owner::Other(Theirs {
@@ -109,6 +133,17 @@ impl Me {
                 })
             }
         }
+    }
+
+    /// Whether `folder` still is checkout `id` with a project in it. When
+    /// ldm cannot tell (no state folder), it is taken to be.
+    fn holds(&self, folder: &str, id: &str) -> bool {
+        let Some(users) = &self.users else {
+            return true;
+        };
+        let dir = Path::new(folder);
+        std::fs::symlink_metadata(dir.join("containers.yaml")).is_ok()
+            && users.known(dir).is_some_and(|k| k.to_string() == id)
     }
 
     /// Whose another checkout's instance is, and what to do, in words.
@@ -150,6 +185,7 @@ pub struct Owned {
     inner: Arc<dyn Lxd>,
     me: Me,
     seen: Seen,
+    quiet: bool,
 }
 
 /// The owners one command's clients have seen, by instance name (a
@@ -158,8 +194,51 @@ pub type Seen = Arc<Mutex<HashMap<String, Owner>>>;
 
 impl Owned {
     /// Wraps `inner` for the checkout `me`, sharing what it sees in `seen`.
-    pub fn new(inner: Arc<dyn Lxd>, me: Me, seen: Seen) -> Owned {
-        Owned { inner, me, seen }
+    /// `quiet`: no line when an instance is marked (`-q`).
+    pub fn new(inner: Arc<dyn Lxd>, me: Me, seen: Seen, quiet: bool) -> Owned {
+        Owned {
+            inner,
+            me,
+            seen,
+            quiet,
+        }
+    }
+
+    /// `r` of a change to `name`: when it succeeded on an unmarked or moved
+    /// instance, that instance gets this checkout's marks (one request,
+    /// once per instance), said in one line. A failure to mark is said
+    /// and changes nothing else: the next change tries again.
+    fn changed<T>(&self, name: &str, r: Result<T, LxdError>) -> Result<T, LxdError> {
+        let Ok(_) = &r else {
+            return r;
+        };
+        let why = match self.known(name) {
+            Some(Owner::Unmarked) => {
+                "made before ldm marked its containers, or by another tool".to_string()
+            }
+            Some(Owner::Moved { from }) => {
+                format!("its marks named {from}, which no longer is that checkout")
+            }
+            _ => return r,
+        };
+        let marks = self.marks(name);
+        let keys: Vec<(&str, &str)> = marks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match self.inner.set_configs(name, &keys) {
+            Ok(()) => {
+                self.made(name);
+                if !self.quiet {
+                    eprintln!(
+                        "ldm: marked {name} as this folder's ({}): {why}",
+                        self.me.folder
+                    );
+                }
+            }
+            Err(e) if !self.quiet => {
+                eprintln!("ldm: could not mark {name} as this folder's ({e}); the next change tries again");
+            }
+            Err(_) => {}
+        }
+        r
     }
 
     fn note(&self, inst: &Instance) -> Owner {
@@ -197,7 +276,7 @@ impl Owned {
         };
         match owner {
             Owner::Other(theirs) => Err(self.me.refusal(name, &theirs)),
-            Owner::Ours | Owner::Unmarked | Owner::Unknown => Ok(()),
+            _ => Ok(()),
         }
     }
 
@@ -266,7 +345,7 @@ impl Lxd for Owned {
         inst.owner = self.note(&inst);
         match &inst.owner {
             Owner::Other(theirs) => Err(self.me.refusal(name, theirs)),
-            Owner::Ours | Owner::Unmarked | Owner::Unknown => Ok(Some(inst)),
+            _ => Ok(Some(inst)),
         }
     }
     fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
@@ -285,11 +364,11 @@ impl Lxd for Owned {
     }
     fn start(&self, name: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.start(name)
+        self.changed(name, self.inner.start(name))
     }
     fn stop(&self, name: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.stop(name)
+        self.changed(name, self.inner.stop(name))
     }
     fn delete(&self, name: &str) -> Result<(), LxdError> {
         self.guard(name)?;
@@ -304,15 +383,15 @@ impl Lxd for Owned {
     }
     fn snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.snapshot(name, snap)
+        self.changed(name, self.inner.snapshot(name, snap))
     }
     fn restore(&self, name: &str, snap: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.restore(name, snap)
+        self.changed(name, self.inner.restore(name, snap))
     }
     fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.delete_snapshot(name, snap)
+        self.changed(name, self.inner.delete_snapshot(name, snap))
     }
     fn copy(
         &self,
@@ -380,19 +459,19 @@ impl Lxd for Owned {
     }
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.add_disk(name, disk)
+        self.changed(name, self.inner.add_disk(name, disk))
     }
     fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.remove_device(name, device)
+        self.changed(name, self.inner.remove_device(name, device))
     }
     fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.set_config(name, key, value)
+        self.changed(name, self.inner.set_config(name, key, value))
     }
     fn restart(&self, name: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.restart(name)
+        self.changed(name, self.inner.restart(name))
     }
     fn exec_lines(
         &self,

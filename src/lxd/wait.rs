@@ -135,6 +135,9 @@ impl<L: Lxd> Lxd for Patient<L> {
     fn user_keys(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, LxdError> {
         self.inner.user_keys(name)
     }
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.set_configs(name, keys))
+    }
     fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
         self.inner.state(name)
     }
@@ -285,6 +288,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn user_keys(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, LxdError> {
         (**self).user_keys(name)
+    }
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        (**self).set_configs(name, keys)
     }
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
         (**self).launch(image, name, config)

@@ -401,4 +401,12 @@ impl Lxd for Api {
     fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
         self.set_instance_config(name, key, value)
     }
+
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        let config: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        self.patch(name, &serde_json::json!({ "config": config }))
+    }
 }
