@@ -181,7 +181,7 @@ fn finding_1_a_copy_never_acts_on_the_first_checkouts_container() {
     let says_whose = |r: &Run| {
         let said = format!("{}{}", r.stdout, r.stderr);
         assert!(
-            said.contains(&first) && said.contains("ldm project rename"),
+            said.contains(&first) && said.contains("change `project: p` in its containers.yaml"),
             "{r:#?}"
         );
     };
@@ -368,6 +368,29 @@ fn an_unmarked_instance_the_file_names_is_managed_and_marked() {
     assert!(env.running("p-web"));
     env.ldm("a", &["remove", "web", "--force"]).ok();
     assert!(env.instance("p-web").is_none());
+}
+
+/// Two checkouts that want the same names: the copy takes a project name
+/// of its own (as the refusal says) and makes its own containers beside
+/// the first's.
+#[test]
+fn a_copy_renamed_makes_its_own_containers_beside_the_firsts() {
+    let env = first_checkout();
+    env.copy("a", "b");
+    let yaml = env.dir("b").join("containers.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    assert!(text.contains("project: p\n"), "{text}");
+    std::fs::write(&yaml, text.replace("project: p\n", "project: p2\n")).unwrap();
+    env.ldm("b", &["up"]).ok();
+    assert!(env.running("p2-dev") && env.running("p-dev"));
+    let config = env.instance("p2-dev").unwrap().config;
+    assert_eq!(config["user.ldm.project"], "p2");
+    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("b")));
+    env.ldm("b", &["down", "dev"]).ok();
+    assert!(!env.running("p2-dev") && env.running("p-dev"));
+    env.ldm("b", &["project", "delete", "--force"]).ok();
+    assert!(env.instance("p2-dev").is_none() && env.running("p-dev"));
+    env.ldm("a", &["doctor"]).ok();
 }
 
 /// A folder moved within its file system is the same checkout: its

@@ -158,8 +158,8 @@ impl Me {
             }
         };
         let next = format!(
-            "ldm leaves it alone: run the command in that folder, or give this folder ({}) a project name of its own with `ldm project rename NEW` here",
-            self.folder
+            "ldm leaves it alone: run the command in that folder, or give this folder ({}) a project name of its own (change `project: {}` in its containers.yaml; `ldm up` then makes its own containers)",
+            self.folder, self.project
         );
         (whose, next)
     }
