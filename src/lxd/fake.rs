@@ -288,7 +288,7 @@ impl Lxd for Fake {
         source: &str,
         _snap: Option<&str>,
         target: &str,
-        _config: &[(&str, &str)],
+        config: &[(&str, &str)],
     ) -> Result<(), LxdError> {
         self.call("copy", source, |st| {
             get(st, source)?;
@@ -297,8 +297,13 @@ impl Lxd for Fake {
                     what: format!("instance {target}"),
                 });
             }
-            st.instances
-                .insert(target.to_string(), instance(target, false, &[]));
+            let mut made = instance(target, false, &[]);
+            made.user = config
+                .iter()
+                .filter(|(k, _)| k.starts_with("user."))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            st.instances.insert(target.to_string(), made);
             Ok(())
         })
     }
