@@ -43,7 +43,8 @@ use crate::cli::{
     Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand, DEFAULT_WAIT,
 };
 use crate::lxd::api::{self, Api, Patience, ShowProgress};
-use crate::lxd::owner::{Me, Owned, Seen};
+use crate::lxd::owned::{Owned, Seen};
+use crate::lxd::owner::Me;
 use crate::lxd::{Client, Lxd, OnWait, Patient};
 use crate::model::Project;
 use crate::store::{self, LogIdentity, Paths, SafeDirs, Store, StoreError};

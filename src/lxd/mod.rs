@@ -15,6 +15,7 @@ pub mod cli;
 pub mod fake;
 mod ipv4;
 mod json;
+pub mod owned;
 pub mod owner;
 mod process;
 mod wait;
@@ -51,7 +52,7 @@ pub struct Instance {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub user: BTreeMap<String, String>,
     /// Whose it is, by its marks: set by the client a command gets
-    /// ([`owner::Owned`]), [`owner::Owner::Unknown`] from a bare one.
+    /// ([`owned::Owned`]), [`owner::Owner::Unknown`] from a bare one.
     #[serde(skip)]
     pub owner: owner::Owner,
 }
