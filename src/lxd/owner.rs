@@ -115,8 +115,8 @@ impl Me {
             None => Owner::Unmarked,
             Some(id) if *id == self.checkout => Owner::Ours,
             Some(id) => {
-                let host = user.get(HOST).cloned().unwrap_or_default();
-                let folder = user.get(FOLDER).cloned().unwrap_or_default();
+                let host = shown(user.get(HOST));
+                let folder = shown(user.get(FOLDER));
                 let same_project = user.get(PROJECT) == Some(&self.project);
                 if same_project && host == self.host && !host.is_empty() && !self.holds(&folder, id)
                 {
@@ -171,6 +171,17 @@ impl Me {
             next,
         }
     }
+}
+
+/// A mark as words for a terminal: anyone who may change the instance's
+/// config wrote it, so its control characters are shown as `?`.
+fn shown(mark: Option<&String>) -> String {
+    mark.map(|m| {
+        m.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -228,6 +239,13 @@ mod tests {
             panic!("another machine's")
         };
         assert_eq!(t.machine.as_deref(), Some("m2"));
+        let Owner::Other(t) = m.owner(&marks(&"b".repeat(32), "p", "/x\x1b[2J", "m\n2")) else {
+            panic!("another's")
+        };
+        assert_eq!(
+            (t.folder.as_str(), t.machine.as_deref()),
+            ("/x?[2J", Some("m?2"))
+        );
         assert!(t.said.contains("another machine"), "{}", t.said);
     }
 
