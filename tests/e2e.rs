@@ -1905,12 +1905,20 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             &["container", "create", "dev", &self.image, "--no-mount"],
         )
         .ok();
-        lxc(&["exec", &inst, "--", "sh", "-c", "echo mine > /root/data"]).ok();
+        lxc(&[
+            "exec",
+            &inst,
+            "--",
+            "sh",
+            "-c",
+            "echo mine > /srv/data && chmod 644 /srv/data",
+        ])
+        .ok();
         let alive = |what: &str| {
             let i = query(&format!("/1.0/instances/{inst}"))
                 .unwrap_or_else(|| panic!("{what} deleted {inst}"));
             assert_eq!(i["status"], "Running", "{what} stopped {inst}");
-            let r = lxc(&["exec", &inst, "--", "cat", "/root/data"]).ok();
+            let r = lxc(&["exec", &inst, "--", "cat", "/srv/data"]).ok();
             assert_eq!(r.out().trim(), "mine", "{what} lost the data in {inst}");
         };
         let st = Command::new("cp")
@@ -1945,7 +1953,7 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         alive("the first checkout's down and up");
         let moved = self.scratch.join("own-a-moved");
         std::fs::rename(&a, &moved).unwrap();
-        let r = ldm(&moved, &["ssh", "dev", "--", "cat", "/root/data"]).ok();
+        let r = ldm(&moved, &["ssh", "dev", "--", "cat", "/srv/data"]).ok();
         assert_eq!(r.out().trim(), "mine", "{}", r.describe());
         ldm(&moved, &["down", "dev"]).ok();
         ldm(&moved, &["up", "dev"]).ok();
