@@ -2608,7 +2608,17 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             cmd.current_dir(&dir);
             run(&mut cmd, format!("ldm {} (in {name})", args.join(" ")))
         };
-        ldm(&["create", "--name", &name]).ok();
+        // An lxc-dev-manager style file naming them: ldm manages the
+        // unmarked instances it names exactly (doctor adopts only what ldm
+        // marked, issue 23).
+        let listed: String = (0..10)
+            .map(|i| format!("  l{i}:\n    image: ldm-busybox\n"))
+            .collect();
+        std::fs::write(
+            dir.join("containers.yaml"),
+            format!("project: {name}\ncontainers:\n{listed}"),
+        )
+        .unwrap();
         let ten: Vec<String> = (0..10).map(|i| format!("{name}-l{i}")).collect();
         std::thread::scope(|sc| {
             for n in &ten {
@@ -2619,8 +2629,6 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
                 sc.spawn(move || lxc(&args).ok());
             }
         });
-        // ldm adopts the 10 instances named like its containers.
-        ldm(&["doctor", "--fix"]).ok();
         let (_, rows): (Run, Vec<Value>) = {
             let r = ldm(&["list", "--json"]).ok();
             let v: Value = serde_json::from_slice(&r.stdout).unwrap();
