@@ -84,6 +84,9 @@ fn ctx(dir: &Path, user: &Path) -> Ctx {
         connect,
         user: Some(UserDirs::in_dir(user)),
         log_seen: Mutex::new(None),
+        project_at: Mutex::new(None),
+        seen: Default::default(),
+        owned: false,
     }
 }
 

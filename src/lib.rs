@@ -247,6 +247,7 @@ impl Error {
                     next: next.into(),
                 }
             }
+            source @ lxd::LxdError::NotOurs { .. } => Error::Refused(source.to_string()),
             source => Error::Lxd { doing, source },
         }
         }

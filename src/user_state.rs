@@ -167,6 +167,24 @@ impl UserDirs {
         })
     }
 
+    /// The checkout id ldm gave folder `dir`, if it has seen it: nothing
+    /// is made or recorded (`None` for a folder that is not there, or
+    /// that ldm never saw as it is now).
+    pub fn known(&self, dir: &Path) -> Option<CheckoutId> {
+        let meta = fs::metadata(dir).ok()?;
+        let birth = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let key = self
+            .state
+            .join("folders")
+            .join(format!("{}-{}-{birth}", meta.dev(), meta.ino()));
+        read_entry(&key).ok().map(|e| e.id)
+    }
+
     /// The folder of checkout `id`'s own state (made on demand, `0700`).
     pub fn checkout_state(&self, id: CheckoutId) -> Result<PathBuf, UserStateError> {
         let dir = self.state.join("checkouts").join(id.to_string());

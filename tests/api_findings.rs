@@ -143,7 +143,9 @@ impl Env {
     }
 
     /// Container `c` recorded in the project and running in the double,
-    /// with its initial-state snapshot.
+    /// with its initial-state snapshot and this checkout's owner marks (as
+    /// ldm makes it: an unmarked one is marked at its first change, one
+    /// request more, once).
     fn seed(&self, c: &str) {
         let mut store = Store::open(Paths::in_dir(&self.dir), Options::default());
         store
@@ -165,10 +167,17 @@ impl Env {
                 Ok::<_, ldm::store::StoreError>((m, ()))
             })
             .unwrap();
+        let users = ldm::user_state::UserDirs {
+            state: self.home.join("state").join("ldm"),
+            cache: self.home.join("cache").join("ldm"),
+        };
+        let id = users.checkout(&self.dir).unwrap().id.to_string();
         self.double.seed(
             "default",
             &format!("p-{c}"),
-            Instance::running().snapshot("initial-state"),
+            Instance::running()
+                .snapshot("initial-state")
+                .config("user.ldm.checkout", &id),
         );
     }
 

@@ -817,6 +817,7 @@ fn workflow(on: Server) {
     s.images();
     s.down_up();
     s.remove();
+    s.two_checkouts();
     s.requests_per_command();
     s.in_another_lxd_project();
     s.interrupted_create();
@@ -1910,6 +1911,116 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         self.time("up", ldm_up, Some(t.elapsed()), "lxc start + IPv4 wait");
     }
 
+    /// Issue 23: two folders with one containers.yaml. Every command of the
+    /// copy leaves the first checkout's container running with its data;
+    /// the first folder keeps working, also after a `mv`; a container made
+    /// with plain `lxc` and named in an lxc-dev-manager style file is
+    /// still managed.
+    fn two_checkouts(&mut self) {
+        self.step("two checkouts of one project: the copy never acts on the first's container");
+        let (a, b) = (self.scratch.join("own-a"), self.scratch.join("own-b"));
+        std::fs::create_dir_all(&a).unwrap();
+        let project = format!("{}o", self.project);
+        let inst = format!("{project}-dev");
+        let ldm = |dir: &std::path::Path, args: &[&str]| {
+            let mut cmd = self.ldm_cmd(args);
+            cmd.current_dir(dir);
+            run(
+                &mut cmd,
+                format!("ldm {} (in {})", args.join(" "), dir.display()),
+            )
+        };
+        ldm(&a, &["create", "--name", &project]).ok();
+        ldm(
+            &a,
+            &["container", "create", "dev", &self.image, "--no-mount"],
+        )
+        .ok();
+        lxc(&[
+            "exec",
+            &inst,
+            "--",
+            "sh",
+            "-c",
+            "echo mine > /srv/data && chmod 644 /srv/data",
+        ])
+        .ok();
+        let alive = |what: &str| {
+            let i = query(&format!("/1.0/instances/{inst}"))
+                .unwrap_or_else(|| panic!("{what} deleted {inst}"));
+            assert_eq!(i["status"], "Running", "{what} stopped {inst}");
+            let r = lxc(&["exec", &inst, "--", "cat", "/srv/data"]).ok();
+            assert_eq!(r.out().trim(), "mine", "{what} lost the data in {inst}");
+        };
+        let st = Command::new("cp")
+            .arg("-r")
+            .arg(&a)
+            .arg(&b)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let first = std::fs::canonicalize(&a).unwrap().display().to_string();
+        for args in [
+            &["down"][..],
+            &["up"],
+            &["container", "reset", "dev"],
+            &["remove", "dev", "-f"],
+        ] {
+            let r = ldm(&b, args);
+            assert_ne!(r.code, Some(0), "{}", r.describe());
+            assert!(
+                format!("{}{}", r.out(), r.stderr).contains(&first),
+                "{}",
+                r.describe()
+            );
+            alive(&format!("ldm {} in the copy", args.join(" ")));
+        }
+        ldm(&b, &["doctor", "--fix", "--force"]);
+        alive("ldm doctor --fix --force in the copy");
+        ldm(&b, &["project", "delete", "-f"]).ok();
+        alive("ldm project delete -f in the copy");
+        ldm(&a, &["down", "dev"]).ok();
+        ldm(&a, &["up", "dev"]).ok();
+        alive("the first checkout's down and up");
+        let moved = self.scratch.join("own-a-moved");
+        std::fs::rename(&a, &moved).unwrap();
+        let r = ldm(&moved, &["ssh", "dev", "--", "cat", "/srv/data"]).ok();
+        assert_eq!(r.out().trim(), "mine", "{}", r.describe());
+        ldm(&moved, &["down", "dev"]).ok();
+        ldm(&moved, &["up", "dev"]).ok();
+        alive("down and up after mv");
+        ldm(&moved, &["project", "delete", "-f"]).ok();
+        assert!(query(&format!("/1.0/instances/{inst}")).is_none());
+
+        self.step("a container made with plain lxc, named in an lxc-dev-manager file, is managed");
+        let old = self.scratch.join("own-ldm");
+        std::fs::create_dir_all(&old).unwrap();
+        let project = format!("{}u", self.project);
+        let inst = format!("{project}-web");
+        lxc(&["launch", &self.image, &inst]).ok();
+        lxc(&["stop", "--force", &inst]).ok();
+        std::fs::write(
+            old.join("containers.yaml"),
+            format!(
+                "project: {project}\ncontainers:\n  web:\n    image: {}\n",
+                self.image
+            ),
+        )
+        .unwrap();
+        let r = ldm(&old, &["up", "web"]).ok();
+        assert!(
+            r.stderr.contains(&format!("marked {inst}")),
+            "{}",
+            r.describe()
+        );
+        assert_eq!(
+            lxc_json(&["list", &inst, "--format", "json"])[0]["status"],
+            "Running"
+        );
+        ldm(&old, &["remove", "web", "-f"]).ok();
+        assert!(query(&format!("/1.0/instances/{inst}")).is_none());
+    }
+
     fn remove(&mut self) {
         self.step("remove without -f refuses without a terminal; remove -f c");
         let c = self.lxd_name("c");
@@ -2543,7 +2654,17 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             cmd.current_dir(&dir);
             run(&mut cmd, format!("ldm {} (in {name})", args.join(" ")))
         };
-        ldm(&["create", "--name", &name]).ok();
+        // An lxc-dev-manager style file naming them: ldm manages the
+        // unmarked instances it names exactly (doctor adopts only what ldm
+        // marked, issue 23).
+        let listed: String = (0..10)
+            .map(|i| format!("  l{i}:\n    image: ldm-busybox\n"))
+            .collect();
+        std::fs::write(
+            dir.join("containers.yaml"),
+            format!("project: {name}\ncontainers:\n{listed}"),
+        )
+        .unwrap();
         let ten: Vec<String> = (0..10).map(|i| format!("{name}-l{i}")).collect();
         std::thread::scope(|sc| {
             for n in &ten {
@@ -2554,8 +2675,6 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
                 sc.spawn(move || lxc(&args).ok());
             }
         });
-        // ldm adopts the 10 instances named like its containers.
-        ldm(&["doctor", "--fix"]).ok();
         let (_, rows): (Run, Vec<Value>) = {
             let r = ldm(&["list", "--json"]).ok();
             let v: Value = serde_json::from_slice(&r.stdout).unwrap();

@@ -38,17 +38,6 @@ fn device_adds(argvs: &[Vec<String>]) -> Vec<&Vec<String>> {
         .collect()
 }
 
-/// The `source=` of each disk device added by `argvs`.
-fn added_sources(argvs: &[Vec<String>]) -> Vec<String> {
-    device_adds(argvs)
-        .iter()
-        .filter_map(|a| {
-            a.iter()
-                .find_map(|x| x.strip_prefix("source=").map(str::to_string))
-        })
-        .collect()
-}
-
 /// Inserts `lines` after the line `after` of the project's containers.yaml,
 /// as a process in a container writing the folder through its mount would.
 fn container_writes(dir: &Path, after: &str, lines: &str) {
@@ -97,78 +86,10 @@ fn a_read_write_mount_is_never_idmapped_so_the_containers_root_is_never_host_roo
     }
 }
 
-/// `ldm ARGS` in folder `dir` against `env`'s double and home.
-fn run_in(env: &Env, dir: &Path, args: &[&str]) -> double::Run {
-    let out = env
-        .command(args, &[])
-        .current_dir(dir)
-        .output()
-        .expect("run ldm");
-    double::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: std::time::Duration::ZERO,
-    }
-}
-
-/// A second project folder beside `env`'s, holding only `yaml` (a fresh
-/// clone), owned like `env`'s.
-fn clone_beside(env: &Env, name: &str, yaml: &str) -> PathBuf {
-    let dir = env.dir.parent().unwrap().join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("containers.yaml"), yaml).unwrap();
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        std::os::unix::fs::chown(&dir, Some(1000), Some(1000)).unwrap();
-    }
-    std::fs::canonicalize(dir).unwrap()
-}
-
-/// Finding 2. LXD names come from the file (`project:` + container name)
-/// and nothing ties an instance to the checkout that made it. A repository
-/// (or a second clone, or a container rewriting `project:`) that names an
-/// existing project gets that project's containers: a setup step the user
-/// allowed for the clone runs as root in the other checkout's container,
-/// with the mounts allowed there (here a host folder the user mounted
-/// for the first checkout only).
-#[test]
-#[ignore = "issue 23"]
-fn a_clone_naming_another_checkouts_project_never_runs_its_steps_in_that_checkouts_containers() {
-    let env = Env::new("p");
-    let secret = env.dir.parent().unwrap().join("secret");
-    std::fs::create_dir_all(&secret).unwrap();
-    as_user(&env, &[&secret]);
-    env.ok(&["container", "create", "dev", "img"]);
-    env.ok(&["mount", "dev", &format!("{}:/srv/secret", secret.display())]);
-    assert!(added_sources(&calls(&env))
-        .iter()
-        .any(|s| Path::new(s) == secret.canonicalize().unwrap()));
-
-    // A fresh clone whose containers.yaml names the same project, with an
-    // innocent-looking step, reviewed and allowed for that clone.
-    let clone = clone_beside(
-        &env,
-        "clone",
-        "project: p\ncontainers:\n  dev:\n    image: img\n    setup:\n    - make setup\n",
-    );
-    run_in(&env, &clone, &["trust", "--yes"]).expect(0);
-    calls(&env);
-    let run = run_in(&env, &clone, &["container", "setup", "dev"]);
-    let argvs = calls(&env);
-    let ran_in_first: Vec<_> = argvs
-        .iter()
-        .filter(|a| a[0] == "exec" && a.iter().any(|x| x == "p-dev"))
-        .filter(|a| a.iter().any(|x| x.contains("make setup")))
-        .collect();
-    assert!(
-        ran_in_first.is_empty(),
-        "the clone's step ran in the first checkout's container p-dev, which mounts {}: exit {}\n{}\n{ran_in_first:#?}",
-        secret.display(),
-        run.code,
-        run.stderr
-    );
-}
+// Finding 2 (a clone naming another checkout's project ran its steps in
+// that checkout's containers) is tests/ownership.rs
+// `a_clone_never_runs_its_steps_in_the_first_checkouts_container`, against
+// the API double: only the API backend checks ownership (issue 23).
 
 /// What `ldm trust --show --json` says waits, as JSON, with `envs`.
 fn waiting(env: &Env, envs: &[(&str, &str)]) -> Vec<serde_json::Value> {

@@ -58,7 +58,7 @@ pub fn clone(ctx: &Ctx, args: &ContainerClone, out: &mut dyn Write) -> Result<()
         // (`lxc project switch`): copying would make a second.
         op::here_or_nowhere(&*lxd, lxd_name)?;
     }
-    match lxd.copy(&src_lxd, args.snapshot.as_deref(), lxd_name) {
+    match lxd.copy(&src_lxd, args.snapshot.as_deref(), lxd_name, &[]) {
         Ok(()) => {}
         Err(LxdError::AlreadyExists { .. }) if s.resumed => {
             progress.note("already copied by the interrupted run; continuing")

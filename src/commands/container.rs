@@ -322,8 +322,15 @@ pub(super) fn launch(
                 what: format!(
                     "LXD already has an instance {lxd_name} that this project does not record"
                 ),
-                next: "adopt it with `ldm doctor --fix`, or pick another name".into(),
+                next: format!(
+                    "pick another name; or, if it is yours, manage it with ldm by naming it in containers.yaml (`{name}:` under `containers:`, with its `image:`): ldm adopts an unmarked instance the file names exactly"
+                ),
             })
+        }
+        // Another checkout's (its owner marks say so): never this one's.
+        Err(e @ LxdError::NotOurs { .. }) if !s.resumed => {
+            unrecord(store, name)?;
+            Err(Error::lxd(format!("launching {lxd_name}"))(e))
         }
         Err(e) => {
             let doing = format!("launching {lxd_name} from {image}");

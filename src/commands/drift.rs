@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::commands::image::PUBLISH_PREFIX;
 use crate::commands::op;
+use crate::lxd::owner::{self, Owner};
 use crate::lxd::{Away, Instance};
 use crate::model::{validate, Container, Mount, Mutation, Op, Pending, Project};
 use crate::store::Owners;
@@ -102,6 +103,19 @@ pub fn compare(
         }
         let full = project.lxd_name(name);
         let inst = instances.iter().find(|i| i.name == full);
+        if let Some(Instance {
+            owner: Owner::Other(theirs),
+            ..
+        }) = inst
+        {
+            out.push(drift(
+                name,
+                format!("recorded, but LXD's {full} {}", theirs.said),
+                "leave it alone (it is another checkout's)",
+                Vec::new(),
+            ));
+            continue;
+        }
         if let Some(i) = inst {
             out.extend(leftovers(name, i));
         }
@@ -319,7 +333,20 @@ fn unrecorded(project: &Project, instances: &[Instance]) -> Vec<Drift> {
     instances
         .iter()
         .filter_map(|i| {
-            let name = i.name.strip_prefix(&prefix)?;
+            let name = match i.owner {
+                // Only what this checkout marked as this project's, by the
+                // exact names in its marks: never a prefix guess (project
+                // `web` and `web-api`'s `web-api-dev`), never another
+                // checkout's.
+                Owner::Ours | Owner::Moved { .. } => {
+                    let (p, c) = (i.user.get(owner::PROJECT)?, i.user.get(owner::CONTAINER)?);
+                    (*p == project.project && i.name == project.lxd_name(c))
+                        .then_some(c.as_str())?
+                }
+                Owner::Unmarked | Owner::Other(_) => return None,
+                // A bare client (the CLI backend) knows no marks: the prefix.
+                Owner::Unknown => i.name.strip_prefix(&prefix)?,
+            };
             if project.containers.contains_key(name)
                 || validate::container_name(&project.project, name).is_err()
             {

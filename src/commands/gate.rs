@@ -82,6 +82,8 @@ pub fn check(ctx: &Ctx, store: &Store, project: &Project, need: &Need) -> Result
     let found = trust::scan(project, &canon, &homes);
     let settings = trust::settings(project);
     let before = store.log_identity().ok().flatten();
+    *ctx.project_at.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((dir.clone(), project.project.clone()));
     *ctx.log_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((dir.clone(), before.clone()));
     if found.is_empty() && !need.settings && !settings_off(&settings) {
         return Ok(Gated {

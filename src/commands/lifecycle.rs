@@ -6,6 +6,7 @@ use std::io::Write;
 use crate::cli::{ContainerReset, Force, Remove};
 use crate::commands::op::{self, Progress};
 use crate::commands::{gate, table, text, Ctx};
+use crate::lxd::owner::Owner;
 use crate::lxd::{Instance, Lxd, LxdError};
 use crate::model::{validate, Mutation, Op, Pending};
 use crate::store::Store;
@@ -197,7 +198,10 @@ pub fn delete_project(ctx: &Ctx, args: &Force, out: &mut dyn Write) -> Result<()
         instances
             .iter()
             .find(|i| i.name == full)
-            .map_or("NOT FOUND".to_string(), |i| i.status.to_uppercase())
+            .map_or("NOT FOUND".to_string(), |i| match i.owner {
+                Owner::Other(_) => "ANOTHER CHECKOUT'S".to_string(),
+                _ => i.status.to_uppercase(),
+            })
     };
     let rows: Vec<Vec<String>> = project
         .containers
@@ -249,6 +253,11 @@ pub fn delete_project(ctx: &Ctx, args: &Force, out: &mut dyn Write) -> Result<()
         progress.step(&format!("Deleting {full}"));
         match lxd.delete(&full) {
             Ok(()) | Err(LxdError::NotFound { .. }) => {}
+            // Another checkout's instance of the same name is not this
+            // project's to delete: left as it is, only forgotten here.
+            Err(e @ LxdError::NotOurs { .. }) => {
+                eprintln!("ldm: left alone: {}", text::escape(&e.to_string()));
+            }
             Err(e) => {
                 return Err(Error::lxd(format!(
                     "deleting {full}; run `ldm project delete` again to finish"

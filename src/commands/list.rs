@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::cli::DEFAULT_WAIT;
 use crate::commands::{gate, op, style, table, text, Ctx};
+use crate::lxd::owner::Owner;
 use crate::lxd::{Instance, Lxd};
 use crate::model::Project;
 use crate::store::Owners;
@@ -15,6 +16,8 @@ use crate::{say, Error};
 
 /// The status of a recorded container LXD does not have.
 const NOT_FOUND: &str = "NOT FOUND";
+/// The status of a recorded name another checkout's instance has.
+const ANOTHERS: &str = "ANOTHER CHECKOUT'S";
 
 /// One container in `list --json` (schema documented in README).
 #[derive(Debug, Serialize)]
@@ -51,6 +54,7 @@ pub fn run(ctx: &Ctx, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let instances = lxd.list().map_err(Error::lxd("listing LXD instances"))?;
     let rows = rows(&store.owners(), &project, &instances);
     note_strays(ctx, &project, &instances);
+    note_theirs(ctx, &project, &instances);
     note_elsewhere(ctx, &*lxd, &rows);
     if json {
         return say(
@@ -112,7 +116,10 @@ fn rows(owners: &Owners, project: &Project, instances: &[Instance]) -> Vec<Row> 
                 started_at: p.started_at.clone(),
                 interrupted: !op::is_alive(owners, p),
             });
+            let theirs = inst.is_some_and(|i| matches!(i.owner, Owner::Other(_)));
+            let inst = inst.filter(|_| !theirs);
             let status = match (busy, inst) {
+                _ if theirs => ANOTHERS.to_string(),
                 (Some(p), _) => op::describe(owners, p),
                 (None, Some(i)) => i.status.to_uppercase(),
                 (None, None) => NOT_FOUND.to_string(),
@@ -158,12 +165,31 @@ fn note_elsewhere(ctx: &Ctx, lxd: &dyn Lxd, rows: &[Row]) {
     }
 }
 
+/// One stderr line per recorded container whose LXD name another
+/// checkout's instance has: whose, and what to do.
+fn note_theirs(ctx: &Ctx, project: &Project, instances: &[Instance]) {
+    if ctx.quiet {
+        return;
+    }
+    for name in project.containers.keys() {
+        let full = project.lxd_name(name);
+        let found = instances.iter().find(|i| i.name == full);
+        if let Some(Owner::Other(theirs)) = found.map(|i| &i.owner) {
+            let line = format!("note: LXD's {full} {}", theirs.said);
+            eprintln!("{}", text::escape(&line));
+        }
+    }
+}
+
 /// One stderr note for instances named like the project's that it does
 /// not record (`doctor` says what to do with them).
 fn note_strays(ctx: &Ctx, project: &Project, instances: &[Instance]) {
     let prefix = format!("{}-", project.project);
+    // Never another checkout's or an unmarked one: `doctor` adopts only
+    // this checkout's own by their marks.
     let strays: Vec<&str> = instances
         .iter()
+        .filter(|i| matches!(i.owner, Owner::Ours | Owner::Moved { .. } | Owner::Unknown))
         .map(|i| i.name.as_str())
         .filter(|n| {
             n.strip_prefix(&prefix)

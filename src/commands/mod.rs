@@ -44,6 +44,8 @@ use crate::cli::{
     Cli, Command, ContainerCommand, ImageCommand, ProjectCommand, SnapshotCommand, DEFAULT_WAIT,
 };
 use crate::lxd::api::{self, Api, Patience, ShowProgress};
+use crate::lxd::owned::{Owned, Seen};
+use crate::lxd::owner::Me;
 use crate::lxd::{Client, Lxd, OnWait, Patient};
 use crate::model::Project;
 use crate::store::{self, LogIdentity, Paths, SafeDirs, Store, StoreError};
@@ -79,6 +81,15 @@ pub struct Ctx {
     /// The project folder and its log's identity when the trust check
     /// looked ([`gate::after`] compares).
     pub log_seen: Mutex<Option<(PathBuf, Option<LogIdentity>)>>,
+    /// The project folder and name the trust check saw: the clients
+    /// [`Ctx::lxd`] makes know whose each instance is for that checkout
+    /// (DESIGN.md, "Ownership"). `None` before the check.
+    pub project_at: Mutex<Option<(PathBuf, String)>>,
+    /// The owners this command's clients have seen, shared by them.
+    pub seen: Seen,
+    /// Whether clients check ownership: the API backend's do; the CLI
+    /// backend (going away) neither marks nor checks.
+    pub owned: bool,
 }
 
 impl Ctx {
@@ -97,6 +108,23 @@ impl Ctx {
         self.lxd_at(project.remote.as_deref(), wait)
     }
 
+    /// This checkout of the project the trust check saw. `None` when the
+    /// user's state folder cannot say which checkout it is: then ldm marks
+    /// and checks nothing, as an older ldm did. Read only by commands that
+    /// call LXD (one small file, and the machine id).
+    fn me(&self) -> Option<Me> {
+        let seen = self.project_at.lock().unwrap_or_else(|e| e.into_inner());
+        let (dir, project) = seen.as_ref()?;
+        let c = self.user.as_ref()?.checkout(dir).ok()?;
+        Some(Me {
+            checkout: c.id.to_string(),
+            project: project.clone(),
+            folder: c.dir.display().to_string(),
+            host: Me::machine_id(),
+            users: self.user.clone(),
+        })
+    }
+
     /// Like [`Ctx::lxd`] with the remote from a commit's view of the project.
     pub fn lxd_at(&self, remote: Option<&str>, wait: Duration) -> Arc<dyn Lxd> {
         let quiet = self.quiet;
@@ -110,7 +138,13 @@ impl Ctx {
                 );
             }
         });
-        (self.connect)(remote, wait, on_wait)
+        let lxd = (self.connect)(remote, wait, on_wait);
+        match self.me() {
+            Some(me) if self.owned => {
+                Arc::new(Owned::new(lxd, me, Arc::clone(&self.seen), self.quiet))
+            }
+            _ => lxd,
+        }
     }
 
     /// The LXD for commands that work without a project (image commands):
@@ -439,6 +473,9 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         connect: connector(cli)?,
         user: UserDirs::from_env().ok(),
         log_seen: Mutex::new(None),
+        project_at: Mutex::new(None),
+        seen: Seen::default(),
+        owned: backend()? == Backend::Api,
     })
 }
 

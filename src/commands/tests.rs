@@ -45,6 +45,9 @@ fn setup(fake: Fake) -> Setup {
             &dir.path().join(".user"),
         )),
         log_seen: Mutex::new(None),
+        project_at: Mutex::new(None),
+        seen: Default::default(),
+        owned: true,
     };
     Setup {
         _dir: dir,
@@ -142,9 +145,11 @@ fn create_over_an_unrecorded_instance_is_a_conflict_and_frees_the_name() {
     let s = setup(Fake::new().with_instance("p-dev", true, &[]));
     let e = container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
-    assert!(e.to_string().contains("ldm doctor --fix"), "{e}");
+    assert!(e.to_string().contains("pick another name"), "{e}");
     assert!(project(&s).containers.is_empty());
-    assert_eq!(s.fake.calls(), ["launch p-dev"]);
+    // Then its marks are asked for (whose is it?): one request, on this
+    // failure only.
+    assert_eq!(s.fake.calls(), ["launch p-dev", "instance p-dev"]);
 }
 
 #[test]
@@ -193,6 +198,29 @@ fn doctor_reports_drift_and_fix_adopts_what_lxd_has() {
         .with_instance("p-x", true, &["s1"])
         .with_instance("other-y", true, &[]);
     let s = setup(fake);
+    // Adopted by its marks of this checkout only (issue 23): unmarked,
+    // it is not offered.
+    let mut out = Vec::new();
+    doctor::run(&s.ctx, &doctor_args(false), &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("LXD has p-x"), "{text}");
+    let id = s
+        .ctx
+        .user
+        .as_ref()
+        .unwrap()
+        .checkout(s._dir.path())
+        .unwrap()
+        .id;
+    let marks = [
+        ("user.ldm.checkout", id.to_string()),
+        ("user.ldm.project", "p".to_string()),
+        ("user.ldm.container", "x".to_string()),
+    ];
+    s.fake.server().instances.get_mut("p-x").unwrap().user = marks
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let mut out = Vec::new();
     let e = doctor::run(&s.ctx, &doctor_args(false), &mut out).unwrap_err();
     assert!(matches!(e, Error::Drift(_)), "{e:?}");

@@ -16,6 +16,7 @@ use crate::commands::op;
 use crate::commands::provision::{self, Mounts, Plan};
 use crate::commands::setup::wait_ipv4;
 use crate::commands::{text, Ctx};
+use crate::lxd::owner::Owner;
 use crate::lxd::{Instance, Lxd, LxdError};
 use crate::model::{Mutation, Op, Project};
 use crate::store::Owners;
@@ -53,6 +54,9 @@ pub enum Action {
     Nothing(String),
     /// Cannot be done; the words say why and what to run.
     Refuse(String),
+    /// LXD's instance of its name is another checkout's: left alone; the
+    /// words say whose and what to do.
+    Theirs(String),
 }
 
 /// The plan for every container of `project` (sorted by name), given what
@@ -70,6 +74,13 @@ pub fn plan(
             let lxd_name = project.lxd_name(name);
             let inst = lxd.iter().find(|i| i.name == lxd_name);
             let action = match (&c.pending, inst) {
+                (
+                    _,
+                    Some(Instance {
+                        owner: Owner::Other(theirs),
+                        ..
+                    }),
+                ) => Action::Theirs(format!("LXD's {lxd_name} {}", theirs.said)),
                 (Some(p), _) if op::is_alive(owners, p) => {
                     Action::Refuse(format!("busy: {}", op::doing(p)))
                 }
@@ -182,6 +193,7 @@ fn describe(project: &Project, name: &str, a: &Action) -> String {
         Action::Missing => "nothing (not in LXD)".into(),
         Action::Nothing(why) => format!("nothing ({why})"),
         Action::Refuse(why) => format!("cannot: {why}"),
+        Action::Theirs(why) => format!("nothing: {why}"),
     }
 }
 
@@ -374,6 +386,7 @@ fn act(
             what: format!("container {name} {why}"),
             next: "then run the command again".into(),
         }),
+        Action::Theirs(why) => Err(Error::Refused(why.clone())),
     }
 }
 

@@ -125,6 +125,7 @@ fn instance(name: &str, running: bool, snapshots: &[&str]) -> Instance {
         raw_idmap: None,
         idmap_current: None,
         user: Default::default(),
+        owner: Default::default(),
     }
 }
 
@@ -185,7 +186,7 @@ impl Lxd for Fake {
         })
     }
 
-    fn launch(&self, image: &str, name: &str, _config: &[(&str, &str)]) -> Result<(), LxdError> {
+    fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
         self.call("launch", name, |st| {
             if st.instances.contains_key(name) {
                 return Err(LxdError::AlreadyExists {
@@ -195,9 +196,14 @@ impl Lxd for Fake {
             if image.starts_with("missing") {
                 return Err(not_found(&format!("image {image}")));
             }
-            let mut i = instance(name, true, &[]);
-            i.raw_idmap = st.launch_raw_idmap.clone();
-            st.instances.insert(name.to_string(), i);
+            let mut made = instance(name, true, &[]);
+            made.raw_idmap = st.launch_raw_idmap.clone();
+            made.user = config
+                .iter()
+                .filter(|(k, _)| k.starts_with("user."))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            st.instances.insert(name.to_string(), made);
             Ok(())
         })
     }
@@ -281,7 +287,13 @@ impl Lxd for Fake {
         })
     }
 
-    fn copy(&self, source: &str, _snap: Option<&str>, target: &str) -> Result<(), LxdError> {
+    fn copy(
+        &self,
+        source: &str,
+        _snap: Option<&str>,
+        target: &str,
+        config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
         self.call("copy", source, |st| {
             get(st, source)?;
             if st.instances.contains_key(target) {
@@ -289,8 +301,13 @@ impl Lxd for Fake {
                     what: format!("instance {target}"),
                 });
             }
-            st.instances
-                .insert(target.to_string(), instance(target, false, &[]));
+            let mut made = instance(target, false, &[]);
+            made.user = config
+                .iter()
+                .filter(|(k, _)| k.starts_with("user."))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            st.instances.insert(target.to_string(), made);
             Ok(())
         })
     }

@@ -43,6 +43,7 @@ pub(super) fn instance(v: &Value) -> Instance {
             .filter(|(k, _)| k.starts_with("user."))
             .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
             .collect(),
+        owner: Default::default(),
     }
 }
 

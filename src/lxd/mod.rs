@@ -16,6 +16,8 @@ pub mod fake;
 mod ipv4;
 mod json;
 mod lines;
+pub mod owned;
+pub mod owner;
 mod process;
 mod stopping;
 mod wait;
@@ -67,6 +69,10 @@ pub struct Instance {
     /// Its `user.*` config keys (ldm's own marks live there).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub user: BTreeMap<String, String>,
+    /// Whose it is, by its marks: set by the client a command gets
+    /// ([`owned::Owned`]), [`owner::Owner::Unknown`] from a bare one.
+    #[serde(skip)]
+    pub owner: owner::Owner,
 }
 
 /// Who the server is: what ldm keys what it knows of a server on.
@@ -310,6 +316,17 @@ pub enum LxdError {
         /// The command line.
         cmd: String,
     },
+    /// The instance is another checkout's (its owner marks say so): ldm
+    /// does not act on it.
+    #[error("LXD's {name} belongs to {whose}; {next}")]
+    NotOurs {
+        /// The instance.
+        name: String,
+        /// Whose it is (its folder and machine).
+        whose: String,
+        /// What to do.
+        next: String,
+    },
     /// Start of a running or stop of a stopped instance.
     #[error("{what} is already in that state")]
     AlreadyInState {
@@ -340,6 +357,12 @@ pub trait Lxd: Send + Sync {
     fn statuses(&self) -> Result<Vec<Instance>, LxdError>;
     /// One instance, or `None`.
     fn instance(&self, name: &str) -> Result<Option<Instance>, LxdError>;
+    /// One instance's `user.*` keys (ldm's owner marks), or `None` if LXD
+    /// has no such instance: one request, without waiting for operations
+    /// on it (the marks are set when it is made).
+    fn user_keys(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, LxdError> {
+        Ok(self.instance(name)?.map(|i| i.user))
+    }
     /// One instance's running state, or `None` if LXD has no such instance.
     fn state(&self, name: &str) -> Result<Option<State>, LxdError>;
     /// Creates and starts `name` from `image` with `config` keys set at launch.
@@ -363,8 +386,15 @@ pub trait Lxd: Send + Sync {
     /// Deletes snapshot `snap` of `name`.
     fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError>;
     /// Copies `source` (or its snapshot) to a new stopped instance `target`,
-    /// without the source's snapshots.
-    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError>;
+    /// without the source's snapshots or ldm's marks, with `config` keys
+    /// set in the same request.
+    fn copy(
+        &self,
+        source: &str,
+        snap: Option<&str>,
+        target: &str,
+        config: &[(&str, &str)],
+    ) -> Result<(), LxdError>;
     /// Runs `argv` inside `name` on this terminal and returns its exit code.
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError>;
     /// Replaces this process with an interactive `argv` inside `name`;
@@ -419,6 +449,11 @@ pub trait Lxd: Send + Sync {
     fn remove_device(&self, name: &str, device: &str) -> Result<(), LxdError>;
     /// Sets config key `key` of `name`.
     fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError>;
+    /// Sets config keys `keys` of `name` in one change.
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        keys.iter()
+            .try_for_each(|(k, v)| self.set_config(name, k, v))
+    }
     /// Restarts a running instance.
     fn restart(&self, name: &str) -> Result<(), LxdError>;
     /// Runs `argv` inside `name` feeding `stdin`, handing each line of its

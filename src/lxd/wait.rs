@@ -10,7 +10,7 @@
 //! acts on an instance is retried so until `limit` has passed; reads
 //! (`list`, `instance`, `snapshots`, `images`) go straight through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -133,6 +133,12 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.instance(name)
     }
 
+    fn user_keys(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, LxdError> {
+        self.inner.user_keys(name)
+    }
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.set_configs(name, keys))
+    }
     fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
         self.inner.state(name)
     }
@@ -176,8 +182,14 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.retry(name, || self.inner.delete_snapshot(name, snap))
     }
 
-    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
-        self.retry(source, || self.inner.copy(source, snap, target))
+    fn copy(
+        &self,
+        source: &str,
+        snap: Option<&str>,
+        target: &str,
+        config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
+        self.retry(source, || self.inner.copy(source, snap, target, config))
     }
 
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
@@ -278,6 +290,12 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
         (**self).state(name)
     }
+    fn user_keys(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, LxdError> {
+        (**self).user_keys(name)
+    }
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        (**self).set_configs(name, keys)
+    }
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
         (**self).launch(image, name, config)
     }
@@ -305,8 +323,14 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     fn delete_snapshot(&self, name: &str, snap: &str) -> Result<(), LxdError> {
         (**self).delete_snapshot(name, snap)
     }
-    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
-        (**self).copy(source, snap, target)
+    fn copy(
+        &self,
+        source: &str,
+        snap: Option<&str>,
+        target: &str,
+        config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
+        (**self).copy(source, snap, target, config)
     }
     fn exec_attached(&self, name: &str, argv: &[&str]) -> Result<i32, LxdError> {
         (**self).exec_attached(name, argv)

@@ -150,6 +150,7 @@ impl Api {
         source: &str,
         snap: Option<&str>,
         target: &str,
+        marks: &[(&str, &str)],
     ) -> Result<(), LxdError> {
         let from = match snap {
             Some(s) => format!("{source}/{s}"),
@@ -170,6 +171,11 @@ impl Api {
             })?;
         let mut config = src["config"].as_object().cloned().unwrap_or_default();
         config.retain(|k, _| !k.starts_with("volatile.") || k == "volatile.base_image");
+        // The copy is the target's own: the source's owner marks are not.
+        config.retain(|k, _| !k.starts_with(crate::lxd::owner::PREFIX));
+        for (k, v) in marks {
+            config.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+        }
         let mut body = serde_json::to_value(InstancesPost {
             name: target,
             kind: "container",

@@ -36,7 +36,7 @@ pub const PROBE_PATH: &str = "/run/ldm-shift-probe";
 const ETAG_TRIES: usize = 5;
 
 impl Api {
-    fn patch(&self, name: &str, body: &Value) -> Result<(), LxdError> {
+    pub(super) fn patch(&self, name: &str, body: &Value) -> Result<(), LxdError> {
         let path = self.scoped(&self.instance_path(name));
         self.patiently(name, || {
             self.sync("PATCH", &path, Body::Json(body), None).map(drop)

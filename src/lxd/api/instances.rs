@@ -109,6 +109,7 @@ impl Api {
                 .filter(|(k, _)| k.starts_with("user."))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            owner: Default::default(),
         }
     }
 

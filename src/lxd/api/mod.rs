@@ -240,6 +240,15 @@ impl Lxd for Api {
         self.one(name)
     }
 
+    fn user_keys(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, LxdError> {
+        Ok(self.object(name)?.map(|o| {
+            o.config
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("user."))
+                .collect()
+        }))
+    }
+
     fn state(&self, name: &str) -> Result<Option<State>, LxdError> {
         self.state_of(name)
     }
@@ -303,8 +312,14 @@ impl Lxd for Api {
         self.remove_snapshot(name, snap)
     }
 
-    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
-        self.copy_instance(source, snap, target)
+    fn copy(
+        &self,
+        source: &str,
+        snap: Option<&str>,
+        target: &str,
+        config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
+        self.copy_instance(source, snap, target, config)
     }
 
     fn push(&self, name: &str, src: &Path, path: &str, recursive: bool) -> Result<(), LxdError> {
@@ -387,5 +402,13 @@ impl Lxd for Api {
 
     fn set_config(&self, name: &str, key: &str, value: &str) -> Result<(), LxdError> {
         self.set_instance_config(name, key, value)
+    }
+
+    fn set_configs(&self, name: &str, keys: &[(&str, &str)]) -> Result<(), LxdError> {
+        let config: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        self.patch(name, &serde_json::json!({ "config": config }))
     }
 }

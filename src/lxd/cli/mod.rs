@@ -326,7 +326,14 @@ impl Lxd for Client {
             .map(drop)
     }
 
-    fn copy(&self, source: &str, snap: Option<&str>, target: &str) -> Result<(), LxdError> {
+    /// The CLI backend (going away) sets no owner marks: `config` is unused.
+    fn copy(
+        &self,
+        source: &str,
+        snap: Option<&str>,
+        target: &str,
+        _config: &[(&str, &str)],
+    ) -> Result<(), LxdError> {
         let from = match snap {
             Some(s) => format!("{source}/{s}"),
             None => source.to_string(),

@@ -1,0 +1,534 @@
+//! Issue 23: every container knows whose it is. Against the API test
+//! double (`crates/lxd-double`) with the real `ldm` binary, two project
+//! folders of one user on one machine (a copy of a folder is another
+//! checkout: DESIGN.md, "Ownership"):
+//!
+//! 1. A copy of the folder never acts on the first checkout's container:
+//!    `down`, `up`, `reset`, `remove -f`, `doctor --fix --force` and
+//!    `project delete -f` leave it running, each saying whose it is.
+//! 2. A file that names another checkout's instance gets nothing of it.
+//! 3. `doctor` matches names exactly: project `web` never adopts `web-api-dev`.
+//! 4. `doctor` in a copy never offers the first checkout's containers.
+//!
+//! And: what ldm makes carries the marks (launch and copy, in the request
+//! that makes it); an unmarked instance the file names is managed as before.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use lxd_double::{Double, Image, Instance};
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "{self:#?}");
+        self
+    }
+
+    fn code(self, code: i32) -> Run {
+        assert_eq!(self.code, code, "{self:#?}");
+        self
+    }
+}
+
+/// Two folders (`a`, the first checkout, and later its copy `b`) of one
+/// user, and an LXD double with the image `ldm-debian`.
+struct Env {
+    double: Double,
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    home: PathBuf,
+    conf: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_path_buf();
+        let (home, conf) = (root.join("home"), root.join("conf"));
+        for d in [&home, &conf, &root.join("a")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(
+            conf.join("config.yml"),
+            Double::client_config("local", "default"),
+        )
+        .unwrap();
+        let double = Double::start(&root.join("lxd")).unwrap();
+        double.add_image("default", Image::new("ldm-debian"));
+        Env {
+            double,
+            _tmp: tmp,
+            root,
+            home,
+            conf,
+        }
+    }
+
+    fn dir(&self, folder: &str) -> PathBuf {
+        self.root.join(folder)
+    }
+
+    fn ldm(&self, folder: &str, args: &[&str]) -> Run {
+        // OWNERSHIP_LDM: another build to compare (the counts before).
+        let bin = std::env::var("OWNERSHIP_LDM").unwrap_or(env!("CARGO_BIN_EXE_ldm").into());
+        let mut cmd = Command::new(bin);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("LDM_") || k.starts_with("LXD_") || k.starts_with("INCUS_") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd
+            .args(args)
+            .current_dir(self.dir(folder))
+            .env("LDM_LXC", "/nonexistent/lxc")
+            .env("LXD_DIR", self.double.dir())
+            .env("LXD_CONF", &self.conf)
+            .env("HOME", &self.home)
+            .env("XDG_STATE_HOME", self.home.join("state"))
+            .env("XDG_CACHE_HOME", self.home.join("cache"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ldm");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `cp -r a b`: a second checkout with the same files.
+    fn copy(&self, from: &str, to: &str) {
+        let st = Command::new("cp")
+            .arg("-r")
+            .arg(self.dir(from))
+            .arg(self.dir(to))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    fn instance(&self, name: &str) -> Option<Instance> {
+        self.double.instance("default", name)
+    }
+
+    fn running(&self, name: &str) -> bool {
+        self.instance(name).is_some_and(|i| i.is_running())
+    }
+
+    fn requests(&self) -> usize {
+        self.double.take_requests().len()
+    }
+}
+
+fn canonical(p: &Path) -> String {
+    std::fs::canonicalize(p).unwrap().display().to_string()
+}
+
+/// A project `p` in folder `a` with container `dev` made by ldm.
+fn first_checkout() -> Env {
+    let env = Env::new();
+    env.ldm("a", &["create", "--name", "p"]).ok();
+    env.ldm(
+        "a",
+        &["container", "create", "dev", "ldm-debian", "--no-mount"],
+    )
+    .ok();
+    assert!(env.running("p-dev"));
+    env
+}
+
+#[test]
+fn what_ldm_makes_carries_its_checkouts_marks() {
+    let env = first_checkout();
+    env.ldm("a", &["container", "clone", "dev", "dev2"]).ok();
+    let folder = canonical(&env.dir("a"));
+    let marks = |name: &str| {
+        let c = env.instance(name).unwrap().config;
+        let get = |k: &str| c.get(k).cloned().unwrap_or_default();
+        (
+            get("user.ldm.checkout"),
+            get("user.ldm.project"),
+            get("user.ldm.container"),
+            get("user.ldm.folder"),
+        )
+    };
+    let (id, project, container, at) = marks("p-dev");
+    assert_eq!(id.len(), 32, "{id:?}");
+    assert_eq!((project.as_str(), container.as_str()), ("p", "dev"));
+    assert_eq!(at, folder);
+    // A copy is its own container: its marks, not its source's.
+    let (id2, _, container2, _) = marks("p-dev2");
+    assert_eq!((id2, container2.as_str()), (id, "dev2"));
+}
+
+/// Finding 1: a second checkout (`cp -r`) shares the file, never the
+/// containers.
+#[test]
+fn finding_1_a_copy_never_acts_on_the_first_checkouts_container() {
+    let env = first_checkout();
+    env.ldm("a", &["container", "snapshot", "create", "dev", "s1"])
+        .ok();
+    env.copy("a", "b");
+    let first = canonical(&env.dir("a"));
+    let says_whose = |r: &Run| {
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            said.contains(&first) && said.contains("change `project: p` in its containers.yaml"),
+            "{r:#?}"
+        );
+    };
+    for args in [
+        &["down", "dev"][..],
+        &["down"],
+        &["up", "dev"],
+        &["up"],
+        &["container", "reset", "dev", "s1"],
+        &["remove", "dev", "--force"],
+        &["container", "snapshot", "create", "dev", "s2"],
+        &["ssh", "dev"],
+    ] {
+        let r = env.ldm("b", args);
+        assert_ne!(r.code, 0, "ldm {args:?}: {r:#?}");
+        says_whose(&r);
+        assert!(env.running("p-dev"), "ldm {args:?} stopped it");
+    }
+    // A name the first checkout took after the copy: the copy's create
+    // says whose it is and records nothing.
+    env.ldm(
+        "a",
+        &["container", "create", "late", "ldm-debian", "--no-mount"],
+    )
+    .ok();
+    let r = env.ldm(
+        "b",
+        &["container", "create", "late", "ldm-debian", "--no-mount"],
+    );
+    assert_ne!(r.code, 0, "{r:#?}");
+    says_whose(&r);
+    let yaml = std::fs::read_to_string(env.dir("b").join("containers.yaml")).unwrap();
+    assert!(!yaml.contains("late"), "{yaml}");
+    assert!(env.running("p-late"));
+    let inst = env.instance("p-dev").unwrap();
+    assert!(inst.restored.is_empty(), "reset restored it");
+    assert_eq!(inst.snapshot_names(), ["initial-state", "s1"]);
+    let r = env.ldm("b", &["list"]).ok();
+    assert!(r.stdout.contains("ANOTHER CHECKOUT'S"), "{r:#?}");
+    says_whose(&r);
+    let r = env.ldm("b", &["doctor"]).code(1);
+    assert!(!r.stdout.contains("adopt"), "{r:#?}");
+    env.ldm("b", &["doctor", "--fix", "--force"]);
+    assert!(env.running("p-dev"));
+    let r = env.ldm("b", &["project", "delete", "--force"]).ok();
+    assert!(r.stderr.contains("left alone"), "{r:#?}");
+    assert!(
+        env.running("p-dev"),
+        "project delete in the copy deleted it"
+    );
+    assert_eq!(
+        env.instance("p-dev").unwrap().snapshot_names(),
+        ["initial-state", "s1"]
+    );
+    // The first checkout goes on as before.
+    env.ldm("a", &["down", "dev"]).ok();
+    assert!(!env.running("p-dev"));
+    env.ldm("a", &["up", "dev"]).ok();
+    assert!(env.running("p-dev"));
+    let r = env.ldm("a", &["list"]).ok();
+    assert!(r.stdout.contains("RUNNING"), "{r:#?}");
+    env.ldm("a", &["doctor"]).ok();
+}
+
+/// Finding 2: a containers.yaml naming an instance another checkout
+/// made (here: of another project, by another user's state) gets nothing
+/// of it.
+#[test]
+fn finding_2_a_file_naming_another_checkouts_instance_gets_nothing() {
+    let env = Env::new();
+    env.double.seed(
+        "default",
+        "q-web",
+        Instance::running()
+            .config("user.ldm.checkout", "0123456789abcdef0123456789abcdef")
+            .config("user.ldm.project", "q")
+            .config("user.ldm.container", "web")
+            .config("user.ldm.folder", "/home/someone/q")
+            .config("user.ldm.host", "another-machine"),
+    );
+    std::fs::write(
+        env.dir("a").join("containers.yaml"),
+        "project: q\ncontainers:\n  web:\n    image: ldm-debian\n",
+    )
+    .unwrap();
+    for args in [&["down"][..], &["remove", "web", "--force"], &["up", "web"]] {
+        let r = env.ldm("a", args);
+        assert_ne!(r.code, 0, "ldm {args:?}: {r:#?}");
+        let said = format!("{}{}", r.stdout, r.stderr);
+        assert!(
+            said.contains("/home/someone/q") && said.contains("another machine"),
+            "{r:#?}"
+        );
+        assert!(env.running("q-web"));
+    }
+    env.ldm("a", &["project", "delete", "--force"]).ok();
+    assert!(env.running("q-web"));
+}
+
+/// Finding 3: project `web` and project `web-api`'s container `dev`:
+/// `doctor` matches exact names, never a prefix.
+#[test]
+fn finding_3_doctor_never_takes_a_prefix_for_a_project() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.dir("api")).unwrap();
+    env.ldm("api", &["create", "--name", "web-api"]).ok();
+    env.ldm(
+        "api",
+        &["container", "create", "dev", "ldm-debian", "--no-mount"],
+    )
+    .ok();
+    // And one made by hand, unmarked, named alike.
+    env.double.seed("default", "web-old", Instance::running());
+    env.ldm("a", &["create", "--name", "web"]).ok();
+    let r = env.ldm("a", &["doctor"]).ok();
+    assert!(r.stdout.contains("the project and LXD agree"), "{r:#?}");
+    let r = env.ldm("a", &["list"]).ok();
+    assert!(!r.stderr.contains("web-api-dev"), "{r:#?}");
+    env.ldm("a", &["doctor", "--fix", "--force"]).ok();
+    env.ldm("a", &["project", "delete", "--force"]).ok();
+    assert!(env.running("web-api-dev") && env.running("web-old"));
+    env.ldm("api", &["doctor"]).ok();
+}
+
+/// Finding 4: `doctor` in a copy does not offer what the first checkout
+/// made after the copy was taken.
+#[test]
+fn finding_4_doctor_in_a_copy_offers_nothing_of_the_firsts() {
+    let env = first_checkout();
+    env.copy("a", "b");
+    env.ldm(
+        "a",
+        &["container", "create", "dev2", "ldm-debian", "--no-mount"],
+    )
+    .ok();
+    let r = env.ldm("b", &["doctor"]).code(1);
+    assert!(!r.stdout.contains("dev2"), "{r:#?}");
+    assert!(!r.stdout.contains("adopt"), "{r:#?}");
+    env.ldm("b", &["doctor", "--fix"]);
+    let yaml = std::fs::read_to_string(env.dir("b").join("containers.yaml")).unwrap();
+    assert!(!yaml.contains("dev2"), "{yaml}");
+    // The first checkout's own doctor adopts its own, lost from its file.
+    env.ldm("a", &["doctor"]).ok();
+}
+
+/// lxc-dev-manager keeps working: an instance made with plain `lxc`,
+/// named exactly by the file, is managed, and marked as this checkout's
+/// the first time ldm changes it (one line says so); from then on a copy
+/// of the folder leaves it alone.
+#[test]
+fn an_unmarked_instance_the_file_names_is_managed_and_marked() {
+    let env = Env::new();
+    env.double.seed(
+        "default",
+        "p-web",
+        Instance::running().snapshot("initial-state"),
+    );
+    std::fs::write(
+        env.dir("a").join("containers.yaml"),
+        "project: p\ncontainers:\n  web:\n    image: ldm-debian\n",
+    )
+    .unwrap();
+    let r = env.ldm("a", &["list"]).ok();
+    assert!(!r.stderr.contains("marked"), "a read marks nothing: {r:#?}");
+    let marked = |name: &str| {
+        env.instance(name)
+            .unwrap()
+            .config
+            .contains_key("user.ldm.checkout")
+    };
+    assert!(!marked("p-web"));
+    let r = env.ldm("a", &["down", "web"]).ok();
+    assert!(!env.running("p-web"));
+    assert!(r.stderr.contains("marked p-web as this folder's"), "{r:#?}");
+    let config = env.instance("p-web").unwrap().config;
+    assert_eq!(config["user.ldm.container"], "web");
+    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("a")));
+    let r = env.ldm("a", &["up", "web"]).ok();
+    assert!(!r.stderr.contains("marked"), "once: {r:#?}");
+    assert!(env.running("p-web"));
+    env.copy("a", "b");
+    let r = env.ldm("b", &["down", "web"]);
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(env.running("p-web"));
+    env.ldm("a", &["remove", "web", "--force"]).ok();
+    assert!(env.instance("p-web").is_none());
+}
+
+/// Two checkouts that want the same names: the copy takes a project name
+/// of its own (as the refusal says) and makes its own containers beside
+/// the first's.
+#[test]
+fn a_copy_renamed_makes_its_own_containers_beside_the_firsts() {
+    let env = first_checkout();
+    env.copy("a", "b");
+    let yaml = env.dir("b").join("containers.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    assert!(text.contains("project: p\n"), "{text}");
+    std::fs::write(&yaml, text.replace("project: p\n", "project: p2\n")).unwrap();
+    env.ldm("b", &["up"]).ok();
+    assert!(env.running("p2-dev") && env.running("p-dev"));
+    let config = env.instance("p2-dev").unwrap().config;
+    assert_eq!(config["user.ldm.project"], "p2");
+    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("b")));
+    env.ldm("b", &["down", "dev"]).ok();
+    assert!(!env.running("p2-dev") && env.running("p-dev"));
+    env.ldm("b", &["project", "delete", "--force"]).ok();
+    assert!(env.instance("p2-dev").is_none() && env.running("p-dev"));
+    env.ldm("a", &["doctor"]).ok();
+}
+
+/// A folder moved within its file system is the same checkout: its
+/// containers go on working there, nothing to adopt.
+#[test]
+fn a_moved_folder_keeps_its_containers() {
+    let env = first_checkout();
+    std::fs::rename(env.dir("a"), env.dir("moved")).unwrap();
+    env.ldm("moved", &["down", "dev"]).ok();
+    assert!(!env.running("p-dev"));
+    let r = env.ldm("moved", &["up", "dev"]).ok();
+    assert!(!r.stderr.contains("marked"), "{r:#?}");
+    assert!(env.running("p-dev"));
+    env.ldm("moved", &["container", "snapshot", "create", "dev", "s1"])
+        .ok();
+    env.ldm("moved", &["doctor"]).ok();
+}
+
+/// A folder moved to another file system (here: copied, then the
+/// original removed) is a new checkout: the old folder no longer holds
+/// the checkout its containers' marks name, so they are adopted, and
+/// marked again at the first change. While the old folder is there, they
+/// are the other checkout's.
+#[test]
+fn a_folder_moved_across_file_systems_adopts_its_containers() {
+    let env = first_checkout();
+    env.copy("a", "new");
+    let r = env.ldm("new", &["down", "dev"]);
+    assert_ne!(r.code, 0, "the original is still there: {r:#?}");
+    std::fs::remove_dir_all(env.dir("a")).unwrap();
+    let r = env.ldm("new", &["list"]).ok();
+    assert!(!r.stdout.contains("ANOTHER"), "{r:#?}");
+    let r = env.ldm("new", &["down", "dev"]).ok();
+    assert!(!env.running("p-dev"));
+    assert!(r.stderr.contains("marked p-dev as this folder's"), "{r:#?}");
+    let config = env.instance("p-dev").unwrap().config;
+    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("new")));
+    env.ldm("new", &["up", "dev"]).ok();
+    assert!(env.running("p-dev"));
+}
+
+/// Knowing the owner costs no request: the marks come with what each
+/// command reads anyway. The counts are those of the same commands before
+/// ownership (main at 62ad786, run with `OWNERSHIP_LDM=that build`).
+#[test]
+fn ownership_costs_no_request() {
+    let env = first_checkout();
+    std::fs::write(env.dir("a").join("f"), "x").unwrap();
+    env.requests();
+    let mut got = Vec::new();
+    for args in [
+        &["list"][..],
+        &["container", "snapshot", "create", "dev", "s1"],
+        &["container", "snapshot", "create", "dev", "s2"],
+        &["container", "snapshot", "delete", "dev", "s2"],
+        &["down", "dev"],
+        &["down"],
+        &["up", "dev"],
+        &["up"],
+        &["container", "reset", "dev", "s1"],
+        &["mv", "-y", "f", "dev:/tmp/f"],
+        &["mv", "dev:/tmp/f", "g"],
+        &["ssh", "dev", "--", "true"],
+        &["image", "create", "dev", "img"],
+        &["doctor"],
+        &["remove", "dev", "--force"],
+    ] {
+        let r = env.ldm("a", args);
+        assert!(
+            r.code == 0 || ["ssh", "mv"].contains(&args[0]),
+            "{args:?}: {r:#?}"
+        );
+        let reqs: Vec<String> = env
+            .double
+            .take_requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path()))
+            .collect();
+        println!("{args:?}: {reqs:#?}");
+        got.push(format!("{}: {}", args.join(" "), reqs.len()));
+    }
+    // Before ownership (62ad786): the same but snapshot create 2, mv to a
+    // container 31 and from one 6: they read nothing of the instance, so
+    // its marks cost one request (GET /1.0/instances/NAME).
+    let want = [
+        "list: 1",
+        "container snapshot create dev s1: 3",
+        "container snapshot create dev s2: 3",
+        "container snapshot delete dev s2: 4",
+        "down dev: 4",
+        "down: 1",
+        "up dev: 5",
+        "up: 2",
+        "container reset dev s1: 8",
+        "mv -y f dev:/tmp/f: 32",
+        "mv dev:/tmp/f g: 7",
+        "ssh dev -- true: 2",
+        "image create dev img: 13",
+        "doctor: 1",
+        "remove dev --force: 6",
+    ];
+    assert_eq!(got, want);
+}
+
+/// The review of issue 22, finding 2: a clone whose containers.yaml names
+/// the same project, with a step the user allowed for that clone, never
+/// runs the step in the first checkout's container (which may mount host
+/// folders allowed for the first checkout only).
+#[test]
+fn a_clone_never_runs_its_steps_in_the_first_checkouts_container() {
+    let env = first_checkout();
+    env.copy("a", "b");
+    let yaml_path = env.dir("b").join("containers.yaml");
+    let yaml = std::fs::read_to_string(&yaml_path).unwrap();
+    let with_step = yaml.replacen(
+        "    image: ldm-debian\n",
+        "    image: ldm-debian\n    setup:\n    - make setup\n",
+        1,
+    );
+    assert_ne!(with_step, yaml, "{yaml}");
+    std::fs::write(&yaml_path, with_step).unwrap();
+    env.ldm("b", &["trust", "--yes"]).ok();
+    env.double.take_requests();
+    let r = env.ldm("b", &["container", "setup", "dev"]);
+    assert_ne!(r.code, 0, "{r:#?}");
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains(&canonical(&env.dir("a"))),
+        "{r:#?}"
+    );
+    let execs: Vec<String> = env
+        .double
+        .take_requests()
+        .into_iter()
+        .map(|q| format!("{q:?}"))
+        .filter(|q| q.contains("/exec"))
+        .collect();
+    assert!(
+        execs.is_empty(),
+        "the clone's step ran in p-dev: {execs:#?}"
+    );
+}
