@@ -1997,7 +1997,12 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         std::fs::create_dir_all(&old).unwrap();
         let project = format!("{}u", self.project);
         let inst = format!("{project}-web");
-        lxc(&["launch", &self.image, &inst]).ok();
+        let mut launch = vec!["launch", self.image.as_str(), inst.as_str()];
+        if let Some(p) = &self.profile {
+            // Incus's default profile here has no root disk.
+            launch.extend(["--profile", p.as_str()]);
+        }
+        lxc(&launch).ok();
         lxc(&["stop", "--force", &inst]).ok();
         std::fs::write(
             old.join("containers.yaml"),
