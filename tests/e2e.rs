@@ -3447,7 +3447,7 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         if mounted {
             // From inside, as the container's user, through the mount.
             let target = format!("/home/dev/{project}/containers.yaml");
-            let mut cmd = Command::new("lxc");
+            let mut cmd = Command::new(server().program());
             cmd.args([
                 "exec",
                 &lxd_name,
