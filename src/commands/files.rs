@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::{Mv, DEFAULT_WAIT};
 use crate::commands::style::Color;
-use crate::commands::{gate, op, text, Ctx};
+use crate::commands::{gate, op, setup, text, Ctx};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::Project;
 use crate::trust::Need;
@@ -202,7 +202,8 @@ fn pull(lxd: &dyn Lxd, project: &Project, name: &str, path: &str, to: &Path) -> 
 }
 
 fn probe(lxd: &dyn Lxd, name: &str, lxd_name: &str, path: &str) -> Result<String, Error> {
-    let out = match lxd.exec(lxd_name, &["sh", "-c", PROBE, "sh", path], b"") {
+    let argv = ["sh", "-c", PROBE, "sh", path];
+    let out = match setup::exec_when_ready(lxd, lxd_name, &argv, b"", setup::EXEC_START) {
         Err(LxdError::NotRunning { .. }) => {
             return Err(Error::NotRunning {
                 name: name.to_string(),
@@ -358,8 +359,7 @@ fn push(
 }
 
 fn exec_ok(lxd: &dyn Lxd, lxd_name: &str, argv: &[&str]) -> Result<(), Error> {
-    let out = lxd
-        .exec(lxd_name, argv, b"")
+    let out = setup::exec_when_ready(lxd, lxd_name, argv, b"", setup::EXEC_START)
         .map_err(Error::lxd(format!("running {} in {lxd_name}", argv[0])))?;
     if out.code != 0 {
         return Err(in_container(

@@ -80,6 +80,11 @@ pub fn exec_when_ready(
 /// How long the steps after the boot wait for LXD to start a command.
 const EXEC_READY: Duration = Duration::from_secs(30);
 
+/// How long a command in an instance that has long been running waits for
+/// LXD to start it: LXD 5.0 sometimes fails to on a busy machine, for
+/// moments (canonical/lxd#11422).
+pub const EXEC_START: Duration = Duration::from_secs(10);
+
 /// Runs the readiness script, retrying while LXD cannot exec yet.
 pub fn wait_ready(lxd: &dyn Lxd, lxd_name: &str, limit: Duration, hint: &str) -> Result<(), Error> {
     let secs = limit.as_secs().max(1).to_string();

@@ -18,7 +18,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::commands::{op, text};
+use crate::commands::{op, setup, text};
 use crate::lxd::{Lxd, LxdError};
 use crate::model::{Mount, Mutation, Pending, SetupProgress, Step};
 use crate::store::{Store, StoreError};
@@ -265,12 +265,13 @@ fn interrupted(r: &Run, k: Option<u32>, sig: i32) -> Error {
 /// Refuses to go on while a step of an earlier run still runs in the
 /// container: a second copy of it would race the first.
 fn still_running(lxd: &dyn Lxd, r: &Run) -> Result<(), Error> {
-    let out = lxd
-        .exec(r.lxd_name, &["sh", "-c", STILL_RUNNING], b"")
-        .map_err(Error::lxd(format!(
+    let argv = ["sh", "-c", STILL_RUNNING];
+    let out = setup::exec_when_ready(lxd, r.lxd_name, &argv, b"", setup::EXEC_START).map_err(
+        Error::lxd(format!(
             "checking for a setup step still running in {}{}",
             r.lxd_name, r.hint
-        )))?;
+        )),
+    )?;
     if out.code != RUNNING {
         return Ok(());
     }

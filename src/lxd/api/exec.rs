@@ -47,37 +47,19 @@ impl Api {
         argv: &[&str],
         stdin: &[u8],
     ) -> Result<ExecOutput, LxdError> {
-        // LXD 5.0 sometimes fails to start a command on a busy machine
-        // ("could not retrieve the PID"): the command never ran
-        // (`NotReady`, told by the operation's missing return code, not by
-        // its words), so it is started again, for a few seconds.
-        let start = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_millis(100);
-        loop {
-            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-            let run = self.exec_run(name, argv, stdin, None, &mut |(is_err, bytes)| {
-                if is_err {
-                    stderr.extend_from_slice(&bytes);
-                } else {
-                    stdout.extend_from_slice(&bytes);
-                }
-            });
-            match run {
-                Err(LxdError::NotReady { .. })
-                    if start.elapsed() < std::time::Duration::from_secs(10) =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
-                }
-                run => {
-                    return Ok(ExecOutput {
-                        code: run?,
-                        stdout,
-                        stderr,
-                    })
-                }
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let code = self.exec_run(name, argv, stdin, None, &mut |(is_err, bytes)| {
+            if is_err {
+                stderr.extend_from_slice(&bytes);
+            } else {
+                stdout.extend_from_slice(&bytes);
             }
-        }
+        })?;
+        Ok(ExecOutput {
+            code,
+            stdout,
+            stderr,
+        })
     }
 
     /// Runs `argv` in `name`, handing each line of its output (stdout and
