@@ -473,3 +473,40 @@ fn finding_5_unpack_and_publish_show_progress() {
         .ok();
     assert!(!r.stderr.contains("unpacking"), "{r:#?}");
 }
+
+/// LXD 5.0 keeps an instance's own lock a moment past the stop operation
+/// that took it; a DELETE then fails as an operation with no operation
+/// left to wait for (the e2e suite saw it under load: `remove -f` right
+/// after a killed create). The delete is tried again, state re-read, and
+/// succeeds; a DELETE that keeps failing still fails, after a bounded wait.
+#[test]
+fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
+    let env = Env::new(Family::Lxd);
+    env.seed("a");
+    env.double.fail_operation(
+        Match::new("DELETE", "/1.0/instances/*").first(2),
+        "Failed to create instance delete operation: Instance is busy running a \"stop\" operation",
+    );
+    env.requests();
+    let r = env.ldm(&["remove", "a", "-f"]).ok();
+    assert!(env.double.instance("default", "p-a").is_none(), "{r:#?}");
+    let deletes = env
+        .double
+        .requests()
+        .iter()
+        .filter(|q| q.method == "DELETE" && q.path() == "/1.0/instances/p-a")
+        .count();
+    assert_eq!(deletes, 3, "two refused, the third done");
+
+    env.seed("b");
+    env.double
+        .fail_operation(Match::new("DELETE", "/1.0/instances/*"), "Failed deleting");
+    let start = std::time::Instant::now();
+    let r = env.ldm(&["remove", "b", "-f"]).code(1);
+    assert!(r.stderr.contains("Failed deleting"), "{r:#?}");
+    assert!(env.double.instance("default", "p-b").is_some());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "bounded"
+    );
+}
