@@ -510,3 +510,49 @@ fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
         "bounded"
     );
 }
+
+/// A container whose init exits while it boots (the host's inotify limits
+/// did it on a busy CI machine: "Too many open files" on its console)
+/// kills the boot wait LXD ran in it, exit 137 with nothing printed. ldm
+/// says the container stopped while booting and where its console log is.
+#[test]
+fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
+    let env = Env::new(Family::Lxd);
+    env.double.add_image("default", Image::new("ldm-debian"));
+    env.double.exec_rule(lxd_double::ExecRule {
+        code: 137,
+        runs: Duration::from_millis(300),
+        ..lxd_double::ExecRule::contains("is-system-running")
+    });
+    let stopper = {
+        let double = &env.double;
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                // Once the boot wait runs in it: its init exits.
+                if !double.execs().is_empty() {
+                    let mut s = double.state();
+                    if let Some(i) = s.instance_mut("default", "p-b") {
+                        i.status = lxd_double::Status::Stopped;
+                        return true;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        }
+    };
+    let r = std::thread::scope(|scope| {
+        let t = scope.spawn(stopper);
+        let r = env.ldm(&["container", "create", "b", "ldm-debian", "--no-mount"]);
+        assert!(t.join().unwrap(), "the instance was made: {r:#?}");
+        r
+    });
+    let r = r.code(1);
+    assert!(
+        r.stderr
+            .contains("p-b failed (exit 137): the container stopped while it booted")
+            && r.stderr.contains("`lxc console p-b --show-log`"),
+        "{r:#?}"
+    );
+}
