@@ -295,3 +295,68 @@ fn no_mount_maps_nothing() {
     assert!(!reqs.iter().any(|r| r.is("GET", "/1.0/instances/p-a/files")));
     assert_eq!(state_changes(&reqs), ["start"]);
 }
+
+/// Killed between the stopped create and its first start (while it read
+/// the image's files): the project shows the create interrupted, LXD a
+/// stopped instance with ldm's raw.idmap; `ldm container create a` again
+/// finishes it with one start and no restart (DESIGN.md, "Long
+/// operations").
+#[test]
+fn a_create_killed_before_the_first_start_is_finished_by_a_rerun() {
+    let env = Env::new(Family::Lxd, image(PASSWD, GROUP));
+    let h = env.host;
+    env.user_gets(h, h);
+    env.double.hang(
+        lxd_double::Match::new("GET", "/1.0/instances/p-a/files").nth(1),
+        lxd_double::HangAt::Request,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ldm"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LDM_") || k.starts_with("LXD_") || k.starts_with("INCUS_") {
+            child.env_remove(k);
+        }
+    }
+    let home = env.root.join("home");
+    let mut child = child
+        .args(["container", "create", "a", "ldm-debian"])
+        .current_dir(&env.dir)
+        .env("LDM_LXC", "/nonexistent/lxc")
+        .env("LDM_SUBID_DIR", env.root.join("subid"))
+        .env("LXD_DIR", env.double.dir())
+        .env("LXD_CONF", env.root.join("conf"))
+        .env("HOME", &home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hang = env
+        .double
+        .wait_hang(std::time::Duration::from_secs(60))
+        .expect("ldm reads the image's files");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.double.release(hang.id);
+    let inst = env.double.instance("default", "p-a").unwrap();
+    assert!(!inst.is_running());
+    assert_eq!(inst.config["raw.idmap"], idmap(h, h));
+    let (_, listed, _) = env.ldm(&["list"]);
+    assert!(listed.contains("interrupted"), "{listed}");
+    env.double.clear_knobs();
+    env.double.take_requests();
+    let (code, out, err) = env.ldm(&["container", "create", "a"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let reqs = env.double.take_requests();
+    assert!(!reqs.iter().any(|r| r.is("POST", "/1.0/instances")));
+    assert_eq!(state_changes(&reqs), ["start"], "{err}");
+    let argv = env.setup_argv();
+    assert_eq!(
+        argv[argv.len() - 3..],
+        ["dev", &h.to_string(), &h.to_string()]
+    );
+    let inst = env.double.instance("default", "p-a").unwrap();
+    assert!(inst.is_running());
+    assert!(inst.devices.keys().any(|k| k.starts_with("ldm-mount-")));
+}
