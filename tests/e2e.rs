@@ -3510,14 +3510,22 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         if mounted {
             // From inside, as the container's user, through the mount.
             let target = format!("/home/dev/{project}/containers.yaml");
+            // The user's ids are the ones ldm chose for it (the host
+            // user's, where the image does not use them).
+            let ids = self
+                .exec(&lxd_name, "id -u dev && id -g dev", &[])
+                .ok()
+                .out();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            assert_eq!(ids.len(), 2, "{ids:?}");
             let mut cmd = Command::new(server().program());
             cmd.args([
                 "exec",
                 &lxd_name,
                 "--user",
-                "1000",
+                ids[0],
                 "--group",
-                "1000",
+                ids[1],
                 "--",
                 "sh",
                 "-c",
