@@ -8,6 +8,8 @@
 use std::io::Write;
 
 use crate::cli::ContainerCreate;
+use crate::commands::first_boot;
+use crate::commands::mounts::Ids;
 use crate::commands::op::{self, Progress};
 use crate::commands::provision;
 use crate::commands::setup::INITIAL_STATE;
@@ -280,7 +282,10 @@ fn recorded_image(p: &Project, name: &str) -> Result<String, Error> {
 }
 
 /// The launch step: a resumed run finds the instance launched already and
-/// starts it; a failed launch that made nothing frees the name again.
+/// starts it; a failed launch that made nothing frees the name again. With
+/// `one_boot`, the instance is created stopped with `raw.idmap` and started
+/// once the container user's ids are chosen; returns those ids.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn launch(
     store: &mut Store,
     lxd: &dyn Lxd,
@@ -289,15 +294,20 @@ pub(super) fn launch(
     image: &str,
     config: &[(&str, &str)],
     progress: &Progress,
-) -> Result<(), Error> {
+    one_boot: Option<&first_boot::OneBoot>,
+) -> Result<Option<Ids>, Error> {
     let lxd_name = s.lxd_name.as_str();
     let hint = rerun_hint(name, &Op::Create);
+    let start = |known| match one_boot {
+        Some(ob) => first_boot::start(lxd, lxd_name, ob, &s.user, known, progress, &hint),
+        None => match lxd.start(lxd_name) {
+            Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok(None),
+            Err(e) => Err(Error::lxd(format!("starting {lxd_name}{hint}"))(e)),
+        },
+    };
     let resume = || {
         progress.note("already launched by the interrupted run; continuing");
-        match lxd.start(lxd_name) {
-            Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok(()),
-            Err(e) => Err(Error::lxd(format!("starting {lxd_name}{hint}"))(e)),
-        }
+        start(first_boot::Known::Ask)
     };
     // A re-create (`ldm up`) asked already, when it planned.
     if s.resumed && !s.recreate {
@@ -312,8 +322,21 @@ pub(super) fn launch(
         // project switch`), and launching would make a second.
         op::not_away(lxd, lxd_name, false)?;
     }
-    match lxd.launch(image, lxd_name, config) {
-        Ok(()) => Ok(()),
+    let made = match one_boot {
+        Some(ob) => match first_boot::create(lxd, image, lxd_name, config, ob.host, &s.user) {
+            Err(LxdError::Unsupported { what }) => {
+                if !ob.quiet {
+                    eprintln!("note: {lxd_name}: {what} is not something this LXD client does; mounting restarts the container once to apply raw.idmap");
+                }
+                lxd.launch(image, lxd_name, config).map(|()| false)
+            }
+            r => r.map(|()| true),
+        },
+        None => lxd.launch(image, lxd_name, config).map(|()| false),
+    };
+    match made {
+        Ok(true) => start(first_boot::Known::Created),
+        Ok(false) => Ok(None),
         Err(LxdError::AlreadyExists { .. }) if s.resumed => resume(),
         Err(LxdError::AlreadyExists { .. }) => {
             // Someone else's instance: the name must not stay taken.

@@ -327,6 +327,7 @@ fn fix_mount(
                 host: mounts::host_ids(&store.paths().dir),
                 user: ids,
                 mounts: &resolved,
+                replace_own: false,
             };
             let progress = crate::commands::op::Progress::new(false, 0);
             match mounts::attach(lxd, &target, DEFAULT_WAIT, &progress)? {

@@ -12,6 +12,7 @@ mod container;
 mod doctor;
 mod drift;
 mod files;
+mod first_boot;
 pub mod gate;
 mod idmap;
 mod ignore;

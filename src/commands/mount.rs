@@ -105,6 +105,7 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
         host: mounts::host_ids(&store.paths().dir),
         user,
         mounts: &resolved,
+        replace_own: false,
     };
     let undo = || {
         vec![

@@ -60,6 +60,19 @@ pub fn raw_idmap(host: Ids, user: Ids) -> String {
     )
 }
 
+/// True if `value` is a `raw.idmap` as ldm writes it for `host` (to any
+/// container ids): the one a create ldm is making set before the first boot.
+pub fn is_own_idmap(value: &str, host: Ids) -> bool {
+    let lines: Vec<Vec<&str>> = value
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let is = |l: &Vec<&str>, kind: &str, id: u32| {
+        l.len() == 3 && l[0] == kind && l[1] == id.to_string() && l[2].parse::<u32>().is_ok()
+    };
+    lines.len() == 2 && is(&lines[0], "uid", host.uid) && is(&lines[1], "gid", host.gid)
+}
+
 /// True if `text` (an /etc/subuid or /etc/subgid) lets root map `id`.
 pub fn subid_allows(text: &str, id: u32) -> bool {
     text.lines().any(|l| {
@@ -140,6 +153,10 @@ pub struct Target<'a> {
     pub user: Ids,
     /// Each mount with its resolved host folder.
     pub mounts: &'a [(Mount, PathBuf)],
+    /// A `raw.idmap` of ldm's form for `host` ([`is_own_idmap`]) is ldm's
+    /// own and may be replaced: set by the create being finished, before
+    /// its first boot, for ids the container user did not get.
+    pub replace_own: bool,
 }
 
 /// The disk device of a mount.
@@ -219,7 +236,12 @@ pub fn attach(
     let stale =
         use_raw && inst.is_running() && idmap::in_effect(&inst, t.host, t.user) == Some(false);
     if !use_raw {
-        if let Some(other) = inst.raw_idmap.as_deref().filter(|v| !v.trim().is_empty()) {
+        if let Some(other) = inst
+            .raw_idmap
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .filter(|v| !(t.replace_own && is_own_idmap(v, t.host)))
+        {
             return Err(Error::Conflict {
                 what: format!(
                     "{} has raw.idmap set to {:?}, and ldm would set {:?}",
@@ -357,6 +379,7 @@ mod tests {
                     gid: user,
                 },
                 mounts: &mounts,
+                replace_own: false,
             };
             let progress = Progress::new(true, 0);
             let r = attach(&fake, &t, std::time::Duration::from_secs(1), &progress).unwrap();
@@ -390,6 +413,25 @@ mod tests {
         assert!(!subid_allows(text, 1000));
         assert!(!subid_allows("ann:1000:1\n", 1000));
         assert!(!subid_allows("garbage\nroot:x:1\n", 1000));
+    }
+
+    #[test]
+    fn only_ldms_own_form_for_this_host_user_is_its_own() {
+        let host = Ids {
+            uid: 1001,
+            gid: 1002,
+        };
+        assert!(is_own_idmap("uid 1001 1000\ngid 1002 1000", host));
+        for other in [
+            "uid 1001 1000\ngid 1003 1000",
+            "uid 1000 1000\ngid 1002 1000",
+            "both 1001 1000",
+            "uid 1001 1000",
+            "uid 1001 1000\ngid 1002 1000\nuid 0 0",
+            "uid 1001 x\ngid 1002 1000",
+        ] {
+            assert!(!is_own_idmap(other, host), "{other:?}");
+        }
     }
 
     #[test]

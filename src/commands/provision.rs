@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::commands::container::{finish, launch, rerun_hint, Started};
-use crate::commands::mounts::{self, Attached};
+use crate::commands::first_boot;
+use crate::commands::mounts::{self, Attached, Ids};
 use crate::commands::op::{self, Progress};
 use crate::commands::setup::{self, launch_config};
 use crate::commands::sources::{self, Judged};
@@ -74,15 +75,34 @@ pub fn run(
         text::escape(image)
     ));
     let config = launch_config(&s.settings);
-    launch(store, &*lxd, &s, name, image, &config, &progress)?;
+    // The host folders are judged before the launch: only a container
+    // that gets mounts has its user's ids mapped before its first boot.
+    let resolved = judge(ctx, &dir, &wanted, plan)?;
+    let one_boot = match resolved.is_empty() {
+        true => None,
+        false => first_boot::host_for(&*lxd, &dir)?.map(|host| first_boot::OneBoot {
+            host,
+            quiet: plan.quiet,
+        }),
+    };
+    let planned = launch(
+        store,
+        &*lxd,
+        &s,
+        name,
+        image,
+        &config,
+        &progress,
+        one_boot.as_ref(),
+    )?;
     progress.step(&format!("Waiting for {lxd_name} to finish booting"));
     setup::wait_ready(&*lxd, lxd_name, plan.timeout, &hint)?;
     progress.step(&format!("Creating user {} with sudo, enabling SSH", s.user));
-    setup::user(&*lxd, lxd_name, &s.user, &s.password, &hint)?;
+    setup::user(&*lxd, lxd_name, &s.user, &s.password, planned, &hint)?;
     let mut later = None;
     if !wanted.is_empty() {
         progress.step(&format!("Mounting {}", list(&wanted)));
-        later = mount(ctx, store, &*lxd, &s, &wanted, plan, &progress)?;
+        later = mount(store, &*lxd, &s, &resolved, plan, &progress, planned)?;
     }
     if !s.steps.is_empty() {
         progress.step(&format!("Running {} setup step(s)", s.steps.len()));
@@ -187,23 +207,19 @@ fn list(mounts: &[Mount]) -> String {
         .join(", ")
 }
 
-/// Adds the mounts and records them; a refused source is left out, said.
-/// Returns the note to print when the one-time root step is missing (the
-/// container is created without them).
-fn mount(
+/// The mounts of `wanted` whose host folders may be mounted, each with its
+/// resolved path; a refused one is left out, said. Sources the user forced
+/// by typing `--force` are remembered as allowed.
+fn judge(
     ctx: &Ctx,
-    store: &mut Store,
-    lxd: &dyn Lxd,
-    s: &Started,
+    dir: &Path,
     wanted: &[Mount],
     plan: &Plan,
-    progress: &Progress,
-) -> Result<Option<String>, Error> {
-    let dir = store.paths().dir.clone();
+) -> Result<Vec<(Mount, PathBuf)>, Error> {
     let mut resolved = Vec::new();
     let mut typed = Vec::new();
     for m in wanted {
-        match sources::judge(&dir, m, plan.force, plan.forced)? {
+        match sources::judge(dir, m, plan.force, plan.forced)? {
             Judged::Mount(path) => resolved.push((m.clone(), path)),
             Judged::Forced { path, typed: t } => {
                 if t {
@@ -238,22 +254,44 @@ fn mount(
                 readonly: *readonly,
             })
             .collect();
-        gate::allow_typed(
-            ctx,
-            &dir,
-            items,
-            typed.into_iter().map(|(_, p)| p).collect(),
-        )?;
+        gate::allow_typed(ctx, dir, items, typed.into_iter().map(|(_, p)| p).collect())?;
     }
+    Ok(resolved)
+}
+
+/// Adds the mounts `resolved` and records them. `planned`: the ids the
+/// user was to get before the first boot, whose `raw.idmap` is in place;
+/// when the user got others, the mapping is replaced and the container
+/// restarted, said on stderr. Returns the note to print when the one-time
+/// root step is missing (the container is created without them).
+fn mount(
+    store: &mut Store,
+    lxd: &dyn Lxd,
+    s: &Started,
+    resolved: &[(Mount, PathBuf)],
+    plan: &Plan,
+    progress: &Progress,
+    planned: Option<Ids>,
+) -> Result<Option<String>, Error> {
     if resolved.is_empty() {
         return Ok(None);
     }
+    let dir = store.paths().dir.clone();
     let user = mounts::user_ids(lxd, &s.lxd_name, &s.user)?;
+    if let Some(p) = planned.filter(|p| *p != user) {
+        if !plan.quiet {
+            eprintln!(
+                "note: {}: {} has uid {} gid {}, not the uid {} gid {} mapped before the first boot (a user made at first boot took them?); restarting it once to map them",
+                s.lxd_name, s.user, user.uid, user.gid, p.uid, p.gid
+            );
+        }
+    }
     let target = mounts::Target {
         lxd_name: &s.lxd_name,
         host: mounts::host_ids(&dir),
         user,
-        mounts: &resolved,
+        mounts: resolved,
+        replace_own: true,
     };
     let done: Vec<&Mount> = resolved.iter().map(|(m, _)| m).collect();
     match mounts::attach(lxd, &target, plan.timeout, progress)? {

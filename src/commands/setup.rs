@@ -38,11 +38,25 @@ timeout "$1" cloud-init status --wait >/dev/null 2>&1
 exit 0"#;
 
 /// Creates user `$1` (idempotent), sets its password from `user:HASH` on
-/// stdin, gives it passwordless sudo, and enables SSH. The script is a
-/// constant: user input arrives only as `$1` (validated) and stdin.
+/// stdin, gives it passwordless sudo, and enables SSH. `$2` and `$3`, when
+/// not empty, are the uid and gid ldm chose before the first boot
+/// (`first_boot.rs`): used while still free (a user the image made at its
+/// first boot, cloud-init's, may have taken them; then `useradd` picks and
+/// mounting restarts the container to map what it picked). The script is a
+/// constant: user input arrives only as `$1` (validated), ids ldm computed
+/// as `$2` and `$3`, and stdin.
 const SETUP_SCRIPT: &str = r#"set -eu
-u="$1"
-id -u "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
+u="$1" uid="${2:-}" gid="${3:-}"
+taken() { cut -d: -f3 "$1" | grep -qx -- "$2"; }
+if ! id -u "$u" >/dev/null 2>&1; then
+  opts=""
+  if [ -n "$uid" ] && ! taken /etc/passwd "$uid"; then opts="-u $uid"; fi
+  if [ -n "$gid" ] && ! grep -q "^$u:" /etc/group && ! taken /etc/group "$gid"; then
+    groupadd -g "$gid" "$u"
+  fi
+  if grep -q "^$u:" /etc/group; then opts="$opts -g $u"; fi
+  useradd --create-home --shell /bin/bash $opts "$u"
+fi
 chpasswd -e
 mkdir -p /etc/sudoers.d
 printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$u" > "/etc/sudoers.d/90-ldm-$u"
@@ -122,18 +136,22 @@ fn stopped(lxd: &dyn Lxd, lxd_name: &str, mut out: ExecOutput) -> ExecOutput {
     out
 }
 
-/// Creates the user with its password (hashed, on stdin), sudo and SSH.
-/// The script is idempotent, and a command LXD could not start never ran:
-/// both make the retry safe.
+/// Creates the user with its password (hashed, on stdin), sudo and SSH,
+/// with the ids `ids` when given and still free. The script is
+/// idempotent, and a command LXD could not start never ran: both make the
+/// retry safe.
 pub fn user(
     lxd: &dyn Lxd,
     lxd_name: &str,
     user: &str,
     password: &str,
+    ids: Option<crate::commands::mounts::Ids>,
     hint: &str,
 ) -> Result<(), Error> {
     let stdin = format!("{user}:{}\n", crypt(password)?);
-    let argv = ["sh", "-c", SETUP_SCRIPT, "sh", user];
+    let ids = ids.map(|i| [i.uid.to_string(), i.gid.to_string()]);
+    let mut argv = vec!["sh", "-c", SETUP_SCRIPT, "sh", user];
+    argv.extend(ids.iter().flatten().map(String::as_str));
     let setup = exec_when_ready(lxd, lxd_name, &argv, stdin.as_bytes(), EXEC_READY)
         .map_err(Error::lxd(format!("setting up {lxd_name}{hint}")))?;
     if setup.code != 0 {

@@ -327,6 +327,13 @@ pub enum LxdError {
         /// What to do.
         next: String,
     },
+    /// This client cannot do it (the CLI backend lacks what only the
+    /// API backend does); the caller takes the longer way.
+    #[error("this LXD client cannot do it: {what}")]
+    Unsupported {
+        /// What it cannot do.
+        what: String,
+    },
     /// Start of a running or stop of a stopped instance.
     #[error("{what} is already in that state")]
     AlreadyInState {
@@ -367,6 +374,24 @@ pub trait Lxd: Send + Sync {
     fn state(&self, name: &str) -> Result<Option<State>, LxdError>;
     /// Creates and starts `name` from `image` with `config` keys set at launch.
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError>;
+    /// Creates `name` from `image` with `config` keys, stopped: what
+    /// [`Lxd::launch`] does before its start. A client that cannot says
+    /// [`LxdError::Unsupported`] (the CLI backend, which goes).
+    fn create(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        let _ = (image, name, config);
+        Err(LxdError::Unsupported {
+            what: "creating an instance without starting it".into(),
+        })
+    }
+    /// The bytes of the regular file `path` in `name`, running or stopped;
+    /// [`LxdError::NotFound`] if there is none, [`LxdError::Protocol`] if it
+    /// is not a regular file or longer than `limit` bytes.
+    fn read_file(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+        let _ = (name, path, limit);
+        Err(LxdError::Unsupported {
+            what: "reading a file of an instance".into(),
+        })
+    }
     /// Starts a stopped instance.
     fn start(&self, name: &str) -> Result<(), LxdError>;
     /// Stops a running instance.

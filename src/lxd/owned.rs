@@ -199,6 +199,21 @@ impl Lxd for Owned {
         self.made(name);
         Ok(())
     }
+    fn create(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        if let Some(Owner::Other(theirs)) = self.known(name) {
+            return Err(self.me.refusal(name, &theirs));
+        }
+        let marks = self.marks(name);
+        self.inner
+            .create(image, name, &with(config, &marks))
+            .map_err(|e| self.taken(name, e))?;
+        self.made(name);
+        Ok(())
+    }
+    fn read_file(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+        self.guard(name)?;
+        self.inner.read_file(name, path, limit)
+    }
     fn start(&self, name: &str) -> Result<(), LxdError> {
         self.guard(name)?;
         self.changed(name, self.inner.start(name))

@@ -150,6 +150,20 @@ impl<L: Lxd> Lxd for Patient<L> {
         })
     }
 
+    fn create(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        // As launch: its "not found" is the image's.
+        self.retry_on(name, Missing::IsAnswer, || {
+            self.inner.create(image, name, config)
+        })
+    }
+
+    fn read_file(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+        // Its "not found" is the file's.
+        self.retry_on(name, Missing::IsAnswer, || {
+            self.inner.read_file(name, path, limit)
+        })
+    }
+
     fn start(&self, name: &str) -> Result<(), LxdError> {
         self.retry(name, || self.inner.start(name))
     }
@@ -298,6 +312,12 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
         (**self).launch(image, name, config)
+    }
+    fn create(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        (**self).create(image, name, config)
+    }
+    fn read_file(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+        (**self).read_file(name, path, limit)
     }
     fn start(&self, name: &str) -> Result<(), LxdError> {
         (**self).start(name)

@@ -31,6 +31,11 @@
 //! assert_eq!(double.instance("default", "p-dev").unwrap().snapshot_names(), ["initial-state"]);
 //! ```
 //!
+//! An instance made from an image starts with the image's files
+//! ([`Image::file`]; a small Linux root without `/etc/passwd` unless the
+//! test writes one), and its files can be read while it is stopped, as
+//! LXD 5.0.2 and Incus 6.0.4 allow.
+//!
 //! Where LXD's spec is silent, LXD 5.0.2 as it answered on this machine
 //! decided (status codes, texts, which refusals are HTTP errors and which
 //! are failed operations); /work/notes/api-catalogue.md's "Additions" lists

@@ -183,6 +183,10 @@ pub struct Image {
     pub created_at: String,
     /// Downloaded from a remote to create an instance (`cached`).
     pub cached: bool,
+    /// Not in the API: the files an instance made from it starts with
+    /// (a small Linux root unless a test writes more, e.g. an
+    /// `/etc/passwd` that uses uid 1000).
+    pub files: Files,
 }
 
 impl Image {
@@ -195,7 +199,14 @@ impl Image {
             properties: [("description".to_string(), format!("Double image {alias}"))].into(),
             created_at: "2026-01-01T00:00:00Z".into(),
             cached: false,
+            files: Files::default(),
         }
+    }
+
+    /// With a file at `path` in the instances made from it.
+    pub fn file(mut self, path: &str, data: &[u8]) -> Image {
+        self.files.write(path, data);
+        self
     }
 
     /// The `description` property.

@@ -15,10 +15,10 @@ use super::{Api, ShowProgress};
 use crate::lxd::LxdError;
 
 impl Api {
-    /// Creates `name` from `image` and starts it: two operations (LXD 5.0
-    /// cannot start at creation), the first with its download and unpack
-    /// progress shown.
-    pub(super) fn launch_from(
+    /// Creates `name` from `image`, stopped, with its download and unpack
+    /// progress shown; a launch starts it after (a second operation: LXD
+    /// 5.0 cannot start at creation).
+    pub(super) fn create_from(
         &self,
         image: &str,
         name: &str,
@@ -51,7 +51,7 @@ impl Api {
             Err(e) if status(&e) == Some(404) => return Err(self.missing_image(image)),
             Err(e) => return Err(self.existed_before(name, failed.take().as_ref(), e)?),
         }
-        self.change_state(name, "start")
+        Ok(())
     }
 
     fn progress_for_launch(&self) -> Option<Progress> {

@@ -159,6 +159,41 @@ impl Api {
         Ok(())
     }
 
+    /// The bytes of the regular file `path` in `name` (running or stopped:
+    /// LXD 5.0.2 and Incus 6.0.4 read a stopped container's files too), at
+    /// most `limit` of them; a folder, a symlink or a longer file is an
+    /// answer ldm does not take.
+    pub(super) fn read_one(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+        let url = self.files_path(name, path);
+        let request = format!("GET {}/files", self.instance_path(name));
+        let reply = self.send("GET", &url, Body::Empty, None)?;
+        if reply.status >= 400 {
+            return Err(match self.envelope(&request, reply) {
+                Err(e) if status(&e) == Some(404) => Self::missing(name, path),
+                Err(e) => e,
+                Ok(_) => self.protocol(&request, "an error status without an error"),
+            });
+        }
+        match reply.file.kind.as_deref() {
+            Some("file") | None => {}
+            Some(other) => {
+                return Err(self.protocol(&request, format!("{path} is a {other}, not a file")))
+            }
+        }
+        let mut bytes = Vec::new();
+        reply
+            .body
+            .into_with_config()
+            .limit(limit + 1)
+            .reader()
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.protocol(&request, e))?;
+        if bytes.len() as u64 > limit {
+            return Err(self.protocol(&request, format!("{path} is over {limit} bytes")));
+        }
+        Ok(bytes)
+    }
+
     /// Copies `path` in `name` to host `dest` (into `dest/NAME` when `dest`
     /// is a folder).
     pub(super) fn pull_files(

@@ -254,7 +254,16 @@ impl Lxd for Api {
     }
 
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
-        self.launch_from(image, name, config)
+        self.create_from(image, name, config)?;
+        self.change_state(name, "start")
+    }
+
+    fn create(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
+        self.create_from(image, name, config)
+    }
+
+    fn read_file(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+        self.read_one(name, path, limit)
     }
 
     fn start(&self, name: &str) -> Result<(), LxdError> {

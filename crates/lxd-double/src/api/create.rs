@@ -268,6 +268,7 @@ fn make(st: &mut State, p: &str, mut inst: Instance, src: Source) -> Result<Inst
     match src {
         Source::Local(img) => {
             image_keys(&mut inst, &img);
+            inst.files = img.files.clone();
             inst.origin = format!("image {}", img.aliases.first().unwrap_or(&img.fingerprint));
         }
         Source::Remote { server, alias } => {
