@@ -117,7 +117,7 @@ fn check_after_crash_upgrading(
     // the next writer has nothing to say but the temp file it removed.
     assert_eq!(err.contains("removed"), temp, "{point}: stderr: {err}");
     assert_eq!(
-        err.contains("to log format version 3"),
+        err.contains("to log format version 4"),
         upgrading,
         "{point}: stderr: {err}"
     );
