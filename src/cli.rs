@@ -96,6 +96,19 @@ pub enum ProjectCommand {
     Create(ProjectCreate),
     /// Delete every container of the project from LXD, then the project files.
     Delete(Force),
+    /// Give the project a new name, renaming its containers in LXD
+    /// (PROJECT-NAME becomes NEW-NAME; running ones are stopped and started again).
+    Rename(ProjectRename),
+}
+
+/// Arguments of `ldm project rename`.
+#[derive(Debug, Args)]
+pub struct ProjectRename {
+    /// The new project name (the prefix of every LXD container name).
+    pub name: String,
+    /// How long to wait for LXD, per container.
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// `ldm container ...`

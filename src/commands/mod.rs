@@ -24,6 +24,7 @@ pub mod op;
 mod project;
 mod provision;
 mod proxy;
+mod rename;
 mod setup;
 mod snapshot;
 mod sources;
@@ -201,6 +202,7 @@ fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> Result<(), Erro
         Command::Project(ProjectCommand::Delete(args)) => {
             lifecycle::delete_project(ctx, &args, out)
         }
+        Command::Project(ProjectCommand::Rename(args)) => rename::rename(ctx, &args, out),
         Command::Container(ContainerCommand::Create(args)) => container::create(ctx, &args, out),
         Command::Container(ContainerCommand::Clone(args)) => clone::clone(ctx, &args, out),
         Command::Container(ContainerCommand::Reset(args)) => lifecycle::reset(ctx, &args, out),
@@ -357,6 +359,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Create(_) => "create",
         Command::Project(ProjectCommand::Create(_)) => "project create",
         Command::Project(ProjectCommand::Delete(_)) => "project delete",
+        Command::Project(ProjectCommand::Rename(_)) => "project rename",
         Command::Container(ContainerCommand::Create(_)) => "container create",
         Command::Container(ContainerCommand::Clone(_)) => "container clone",
         Command::Container(ContainerCommand::Reset(_)) => "container reset",

@@ -225,6 +225,10 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.rename_alias(old, new)
     }
 
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.rename(name, new))
+    }
+
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         self.inner.operations(name)
     }
@@ -355,6 +359,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         (**self).rename_alias(old, new)
+    }
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        (**self).rename(name, new)
     }
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         (**self).operations(name)

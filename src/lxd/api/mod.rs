@@ -346,6 +346,10 @@ impl Lxd for Api {
         self.rename_image_alias(old, new)
     }
 
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        self.rename_instance(name, new)
+    }
+
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         Ok(self
             .running_on(name)?
