@@ -434,6 +434,10 @@ pub struct ProjectCreate {
     /// Run the containers on this LXD remote (see `lxc remote list`) instead of the local LXD.
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,
+    /// Put the containers in this LXD project (made if missing, sharing the
+    /// default project's images and profiles), whatever the client's current project.
+    #[arg(long, value_name = "NAME")]
+    pub lxd_project: Option<String>,
 }
 
 /// `ldm config ...`

@@ -534,6 +534,7 @@ impl Model {
         Project {
             project: self.project.clone().unwrap_or_else(|| "p".into()),
             remote: self.remote.clone(),
+            lxd_project: None,
             defaults: Defaults {
                 ports: self.ports.clone(),
                 user: user(&self.user),

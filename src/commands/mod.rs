@@ -58,7 +58,10 @@ use crate::Error;
 /// that waits up to the given time for LXD's other operations on an
 /// instance, telling `OnWait` when it starts to. The CLI's speaks LXD's
 /// API; unit tests give the in-process fake.
-pub type Connect = Arc<dyn Fn(Option<&str>, Duration, OnWait) -> Arc<dyn Lxd> + Send + Sync>;
+/// How commands reach LXD: a client for the remote (`None`: the client's
+/// default) and the LXD project (`None`: the remote's current one).
+pub type Connect =
+    Arc<dyn Fn(Option<&str>, Option<&str>, Duration, OnWait) -> Arc<dyn Lxd> + Send + Sync>;
 
 /// What every command gets: where it runs and how the store behaves.
 pub struct Ctx {
@@ -86,6 +89,10 @@ pub struct Ctx {
     /// [`Ctx::lxd`] makes know whose each instance is for that checkout
     /// (DESIGN.md, "Ownership"). `None` before the check.
     pub project_at: Mutex<Option<(PathBuf, String)>>,
+    /// The LXD project the project's containers live in (its
+    /// `lxd_project:`), which every client [`Ctx::lxd`] makes names,
+    /// whatever the client's current project. Set by the trust check.
+    pub lxd_project: Mutex<Option<String>>,
     /// The owners this command's clients have seen, shared by them.
     pub seen: Seen,
     /// Whether clients check ownership: the API backend's do; the CLI
@@ -128,6 +135,17 @@ impl Ctx {
 
     /// Like [`Ctx::lxd`] with the remote from a commit's view of the project.
     pub fn lxd_at(&self, remote: Option<&str>, wait: Duration) -> Arc<dyn Lxd> {
+        self.lxd_in(remote, None, wait)
+    }
+
+    /// [`Ctx::lxd_at`] in LXD project `project` when given, else the
+    /// project's (`lxd_project:`, as the trust check saw it).
+    pub fn lxd_in(
+        &self,
+        remote: Option<&str>,
+        project: Option<&str>,
+        wait: Duration,
+    ) -> Arc<dyn Lxd> {
         let quiet = self.quiet;
         let on_wait = Box::new(move |name: &str, doing: Option<&str>| {
             if !quiet {
@@ -139,7 +157,13 @@ impl Ctx {
                 );
             }
         });
-        let lxd = (self.connect)(remote, wait, on_wait);
+        let pinned = self
+            .lxd_project
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let project = project.or(pinned.as_deref());
+        let lxd = (self.connect)(remote, project, wait, on_wait);
         match self.me() {
             Some(me) if self.owned => {
                 Arc::new(Owned::new(lxd, me, Arc::clone(&self.seen), self.quiet))
@@ -292,7 +316,13 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
             note_once("incus", &note);
         }
         return Ok(Arc::new(
-            move |remote: Option<&str>, wait: Duration, on_wait: OnWait| -> Arc<dyn Lxd> {
+            move |remote: Option<&str>,
+                  _project: Option<&str>,
+                  wait: Duration,
+                  on_wait: OnWait|
+                  -> Arc<dyn Lxd> {
+                // The CLI backend (going away) addresses the client's
+                // current project only.
                 let client = client.clone().with_remote(remote.map(str::to_string));
                 Arc::new(Patient::new(client, wait, on_wait))
             },
@@ -309,10 +339,15 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
         (false, false, false) => ShowProgress::Off,
     };
     Ok(Arc::new(
-        move |remote: Option<&str>, wait: Duration, on_wait: OnWait| -> Arc<dyn Lxd> {
+        move |remote: Option<&str>,
+              project: Option<&str>,
+              wait: Duration,
+              on_wait: OnWait|
+              -> Arc<dyn Lxd> {
             Arc::new(Api::new(
                 &choice,
                 remote,
+                project,
                 Patience::new(wait, on_wait),
                 progress,
             ))
@@ -477,6 +512,7 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         user: UserDirs::from_env().ok(),
         log_seen: Mutex::new(None),
         project_at: Mutex::new(None),
+        lxd_project: Mutex::new(None),
         seen: Seen::default(),
         owned: backend()? == Backend::Api,
     })

@@ -456,6 +456,16 @@ pub trait Lxd: Send + Sync {
     }
     /// Restarts a running instance.
     fn restart(&self, name: &str) -> Result<(), LxdError>;
+    /// Makes LXD project `name` (sharing the default project's images and
+    /// profiles) unless the server has it; true when it was made. Only the
+    /// API backend makes projects.
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        Err(LxdError::Protocol {
+            server: "LXD",
+            request: format!("making LXD project {name}"),
+            why: "this backend cannot make LXD projects; unset LDM_BACKEND to use LXD's API".into(),
+        })
+    }
     /// Renames stopped instance `name` to `new` in the same LXD project
     /// (LXD refuses a running one). [`LxdError::AlreadyExists`] when `new`
     /// is taken, [`LxdError::NotFound`] when `name` is gone. Only the API

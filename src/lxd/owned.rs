@@ -292,6 +292,9 @@ impl Lxd for Owned {
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         self.inner.rename_alias(old, new)
     }
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        self.inner.ensure_project(name)
+    }
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         self.inner.operations(name)
     }

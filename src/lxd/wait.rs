@@ -229,6 +229,10 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.retry(name, || self.inner.rename(name, new))
     }
 
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        self.inner.ensure_project(name)
+    }
+
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         self.inner.operations(name)
     }
@@ -362,6 +366,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
         (**self).rename(name, new)
+    }
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        (**self).ensure_project(name)
     }
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         (**self).operations(name)

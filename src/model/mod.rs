@@ -30,6 +30,11 @@ pub struct Project {
     /// for the local LXD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// The LXD project the containers live in (`ldm create --lxd-project`):
+    /// every request names it, whatever the client's current project;
+    /// `None`: the client's current project, as lxc-dev-manager did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lxd_project: Option<String>,
     /// Values containers fall back to.
     #[serde(default, skip_serializing_if = "Defaults::is_empty")]
     pub defaults: Defaults,
@@ -489,6 +494,7 @@ impl Project {
         Project {
             project: name.to_string(),
             remote: None,
+            lxd_project: None,
             defaults: Defaults {
                 ports,
                 ..Defaults::default()
@@ -502,6 +508,9 @@ impl Project {
         validate::project_name(&self.project).map_err(|e| ("project".to_string(), e))?;
         if let Some(r) = &self.remote {
             validate::remote(r).map_err(|e| ("remote".to_string(), e))?;
+        }
+        if let Some(p) = &self.lxd_project {
+            validate::lxd_project(p).map_err(|e| ("lxd_project".to_string(), e))?;
         }
         validate::ports_list(&self.defaults.ports)
             .map_err(|e| ("defaults.ports".to_string(), e))?;
