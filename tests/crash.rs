@@ -184,7 +184,7 @@ fn upgrade_of_a_version_2_log_killed_at_each_step_loses_and_doubles_nothing() {
                     .unwrap();
             assert_eq!(
                 (header.version, header.id),
-                (if replaced { 3 } else { 2 }, old.id),
+                (if replaced { 4 } else { 2 }, old.id),
                 "{point}"
             );
             check_after_crash_upgrading(dir.path(), point, &pre, pre_seq, !replaced);
