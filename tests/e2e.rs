@@ -2067,9 +2067,38 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         let inst = format!("{name}-dev");
         let projects = [format!("{}la", self.project), format!("{}lb", self.project)];
         let dirs = [self.scratch.join("lxdp-a"), self.scratch.join("lxdp-b")];
+        // A managed bridge refuses a second instance of one name, whatever
+        // its LXD project ("Instance DNS name ... already used on
+        // network"): the second person's containers attach to the bridge
+        // as a plain parent (no DNS name on it), as a server shared this
+        // way must set up (or give each LXD project its own network).
+        let base = self.profile.clone().unwrap_or_else(|| "default".into());
+        let shown = query(&format!("/1.0/profiles/{base}")).expect("the suite's profile");
+        let second = shown["devices"]["eth0"]["network"].as_str().map(|net| {
+            let p = format!("{}n", self.project);
+            lxc(&["profile", "copy", &base, &p]).ok();
+            lxc(&["profile", "device", "remove", &p, "eth0"]).ok();
+            let parent = format!("parent={net}");
+            lxc(&[
+                "profile",
+                "device",
+                "add",
+                &p,
+                "eth0",
+                "nic",
+                "nictype=bridged",
+                &parent,
+                "name=eth0",
+            ])
+            .ok();
+            p
+        });
         let ldm = |dir: &std::path::Path, args: &[&str]| {
             let mut cmd = self.ldm_cmd(args);
             cmd.current_dir(dir);
+            if let (Some(p), true) = (&second, dir.ends_with("lxdp-b")) {
+                cmd.env("LDM_PROFILE", p);
+            }
             run(
                 &mut cmd,
                 format!("ldm {} (in {})", args.join(" "), dir.display()),
@@ -2104,6 +2133,9 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         assert_eq!(status(&projects[1]), Some("Running".into()));
         ldm(&dirs[1], &["project", "delete", "--force"]).ok();
         assert_eq!(status(&projects[1]), None);
+        if let Some(p) = &second {
+            lxc(&["profile", "delete", p]).ok();
+        }
         // The LXD projects go with the suite's cleanup (their names start
         // with the run's stem).
     }
