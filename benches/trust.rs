@@ -70,7 +70,7 @@ fn project(reach: bool, outside: &Path) -> Project {
 }
 
 fn ctx(dir: &Path, user: &Path) -> Ctx {
-    let connect: Connect = Arc::new(|_, _, _| unreachable!("the trust check calls no LXD"));
+    let connect: Connect = Arc::new(|_, _, _, _| unreachable!("the trust check calls no LXD"));
     Ctx {
         start: dir.to_path_buf(),
         opts: Options {
@@ -85,6 +85,7 @@ fn ctx(dir: &Path, user: &Path) -> Ctx {
         user: Some(UserDirs::in_dir(user)),
         log_seen: Mutex::new(None),
         project_at: Mutex::new(None),
+        lxd_project: Mutex::new(None),
         seen: Default::default(),
         owned: false,
     }

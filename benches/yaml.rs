@@ -125,6 +125,7 @@ fn from_doc(doc: DocIn) -> Parsed {
         Project {
             project: doc.project,
             remote: doc.remote,
+            lxd_project: None,
             defaults: doc.defaults,
             containers: doc.containers,
         },

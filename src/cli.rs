@@ -96,6 +96,19 @@ pub enum ProjectCommand {
     Create(ProjectCreate),
     /// Delete every container of the project from LXD, then the project files.
     Delete(Force),
+    /// Give the project a new name, renaming its containers in LXD
+    /// (PROJECT-NAME becomes NEW-NAME; running ones are stopped and started again).
+    Rename(ProjectRename),
+}
+
+/// Arguments of `ldm project rename`.
+#[derive(Debug, Args)]
+pub struct ProjectRename {
+    /// The new project name (the prefix of every LXD container name).
+    pub name: String,
+    /// How long to wait for LXD, per container.
+    #[command(flatten)]
+    pub wait: Wait,
 }
 
 /// `ldm container ...`
@@ -421,6 +434,10 @@ pub struct ProjectCreate {
     /// Run the containers on this LXD remote (see `lxc remote list`) instead of the local LXD.
     #[arg(long, value_name = "NAME")]
     pub remote: Option<String>,
+    /// Put the containers in this LXD project (made if missing, sharing the
+    /// default project's images and profiles), whatever the client's current project.
+    #[arg(long, value_name = "NAME")]
+    pub lxd_project: Option<String>,
 }
 
 /// `ldm config ...`

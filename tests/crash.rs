@@ -117,7 +117,7 @@ fn check_after_crash_upgrading(
     // the next writer has nothing to say but the temp file it removed.
     assert_eq!(err.contains("removed"), temp, "{point}: stderr: {err}");
     assert_eq!(
-        err.contains("to log format version 3"),
+        err.contains("to log format version 4"),
         upgrading,
         "{point}: stderr: {err}"
     );
@@ -184,7 +184,7 @@ fn upgrade_of_a_version_2_log_killed_at_each_step_loses_and_doubles_nothing() {
                     .unwrap();
             assert_eq!(
                 (header.version, header.id),
-                (if replaced { 3 } else { 2 }, old.id),
+                (if replaced { 4 } else { 2 }, old.id),
                 "{point}"
             );
             check_after_crash_upgrading(dir.path(), point, &pre, pre_seq, !replaced);

@@ -83,6 +83,16 @@ const REMOTES: &[(&str, bool)] = &[
     ("a/b", false),
 ];
 
+/// New project names (`project_renamed`): container names c0..c3 fit
+/// beside any valid one.
+const PROJECTS: &[(&str, bool)] = &[
+    ("q", true),
+    ("web-app_2", true),
+    ("", false),
+    ("a b", false),
+    ("ü", false),
+];
+
 const MOUNT_HOSTS: &[(&str, bool)] = &[
     (".", true),
     ("src/app", true),
@@ -289,7 +299,11 @@ fn mutation() -> BoxedStrategy<Mutation> {
     let mount_removed = (pick(CONTAINERS), pick(MOUNT_PATHS))
         .prop_map(|(container, path)| Mutation::MountRemoved { container, path })
         .boxed();
+    let renamed = pick(PROJECTS)
+        .prop_map(|name| Mutation::ProjectRenamed { name })
+        .boxed();
     prop_oneof![
+        1 => renamed,
         4 => added,
         1 => removed,
         3 => snap_added,
@@ -335,6 +349,8 @@ struct MContainer {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Model {
+    /// `None`: the name the project was made with, "p".
+    project: Option<String>,
     remote: Option<String>,
     ports: Vec<u16>,
     user: MUser,
@@ -467,6 +483,12 @@ impl Model {
                     return None;
                 }
             }
+            Mutation::ProjectRenamed { name } => {
+                if !valid_in(PROJECTS, name) {
+                    return None;
+                }
+                next.project = Some(name.clone());
+            }
         }
         Some(next)
     }
@@ -510,8 +532,9 @@ impl Model {
             })
         };
         Project {
-            project: "p".into(),
+            project: self.project.clone().unwrap_or_else(|| "p".into()),
             remote: self.remote.clone(),
+            lxd_project: None,
             defaults: Defaults {
                 ports: self.ports.clone(),
                 user: user(&self.user),

@@ -1,5 +1,5 @@
 //! Log format versions (DESIGN.md, "The log file", "Version history"): this
-//! build writes version 3 and reads 1, 2 and 3. Readers read an older log as
+//! build writes version 4 and reads 1 to 4. Readers read an older log as
 //! it is and write nothing to it; the first writing command upgrades it by a
 //! compaction (a version 2 log keeps its identity, a version 1 log gets one),
 //! with one notice. A header of a later version is refused as a newer ldm's.
@@ -116,7 +116,7 @@ fn read_as_it_is(dir: &Path, opts: &Options, notices: &Notices, expected: &Proje
             .starts_with(&format!("format version {version},"))
             && line
                 .message
-                .ends_with("the next writing command upgrades it to format version 3"),
+                .ends_with("the next writing command upgrades it to format version 4"),
         "{line:?}"
     );
     assert_eq!(taken(notices), vec![], "a reader has nothing to say");
@@ -139,16 +139,44 @@ fn mark_log(dir: &Path) -> String {
     mark[at..at + 32].to_string()
 }
 
+/// The log in `dir`, as an ldm of format version 3 wrote it (the same
+/// layout, the number 3): what a project made before `project rename` has.
+fn downgrade_to_v3(dir: &Path) -> Header {
+    let mut log = std::fs::read(log_path(dir)).unwrap();
+    let h = header(dir);
+    assert_eq!(h.version, record::VERSION);
+    let v3 = record::encode_header_v3(h.generation, &h.id.unwrap(), h.prev_seq.unwrap());
+    log[..HEADER_LEN].copy_from_slice(&v3);
+    std::fs::write(log_path(dir), log).unwrap();
+    assert_eq!(header(dir), Header { version: 3, ..h });
+    h
+}
+
 #[test]
 fn a_version_2_log_is_read_as_it_is_and_upgraded_by_the_first_writer() {
+    upgraded_by_the_first_writer(2);
+}
+
+/// Log version 4 (`project_renamed`, the `rename` operation): a project
+/// made by the ldm before it is read as it is, and upgraded keeping its
+/// identity by the first writer.
+#[test]
+fn a_version_3_log_is_read_as_it_is_and_upgraded_by_the_first_writer() {
+    upgraded_by_the_first_writer(3);
+}
+
+fn upgraded_by_the_first_writer(version: u32) {
     let tmp = tempdir();
     let dir = tmp.path();
     let (opts, notices) = options();
     let expected = three_records(dir, &opts);
-    let old = downgrade_to_v2(dir);
+    let old = match version {
+        2 => downgrade_to_v2(dir),
+        _ => downgrade_to_v3(dir),
+    };
     taken(&notices);
 
-    read_as_it_is(dir, &opts, &notices, &expected, 2);
+    read_as_it_is(dir, &opts, &notices, &expected, version);
 
     let mut writer = Store::open(common::paths(dir), opts.clone());
     commit(
@@ -168,13 +196,13 @@ fn a_version_2_log_is_read_as_it_is_and_upgraded_by_the_first_writer() {
         path: log_path(dir),
     }
     .to_string();
-    assert!(text.contains("to log format version 3"), "{text}");
-    // A compaction into version 3: the same identity, the next generation,
+    assert!(text.contains("to log format version 4"), "{text}");
+    // A compaction into version 4: the same identity, the next generation,
     // the three records in the YAML, the commit's record after them.
     assert_eq!(
         header(dir),
         Header {
-            version: 3,
+            version: 4,
             generation: old.generation + 1,
             id: old.id,
             prev_seq: Some(3),
@@ -238,14 +266,14 @@ fn a_version_2_log_beside_another_writers_yaml_is_merged_then_upgraded() {
     assert_eq!(read, expected, "the merge, read");
     taken(&notices);
 
-    // The writer merges, then compacts the merged state into version 3.
+    // The writer merges, then compacts the merged state into version 4.
     let (code, _, err) = run(dir, &["config", "set", "defaults.user.name", "ann"]);
     assert_eq!(code, 0, "{err}");
     let upgraded: Vec<&str> = err.lines().filter(|l| l.contains("upgraded")).collect();
     assert_eq!(upgraded.len(), 1, "{err}");
-    assert!(upgraded[0].contains("to log format version 3"), "{err}");
+    assert!(upgraded[0].contains("to log format version 4"), "{err}");
     let h = header(dir);
-    assert_eq!((h.version, h.id), (3, old.id));
+    assert_eq!((h.version, h.id), (4, old.id));
     assert_eq!(mark_log(dir), snapshot::hex(&old.id.unwrap()));
     assert_eq!(seqs(dir), vec![4]);
     expected.defaults.user = Some(ldm::model::User {
@@ -301,7 +329,7 @@ fn a_version_1_pair_is_read_as_it_is_and_upgraded_with_a_new_identity() {
         }]
     );
     let h = header(dir);
-    assert_eq!((h.version, h.generation, h.prev_seq), (3, 2, Some(3)));
+    assert_eq!((h.version, h.generation, h.prev_seq), (4, 2, Some(3)));
     assert_ne!(h.id, old.id, "a version 1 log had no identity: a new one");
     assert_eq!(mark_log(dir), snapshot::hex(&h.id.unwrap()));
     assert_eq!(seqs(dir), vec![4]);
@@ -312,13 +340,13 @@ fn a_version_1_pair_is_read_as_it_is_and_upgraded_with_a_new_identity() {
 }
 
 #[test]
-fn a_version_4_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
+fn a_version_5_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
     let tmp = tempdir();
     let dir = tmp.path();
     let (opts, notices) = options();
     three_records(dir, &opts);
     let mut log = std::fs::read(log_path(dir)).unwrap();
-    log[8..12].copy_from_slice(&4u32.to_le_bytes());
+    log[8..12].copy_from_slice(&5u32.to_le_bytes());
     let crc = crc32fast::hash(&log[..HEADER_LEN - 4]);
     log[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(log_path(dir), &log).unwrap();
@@ -331,7 +359,7 @@ fn a_version_4_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
                 matches!(
                     e,
                     StoreError::BadHeader {
-                        error: HeaderError::UnknownVersion { found: 4 },
+                        error: HeaderError::UnknownVersion { found: 5 },
                         ..
                     }
                 ),
@@ -366,7 +394,7 @@ fn a_version_4_header_is_refused_as_a_newer_ldms_and_nothing_changes() {
         let (code, _, err) = run(dir, args);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(
-            err.contains("written by a newer ldm") && err.contains("log format version 4"),
+            err.contains("written by a newer ldm") && err.contains("log format version 5"),
             "{args:?}: {err}"
         );
     }
@@ -516,6 +544,7 @@ fn design_md_format_tables_match_the_frozen_kinds() {
             container: "c".into(),
             path: "/b".into(),
         },
+        Mutation::ProjectRenamed { name: "q".into() },
     ];
     let table = design_table("### Payloads", "op");
     let mut named: Vec<(String, u32)> = table.iter().map(|(n, v, _)| (n.clone(), *v)).collect();
@@ -578,6 +607,11 @@ fn design_md_format_tables_match_the_frozen_kinds() {
         },
         Op::Umount { path: "/b".into() },
         Op::Setup,
+        Op::Rename {
+            from: "p".into(),
+            to: "q".into(),
+            restart: true,
+        },
     ];
     let table = design_table("### Payloads", "kind");
     let mut named: Vec<(String, u32)> = table.iter().map(|(n, v, _)| (n.clone(), *v)).collect();

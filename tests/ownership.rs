@@ -181,7 +181,7 @@ fn finding_1_a_copy_never_acts_on_the_first_checkouts_container() {
     let says_whose = |r: &Run| {
         let said = format!("{}{}", r.stdout, r.stderr);
         assert!(
-            said.contains(&first) && said.contains("change `project: p` in its containers.yaml"),
+            said.contains(&first) && said.contains("`ldm project rename b`"),
             "{r:#?}"
         );
     };

@@ -157,6 +157,14 @@ fn interrupted(name: &str, c: &Container, p: &Pending, inst: Option<&Instance>) 
         p.started_at
     );
     let mut d = match (&p.op, inst) {
+        // Its instance may still have the old name: forgetting the
+        // container would lose it. The same command finishes the rename.
+        (Op::Rename { from, .. }, None) => drift(
+            name,
+            format!("{what}; its instance may still be named {from}-{name}"),
+            &format!("nothing (run `{}` to finish it)", p.op.command(name)),
+            Vec::new(),
+        ),
         (_, None) => drift(
             name,
             format!("{what}; LXD has no instance"),

@@ -84,6 +84,7 @@ pub fn check(ctx: &Ctx, store: &Store, project: &Project, need: &Need) -> Result
     let before = store.log_identity().ok().flatten();
     *ctx.project_at.lock().unwrap_or_else(|e| e.into_inner()) =
         Some((dir.clone(), project.project.clone()));
+    *ctx.lxd_project.lock().unwrap_or_else(|e| e.into_inner()) = project.lxd_project.clone();
     *ctx.log_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((dir.clone(), before.clone()));
     if found.is_empty() && !need.settings && !settings_off(&settings) {
         return Ok(Gated {

@@ -25,6 +25,7 @@ pub mod op;
 mod project;
 mod provision;
 mod proxy;
+mod rename;
 mod setup;
 mod snapshot;
 mod sources;
@@ -58,7 +59,10 @@ use crate::Error;
 /// that waits up to the given time for LXD's other operations on an
 /// instance, telling `OnWait` when it starts to. The CLI's speaks LXD's
 /// API; unit tests give the in-process fake.
-pub type Connect = Arc<dyn Fn(Option<&str>, Duration, OnWait) -> Arc<dyn Lxd> + Send + Sync>;
+/// How commands reach LXD: a client for the remote (`None`: the client's
+/// default) and the LXD project (`None`: the remote's current one).
+pub type Connect =
+    Arc<dyn Fn(Option<&str>, Option<&str>, Duration, OnWait) -> Arc<dyn Lxd> + Send + Sync>;
 
 /// What every command gets: where it runs and how the store behaves.
 pub struct Ctx {
@@ -86,6 +90,10 @@ pub struct Ctx {
     /// [`Ctx::lxd`] makes know whose each instance is for that checkout
     /// (DESIGN.md, "Ownership"). `None` before the check.
     pub project_at: Mutex<Option<(PathBuf, String)>>,
+    /// The LXD project the project's containers live in (its
+    /// `lxd_project:`), which every client [`Ctx::lxd`] makes names,
+    /// whatever the client's current project. Set by the trust check.
+    pub lxd_project: Mutex<Option<String>>,
     /// The owners this command's clients have seen, shared by them.
     pub seen: Seen,
     /// Whether clients check ownership: the API backend's do; the CLI
@@ -128,6 +136,17 @@ impl Ctx {
 
     /// Like [`Ctx::lxd`] with the remote from a commit's view of the project.
     pub fn lxd_at(&self, remote: Option<&str>, wait: Duration) -> Arc<dyn Lxd> {
+        self.lxd_in(remote, None, wait)
+    }
+
+    /// [`Ctx::lxd_at`] in LXD project `project` when given, else the
+    /// project's (`lxd_project:`, as the trust check saw it).
+    pub fn lxd_in(
+        &self,
+        remote: Option<&str>,
+        project: Option<&str>,
+        wait: Duration,
+    ) -> Arc<dyn Lxd> {
         let quiet = self.quiet;
         let on_wait = Box::new(move |name: &str, doing: Option<&str>| {
             if !quiet {
@@ -139,7 +158,13 @@ impl Ctx {
                 );
             }
         });
-        let lxd = (self.connect)(remote, wait, on_wait);
+        let pinned = self
+            .lxd_project
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let project = project.or(pinned.as_deref());
+        let lxd = (self.connect)(remote, project, wait, on_wait);
         match self.me() {
             Some(me) if self.owned => {
                 Arc::new(Owned::new(lxd, me, Arc::clone(&self.seen), self.quiet))
@@ -202,6 +227,7 @@ fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> Result<(), Erro
         Command::Project(ProjectCommand::Delete(args)) => {
             lifecycle::delete_project(ctx, &args, out)
         }
+        Command::Project(ProjectCommand::Rename(args)) => rename::rename(ctx, &args, out),
         Command::Container(ContainerCommand::Create(args)) => container::create(ctx, &args, out),
         Command::Container(ContainerCommand::Clone(args)) => clone::clone(ctx, &args, out),
         Command::Container(ContainerCommand::Reset(args)) => lifecycle::reset(ctx, &args, out),
@@ -291,7 +317,13 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
             note_once("incus", &note);
         }
         return Ok(Arc::new(
-            move |remote: Option<&str>, wait: Duration, on_wait: OnWait| -> Arc<dyn Lxd> {
+            move |remote: Option<&str>,
+                  _project: Option<&str>,
+                  wait: Duration,
+                  on_wait: OnWait|
+                  -> Arc<dyn Lxd> {
+                // The CLI backend (going away) addresses the client's
+                // current project only.
                 let client = client.clone().with_remote(remote.map(str::to_string));
                 Arc::new(Patient::new(client, wait, on_wait))
             },
@@ -308,10 +340,15 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
         (false, false, false) => ShowProgress::Off,
     };
     Ok(Arc::new(
-        move |remote: Option<&str>, wait: Duration, on_wait: OnWait| -> Arc<dyn Lxd> {
+        move |remote: Option<&str>,
+              project: Option<&str>,
+              wait: Duration,
+              on_wait: OnWait|
+              -> Arc<dyn Lxd> {
             Arc::new(Api::new(
                 &choice,
                 remote,
+                project,
                 Patience::new(wait, on_wait),
                 progress,
             ))
@@ -358,6 +395,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Create(_) => "create",
         Command::Project(ProjectCommand::Create(_)) => "project create",
         Command::Project(ProjectCommand::Delete(_)) => "project delete",
+        Command::Project(ProjectCommand::Rename(_)) => "project rename",
         Command::Container(ContainerCommand::Create(_)) => "container create",
         Command::Container(ContainerCommand::Clone(_)) => "container clone",
         Command::Container(ContainerCommand::Reset(_)) => "container reset",
@@ -475,6 +513,7 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         user: UserDirs::from_env().ok(),
         log_seen: Mutex::new(None),
         project_at: Mutex::new(None),
+        lxd_project: Mutex::new(None),
         seen: Seen::default(),
         owned: backend()? == Backend::Api,
     })

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::cli::ProjectCreate;
+use crate::cli::{ProjectCreate, DEFAULT_WAIT};
 use crate::commands::{gate, ignore, Ctx};
 use crate::model::{validate, Project};
 use crate::store::Store;
@@ -24,6 +24,18 @@ pub fn create(ctx: &Ctx, args: &ProjectCreate, out: &mut dyn Write) -> Result<()
     if let Some(r) = &args.remote {
         validate::remote(r)?;
         project.remote = Some(r.clone());
+    }
+    if let Some(p) = &args.lxd_project {
+        validate::lxd_project(p)?;
+        project.lxd_project = Some(p.clone());
+        // Before the file: a server that will not make it leaves nothing.
+        let lxd = ctx.lxd_at(project.remote.as_deref(), DEFAULT_WAIT);
+        let made = lxd.ensure_project(p).map_err(Error::lxd(format!(
+            "making LXD project {p} (nothing was created; without --lxd-project the containers go in the client's current project)"
+        )))?;
+        if made && !ctx.quiet {
+            eprintln!("Made LXD project {p} (it shares the default project's images and profiles)");
+        }
     }
     let store = Store::create(&ctx.start, &project, ctx.opts.clone())?;
     let dir = store.paths().dir.clone();

@@ -28,7 +28,11 @@ fn setup(fake: Fake) -> Setup {
     let remotes = Arc::new(Mutex::new(Vec::new()));
     let (f, r) = (Arc::clone(&fake), Arc::clone(&remotes));
     let connect: Connect = Arc::new(
-        move |remote: Option<&str>, wait: Duration, on_wait: crate::lxd::OnWait| -> Arc<dyn Lxd> {
+        move |remote: Option<&str>,
+              _project: Option<&str>,
+              wait: Duration,
+              on_wait: crate::lxd::OnWait|
+              -> Arc<dyn Lxd> {
             r.lock().unwrap().push(remote.map(str::to_string));
             Arc::new(crate::lxd::Patient::new(Arc::clone(&f), wait, on_wait))
         },
@@ -46,6 +50,7 @@ fn setup(fake: Fake) -> Setup {
         )),
         log_seen: Mutex::new(None),
         project_at: Mutex::new(None),
+        lxd_project: Mutex::new(None),
         seen: Default::default(),
         owned: true,
     };

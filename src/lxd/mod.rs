@@ -481,6 +481,28 @@ pub trait Lxd: Send + Sync {
     }
     /// Restarts a running instance.
     fn restart(&self, name: &str) -> Result<(), LxdError>;
+    /// Makes LXD project `name` (sharing the default project's images and
+    /// profiles) unless the server has it; true when it was made. Only the
+    /// API backend makes projects.
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        Err(LxdError::Protocol {
+            server: "LXD",
+            request: format!("making LXD project {name}"),
+            why: "this backend cannot make LXD projects; unset LDM_BACKEND to use LXD's API".into(),
+        })
+    }
+    /// Renames stopped instance `name` to `new` in the same LXD project
+    /// (LXD refuses a running one). [`LxdError::AlreadyExists`] when `new`
+    /// is taken, [`LxdError::NotFound`] when `name` is gone. Only the API
+    /// backend renames; the CLI backend, going away, says it cannot.
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        let _ = new;
+        Err(LxdError::Protocol {
+            server: "LXD",
+            request: format!("rename of {name}"),
+            why: "this backend cannot rename instances; unset LDM_BACKEND to use LXD's API".into(),
+        })
+    }
     /// Runs `argv` inside `name` feeding `stdin`, handing each line of its
     /// output (stdout and stderr) to `line` as it comes; returns its exit
     /// code. LXD's own failures are errors, as for [`Lxd::exec`]. Lines

@@ -132,6 +132,19 @@ impl Owned {
         }
     }
 
+    /// Gives `name` (just renamed; `before` is whose it was) this
+    /// checkout's marks, naming its new project and container.
+    fn remark(&self, name: &str, before: Option<Owner>) -> Result<(), LxdError> {
+        let marks = self.marks(name);
+        let keys: Vec<(&str, &str)> = marks.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.inner.set_configs(name, &keys)?;
+        self.made(name);
+        if matches!(before, Some(Owner::Unmarked) | Some(Owner::Moved { .. })) && !self.quiet {
+            eprintln!("ldm: marked {name} as this folder's ({})", self.me.folder);
+        }
+        Ok(())
+    }
+
     /// `name` was just made with this checkout's marks.
     fn made(&self, name: &str) {
         self.seen
@@ -294,6 +307,9 @@ impl Lxd for Owned {
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         self.inner.rename_alias(old, new)
     }
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        self.inner.ensure_project(name)
+    }
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         self.inner.operations(name)
     }
@@ -324,6 +340,25 @@ impl Lxd for Owned {
     fn restart(&self, name: &str) -> Result<(), LxdError> {
         self.guard(name)?;
         self.changed(name, self.inner.restart(name))
+    }
+    /// Another checkout's instance is refused; a renamed one gets this
+    /// checkout's marks under its new name (one `PATCH`: the project and
+    /// container marks change with the name, and an unmarked or moved
+    /// instance becomes this folder's, as at any change).
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        self.guard(name)?;
+        if let Some(Owner::Other(theirs)) = self.known(new) {
+            return Err(self.me.refusal(new, &theirs));
+        }
+        let before = self.known(name);
+        self.inner
+            .rename(name, new)
+            .map_err(|e| self.taken(new, e))?;
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.remark(new, before)
     }
     fn exec_lines(
         &self,

@@ -156,10 +156,30 @@ impl Me {
             }
         };
         let next = format!(
-            "ldm leaves it alone: run the command in that folder, or give this folder ({}) a project name of its own (change `project: {}` in its containers.yaml; `ldm up` then makes its own containers)",
-            self.folder, self.project
+            "ldm leaves it alone: run the command in that folder, or give this folder ({}) a project name of its own, e.g. `ldm project rename {}` (its own instances are renamed with it; `ldm up` then makes the containers it lacks)",
+            self.folder,
+            self.another_name()
         );
         (whose, next)
+    }
+
+    /// A project name to offer this checkout: its folder's name when that
+    /// is a plain one other than the project's, else `PROJECT-2`.
+    fn another_name(&self) -> String {
+        let base = Path::new(&self.folder)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let plain = !base.is_empty()
+            && base.len() <= 40
+            && base
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if plain && base != self.project {
+            base.to_string()
+        } else {
+            format!("{}-2", self.project)
+        }
     }
 
     /// The refusal of an action on `name`, another checkout's.

@@ -239,6 +239,14 @@ impl<L: Lxd> Lxd for Patient<L> {
         self.inner.rename_alias(old, new)
     }
 
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        self.retry(name, || self.inner.rename(name, new))
+    }
+
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        self.inner.ensure_project(name)
+    }
+
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         self.inner.operations(name)
     }
@@ -375,6 +383,12 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         (**self).rename_alias(old, new)
+    }
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        (**self).rename(name, new)
+    }
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        (**self).ensure_project(name)
     }
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         (**self).operations(name)

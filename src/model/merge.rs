@@ -71,12 +71,15 @@ pub fn differences(ours: &Project, theirs: &Project) -> Vec<Conflict> {
 }
 
 /// `theirs` with the keys a key-dropping writer cannot have kept taken
-/// from `base`: the project's remote, mounts and setup steps, and each
+/// from `base`: the project's remote and LXD project, mounts and setup steps, and each
 /// operation under way.
 fn with_ldm_keys_of(base: &Project, theirs: &Project) -> Project {
     let mut t = theirs.clone();
     if t.remote.is_none() {
         t.remote = base.remote.clone();
+    }
+    if t.lxd_project.is_none() {
+        t.lxd_project = base.lxd_project.clone();
     }
     if t.defaults.mounts.is_none() {
         t.defaults.mounts = base.defaults.mounts.clone();
@@ -138,6 +141,12 @@ impl Merger {
                 base.map(|b| &b.remote),
                 &ours.remote,
                 &theirs.remote,
+            ),
+            lxd_project: self.pick(
+                "lxd_project",
+                base.map(|b| &b.lxd_project),
+                &ours.lxd_project,
+                &theirs.lxd_project,
             ),
             defaults: super::Defaults {
                 ports: self.pick(

@@ -30,6 +30,11 @@ pub struct Project {
     /// for the local LXD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// The LXD project the containers live in (`ldm create --lxd-project`):
+    /// every request names it, whatever the client's current project;
+    /// `None`: the client's current project, as lxc-dev-manager did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lxd_project: Option<String>,
     /// Values containers fall back to.
     #[serde(default, skip_serializing_if = "Defaults::is_empty")]
     pub defaults: Defaults,
@@ -221,6 +226,7 @@ pub const OP_KINDS: &[(&str, u32)] = &[
     ("mount", 3),
     ("umount", 3),
     ("setup", 3),
+    ("rename", 4),
     // New kinds go here, in the order of the variants, with the log format
     // version that introduced them.
 ];
@@ -278,6 +284,19 @@ pub enum Op {
     },
     /// `ldm container setup`: the setup steps run again.
     Setup,
+    /// `ldm project rename`: the container's instance is being renamed
+    /// from `from`-NAME to `to`-NAME (the `project_renamed` record came in
+    /// the same commit, so the project is named `to` already).
+    Rename {
+        /// The project's name before.
+        from: String,
+        /// The project's name after.
+        to: String,
+        /// As for [`Op::Reset`]: it was running, so it is started again
+        /// under its new name.
+        #[serde(default, skip_serializing_if = "is_false")]
+        restart: bool,
+    },
 }
 
 fn is_false(b: &bool) -> bool {
@@ -290,7 +309,9 @@ impl Op {
     pub fn restart(&self) -> bool {
         matches!(
             self,
-            Op::Reset { restart: true, .. } | Op::ImageCreate { restart: true, .. }
+            Op::Reset { restart: true, .. }
+                | Op::ImageCreate { restart: true, .. }
+                | Op::Rename { restart: true, .. }
         )
     }
 
@@ -303,6 +324,11 @@ impl Op {
             },
             Op::ImageCreate { alias, .. } => Op::ImageCreate {
                 alias,
+                restart: true,
+            },
+            Op::Rename { from, to, .. } => Op::Rename {
+                from,
+                to,
                 restart: true,
             },
             other => other,
@@ -322,6 +348,7 @@ impl Op {
             Op::Mount { .. } => "MOUNTING",
             Op::Umount { .. } => "UNMOUNTING",
             Op::Setup => "SETTING UP",
+            Op::Rename { .. } => "RENAMING",
         }
     }
 
@@ -338,6 +365,7 @@ impl Op {
             Op::Mount { .. } => "mount",
             Op::Umount { .. } => "umount",
             Op::Setup => "setup",
+            Op::Rename { .. } => "project rename",
         }
     }
 
@@ -390,6 +418,7 @@ impl Op {
             },
             Op::Umount { path } => format!("ldm umount {}", pos(&[container, path])),
             Op::Setup => format!("ldm container setup {}", pos(&[container])),
+            Op::Rename { to, .. } => format!("ldm project rename {}", pos(&[to])),
         }
     }
 }
@@ -465,6 +494,7 @@ impl Project {
         Project {
             project: name.to_string(),
             remote: None,
+            lxd_project: None,
             defaults: Defaults {
                 ports,
                 ..Defaults::default()
@@ -478,6 +508,9 @@ impl Project {
         validate::project_name(&self.project).map_err(|e| ("project".to_string(), e))?;
         if let Some(r) = &self.remote {
             validate::remote(r).map_err(|e| ("remote".to_string(), e))?;
+        }
+        if let Some(p) = &self.lxd_project {
+            validate::lxd_project(p).map_err(|e| ("lxd_project".to_string(), e))?;
         }
         validate::ports_list(&self.defaults.ports)
             .map_err(|e| ("defaults.ports".to_string(), e))?;
@@ -668,6 +701,7 @@ mod tests {
                 Op::Mount { .. } => "mount",
                 Op::Umount { .. } => "umount",
                 Op::Setup => "setup",
+                Op::Rename { .. } => "rename",
             }
         }
         let frozen: Vec<(Op, &str)> = vec![
@@ -718,6 +752,14 @@ mod tests {
                 r#"{"kind":"umount","path":"/home/dev/p"}"#,
             ),
             (Op::Setup, r#"{"kind":"setup"}"#),
+            (
+                Op::Rename {
+                    from: "p".into(),
+                    to: "q".into(),
+                    restart: true,
+                },
+                r#"{"kind":"rename","from":"p","to":"q","restart":true}"#,
+            ),
         ];
         let kinds: Vec<&str> = frozen.iter().map(|(op, _)| kind(op)).collect();
         let listed: Vec<&str> = OP_KINDS.iter().map(|(k, _)| *k).collect();

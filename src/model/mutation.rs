@@ -113,6 +113,13 @@ pub enum Mutation {
         /// Its path inside the container.
         path: String,
     },
+    /// The project got a new name (`ldm project rename`), so its
+    /// containers' LXD names change with it (their instances are renamed
+    /// by `rename` operations recorded in the same commit).
+    ProjectRenamed {
+        /// The new name.
+        name: String,
+    },
 }
 
 impl Mutation {
@@ -134,6 +141,7 @@ impl Mutation {
         ("user_password_set", 1),
         ("mount_added", 2),
         ("mount_removed", 2),
+        ("project_renamed", 4),
     ];
 
     /// The `op` name of this mutation, as written in the log.
@@ -151,6 +159,7 @@ impl Mutation {
             Mutation::UserPasswordSet { .. } => "user_password_set",
             Mutation::MountAdded { .. } => "mount_added",
             Mutation::MountRemoved { .. } => "mount_removed",
+            Mutation::ProjectRenamed { .. } => "project_renamed",
         }
     }
 }
@@ -310,6 +319,13 @@ impl Project {
                     });
                 }
                 c.mounts.push(mount);
+            }
+            Mutation::ProjectRenamed { name } => {
+                validate::project_name(name)?;
+                for c in self.containers.keys() {
+                    validate::container_name(name, c)?;
+                }
+                self.project = name.clone();
             }
             Mutation::MountRemoved { container, path } => {
                 let c = self.container_mut(container)?;
@@ -495,6 +511,10 @@ mod tests {
                     path: "/home/dev/p".into(),
                 },
                 r#"{"op":"mount_removed","container":"dev","path":"/home/dev/p"}"#,
+            ),
+            (
+                Mutation::ProjectRenamed { name: "q".into() },
+                r#"{"op":"project_renamed","name":"q"}"#,
             ),
         ];
         let kinds: Vec<&str> = frozen.iter().map(|(m, _)| m.kind()).collect();

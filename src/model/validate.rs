@@ -73,6 +73,14 @@ pub enum ValidationError {
         /// What is wrong.
         why: String,
     },
+    /// Bad LXD project name.
+    #[error("invalid LXD project {name:?}: {why}")]
+    LxdProject {
+        /// The name given.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
     /// Bad mount.
     #[error("invalid mount {given:?}: {why}")]
     Mount {
@@ -269,6 +277,31 @@ pub fn password(pw: &str) -> Result<(), ValidationError> {
         return Err(ValidationError::Password {
             why: "it contains a NUL byte".into(),
         });
+    }
+    Ok(())
+}
+
+/// Checks an LXD project name (`ldm create --lxd-project`, `lxd_project:`
+/// in `containers.yaml`). LXD refuses `/`, spaces and names over 63
+/// characters; ldm keeps to letters, digits, '-' and '_' (no leading '-')
+/// so that it is one plain word in a request's query and in the
+/// `lxc project switch` command ldm prints.
+pub fn lxd_project(name: &str) -> Result<(), ValidationError> {
+    let err = |why: String| ValidationError::LxdProject {
+        name: name.to_string(),
+        why: format!("{why}; use letters, digits, '-' and '_'"),
+    };
+    if name.is_empty() || name.len() > MAX_LXD_NAME {
+        return Err(err(format!("it must be 1 to {MAX_LXD_NAME} characters")));
+    }
+    if name.starts_with('-') {
+        return Err(err("it starts with '-'".into()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    {
+        return Err(err(format!("{c:?} is not allowed")));
     }
     Ok(())
 }

@@ -67,6 +67,7 @@ fn without_snapshots(project: &Project) -> Project {
     Project {
         project: project.project.clone(),
         remote: project.remote.clone(),
+        lxd_project: project.lxd_project.clone(),
         defaults: project.defaults.clone(),
         containers: project
             .containers

@@ -6,8 +6,9 @@
 //! refuse" to `recover.rs`.
 //!
 //! ```text
-//! header v3 := magic[8] "LDMLOG\r\n" | version u32 = 3 | hlen u32 = 52 | generation u64
+//! header v4 := magic[8] "LDMLOG\r\n" | version u32 = 4 | hlen u32 = 52 | generation u64
 //!              | log_id[16] | prev_seq u64 | hcrc u32 over the 48 bytes before it
+//! header v3 := the same 52 bytes with version u32 = 3                     (read only)
 //! header v2 := the same 52 bytes with version u32 = 2                     (read only)
 //! header v1 := magic[8] | version u32 = 1 | generation u64 | hcrc u32      (24 bytes, read only)
 //! record    := crc u32 | length u32 | seq u64 | payload[length]           (16 + length)
@@ -20,16 +21,19 @@ use thiserror::Error;
 
 /// First eight bytes of every log file. `\r\n` catches text-mode mangling.
 pub const MAGIC: [u8; 8] = *b"LDMLOG\r\n";
-/// The log format version this build writes. Version 3 has version 2's
-/// layout; it promises only that records may hold kinds of version 3
-/// (`model::OP_KINDS`), which an ldm that reads version 2 would take for
-/// damage. Writers upgrade older logs on their first write.
-pub const VERSION: u32 = 3;
+/// The log format version this build writes. Versions 3 and 4 have
+/// version 2's layout; each promises only that records may hold kinds of
+/// its own (3: `Op` kinds in `model::OP_KINDS`, which an ldm that reads
+/// version 2 would take for damage; 4: `project_renamed` and the `rename`
+/// `Op`, which an ldm that reads version 3 would meet only record by
+/// record, after acting on the records before them).
+/// Writers upgrade older logs on their first write.
+pub const VERSION: u32 = 4;
 /// The oldest log format version this build still reads.
 pub const OLDEST_VERSION: u32 = 1;
 /// Size of a version 1 header in bytes.
 pub const HEADER_V1_LEN: usize = 24;
-/// Size of a version 2 or 3 header in bytes.
+/// Size of a version 2, 3 or 4 header in bytes.
 pub const HEADER_LEN: usize = 52;
 /// Size of a record's fixed part (crc, length, seq) in bytes.
 pub const RECORD_HEADER_LEN: usize = 16;
@@ -50,7 +54,7 @@ pub type LogId = [u8; LOG_ID_LEN];
 /// The decoded log file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Format version of the file (1, 2 or 3).
+    /// Format version of the file (1 to 4).
     pub version: u32,
     /// How many times the log was replaced by compaction.
     pub generation: u64,
@@ -119,6 +123,12 @@ pub fn encode_header(generation: u64, id: &LogId, prev_seq: u64) -> [u8; HEADER_
 /// layout); for tests of the upgrade path.
 pub fn encode_header_v2(generation: u64, id: &LogId, prev_seq: u64) -> [u8; HEADER_LEN] {
     encode_header_as(2, generation, id, prev_seq)
+}
+
+/// Encodes a version 3 header, as ldm wrote before version 4 (the same
+/// layout); for tests of the upgrade path.
+pub fn encode_header_v3(generation: u64, id: &LogId, prev_seq: u64) -> [u8; HEADER_LEN] {
+    encode_header_as(3, generation, id, prev_seq)
 }
 
 /// The 52-byte layout of versions 2 and 3, with `version` in it.
@@ -313,13 +323,17 @@ mod tests {
         assert_eq!(
             decode_header(&h),
             Ok(Header {
-                version: 3,
+                version: 4,
                 generation: 42,
                 id: Some(ID),
                 prev_seq: Some(9)
             })
         );
-        assert_eq!(&h[8..12], &[3, 0, 0, 0]);
+        assert_eq!(&h[8..12], &[4, 0, 0, 0]);
+        // Version 3: the same layout, read as it is.
+        let v3 = encode_header_v3(42, &ID, 9);
+        assert_eq!((&v3[..8], &v3[12..48]), (&h[..8], &h[12..48]));
+        assert_eq!(decode_header(&v3).map(|h| h.version), Ok(3));
         // Version 2: the same layout, read as it is.
         let v2 = encode_header_v2(42, &ID, 9);
         assert_eq!(v2[..8], h[..8]);
@@ -343,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_well_formed_header_of_a_later_version_asks_for_an_upgrade() {
-        // Version 4 with a longer header: its own length and checksum hold.
+        // Version 5 with a longer header: its own length and checksum hold.
         let longer = |version: u32, hlen: usize| {
             let mut h = encode_header(1, &ID, 0).to_vec();
             h.resize(hlen, 0);
@@ -354,16 +368,16 @@ mod tests {
             h
         };
         assert_eq!(
-            decode_header(&longer(4, 60)),
-            Err(HeaderError::UnknownVersion { found: 4 })
+            decode_header(&longer(5, 60)),
+            Err(HeaderError::UnknownVersion { found: 5 })
         );
-        // Version 4 in the 52-byte layout is still a newer ldm's.
+        // Version 5 in the 52-byte layout is still a newer ldm's.
         assert_eq!(
-            decode_header(&longer(4, HEADER_LEN)),
-            Err(HeaderError::UnknownVersion { found: 4 })
+            decode_header(&longer(5, HEADER_LEN)),
+            Err(HeaderError::UnknownVersion { found: 5 })
         );
-        // Versions 2 and 3 are 52 bytes: another length is not theirs.
-        for version in [2, 3] {
+        // Versions 2 to 4 are 52 bytes: another length is not theirs.
+        for version in [2, 3, 4] {
             assert_eq!(
                 decode_header(&longer(version, 60)),
                 Err(HeaderError::UnknownVersion { found: version })
@@ -373,9 +387,9 @@ mod tests {
                 Ok(version)
             );
         }
-        let message = HeaderError::UnknownVersion { found: 4 }.to_string();
+        let message = HeaderError::UnknownVersion { found: 5 }.to_string();
         assert!(message.contains("written by a newer ldm"), "{message}");
-        assert!(message.contains("reads versions 1 to 3"), "{message}");
+        assert!(message.contains("reads versions 1 to 4"), "{message}");
     }
 
     #[test]

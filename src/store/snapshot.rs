@@ -95,6 +95,8 @@ struct DocIn {
     project: Option<String>,
     #[serde(default)]
     remote: Option<String>,
+    #[serde(default)]
+    lxd_project: Option<String>,
     #[serde(default, deserialize_with = "null_is_default")]
     defaults: Defaults,
     #[serde(default, deserialize_with = "null_is_default")]
@@ -108,6 +110,8 @@ struct DocOut<'a> {
     project: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     remote: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lxd_project: &'a Option<String>,
     #[serde(skip_serializing_if = "defaults_empty")]
     defaults: &'a Defaults,
     containers: &'a BTreeMap<String, Container>,
@@ -195,6 +199,7 @@ pub fn decode(text: &str) -> Result<Doc, DocError> {
         project: Project {
             project,
             remote: doc.remote,
+            lxd_project: doc.lxd_project,
             defaults: doc.defaults,
             containers: doc.containers,
         },
@@ -219,6 +224,7 @@ pub fn encode(project: &Project, mark: Mark) -> Result<String, YamlError> {
     let body = yaml::to_string(&DocOut {
         project: &project.project,
         remote: &project.remote,
+        lxd_project: &project.lxd_project,
         defaults: &project.defaults,
         containers: &project.containers,
     })?;

@@ -44,7 +44,8 @@
 //! Not modelled: HTTPS remotes and authentication (only the unix socket);
 //! virtual machines, storage, networks beyond one `eth0` address, clusters,
 //! `/1.0/events`, backups, logs, console, migration, image upload and copy
-//! between servers; renaming instances or snapshots, stateful snapshots,
+//! between servers; moving instances (`POST /1.0/instances/NAME` with
+//! `migration`; a plain rename is modelled) and renaming snapshots, stateful snapshots,
 //! expiry; writing profiles; following symlinks inside an instance's files;
 //! commands changing the state (an exec rule only answers); `record-output`
 //! and window sizes; cancelling (no operation of the double can be

@@ -333,3 +333,48 @@ fn a_shifted_disk_fails_to_start_without_idmapped_mounts() {
         "Failed to start device \"m\": Required idmapping abilities not available"
     );
 }
+
+/// A rename, as LXD 5.0's `instancePost`: a taken or invalid name is
+/// refused at once; a running instance fails in the operation; a stopped
+/// one moves with its config and snapshots, in its own project only.
+#[test]
+fn rename_moves_a_stopped_instance_with_its_snapshots() {
+    let (_t, d) = double();
+    d.seed(
+        "default",
+        "a",
+        Instance::running().config("user.k", "v").snapshot("s1"),
+    );
+    d.seed("default", "b", Instance::stopped());
+    d.add_project("other", &[]);
+    d.seed("other", "a", Instance::stopped());
+
+    let taken = call(&d, "POST", "/1.0/instances/a", r#"{"name":"b"}"#);
+    assert_eq!(
+        (taken.status, taken.error()),
+        (409, "Name \"b\" already in use".to_string())
+    );
+    let bad = call(&d, "POST", "/1.0/instances/a", r#"{"name":"1x"}"#);
+    assert_eq!(bad.status, 400);
+    let none = call(&d, "POST", "/1.0/instances/zz", r#"{"name":"y"}"#);
+    assert_eq!(none.status, 404);
+
+    let running = call(&d, "POST", "/1.0/instances/a", r#"{"name":"c"}"#);
+    let op = wait(&d, &running.op());
+    assert_eq!(op["status"], "Failure", "{op}");
+    assert_eq!(op["err"], "Renaming of running instance not allowed");
+    assert!(d.instance("default", "a").is_some());
+
+    run_op(&d, "PUT", "/1.0/instances/a/state", r#"{"action":"stop"}"#);
+    let op = run_op(&d, "POST", "/1.0/instances/a", r#"{"name":"c"}"#);
+    assert_eq!(op["description"], "Renaming instance");
+    assert!(d.instance("default", "a").is_none());
+    let c = d.instance("default", "c").expect("renamed");
+    assert_eq!(c.snapshot_names(), ["s1"]);
+    assert_eq!(c.config.get("user.k").map(String::as_str), Some("v"));
+    assert_eq!(get(&d, "/1.0/instances/c").meta()["name"], "c");
+    assert!(
+        d.instance("other", "a").is_some(),
+        "another project's is left"
+    );
+}

@@ -158,6 +158,41 @@ impl Api {
         }
     }
 
+    /// Renames stopped instance `name` to `new` (`POST /1.0/instances/NAME
+    /// {"name": NEW}`, an operation). A 409 is a taken name; a failed
+    /// operation is read against the server's state afterwards: `new`
+    /// there and `name` gone is a rename done (by an earlier try whose
+    /// answer was lost), `name` gone and `new` absent is "not found".
+    pub(super) fn rename_instance(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        let path = self.scoped(&self.instance_path(name));
+        let body = json!({ "name": new });
+        let r = self.patiently(name, || {
+            self.run_op("POST", &path, Body::Json(&body)).map(drop)
+        });
+        let e = match r {
+            Ok(()) => {
+                self.note_running(name, None);
+                self.note_running(new, Some(false));
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        match status(&e) {
+            Some(409) => {
+                return Err(LxdError::AlreadyExists {
+                    what: format!("an instance named {new}"),
+                })
+            }
+            Some(404) => {
+                return Err(LxdError::NotFound {
+                    what: format!("instance {name}"),
+                })
+            }
+            _ => {}
+        }
+        Err(e)
+    }
+
     /// Deletes `name`, stopping it first (forcibly) if it runs.
     ///
     /// LXD holds an instance's own lock (not an API operation) a moment

@@ -32,6 +32,7 @@ mod images;
 mod instances;
 mod operations;
 mod progress;
+mod projects;
 mod request;
 mod snapshots;
 mod time;
@@ -122,12 +123,14 @@ pub struct Api {
 
 impl Api {
     /// The client for `remote` (`None`: the client's default remote) of the
-    /// chosen family. A configuration that cannot be used makes a client
+    /// chosen family, addressing LXD project `project` (`None`: the
+    /// remote's current one in the client's configuration). A configuration that cannot be used makes a client
     /// whose every call fails with that error (commands report it at their
     /// first LXD call, as they would a server that is down).
     pub fn new(
         choice: &Choice,
         remote: Option<&str>,
+        project: Option<&str>,
         patience: Patience,
         progress: ShowProgress,
     ) -> Api {
@@ -162,12 +165,15 @@ impl Api {
                 ..
             })
         );
-        let project = config
-            .remotes
-            .get(&name)
-            .map(|r| r.project.clone())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "default".into());
+        let project = match project {
+            Some(p) => p.to_string(),
+            None => config
+                .remotes
+                .get(&name)
+                .map(|r| r.project.clone())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "default".into()),
+        };
         Api {
             family,
             program: choice.program.clone(),
@@ -353,6 +359,14 @@ impl Lxd for Api {
 
     fn rename_alias(&self, old: &str, new: &str) -> Result<(), LxdError> {
         self.rename_image_alias(old, new)
+    }
+
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
+        self.rename_instance(name, new)
+    }
+
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
+        self.ensure_lxd_project(name)
     }
 
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {

@@ -1,5 +1,5 @@
 //! `/1.0/instances`, `/1.0/instances/NAME` and its `state`: listing,
-//! reading, config and device changes, power, delete.
+//! reading, config and device changes, power, rename, delete.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -338,6 +338,71 @@ pub(super) fn delete(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx, name: &str)
         Ok(None)
     });
     let work = work(p, resources, name, Action::Delete, effect);
+    Some(Reply::Async(Box::new(ops::spawn(
+        shared,
+        work,
+        ctx.op_knobs.clone(),
+    ))))
+}
+
+/// `POST /1.0/instances/NAME {"name": NEW}`: a rename, as LXD 5.0 does it
+/// (`instancePost`): a taken name is a 409 at once, an invalid one a 400;
+/// the rename itself is an operation, which fails while the instance runs
+/// ("Renaming of running instance not allowed"). Its snapshots go with it.
+/// Migration (`"migration": true`, moves between servers, pools or
+/// projects) is not modelled: 501.
+pub(super) fn rename(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx, name: &str) -> Option<Reply> {
+    let b = match body(req) {
+        Ok(b) => b,
+        Err(e) => return Some(e),
+    };
+    if bool_field(&b, "migration").unwrap_or(false) {
+        return None;
+    }
+    let new = match str_field(&b, "name") {
+        Ok("") => name.to_string(),
+        Ok(n) => n.to_string(),
+        Err(e) => return Some(e),
+    };
+    let p = project(req);
+    let g = shared.lock();
+    if g.state.instance(&p, name).is_none() {
+        return Some(no_instance());
+    }
+    if let Err(e) = super::check_name(&new) {
+        return Some(Reply::err(400, e));
+    }
+    if g.state.instance(&p, &new).is_some() {
+        return Some(Reply::err(409, format!("Name {new:?} already in use")));
+    }
+    let resources = ops::instance_resources(&g.state, &p, &[name]);
+    drop(g);
+    let (pp, n) = (p.clone(), name.to_string());
+    let effect = Box::new(move |st: &mut State| {
+        let proj = st.projects.get_mut(&pp).ok_or("Instance not found")?;
+        let inst = proj.instances.get(&n).ok_or("Instance not found")?;
+        if inst.is_running() {
+            return Err("Renaming of running instance not allowed".into());
+        }
+        if proj.instances.contains_key(&new) {
+            return Err(format!("Name {new:?} already in use"));
+        }
+        let inst = proj.instances.remove(&n).ok_or("Instance not found")?;
+        proj.instances.insert(new, inst);
+        Ok(None)
+    });
+    // LXD takes no instance lock for a rename.
+    let work = Work {
+        description: "Renaming instance".into(),
+        project: p,
+        resources,
+        lock: None,
+        stages: Vec::new(),
+        may_cancel: false,
+        begin: None,
+        undo: None,
+        effect,
+    };
     Some(Reply::Async(Box::new(ops::spawn(
         shared,
         work,

@@ -33,6 +33,7 @@ pub(crate) fn route(shared: &Arc<Shared>, req: &Req, ctx: &mut Ctx) -> Reply {
             "GET" => instances::get(shared, req, name),
             "PUT" => instances::put(shared, req, ctx, name),
             "PATCH" => instances::patch(shared, req, name),
+            "POST" => instances::rename(shared, req, ctx, name),
             "DELETE" => instances::delete(shared, req, ctx, name),
             _ => None,
         },
