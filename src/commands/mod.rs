@@ -56,7 +56,7 @@ use crate::Error;
 /// Makes the LXD client for a remote (`None`: the client's default remote)
 /// that waits up to the given time for LXD's other operations on an
 /// instance, telling `OnWait` when it starts to. The CLI's speaks LXD's
-/// API; unit tests give the in-process fake.
+/// API; unit tests give an API client of the test double.
 pub type Connect = Arc<dyn Fn(Option<&str>, Duration, OnWait) -> Arc<dyn Lxd> + Send + Sync>;
 
 /// What every command gets: where it runs and how the store behaves.

@@ -1,9 +1,10 @@
 //! The LXD backend: every operation ldm asks of LXD, as one trait.
 //!
-//! [`Lxd`] is implemented by [`cli::Client`], which runs the client program
-//! (`lxc`, or `incus` with `LDM_LXC=incus`), and, for unit tests, by an
-//! in-process fake (`fake.rs`). [`Patient`] wraps either and waits out
-//! LXD's busy state. Commands see only the trait and the typed results
+//! [`Lxd`] is implemented by [`api::Api`], which speaks LXD's REST API, and
+//! by [`cli::Client`], which runs the client program (`LDM_BACKEND=cli`,
+//! for the command tests that still run the python double of `lxc`);
+//! [`Patient`] wraps the latter and waits out LXD's busy state. Unit tests
+//! speak to the API TEST DOUBLE through the real backend (`double.rs`). Commands see only the trait and the typed results
 //! below: nothing outside `cli/` builds a client command line or reads
 //! the client's text, and this module knows nothing of the project store.
 //! Names passed in are full LXD instance names (`project-container`).
@@ -12,7 +13,7 @@
 pub mod api;
 pub mod cli;
 #[cfg(test)]
-pub mod fake;
+pub mod double;
 mod ipv4;
 mod json;
 mod lines;
@@ -345,9 +346,8 @@ fn waited_for(waited: Duration) -> String {
 
 /// Every LXD operation ldm uses. `Send + Sync` so that a command may share
 /// its client with threads (`ldm proxy` looks addresses up from its
-/// connection threads). The real client runs the client program; the
-/// command tests replace that program with a test double so that the real
-/// command lines are exercised, and unit tests use the in-process fake.
+/// connection threads). Tests, unit tests included, run the real backend
+/// against the API test double (`crates/lxd-double`).
 pub trait Lxd: Send + Sync {
     /// All instances (one client call, however many there are).
     fn list(&self) -> Result<Vec<Instance>, LxdError>;

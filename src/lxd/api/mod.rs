@@ -140,6 +140,20 @@ impl Api {
                 Some((p.path, p.why)),
             ),
         };
+        Api::with_config(choice, config, problem, remote, patience, progress)
+    }
+
+    /// The client for `remote` of `config` (the client's configuration, or
+    /// the defaults when it had `problem`).
+    fn with_config(
+        choice: &Choice,
+        config: ClientConfig,
+        problem: Option<(PathBuf, String)>,
+        remote: Option<&str>,
+        patience: Patience,
+        progress: ShowProgress,
+    ) -> Api {
+        let family = choice.family;
         let name = remote.unwrap_or(&config.default_remote).to_string();
         let entry = config.remotes.get(&name).cloned();
         let conn = match (problem, entry) {
@@ -183,6 +197,33 @@ impl Api {
             hello: OnceLock::new(),
             known: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A client of the server on `socket` (the test double), for unit
+    /// tests: no configuration is read; `remote` (default `local`) and
+    /// `local` both name that socket, in LXD project `default`.
+    #[cfg(test)]
+    pub fn on_socket(socket: &Path, remote: Option<&str>, patience: Patience) -> Api {
+        let at = config::Remote {
+            addr: format!("unix://{}", socket.display()),
+            protocol: "lxd".into(),
+            public: false,
+            project: String::new(),
+        };
+        let config = ClientConfig {
+            dir: None,
+            default_remote: "local".into(),
+            remotes: [("local", &at), (remote.unwrap_or("local"), &at)]
+                .into_iter()
+                .map(|(n, r)| (n.to_string(), r.clone()))
+                .collect(),
+        };
+        let choice = Choice {
+            family: Family::Lxd,
+            program: "/nonexistent/lxc".into(),
+            note: None,
+        };
+        Api::with_config(&choice, config, None, remote, patience, ShowProgress::Off)
     }
 
     /// The connection, or why there is none.
