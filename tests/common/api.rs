@@ -221,6 +221,23 @@ impl Env {
         self.lxd_project = project.into();
     }
 
+    /// Another server, remote `name` of the client configuration
+    /// (`addr: unix://ROOT/name/unix.socket`, which the clients allow for
+    /// a server on this machine): a second double, for tests of a
+    /// project's `remote`. The client's default remote stays `local`.
+    pub fn remote_double(&self, name: &str) -> Double {
+        let double = Double::start(&self.root.join(name)).expect("start a second double");
+        double.set_family(self.family);
+        let path = self.conf.join("config.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let entry = format!(
+            "remotes:\n  {name}:\n    addr: unix://{}\n    public: false\n",
+            double.socket().display()
+        );
+        std::fs::write(&path, text.replacen("remotes:\n", &entry, 1)).unwrap();
+        double
+    }
+
     /// Folder `name` under the temp folder (`ROOT/name`).
     pub fn folder(&self, name: &str) -> PathBuf {
         self.root.join(name)
