@@ -401,6 +401,17 @@ impl Env {
             .collect()
     }
 
+    /// The calls ldm made since the last take, as `METHOD PATH`, without
+    /// the waits for its own operations and an exec's websockets (what
+    /// one client call did inside), forgotten.
+    pub fn take_calls(&self) -> Vec<String> {
+        self.take_requests()
+            .iter()
+            .filter(|r| !is_plumbing(r))
+            .map(|r| format!("{} {}", r.method, r.path()))
+            .collect()
+    }
+
     /// The requests since the last take that change something (all but
     /// `GET`), as `METHOD PATH`, forgotten.
     pub fn take_changes(&self) -> Vec<String> {
@@ -549,6 +560,33 @@ impl Env {
         );
     }
 
+    /// Gives container `c`'s instance a snapshot `name` of it as it is.
+    pub fn lxd_snapshot(&self, c: &str, name: &str) {
+        let mut st = self.double.state();
+        let lxd = self.lxd(c);
+        let project = self.lxd_project.clone();
+        let inst = st.instance_mut(&project, &lxd).expect("the instance");
+        let snap = lxd_double::Snapshot::of(inst, name, "2026-01-01T00:00:02.000000000Z");
+        inst.snapshots.push(snap);
+    }
+
+    /// Takes instance `lxd_name` out of the current LXD project (LXD lost
+    /// it); returns it.
+    pub fn unseed(&self, lxd_name: &str) -> Instance {
+        let project = self.lxd_project.clone();
+        self.double
+            .state()
+            .projects
+            .get_mut(&project)
+            .and_then(|p| p.instances.remove(lxd_name))
+            .unwrap_or_else(|| panic!("LXD has no {lxd_name}"))
+    }
+
+    /// Every command run in instances so far.
+    pub fn execs(&self) -> Vec<lxd_double::Exec> {
+        self.double.execs()
+    }
+
     /// Waits for a request or operation held by a hang knob; panics after
     /// `limit`.
     pub fn wait_hang(&self, limit: Duration) -> Hang {
@@ -586,6 +624,18 @@ impl Env {
     }
 }
 
+/// A wait for an operation by id (`GET /1.0/operations/ID/wait`) or an
+/// exec's websocket: how a call is carried out, not a call of its own.
+pub fn is_plumbing(r: &Request) -> bool {
+    r.method == "GET"
+        && (r.is("GET", "/1.0/operations/*/wait") || r.is("GET", "/1.0/operations/*/websocket"))
+}
+
+/// `parts` as owned strings, to compare with request lines.
+pub fn lines(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
 /// SIGKILL to `pid` (a process this test started).
 pub fn kill(pid: i32) {
     // SAFETY: kill(2) with a pid we own; an already gone process is fine.
@@ -597,4 +647,48 @@ pub fn kill(pid: i32) {
 /// The canonical path of `p`, as ldm writes it in marks and messages.
 pub fn canonical(p: &Path) -> String {
     std::fs::canonicalize(p).unwrap().display().to_string()
+}
+
+/// Checks `stdin` is `USER:$6$...\n` and that the hash is `password`'s:
+/// python3 calls the system's crypt(3) (libcrypt, which `chpasswd -e` and
+/// login use) through ctypes, so the check does not trust ldm's own hashing
+/// crate. Fails, saying so, if python3 or libcrypt is missing.
+pub fn assert_hashed(stdin: &str, user: &str, password: &str) {
+    use std::io::Write;
+    let hash = stdin
+        .strip_prefix(&format!("{user}:"))
+        .and_then(|h| h.strip_suffix('\n'))
+        .expect(stdin);
+    assert!(
+        hash.starts_with("$6$") && !hash.contains(password),
+        "{hash}"
+    );
+    let check = r#"import ctypes, ctypes.util, sys
+name = ctypes.util.find_library("crypt")
+if name is None:
+    sys.exit(4)
+lib = ctypes.CDLL(name)
+lib.crypt.restype = ctypes.c_char_p
+lib.crypt.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+h = sys.argv[1].encode()
+sys.exit(0 if lib.crypt(sys.stdin.buffer.read(), h) == h else 3)"#;
+    let mut child = Command::new("python3")
+        .args(["-c", check, hash])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("this test needs python3 to check the hash: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    match child.wait().unwrap().code() {
+        Some(0) => {}
+        Some(3) => panic!("{hash} is not the hash of {password:?}"),
+        Some(4) => {
+            panic!("this test needs libcrypt (crypt(3)) to check the hash; python3 finds none")
+        }
+        other => panic!("the hash check in python3 failed (exit {other:?})"),
+    }
 }
