@@ -226,13 +226,27 @@ impl Env {
     /// a server on this machine): a second double, for tests of a
     /// project's `remote`. The client's default remote stays `local`.
     pub fn remote_double(&self, name: &str) -> Double {
+        self.remote_double_in(name, "default")
+    }
+
+    /// [`Env::remote_double`] whose current project (in the client
+    /// configuration) is `project`, made in it.
+    pub fn remote_double_in(&self, name: &str, project: &str) -> Double {
         let double = Double::start(&self.root.join(name)).expect("start a second double");
         double.set_family(self.family);
+        if project != "default" {
+            double.add_project(project, &[]);
+        }
         let path = self.conf.join("config.yml");
         let text = std::fs::read_to_string(&path).unwrap();
         let entry = format!(
-            "remotes:\n  {name}:\n    addr: unix://{}\n    public: false\n",
-            double.socket().display()
+            "remotes:\n  {name}:\n    addr: unix://{}\n    public: false\n{}",
+            double.socket().display(),
+            if project == "default" {
+                String::new()
+            } else {
+                format!("    project: {project}\n")
+            }
         );
         std::fs::write(&path, text.replacen("remotes:\n", &entry, 1)).unwrap();
         double
