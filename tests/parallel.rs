@@ -63,10 +63,8 @@ fn launches(env: &Env) -> Vec<(Instant, Instant, Option<i32>)> {
 fn slow_env(name: &str) -> Env {
     let env = Env::new(name);
     env.double.add_image("default", Image::new("debian/12"));
-    env.double.slow(
-        Match::new("POST", "/1.0/instances"),
-        Duration::from_secs(6),
-    );
+    env.double
+        .slow(Match::new("POST", "/1.0/instances"), Duration::from_secs(6));
     env
 }
 
@@ -81,10 +79,8 @@ fn eight_creates_run_in_parallel() {
     env.double.add_image("default", Image::new("debian/12"));
     env.ok(&["-q", "container", "create", "base", "debian/12"]);
     env.take_requests();
-    env.double.slow(
-        Match::new("POST", "/1.0/instances"),
-        Duration::from_secs(6),
-    );
+    env.double
+        .slow(Match::new("POST", "/1.0/instances"), Duration::from_secs(6));
     let names: Vec<String> = (1..=8).map(|i| format!("c{i}")).collect();
     let children: Vec<Child> = names
         .iter()
