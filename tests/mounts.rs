@@ -871,6 +871,50 @@ fn a_remote_project_mounts_nothing() {
     assert_eq!(env.take_lines(), Vec::<String>::new(), "asked local");
 }
 
+#[test]
+fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
+    // `lxc remote switch far` with no `remote:` in containers.yaml: the
+    // host's project folder is not on far, where the same path would be
+    // another folder, or none. (far is this double over HTTPS: ldm knows
+    // another machine by its https:// address.)
+    let mut env = user_env("p");
+    env.set_client("far", "default");
+    env.https_remote("far");
+    let run = env.run(&["container", "create", "a", "img"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("Not mounted: the LXD client's default remote is far, a server on another machine, so the host's folders are not there; copy files with `ldm mv`"),
+        "{}",
+        run.stdout
+    );
+    // Every request came over HTTPS (through the double's TLS front end,
+    // in this process), none on the unix socket.
+    let me = Some(std::process::id() as i32);
+    assert!(env.requests().iter().all(|r| r.peer_pid == me));
+    let c = changes(&env);
+    assert!(
+        !c.iter().any(|a| a[0] == "idmap" || a[0] == "add"),
+        "{c:#?}"
+    );
+    assert!(c.contains(&argv(&["launch", "p-a"])), "{c:#?}");
+    assert!(recorded(&env, "a").is_empty());
+    assert!(devices(&env, "p-a").is_empty());
+
+    let run = env.run(&["mount", "a", ".:/srv/x"]).fail();
+    run.err_has(
+        "cannot mount . in a: the LXD client's default remote is far, a server on another machine",
+    );
+    assert!(changes(&env).is_empty());
+    assert!(recorded(&env, "a").is_empty());
+    assert!(devices(&env, "p-a").is_empty());
+    env.assert_agree();
+    // This machine's LXD again: the same command mounts it.
+    env.set_client("local", "default");
+    env.ok(&["mount", "a", ".:/srv/x"]);
+    assert_eq!(recorded(&env, "a"), vec![".:/srv/x"]);
+    assert_eq!(devices(&env, "p-a").len(), 1);
+}
+
 /// Issue 25, item 7: setup progress was an index. A step inserted before
 /// resuming was skipped, an old one ran again, and the create said
 /// "Created dev". Progress is keyed by the steps' content now.

@@ -254,6 +254,37 @@ impl Env {
         double
     }
 
+    /// Makes remote `name` of the client configuration this double over
+    /// HTTPS (`https://127.0.0.1:PORT`, [`Double::serve_https`]): a server
+    /// "on another machine" as ldm sees it. Writes the pinned server
+    /// certificate and the user's client certificate as `lxc remote add`
+    /// leaves them. Call after [`Env::set_client`], which rewrites the file.
+    pub fn https_remote(&self, name: &str) -> std::net::SocketAddr {
+        let addr = self.double.serve_https().expect("serve HTTPS");
+        std::fs::create_dir_all(self.conf.join("servercerts")).unwrap();
+        std::fs::write(
+            self.conf.join("servercerts").join(format!("{name}.crt")),
+            lxd_double::SERVER_CRT,
+        )
+        .unwrap();
+        std::fs::write(self.conf.join("client.crt"), lxd_double::CLIENT_CRT).unwrap();
+        std::fs::write(self.conf.join("client.key"), lxd_double::CLIENT_KEY).unwrap();
+        let path = self.conf.join("config.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ours = format!("https://{addr}");
+        let text = if text.contains(&format!("  {name}:\n    addr: https://198.51.100.7:8443")) {
+            text.replace("https://198.51.100.7:8443", &ours)
+        } else {
+            text.replacen(
+                "remotes:\n",
+                &format!("remotes:\n  {name}:\n    addr: {ours}\n    auth_type: tls\n    protocol: lxd\n    public: false\n"),
+                1,
+            )
+        };
+        std::fs::write(&path, text).unwrap();
+        addr
+    }
+
     /// Folder `name` under the temp folder (`ROOT/name`).
     pub fn folder(&self, name: &str) -> PathBuf {
         self.root.join(name)
