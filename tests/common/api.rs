@@ -156,11 +156,13 @@ impl Env {
             Family::Lxd => "lxc",
             Family::Incus => "incus",
         });
-        std::fs::write(
-            &client,
-            format!("#!/bin/sh\necho \"$@\" >> '{}'\n", ran.display()),
-        )
-        .unwrap();
+        // Records each run (a line, and its argv split by \x1f, ended by
+        // \x1e), then answers as `Env::client_answers` says (nothing, 0).
+        let script = format!(
+            "#!/bin/sh\necho \"$@\" >> '{r}'\nfor a in \"$@\"; do printf '%s\\037' \"$a\"; done >> '{r}.argv'\nprintf '\\036' >> '{r}.argv'\n[ -f '{r}.out' ] && cat '{r}.out'\nexit $(cat '{r}.code' 2>/dev/null || echo 0)\n",
+            r = ran.display()
+        );
+        std::fs::write(&client, script).unwrap();
         std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).unwrap();
         let double = Double::start(&root.join("lxd")).expect("start the LXD double");
         double.set_family(family);
@@ -250,6 +252,37 @@ impl Env {
         );
         std::fs::write(&path, text.replacen("remotes:\n", &entry, 1)).unwrap();
         double
+    }
+
+    /// Makes remote `name` of the client configuration this double over
+    /// HTTPS (`https://127.0.0.1:PORT`, [`Double::serve_https`]): a server
+    /// "on another machine" as ldm sees it. Writes the pinned server
+    /// certificate and the user's client certificate as `lxc remote add`
+    /// leaves them. Call after [`Env::set_client`], which rewrites the file.
+    pub fn https_remote(&self, name: &str) -> std::net::SocketAddr {
+        let addr = self.double.serve_https().expect("serve HTTPS");
+        std::fs::create_dir_all(self.conf.join("servercerts")).unwrap();
+        std::fs::write(
+            self.conf.join("servercerts").join(format!("{name}.crt")),
+            lxd_double::SERVER_CRT,
+        )
+        .unwrap();
+        std::fs::write(self.conf.join("client.crt"), lxd_double::CLIENT_CRT).unwrap();
+        std::fs::write(self.conf.join("client.key"), lxd_double::CLIENT_KEY).unwrap();
+        let path = self.conf.join("config.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ours = format!("https://{addr}");
+        let text = if text.contains(&format!("  {name}:\n    addr: https://198.51.100.7:8443")) {
+            text.replace("https://198.51.100.7:8443", &ours)
+        } else {
+            text.replacen(
+                "remotes:\n",
+                &format!("remotes:\n  {name}:\n    addr: {ours}\n    auth_type: tls\n    protocol: lxd\n    public: false\n"),
+                1,
+            )
+        };
+        std::fs::write(&path, text).unwrap();
+        addr
     }
 
     /// Folder `name` under the temp folder (`ROOT/name`).
@@ -389,6 +422,28 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ldm")
+    }
+
+    /// From now on the client program prints `stdout` and exits `code`.
+    pub fn client_answers(&self, stdout: &str, code: i32) {
+        let base = self.ran.display().to_string();
+        std::fs::write(format!("{base}.out"), stdout).unwrap();
+        std::fs::write(format!("{base}.code"), code.to_string()).unwrap();
+    }
+
+    /// The argv of every run of the client program so far, forgotten.
+    pub fn take_client_argvs(&self) -> Vec<Vec<String>> {
+        let path = format!("{}.argv", self.ran.display());
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&self.ran);
+        text.split('\x1e')
+            .filter(|c| !c.is_empty())
+            .map(|c| {
+                let c = c.strip_suffix('\x1f').unwrap_or(c);
+                c.split('\x1f').map(str::to_string).collect()
+            })
+            .collect()
     }
 
     /// What the client program recorded (its argv lines), if anything ran it.
