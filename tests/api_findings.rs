@@ -294,3 +294,86 @@ fn finding_5_unpack_and_publish_show_progress() {
         .ok();
     assert!(!r.stderr.contains("unpacking"), "{r:#?}");
 }
+
+/// LXD 5.0 keeps an instance's own lock a moment past the stop operation
+/// that took it; a DELETE then fails as an operation with no operation
+/// left to wait for (the e2e suite saw it under load: `remove -f` right
+/// after a killed create). The delete is tried again, state re-read, and
+/// succeeds; a DELETE that keeps failing still fails, after a bounded wait.
+#[test]
+fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
+    let env = Env::new(Family::Lxd);
+    env.seed("a");
+    env.double.fail_operation(
+        Match::new("DELETE", "/1.0/instances/*").first(2),
+        "Failed to create instance delete operation: Instance is busy running a \"stop\" operation",
+    );
+    env.requests();
+    let r = env.ldm(&["remove", "a", "-f"]).ok();
+    assert!(env.double.instance("default", "p-a").is_none(), "{r:#?}");
+    let deletes = env
+        .double
+        .requests()
+        .iter()
+        .filter(|q| q.method == "DELETE" && q.path() == "/1.0/instances/p-a")
+        .count();
+    assert_eq!(deletes, 3, "two refused, the third done");
+
+    env.seed("b");
+    env.double
+        .fail_operation(Match::new("DELETE", "/1.0/instances/*"), "Failed deleting");
+    let start = std::time::Instant::now();
+    let r = env.ldm(&["remove", "b", "-f"]).code(1);
+    assert!(r.stderr.contains("Failed deleting"), "{r:#?}");
+    assert!(env.double.instance("default", "p-b").is_some());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(30),
+        "bounded"
+    );
+}
+
+/// A container whose init exits while it boots (the host's inotify limits
+/// did it on a busy CI machine: "Too many open files" on its console)
+/// kills the boot wait LXD ran in it, exit 137 with nothing printed. ldm
+/// says the container stopped while booting and where its console log is.
+#[test]
+fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
+    let env = Env::new(Family::Lxd);
+    env.double.add_image("default", Image::new("ldm-debian"));
+    env.double.exec_rule(lxd_double::ExecRule {
+        code: 137,
+        runs: Duration::from_millis(300),
+        ..lxd_double::ExecRule::contains("is-system-running")
+    });
+    let stopper = {
+        let double = &env.double;
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                // Once the boot wait runs in it: its init exits.
+                if !double.execs().is_empty() {
+                    let mut s = double.state();
+                    if let Some(i) = s.instance_mut("default", "p-b") {
+                        i.status = lxd_double::Status::Stopped;
+                        return true;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        }
+    };
+    let r = std::thread::scope(|scope| {
+        let t = scope.spawn(stopper);
+        let r = env.ldm(&["container", "create", "b", "ldm-debian", "--no-mount"]);
+        assert!(t.join().unwrap(), "the instance was made: {r:#?}");
+        r
+    });
+    let r = r.code(1);
+    assert!(
+        r.stderr
+            .contains("p-b failed (exit 137): the container stopped while it booted")
+            && r.stderr.contains("`lxc console p-b --show-log`"),
+        "{r:#?}"
+    );
+}

@@ -97,9 +97,29 @@ pub fn wait_ready(lxd: &dyn Lxd, lxd_name: &str, limit: Duration, hint: &str) ->
     )
     .map_err(Error::lxd(format!("waiting for {lxd_name}{hint}")))?;
     if out.code != 0 {
-        return Err(exec_failed(lxd_name, "waiting for boot", &out, hint));
+        return Err(exec_failed(
+            lxd_name,
+            "waiting for boot",
+            &stopped(lxd, lxd_name, out),
+            hint,
+        ));
     }
     Ok(())
+}
+
+/// A container whose init exits while it boots (a broken image, the
+/// host's inotify limits: "Too many open files" on its console) takes the
+/// command LXD runs in it along (exit 137, nothing printed): that the
+/// container stopped is what to say, and where its console says why.
+fn stopped(lxd: &dyn Lxd, lxd_name: &str, mut out: ExecOutput) -> ExecOutput {
+    let down = matches!(lxd.instance(lxd_name), Ok(Some(i)) if !i.is_running());
+    if down && out.stderr.iter().all(u8::is_ascii_whitespace) {
+        out.stderr = format!(
+            "the container stopped while it booted (its init exited); its console log says why: `lxc console {lxd_name} --show-log` (`incus console` on Incus)"
+        )
+        .into_bytes();
+    }
+    out
 }
 
 /// Creates the user with its password (hashed, on stdin), sudo and SSH.

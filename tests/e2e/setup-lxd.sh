@@ -4,6 +4,7 @@
 # Idempotent: every step checks first and only does what is missing, so a
 # second run takes a couple of seconds and changes nothing.
 #
+#   0. raise the kernel's inotify limits to LXD's recommended values
 #   1. install lxd, lxd-client, iptables, debootstrap, busybox-static (apt)
 #   2. start the daemon by hand if none answers (no init system is assumed)
 #   3. create a storage pool, bridge and profile of our own (preseed);
@@ -77,6 +78,31 @@ apt_install() {
         die "apt-get failed (full log: $CACHE/apt.log)"
     fi
 }
+
+# --------------------------------------------------------------------------
+# 0. kernel limits for many containers
+# --------------------------------------------------------------------------
+# Each container's systemd takes inotify instances of the host's budget (the
+# default, 128 per user, is shared by every container): with a dozen
+# containers running, a new one's PID 1 exits at boot ("Failed to create
+# control group inotify object: Too many open files") and the first command
+# run in it is killed. Raised to LXD's production values (LXD's
+# "production-setup" page) where lower, now and at every boot.
+SYSCTL_CONF=/etc/sysctl.d/60-ldm-lxd.conf
+raise_limits() {
+    local key want have changed=0
+    for kv in fs.inotify.max_user_instances=1048576 fs.inotify.max_user_watches=1048576 fs.inotify.max_queued_events=1048576; do
+        key=${kv%%=*}; want=${kv#*=}
+        have=$(sysctl -n "$key" 2>/dev/null || echo "$want")
+        if [ "$have" -lt "$want" ]; then
+            [ "$changed" = 1 ] || log "limits: raising the kernel's inotify limits to LXD's recommended values ($SYSCTL_CONF)"
+            changed=1
+            sysctl -q -w "$key=$want" || log "limits: could not set $key (is this a container?); many containers at once may fail to boot"
+            grep -qs "^$key " "$SYSCTL_CONF" || echo "$key = $want" >> "$SYSCTL_CONF"
+        fi
+    done
+}
+raise_limits
 
 # --------------------------------------------------------------------------
 # 1+2. packages and daemon

@@ -5,6 +5,7 @@
 //! never from LXD's words.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -158,7 +159,30 @@ impl Api {
     }
 
     /// Deletes `name`, stopping it first (forcibly) if it runs.
+    ///
+    /// LXD holds an instance's own lock (not an API operation) a moment
+    /// past the operation that took it: a `stop` lock is released by the
+    /// stop hook, after the stop operation has returned; a DELETE meanwhile
+    /// fails as an operation with no other operation to wait for (seen on
+    /// LXD 5.0.2 under load: a `remove -f` right after a killed create).
+    /// Nothing tells that failure from another but its words, so a failed
+    /// DELETE operation is simply tried again, state re-read, for at most
+    /// [`DELETE_SETTLE`]; then its failure stands.
     pub(super) fn delete_instance(&self, name: &str) -> Result<(), LxdError> {
+        let settle = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.delete_once(name) {
+                Err(LxdError::OperationFailed { .. }) if settle.elapsed() < DELETE_SETTLE => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn delete_once(&self, name: &str) -> Result<(), LxdError> {
         let path = self.scoped(&self.instance_path(name));
         let stop = json!({"action": "stop", "timeout": -1, "force": true});
         let state = self.scoped(&format!("{}/state", self.instance_path(name)));
@@ -237,6 +261,10 @@ impl Api {
 /// `lxc stop` waits forever, and an init that was sent the signal while
 /// it booted (a `down` right after a killed `up`) never shuts down.
 const SHUTDOWN_SECS: i64 = 30;
+
+/// How long a failed DELETE of an instance is tried again: LXD's own lock
+/// on it outlives the operation that took it by moments.
+const DELETE_SETTLE: Duration = Duration::from_secs(10);
 
 /// LXD's status word for a running instance.
 pub(super) fn is_running(status: &str) -> bool {
