@@ -302,14 +302,14 @@ fn finding_5_unpack_and_publish_show_progress() {
 /// succeeds; a DELETE that keeps failing still fails, after a bounded wait.
 #[test]
 fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
-    let env = Env::new(Family::Lxd);
-    env.seed("a");
+    let env = env_of(Family::Lxd);
+    env.seed_container("a", "ldm-debian", true);
     env.double.fail_operation(
         Match::new("DELETE", "/1.0/instances/*").first(2),
         "Failed to create instance delete operation: Instance is busy running a \"stop\" operation",
     );
     env.requests();
-    let r = env.ldm(&["remove", "a", "-f"]).ok();
+    let r = env.run(&["remove", "a", "-f"]).ok();
     assert!(env.double.instance("default", "p-a").is_none(), "{r:#?}");
     let deletes = env
         .double
@@ -319,11 +319,11 @@ fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
         .count();
     assert_eq!(deletes, 3, "two refused, the third done");
 
-    env.seed("b");
+    env.seed_container("b", "ldm-debian", true);
     env.double
         .fail_operation(Match::new("DELETE", "/1.0/instances/*"), "Failed deleting");
     let start = std::time::Instant::now();
-    let r = env.ldm(&["remove", "b", "-f"]).code(1);
+    let r = env.run(&["remove", "b", "-f"]).code(1);
     assert!(r.stderr.contains("Failed deleting"), "{r:#?}");
     assert!(env.double.instance("default", "p-b").is_some());
     assert!(
@@ -338,7 +338,7 @@ fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
 /// says the container stopped while booting and where its console log is.
 #[test]
 fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
-    let env = Env::new(Family::Lxd);
+    let env = env_of(Family::Lxd);
     env.double.add_image("default", Image::new("ldm-debian"));
     env.double.exec_rule(lxd_double::ExecRule {
         code: 137,
@@ -348,8 +348,8 @@ fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
     let stopper = {
         let double = &env.double;
         move || {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
                 // Once the boot wait runs in it: its init exits.
                 if !double.execs().is_empty() {
                     let mut s = double.state();
@@ -365,7 +365,7 @@ fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
     };
     let r = std::thread::scope(|scope| {
         let t = scope.spawn(stopper);
-        let r = env.ldm(&["container", "create", "b", "ldm-debian", "--no-mount"]);
+        let r = env.run(&["container", "create", "b", "ldm-debian", "--no-mount"]);
         assert!(t.join().unwrap(), "the instance was made: {r:#?}");
         r
     });
