@@ -86,7 +86,6 @@ fn ctx(dir: &Path, user: &Path) -> Ctx {
         log_seen: Mutex::new(None),
         project_at: Mutex::new(None),
         seen: Default::default(),
-        owned: false,
     }
 }
 

@@ -56,7 +56,6 @@ fn setup() -> Setup {
         log_seen: Mutex::new(None),
         project_at: Mutex::new(None),
         seen: Default::default(),
-        owned: true,
     };
     Setup {
         _dir: dir,
