@@ -1,9 +1,7 @@
 //! No decision of the LXD backend reads the words of an error (issue 24):
 //! status codes, operation states and what the server reports decide, and
 //! LXD's words only travel to the message shown. Checked on the source of
-//! `src/lxd/` (non-test code; the CLI backend in `src/lxd/cli/`, which
-//! reads the client program's English by design, goes with the python
-//! double and is left out until then):
+//! `src/lxd/` (non-test code):
 //!
 //! - no string search (`contains`, `starts_with`, `find`, ...) or
 //!   comparison on a value named like an error text (`err`, `error`,
@@ -15,15 +13,12 @@
 
 use std::path::{Path, PathBuf};
 
-fn files(under: &Path, skip: &Path) -> Vec<PathBuf> {
+fn files(under: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(under).unwrap() {
         let p = e.unwrap().path();
-        if p.starts_with(skip) {
-            continue;
-        }
         if p.is_dir() {
-            out.extend(files(&p, skip));
+            out.extend(files(&p));
         } else if p.extension().is_some_and(|x| x == "rs") {
             out.push(p);
         }
@@ -120,7 +115,7 @@ const PHRASES: [&str; 12] = [
 fn the_backend_decides_nothing_by_the_words_of_an_error() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lxd");
     let mut bad = Vec::new();
-    for f in files(&root, &root.join("cli")) {
+    for f in files(&root) {
         for (n, line) in code_lines(&f) {
             if let Some(what) = reads_words(&line) {
                 bad.push(format!("{}:{n}: {what}: {}", f.display(), line.trim()));
@@ -208,13 +203,12 @@ fn matches_lxds_words(line: &str) -> Option<String> {
 
 /// The rest of ldm (commands, store, ...) never matches LXD's words
 /// either: nothing there searches a text for a phrase of LXD's errors, or
-/// an error's display for anything. (`src/lxd/cli/`, the CLI backend, is
-/// left out until it goes with the python double.)
+/// an error's display for anything.
 #[test]
 fn nothing_in_ldm_matches_lxds_words() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut bad = Vec::new();
-    for f in files(&root, &root.join("lxd/cli")) {
+    for f in files(&root) {
         // A module of tests (`tests.rs`) checks ldm's own messages.
         if f.file_name().is_some_and(|n| n == "tests.rs") {
             continue;

@@ -344,7 +344,8 @@ fn unrecorded(project: &Project, instances: &[Instance]) -> Vec<Drift> {
                         .then_some(c.as_str())?
                 }
                 Owner::Unmarked | Owner::Other(_) => return None,
-                // A bare client (the CLI backend) knows no marks: the prefix.
+                // A bare client (no checkout: no state folder) knows no
+                // marks: the prefix.
                 Owner::Unknown => i.name.strip_prefix(&prefix)?,
             };
             if project.containers.contains_key(name)

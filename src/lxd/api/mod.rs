@@ -54,8 +54,7 @@ use types::ServerObj;
 
 use super::wait::OnWait;
 use super::{
-    Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
-    Stop,
+    Away, Disk, ExecOutput, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State, Stop,
 };
 
 /// How long calls that act on an instance wait for LXD's other operations
@@ -375,8 +374,8 @@ impl Lxd for Api {
         self.image_list()
     }
 
-    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
-        self.publish_snapshot(name, snap, alias, progress)
+    fn publish(&self, name: &str, snap: &str, alias: &str) -> Result<(), LxdError> {
+        self.publish_snapshot(name, snap, alias)
     }
 
     fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
@@ -402,18 +401,6 @@ impl Lxd for Api {
     fn remote_server(&self) -> Result<Option<String>, LxdError> {
         self.conn()?;
         Ok(self.far.then(|| self.remote.clone()))
-    }
-
-    fn idmapping(&self) -> Result<Idmapping, LxdError> {
-        let env = &self.hello()?.environment;
-        let on = |m: &BTreeMap<String, String>, k: &str| m.get(k).is_some_and(|v| v == "true");
-        // As LXD's container driver decides: idmapped mounts need both the
-        // kernel's and liblxc's; shiftfs is the older way.
-        Ok(Idmapping {
-            shift: (on(&env.kernel_features, "idmapped_mounts")
-                && on(&env.lxc_features, "idmapped_mounts_v2"))
-                || on(&env.kernel_features, "shiftfs"),
-        })
     }
 
     fn identity(&self) -> Result<Server, LxdError> {

@@ -256,7 +256,8 @@ impl Api {
 }
 
 /// LXD's busy state, against the API TEST DOUBLE: what the CLI backend's
-/// retry loop (`lxd/wait.rs`) did, done by waiting for operations by id.
+/// retry loop (`lxd::Patient`, gone with it) did, done by waiting for
+/// operations by id.
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
