@@ -1,10 +1,12 @@
 //! What keeping `containers.yaml` current costs (DESIGN.md, "Fold").
 //!
 //! 0. `container snapshot create` on a 10-snapshot project against
-//!    lxc-dev-manager (`LDM_BENCH_GO`: its binary), both calling one stub
-//!    LXD client (this bench binary run as `lxc`, answering at once), arms
-//!    interleaved with their order rotating; the median of per-round
-//!    ratios. Target (issue 26): at most 0.5x the Go tool's time.
+//!    lxc-dev-manager (`LDM_BENCH_GO`: its binary), each served at once:
+//!    ldm by the LXD API test double (`crates/lxd-double`, in this bench
+//!    process, on a unix socket), the Go tool by a stub LXD client (this
+//!    bench binary run as `lxc`); arms interleaved with their order
+//!    rotating; the median of per-round ratios. Target (issue 26): at most
+//!    0.5x the Go tool's time.
 //! 1. Whole process: `ldm config set` at 10 and at 10,000 snapshots and
 //!    `ldm config get`, each minus `ldm --version` of the same binary in the
 //!    same run (process start, dynamic loading, exit), arms interleaved,
@@ -197,7 +199,7 @@ fn whole_process(snapshots: usize, rounds: usize) {
 }
 
 /// Symlinks this bench binary as `lxc` in `dir`: run under that name it is
-/// the stub LXD client ([`stub_lxc`]) both tools call.
+/// the stub LXD client ([`stub_lxc`]) lxc-dev-manager calls.
 fn stub_dir(dir: &Path) -> PathBuf {
     let exe = std::env::current_exe().expect("the bench binary");
     let lxc = dir.join("lxc");
@@ -239,8 +241,8 @@ fn go_yaml(n: usize) -> String {
 
 /// Part 0, `container snapshot create` on a project of 10 snapshots (more as the
 /// rounds add theirs), ldm against lxc-dev-manager (`LDM_BENCH_GO` names
-/// its binary), both calling the same stub client, interleaved with their
-/// order rotating; the median of per-round ratios, as benches/store.rs.
+/// its binary), each served at once (ldm by the API double, the Go tool by
+/// the stub client), interleaved with their order rotating; the median of per-round ratios, as benches/store.rs.
 fn against_go(go: &Path, rounds: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let bin_dir = tmp.path().join("bin");
@@ -252,11 +254,28 @@ fn against_go(go: &Path, rounds: usize) {
         )),
     )
     .unwrap();
+    // ldm speaks LXD's API: the double serves it, each ldm's project its
+    // own instance (`p-dev`, `q-dev`) with the 10 snapshots it records.
+    let double = lxd_double::Double::start(&tmp.path().join("lxd")).expect("start the LXD double");
+    let conf = tmp.path().join("conf");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(
+        conf.join("config.yml"),
+        lxd_double::Double::client_config("local", "default"),
+    )
+    .unwrap();
     let mut arms: Vec<(String, PathBuf, PathBuf, Vec<&str>)> = Vec::new();
-    for (name, bin) in ldms() {
+    for ((name, bin), project) in ldms().into_iter().zip(["p", "q"]) {
+        let mut dev = lxd_double::Instance::running();
+        for i in 0..10 {
+            dev = dev.snapshot(&format!("s{i}"));
+        }
+        double.seed("default", &format!("{project}-dev"), dev);
         let dir = tmp.path().join(name);
         std::fs::create_dir(&dir).unwrap();
-        run_bin(&bin, &["create", "--name", "p"], &dir, &[]);
+        run_bin(&bin, &["create", "--name", project], &dir, &[]);
         let mut store = Store::open(Paths::in_dir(&dir), quiet_opts(u64::MAX));
         store
             .commit(|_| {
@@ -294,12 +313,15 @@ fn against_go(go: &Path, rounds: usize) {
         go_dir,
         vec!["container", "snapshot", "create", "dev"],
     ));
-    // The stub is a client program: ldm's CLI backend calls it as the Go
-    // tool does (the API backend would ask a real server).
-    let envs: [(&str, &OsStr); 3] = [
+    // The Go tool runs the stub client from PATH; ldm finds the double by
+    // the client's variables (`LDM_LXC` names the family: LXD) and keeps
+    // its user state in the bench's home.
+    let envs: [(&str, &OsStr); 5] = [
         ("LDM_LXC", lxc.as_os_str()),
         ("PATH", path.as_os_str()),
-        ("LDM_BACKEND", OsStr::new("cli")),
+        ("LXD_DIR", double.dir().as_os_str()),
+        ("LXD_CONF", conf.as_os_str()),
+        ("HOME", home.as_os_str()),
     ];
     let mut t = vec![Vec::new(); arms.len()];
     for i in 0..rounds {
@@ -339,7 +361,7 @@ fn against_go(go: &Path, rounds: usize) {
         println!();
     }
     println!(
-        "   (10 to {} snapshots; the stub answers at once, so this is each tool's own work)",
+        "   (10 to {} snapshots; the double and the stub answer at once, so this is each tool's own work)",
         10 + rounds
     );
 }
@@ -408,7 +430,7 @@ fn main() {
     }
     let want = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
     if want("go") {
-        println!("0. `container snapshot create` against lxc-dev-manager, same stub client (medians, interleaved)");
+        println!("0. `container snapshot create` against lxc-dev-manager, each served at once (medians, interleaved)");
         match std::env::var_os("LDM_BENCH_GO") {
             Some(go) => against_go(Path::new(&go), 41),
             None => println!("   skipped: set LDM_BENCH_GO to an lxc-dev-manager binary (DESIGN.md, \"Fold\", says how it was built)"),

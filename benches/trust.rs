@@ -87,7 +87,6 @@ fn ctx(dir: &Path, user: &Path) -> Ctx {
         project_at: Mutex::new(None),
         lxd_project: Mutex::new(None),
         seen: Default::default(),
-        owned: false,
     }
 }
 

@@ -16,202 +16,23 @@
 //! 5. Progress: an image's unpack and a publish show their percentage on
 //!    stderr with `--progress`, and nothing without.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use ldm::model::Mutation;
-use ldm::store::{Options, Paths, Store};
-use lxd_double::{Action, Double, Family, Hold, Image, Instance, Match};
+use std::time::Duration;
 
-/// One finished ldm run.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
+use common::api::Env;
+use lxd_double::{Action, Family, Hold, Image, Instance, Match};
 
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "{self:#?}");
-        self
-    }
-
-    fn code(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "{self:#?}");
-        self
-    }
-}
-
-/// A project folder and a double of `family`, with the client
-/// configuration and a client program that records being run.
-struct Env {
-    /// First: it stops (waking its socket) before its folder goes.
-    double: Double,
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    home: PathBuf,
-    conf: PathBuf,
-    /// Created when something runs the client program.
-    ran: PathBuf,
-    client: PathBuf,
-    family: Family,
-}
-
-impl Env {
-    fn new(family: Family) -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let (dir, home, conf, bin) = (
-            root.join("work"),
-            root.join("home"),
-            root.join("conf"),
-            root.join("bin"),
-        );
-        for d in [&dir, &home, &conf, &bin] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::fs::write(
-            conf.join("config.yml"),
-            Double::client_config("local", "default"),
-        )
-        .unwrap();
-        let ran = root.join("client-ran");
-        // The client program ldm may run for interactive shells only.
-        let client = bin.join(match family {
-            Family::Lxd => "lxc",
-            Family::Incus => "incus",
-        });
-        std::fs::write(
-            &client,
-            format!("#!/bin/sh\necho \"$@\" >> '{}'\n", ran.display()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let double = Double::start(&root.join("lxd")).unwrap();
-        double.set_family(family);
-        let env = Env {
-            _tmp: tmp,
-            dir,
-            home,
-            conf,
-            ran,
-            client,
-            family,
-            double,
-        };
-        env.ldm(&["create", "--name", "p"]).ok();
-        env
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ldm"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LDM_") || k.starts_with("LXD_") || k.starts_with("INCUS_") {
-                cmd.env_remove(k);
-            }
-        }
-        let (dir_var, conf_var) = match self.family {
-            Family::Lxd => ("LXD_DIR", "LXD_CONF"),
-            Family::Incus => ("INCUS_DIR", "INCUS_CONF"),
-        };
-        cmd.args(args)
-            .current_dir(&self.dir)
-            .env("LDM_LXC", &self.client)
-            .env(dir_var, self.double.dir())
-            .env(conf_var, &self.conf)
-            .env("HOME", &self.home)
-            .env("XDG_STATE_HOME", self.home.join("state"))
-            .env("XDG_CACHE_HOME", self.home.join("cache"))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn ldm(&self, args: &[&str]) -> Run {
-        let t = Instant::now();
-        let out = self.command(args).output().expect("run ldm");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            took: t.elapsed(),
-        }
-    }
-
-    /// Container `c` recorded in the project and running in the double,
-    /// with its initial-state snapshot and this checkout's owner marks (as
-    /// ldm makes it: an unmarked one is marked at its first change, one
-    /// request more, once).
-    fn seed(&self, c: &str) {
-        let mut store = Store::open(Paths::in_dir(&self.dir), Options::default());
-        store
-            .commit(|_| {
-                let m = vec![
-                    Mutation::ContainerAdded {
-                        name: c.into(),
-                        image: "ldm-debian".into(),
-                        pending: None,
-                    },
-                    Mutation::SnapshotAdded {
-                        container: c.into(),
-                        name: "initial-state".into(),
-                        description: "Initial state after setup".into(),
-                        created_at: "2026-01-01T00:00:01Z".into(),
-                        pending: None,
-                    },
-                ];
-                Ok::<_, ldm::store::StoreError>((m, ()))
-            })
-            .unwrap();
-        let users = ldm::user_state::UserDirs {
-            state: self.home.join("state").join("ldm"),
-            cache: self.home.join("cache").join("ldm"),
-        };
-        let id = users.checkout(&self.dir).unwrap().id.to_string();
-        self.double.seed(
-            "default",
-            &format!("p-{c}"),
-            Instance::running()
-                .snapshot("initial-state")
-                .config("user.ldm.checkout", &id),
-        );
-    }
-
-    fn recorded(&self, c: &str) -> bool {
-        Store::open(Paths::in_dir(&self.dir), Options::default())
-            .read()
-            .unwrap()
-            .containers
-            .contains_key(c)
-    }
-
-    fn in_double(&self, c: &str) -> bool {
-        self.double.instance("default", &format!("p-{c}")).is_some()
-    }
-
-    /// The requests logged since the last call, as "METHOD PATH".
-    fn requests(&self) -> Vec<String> {
-        self.double
-            .take_requests()
-            .iter()
-            .map(|r| format!("{} {}", r.method, r.path()))
-            .collect()
-    }
-
-    fn client_ran(&self) -> Option<String> {
-        std::fs::read_to_string(&self.ran).ok()
-    }
+/// Project `p` in a fresh folder, against a double of `family`.
+fn env_of(family: Family) -> Env {
+    Env::new_of(family, "p")
 }
 
 fn lifecycle(family: Family) {
-    let env = Env::new(family);
+    let env = env_of(family);
     env.double.add_image("default", Image::new("ldm-debian"));
     let r = env
-        .ldm(&["container", "create", "a", "ldm-debian", "--no-mount"])
+        .run(&["container", "create", "a", "ldm-debian", "--no-mount"])
         .ok();
     assert!(r.stdout.contains("Created a (p-a)"), "{r:#?}");
     assert_eq!(
@@ -221,13 +42,13 @@ fn lifecycle(family: Family) {
             .snapshot_names(),
         ["initial-state"]
     );
-    env.ldm(&["container", "snapshot", "create", "a", "s1"])
+    env.run(&["container", "snapshot", "create", "a", "s1"])
         .ok();
     let r = env
-        .ldm(&["container", "snapshot", "list", "a", "--json"])
+        .run(&["container", "snapshot", "list", "a", "--json"])
         .ok();
     assert!(r.stdout.contains("\"s1\""), "{r:#?}");
-    env.ldm(&["container", "snapshot", "delete", "a", "s1"])
+    env.run(&["container", "snapshot", "delete", "a", "s1"])
         .ok();
     assert_eq!(
         env.double
@@ -236,23 +57,23 @@ fn lifecycle(family: Family) {
             .snapshot_names(),
         ["initial-state"]
     );
-    env.ldm(&["container", "reset", "a"]).ok();
-    env.ldm(&["down", "a"]).ok();
+    env.run(&["container", "reset", "a"]).ok();
+    env.run(&["down", "a"]).ok();
     assert!(!env.double.instance("default", "p-a").unwrap().is_running());
-    env.ldm(&["up", "a"]).ok();
+    env.run(&["up", "a"]).ok();
     assert!(env.double.instance("default", "p-a").unwrap().is_running());
-    env.ldm(&["container", "clone", "a", "b"]).ok();
-    assert!(env.in_double("b"));
-    env.ldm(&["image", "create", "b", "img"]).ok();
-    let r = env.ldm(&["image", "list", "--json"]).ok();
+    env.run(&["container", "clone", "a", "b"]).ok();
+    assert!(env.in_lxd("b"));
+    env.run(&["image", "create", "b", "img"]).ok();
+    let r = env.run(&["image", "list", "--json"]).ok();
     assert!(r.stdout.contains("\"img\""), "{r:#?}");
-    env.ldm(&["image", "delete", "img", "--force"]).ok();
-    env.ldm(&["remove", "b", "--force"]).ok();
-    assert!(!env.in_double("b") && !env.recorded("b"));
-    let r = env.ldm(&["doctor"]).ok();
+    env.run(&["image", "delete", "img", "--force"]).ok();
+    env.run(&["remove", "b", "--force"]).ok();
+    assert!(!env.in_lxd("b") && !env.recorded("b"));
+    let r = env.run(&["doctor"]).ok();
     assert!(r.stdout.contains("the project and LXD agree"), "{r:#?}");
-    env.ldm(&["project", "delete", "--force"]).ok();
-    assert!(!env.in_double("a"));
+    env.run(&["project", "delete", "--force"]).ok();
+    assert!(!env.in_lxd("a"));
     assert_eq!(env.client_ran(), None, "no command but ssh runs the client");
 }
 
@@ -272,8 +93,8 @@ fn finding_1_the_lifecycle_works_on_lxd() {
 /// (here a storage error) leaves the record, and says what LXD said.
 #[test]
 fn finding_2_a_failure_worded_not_found_is_not_gone() {
-    let env = Env::new(Family::Lxd);
-    env.seed("a");
+    let env = env_of(Family::Lxd);
+    env.seed_container("a", "ldm-debian", true);
     env.double.add_image("default", Image::new("img"));
     let words = "Failed to run: zfs destroy: exit status 1 (dataset does not exist: not found)";
     env.double
@@ -282,14 +103,14 @@ fn finding_2_a_failure_worded_not_found_is_not_gone() {
         .fail_operation(Match::new("DELETE", "/1.0/instances/*/snapshots/*"), words);
     env.double
         .fail_operation(Match::new("DELETE", "/1.0/images/*"), words);
-    let r = env.ldm(&["remove", "a", "--force"]).code(1);
+    let r = env.run(&["remove", "a", "--force"]).code(1);
     assert!(!r.stdout.contains("Removed"), "{r:#?}");
     assert!(r.stderr.contains("does not exist: not found"), "{r:#?}");
-    assert!(env.in_double("a"), "LXD still has it");
+    assert!(env.in_lxd("a"), "LXD still has it");
     // The record stays (as an interrupted remove to finish).
     assert!(env.recorded("a"));
     let r = env
-        .ldm(&[
+        .run(&[
             "container",
             "snapshot",
             "delete",
@@ -299,24 +120,24 @@ fn finding_2_a_failure_worded_not_found_is_not_gone() {
         ])
         .code(1);
     assert!(!r.stdout.contains("Deleted"), "{r:#?}");
-    let r = env.ldm(&["image", "delete", "img", "--force"]).code(1);
+    let r = env.run(&["image", "delete", "img", "--force"]).code(1);
     assert!(!r.stdout.contains("Deleted"), "{r:#?}");
     assert!(!env.double.state().images("default").is_empty());
-    let r = env.ldm(&["project", "delete", "--force"]).code(1);
+    let r = env.run(&["project", "delete", "--force"]).code(1);
     assert!(!r.stdout.contains("Deleted project"), "{r:#?}");
-    assert!(env.in_double("a") && env.recorded("a"));
+    assert!(env.in_lxd("a") && env.recorded("a"));
 }
 
 /// Finding 3: every command's requests, as the server logged them, within
 /// the issue's targets; `ldm ssh` is the only command that runs a client.
 #[test]
 fn finding_3_requests_per_command_and_no_client_program() {
-    let env = Env::new(Family::Lxd);
-    env.seed("a");
-    env.requests();
+    let env = env_of(Family::Lxd);
+    env.seed_container("a", "ldm-debian", true);
+    env.take_lines();
     let count = |args: &[&str], target: usize| {
-        env.ldm(args).ok();
-        let reqs = env.requests();
+        env.run(args).ok();
+        let reqs = env.take_lines();
         let polls = reqs
             .iter()
             .filter(|r| args[0] == "up" && r.ends_with("/state") && r.starts_with("GET"))
@@ -337,8 +158,8 @@ fn finding_3_requests_per_command_and_no_client_program() {
     count(&["remove", "a", "--force"], 6);
     assert_eq!(env.client_ran(), None, "a command ran the client program");
     // The one that does: an interactive shell.
-    env.seed("b");
-    env.ldm(&["ssh", "b", "--", "true"]).ok();
+    env.seed_container("b", "ldm-debian", true);
+    env.run(&["ssh", "b", "--", "true"]).ok();
     let ran = env.client_ran().expect("ldm ssh runs the client program");
     assert!(ran.starts_with("exec -- p-b "), "{ran}");
 }
@@ -348,9 +169,9 @@ fn finding_3_requests_per_command_and_no_client_program() {
 /// operation by id and succeeds; at `--timeout`, it fails saying so.
 #[test]
 fn finding_4_a_command_right_after_a_killed_create_waits_for_it() {
-    let env = Env::new(Family::Lxd);
+    let env = env_of(Family::Lxd);
     // Recorded (the killed create's intent), being made by the server.
-    env.seed("r");
+    env.seed_container("r", "ldm-debian", true);
     env.double
         .state()
         .projects
@@ -364,8 +185,8 @@ fn finding_4_a_command_right_after_a_killed_create_waits_for_it() {
         Instance::stopped().snapshot("initial-state"),
         Hold::For(Duration::from_secs(2)),
     );
-    env.requests();
-    let r = env.ldm(&["remove", "r", "--force"]).ok();
+    env.take_lines();
+    let r = env.run(&["remove", "r", "--force"]).ok();
     assert!(r.stdout.contains("Removed r"), "{r:#?}");
     assert!(r.took >= Duration::from_millis(1500), "{r:#?}");
     assert!(
@@ -373,32 +194,32 @@ fn finding_4_a_command_right_after_a_killed_create_waits_for_it() {
             .contains("waiting for LXD to finish an operation on p-r (Creating instance"),
         "{r:#?}"
     );
-    let reqs = env.requests();
+    let reqs = env.take_lines();
     assert!(
         reqs.iter()
             .any(|q| q == &format!("GET /1.0/operations/{op}/wait")),
         "waited by id: {reqs:#?}"
     );
     assert!(env.double.wait_idle(Duration::from_secs(5)));
-    assert!(!env.in_double("r") && !env.recorded("r"));
+    assert!(!env.in_lxd("r") && !env.recorded("r"));
 
     // Held by another operation (a killed up's start): the same.
-    env.seed("s");
+    env.seed_container("s", "ldm-debian", true);
     env.double.busy(
         "default",
         "p-s",
         Action::Start,
         Hold::For(Duration::from_secs(2)),
     );
-    let r = env.ldm(&["remove", "s", "--force"]).ok();
+    let r = env.run(&["remove", "s", "--force"]).ok();
     assert!(r.stdout.contains("Removed s"), "{r:#?}");
-    assert!(!env.in_double("s"));
+    assert!(!env.in_lxd("s"));
 
     // Held for longer than --timeout: busy, saying how long it waited.
-    env.seed("t");
+    env.seed_container("t", "ldm-debian", true);
     env.double
         .busy("default", "p-t", Action::Update, Hold::UntilReleased);
-    let r = env.ldm(&["down", "t", "--timeout", "2"]).code(1);
+    let r = env.run(&["down", "t", "--timeout", "2"]).code(1);
     assert!(r.stderr.contains("--timeout"), "{r:#?}");
     assert!(r.took < Duration::from_secs(10), "{r:#?}");
     env.double.release_all();
@@ -408,7 +229,7 @@ fn finding_4_a_command_right_after_a_killed_create_waits_for_it() {
         500,
         "Instance is busy running a \"create\" operation",
     );
-    let r = env.ldm(&["down", "t"]).code(1);
+    let r = env.run(&["down", "t"]).code(1);
     assert!(r.took < Duration::from_secs(5), "{r:#?}");
 }
 
@@ -418,14 +239,14 @@ fn finding_4_a_command_right_after_a_killed_create_waits_for_it() {
 /// (as the e2e suite saw on real LXD, where `down` had waited forever).
 #[test]
 fn a_stop_that_does_not_shut_down_is_forced() {
-    let env = Env::new(Family::Lxd);
-    env.seed("a");
+    let env = env_of(Family::Lxd);
+    env.seed_container("a", "ldm-debian", true);
     env.double.fail_operation(
         Match::new("PUT", "/1.0/instances/*/state").first(1),
         "Failed shutting down instance, status is \"Running\": context deadline exceeded",
     );
-    env.requests();
-    let r = env.ldm(&["down", "a"]).ok();
+    env.take_lines();
+    let r = env.run(&["down", "a"]).ok();
     assert!(r.stdout.contains("a is stopped"), "{r:#?}");
     assert!(!env.double.instance("default", "p-a").unwrap().is_running());
     let puts: Vec<serde_json::Value> = env
@@ -447,12 +268,12 @@ fn a_stop_that_does_not_shut_down_is_forced() {
 /// Finding 5: progress from the operations' metadata.
 #[test]
 fn finding_5_unpack_and_publish_show_progress() {
-    let env = Env::new(Family::Lxd);
+    let env = env_of(Family::Lxd);
     env.double.add_image("default", Image::new("ldm-debian"));
     env.double
         .slow(Match::new("POST", "/1.0/instances"), Duration::from_secs(3));
     let r = env
-        .ldm(&[
+        .run(&[
             "--progress",
             "container",
             "create",
@@ -465,11 +286,11 @@ fn finding_5_unpack_and_publish_show_progress() {
     assert!(r.stderr.contains("% ("), "{r:#?}");
     env.double
         .slow(Match::new("POST", "/1.0/images"), Duration::from_secs(3));
-    let r = env.ldm(&["--progress", "image", "create", "a", "img"]).ok();
+    let r = env.run(&["--progress", "image", "create", "a", "img"]).ok();
     assert!(r.stderr.contains("      packing the image: "), "{r:#?}");
     // Not on a terminal and not asked for: nothing.
     let r = env
-        .ldm(&["container", "create", "b", "ldm-debian", "--no-mount"])
+        .run(&["container", "create", "b", "ldm-debian", "--no-mount"])
         .ok();
     assert!(!r.stderr.contains("unpacking"), "{r:#?}");
 }
@@ -481,14 +302,14 @@ fn finding_5_unpack_and_publish_show_progress() {
 /// succeeds; a DELETE that keeps failing still fails, after a bounded wait.
 #[test]
 fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
-    let env = Env::new(Family::Lxd);
-    env.seed("a");
+    let env = env_of(Family::Lxd);
+    env.seed_container("a", "ldm-debian", true);
     env.double.fail_operation(
         Match::new("DELETE", "/1.0/instances/*").first(2),
         "Failed to create instance delete operation: Instance is busy running a \"stop\" operation",
     );
     env.requests();
-    let r = env.ldm(&["remove", "a", "-f"]).ok();
+    let r = env.run(&["remove", "a", "-f"]).ok();
     assert!(env.double.instance("default", "p-a").is_none(), "{r:#?}");
     let deletes = env
         .double
@@ -498,11 +319,11 @@ fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
         .count();
     assert_eq!(deletes, 3, "two refused, the third done");
 
-    env.seed("b");
+    env.seed_container("b", "ldm-debian", true);
     env.double
         .fail_operation(Match::new("DELETE", "/1.0/instances/*"), "Failed deleting");
     let start = std::time::Instant::now();
-    let r = env.ldm(&["remove", "b", "-f"]).code(1);
+    let r = env.run(&["remove", "b", "-f"]).code(1);
     assert!(r.stderr.contains("Failed deleting"), "{r:#?}");
     assert!(env.double.instance("default", "p-b").is_some());
     assert!(
@@ -517,7 +338,7 @@ fn a_delete_refused_while_lxd_still_holds_the_instance_is_tried_again() {
 /// says the container stopped while booting and where its console log is.
 #[test]
 fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
-    let env = Env::new(Family::Lxd);
+    let env = env_of(Family::Lxd);
     env.double.add_image("default", Image::new("ldm-debian"));
     env.double.exec_rule(lxd_double::ExecRule {
         code: 137,
@@ -527,8 +348,8 @@ fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
     let stopper = {
         let double = &env.double;
         move || {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
                 // Once the boot wait runs in it: its init exits.
                 if !double.execs().is_empty() {
                     let mut s = double.state();
@@ -544,7 +365,7 @@ fn a_container_that_stops_while_it_boots_is_said_to_have_stopped() {
     };
     let r = std::thread::scope(|scope| {
         let t = scope.spawn(stopper);
-        let r = env.ldm(&["container", "create", "b", "ldm-debian", "--no-mount"]);
+        let r = env.run(&["container", "create", "b", "ldm-debian", "--no-mount"]);
         assert!(t.join().unwrap(), "the instance was made: {r:#?}");
         r
     });

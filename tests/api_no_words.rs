@@ -1,26 +1,24 @@
 //! No decision of the LXD backend reads the words of an error (issue 24):
 //! status codes, operation states and what the server reports decide, and
 //! LXD's words only travel to the message shown. Checked on the source of
-//! `src/lxd/` (non-test code; the CLI backend in `src/lxd/cli/`, which
-//! reads the client program's English by design, goes with the python
-//! double and is left out until then):
+//! `src/lxd/` (non-test code):
 //!
 //! - no string search (`contains`, `starts_with`, `find`, ...) or
 //!   comparison on a value named like an error text (`err`, `error`,
 //!   `message`, `stderr`, `why`, `text`, ...);
 //! - no phrase of LXD's or Incus's error messages as a literal.
+//!
+//! And on the rest of `src/` (but `tests.rs` modules): no search of a text
+//! for a phrase of LXD's errors, and no search in an error's display.
 
 use std::path::{Path, PathBuf};
 
-fn files(under: &Path, skip: &Path) -> Vec<PathBuf> {
+fn files(under: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(under).unwrap() {
         let p = e.unwrap().path();
-        if p.starts_with(skip) {
-            continue;
-        }
         if p.is_dir() {
-            out.extend(files(&p, skip));
+            out.extend(files(&p));
         } else if p.extension().is_some_and(|x| x == "rs") {
             out.push(p);
         }
@@ -117,7 +115,7 @@ const PHRASES: [&str; 12] = [
 fn the_backend_decides_nothing_by_the_words_of_an_error() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lxd");
     let mut bad = Vec::new();
-    for f in files(&root, &root.join("cli")) {
+    for f in files(&root) {
         for (n, line) in code_lines(&f) {
             if let Some(what) = reads_words(&line) {
                 bad.push(format!("{}:{n}: {what}: {}", f.display(), line.trim()));
@@ -144,6 +142,100 @@ fn the_backend_decides_nothing_by_the_words_of_an_error() {
         "the LXD backend reads the words of errors:\n{}",
         bad.join("\n")
     );
+}
+
+/// A search on a string (`.contains("...")`, `== "..."`, ...) whose literal
+/// holds a phrase of LXD's errors as LXD writes it (lower case, or with a
+/// capital first letter or words; ldm's own upper-case STATUS words such
+/// as `NOT FOUND` are not LXD's), or a search in an error's text
+/// (`.to_string().contains(`): what matching LXD's words looks like
+/// anywhere in ldm.
+fn matches_lxds_words(line: &str) -> Option<String> {
+    let cap = |w: &str| {
+        let mut c = w.chars();
+        c.next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default()
+    };
+    let forms = |p: &str| {
+        let title: Vec<String> = p.split(' ').map(cap).collect();
+        [p.to_string(), cap(p), title.join(" ")]
+    };
+    const SEARCHES: [&str; 8] = [
+        ".contains(",
+        ".starts_with(",
+        ".ends_with(",
+        ".find(",
+        ".matches(",
+        ".strip_prefix(",
+        ".strip_suffix(",
+        "== ",
+    ];
+    for s in SEARCHES {
+        let mut from = 0;
+        while let Some(i) = line[from..].find(s) {
+            let at = from + i + s.len();
+            from = at;
+            let arg = line[at..].trim_start();
+            if let Some(lit) = arg.strip_prefix('"').and_then(|a| a.split('"').next()) {
+                let said = PHRASES
+                    .iter()
+                    .find(|p| forms(p).iter().any(|f| lit.contains(f.as_str())));
+                if let Some(p) = said {
+                    return Some(format!("{s}\"{p}\""));
+                }
+            }
+        }
+    }
+    for e in [".to_string().", "format!(\"{e}\")."] {
+        if let Some(i) = line.find(e) {
+            let rest = &line[i + e.len()..];
+            if SEARCHES
+                .iter()
+                .any(|s| rest.starts_with(s.trim_start_matches('.')))
+            {
+                return Some(format!("a search in {e}"));
+            }
+        }
+    }
+    None
+}
+
+/// The rest of ldm (commands, store, ...) never matches LXD's words
+/// either: nothing there searches a text for a phrase of LXD's errors, or
+/// an error's display for anything.
+#[test]
+fn nothing_in_ldm_matches_lxds_words() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut bad = Vec::new();
+    for f in files(&root) {
+        // A module of tests (`tests.rs`) checks ldm's own messages.
+        if f.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        for (n, line) in code_lines(&f) {
+            if let Some(what) = matches_lxds_words(&line) {
+                bad.push(format!("{}:{n}: {what}: {}", f.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "ldm matches the words of LXD's errors:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn the_wider_check_sees_what_it_is_for() {
+    assert!(matches_lxds_words(r#"if out.stderr.contains("Not Found") {"#).is_some());
+    assert!(matches_lxds_words(r#"let gone = why == "does not exist";"#).is_some());
+    assert!(matches_lxds_words(r#"if e.to_string().contains("x") {"#).is_some());
+    assert!(matches_lxds_words(r#"if e.message.starts_with("Not Found") {"#).is_some());
+    assert!(matches_lxds_words(r#"if m.ends_with("Instance is busy running") {"#).is_some());
+    assert!(matches_lxds_words(r#"if status == "NOT FOUND" {"#).is_none());
+    assert!(matches_lxds_words(r#"const NOT_FOUND: &str = "NOT FOUND";"#).is_none());
+    assert!(matches_lxds_words(r#"if text.contains("password") {"#).is_none());
 }
 
 /// The string literals on a line.

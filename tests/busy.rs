@@ -2,44 +2,73 @@
 //! instead of failing "busy" (issue 13): kill a `container create` a second
 //! in with Ctrl+C, and LXD goes on creating the instance on the server for
 //! seconds; a `remove -f` run at once used to fail with "LXD is still busy".
-//! The LXD client TEST DOUBLE's `LDM_DOUBLE_BUSY="VERB=N"` makes the first N
-//! calls of VERB fail with LXD 5.0's operation-lock message.
+//! Against the API TEST DOUBLE: [`Double::busy`] starts an operation that
+//! holds the instance (as the server side of a killed command), and LXD
+//! refuses what the instance's operation lock refuses (stop, start,
+//! restore, update, delete) while it runs.
 
-mod double;
+mod common;
 
-use double::{all_projects_query, argv, query, Env};
+use std::time::Duration;
+
+use common::api::Env;
+use lxd_double::{Action, Hold, Match};
 
 const WAITING: &str = "waiting for LXD to finish an operation on";
 
-/// How many calls of `verb` the double recorded since the last take.
-fn count(env: &Env, verb: &str) -> usize {
-    env.take_argvs().iter().filter(|a| a[0] == verb).count()
+/// An operation holding `p-NAME` for `t`, as a killed create leaves on the
+/// server; returns its id.
+fn held(env: &Env, c: &str, t: Duration) -> String {
+    env.double
+        .busy("default", &env.lxd(c), Action::Create, Hold::For(t))
+}
+
+/// The waits by id for operation `op` in `lines`.
+fn waits_for(lines: &[String], op: &str) -> usize {
+    let wait = format!("GET /1.0/operations/{op}/wait");
+    lines.iter().filter(|l| **l == wait).count()
+}
+
+/// Panics unless `lines` has `call` `n` times, the last after a wait for
+/// `op` by id and any other before it.
+fn after_the_wait(lines: &[String], op: &str, call: &str, n: usize) {
+    let wait = format!("GET /1.0/operations/{op}/wait");
+    let calls: Vec<usize> = (0..lines.len()).filter(|&i| lines[i] == call).collect();
+    assert_eq!(calls.len(), n, "{call} {n} times: {lines:#?}");
+    let waited = lines.iter().position(|l| *l == wait);
+    assert!(
+        waited.is_some_and(|w| calls[..n - 1].iter().all(|&c| c < w) && w < calls[n - 1]),
+        "{call} after waiting for {op}: {lines:#?}"
+    );
+}
+
+/// Panics unless `lines` has `call` once, after a wait for `op` by id.
+fn once_after_the_wait(lines: &[String], op: &str, call: &str) {
+    after_the_wait(lines, op, call, 1);
 }
 
 #[test]
 fn remove_waits_for_lxd_to_finish_an_interrupted_create() {
     let env = Env::new("p");
-    env.seed_container("dev", "img", true);
-    let busy = [("LDM_DOUBLE_BUSY", "delete=2")];
-    let run = env.run_env(&["remove", "-f", "dev"], &busy).expect(0);
+    env.seed_container("dev", "img", false);
+    env.take_requests();
+    let op = held(&env, "dev", Duration::from_millis(1500));
+    let run = env.run(&["remove", "-f", "dev"]).ok();
     assert_eq!(run.stdout, "Removed dev\n");
-    // One progress line, naming the instance, however many retries.
+    // One progress line, naming the instance and what LXD does.
     assert_eq!(run.stderr.matches(WAITING).count(), 1, "{}", run.stderr);
     run.err_has(
-        "waiting for LXD to finish an operation on p-dev (started by an interrupted ldm?) ...",
+        "waiting for LXD to finish an operation on p-dev (Creating instance; started by an interrupted ldm?) ...",
     );
-    let deletes: Vec<_> = env
-        .take_argvs()
-        .into_iter()
-        .filter(|a| a[0] == "delete")
-        .collect();
-    assert_eq!(
-        deletes,
-        vec![argv(&["delete", "--force", "--", "p-dev"]); 3]
-    );
+    // It waits for that operation by id, then deletes (once).
+    once_after_the_wait(&env.take_lines(), &op, "DELETE /1.0/instances/p-dev");
     assert!(env.project().containers.is_empty());
     env.assert_agree();
 }
+
+/// State to start from, command, (method, path) of the request that
+/// acts, whether ldm waits before it.
+type Case<'a> = (&'a [&'a str], Vec<&'a str>, (&'a str, &'a str), bool);
 
 #[test]
 fn every_command_on_an_existing_instance_waits_and_says_so_unless_q() {
@@ -47,54 +76,99 @@ fn every_command_on_an_existing_instance_waits_and_says_so_unless_q() {
     env.seed_container("a", "img", true);
     for (i, quiet) in [false, true].into_iter().enumerate() {
         let (snap, img, copy) = (format!("s{i}"), format!("img{i}"), format!("b{i}"));
-        // (state to start from, command, verb LXD refuses once as busy).
-        let cases: Vec<(&[&str], Vec<&str>, &str)> = vec![
-            (&["up", "a"], vec!["down", "a"], "stop"),
-            (&["down", "a"], vec!["up", "a"], "start"),
-            (&[], vec!["container", "reset", "a"], "restore"),
+        let snap_path = format!("/1.0/instances/p-a/snapshots/{snap}");
+        // (state to start from, command, the request that acts, whether
+        // ldm waits before it). LXD 5.0.2 takes the instance's operation
+        // lock to stop, start, restore and delete it, not to snapshot,
+        // publish or copy it (lxd/instance/drivers/driver_lxc.go): ldm
+        // waits for the holder before a stop, start, restore or delete
+        // (of the instance or a snapshot; a publish stops first), and after a refusal of the
+        // others (here refused once by a knob, the holder running).
+        let cases: Vec<Case> = vec![
+            (
+                &["up", "a"],
+                vec!["down", "a"],
+                ("PUT", "/1.0/instances/p-a/state"),
+                true,
+            ),
+            (
+                &["down", "a"],
+                vec!["up", "a"],
+                ("PUT", "/1.0/instances/p-a/state"),
+                true,
+            ),
+            (
+                &[],
+                vec!["container", "reset", "a"],
+                ("PUT", "/1.0/instances/p-a"),
+                true,
+            ),
             (
                 &[],
                 vec!["container", "snapshot", "create", "a", &snap],
-                "snapshot",
+                ("POST", "/1.0/instances/p-a/snapshots"),
+                false,
             ),
             (
                 &[],
                 vec!["container", "snapshot", "delete", "a", &snap],
-                "delete",
+                ("DELETE", &snap_path),
+                true,
             ),
-            (&[], vec!["image", "create", "a", &img], "snapshot"),
-            (&[], vec!["container", "clone", "a", &copy], "copy"),
-            (&[], vec!["remove", "-f", &copy], "delete"),
+            (
+                &[],
+                vec!["image", "create", "a", &img],
+                ("POST", "/1.0/images"),
+                true,
+            ),
+            (
+                &[],
+                vec!["container", "clone", "a", &copy],
+                ("POST", "/1.0/instances"),
+                false,
+            ),
         ];
-        for (before, mut args, verb) in cases {
+        for (before, mut args, (method, path), first) in cases {
             if !before.is_empty() {
                 env.ok(before);
             }
-            env.take_calls();
             if quiet {
                 args.insert(0, "-q");
             }
-            // The next call of the verb is refused once.
-            let next = 1 + env.state()["counts"][verb].as_u64().unwrap_or(0);
-            let knob = format!("{verb}={next}");
-            let run = env.run_env(&args, &[("LDM_DOUBLE_BUSY", &knob)]).expect(0);
+            let op = held(&env, "a", Duration::from_millis(800));
+            if !first {
+                env.double.fail_operation(
+                    Match::new(method, path).first(1),
+                    "Instance is busy running a \"create\" operation",
+                );
+            }
+            env.take_requests();
+            let run = env.run(&args).ok();
             assert_eq!(
                 run.stderr.contains(WAITING),
                 !quiet,
                 "{args:?}: {}",
                 run.stderr
             );
-            assert_eq!(
-                count(&env, verb),
-                2,
-                "{args:?}: one refused call, one retry"
-            );
+            let call = format!("{method} {path}");
+            after_the_wait(&env.take_lines(), &op, &call, if first { 1 } else { 2 });
+            assert!(env.double.wait_idle(Duration::from_secs(5)));
         }
+        // The clone goes, waiting as well.
+        let op = held(&env, &copy, Duration::from_millis(800));
+        let args = if quiet {
+            vec!["-q", "remove", "-f", &copy]
+        } else {
+            vec!["remove", "-f", &copy]
+        };
+        let run = env.run(&args).ok();
+        assert_eq!(run.stderr.contains(WAITING), !quiet, "{}", run.stderr);
+        let delete = format!("DELETE /1.0/instances/p-{copy}");
+        once_after_the_wait(&env.take_lines(), &op, &delete);
     }
-    let next = 1 + env.state()["counts"]["delete"].as_u64().unwrap_or(0);
-    let knob = format!("delete={next}");
-    let run = env.run_env(&["project", "delete", "-f"], &[("LDM_DOUBLE_BUSY", &knob)]);
-    run.expect(0).err_has(WAITING);
+    held(&env, "a", Duration::from_millis(800));
+    let run = env.run(&["project", "delete", "-f"]).ok();
+    run.err_has(WAITING);
     assert!(
         !env.dir.join("containers.yaml").exists(),
         "project delete finished"
@@ -105,32 +179,37 @@ fn every_command_on_an_existing_instance_waits_and_says_so_unless_q() {
 #[test]
 fn the_wait_is_bounded_by_timeout_and_then_says_busy() {
     let env = Env::new("p");
-    env.seed_container("dev", "img", true);
-    let busy = [("LDM_DOUBLE_BUSY", "delete=1000")];
-    let run = env.run_env(&["remove", "-f", "dev", "--timeout", "1.5"], &busy);
-    let run = run.expect(1);
-    assert!(run.elapsed.as_secs_f64() < 10.0, "{:?}", run.elapsed);
+    env.seed_container("dev", "img", false);
+    let op = env
+        .double
+        .busy("default", "p-dev", Action::Create, Hold::UntilReleased);
+    env.take_requests();
+    let run = env.run(&["remove", "-f", "dev", "--timeout", "1.5"]).fail();
+    assert!(run.took < Duration::from_secs(10), "{:?}", run.took);
     run.err_has("p-dev is busy: LXD is still running another operation on it");
     run.err_has("--timeout");
-    let deletes = count(&env, "delete");
-    assert!(
-        (2..20).contains(&deletes),
-        "{deletes} delete calls in 1.5 s"
+    let lines = env.take_lines();
+    assert!(waits_for(&lines, &op) >= 1, "waited by id: {lines:#?}");
+    assert_eq!(
+        env.take_changes(),
+        Vec::<String>::new(),
+        "nothing done while LXD holds it"
     );
-    // The intent stays: the project shows the remove as interrupted.
-    let run = env.ok(&["list"]);
-    assert!(
-        run.stdout.contains("REMOVING (interrupted)"),
-        "{}",
-        run.stdout
-    );
+    // ldm waits before it records the remove: at the timeout nothing was
+    // done, and the project still records dev as it was (the CLI backend,
+    // which tried first, left an interrupted remove here).
+    let p = env.project();
+    assert!(p.containers["dev"].pending.is_none(), "{p:?}");
+    assert!(env.in_lxd("dev"));
     // --timeout 0: one try, no wait.
-    let run = env
-        .run_env(&["remove", "-f", "dev", "--timeout", "0"], &busy)
-        .expect(1);
+    env.take_requests();
+    let run = env.run(&["remove", "-f", "dev", "--timeout", "0"]).fail();
     assert!(!run.stderr.contains(WAITING), "{}", run.stderr);
-    assert_eq!(count(&env, "delete"), 1);
+    let lines = env.take_lines();
+    assert_eq!(waits_for(&lines, &op), 0, "{lines:#?}");
     // Once LXD is done, the same command finishes.
+    env.double.release_operation(&op);
+    assert!(env.double.wait_idle(Duration::from_secs(5)));
     env.ok(&["remove", "-f", "dev"]);
     assert!(env.project().containers.is_empty());
     env.assert_agree();
@@ -145,30 +224,26 @@ fn regression_remove_right_after_a_killed_create_waits_for_lxd_s_create() {
     // operations say what it is doing.
     let env = Env::new("p");
     env.seed_container("k", "img", true);
-    let mut st = env.state();
-    st["instances"].as_object_mut().unwrap().remove("p-k");
-    st["creating"] = serde_json::json!({"p-k": 3});
-    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    let inst = env.instance("p-k").unwrap();
+    env.double
+        .state()
+        .projects
+        .get_mut("default")
+        .unwrap()
+        .instances
+        .remove("p-k");
+    let op = env
+        .double
+        .creating("default", "p-k", inst, Hold::For(Duration::from_secs(2)));
+    env.take_requests();
     let run = env.ok(&["remove", "-f", "k"]);
     run.err_has("waiting for LXD to finish an operation on p-k (Creating instance; started by an interrupted ldm?) ...");
-    let ops = argv(&["query", "--", "/1.0/operations?recursion=1"]);
-    let del = argv(&["delete", "--force", "--", "p-k"]);
-    assert_eq!(
-        env.take_argvs(),
-        vec![
-            // LXD says it has no p-k (yet): is it in another LXD project?
-            query("p-k"),
-            all_projects_query(),
-            del.clone(),
-            ops.clone(),
-            del.clone(),
-            ops.clone(),
-            del.clone(),
-            ops,
-            del
-        ]
-    );
-    assert!(env.instances().is_empty(), "{:?}", env.instances());
+    // Nothing is asked of p-k (404 then) before LXD's create ended.
+    let lines = env.take_lines();
+    once_after_the_wait(&lines, &op, "GET /1.0/instances/p-k");
+    once_after_the_wait(&lines, &op, "DELETE /1.0/instances/p-k");
+    assert!(env.double.wait_idle(Duration::from_secs(5)));
+    assert!(env.instances().is_empty(), "{:?}", env.instances().keys());
     assert!(env.project().containers.is_empty());
     env.assert_agree();
 }

@@ -5,14 +5,15 @@
 //! exact. Tables, doctor and error messages are escaped on a pipe too (a
 //! saved table is read on a terminal later), so these tests read pipes;
 //! `config get`, whose bare value scripts read, is escaped only on a
-//! terminal, which `on_a_pty` gives it (python3's `pty`, as the LXD client
-//! TEST DOUBLE needs python3 anyway).
+//! terminal, which `on_a_pty` gives it (python3's `pty`). Against the LXD
+//! API TEST DOUBLE (`crates/lxd-double`).
 
-mod double;
+mod common;
 
 use std::process::Command;
 
-use double::Env;
+use common::api::Env;
+use lxd_double::Image;
 use serde_json::{json, Value};
 
 const DESC: &str = "before\x1b[2J\rafter";
@@ -76,10 +77,9 @@ fn a_teammates_yaml_with_escapes_is_shown_escaped() {
 #[test]
 fn image_descriptions_from_lxd_are_escaped_in_tables_and_exact_in_json() {
     let env = Env::new("p");
-    let mut st = env.state();
-    st["images"] = json!([{"aliases": ["base"], "fingerprint": "ab12", "size": 1,
-        "description": DESC, "created_at": "2026-01-01T00:00:00Z"}]);
-    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    let mut img = Image::new("base");
+    img.properties.insert("description".into(), DESC.into());
+    env.double.add_image("default", img);
     let run = env.ok(&["image", "list"]);
     no_controls("image list", &run.stdout);
     assert!(run.stdout.contains(SHOWN), "{}", run.stdout);
@@ -114,7 +114,7 @@ fn on_a_pty(env: &Env, args: &[&str]) -> String {
     }
     let out = py
         .output()
-        .expect("python3 runs (the LXD test double needs it too)");
+        .expect("this test needs python3 (its pty module)");
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

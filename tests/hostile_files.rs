@@ -7,7 +7,6 @@
 //! user need root to make them, and say so.
 
 mod common;
-mod double;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -303,12 +302,13 @@ fn a_lock_file_removed_during_an_append_loses_no_acknowledged_commit_issue_25_ca
 
 #[test]
 fn a_running_create_stays_busy_when_the_lock_file_is_replaced_under_it_issue_12_case_2() {
-    let env = double::Env::new("p");
-    let mut child = env.spawn(
-        &["container", "create", "dev", "ubuntu:24.04"],
-        &[("LDM_DOUBLE_HANG", "launch:before")],
+    let env = common::api::Env::new("p");
+    env.double.hang(
+        lxd_double::Match::new("POST", "/1.0/instances"),
+        lxd_double::HangAt::Request,
     );
-    env.wait_hang("launch", Duration::from_secs(20));
+    let mut child = env.spawn(&["container", "create", "dev", "ubuntu:24.04"], &[]);
+    env.wait_hang(Duration::from_secs(20));
     std::fs::remove_file(env.dir.join("containers.lock")).unwrap();
     std::fs::write(env.dir.join("containers.lock"), b"").unwrap();
     let list = env.ok(&["list", "--json"]);

@@ -1,32 +1,73 @@
-//! ldm killed at each client call of create, clone, snapshot create and
-//! remove (issue 3), using the LXD client TEST DOUBLE's HANG knob
-//! (tests/lxd_double/lxc): the double writes `hang.VERB` before or after
-//! the call's effect and sleeps; the test SIGKILLs ldm and the double. Then
+//! ldm killed at each request of create, clone, snapshot create, reset and
+//! remove (issue 3), against the LXD API TEST DOUBLE (`crates/lxd-double`):
+//! a hang knob holds the request before its effect (it never reaches LXD:
+//! held until the double stops) or after it (LXD did it, and went on with
+//! its operation; ldm never hears), and the test SIGKILLs ldm there. Then
 //! `ldm list` must show the interrupted operation, and re-running the
 //! command (or `ldm remove -f`) must leave the project and LXD in agreement.
 
-mod double;
+mod common;
 
 use std::time::Duration;
 
-use double::{kill, Env};
+use common::api::{kill, Env};
+use lxd_double::{HangAt, Match};
 
-/// Runs `ldm ARGS` with `LDM_DOUBLE_HANG=hang` ("exec#2:after"), waits for
-/// the double to hang there, kills ldm, runs `ldm list --json`, then kills
-/// the double. Returns the parsed `list --json`.
-fn interrupt(env: &Env, args: &[&str], hang: &str) -> serde_json::Value {
-    let mut child = env.spawn(args, &[("LDM_DOUBLE_HANG", hang)]);
-    let verb = hang.split([':', '#']).next().unwrap();
-    let h = env.wait_hang(verb, Duration::from_secs(60));
-    assert_eq!(h.ppid as u32, child.id(), "the double was run by this ldm");
+/// A project `p` whose LXD has every image.
+fn env() -> Env {
+    let env = Env::new("p");
+    env.double.state().behaviour.images_on_demand = true;
+    env
+}
+
+/// A hang point `METHOD PATH[#N]:before|after` as a knob: the N-th
+/// (default first) matching request, held before or after its effect.
+fn knob(point: &str) -> (Match, HangAt) {
+    let (req, at) = point.rsplit_once(':').expect(point);
+    let (req, n) = match req.split_once('#') {
+        Some((r, n)) => (r, n.parse().expect(point)),
+        None => (req, 1),
+    };
+    let (method, path) = req.split_once(' ').expect(point);
+    let at = match at {
+        "before" => HangAt::Request,
+        "after" => HangAt::Response,
+        other => panic!("{point}: {other}"),
+    };
+    (Match::new(method, path).nth(n), at)
+}
+
+/// Runs `ldm ARGS` held at `point` ("POST /1.0/instances/*/exec#2:after"),
+/// waits for the double to hold it there, kills ldm, and returns the parsed
+/// `ldm list --json` run while the request is still held.
+fn interrupt(env: &Env, args: &[&str], point: &str) -> serde_json::Value {
+    let (when, at) = knob(point);
+    env.double.hang(when, at);
+    let mut child = env.spawn(args, &[]);
+    let h = env.wait_hang(Duration::from_secs(60));
+    assert_eq!(
+        h.peer_pid,
+        Some(child.id() as i32),
+        "{point}: sent by this ldm"
+    );
     kill(child.id() as i32);
     child.wait().unwrap();
-    // The double (ldm's child) still runs: ldm's owner lock must not have
-    // leaked into it, so the operation must already read as interrupted.
+    env.double.clear_knobs();
+    // The operation already reads as interrupted (ldm's owner lock died
+    // with it), while LXD may still hold its request.
     let json = env.ok(&["list", "--json"]).stdout;
-    kill(h.pid);
     serde_json::from_str(&json).unwrap()
 }
+
+/// ldm's requests to create an instance from an image and set it up.
+const CREATE: [&str; 6] = [
+    "POST /1.0/instances",
+    "PUT /1.0/instances/*/state",
+    "POST /1.0/instances/*/exec#1",
+    "POST /1.0/instances/*/exec#2",
+    "POST /1.0/instances/*/snapshots",
+    "GET /1.0/instances/*/state",
+];
 
 /// `list --json` (`rows`) and `ldm list` show `container` as `VERB (interrupted)`.
 fn assert_listed_interrupted(
@@ -63,9 +104,9 @@ fn assert_listed_interrupted(
     );
 }
 
-/// Every call of `calls` at `before` and `after` its effect.
-fn points(calls: &[&str]) -> Vec<String> {
-    calls
+/// Every request of `requests` `before` and `after` its effect.
+fn points(requests: &[&str]) -> Vec<String> {
+    requests
         .iter()
         .flat_map(|c| [format!("{c}:before"), format!("{c}:after")])
         .collect()
@@ -73,7 +114,7 @@ fn points(calls: &[&str]) -> Vec<String> {
 
 fn create_at(hangs: &[String]) {
     for (i, hang) in hangs.iter().enumerate() {
-        let env = Env::new("p");
+        let env = env();
         let rows = interrupt(&env, &["container", "create", "dev", "img"], hang);
         assert_listed_interrupted(&env, &rows, "dev", "CREATING", hang);
         if i % 2 == 0 {
@@ -87,7 +128,7 @@ fn create_at(hangs: &[String]) {
             assert!(env.project().containers["dev"]
                 .snapshots
                 .contains_key("initial-state"));
-            assert_eq!(env.instances()["p-dev"]["status"], "Running", "{hang}");
+            assert!(env.running("p-dev"), "{hang}");
         } else {
             let run = env.run(&["remove", "-f", "dev"]);
             assert_eq!(run.code, 0, "{hang}: remove: {}", run.stderr);
@@ -101,14 +142,14 @@ fn create_at(hangs: &[String]) {
 }
 
 #[test]
-fn create_killed_before_each_client_call() {
-    let all = points(&["launch", "exec#1", "exec#2", "snapshot", "query"]);
+fn create_killed_before_each_request() {
+    let all = points(&CREATE);
     create_at(&all.iter().step_by(2).cloned().collect::<Vec<_>>());
 }
 
 #[test]
-fn create_killed_after_each_client_call() {
-    let all = points(&["launch", "exec#1", "exec#2", "snapshot", "query"]);
+fn create_killed_after_each_request() {
+    let all = points(&CREATE);
     let after: Vec<String> = all.iter().skip(1).step_by(2).cloned().collect();
     // Start the alternation the other way round, so that each point is
     // finished by re-running in one half and by remove in the other.
@@ -116,19 +157,22 @@ fn create_killed_after_each_client_call() {
 }
 
 #[test]
-fn clone_killed_at_each_client_call() {
-    for (i, hang) in points(&["copy", "snapshot", "start", "query"])
-        .iter()
-        .enumerate()
-    {
-        let env = Env::new("p");
+fn clone_killed_at_each_request() {
+    let clone = [
+        "POST /1.0/instances",
+        "POST /1.0/instances/*/snapshots",
+        "PUT /1.0/instances/*/state",
+        "GET /1.0/instances/*/state",
+    ];
+    for (i, hang) in points(&clone).iter().enumerate() {
+        let env = env();
         env.seed_container("a", "img", true);
         let rows = interrupt(&env, &["container", "clone", "a", "b"], hang);
         assert_listed_interrupted(&env, &rows, "b", "CLONING", hang);
         if i % 3 != 2 {
             let run = env.run(&["container", "clone", "a", "b"]);
             assert_eq!(run.code, 0, "{hang}: re-run: {}", run.stderr);
-            assert_eq!(env.instances()["p-b"]["status"], "Running", "{hang}");
+            assert!(env.running("p-b"), "{hang}");
             assert_eq!(
                 env.lxd_snapshots("b").into_iter().collect::<Vec<_>>(),
                 ["initial-state"],
@@ -143,9 +187,12 @@ fn clone_killed_at_each_client_call() {
 }
 
 #[test]
-fn snapshot_create_killed_at_its_client_call() {
-    for (i, hang) in points(&["snapshot"]).iter().enumerate() {
-        let env = Env::new("p");
+fn snapshot_create_killed_at_its_request() {
+    for (i, hang) in points(&["POST /1.0/instances/*/snapshots"])
+        .iter()
+        .enumerate()
+    {
+        let env = env();
         env.seed_container("a", "img", true);
         interrupt(
             &env,
@@ -199,20 +246,17 @@ fn regression_list_hides_an_interrupted_snapshot() {
     // and no `pending`. Fix (list.rs): when `c.pending` is None, fall back to
     // the first snapshot with a pending op for STATUS ("SNAPSHOTTING s1
     // (interrupted)") and for the JSON `pending` row.
-    let env = Env::new("p");
+    let env = env();
     env.seed_container("a", "img", true);
-    let rows = interrupt(
-        &env,
-        &["container", "snapshot", "create", "a", "s1"],
-        "snapshot:after",
-    );
-    assert_listed_interrupted(&env, &rows, "a", "SNAPSHOTTING", "snapshot:after");
+    let point = "POST /1.0/instances/*/snapshots:after";
+    let rows = interrupt(&env, &["container", "snapshot", "create", "a", "s1"], point);
+    assert_listed_interrupted(&env, &rows, "a", "SNAPSHOTTING", point);
 }
 
 #[test]
-fn remove_killed_at_its_client_call() {
-    for hang in points(&["delete"]) {
-        let env = Env::new("p");
+fn remove_killed_at_its_request() {
+    for hang in points(&["DELETE /1.0/instances/*"]) {
+        let env = env();
         env.seed_container("a", "img", true);
         env.seed_container("keep", "img", false);
         let rows = interrupt(&env, &["remove", "-f", "a"], &hang);
@@ -232,9 +276,13 @@ fn regression_an_interrupted_remove_is_finished_by_remove_only() {
     // `reset` used to take over an interrupted remove, and its outcome
     // cleared the remove's intent: the half-removed container then looked
     // finished.
-    let env = Env::new("p");
+    let env = env();
     env.seed_container("a", "img", true);
-    interrupt(&env, &["remove", "-f", "a"], "delete:after");
+    interrupt(
+        &env,
+        &["remove", "-f", "a"],
+        "DELETE /1.0/instances/*:after",
+    );
     for args in [
         &["container", "reset", "a"][..],
         &["mount", "a", ".:/srv/p"][..],
@@ -259,12 +307,13 @@ fn regression_an_interrupted_remove_is_finished_by_remove_only() {
 
 #[test]
 fn resumed_create_with_another_image_is_refused() {
-    let env = Env::new("p");
+    let env = env();
     interrupt(
         &env,
         &["container", "create", "dev", "img-a"],
-        "launch:before",
+        "POST /1.0/instances:before",
     );
+    env.take_requests();
     let run = env.fail(&["container", "create", "dev", "img-b"]);
     assert!(
         run.stderr.contains("being created from img-a")
@@ -272,10 +321,12 @@ fn resumed_create_with_another_image_is_refused() {
         "{}",
         run.stderr
     );
-    assert!(!env
-        .calls()
-        .iter()
-        .any(|c| c.argv[0] == "launch" && c.argv[1] == "img-b"));
+    let made = env.requests();
+    assert!(
+        !made.iter().any(|r| r.is("POST", "/1.0/instances")),
+        "{:?}",
+        made.iter().map(|r| r.line()).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -286,10 +337,14 @@ fn regression_resumed_clone_from_another_source_is_refused() {
     // "Cloned c to b". Fix (container.rs, begin): resume only when
     // `old.op == pending.op` (Clone{source} included); otherwise refuse
     // with the old command as the hint.
-    let env = Env::new("p");
+    let env = env();
     env.seed_container("a", "img", true);
     env.seed_container("c", "img", true);
-    interrupt(&env, &["container", "clone", "a", "b"], "copy:after");
+    interrupt(
+        &env,
+        &["container", "clone", "a", "b"],
+        "POST /1.0/instances:after",
+    );
     let run = env.run(&["container", "clone", "c", "b"]);
     assert_eq!(
         run.code, 1,
@@ -310,7 +365,7 @@ fn regression_create_over_an_unrecorded_instance_leaves_no_intent() {
     // now shows dev as CREATING (interrupted), and re-running the create
     // would take over the foreign instance. Fix (container.rs, create): on
     // the orphan path commit ContainerRemoved before returning the error.
-    let env = Env::new("p");
+    let env = env();
     env.seed_instance("p-dev", true, &[]);
     let run = env.fail(&["container", "create", "dev", "img"]);
     run.err_has("does not record");
@@ -327,14 +382,16 @@ fn regression_clone_from_a_snapshot_hint_is_a_runnable_command() {
     // clone a/initial-state b`, which fails ("a/initial-state" is no
     // container). Fix (model/mod.rs, Op::command): split source at '/' and
     // print `ldm container clone a b -s initial-state`.
-    let env = Env::new("p");
+    let env = env();
     env.seed_container("a", "img", true);
+    env.double.fail_operation(
+        Match::new("POST", "/1.0/instances/*/snapshots"),
+        "Create instance snapshot: simulated failure",
+    );
     let run = env
-        .run_env(
-            &["container", "clone", "a", "b", "-s", "initial-state"],
-            &[("LDM_DOUBLE_FAIL", "snapshot")],
-        )
+        .run(&["container", "clone", "a", "b", "-s", "initial-state"])
         .expect(1);
+    env.double.clear_knobs();
     let hint = run
         .stderr
         .split("run `")
@@ -355,30 +412,30 @@ fn regression_interrupted_create_hint_names_the_image() {
     // `img --force` made the hint force refused mounts: review-trust
     // finding 7), so the hint leaves the image out: `container create dev`
     // finishes an interrupted create with the recorded image.
-    let env = Env::new("p");
+    let env = env();
     interrupt(
         &env,
         &["container", "create", "dev", "img-a"],
-        "exec#1:after",
+        "POST /1.0/instances/*/exec#1:after",
     );
     let run = env.fail(&["container", "snapshot", "create", "dev", "s1"]);
     run.err_has("run `ldm container create dev` to finish it");
     env.ok(&["container", "create", "dev"]);
     let c = &env.project().containers["dev"];
     assert!(c.pending.is_none() && c.image == "img-a", "{c:?}");
-    assert_eq!(env.instances()["p-dev"]["image"], "img-a");
+    assert_eq!(env.instance("p-dev").unwrap().origin, "image img-a");
 }
 
 #[test]
 fn reset_killed_after_its_stop_restarts_the_container_on_rerun() {
-    let env = Env::new("p");
+    let env = env();
     env.seed_container("a", "img", true);
     interrupt(
         &env,
         &["container", "reset", "a", "initial-state"],
-        "restore:before",
+        "PUT /1.0/instances/*:before",
     );
-    assert_eq!(env.instances()["p-a"]["status"], "Stopped");
+    assert!(!env.running("p-a"));
     // The intent recorded that it was running before the stop.
     let pending = env.project().containers["a"].pending.clone().unwrap();
     assert!(pending.op.restart(), "{pending:?}");
@@ -393,36 +450,44 @@ fn reset_killed_after_its_stop_restarts_the_container_on_rerun() {
         "{}",
         doctor.stdout
     );
-    env.take_calls();
+    env.take_requests();
     let run = env.ok(&["container", "reset", "a", "initial-state"]);
     assert_eq!(run.stdout, "Reset a to initial-state (running)\n");
+    let reqs = env.requests();
+    let body = |m: &str, p: &str| reqs.iter().find(|r| r.is(m, p)).unwrap().json();
     assert_eq!(
-        env.take_argvs(),
-        vec![
-            double::query("p-a"),
-            double::argv(&["restore", "--", "p-a", "initial-state"]),
-            double::argv(&["start", "--", "p-a"]),
-        ]
+        body("PUT", "/1.0/instances/p-a")["restore"],
+        "initial-state"
     );
-    assert_eq!(env.instances()["p-a"]["status"], "Running");
+    assert_eq!(body("PUT", "/1.0/instances/p-a/state")["action"], "start");
+    assert_eq!(
+        env.take_calls(),
+        common::api::lines(&[
+            "GET /1.0/operations",
+            "GET /1.0/instances/p-a",
+            "PUT /1.0/instances/p-a",
+            "PUT /1.0/instances/p-a/state",
+        ])
+    );
+    assert!(env.running("p-a"));
     env.assert_agree();
 }
 
 #[test]
 fn reset_of_a_stopped_container_killed_midway_leaves_it_stopped() {
-    let env = Env::new("p");
+    let env = env();
     env.seed_container("a", "img", false);
     interrupt(
         &env,
         &["container", "reset", "a", "initial-state"],
-        "restore:before",
+        "PUT /1.0/instances/*:before",
     );
     let pending = env.project().containers["a"].pending.clone().unwrap();
     assert!(!pending.op.restart(), "{pending:?}");
     env.take_calls();
     let run = env.ok(&["container", "reset", "a", "initial-state"]);
     assert_eq!(run.stdout, "Reset a to initial-state (stopped)\n");
-    assert_eq!(env.instances()["p-a"]["status"], "Stopped");
+    assert!(!env.running("p-a"));
     env.assert_agree();
 }
 
@@ -430,8 +495,12 @@ fn reset_of_a_stopped_container_killed_midway_leaves_it_stopped() {
 fn regression_image_create_does_not_close_an_interrupted_create() {
     // `image create` took over any interrupted operation and closed it
     // when done: a create killed before its setup then looked finished.
-    let env = Env::new("p");
-    interrupt(&env, &["container", "create", "a", "img"], "exec:before");
+    let env = env();
+    interrupt(
+        &env,
+        &["container", "create", "a", "img"],
+        "POST /1.0/instances/*/exec:before",
+    );
     let run = env.fail(&["image", "create", "a", "img-a"]);
     for want in [
         "container a has an interrupted create",
@@ -441,9 +510,8 @@ fn regression_image_create_does_not_close_an_interrupted_create() {
     }
     let pending = env.project().containers["a"].pending.clone();
     assert_eq!(pending.map(|p| p.op.noun()), Some("create"));
-    assert!(env.state()["images"]
-        .as_array()
-        .is_none_or(|i| i.is_empty()));
+    assert!(env.double.state().images("default").is_empty());
+    assert!(!env.requests().iter().any(|r| r.is("POST", "/1.0/images")));
 }
 
 /// Issue 25, item 14: a `pending` that anyone who can write the project
@@ -456,8 +524,8 @@ fn regression_image_create_does_not_close_an_interrupted_create() {
 #[test]
 fn regression_a_forged_pending_naming_pid_1_is_not_busy() {
     use ldm::model::{Mutation, Op, Owner, Pending};
-    use ldm::store::{Options, Paths, Store};
-    let env = Env::new("p");
+    use ldm::store::{Options, Store};
+    let env = env();
     env.seed_container("dev", "img", true);
     let stat = std::fs::read_to_string("/proc/1/stat").unwrap();
     let rest = &stat[stat.rfind(')').unwrap() + 1..];
@@ -476,7 +544,7 @@ fn regression_a_forged_pending_naming_pid_1_is_not_busy() {
         started_at: "2026-01-01T00:00:00Z".into(),
         setup: None,
     };
-    Store::open(Paths::in_dir(&env.dir), Options::default())
+    Store::open(env.paths(), Options::default())
         .commit(|_| {
             let m = Mutation::OperationStarted {
                 container: "dev".into(),

@@ -1,23 +1,31 @@
-//! An LXD client whose current project is not `default` (`lxc project
-//! switch dev`): every client command works in that project except
-//! `query`, which reads the project its path names. ldm asks the client
-//! which project is current, once per run, and names it in every query.
-//! Against the LXD client TEST DOUBLE (tests/lxd_double/lxc, knob
-//! `LDM_DOUBLE_PROJECT`), asserting the exact calls it recorded.
+//! A client whose current LXD project is not `default` (`lxc project
+//! switch dev`: `project: dev` on the remote in the client's config.yml):
+//! every request ldm makes names that project. Against the API TEST
+//! DOUBLE, asserting the requests it logged.
 
-mod double;
+mod common;
 
-use std::collections::BTreeMap;
+use common::api::{is_plumbing, Env};
+use lxd_double::{Double, Match, Request};
 
-use double::{all_projects_query, argv, is_project_list, Env};
+/// Panics unless every request in `reqs` names LXD project `project`
+/// (but an exec's websockets, which address an operation by its secret,
+/// and the look in every project for a container the current one lacks).
+fn all_in(reqs: &[Request], project: &str) {
+    assert!(!reqs.is_empty());
+    for r in reqs.iter().filter(|r| {
+        !r.is("GET", "/1.0/operations/*/websocket")
+            && r.query("all-projects").as_deref() != Some("true")
+    }) {
+        assert_eq!(r.query("project").as_deref(), Some(project), "{}", r.line());
+    }
+}
 
-const DEV: [(&str, &str); 1] = [("LDM_DOUBLE_PROJECT", "dev")];
-
-fn queries(argvs: &[Vec<String>]) -> Vec<&str> {
-    argvs
-        .iter()
-        .filter(|a| a[0] == "query")
-        .map(|a| a.last().unwrap().as_str())
+/// The calls in `reqs` (no waits, no websockets), as `METHOD PATH`.
+fn calls(reqs: &[Request]) -> Vec<String> {
+    reqs.iter()
+        .filter(|r| !is_plumbing(r))
+        .map(|r| format!("{} {}", r.method, r.path()))
         .collect()
 }
 
@@ -27,8 +35,10 @@ fn regression_commands_find_their_containers_in_the_current_lxd_project() {
     // for an address it never saw, `down` said "not in LXD" and left the
     // container running, `up` said it re-created it. Its queries read the
     // default project, where the container is not.
-    let env = Env::new("p");
-    let run = env.run_env(&["container", "create", "dev", "img", "--no-mount"], &DEV);
+    let mut env = Env::new("p");
+    env.set_client("local", "dev");
+    env.double.state().behaviour.images_on_demand = true;
+    let run = env.run(&["container", "create", "dev", "img", "--no-mount"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let ip = env.ip("dev");
     assert!(
@@ -36,21 +46,22 @@ fn regression_commands_find_their_containers_in_the_current_lxd_project() {
         "{}",
         run.stdout
     );
-    assert_eq!(env.instances()["p-dev"]["project"], "dev");
+    assert!(env.double.instance("dev", "p-dev").is_some());
+    assert!(env.double.instance("default", "p-dev").is_none());
 
-    let run = env.run_env(&["down"], &DEV);
+    let run = env.run(&["down"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("dev: is stopped"), "{}", run.stdout);
-    assert_eq!(env.instances()["p-dev"]["status"], "Stopped");
+    assert!(!env.running("p-dev"));
 
-    let run = env.run_env(&["up", "dev"], &DEV);
+    let run = env.run(&["up", "dev"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains(&format!("dev is running at {ip}")),
         "{}",
         run.stdout
     );
-    let run = env.run_env(&["doctor"], &DEV);
+    let run = env.run(&["doctor"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(
         run.stdout.contains("the project and LXD agree"),
@@ -58,104 +69,84 @@ fn regression_commands_find_their_containers_in_the_current_lxd_project() {
         run.stdout
     );
 
-    let argvs = env.take_argvs();
+    let reqs = env.take_requests();
     assert_eq!(
-        argvs.iter().filter(|a| a[0] == "launch").count(),
+        reqs.iter()
+            .filter(|r| r.is("POST", "/1.0/instances"))
+            .count(),
         1,
-        "up re-created what it did not see: {argvs:#?}"
+        "up re-created what it did not see: {:#?}",
+        calls(&reqs)
     );
-    let q = queries(&argvs);
-    assert!(!q.is_empty());
-    for path in q {
-        assert!(
-            path.ends_with("?project=dev") || path.ends_with("&project=dev"),
-            "{path}"
-        );
-    }
+    all_in(&reqs, "dev");
     env.assert_agree();
 }
 
+/// The CLI backend asked the client (`lxc project list`) which project is
+/// current, once per run, before its first query. Over the API the client
+/// configuration says it: no request asks, and every request of every run
+/// names it.
 #[test]
-fn the_current_project_is_asked_once_per_run_before_its_first_query() {
-    let env = Env::new("p");
+fn the_current_project_is_read_from_the_client_configuration_not_asked() {
+    let mut env = Env::new("p");
+    env.set_client("local", "dev");
+    env.double.state().behaviour.images_on_demand = true;
     env.seed_container("a", "img", true);
     env.seed_container("b", "img", false);
     env.seed_container("c", "img", true);
-    let mut st = env.state();
-    let instances = st["instances"].as_object_mut().unwrap();
-    for inst in instances.values_mut() {
-        inst["project"] = "dev".into();
-    }
-    // LXD lost c: `up` re-creates it, with a client of its own.
-    instances.remove("p-c");
-    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
-    env.take_all_calls();
+    // LXD lost c: `up` re-creates it.
+    env.unseed("p-c");
+    env.take_requests();
     for args in [
         &["up"][..],
         &["down", "a"],
         &["list"],
         &["container", "snapshot", "create", "a", "s1"],
     ] {
-        env.run_env(args, &DEV).expect(0);
+        env.run(args).ok();
+        let reqs = env.take_requests();
+        all_in(&reqs, "dev");
+        assert!(
+            !reqs.iter().any(|r| r.is("GET", "/1.0/projects")),
+            "{args:?} asked which projects there are: {:#?}",
+            calls(&reqs)
+        );
     }
-    let mut runs: BTreeMap<u32, Vec<Vec<String>>> = BTreeMap::new();
-    for c in env.take_all_calls() {
-        runs.entry(c.ppid).or_default().push(c.argv);
-    }
-    assert_eq!(runs.len(), 4, "{runs:#?}");
-    for argvs in runs.values() {
-        let asked: Vec<usize> = (0..argvs.len())
-            .filter(|&i| is_project_list(&argvs[i]))
-            .collect();
-        match argvs.iter().position(|a| a[0] == "query") {
-            Some(first) => {
-                assert_eq!(asked.len(), 1, "{argvs:#?}");
-                assert!(asked[0] < first, "{argvs:#?}");
-                assert_eq!(
-                    argvs[asked[0]],
-                    argv(&["project", "list", "--format", "csv"])
-                );
-            }
-            // `list` and the like: the client applies the project itself.
-            None => assert!(asked.is_empty(), "{argvs:#?}"),
-        }
-    }
+    assert!(env.double.instance("dev", "p-c").is_some());
 }
 
+/// The CLI backend's queries named no project in `default`; every request
+/// now names the current project, `default` too, so that a server never
+/// falls back to its own idea of it.
 #[test]
-fn in_the_default_project_queries_name_no_project() {
+fn in_the_default_project_requests_name_it() {
     let env = Env::new("p");
     env.seed_container("a", "img", true);
-    env.take_all_calls();
+    env.take_requests();
+    env.ok(&["down", "a"]);
     env.ok(&["up", "a"]);
-    let argvs = env.take_argvs();
-    let q = queries(&argvs);
-    assert!(!q.is_empty());
-    assert!(q.iter().all(|p| !p.contains("project=")), "{q:?}");
+    all_in(&env.take_requests(), "default");
 }
 
 #[test]
 fn a_remote_is_asked_for_its_own_current_project() {
     let env = Env::new("p");
+    let shared = env.remote_double_in("shared", "dev");
     env.seed_container("a", "img", true);
-    let mut st = env.state();
-    st["instances"]["p-a"]["project"] = "dev".into();
-    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
+    shared.seed("dev", "p-a", env.unseed("p-a"));
     env.ok(&["config", "set", "remote", "shared"]);
-    env.take_all_calls();
-    let run = env.run_env(&["up", "a"], &DEV);
+    env.take_requests();
+    let run = env.run(&["down", "a"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let calls = env.take_all_calls();
-    assert_eq!(
-        calls[0].argv,
-        argv(&["project", "list", "--format", "csv", "--", "shared:"])
-    );
+    assert_eq!(env.take_calls(), Vec::<String>::new(), "asked local");
+    let reqs = shared.take_requests();
+    all_in(&reqs, "dev");
     assert!(
-        calls[1].argv.last().unwrap().starts_with("shared:/1.0/")
-            && calls[1].argv.last().unwrap().ends_with("project=dev"),
-        "{:?}",
-        calls[1].argv
+        reqs.iter().any(|r| r.is("PUT", "/1.0/instances/p-a/state")),
+        "{:#?}",
+        calls(&reqs)
     );
+    assert!(!shared.instance("dev", "p-a").unwrap().is_running());
 }
 
 /// What ldm says of container `a` (p-a) when LXD project dev has it and
@@ -163,23 +154,38 @@ fn a_remote_is_asked_for_its_own_current_project() {
 const AWAY: &str = "LXD project dev has an instance named p-a, and the client's current project has none; if it is this container, switch back with `lxc project switch dev`; if not, delete or rename it there";
 
 /// A project with container `a`, made while the client's current LXD
-/// project was dev; the calls so far forgotten.
+/// project was dev; now it is `default` again, the requests so far
+/// forgotten.
 fn made_in_dev() -> Env {
-    let env = Env::new("p");
-    env.run_env(&["container", "create", "a", "img", "--no-mount"], &DEV)
-        .expect(0);
-    env.take_all_calls();
+    let mut env = Env::new("p");
+    env.double.state().behaviour.images_on_demand = true;
+    env.set_client("local", "dev");
+    env.run(&["container", "create", "a", "img", "--no-mount"])
+        .ok();
+    env.set_client("local", "default");
+    env.take_requests();
     env
 }
 
-/// p-a is still the one instance, in project dev, running (the double
-/// keys instances by name: a second p-a made in `default` would replace
-/// it, so its project tells).
+/// Every instance of every LXD project, by project and name.
+fn everything(d: &Double) -> Vec<(String, String)> {
+    let st = d.state();
+    let mut out = Vec::new();
+    for (p, proj) in &st.projects {
+        for name in proj.instances.keys() {
+            out.push((p.clone(), name.clone()));
+        }
+    }
+    out
+}
+
+/// p-a is still the one instance, in project dev, running, and recorded.
 fn assert_a_untouched(env: &Env) {
-    let inst = env.instances();
-    assert_eq!(inst.len(), 1, "{inst:?}");
-    assert_eq!(inst["p-a"]["project"], "dev");
-    assert_eq!(inst["p-a"]["status"], "Running");
+    assert_eq!(
+        everything(&env.double),
+        [("dev".to_string(), "p-a".to_string())]
+    );
+    assert!(env.double.instance("dev", "p-a").unwrap().is_running());
     assert!(env.project().containers.contains_key("a"));
 }
 
@@ -188,14 +194,13 @@ fn regression_up_does_not_re_create_a_container_another_lxd_project_has() {
     // After `lxc project switch`, the project's containers are "not in LXD"
     // in the new current project; `up` re-created them there, a second
     // instance of each beside the first.
-    let env = made_in_dev();
-    // The client's current project is now `default`.
+    let mut env = made_in_dev();
     let run = env.ok(&["up", "--dry-run"]);
     assert_eq!(
         run.stdout,
         format!("a: cannot: is not in LXD's current project: {AWAY}\n")
     );
-    let run = env.run(&["up"]).expect(1);
+    let run = env.run(&["up"]).fail();
     assert!(
         run.stdout.starts_with(&format!(
             "a: failed: container a is not in LXD's current project: {AWAY}"
@@ -204,21 +209,32 @@ fn regression_up_does_not_re_create_a_container_another_lxd_project_has() {
         run.stdout
     );
     run.err_has("1 of 1 containers failed: a");
-    let argvs = env.take_argvs();
-    assert!(argvs.iter().all(|a| a[0] != "launch"), "{argvs:#?}");
-    assert!(argvs.contains(&all_projects_query()), "{argvs:#?}");
+    let reqs = env.take_requests();
+    assert!(
+        !reqs.iter().any(|r| r.is("POST", "/1.0/instances")),
+        "{:#?}",
+        calls(&reqs)
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.query("all-projects").as_deref() == Some("true")),
+        "{:#?}",
+        calls(&reqs)
+    );
     assert_a_untouched(&env);
     let run = env.ok(&["list"]);
     assert!(run.stdout.contains("NOT FOUND"), "{}", run.stdout);
     run.err_has(&format!("note: a is NOT FOUND: {AWAY}"));
     // Switched back: all is well, and nothing is asked of other projects.
-    env.take_all_calls();
-    let run = env.run_env(&["up"], &DEV);
+    env.set_client("local", "dev");
+    env.take_requests();
+    let run = env.run(&["up"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let argvs = env.take_argvs();
+    let reqs = env.take_requests();
     assert!(
-        argvs.iter().all(|a| !a.concat().contains("all-projects")),
-        "{argvs:#?}"
+        reqs.iter().all(|r| r.query("all-projects").is_none()),
+        "{:#?}",
+        calls(&reqs)
     );
 }
 
@@ -229,11 +245,9 @@ fn regression_down_remove_and_project_delete_do_not_pass_over_a_container_anothe
     // `remove -f` and `project delete -f` forgot it, leaving p-a behind.
     let env = made_in_dev();
     for args in [&["down"][..], &["down", "a"]] {
-        let run = env.run(args).expect(1);
+        let run = env.run(args).fail();
         assert!(
-            run.stdout.contains(&format!(
-                "container a is not in LXD's current project: {AWAY}"
-            )) || run.stderr.contains(&format!(
+            run.said().contains(&format!(
                 "container a is not in LXD's current project: {AWAY}"
             )),
             "{}{}",
@@ -241,37 +255,41 @@ fn regression_down_remove_and_project_delete_do_not_pass_over_a_container_anothe
             run.stderr
         );
     }
-    let run = env.run(&["remove", "-f", "a"]).expect(1);
+    let run = env.run(&["remove", "-f", "a"]).fail();
     run.err_has(&format!(
         "p-a is not in LXD's current project: {AWAY}; nothing was changed"
     ));
     // Refused before its intent: nothing shows as interrupted.
     let a = &env.project().containers["a"];
     assert!(a.pending.is_none(), "{:?}", a.pending);
-    let run = env.run(&["project", "delete", "-f"]).expect(1);
+    let run = env.run(&["project", "delete", "-f"]).fail();
     run.err_has(&format!(
         "p-a is not in LXD's current project: {AWAY}; nothing was removed"
     ));
     assert!(env.dir.join("containers.yaml").exists());
     assert_a_untouched(&env);
     // Other commands name the project too.
-    let run = env.run(&["ssh", "a", "--", "true"]).expect(1);
+    let run = env.run(&["ssh", "a", "--", "true"]).fail();
     run.err_has(&format!("p-a is not in LXD's current project: {AWAY}"));
+    assert_eq!(env.take_changes(), Vec::<String>::new());
 }
 
+/// The CLI backend typed a failed `lxc project list` whose message said
+/// "not found" as "LXD has no instance": `down a` said "a is not in LXD"
+/// and exited 0. Over the API: a failed look-up of the instance, worded
+/// "not found" but not a 404, is an error, never a missing instance.
 #[test]
-fn regression_a_failed_project_list_is_not_read_as_a_missing_instance() {
-    // `project list` failing with "not found" in its message was typed as
-    // "LXD has no instance": `down a` said "a is not in LXD" and exited 0.
-    let env = made_in_dev();
-    let fail = [
-        ("LDM_DOUBLE_PROJECT", "dev"),
-        ("LDM_DOUBLE_FAIL", "project=Error: Project not found"),
-    ];
-    let run = env.run_env(&["down", "a"], &fail).expect(1);
-    run.err_has("error: reading the state of p-a: `");
-    run.err_has("/lxc project list --format csv` failed (exit 1): Error: Project not found");
-    assert!(!run.stdout.contains("not in LXD"), "{}", run.stdout);
+fn regression_a_failed_look_up_is_not_read_as_a_missing_instance() {
+    let mut env = made_in_dev();
+    env.set_client("local", "dev");
+    env.double.fail(
+        Match::new("GET", "/1.0/instances/p-a"),
+        500,
+        "Project not found",
+    );
+    let run = env.run(&["down", "a"]).fail();
+    run.err_has("Project not found");
+    assert!(!run.said().contains("not in LXD"), "{}", run.said());
     assert_a_untouched(&env);
 }
 
@@ -279,7 +297,7 @@ fn regression_a_failed_project_list_is_not_read_as_a_missing_instance() {
 fn regression_doctor_fix_keeps_a_container_another_lxd_project_has() {
     // `doctor --fix` forgot every container "LXD has no instance" of: after
     // an `lxc project switch`, that was all of them.
-    let env = made_in_dev();
+    let mut env = made_in_dev();
     let run = env.run(&["doctor", "--fix"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(
@@ -290,7 +308,8 @@ fn regression_doctor_fix_keeps_a_container_another_lxd_project_has() {
         run.stdout
     );
     assert_a_untouched(&env);
-    let run = env.run_env(&["doctor"], &DEV);
+    env.set_client("local", "dev");
+    let run = env.run(&["doctor"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
 
@@ -302,44 +321,55 @@ fn regression_umount_snapshot_delete_and_a_resumed_create_leave_another_lxd_proj
     // and snapshot staying in dev; resuming an interrupted create launched
     // a second instance; `remove` of a container with an interrupted
     // create wiped that mark.
-    let env = Env::new("p");
+    let mut env = Env::new("p");
+    env.double.state().behaviour.images_on_demand = true;
+    env.set_client("local", "dev");
     // Run as root, ldm mounts a user's folder only, never root's.
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::chown(&env.dir, Some(1000), Some(1000)).unwrap();
     }
-    env.run_env(&["container", "create", "a", "img"], &DEV)
-        .expect(0);
-    env.run_env(&["container", "snapshot", "create", "a", "s1"], &DEV)
-        .expect(0);
-    let fail = [
-        ("LDM_DOUBLE_PROJECT", "dev"),
-        ("LDM_DOUBLE_FAIL", "snapshot"),
-    ];
-    env.run_env(&["container", "create", "b", "img", "--no-mount"], &fail)
-        .expect(1);
+    env.run(&["container", "create", "a", "img"]).ok();
+    env.run(&["container", "snapshot", "create", "a", "s1"])
+        .ok();
+    env.double.fail_operation(
+        Match::new("POST", "/1.0/instances/p-b/snapshots"),
+        "Create instance snapshot: out of space",
+    );
+    env.run(&["container", "create", "b", "img", "--no-mount"])
+        .fail();
     let mark = env.project().containers["b"].pending.clone();
     assert!(mark.is_some());
-    let before = env.state()["instances"].clone();
-    env.take_all_calls();
+    let before = |d: &Double| {
+        let st = d.state();
+        st.projects["dev"]
+            .instances
+            .iter()
+            .map(|(n, i)| (n.clone(), i.snapshot_names(), i.devices.clone()))
+            .collect::<Vec<_>>()
+    };
+    let was = before(&env.double);
+    env.set_client("local", "default");
+    env.take_requests();
 
-    let run = env.run(&["umount", "a", "/home/dev/p"]).expect(1);
+    let run = env.run(&["umount", "a", "/home/dev/p"]).fail();
     run.err_has("p-a is not in LXD's current project: LXD project dev has an instance named p-a");
     let run = env
         .run(&["container", "snapshot", "delete", "a", "s1"])
-        .expect(1);
+        .fail();
     run.err_has("p-a is not in LXD's current project: LXD project dev has an instance named p-a");
-    let run = env.run(&["remove", "-f", "b"]).expect(1);
+    let run = env.run(&["remove", "-f", "b"]).fail();
     run.err_has("p-b is not in LXD's current project: LXD project dev has an instance named p-b");
-    let run = env.run(&["container", "create", "b", "img"]).expect(1);
+    let run = env.run(&["container", "create", "b", "img"]).fail();
     run.err_has("p-b is not in LXD's current project: LXD project dev has an instance named p-b");
 
-    let argvs = env.take_argvs();
-    assert!(
-        argvs.iter().all(|a| a[0] == "query"),
-        "only questions were asked: {argvs:#?}"
+    assert_eq!(
+        env.take_changes(),
+        Vec::<String>::new(),
+        "only questions were asked"
     );
-    assert_eq!(env.state()["instances"], before);
+    assert_eq!(before(&env.double), was);
+    assert!(env.double.state().projects["default"].instances.is_empty());
     let p = env.project();
     assert_eq!(p.containers["a"].mounts.len(), 1);
     assert!(p.containers["a"].snapshots.contains_key("s1"));
@@ -357,13 +387,14 @@ fn regression_umount_snapshot_delete_and_a_resumed_create_leave_another_lxd_proj
 fn regression_a_failed_look_in_other_projects_is_said() {
     let env = Env::new("p");
     env.seed_container("a", "img", true);
-    let mut st = env.state();
-    st["instances"].as_object_mut().unwrap().remove("p-a");
-    std::fs::write(env.dd.join("state.json"), st.to_string()).unwrap();
-    let queries = env.state()["counts"]["query"].as_u64().unwrap_or(0);
-    // ssh's instance query, then the look in every project, which fails.
-    let fail = format!("query#{}", queries + 2);
-    let run = env.run_env(&["ssh", "a"], &[("LDM_DOUBLE_FAIL", &fail)]);
+    env.unseed("p-a");
+    // ssh's look-up of p-a (404), then the look in every project, which fails.
+    env.double.fail(
+        Match::new("GET", "/1.0/instances"),
+        500,
+        "Failed to fetch instances",
+    );
+    let run = env.run(&["ssh", "a"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     run.err_has("could not look for the missing containers in other LXD projects");
     run.err_has("LXD has no instance p-a");

@@ -1,16 +1,17 @@
 //! Mounts of host folders, setup steps, `ldm up`/`down` of every container,
-//! and mount drift in `doctor`, against the LXD client TEST DOUBLE
-//! (tests/lxd_double/lxc): exit codes, output, the project afterwards and
-//! the exact client calls.
+//! and mount drift in `doctor`, against the LXD API TEST DOUBLE
+//! (crates/lxd-double): exit codes, output, the project afterwards and the
+//! changes the server logged (see `changes`).
 
-mod double;
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use double::{all_projects_query, argv, kill, statuses_query, Env};
+use common::api::{kill, Env};
 use ldm::model::Mount;
+use lxd_double::{Device, ExecRule, HangAt, Match};
 use serde_json::Value;
 
 /// The mount `text` (`HOST:PATH[:ro]`) as the model parses it.
@@ -35,9 +36,14 @@ fn abs(env: &Env) -> String {
         .into_owned()
 }
 
-/// `config device add -- LXD DEV disk source=SRC path=PATH [extra...]`.
+fn argv(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// A device add as [`changes`] shows it: `["add", LXD, DEV, "disk",
+/// "source=SRC", "path=PATH", extra...]`.
 fn add(lxd: &str, m: &Mount, src: &str, extra: &[&str]) -> Vec<String> {
-    let mut v = argv(&["config", "device", "add", "--", lxd]);
+    let mut v = argv(&["add", lxd]);
     v.push(m.device_name());
     v.push("disk".into());
     v.push(format!("source={src}"));
@@ -46,7 +52,7 @@ fn add(lxd: &str, m: &Mount, src: &str, extra: &[&str]) -> Vec<String> {
     v
 }
 
-/// The calls that map the project folder's owner to the container user
+/// The changes that map the project folder's owner to the container user
 /// (1000 in the double) with `raw.idmap` on running instance `lxd`: set,
 /// then a restart to apply it. Mounts are never idmapped (`shift=true`).
 fn map_owner(env: &Env, lxd: &str) -> Vec<Vec<String>> {
@@ -54,43 +60,82 @@ fn map_owner(env: &Env, lxd: &str) -> Vec<Vec<String>> {
     let md = std::fs::metadata(&env.dir).unwrap();
     vec![
         argv(&[
-            "config",
-            "set",
-            "--",
+            "idmap",
             lxd,
-            "raw.idmap",
             &format!("uid {} 1000\ngid {} 1000", md.uid(), md.gid()),
         ]),
-        argv(&["restart", "--", lxd]),
+        argv(&["restart", lxd]),
     ]
 }
 
-/// The client calls that change something in LXD (not reads, not execs).
-fn changes(argvs: &[Vec<String>]) -> Vec<Vec<String>> {
-    argvs
-        .iter()
-        .filter(|a| !matches!(a[0].as_str(), "query" | "list" | "info" | "exec"))
-        .cloned()
-        .collect()
+/// A device as `["add", ...]` shows it (after its name).
+fn device_words(d: &Value) -> Vec<String> {
+    let d = d.as_object().unwrap();
+    let mut v = vec![d["type"].as_str().unwrap_or("").to_string()];
+    for k in ["source", "path"] {
+        if let Some(x) = d.get(k).and_then(Value::as_str) {
+            v.push(format!("{k}={x}"));
+        }
+    }
+    for (k, x) in d {
+        if !["type", "source", "path"].contains(&k.as_str()) {
+            v.push(format!("{k}={}", x.as_str().unwrap_or("")));
+        }
+    }
+    v
+}
+
+/// The requests since the last take that change something (no reads, no
+/// execs), forgotten: a launch `["launch", LXD]`, a state change
+/// `[ACTION, LXD]`, `raw.idmap` set `["idmap", LXD, VALUE]`, a device added
+/// `["add", LXD, DEV, ...]`, the whole instance written (how a device
+/// goes) `["devices", LXD, DEV...]` (the devices it keeps); others
+/// `[METHOD, PATH]`.
+fn changes(env: &Env) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for r in env.take_requests() {
+        if r.method == "GET" || r.is("POST", "/1.0/instances/*/exec") {
+            continue;
+        }
+        let seg = r.segments();
+        let lxd = seg.get(2).cloned().unwrap_or_default();
+        let body = r.json();
+        if r.is("POST", "/1.0/instances") {
+            out.push(argv(&["launch", body["name"].as_str().unwrap()]));
+        } else if r.is("PUT", "/1.0/instances/*/state") {
+            out.push(vec![body["action"].as_str().unwrap().to_string(), lxd]);
+        } else if r.is("PATCH", "/1.0/instances/*") {
+            if let Some(v) = body["config"]["raw.idmap"].as_str() {
+                out.push(vec!["idmap".into(), lxd.clone(), v.to_string()]);
+            }
+            if let Some(devs) = body["devices"].as_object() {
+                for (name, d) in devs {
+                    let mut v = vec!["add".to_string(), lxd.clone(), name.clone()];
+                    v.extend(device_words(d));
+                    out.push(v);
+                }
+            }
+        } else if r.is("PUT", "/1.0/instances/*") && body.get("devices").is_some() {
+            let mut v = vec!["devices".to_string(), lxd];
+            v.extend(body["devices"].as_object().unwrap().keys().cloned());
+            out.push(v);
+        } else {
+            out.push(vec![r.method.clone(), r.path().to_string()]);
+        }
+    }
+    out
 }
 
 /// The devices the double's instance `lxd` has.
-fn devices(env: &Env, lxd: &str) -> serde_json::Map<String, Value> {
-    env.instances()[lxd]["devices"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
+fn devices(env: &Env, lxd: &str) -> std::collections::BTreeMap<String, Device> {
+    env.instance(lxd).map(|i| i.devices).unwrap_or_default()
 }
 
-/// Writes the double's state with `f` applied (no double may be running).
-fn edit_state(env: &Env, f: impl FnOnce(&mut Value)) {
-    let mut st = env.state();
-    f(&mut st);
-    std::fs::write(
-        env.dd.join("state.json"),
-        serde_json::to_vec_pretty(&st).unwrap(),
-    )
-    .unwrap();
+/// Project `name` against a double that has every image asked for.
+fn new_env(name: &str) -> Env {
+    let env = Env::new(name);
+    env.double.state().behaviour.images_on_demand = true;
+    env
 }
 
 /// A subuid/subgid folder letting root map `id` (for `LDM_SUBID_DIR`).
@@ -122,7 +167,7 @@ fn host_user_1000(env: &Env) -> (u32, u32) {
 /// run as root, it mounts only what the folder's owner owns, and never
 /// host root's files.
 fn user_env(name: &str) -> Env {
-    let env = Env::new(name);
+    let env = new_env(name);
     host_user_1000(&env);
     env
 }
@@ -144,29 +189,25 @@ fn create_mounts_the_project_folder_by_default_and_no_mount_skips_it() {
     // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     let run = env.ok(&["container", "create", "dev", "img"]);
-    let argvs = env.take_argvs();
+    let c = changes(&env);
     let m = mount(".:/home/dev/p");
     assert_eq!(m.device_name().len(), "ldm-mount-".len() + 8);
-    let adds: Vec<_> = argvs
-        .iter()
-        .filter(|a| a[..3] == argv(&["config", "device", "add"]))
-        .collect();
-    assert_eq!(adds, vec![&add("p-dev", &m, &abs(&env), &[])], "{argvs:#?}");
-    let c = changes(&argvs);
-    let i = c.iter().position(|a| a[0] == "config").unwrap();
-    assert_eq!(c[i..i + 2], map_owner(&env, "p-dev")[..], "{argvs:#?}");
+    let adds: Vec<_> = c.iter().filter(|a| a[0] == "add").collect();
+    assert_eq!(adds, vec![&add("p-dev", &m, &abs(&env), &[])], "{c:#?}");
+    let i = c.iter().position(|a| a[0] == "idmap").unwrap();
+    assert_eq!(c[i..i + 2], map_owner(&env, "p-dev")[..], "{c:#?}");
     assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
     assert!(!run.stdout.contains("Not mounted"), "{}", run.stdout);
     let dev = &devices(&env, "p-dev")[&m.device_name()];
     assert_eq!(dev["path"], "/home/dev/p");
-    assert!(dev.get("shift").is_none(), "{dev}");
+    assert!(!dev.contains_key("shift"), "{dev:?}");
     env.assert_agree();
 
     env.ok(&["container", "create", "bare", "img", "--no-mount"]);
-    let argvs = env.take_argvs();
+    let c = changes(&env);
     assert!(
-        !argvs.iter().any(|a| a[0] == "config"),
-        "--no-mount makes no config call: {argvs:#?}"
+        !c.iter().any(|a| a[0] == "idmap" || a[0] == "add"),
+        "--no-mount changes no config: {c:#?}"
     );
     assert!(recorded(&env, "bare").is_empty());
     assert!(devices(&env, "p-bare").is_empty());
@@ -177,9 +218,9 @@ fn create_maps_the_host_user_with_raw_idmap_and_never_tries_shift() {
     // Review-trust finding 1: an idmapped mount lets the container's root
     // create files as host root in it, so ldm never asks for one, even
     // where LXD would take it (as the double does by default).
-    let env = Env::new("p");
+    let env = new_env("p");
     let (uid, gid) = host_user_1000(&env);
-    let subid = env.dd.join("etc");
+    let subid = env.root.join("etc");
     subid_dir(&subid, uid);
     let run = env.run_env(
         &["container", "create", "dev", "img"],
@@ -188,50 +229,40 @@ fn create_maps_the_host_user_with_raw_idmap_and_never_tries_shift() {
     let run = run.expect(0);
     let m = mount(".:/home/dev/p");
     let src = abs(&env);
-    let argvs = env.take_argvs();
-    let c = changes(&argvs);
+    let c = changes(&env);
     let i = c
         .iter()
-        .position(|a| a[0] == "config")
-        .unwrap_or_else(|| panic!("{argvs:#?}"));
+        .position(|a| a[0] == "idmap")
+        .unwrap_or_else(|| panic!("{c:#?}"));
     assert_eq!(
         c[i..i + 3],
         [
-            argv(&[
-                "config",
-                "set",
-                "--",
-                "p-dev",
-                "raw.idmap",
-                &format!("uid {uid} 1000\ngid {gid} 1000"),
-            ]),
-            argv(&["restart", "--", "p-dev"]),
+            argv(&["idmap", "p-dev", &format!("uid {uid} 1000\ngid {gid} 1000"),]),
+            argv(&["restart", "p-dev"]),
             add("p-dev", &m, &src, &[]),
         ],
-        "{argvs:#?}"
+        "{c:#?}"
     );
     assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
     assert!(!run.stdout.contains("Not mounted"), "{}", run.stdout);
-    let inst = &env.instances()["p-dev"];
+    let inst = env.instance("p-dev").unwrap();
     assert_eq!(
-        inst["config"]["raw.idmap"],
+        inst.config["raw.idmap"],
         format!("uid {uid} 1000\ngid {gid} 1000")
     );
-    assert!(inst["devices"][m.device_name()].get("shift").is_none());
-    assert!(
-        !argvs.iter().flatten().any(|x| x == "shift=true"),
-        "{argvs:#?}"
-    );
+    assert!(!inst.devices[&m.device_name()].contains_key("shift"));
+    assert!(!c.iter().flatten().any(|x| x == "shift=true"), "{c:#?}");
 }
 
 #[test]
 fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
-    let env = Env::new("p");
+    let env = new_env("p");
     let (uid, gid) = host_user_1000(&env);
-    let subid = env.dd.join("etc");
+    let subid = env.root.join("etc");
     std::fs::create_dir_all(&subid).unwrap();
     let s = subid.to_str().unwrap().to_string();
-    let knobs = [("LDM_DOUBLE_NO_SHIFT", "1"), ("LDM_SUBID_DIR", s.as_str())];
+    env.double.no_shift();
+    let knobs = [("LDM_SUBID_DIR", s.as_str())];
     let run = env
         .run_env(&["container", "create", "dev", "img"], &knobs)
         .expect(0);
@@ -246,11 +277,8 @@ fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
     );
     assert!(recorded(&env, "dev").is_empty());
     assert!(devices(&env, "p-dev").is_empty());
-    let argvs = env.take_argvs();
-    assert!(
-        !argvs.iter().any(|a| a[..2] == argv(&["config", "set"])),
-        "{argvs:#?}"
-    );
+    let c = changes(&env);
+    assert!(!c.iter().any(|a| a[0] == "idmap"), "{c:#?}");
 
     let run = env
         .run_env(&["mount", "dev", ".:/home/dev/p"], &knobs)
@@ -259,7 +287,7 @@ fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
     assert!(recorded(&env, "dev").is_empty());
     assert!(devices(&env, "p-dev").is_empty());
     assert!(env.project().containers["dev"].pending.is_none());
-    env.take_argvs();
+    env.take_requests();
 
     subid_dir(&subid, uid);
     let run = env
@@ -268,7 +296,7 @@ fn without_shift_or_subids_create_says_the_root_step_and_mount_waits_for_it() {
     assert!(run.stdout.contains("raw.idmap"), "{}", run.stdout);
     assert_eq!(recorded(&env, "dev"), vec![".:/home/dev/p"]);
     let m = mount(".:/home/dev/p");
-    let c = changes(&env.take_argvs());
+    let c = changes(&env);
     assert_eq!(c.last().unwrap(), &add("p-dev", &m, &abs(&env), &[]));
     assert!(devices(&env, "p-dev").contains_key(&m.device_name()));
 }
@@ -281,14 +309,14 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     mkdir(&env, &env.dir.join("data"));
     mkdir(&env, &env.dir.join("docs"));
-    env.take_argvs();
+    env.take_requests();
     let src = abs(&env);
 
     let run = env.ok(&["mount", "dev", "data:/srv/data"]);
     let m = mount("data:/srv/data");
     let mut want = map_owner(&env, "p-dev");
     want.push(add("p-dev", &m, &format!("{src}/data"), &[]));
-    assert_eq!(changes(&env.take_argvs()), want);
+    assert_eq!(changes(&env), want);
     assert!(
         run.stdout.contains("Mounted data at /srv/data in dev"),
         "{}",
@@ -299,7 +327,7 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     env.ok(&["mount", "dev", "docs:/srv/docs", "--ro"]);
     let ro = mount("docs:/srv/docs:ro");
     assert_eq!(
-        changes(&env.take_argvs()),
+        changes(&env),
         vec![add(
             "p-dev",
             &ro,
@@ -317,16 +345,10 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     );
 
     let run = env.ok(&["umount", "dev", "/srv/data"]);
+    // The instance written whole without the device: the others stay.
     assert_eq!(
-        changes(&env.take_argvs()),
-        vec![argv(&[
-            "config",
-            "device",
-            "remove",
-            "--",
-            "p-dev",
-            &m.device_name()
-        ])]
+        changes(&env),
+        vec![argv(&["devices", "p-dev", &ro.device_name()])]
     );
     assert!(
         run.stdout.contains("Unmounted /srv/data from dev"),
@@ -343,7 +365,7 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
         let run = env.fail(&["mount", "dev", spec]);
         run.err_has(why);
         run.err_has("--force");
-        assert!(changes(&env.take_argvs()).is_empty(), "{spec}");
+        assert!(changes(&env).is_empty(), "{spec}");
         assert_eq!(recorded(&env, "dev"), vec!["docs:/srv/docs:ro"], "{spec}");
     }
     // The user's home folder: a container that writes it can change the
@@ -358,7 +380,7 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
         .expect(1);
     run.err_has("is a home folder");
     run.err_has("--force");
-    assert!(changes(&env.take_argvs()).is_empty());
+    assert!(changes(&env).is_empty());
     env.run_env(
         &["mount", "dev", &format!("{h}/src:/mnt/src")],
         &[("HOME", h)],
@@ -371,12 +393,12 @@ fn mount_and_umount_change_a_running_container_and_refuse_system_folders() {
     .expect(0);
     env.ok(&["umount", "dev", "/mnt/home"]);
     env.ok(&["umount", "dev", "/mnt/src"]);
-    env.take_argvs();
+    env.take_requests();
     // A stopped container is refused before any change.
     env.ok(&["down", "dev"]);
-    env.take_argvs();
+    env.take_requests();
     let run = env.fail(&["mount", "dev", "data:/srv/data"]);
-    assert!(changes(&env.take_argvs()).is_empty());
+    assert!(changes(&env).is_empty());
     assert!(
         run.stderr.contains("not running") || run.stderr.contains("stopped"),
         "{}",
@@ -398,23 +420,30 @@ fn set_setup(env: &Env, steps: &str) {
 }
 
 /// The setup steps (`env LDM_USER=... LDM_STEP=... sh -c WRAP ldm-step
-/// CMD`) among `argvs`: their CMD.
-fn steps_run(argvs: &[Vec<String>]) -> Vec<String> {
-    argvs
+/// CMD`) the double ran after its first `from` commands: their CMD.
+fn steps_run(env: &Env, from: usize) -> Vec<String> {
+    env.execs()[from..]
         .iter()
-        .filter(|a| a[0] == "exec" && a.len() > 4 && a[3] == "env")
+        .map(|e| &e.command)
+        .filter(|a| a.len() > 4 && a[0] == "env")
         .map(|a| {
             assert_eq!(
-                a[3..6],
+                a[..3],
                 argv(&["env", "LDM_USER=dev", "LDM_WORKDIR=/home/dev/p"]),
                 "{a:?}"
             );
-            assert!(a[6].starts_with("LDM_STEP="), "{a:?}");
-            assert_eq!(a[7..9], argv(&["sh", "-c"]), "{a:?}");
-            assert_eq!(a[10], "ldm-step", "{a:?}");
-            a[11].clone()
+            assert!(a[3].starts_with("LDM_STEP="), "{a:?}");
+            assert_eq!(a[4..6], argv(&["sh", "-c"]), "{a:?}");
+            assert_eq!(a[7], "ldm-step", "{a:?}");
+            a[8].clone()
         })
         .collect()
+}
+
+/// Step `echo two` fails (exit 3).
+fn two_breaks(env: &Env) {
+    env.double
+        .exec_rule(ExecRule::contains("echo two").stderr("two broke\n").code(3));
 }
 
 #[test]
@@ -427,23 +456,14 @@ fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
         "    - echo one\n    - echo two\n    - script: three.sh\n",
     );
     std::fs::write(env.dir.join("three.sh"), "#!/bin/sh\necho three\n").unwrap();
-    std::fs::write(
-        env.dd.join("exec.json"),
-        r#"[{"contains": ["echo two"], "stderr": "two broke\n", "code": 3}]"#,
-    )
-    .unwrap();
+    two_breaks(&env);
     let run = env.fail(&["container", "create", "dev", "img"]);
     assert!(
         run.stderr.contains("step 2") || run.stderr.contains("STEP 2"),
         "{}",
         run.stderr
     );
-    let argvs = env.take_argvs();
-    assert_eq!(
-        steps_run(&argvs),
-        vec!["echo one", "echo two"],
-        "{argvs:#?}"
-    );
+    assert_eq!(steps_run(&env, 0), vec!["echo one", "echo two"]);
     let list = env.ok(&["list"]);
     assert!(
         list.stdout.contains("SETUP FAILED AT STEP 2"),
@@ -456,30 +476,32 @@ fn a_failed_setup_step_is_shown_and_create_resumes_at_it() {
         .and_then(|a| a.iter().find(|r| r["name"] == "dev"))
         .unwrap_or_else(|| panic!("{json:#}"));
     assert_eq!(row["setup_failed_at"], 2, "{json:#}");
-    let created = env.instances()["p-dev"]["created_at"].clone();
-    env.take_argvs();
-
-    std::fs::remove_file(env.dd.join("exec.json")).unwrap();
+    let created = env.instance("p-dev").unwrap().created_at;
+    // The failed create left it stopped? Whatever it is, resume reuses it.
+    env.double.clear_exec_rules();
+    env.take_requests();
+    let seen = env.execs().len();
     env.ok(&["container", "create", "dev"]);
-    let argvs = env.take_argvs();
-    let run = steps_run(&argvs);
-    assert_eq!(run.len(), 2, "steps 2 and 3 only: {argvs:#?}");
+    let run = steps_run(&env, seen);
+    let c = changes(&env);
+    assert_eq!(run.len(), 2, "steps 2 and 3 only: {run:#?}");
     assert_eq!(run[0], "echo two");
     assert!(!run.contains(&"echo one".to_string()));
-    // The kept instance is reused: its launch finds it, ldm starts it.
-    assert!(!argvs.iter().any(|a| a[0] == "delete"), "{argvs:#?}");
-    assert_eq!(argvs[1], argv(&["start", "--", "p-dev"]), "{argvs:#?}");
-    assert_eq!(env.instances()["p-dev"]["created_at"], created);
+    // The kept instance is reused: no delete, no second launch that made
+    // anything.
+    assert!(!c.iter().any(|a| a[0] == "DELETE"), "{c:#?}");
+    assert_eq!(env.instance("p-dev").unwrap().created_at, created);
     let list = env.ok(&["list"]);
     assert!(!list.stdout.contains("SETUP FAILED"), "{}", list.stdout);
     let json: Value = serde_json::from_str(&env.ok(&["list", "--json"]).stdout).unwrap();
     assert!(json[0].get("setup_failed_at").is_none(), "{json:#}");
-    env.take_argvs();
+    env.take_requests();
 
+    let seen = env.execs().len();
     let run = env.ok(&["container", "setup", "dev"]);
-    let argvs = env.take_argvs();
-    assert_eq!(steps_run(&argvs).len(), 3, "{argvs:#?}");
-    assert_eq!(steps_run(&argvs)[..2], ["echo one", "echo two"]);
+    let steps = steps_run(&env, seen);
+    assert_eq!(steps.len(), 3, "{steps:#?}");
+    assert_eq!(steps[..2], ["echo one", "echo two"]);
     assert!(
         run.stdout.contains("Ran 3 setup step(s) in dev"),
         "{}",
@@ -498,20 +520,28 @@ fn a_setup_script_outside_the_project_is_refused_and_its_bytes_never_reach_lxd()
         ("key.sh", "symbolic link"),
         ("linked/id_ed25519", "outside the project folder"),
     ] {
-        let env = Env::new("p");
+        let env = new_env("p");
         std::os::unix::fs::symlink(outside.path().join("id_ed25519"), env.dir.join("key.sh"))
             .unwrap();
         std::os::unix::fs::symlink(outside.path(), env.dir.join("linked")).unwrap();
         set_setup(&env, &format!("    - echo one\n    - script: {script}\n"));
         let run = env.fail(&["container", "create", "dev", "img", "--no-mount"]);
         assert!(run.stderr.contains(want), "{script}: {}", run.stderr);
-        let calls = env.take_calls();
-        assert!(
-            calls
-                .iter()
-                .all(|c| !c.stdin.contains("TOPSECRET") && !c.argv.concat().contains("TOPSECRET")),
-            "{script}: {calls:#?}"
-        );
+        for r in env.take_requests() {
+            let body = match &r.body {
+                lxd_double::Body::Json(v) => v.to_string(),
+                lxd_double::Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                lxd_double::Body::Empty => String::new(),
+            };
+            assert!(!body.contains("TOPSECRET"), "{script}: {}", r.line());
+        }
+        for e in env.execs() {
+            assert!(
+                !String::from_utf8_lossy(&e.stdin).contains("TOPSECRET")
+                    && !e.command.concat().contains("TOPSECRET"),
+                "{script}: {e:?}"
+            );
+        }
         // Step 1 ran; step 2 failed, as a step that ran and failed.
         let list = env.ok(&["list"]);
         assert!(
@@ -525,10 +555,10 @@ fn a_setup_script_outside_the_project_is_refused_and_its_bytes_never_reach_lxd()
         std::fs::create_dir(env.dir.join("linked")).unwrap();
         std::fs::write(env.dir.join(script), "echo fixed\n").unwrap();
         env.ok(&["container", "create", "dev"]);
-        let calls = env.take_calls();
         assert!(
-            calls.iter().any(|c| c.stdin == "echo fixed\n"),
-            "{script}: {calls:#?}"
+            env.execs().iter().any(|e| e.stdin == b"echo fixed\n"),
+            "{script}: {:#?}",
+            env.execs()
         );
         assert!(!env.ok(&["list"]).stdout.contains("SETUP FAILED"));
     }
@@ -549,35 +579,34 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
     env.ok(&["container", "create", "a", "img", "--no-mount"]);
     env.seed_container("b", "img", false);
     env.ok(&["container", "create", "c", "img"]);
-    edit_state(&env, |st| {
-        st["instances"].as_object_mut().unwrap().remove("p-c");
-    });
-    env.take_argvs();
+    env.unseed("p-c");
+    env.take_requests();
 
     let run = env.ok(&["up", "--dry-run"]);
     assert_eq!(
         run.stdout,
         "a: nothing (already running)\nb: start\nc: re-create from img (LXD no longer has it), mount .:/home/dev/p\n"
     );
-    let argvs = env.take_argvs();
-    // The plan: one query of every instance, without their running state,
+    // The plan: one read of every instance, without their running state,
     // and, as c is to be re-created, whether another LXD project has it.
-    assert_eq!(argvs, vec![statuses_query(), all_projects_query()]);
-    assert!(!env.instances().contains_key("p-c"));
+    let reqs = env.take_requests();
+    let plan: Vec<_> = reqs.iter().map(|r| r.line()).collect();
+    assert_eq!(plan.len(), 2, "{plan:#?}");
+    assert!(
+        reqs.iter().all(|r| r.is("GET", "/1.0/instances")),
+        "{plan:#?}"
+    );
+    assert_eq!(reqs[1].query("all-projects").as_deref(), Some("true"));
+    assert!(env.instance("p-c").is_none());
 
     let run = env.ok(&["up"]);
-    let argvs = env.take_argvs();
-    let c = changes(&argvs);
-    assert!(c.contains(&argv(&["start", "--", "p-b"])), "{argvs:#?}");
-    assert!(
-        !c.iter().any(|a| a[..] == argv(&["start", "--", "p-a"])),
-        "{argvs:#?}"
-    );
+    let c = changes(&env);
+    assert!(c.contains(&argv(&["start", "p-b"])), "{c:#?}");
+    assert!(!c.contains(&argv(&["start", "p-a"])), "{c:#?}");
     let launches: Vec<_> = c.iter().filter(|a| a[0] == "launch").collect();
-    assert_eq!(launches.len(), 1, "{argvs:#?}");
-    assert_eq!(launches[0].last().unwrap(), "p-c");
+    assert_eq!(launches, [&argv(&["launch", "p-c"])], "{c:#?}");
     let m = mount(".:/home/dev/p");
-    assert!(c.contains(&add("p-c", &m, &abs(&env), &[])), "{argvs:#?}");
+    assert!(c.contains(&add("p-c", &m, &abs(&env), &[])), "{c:#?}");
     let (ia, ib, ic) = (env.ip("a"), env.ip("b"), env.ip("c"));
     assert!(
         run.stdout.contains(&format!("a: is running at {ia}")),
@@ -606,14 +635,14 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
     env.assert_agree();
 
     let run = env.ok(&["down"]);
-    let mut stops: Vec<_> = changes(&env.take_argvs());
+    let mut stops: Vec<_> = changes(&env);
     stops.sort();
     assert_eq!(
         stops,
         vec![
-            argv(&["stop", "--", "p-a"]),
-            argv(&["stop", "--", "p-b"]),
-            argv(&["stop", "--", "p-c"]),
+            argv(&["stop", "p-a"]),
+            argv(&["stop", "p-b"]),
+            argv(&["stop", "p-c"]),
         ]
     );
     assert!(
@@ -622,15 +651,18 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
         run.stdout
     );
     for i in env.instances().values() {
-        assert_eq!(i["status"], "Stopped");
+        assert!(!i.is_running());
     }
 
     env.ok(&["up", "a"]);
     env.ok(&["up", "c"]);
-    env.take_argvs();
-    let run = env
-        .run_env(&["up"], &[("LDM_DOUBLE_FAIL", "start")])
-        .expect(1);
+    env.take_requests();
+    env.double.fail_operation(
+        Match::new("PUT", "/1.0/instances/p-b/state"),
+        "Failed to start instance: no space left",
+    );
+    let run = env.run(&["up"]).fail();
+    env.double.clear_knobs();
     assert!(run.stdout.contains("b: failed:"), "{}", run.stdout);
     assert!(
         run.stdout.contains("2 of 3 containers running"),
@@ -644,24 +676,21 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
     assert_eq!(lines[1], format!("a: is running at {ia}"));
     assert!(lines[2].starts_with("b: failed: "), "{}", run.stdout);
     assert_eq!(lines[3], format!("c: is running at {ic}"));
-    assert_eq!(env.instances()["p-b"]["status"], "Stopped");
-    assert_eq!(env.instances()["p-a"]["status"], "Running");
+    assert!(!env.running("p-b"));
+    assert!(env.running("p-a"));
 
     // Names given: those containers only, one line each and a summary.
-    env.take_argvs();
+    env.take_requests();
     env.ok(&["down", "a", "c"]);
-    let mut stops: Vec<_> = changes(&env.take_argvs());
+    let mut stops: Vec<_> = changes(&env);
     stops.sort();
-    assert_eq!(
-        stops,
-        vec![argv(&["stop", "--", "p-a"]), argv(&["stop", "--", "p-c"])]
-    );
+    assert_eq!(stops, vec![argv(&["stop", "p-a"]), argv(&["stop", "p-c"])]);
     let run = env.ok(&["up", "c", "b"]);
-    let mut starts: Vec<_> = changes(&env.take_argvs());
+    let mut starts: Vec<_> = changes(&env);
     starts.sort();
     assert_eq!(
         starts,
-        vec![argv(&["start", "--", "p-b"]), argv(&["start", "--", "p-c"])]
+        vec![argv(&["start", "p-b"]), argv(&["start", "p-c"])]
     );
     let lines = sorted_lines(&run.stdout);
     assert_eq!(
@@ -672,11 +701,11 @@ fn up_and_down_act_on_every_container_and_name_the_failed_ones() {
             format!("c: is running at {ic}"),
         ]
     );
-    assert_eq!(env.instances()["p-a"]["status"], "Stopped");
+    assert!(!env.running("p-a"));
     // A name the project lacks is refused before LXD is touched.
     let run = env.fail(&["up", "b", "zzz"]);
     run.err_has("zzz");
-    assert!(changes(&env.take_argvs()).is_empty());
+    assert!(changes(&env).is_empty());
 }
 
 #[test]
@@ -691,15 +720,19 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
     // Behind ldm's back: the recorded mount's device goes, and an
     // `ldm-mount-*` device no mount records appears.
     let stray = mount("/tmp:/stray").device_name();
-    edit_state(&env, |st| {
-        let devs = st["instances"]["p-dev"]["devices"].as_object_mut().unwrap();
+    {
+        let mut st = env.double.state();
+        let devs = &mut st.instance_mut("default", "p-dev").unwrap().devices;
         assert!(devs.remove(&dev).is_some());
+        let keys = [("type", "disk"), ("source", "/tmp"), ("path", "/stray")];
         devs.insert(
             stray.clone(),
-            serde_json::json!({"type": "disk", "source": "/tmp", "path": "/stray"}),
+            keys.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         );
-    });
-    env.take_argvs();
+    }
+    env.take_requests();
     let run = env.run(&["doctor"]);
     assert_ne!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let text = format!("{}{}", run.stdout, run.stderr);
@@ -713,22 +746,19 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
         )),
         "{text}"
     );
-    assert!(
-        changes(&env.take_argvs()).is_empty(),
-        "doctor alone changes nothing"
-    );
+    assert!(changes(&env).is_empty(), "doctor alone changes nothing");
     assert!(!devices(&env, "p-dev").contains_key(&dev));
 
     let run = env.run(&["doctor", "--fix"]);
-    let mut c = changes(&env.take_argvs());
-    c.sort();
-    // raw.idmap is set already: the device alone is added back.
-    let mut want = vec![
-        add("p-dev", &m, &abs(&env), &[]),
-        argv(&["config", "device", "remove", "--", "p-dev", &stray]),
-    ];
-    want.sort();
-    assert_eq!(c, want, "{}\n{}", run.stdout, run.stderr);
+    let c = changes(&env);
+    // raw.idmap is set already: the device alone is added back, and the
+    // stray one goes (the instance written without it).
+    assert_eq!(c.len(), 2, "{c:#?}\n{}\n{}", run.stdout, run.stderr);
+    assert!(c.contains(&add("p-dev", &m, &abs(&env), &[])), "{c:#?}");
+    assert!(
+        c.iter().any(|a| a[0] == "devices" && !a.contains(&stray)),
+        "{c:#?}"
+    );
     let devs = devices(&env, "p-dev");
     assert!(
         devs.contains_key(&dev) && !devs.contains_key(&stray),
@@ -739,9 +769,14 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
 
     // An older ldm's idmapped device of the mount (review-trust finding
     // 1): drift, and --fix puts it back without shift.
-    edit_state(&env, |st| {
-        st["instances"]["p-dev"]["devices"][&dev]["shift"] = "true".into();
-    });
+    env.double
+        .state()
+        .instance_mut("default", "p-dev")
+        .unwrap()
+        .devices
+        .get_mut(&dev)
+        .unwrap()
+        .insert("shift".into(), "true".into());
     let run = env.run(&["doctor"]);
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(
@@ -749,17 +784,17 @@ fn doctor_reports_mount_drift_and_fix_repairs_it() {
         "{}",
         run.stdout
     );
-    env.take_argvs();
+    env.take_requests();
     env.ok(&["doctor", "--fix"]);
-    let c = changes(&env.take_argvs());
+    let c = changes(&env);
     assert_eq!(
         c,
         vec![
-            argv(&["config", "device", "remove", "--", "p-dev", &dev]),
+            argv(&["devices", "p-dev"]),
             add("p-dev", &m, &abs(&env), &[]),
         ]
     );
-    assert!(devices(&env, "p-dev")[&dev].get("shift").is_none());
+    assert!(!devices(&env, "p-dev")[&dev].contains_key("shift"));
     env.ok(&["doctor"]);
 }
 
@@ -770,16 +805,17 @@ fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     mkdir(&env, &env.dir.join("data"));
-    env.take_argvs();
+    env.take_requests();
     let m = mount("data:/srv/data");
-    let child = env.spawn(
-        &["mount", "dev", "data:/srv/data"],
-        &[("LDM_DOUBLE_HANG", "config:before")],
+    // Held before its first change (raw.idmap) takes effect.
+    env.double.hang(
+        Match::new("PATCH", "/1.0/instances/p-dev").nth(1),
+        HangAt::Request,
     );
-    let hang = env.wait_hang("config", Duration::from_secs(30));
-    assert_eq!(hang.ppid as u32, child.id());
-    kill(hang.ppid);
-    kill(hang.pid);
+    let child = env.spawn(&["mount", "dev", "data:/srv/data"], &[]);
+    let hang = env.wait_hang(Duration::from_secs(30));
+    assert_eq!(hang.peer_pid, Some(child.id() as i32));
+    kill(child.id() as i32);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(!devices(&env, "p-dev").contains_key(&m.device_name()));
@@ -792,10 +828,10 @@ fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
     let json: Value = serde_json::from_str(&env.ok(&["list", "--json"]).stdout).unwrap();
     assert_eq!(json[0]["pending"]["interrupted"], true, "{json:#}");
     assert_eq!(json[0]["pending"]["op"], "mount", "{json:#}");
-    env.take_argvs();
+    env.take_requests();
 
     env.ok(&["mount", "dev", "data:/srv/data"]);
-    let c = changes(&env.take_argvs());
+    let c = changes(&env);
     let mut want = map_owner(&env, "p-dev");
     want.push(add("p-dev", &m, &format!("{}/data", abs(&env)), &[]));
     assert_eq!(c, want);
@@ -808,63 +844,72 @@ fn a_mount_killed_midway_shows_mounting_and_the_same_command_finishes_it() {
 
 #[test]
 fn a_remote_project_mounts_nothing() {
-    let env = Env::new("p");
+    let env = new_env("p");
+    let shared = env.remote_double("shared");
+    shared.state().behaviour.images_on_demand = true;
     env.ok(&["config", "set", "remote", "shared"]);
     std::fs::create_dir_all(env.dir.join("data")).unwrap();
     let run = env.ok(&["container", "create", "dev", "img"]);
     run.err_has("note: the project's LXD is the remote shared: the project folder is not on that server, so dev gets no mount");
-    let argvs = env.take_argvs();
-    assert!(
-        !argvs.iter().any(|a| a.iter().any(|x| x == "config")),
-        "{argvs:#?}"
-    );
+    let patches: Vec<_> = shared
+        .take_requests()
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.line())
+        .collect();
+    assert!(patches.is_empty(), "{patches:#?}");
+    assert!(shared
+        .instance("default", "p-dev")
+        .unwrap()
+        .devices
+        .is_empty());
     assert!(recorded(&env, "dev").is_empty());
     let run = env.fail(&["mount", "dev", "data:/srv/data"]);
     run.err_has("the project's LXD is the remote shared");
-    assert!(changes(&env.take_argvs()).is_empty());
+    assert!(shared.take_requests().iter().all(|r| r.method == "GET"));
     assert!(recorded(&env, "dev").is_empty());
+    assert_eq!(env.take_lines(), Vec::<String>::new(), "asked local");
 }
 
 #[test]
 fn a_default_remote_on_another_machine_gets_no_mount_and_says_why() {
     // `lxc remote switch far` with no `remote:` in containers.yaml: the
     // host's project folder is not on far, where the same path would be
-    // another folder, or none.
-    // The container user (1000 in the double) has the host user's ids,
-    // and the double takes idmapped mounts: ldm still maps with raw.idmap.
-    let env = user_env("p");
-    let far = [("LDM_DOUBLE_DEFAULT_REMOTE", "far")];
-    let run = env.run_env(&["container", "create", "a", "img"], &far);
+    // another folder, or none. (far is this double over HTTPS: ldm knows
+    // another machine by its https:// address.)
+    let mut env = user_env("p");
+    env.set_client("far", "default");
+    env.https_remote("far");
+    let run = env.run(&["container", "create", "a", "img"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stdout.contains("Not mounted: the LXD client's default remote is far, a server on another machine, so the host's folders are not there; copy files with `ldm mv`"),
         "{}",
         run.stdout
     );
-    let argvs: Vec<Vec<String>> = env.take_all_calls().into_iter().map(|c| c.argv).collect();
+    // Every request came over HTTPS (through the double's TLS front end,
+    // in this process), none on the unix socket.
+    let me = Some(std::process::id() as i32);
+    assert!(env.requests().iter().all(|r| r.peer_pid == me));
+    let c = changes(&env);
     assert!(
-        !argvs
-            .iter()
-            .any(|a| a.starts_with(&argv(&["config", "device"]))),
-        "{argvs:#?}"
+        !c.iter().any(|a| a[0] == "idmap" || a[0] == "add"),
+        "{c:#?}"
     );
-    for ask in [
-        argv(&["remote", "get-default"]),
-        argv(&["remote", "list", "--format", "json"]),
-    ] {
-        assert_eq!(argvs.iter().filter(|a| **a == ask).count(), 1, "{argvs:#?}");
-    }
+    assert!(c.contains(&argv(&["launch", "p-a"])), "{c:#?}");
     assert!(recorded(&env, "a").is_empty());
     assert!(devices(&env, "p-a").is_empty());
 
-    let run = env.run_env(&["mount", "a", ".:/srv/x"], &far).expect(1);
+    let run = env.run(&["mount", "a", ".:/srv/x"]).fail();
     run.err_has(
         "cannot mount . in a: the LXD client's default remote is far, a server on another machine",
     );
+    assert!(changes(&env).is_empty());
     assert!(recorded(&env, "a").is_empty());
     assert!(devices(&env, "p-a").is_empty());
     env.assert_agree();
     // This machine's LXD again: the same command mounts it.
+    env.set_client("local", "default");
     env.ok(&["mount", "a", ".:/srv/x"]);
     assert_eq!(recorded(&env, "a"), vec![".:/srv/x"]);
     assert_eq!(devices(&env, "p-a").len(), 1);
@@ -879,13 +924,9 @@ fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
     // and the double takes idmapped mounts: ldm still maps with raw.idmap.
     let env = user_env("p");
     set_setup(&env, "    - echo one\n    - echo two\n");
-    std::fs::write(
-        env.dd.join("exec.json"),
-        r#"[{"contains": ["echo two"], "stderr": "two broke\n", "code": 3}]"#,
-    )
-    .unwrap();
+    two_breaks(&env);
     env.fail(&["container", "create", "dev", "img"]);
-    std::fs::remove_file(env.dd.join("exec.json")).unwrap();
+    env.double.clear_exec_rules();
     let path = env.dir.join("containers.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let at = text.find("- echo one\n").expect("the step is in the file");
@@ -893,11 +934,11 @@ fn regression_a_step_inserted_before_a_resume_runs_and_finished_ones_do_not() {
     let text = format!("{}- echo zero\n{indent}{}", &text[..at], &text[at..]);
     std::fs::write(&path, text).unwrap();
     env.trust();
-    env.take_argvs();
+    let seen = env.execs().len();
     let run = env.ok(&["container", "create", "dev"]);
     assert!(run.stdout.contains("Created dev"), "{}", run.stdout);
     assert_eq!(
-        steps_run(&env.take_argvs()),
+        steps_run(&env, seen),
         vec!["echo zero", "echo two"],
         "the new step runs, the finished one does not"
     );
@@ -912,15 +953,20 @@ fn regression_a_failed_mount_whose_outcome_is_unknown_stays_recorded() {
     let env = user_env("p");
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     mkdir(&env, &env.dir.join("data"));
-    env.take_argvs();
-    // The double counts each verb across runs: the mount's third query is
-    // the one after the failed device add (it reads the instance before).
-    let queries = env.state()["counts"]["query"].as_u64().unwrap_or(0);
-    let fail = format!("config,query#{}", queries + 3);
-    let run = env.run_env(
-        &["mount", "dev", "data:/srv/data"],
-        &[("LDM_DOUBLE_FAIL", &fail)],
+    env.take_requests();
+    // The device add (the second PATCH: raw.idmap is the first) fails,
+    // and so does the look at the instance after it (the mount's third).
+    env.double.fail(
+        Match::new("PATCH", "/1.0/instances/p-dev").nth(2),
+        500,
+        "Failed to add device: storage error",
     );
+    env.double.fail(
+        Match::new("GET", "/1.0/instances/p-dev").nth(3),
+        500,
+        "Failed to load instance",
+    );
+    let run = env.run(&["mount", "dev", "data:/srv/data"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     run.err_has("could not ask LXD whether p-dev has the device now");
     run.err_has("ldm umount dev /srv/data");
@@ -938,7 +984,7 @@ fn regression_a_failed_mount_whose_outcome_is_unknown_stays_recorded() {
 #[test]
 fn regression_a_bad_setup_script_path_is_refused_before_launch() {
     for bad in ["../outside.sh", "/etc/passwd", "a//b.sh", "./x.sh"] {
-        let env = Env::new("p");
+        let env = new_env("p");
         let path = env.dir.join("containers.yaml");
         let text = std::fs::read_to_string(&path).unwrap().replace(
             "containers:",
@@ -949,6 +995,6 @@ fn regression_a_bad_setup_script_path_is_refused_before_launch() {
         assert_eq!(run.code, 1, "{bad}: {}", run.stderr);
         run.err_has("defaults.setup[2]");
         run.err_has("invalid setup script");
-        assert!(env.take_argvs().is_empty(), "{bad}: no LXD call");
+        assert_eq!(env.take_lines(), Vec::<String>::new(), "{bad}: no request");
     }
 }

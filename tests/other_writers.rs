@@ -6,7 +6,6 @@
 //! and rename, without ldm's `ldm:` mark.
 
 mod common;
-mod double;
 
 use std::path::Path;
 use std::time::Duration;
@@ -255,7 +254,7 @@ fn a_teammates_yaml_copied_in_is_merged_not_taken_for_a_dead_compaction_issue_11
 
 #[test]
 fn containers_yaml_shows_ldms_changes_between_commands_issue_11_case_5() {
-    let env = double::Env::new("web");
+    let env = common::api::Env::new("web");
     env.ok(&["container", "create", "dev", "ubuntu:24.04"]);
     // What lxc-dev-manager reads: the file, ignoring the `ldm:` key.
     #[derive(serde::Deserialize)]
@@ -449,10 +448,17 @@ fn readers_cache_a_foreign_write_so_the_next_reader_does_not_parse_it_issue_11_c
 
 #[test]
 fn doctor_fix_adopting_thousands_of_snapshots_commits_in_whole_parts_issue_11_case_6() {
-    let env = double::Env::new("web");
+    let env = common::api::Env::new("web");
     let names: Vec<String> = (0..9_000).map(|i| format!("snap-{i:04}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    env.seed_instance("web-big", false, &refs);
+    // Made by this checkout (its marks), so doctor offers to adopt it.
+    let mut inst = lxd_double::Instance::stopped();
+    for (k, v) in env.marks("big") {
+        inst = inst.config(&k, &v);
+    }
+    for n in &names {
+        inst = inst.snapshot(n);
+    }
+    env.double.seed("default", "web-big", inst);
     // Keep the records in the log (no fold, no compaction) to look at them.
     let r = env.run_env(
         &["doctor", "--fix"],

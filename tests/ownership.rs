@@ -13,130 +13,25 @@
 //! And: what ldm makes carries the marks (launch and copy, in the request
 //! that makes it); an unmarked instance the file names is managed as before.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
-use lxd_double::{Double, Image, Instance};
+use common::api::{canonical, Env, Run};
+use lxd_double::{Image, Instance};
 
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "{self:#?}");
-        self
-    }
-
-    fn code(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "{self:#?}");
-        self
-    }
-}
-
-/// Two folders (`a`, the first checkout, and later its copy `b`) of one
-/// user, and an LXD double with the image `ldm-debian`.
-struct Env {
-    double: Double,
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
-    conf: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let (home, conf) = (root.join("home"), root.join("conf"));
-        for d in [&home, &conf, &root.join("a")] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::fs::write(
-            conf.join("config.yml"),
-            Double::client_config("local", "default"),
-        )
-        .unwrap();
-        let double = Double::start(&root.join("lxd")).unwrap();
-        double.add_image("default", Image::new("ldm-debian"));
-        Env {
-            double,
-            _tmp: tmp,
-            root,
-            home,
-            conf,
-        }
-    }
-
-    fn dir(&self, folder: &str) -> PathBuf {
-        self.root.join(folder)
-    }
-
-    fn ldm(&self, folder: &str, args: &[&str]) -> Run {
-        // OWNERSHIP_LDM: another build to compare (the counts before).
-        let bin = std::env::var("OWNERSHIP_LDM").unwrap_or(env!("CARGO_BIN_EXE_ldm").into());
-        let mut cmd = Command::new(bin);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LDM_") || k.starts_with("LXD_") || k.starts_with("INCUS_") {
-                cmd.env_remove(k);
-            }
-        }
-        let out = cmd
-            .args(args)
-            .current_dir(self.dir(folder))
-            .env("LDM_LXC", "/nonexistent/lxc")
-            .env("LXD_DIR", self.double.dir())
-            .env("LXD_CONF", &self.conf)
-            .env("HOME", &self.home)
-            .env("XDG_STATE_HOME", self.home.join("state"))
-            .env("XDG_CACHE_HOME", self.home.join("cache"))
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ldm");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// `cp -r a b`: a second checkout with the same files.
-    fn copy(&self, from: &str, to: &str) {
-        let st = Command::new("cp")
-            .arg("-r")
-            .arg(self.dir(from))
-            .arg(self.dir(to))
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    fn instance(&self, name: &str) -> Option<Instance> {
-        self.double.instance("default", name)
-    }
-
-    fn running(&self, name: &str) -> bool {
-        self.instance(name).is_some_and(|i| i.is_running())
-    }
-
-    fn requests(&self) -> usize {
-        self.double.take_requests().len()
-    }
-}
-
-fn canonical(p: &Path) -> String {
-    std::fs::canonicalize(p).unwrap().display().to_string()
+/// Folder `a` (the first checkout, later copied to `b`) of one user, and
+/// an LXD double with the image `ldm-debian`.
+fn new_env() -> Env {
+    let env = Env::empty();
+    std::fs::create_dir_all(env.folder("a")).unwrap();
+    env.double.add_image("default", Image::new("ldm-debian"));
+    env
 }
 
 /// A project `p` in folder `a` with container `dev` made by ldm.
 fn first_checkout() -> Env {
-    let env = Env::new();
-    env.ldm("a", &["create", "--name", "p"]).ok();
-    env.ldm(
+    let env = new_env();
+    env.run_in("a", &["create", "--name", "p"]).ok();
+    env.run_in(
         "a",
         &["container", "create", "dev", "ldm-debian", "--no-mount"],
     )
@@ -148,8 +43,8 @@ fn first_checkout() -> Env {
 #[test]
 fn what_ldm_makes_carries_its_checkouts_marks() {
     let env = first_checkout();
-    env.ldm("a", &["container", "clone", "dev", "dev2"]).ok();
-    let folder = canonical(&env.dir("a"));
+    env.run_in("a", &["container", "clone", "dev", "dev2"]).ok();
+    let folder = canonical(&env.folder("a"));
     let marks = |name: &str| {
         let c = env.instance(name).unwrap().config;
         let get = |k: &str| c.get(k).cloned().unwrap_or_default();
@@ -174,10 +69,10 @@ fn what_ldm_makes_carries_its_checkouts_marks() {
 #[test]
 fn finding_1_a_copy_never_acts_on_the_first_checkouts_container() {
     let env = first_checkout();
-    env.ldm("a", &["container", "snapshot", "create", "dev", "s1"])
+    env.run_in("a", &["container", "snapshot", "create", "dev", "s1"])
         .ok();
     env.copy("a", "b");
-    let first = canonical(&env.dir("a"));
+    let first = canonical(&env.folder("a"));
     let says_whose = |r: &Run| {
         let said = format!("{}{}", r.stdout, r.stderr);
         assert!(
@@ -195,38 +90,38 @@ fn finding_1_a_copy_never_acts_on_the_first_checkouts_container() {
         &["container", "snapshot", "create", "dev", "s2"],
         &["ssh", "dev"],
     ] {
-        let r = env.ldm("b", args);
+        let r = env.run_in("b", args);
         assert_ne!(r.code, 0, "ldm {args:?}: {r:#?}");
         says_whose(&r);
         assert!(env.running("p-dev"), "ldm {args:?} stopped it");
     }
     // A name the first checkout took after the copy: the copy's create
     // says whose it is and records nothing.
-    env.ldm(
+    env.run_in(
         "a",
         &["container", "create", "late", "ldm-debian", "--no-mount"],
     )
     .ok();
-    let r = env.ldm(
+    let r = env.run_in(
         "b",
         &["container", "create", "late", "ldm-debian", "--no-mount"],
     );
     assert_ne!(r.code, 0, "{r:#?}");
     says_whose(&r);
-    let yaml = std::fs::read_to_string(env.dir("b").join("containers.yaml")).unwrap();
+    let yaml = std::fs::read_to_string(env.folder("b").join("containers.yaml")).unwrap();
     assert!(!yaml.contains("late"), "{yaml}");
     assert!(env.running("p-late"));
     let inst = env.instance("p-dev").unwrap();
     assert!(inst.restored.is_empty(), "reset restored it");
     assert_eq!(inst.snapshot_names(), ["initial-state", "s1"]);
-    let r = env.ldm("b", &["list"]).ok();
+    let r = env.run_in("b", &["list"]).ok();
     assert!(r.stdout.contains("ANOTHER CHECKOUT'S"), "{r:#?}");
     says_whose(&r);
-    let r = env.ldm("b", &["doctor"]).code(1);
+    let r = env.run_in("b", &["doctor"]).code(1);
     assert!(!r.stdout.contains("adopt"), "{r:#?}");
-    env.ldm("b", &["doctor", "--fix", "--force"]);
+    env.run_in("b", &["doctor", "--fix", "--force"]);
     assert!(env.running("p-dev"));
-    let r = env.ldm("b", &["project", "delete", "--force"]).ok();
+    let r = env.run_in("b", &["project", "delete", "--force"]).ok();
     assert!(r.stderr.contains("left alone"), "{r:#?}");
     assert!(
         env.running("p-dev"),
@@ -237,13 +132,13 @@ fn finding_1_a_copy_never_acts_on_the_first_checkouts_container() {
         ["initial-state", "s1"]
     );
     // The first checkout goes on as before.
-    env.ldm("a", &["down", "dev"]).ok();
+    env.run_in("a", &["down", "dev"]).ok();
     assert!(!env.running("p-dev"));
-    env.ldm("a", &["up", "dev"]).ok();
+    env.run_in("a", &["up", "dev"]).ok();
     assert!(env.running("p-dev"));
-    let r = env.ldm("a", &["list"]).ok();
+    let r = env.run_in("a", &["list"]).ok();
     assert!(r.stdout.contains("RUNNING"), "{r:#?}");
-    env.ldm("a", &["doctor"]).ok();
+    env.run_in("a", &["doctor"]).ok();
 }
 
 /// Finding 2: a containers.yaml naming an instance another checkout
@@ -251,7 +146,7 @@ fn finding_1_a_copy_never_acts_on_the_first_checkouts_container() {
 /// of it.
 #[test]
 fn finding_2_a_file_naming_another_checkouts_instance_gets_nothing() {
-    let env = Env::new();
+    let env = new_env();
     env.double.seed(
         "default",
         "q-web",
@@ -263,12 +158,12 @@ fn finding_2_a_file_naming_another_checkouts_instance_gets_nothing() {
             .config("user.ldm.host", "another-machine"),
     );
     std::fs::write(
-        env.dir("a").join("containers.yaml"),
+        env.folder("a").join("containers.yaml"),
         "project: q\ncontainers:\n  web:\n    image: ldm-debian\n",
     )
     .unwrap();
     for args in [&["down"][..], &["remove", "web", "--force"], &["up", "web"]] {
-        let r = env.ldm("a", args);
+        let r = env.run_in("a", args);
         assert_ne!(r.code, 0, "ldm {args:?}: {r:#?}");
         let said = format!("{}{}", r.stdout, r.stderr);
         assert!(
@@ -277,7 +172,7 @@ fn finding_2_a_file_naming_another_checkouts_instance_gets_nothing() {
         );
         assert!(env.running("q-web"));
     }
-    env.ldm("a", &["project", "delete", "--force"]).ok();
+    env.run_in("a", &["project", "delete", "--force"]).ok();
     assert!(env.running("q-web"));
 }
 
@@ -285,25 +180,25 @@ fn finding_2_a_file_naming_another_checkouts_instance_gets_nothing() {
 /// `doctor` matches exact names, never a prefix.
 #[test]
 fn finding_3_doctor_never_takes_a_prefix_for_a_project() {
-    let env = Env::new();
-    std::fs::create_dir_all(env.dir("api")).unwrap();
-    env.ldm("api", &["create", "--name", "web-api"]).ok();
-    env.ldm(
+    let env = new_env();
+    std::fs::create_dir_all(env.folder("api")).unwrap();
+    env.run_in("api", &["create", "--name", "web-api"]).ok();
+    env.run_in(
         "api",
         &["container", "create", "dev", "ldm-debian", "--no-mount"],
     )
     .ok();
     // And one made by hand, unmarked, named alike.
     env.double.seed("default", "web-old", Instance::running());
-    env.ldm("a", &["create", "--name", "web"]).ok();
-    let r = env.ldm("a", &["doctor"]).ok();
+    env.run_in("a", &["create", "--name", "web"]).ok();
+    let r = env.run_in("a", &["doctor"]).ok();
     assert!(r.stdout.contains("the project and LXD agree"), "{r:#?}");
-    let r = env.ldm("a", &["list"]).ok();
+    let r = env.run_in("a", &["list"]).ok();
     assert!(!r.stderr.contains("web-api-dev"), "{r:#?}");
-    env.ldm("a", &["doctor", "--fix", "--force"]).ok();
-    env.ldm("a", &["project", "delete", "--force"]).ok();
+    env.run_in("a", &["doctor", "--fix", "--force"]).ok();
+    env.run_in("a", &["project", "delete", "--force"]).ok();
     assert!(env.running("web-api-dev") && env.running("web-old"));
-    env.ldm("api", &["doctor"]).ok();
+    env.run_in("api", &["doctor"]).ok();
 }
 
 /// Finding 4: `doctor` in a copy does not offer what the first checkout
@@ -312,19 +207,19 @@ fn finding_3_doctor_never_takes_a_prefix_for_a_project() {
 fn finding_4_doctor_in_a_copy_offers_nothing_of_the_firsts() {
     let env = first_checkout();
     env.copy("a", "b");
-    env.ldm(
+    env.run_in(
         "a",
         &["container", "create", "dev2", "ldm-debian", "--no-mount"],
     )
     .ok();
-    let r = env.ldm("b", &["doctor"]).code(1);
+    let r = env.run_in("b", &["doctor"]).code(1);
     assert!(!r.stdout.contains("dev2"), "{r:#?}");
     assert!(!r.stdout.contains("adopt"), "{r:#?}");
-    env.ldm("b", &["doctor", "--fix"]);
-    let yaml = std::fs::read_to_string(env.dir("b").join("containers.yaml")).unwrap();
+    env.run_in("b", &["doctor", "--fix"]);
+    let yaml = std::fs::read_to_string(env.folder("b").join("containers.yaml")).unwrap();
     assert!(!yaml.contains("dev2"), "{yaml}");
     // The first checkout's own doctor adopts its own, lost from its file.
-    env.ldm("a", &["doctor"]).ok();
+    env.run_in("a", &["doctor"]).ok();
 }
 
 /// lxc-dev-manager keeps working: an instance made with plain `lxc`,
@@ -333,18 +228,18 @@ fn finding_4_doctor_in_a_copy_offers_nothing_of_the_firsts() {
 /// of the folder leaves it alone.
 #[test]
 fn an_unmarked_instance_the_file_names_is_managed_and_marked() {
-    let env = Env::new();
+    let env = new_env();
     env.double.seed(
         "default",
         "p-web",
         Instance::running().snapshot("initial-state"),
     );
     std::fs::write(
-        env.dir("a").join("containers.yaml"),
+        env.folder("a").join("containers.yaml"),
         "project: p\ncontainers:\n  web:\n    image: ldm-debian\n",
     )
     .unwrap();
-    let r = env.ldm("a", &["list"]).ok();
+    let r = env.run_in("a", &["list"]).ok();
     assert!(!r.stderr.contains("marked"), "a read marks nothing: {r:#?}");
     let marked = |name: &str| {
         env.instance(name)
@@ -353,20 +248,20 @@ fn an_unmarked_instance_the_file_names_is_managed_and_marked() {
             .contains_key("user.ldm.checkout")
     };
     assert!(!marked("p-web"));
-    let r = env.ldm("a", &["down", "web"]).ok();
+    let r = env.run_in("a", &["down", "web"]).ok();
     assert!(!env.running("p-web"));
     assert!(r.stderr.contains("marked p-web as this folder's"), "{r:#?}");
     let config = env.instance("p-web").unwrap().config;
     assert_eq!(config["user.ldm.container"], "web");
-    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("a")));
-    let r = env.ldm("a", &["up", "web"]).ok();
+    assert_eq!(config["user.ldm.folder"], canonical(&env.folder("a")));
+    let r = env.run_in("a", &["up", "web"]).ok();
     assert!(!r.stderr.contains("marked"), "once: {r:#?}");
     assert!(env.running("p-web"));
     env.copy("a", "b");
-    let r = env.ldm("b", &["down", "web"]);
+    let r = env.run_in("b", &["down", "web"]);
     assert_ne!(r.code, 0, "{r:#?}");
     assert!(env.running("p-web"));
-    env.ldm("a", &["remove", "web", "--force"]).ok();
+    env.run_in("a", &["remove", "web", "--force"]).ok();
     assert!(env.instance("p-web").is_none());
 }
 
@@ -377,20 +272,20 @@ fn an_unmarked_instance_the_file_names_is_managed_and_marked() {
 fn a_copy_renamed_makes_its_own_containers_beside_the_firsts() {
     let env = first_checkout();
     env.copy("a", "b");
-    let yaml = env.dir("b").join("containers.yaml");
+    let yaml = env.folder("b").join("containers.yaml");
     let text = std::fs::read_to_string(&yaml).unwrap();
     assert!(text.contains("project: p\n"), "{text}");
     std::fs::write(&yaml, text.replace("project: p\n", "project: p2\n")).unwrap();
-    env.ldm("b", &["up"]).ok();
+    env.run_in("b", &["up"]).ok();
     assert!(env.running("p2-dev") && env.running("p-dev"));
     let config = env.instance("p2-dev").unwrap().config;
     assert_eq!(config["user.ldm.project"], "p2");
-    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("b")));
-    env.ldm("b", &["down", "dev"]).ok();
+    assert_eq!(config["user.ldm.folder"], canonical(&env.folder("b")));
+    env.run_in("b", &["down", "dev"]).ok();
     assert!(!env.running("p2-dev") && env.running("p-dev"));
-    env.ldm("b", &["project", "delete", "--force"]).ok();
+    env.run_in("b", &["project", "delete", "--force"]).ok();
     assert!(env.instance("p2-dev").is_none() && env.running("p-dev"));
-    env.ldm("a", &["doctor"]).ok();
+    env.run_in("a", &["doctor"]).ok();
 }
 
 /// A folder moved within its file system is the same checkout: its
@@ -398,15 +293,15 @@ fn a_copy_renamed_makes_its_own_containers_beside_the_firsts() {
 #[test]
 fn a_moved_folder_keeps_its_containers() {
     let env = first_checkout();
-    std::fs::rename(env.dir("a"), env.dir("moved")).unwrap();
-    env.ldm("moved", &["down", "dev"]).ok();
+    std::fs::rename(env.folder("a"), env.folder("moved")).unwrap();
+    env.run_in("moved", &["down", "dev"]).ok();
     assert!(!env.running("p-dev"));
-    let r = env.ldm("moved", &["up", "dev"]).ok();
+    let r = env.run_in("moved", &["up", "dev"]).ok();
     assert!(!r.stderr.contains("marked"), "{r:#?}");
     assert!(env.running("p-dev"));
-    env.ldm("moved", &["container", "snapshot", "create", "dev", "s1"])
+    env.run_in("moved", &["container", "snapshot", "create", "dev", "s1"])
         .ok();
-    env.ldm("moved", &["doctor"]).ok();
+    env.run_in("moved", &["doctor"]).ok();
 }
 
 /// A folder moved to another file system (here: copied, then the
@@ -418,28 +313,28 @@ fn a_moved_folder_keeps_its_containers() {
 fn a_folder_moved_across_file_systems_adopts_its_containers() {
     let env = first_checkout();
     env.copy("a", "new");
-    let r = env.ldm("new", &["down", "dev"]);
+    let r = env.run_in("new", &["down", "dev"]);
     assert_ne!(r.code, 0, "the original is still there: {r:#?}");
-    std::fs::remove_dir_all(env.dir("a")).unwrap();
-    let r = env.ldm("new", &["list"]).ok();
+    std::fs::remove_dir_all(env.folder("a")).unwrap();
+    let r = env.run_in("new", &["list"]).ok();
     assert!(!r.stdout.contains("ANOTHER"), "{r:#?}");
-    let r = env.ldm("new", &["down", "dev"]).ok();
+    let r = env.run_in("new", &["down", "dev"]).ok();
     assert!(!env.running("p-dev"));
     assert!(r.stderr.contains("marked p-dev as this folder's"), "{r:#?}");
     let config = env.instance("p-dev").unwrap().config;
-    assert_eq!(config["user.ldm.folder"], canonical(&env.dir("new")));
-    env.ldm("new", &["up", "dev"]).ok();
+    assert_eq!(config["user.ldm.folder"], canonical(&env.folder("new")));
+    env.run_in("new", &["up", "dev"]).ok();
     assert!(env.running("p-dev"));
 }
 
 /// Knowing the owner costs no request: the marks come with what each
 /// command reads anyway. The counts are those of the same commands before
-/// ownership (main at 62ad786, run with `OWNERSHIP_LDM=that build`).
+/// ownership (main at 62ad786, run with `LDM_TEST_BIN=that build`).
 #[test]
 fn ownership_costs_no_request() {
     let env = first_checkout();
-    std::fs::write(env.dir("a").join("f"), "x").unwrap();
-    env.requests();
+    std::fs::write(env.folder("a").join("f"), "x").unwrap();
+    env.take_requests();
     let mut got = Vec::new();
     for args in [
         &["list"][..],
@@ -458,7 +353,7 @@ fn ownership_costs_no_request() {
         &["doctor"],
         &["remove", "dev", "--force"],
     ] {
-        let r = env.ldm("a", args);
+        let r = env.run_in("a", args);
         assert!(
             r.code == 0 || ["ssh", "mv"].contains(&args[0]),
             "{args:?}: {r:#?}"
@@ -503,7 +398,7 @@ fn ownership_costs_no_request() {
 fn a_clone_never_runs_its_steps_in_the_first_checkouts_container() {
     let env = first_checkout();
     env.copy("a", "b");
-    let yaml_path = env.dir("b").join("containers.yaml");
+    let yaml_path = env.folder("b").join("containers.yaml");
     let yaml = std::fs::read_to_string(&yaml_path).unwrap();
     let with_step = yaml.replacen(
         "    image: ldm-debian\n",
@@ -512,12 +407,12 @@ fn a_clone_never_runs_its_steps_in_the_first_checkouts_container() {
     );
     assert_ne!(with_step, yaml, "{yaml}");
     std::fs::write(&yaml_path, with_step).unwrap();
-    env.ldm("b", &["trust", "--yes"]).ok();
+    env.run_in("b", &["trust", "--yes"]).ok();
     env.double.take_requests();
-    let r = env.ldm("b", &["container", "setup", "dev"]);
+    let r = env.run_in("b", &["container", "setup", "dev"]);
     assert_ne!(r.code, 0, "{r:#?}");
     assert!(
-        format!("{}{}", r.stdout, r.stderr).contains(&canonical(&env.dir("a"))),
+        format!("{}{}", r.stdout, r.stderr).contains(&canonical(&env.folder("a"))),
         "{r:#?}"
     );
     let execs: Vec<String> = env

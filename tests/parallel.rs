@@ -1,38 +1,37 @@
-//! Parallel `container create`s against the LXD client TEST DOUBLE
-//! (tests/lxd_double/lxc) with a slow launch (issue 3): the project lock is
+//! Parallel `container create`s against the LXD API TEST DOUBLE
+//! (`crates/lxd-double`) with a slow launch (issue 3): the project lock is
 //! never held across LXD calls, so eight creates' launches run at the same
 //! time, and a second create of a taken name fails at once, naming the
 //! owner.
 //!
-//! What proves it is the order of events the double records (each call's
-//! start in calls.jsonl, its end in ends.jsonl), not a wall-clock bound: a
-//! loaded machine makes everything slower, but it cannot make calls that
-//! waited for each other overlap.
+//! What proves it is the order of events the double records (each
+//! create request's arrival, the end of the operation it started, and the
+//! ldm process that sent it), not a wall-clock bound: a loaded machine
+//! makes everything slower, but it cannot make launches that waited for
+//! each other overlap.
 
-mod double;
+mod common;
 
 use std::process::Child;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
-use double::{Call, Env};
+use common::api::Env;
+use lxd_double::{Image, Match};
 
 /// Both tests start slow launches: one at a time, so neither starves the
 /// other of the 2 cores a CI machine has.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Waits for all `children` at once; returns each one's exit code, stderr
-/// and the Unix time it ended.
-fn finish(children: Vec<Child>) -> Vec<(i32, String, f64)> {
+/// and the time it ended.
+fn finish(children: Vec<Child>) -> Vec<(i32, String, Instant)> {
     let threads: Vec<_> = children
         .into_iter()
         .map(|child| {
             std::thread::spawn(move || {
                 let out = child.wait_with_output().unwrap();
-                let ended = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs_f64();
+                let ended = Instant::now();
                 let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
                 (out.status.code().unwrap_or(-1), stderr, ended)
             })
@@ -41,18 +40,32 @@ fn finish(children: Vec<Child>) -> Vec<(i32, String, f64)> {
     threads.into_iter().map(|t| t.join().unwrap()).collect()
 }
 
-/// The `launch` calls, each with its end time (it must have finished).
-fn launches(calls: &[Call]) -> Vec<(f64, f64)> {
-    calls
+/// The launches (`POST /1.0/instances`): each one's arrival, the end of
+/// the create operation it started (it must have ended), and the pid of
+/// the ldm process that sent it.
+fn launches(env: &Env) -> Vec<(Instant, Instant, Option<i32>)> {
+    let ops = env.double.operations();
+    env.requests()
         .iter()
-        .filter(|c| c.argv[0] == "launch")
-        .map(|c| {
-            let end = c
-                .end
-                .unwrap_or_else(|| panic!("launch call {c:?} never ended"));
-            (c.t, end)
+        .filter(|r| r.is("POST", "/1.0/instances"))
+        .map(|r| {
+            let id = r.operation.as_deref().expect("the create's operation");
+            let op = ops.iter().find(|o| o.id == id).unwrap();
+            let end = op
+                .finished
+                .unwrap_or_else(|| panic!("create {id} never ended"));
+            (r.start, end, r.peer_pid)
         })
         .collect()
+}
+
+/// An LXD double with image `debian/12` whose creates take 6 s.
+fn slow_env(name: &str) -> Env {
+    let env = Env::new(name);
+    env.double.add_image("default", Image::new("debian/12"));
+    env.double
+        .slow(Match::new("POST", "/1.0/instances"), Duration::from_secs(6));
+    env
 }
 
 /// Eight creates with a 6 s launch each, started at once. If they waited
@@ -63,13 +76,15 @@ fn launches(calls: &[Call]) -> Vec<(f64, f64)> {
 fn eight_creates_run_in_parallel() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new("par");
+    env.double.add_image("default", Image::new("debian/12"));
     env.ok(&["-q", "container", "create", "base", "debian/12"]);
-    env.take_calls();
-    let slow = [("LDM_DOUBLE_SLOW", "launch=6")];
+    env.take_requests();
+    env.double
+        .slow(Match::new("POST", "/1.0/instances"), Duration::from_secs(6));
     let names: Vec<String> = (1..=8).map(|i| format!("c{i}")).collect();
     let children: Vec<Child> = names
         .iter()
-        .map(|n| env.spawn(&["-q", "container", "create", n, "debian/12"], &slow))
+        .map(|n| env.spawn(&["-q", "container", "create", n, "debian/12"], &[]))
         .collect();
     let results = finish(children);
     for (name, (code, stderr, _)) in names.iter().zip(&results) {
@@ -80,40 +95,34 @@ fn eight_creates_run_in_parallel() {
     assert!(names.iter().all(|n| p.containers.contains_key(n)));
     env.assert_agree();
 
-    let calls = env.calls();
-    let launches = launches(&calls);
-    assert_eq!(launches.len(), 8, "{calls:?}");
+    let launches = launches(&env);
+    assert_eq!(launches.len(), 8, "{launches:?}");
     // One launch per create, each made by a different ldm process.
-    let mut parents: Vec<u32> = calls
-        .iter()
-        .filter(|c| c.argv[0] == "launch")
-        .map(|c| c.ppid)
-        .collect();
-    parents.sort();
-    parents.dedup();
-    assert_eq!(parents.len(), 8, "{calls:?}");
-    let last_start = launches.iter().map(|l| l.0).fold(f64::MIN, f64::max);
-    let first_end = launches.iter().map(|l| l.1).fold(f64::MAX, f64::min);
-    let first_start = launches.iter().map(|l| l.0).fold(f64::MAX, f64::min);
+    let mut senders: Vec<i32> = launches.iter().map(|l| l.2.unwrap()).collect();
+    senders.sort();
+    senders.dedup();
+    assert_eq!(senders.len(), 8, "{launches:?}");
+    let last_start = launches.iter().map(|l| l.0).max().unwrap();
+    let first_end = launches.iter().map(|l| l.1).min().unwrap();
+    let first_start = launches.iter().map(|l| l.0).min().unwrap();
     eprintln!(
         "8 launches of 6 s: all started within {:.2} s of the first; the first ended {:.2} s after the last started",
-        last_start - first_start,
-        first_end - last_start
+        (last_start - first_start).as_secs_f64(),
+        first_end.saturating_duration_since(last_start).as_secs_f64()
     );
     assert!(
         last_start < first_end,
-        "a launch started {:.2} s after another had ended: the creates waited for each other; launches (start, end): {launches:?}",
-        last_start - first_end
+        "a launch started {:.2} s after another had ended: the creates waited for each other; launches (start, end, pid): {launches:?}",
+        last_start.saturating_duration_since(first_end).as_secs_f64()
     );
 }
 
 #[test]
 fn same_name_twice_at_once_one_wins_the_other_fails_fast() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let env = Env::new("race");
-    let slow = [("LDM_DOUBLE_SLOW", "launch=6")];
-    let a = env.spawn(&["-q", "container", "create", "dev", "debian/12"], &slow);
-    let b = env.spawn(&["-q", "container", "create", "dev", "debian/12"], &slow);
+    let env = slow_env("race");
+    let a = env.spawn(&["-q", "container", "create", "dev", "debian/12"], &[]);
+    let b = env.spawn(&["-q", "container", "create", "dev", "debian/12"], &[]);
     let (pa, pb) = (a.id(), b.id());
     let mut results = finish(vec![a, b]);
     let (rb, ra) = (results.pop().unwrap(), results.pop().unwrap());
@@ -129,24 +138,26 @@ fn same_name_twice_at_once_one_wins_the_other_fails_fast() {
         "loser says who holds the name: {}",
         lost.1
     );
-    let calls = env.calls();
+    let reqs = env.requests();
     assert!(
-        calls.iter().all(|c| c.ppid != loser),
-        "the loser called the client: {calls:?}"
+        reqs.iter().all(|r| r.peer_pid != Some(loser as i32)),
+        "the loser asked LXD: {:?}",
+        reqs.iter().map(|r| r.line()).collect::<Vec<_>>()
     );
-    let launches = launches(&calls);
-    assert_eq!(launches.len(), 1, "{calls:?}");
+    let launches = launches(&env);
+    assert_eq!(launches.len(), 1, "{launches:?}");
+    assert_eq!(launches[0].2, Some(winner as i32));
     // "At once": the loser did not wait for the winner's (slow) launch.
-    let (launch_start, launch_end) = launches[0];
+    let (launch_start, launch_end, _) = launches[0];
     eprintln!(
         "winner {winner}'s launch ran {:.2} s; loser {loser} exited {:.2} s before it ended",
-        launch_end - launch_start,
-        launch_end - lost.2
+        (launch_end - launch_start).as_secs_f64(),
+        launch_end.saturating_duration_since(lost.2).as_secs_f64()
     );
     assert!(
         lost.2 < launch_end,
         "the loser exited {:.2} s after the winner's launch ended: it waited for the winner",
-        lost.2 - launch_end
+        lost.2.saturating_duration_since(launch_end).as_secs_f64()
     );
     env.assert_agree();
 }

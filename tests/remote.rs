@@ -1,22 +1,31 @@
 //! The LXD client is built from the project the command loaded (issue 13;
 //! issue 11, item 9), and remote names are checked like LXD's (issue 12,
-//! item 10): against the LXD client TEST DOUBLE, asserting the exact argv
-//! it recorded, or that it recorded nothing.
+//! item 10): against the API TEST DOUBLE, asserting the requests each
+//! server logged, or that none did. A project's `remote` is a second
+//! double, remote `shared` of the client configuration.
 
-mod double;
+mod common;
 
-use double::{argv, Env};
+use common::api::Env;
+use lxd_double::{Double, Image};
+use serde_json::json;
 
 /// A containers.yaml that names a remote and does not parse.
 const BROKEN_WITH_REMOTE: &str = "project: p\nremote: shared\ncontainers: {dev: [\n";
 
+/// Every request `d` logged so far, as `METHOD TARGET`, forgotten.
+fn lines(d: &Double) -> Vec<String> {
+    d.take_requests().iter().map(|r| r.line()).collect()
+}
+
 #[test]
 fn regression_issue11_9_unreadable_project_naming_a_remote_makes_no_client_call() {
     let env = Env::new("p");
+    let shared = env.remote_double("shared");
     env.seed_container("dev", "img", true);
     env.ok(&["config", "set", "remote", "shared"]);
     std::fs::write(env.dir.join("containers.yaml"), BROKEN_WITH_REMOTE).unwrap();
-    env.take_calls();
+    env.take_requests();
     for args in [
         &["image", "delete", "base", "-f"][..],
         &["image", "list"],
@@ -30,14 +39,14 @@ fn regression_issue11_9_unreadable_project_naming_a_remote_makes_no_client_call(
         assert_ne!(run.code, 0, "{args:?} succeeded");
         // (doctor reports on stdout, other commands on stderr.)
         assert!(
-            format!("{}{}", run.stdout, run.stderr).contains("containers.yaml"),
+            run.said().contains("containers.yaml"),
             "{args:?}: the error names the file: {}",
             run.stderr
         );
+        let (here, there) = (env.take_lines(), lines(&shared));
         assert!(
-            env.calls().is_empty(),
-            "{args:?} called LXD: {:?}",
-            env.calls()
+            here.is_empty() && there.is_empty(),
+            "{args:?} asked LXD: {here:?} {there:?}"
         );
     }
     // The file is left as it was: ldm never writes what it cannot read.
@@ -50,45 +59,47 @@ fn regression_issue11_9_unreadable_project_naming_a_remote_makes_no_client_call(
 #[test]
 fn image_commands_without_a_project_use_the_local_lxd() {
     let env = Env::new("p");
-    let elsewhere = env.dd.join("no-project");
+    let shared = env.remote_double("shared");
+    env.double.add_image("default", Image::new("base"));
+    shared.add_image("default", Image::new("base"));
+    let elsewhere = env.folder("no-project");
     std::fs::create_dir(&elsewhere).unwrap();
     let dir = elsewhere.to_str().unwrap();
-    env.ok(&["-C", dir, "image", "list"]);
-    env.run(&["-C", dir, "image", "delete", "-f", "base"]);
-    assert_eq!(
-        env.take_argvs(),
-        vec![
-            argv(&["image", "list", "--format", "json"]),
-            argv(&["image", "delete", "--", "base"]),
-        ]
+    let run = env.ok(&["-C", dir, "image", "list"]);
+    run.out_has("base");
+    env.ok(&["-C", dir, "image", "delete", "-f", "base"]);
+    let got = env.take_lines();
+    assert!(
+        got.contains(&format!(
+            "DELETE /1.0/images/{}",
+            Image::new("base").fingerprint
+        )),
+        "{got:#?}"
     );
-}
-
-/// Panics unless every argument naming an instance of project `p` or an
-/// image `img*` is addressed to `shared:` (but the new name of an alias
-/// rename, which the client takes bare, and paths inside containers).
-fn all_remote(argvs: &[Vec<String>]) {
-    for a in argvs {
-        let renamed = a
-            .starts_with(&argv(&["image", "alias", "rename"]))
-            .then(|| a.len() - 1);
-        let args = a.iter().enumerate().filter(|(i, _)| Some(*i) != renamed);
-        for (_, arg) in args.filter(|(_, x)| x.contains("p-") || x.starts_with("img")) {
-            assert!(
-                arg.starts_with("shared:") || arg.starts_with("/") || a[0] == "file",
-                "{arg} in {a:?}"
-            );
-        }
-    }
+    assert!(env.double.state().images("default").is_empty());
+    assert_eq!(lines(&shared), Vec::<String>::new());
+    assert_eq!(shared.state().images("default").len(), 1);
 }
 
 #[test]
 fn a_good_remote_reaches_every_call_of_every_command() {
     let env = Env::new("p");
-    env.seed_container("a", "img", true);
+    let shared = env.remote_double("shared");
     env.ok(&["config", "set", "remote", "shared"]);
+    // Container a lives on the remote.
+    env.seed_container("a", "img", true);
+    let inst = env.instance("p-a").unwrap();
+    env.double
+        .state()
+        .projects
+        .get_mut("default")
+        .unwrap()
+        .instances
+        .clear();
+    shared.seed("default", "p-a", inst);
     std::fs::write(env.dir.join("f.txt"), "x").unwrap();
-    let mut argvs = Vec::new();
+    env.take_requests();
+    let mut got = Vec::new();
     for args in [
         &["image", "create", "a", "img1"][..],
         &["image", "rename", "img1", "img2"],
@@ -101,27 +112,56 @@ fn a_good_remote_reaches_every_call_of_every_command() {
         &["project", "delete", "-f"],
     ] {
         env.ok(args);
-        argvs.extend(env.take_argvs());
+        assert_eq!(
+            env.take_lines(),
+            Vec::<String>::new(),
+            "{args:?} asked local"
+        );
+        got.extend(shared.take_requests());
     }
-    all_remote(&argvs);
-    let has = |want: &[&str]| assert!(argvs.contains(&argv(want)), "no {want:?} in {argvs:#?}");
-    has(&["image", "alias", "rename", "--", "shared:img1", "img2"]);
-    has(&["image", "delete", "--", "shared:img2"]);
-    has(&["list", "--format", "json", "--", "shared:"]);
-    has(&["delete", "--force", "--", "shared:p-a"]);
-    has(&["restore", "--", "shared:p-a", "initial-state"]);
-    assert!(
-        argvs
-            .iter()
-            .any(|a| a[0] == "publish" && a.last().map(String::as_str) == Some("shared:")),
-        "publish onto the remote: {argvs:#?}"
+    let has = |method: &str, path: &str, body: Option<serde_json::Value>| {
+        assert!(
+            got.iter().any(|r| r.is(method, path)
+                && body.as_ref().is_none_or(|b| {
+                    b.as_object()
+                        .unwrap()
+                        .iter()
+                        .all(|(k, v)| r.json().get(k) == Some(v))
+                })),
+            "no {method} {path} {body:?} in {:#?}",
+            got.iter().map(|r| r.line()).collect::<Vec<_>>()
+        )
+    };
+    has("POST", "/1.0/images", None);
+    has(
+        "POST",
+        "/1.0/images/aliases/img1",
+        Some(json!({"name": "img2"})),
     );
-    assert!(
-        argvs
-            .iter()
-            .any(|a| a[..3] == argv(&["file", "push", "--"]) && a[4] == "shared:p-a/tmp/f.txt"),
-        "{argvs:#?}"
+    has("DELETE", "/1.0/images/*", None);
+    has("POST", "/1.0/instances/p-a/files", None);
+    has(
+        "PUT",
+        "/1.0/instances/p-a",
+        Some(json!({"restore": "initial-state"})),
     );
+    has(
+        "PUT",
+        "/1.0/instances/p-a/state",
+        Some(json!({"action": "stop"})),
+    );
+    has(
+        "PUT",
+        "/1.0/instances/p-a/state",
+        Some(json!({"action": "start"})),
+    );
+    has("DELETE", "/1.0/instances/p-a", None);
+    let push = got
+        .iter()
+        .find(|r| r.is("POST", "/1.0/instances/p-a/files"))
+        .unwrap();
+    assert_eq!(push.query("path").as_deref(), Some("/tmp/f.txt"));
+    assert!(shared.instance("default", "p-a").is_none());
 }
 
 #[test]
@@ -142,13 +182,13 @@ fn regression_issue12_10_a_remote_that_reads_as_a_flag_is_refused() {
         yaml
     );
     assert_eq!(std::fs::read(env.dir.join("containers.log")).unwrap(), log);
-    let other = env.dd.join("other");
+    let other = env.folder("other");
     std::fs::create_dir(&other).unwrap();
     let run = env.fail(&["-C", other.to_str().unwrap(), "create", "--remote=-evil"]);
     run.err_has("reads as a flag");
     assert!(!other.join("containers.yaml").exists());
     // A hand-edited containers.yaml with such a remote: refused on load,
-    // before any client call.
+    // before any request.
     std::fs::write(
         env.dir.join("containers.yaml"),
         "project: p\nremote: -evil\ncontainers: {}\n",
@@ -157,5 +197,5 @@ fn regression_issue12_10_a_remote_that_reads_as_a_flag_is_refused() {
     let run = env.run(&["list"]);
     assert_ne!(run.code, 0);
     run.err_has("remote");
-    assert!(env.calls().is_empty(), "{:?}", env.calls());
+    assert_eq!(env.take_lines(), Vec::<String>::new());
 }

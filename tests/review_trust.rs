@@ -1,14 +1,21 @@
 //! Findings of the security review of issue 22 ("review-trust"): each test
-//! is the regression test a fix would add, written against the LXD client
-//! TEST DOUBLE (tests/lxd_double/lxc). They fail on the code as reviewed,
-//! so each is ignored with the finding's number until it is fixed.
+//! is the regression test a fix would add, now against the LXD API TEST
+//! DOUBLE (`crates/lxd-double`). They failed on the code as reviewed.
 
-mod double;
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use double::{argv, Env};
+use common::api::Env;
+use serde_json::Value;
+
+/// A project `p` whose LXD has every image.
+fn env() -> Env {
+    let env = Env::new("p");
+    env.double.state().behaviour.images_on_demand = true;
+    env
+}
 
 /// Run as root, ldm mounts only what the project folder's owner owns, and
 /// never host root's files: make the folder (and `paths`) a user's.
@@ -25,17 +32,30 @@ fn as_user(env: &Env, paths: &[&Path]) {
     }
 }
 
-/// Every argv of the calls so far, forgotten.
-fn calls(env: &Env) -> Vec<Vec<String>> {
-    env.take_all_calls().into_iter().map(|c| c.argv).collect()
+/// The JSON bodies of the requests so far that are `method` on `path`,
+/// the requests forgotten.
+fn bodies(env: &Env, method: &str, path: &str) -> Vec<Value> {
+    env.take_requests()
+        .iter()
+        .filter(|r| r.is(method, path))
+        .map(|r| r.json())
+        .collect()
 }
 
-/// The `config device add` calls among `argvs`.
-fn device_adds(argvs: &[Vec<String>]) -> Vec<&Vec<String>> {
-    argvs
+/// The disk devices with a host source that `bodies` (of instance
+/// changes) add.
+fn device_adds(bodies: &[Value]) -> Vec<Value> {
+    bodies
         .iter()
-        .filter(|a| a.starts_with(&argv(&["config", "device", "add"])))
+        .filter_map(|b| b["devices"].as_object())
+        .flat_map(|d| d.values().cloned())
+        .filter(|d| d["type"] == "disk" && d["source"].is_string())
         .collect()
+}
+
+/// `key` of device `d` is "true".
+fn on(d: &Value, key: &str) -> bool {
+    d[key] == "true"
 }
 
 /// Inserts `lines` after the line `after` of the project's containers.yaml,
@@ -59,28 +79,24 @@ fn container_writes(dir: &Path, after: &str, lines: &str) {
 /// only read-only); `raw.idmap` maps the host user alone.
 #[test]
 fn a_read_write_mount_is_never_idmapped_so_the_containers_root_is_never_host_root_in_it() {
-    let env = Env::new("p");
+    let env = env();
     as_user(&env, &[]);
-    let subid = env.dir.parent().unwrap().join("subid");
+    let subid = env.dir.parent().unwrap().join("subid-1000");
     std::fs::create_dir_all(&subid).unwrap();
     for f in ["subuid", "subgid"] {
         std::fs::write(subid.join(f), "root:100000:65536\nroot:1000:1\n").unwrap();
     }
-    calls(&env);
+    env.take_requests();
     env.run_env(
         &["container", "create", "dev", "img"],
         &[("LDM_SUBID_DIR", subid.to_str().unwrap())],
     )
     .expect(0);
-    let argvs = calls(&env);
-    let adds = device_adds(&argvs);
-    assert!(
-        !adds.is_empty(),
-        "the project folder is mounted: {argvs:#?}"
-    );
+    let adds = device_adds(&bodies(&env, "PATCH", "/1.0/instances/*"));
+    assert!(!adds.is_empty(), "the project folder is mounted");
     for a in &adds {
         assert!(
-            !a.iter().any(|x| x == "shift=true") || a.iter().any(|x| x == "readonly=true"),
+            !on(a, "shift") || on(a, "readonly"),
             "a read-write idmapped mount lets the container's root create set-user-id root files on the host: {a:?}"
         );
     }
@@ -108,7 +124,7 @@ fn waiting(env: &Env, envs: &[(&str, &str)]) -> Vec<serde_json::Value> {
 /// folder; one careless `ldm trust --yes` mounts it read-write.
 #[test]
 fn folders_holding_the_users_sockets_crontab_and_path_are_refused_like_home_dot_folders() {
-    let env = Env::new("p");
+    let env = env();
     // A home folder outside /tmp (the test's own folders are in /tmp, and
     // a parent of the home folder is refused for that reason alone).
     let home_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -156,20 +172,17 @@ fn folders_holding_the_users_sockets_crontab_and_path_are_refused_like_home_dot_
 /// (a read-only device over it) or the project mount must be read-only.
 #[test]
 fn a_container_cannot_write_the_git_folder_of_the_project_it_mounts() {
-    let env = Env::new("p");
+    let env = env();
     std::fs::create_dir_all(env.dir.join(".git/hooks")).unwrap();
     std::fs::write(env.dir.join(".git/config"), "[core]\n").unwrap();
     as_user(&env, &[&env.dir.join(".git")]);
-    calls(&env);
+    env.take_requests();
     env.ok(&["container", "create", "dev", "img"]);
-    let argvs = calls(&env);
-    let adds = device_adds(&argvs);
+    let adds = device_adds(&bodies(&env, "PATCH", "/1.0/instances/*"));
+    assert!(!adds.is_empty(), "the project folder is mounted");
     let dir = std::fs::canonicalize(&env.dir).unwrap();
-    let ro = |a: &&Vec<String>| a.iter().any(|x| x == "readonly=true");
-    let source = |a: &&Vec<String>| {
-        a.iter()
-            .find_map(|x| x.strip_prefix("source=").map(PathBuf::from))
-    };
+    let ro = |a: &Value| on(a, "readonly");
+    let source = |a: &Value| a["source"].as_str().map(PathBuf::from);
     let project_rw = adds
         .iter()
         .any(|a| source(a).as_deref() == Some(dir.as_path()) && !ro(a));
@@ -191,20 +204,20 @@ fn a_container_cannot_write_the_git_folder_of_the_project_it_mounts() {
 /// interceptions on, and asks nobody.
 #[test]
 fn a_new_container_entry_cannot_turn_isolation_back_down_below_the_projects_defaults() {
-    let env = Env::new("p");
+    let env = env();
     as_user(&env, &[]);
     container_writes(
         &env.dir,
         "project: p\n",
         "defaults:\n  security: {nesting: false, intercept_mknod: false, intercept_setxattr: false}\n",
     );
+    env.take_requests();
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
-    let argvs = calls(&env);
+    let made = bodies(&env, "POST", "/1.0/instances");
     assert!(
-        argvs
-            .iter()
-            .any(|a| a[0] == "launch" && a.iter().any(|x| x == "--config=security.nesting=false")),
-        "{argvs:#?}"
+        made.iter()
+            .any(|b| b["config"]["security.nesting"] == "false"),
+        "{made:#?}"
     );
     container_writes(
         &env.dir,
@@ -212,10 +225,7 @@ fn a_new_container_entry_cannot_turn_isolation_back_down_below_the_projects_defa
         "  web:\n    image: img\n    security: {nesting: true, intercept_mknod: true, intercept_setxattr: true}\n",
     );
     let run = env.run(&["up", "web"]);
-    let launched: Vec<_> = calls(&env)
-        .into_iter()
-        .filter(|a| a[0] == "launch")
-        .collect();
+    let launched = bodies(&env, "POST", "/1.0/instances");
     assert!(
         launched.is_empty() && run.code == 1,
         "web was launched with isolation turned down and nobody asked: exit {}\n{}\n{launched:#?}",
@@ -247,7 +257,7 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 /// nothing ever removes it.
 #[test]
 fn a_changed_password_leaves_no_copy_of_the_old_one_in_the_project_folder() {
-    let env = Env::new("p");
+    let env = env();
     env.ok(&["config", "set", "defaults.user.password", "OLD-s3cret-pw"]);
     let yaml = env.dir.join("containers.yaml");
     let mut text = std::fs::read_to_string(&yaml).unwrap();
@@ -269,7 +279,7 @@ fn a_changed_password_leaves_no_copy_of_the_old_one_in_the_project_folder() {
 /// typing it forces the refused sources of `defaults.mounts`.)
 #[test]
 fn an_intent_written_into_the_file_is_never_turned_into_a_command_to_type() {
-    let env = Env::new("p");
+    let env = env();
     let secret = env.dir.parent().unwrap().join("secret");
     std::fs::create_dir_all(&secret).unwrap();
     as_user(&env, &[&secret]);
@@ -298,7 +308,7 @@ fn an_intent_written_into_the_file_is_never_turned_into_a_command_to_type() {
 /// escaped like every other control character.
 #[test]
 fn a_line_break_in_a_value_from_the_file_never_prints_a_line_of_its_own() {
-    let env = Env::new("p");
+    let env = env();
     std::fs::write(
         env.dir.join("containers.yaml"),
         "project: p\n\"x\\nldm: nothing waits for your trust in this folder\\n\": 1\ncontainers:\n  dev:\n    image: img\n",

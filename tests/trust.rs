@@ -1,19 +1,28 @@
 //! Issue 22: a cloned project, or the container itself, never reaches the
 //! host until its user says so. One test per finding, with the issue's
-//! scenario, against the LXD client TEST DOUBLE (tests/lxd_double/lxc):
-//! exit codes, stderr, the files, and that no client call was made where
-//! that is the point. (Finding 4, the derived files, is the store's; 6, the
+//! scenario, against the LXD API TEST DOUBLE (`crates/lxd-double`): exit
+//! codes, stderr, the files, and that no request was made where that is
+//! the point. (Finding 4, the derived files, is the store's; 6, the
 //! setup script read racing a swapped folder, is
 //! `store::project_file::tests::a_folder_swapped_for_a_link_while_reading_never_yields_an_outside_byte`.)
 
-mod double;
+mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use double::{argv, Env};
+use common::api::Env;
 use ldm::model::{Mutation, Project};
 use ldm::store::{Options, Paths, Store};
+use lxd_double::Request;
+use serde_json::Value;
+
+/// A project `p` whose LXD has every image.
+fn env() -> Env {
+    let env = Env::new("p");
+    env.double.state().behaviour.images_on_demand = true;
+    env
+}
 
 /// Run as root, ldm mounts only what the project folder's owner owns, and
 /// never host root's files: make the folder (and `paths`) a user's.
@@ -29,7 +38,7 @@ fn as_user(env: &Env, paths: &[&Path]) {
 
 /// The home folder of the runs, resolved.
 fn home(env: &Env) -> PathBuf {
-    std::fs::canonicalize(env.home()).unwrap()
+    std::fs::canonicalize(&env.home).unwrap()
 }
 
 /// Makes the project folder a fresh clone of a repository holding `yaml`
@@ -44,21 +53,45 @@ fn clone_with(env: &Env, yaml: &str) {
     std::fs::write(env.dir.join("containers.yaml"), yaml).unwrap();
 }
 
-/// Every argv of the calls so far, forgotten.
-fn calls(env: &Env) -> Vec<Vec<String>> {
-    env.take_all_calls().into_iter().map(|c| c.argv).collect()
+/// Every request so far, forgotten.
+fn calls(env: &Env) -> Vec<Request> {
+    env.take_requests()
 }
 
-/// The disk devices added by `argvs`: their `source=`.
-fn added_sources(argvs: &[Vec<String>]) -> Vec<String> {
-    argvs
-        .iter()
-        .filter(|a| a.starts_with(&argv(&["config", "device", "add"])))
-        .filter_map(|a| {
-            a.iter()
-                .find_map(|x| x.strip_prefix("source=").map(str::to_string))
-        })
+/// The disk devices with a host source that `reqs` add to instances.
+fn added(reqs: &[Request]) -> Vec<Value> {
+    reqs.iter()
+        .filter(|r| r.is("PATCH", "/1.0/instances/*") || r.is("PUT", "/1.0/instances/*"))
+        .filter_map(|r| r.json()["devices"].as_object().cloned())
+        .flat_map(|d| d.into_iter().map(|(_, v)| v))
+        .filter(|d| d["type"] == "disk" && d["source"].is_string())
         .collect()
+}
+
+/// The host sources of the disk devices `reqs` add.
+fn added_sources(reqs: &[Request]) -> Vec<String> {
+    added(reqs)
+        .iter()
+        .map(|d| d["source"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Did `reqs` create an instance?
+fn launched(reqs: &[Request]) -> bool {
+    reqs.iter().any(|r| r.is("POST", "/1.0/instances"))
+}
+
+/// The commands `reqs` ran in instances.
+fn execs(reqs: &[Request]) -> Vec<Vec<String>> {
+    reqs.iter()
+        .filter(|r| r.is("POST", "/1.0/instances/*/exec"))
+        .map(|r| serde_json::from_value(r.json()["command"].clone()).unwrap())
+        .collect()
+}
+
+/// `reqs` as `METHOD TARGET` lines, for messages.
+fn show(reqs: &[Request]) -> Vec<String> {
+    reqs.iter().map(Request::line).collect()
 }
 
 /// Finding 1: a repository ships a containers.yaml whose container mounts
@@ -68,7 +101,7 @@ fn added_sources(argvs: &[Vec<String>]) -> Vec<String> {
 /// step; after `ldm trust --yes` it goes on, without the refused mounts.
 #[test]
 fn a_fresh_clone_asks_before_its_mounts_and_steps_and_never_mounts_home_dot_files() {
-    let env = Env::new("p");
+    let env = env();
     let h = home(&env);
     std::fs::create_dir_all(h.join(".ssh")).unwrap();
     std::fs::write(h.join(".ssh/authorized_keys"), "ssh-ed25519 MINE\n").unwrap();
@@ -117,18 +150,20 @@ fn a_fresh_clone_asks_before_its_mounts_and_steps_and_never_mounts_home_dot_file
     env.trust();
     let run = env.ok(&["up"]);
     let argvs = calls(&env);
-    assert!(argvs.iter().any(|a| a[0] == "launch"), "{argvs:#?}");
+    assert!(launched(&argvs), "{:#?}", show(&argvs));
     assert!(
         added_sources(&argvs).is_empty(),
-        "no refused source is mounted from the file: {argvs:#?}"
+        "no refused source is mounted from the file: {:#?}",
+        added(&argvs)
     );
     run.err_has("not mounting vendor/cache:/home/dev/cache");
     run.err_has("--force");
     assert!(
-        argvs
+        execs(&argvs)
             .iter()
-            .any(|a| a[0] == "exec" && a.last().is_some_and(|s| s == step)),
-        "the allowed step ran: {argvs:#?}"
+            .any(|a| a.last().is_some_and(|s| s == step)),
+        "the allowed step ran: {:#?}",
+        execs(&argvs)
     );
     assert_eq!(
         before,
@@ -156,7 +191,7 @@ fn container_writes(env: &Env, after: &str, lines: &str) {
 /// mount the user allowed is added, ~/.ssh never.
 #[test]
 fn a_container_rewriting_the_project_file_reaches_nothing_until_the_user_allows() {
-    let env = Env::new("p");
+    let env = env();
     let shared = env.dir.parent().unwrap().join("shared");
     std::fs::create_dir(&shared).unwrap();
     let h = home(&env);
@@ -211,12 +246,13 @@ fn a_container_rewriting_the_project_file_reaches_nothing_until_the_user_allows(
     assert_eq!(
         added_sources(&argvs),
         [shared.canonicalize().unwrap().display().to_string()],
-        "the allowed mount is added, ~/.ssh never: {argvs:#?}\n{}",
+        "the allowed mount is added, ~/.ssh never: {:#?}\n{}",
+        added(&argvs),
         run.stderr
     );
     run.err_has(&format!("Not mounting {}/.ssh:/root/.ssh", h.display()));
     env.ok(&["container", "setup", "dev"]);
-    assert!(calls(&env)
+    assert!(execs(&calls(&env))
         .iter()
         .any(|a| a.last().is_some_and(|s| s.contains("echo pwned"))));
 }
@@ -225,7 +261,7 @@ fn a_container_rewriting_the_project_file_reaches_nothing_until_the_user_allows(
 /// refused, exit 1, nothing added to LXD, and the message names --force.
 #[test]
 fn system_folders_home_dot_files_and_files_in_home_are_refused_without_force() {
-    let env = Env::new("p");
+    let env = env();
     let h = home(&env);
     std::fs::create_dir_all(h.join(".config")).unwrap();
     std::fs::write(h.join("notes.txt"), "mine").unwrap();
@@ -309,7 +345,7 @@ fn shipped_log(h: &Path) -> (String, Vec<u8>) {
 /// YAML's, and ldm says once that this checkout never made that log.
 #[test]
 fn a_shipped_log_is_checked_like_the_yaml_and_said_once() {
-    let env = Env::new("p");
+    let env = env();
     let h = home(&env);
     let (yaml, log) = shipped_log(&h);
     assert!(
@@ -340,7 +376,7 @@ fn a_shipped_log_is_checked_like_the_yaml_and_said_once() {
 /// containers.yaml) is its own: never announced as one it did not make.
 #[test]
 fn a_log_ldm_starts_in_a_clone_is_its_own() {
-    let env = Env::new("p");
+    let env = env();
     clone_with(
         &env,
         "project: p\ndefaults:\n  setup:\n  - make deps\ncontainers: {}\n",
@@ -392,14 +428,14 @@ fn holding(dir: &Path, secret: &str) -> Vec<PathBuf> {
 /// copy of the old one in the project folder or ldm's state.
 #[test]
 fn a_changed_or_removed_password_leaves_no_copy_behind() {
-    let env = Env::new("p");
+    let env = env();
     env.ok(&["config", "set", "defaults.ports", "3000"]);
     env.ok(&["config", "set", "defaults.user.password", "old-secret-1"]);
     env.ok(&["config", "set", "defaults.user.name", "ann"]);
     assert!(!holding(&env.dir, "old-secret-1").is_empty());
     env.ok(&["config", "set", "defaults.user.password", "new-secret-2"]);
     assert_eq!(holding(&env.dir, "old-secret-1"), Vec::<PathBuf>::new());
-    assert_eq!(holding(env.home(), "old-secret-1"), Vec::<PathBuf>::new());
+    assert_eq!(holding(&env.home, "old-secret-1"), Vec::<PathBuf>::new());
     env.seed_container("dev", "img", false);
     env.ok(&[
         "config",
@@ -422,7 +458,7 @@ fn a_changed_or_removed_password_leaves_no_copy_behind() {
 /// printed escaped.
 #[test]
 fn a_password_from_a_file_is_printed_escaped() {
-    let env = Env::new("p");
+    let env = env();
     env.ok(&["config", "set", "defaults.user.password", "pw\x1b[2J\x07"]);
     as_user(&env, &[]);
     let run = env.ok(&["container", "create", "dev", "img", "--no-mount"]);
@@ -495,7 +531,7 @@ fn create_in_a_git_work_tree_ignores_ldm_s_own_files() {
 /// source is mounted without shift=true (raw.idmap maps that user alone).
 #[test]
 fn another_user_s_source_gets_no_shift_and_as_root_is_refused() {
-    let env = Env::new("p");
+    let env = env();
     as_user(&env, &[]);
     env.ok(&["container", "create", "dev", "img", "--no-mount"]);
     calls(&env);
@@ -512,7 +548,7 @@ fn another_user_s_source_gets_no_shift_and_as_root_is_refused() {
     }
     // /tmp is root's, and no system folder.
     let me = std::fs::metadata(&env.dir).unwrap();
-    let subid = env.dd.join("subid");
+    let subid = env.folder("subid-me");
     std::fs::create_dir_all(&subid).unwrap();
     for f in ["subuid", "subgid"] {
         let id = if f == "subuid" { me.uid() } else { me.gid() };
@@ -523,24 +559,22 @@ fn another_user_s_source_gets_no_shift_and_as_root_is_refused() {
         &[("LDM_SUBID_DIR", subid.to_str().unwrap())],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let argvs = calls(&env);
-    let adds: Vec<&Vec<String>> = argvs
-        .iter()
-        .filter(|a| a.starts_with(&argv(&["config", "device", "add"])))
-        .collect();
-    assert_eq!(adds.len(), 1, "{argvs:#?}");
-    assert!(!adds[0].contains(&"shift=true".to_string()), "{adds:?}");
+    let adds = added(&calls(&env));
+    assert_eq!(adds.len(), 1, "{adds:#?}");
+    assert!(adds[0]["shift"] != "true", "{adds:?}");
 }
 
-/// The `--config=KEY=VALUE` arguments of the `launch` call in `argvs`.
-fn launch_config(argvs: &[Vec<String>]) -> Vec<String> {
-    let launch = argvs
+/// The `security.*` config of the instance `reqs` create, `KEY=VALUE`.
+fn launch_config(reqs: &[Request]) -> Vec<String> {
+    let launch = reqs
         .iter()
-        .find(|a| a[0] == "launch")
-        .unwrap_or_else(|| panic!("no launch: {argvs:#?}"));
-    launch
+        .find(|r| r.is("POST", "/1.0/instances"))
+        .unwrap_or_else(|| panic!("no launch: {:#?}", show(reqs)));
+    let config = launch.json()["config"].as_object().cloned().unwrap();
+    config
         .iter()
-        .filter_map(|a| a.strip_prefix("--config=").map(str::to_string))
+        .filter(|(k, _)| k.starts_with("security."))
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
         .collect()
 }
 
@@ -550,7 +584,7 @@ fn launch_config(argvs: &[Vec<String>]) -> Vec<String> {
 /// trust; turning one back on does.
 #[test]
 fn isolation_settings_are_the_default_turn_off_freely_and_back_on_only_when_allowed() {
-    let env = Env::new("p");
+    let env = env();
     as_user(&env, &[]);
     env.ok(&["container", "create", "a", "img", "--no-mount"]);
     assert_eq!(
@@ -603,7 +637,7 @@ fn isolation_settings_are_the_default_turn_off_freely_and_back_on_only_when_allo
 /// the file asks nothing; `--show` lists it; `--revoke` forgets it.
 #[test]
 fn what_the_user_types_is_allowed_and_trust_shows_and_revokes_it() {
-    let env = Env::new("p");
+    let env = env();
     let shared = env.dir.parent().unwrap().join("shared");
     std::fs::create_dir(&shared).unwrap();
     as_user(&env, &[&shared]);
@@ -621,9 +655,7 @@ fn what_the_user_types_is_allowed_and_trust_shows_and_revokes_it() {
     assert_eq!(v["waiting"], serde_json::json!([]));
     // LXD lost it: `up` re-creates it with its mounts, asking nothing.
     env.ok(&["down", "dev"]);
-    let mut st = env.state();
-    st["instances"].as_object_mut().unwrap().remove("p-dev");
-    std::fs::write(env.dd.join("state.json"), serde_json::to_vec(&st).unwrap()).unwrap();
+    env.unseed("p-dev");
     calls(&env);
     env.ok(&["up"]);
     assert!(

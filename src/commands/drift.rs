@@ -352,7 +352,8 @@ fn unrecorded(project: &Project, instances: &[Instance]) -> Vec<Drift> {
                         .then_some(c.as_str())?
                 }
                 Owner::Unmarked | Owner::Other(_) => return None,
-                // A bare client (the CLI backend) knows no marks: the prefix.
+                // A bare client (no checkout: no state folder) knows no
+                // marks: the prefix.
                 Owner::Unknown => i.name.strip_prefix(&prefix)?,
             };
             if project.containers.contains_key(name)
@@ -429,9 +430,10 @@ fn adopt_snapshots(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lxd::fake::Fake;
+    use crate::lxd::double::Served;
     use crate::lxd::Lxd;
     use crate::model::Snapshot;
+    use lxd_double::Instance as Seed;
 
     fn owners() -> (tempfile::TempDir, Owners) {
         let dir = tempfile::tempdir().unwrap();
@@ -461,10 +463,15 @@ mod tests {
         p.containers.insert("missing".into(), Container::default());
         // LXD: a with an unrecorded snapshot and ldm's leftover; an
         // unrecorded p-new; another project's q-x.
-        let lxd = Fake::new()
-            .with_instance("p-a", true, &["extra", "ldm-publish-9"])
-            .with_instance("p-new", false, &["s"])
-            .with_instance("q-x", true, &[]);
+        let served = Served::new();
+        served
+            .seed(
+                "p-a",
+                Seed::running().snapshot("extra").snapshot("ldm-publish-9"),
+            )
+            .seed("p-new", Seed::stopped().snapshot("s"))
+            .seed("q-x", Seed::running());
+        let lxd = served.api();
         let drifts = compare(&owners, &p, &lxd.list().unwrap(), &[]);
         let said: Vec<(&str, &str)> = drifts
             .iter()

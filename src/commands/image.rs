@@ -1,6 +1,6 @@
 //! `ldm image create|list|delete|rename` and `ldm images`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::ImageList;
@@ -146,15 +146,13 @@ fn publish(
         .map_err(Error::lxd(format!("snapshotting {lxd_name}")));
     let published = taken.and_then(|()| {
         progress.step(&format!("Publishing {lxd_name}/{snap} as {alias}"));
-        let show = !ctx.quiet && std::io::stderr().is_terminal();
-        lxd.publish(lxd_name, &snap, alias, show)
-            .map_err(|e| match e {
-                LxdError::AlreadyExists { .. } => Error::Conflict {
-                    what: format!("an image alias {alias} exists already"),
-                    next: format!("pick another, or `ldm image delete {alias}` first"),
-                },
-                e => Error::lxd(format!("publishing {lxd_name}/{snap}"))(e),
-            })
+        lxd.publish(lxd_name, &snap, alias).map_err(|e| match e {
+            LxdError::AlreadyExists { .. } => Error::Conflict {
+                what: format!("an image alias {alias} exists already"),
+                next: format!("pick another, or `ldm image delete {alias}` first"),
+            },
+            e => Error::lxd(format!("publishing {lxd_name}/{snap}"))(e),
+        })
     });
     progress.step("Cleaning up");
     let removed = match lxd.delete_snapshot(lxd_name, &snap) {

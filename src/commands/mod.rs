@@ -48,7 +48,7 @@ use crate::cli::{
 use crate::lxd::api::{self, Api, Patience, ShowProgress};
 use crate::lxd::owned::{Owned, Seen};
 use crate::lxd::owner::Me;
-use crate::lxd::{Client, Lxd, OnWait, Patient};
+use crate::lxd::{Lxd, OnWait};
 use crate::model::Project;
 use crate::store::{self, LogIdentity, Paths, SafeDirs, Store, StoreError};
 use crate::trust::Need;
@@ -58,7 +58,7 @@ use crate::Error;
 /// Makes the LXD client for a remote (`None`: the client's default remote)
 /// that waits up to the given time for LXD's other operations on an
 /// instance, telling `OnWait` when it starts to. The CLI's speaks LXD's
-/// API; unit tests give the in-process fake.
+/// API; unit tests give an API client of the test double.
 /// How commands reach LXD: a client for the remote (`None`: the client's
 /// default) and the LXD project (`None`: the remote's current one).
 pub type Connect =
@@ -96,9 +96,6 @@ pub struct Ctx {
     pub lxd_project: Mutex<Option<String>>,
     /// The owners this command's clients have seen, shared by them.
     pub seen: Seen,
-    /// Whether clients check ownership: the API backend's do; the CLI
-    /// backend (going away) neither marks nor checks.
-    pub owned: bool,
 }
 
 impl Ctx {
@@ -166,9 +163,7 @@ impl Ctx {
         let project = project.or(pinned.as_deref());
         let lxd = (self.connect)(remote, project, wait, on_wait);
         match self.me() {
-            Some(me) if self.owned => {
-                Arc::new(Owned::new(lxd, me, Arc::clone(&self.seen), self.quiet))
-            }
+            Some(me) => Arc::new(Owned::new(lxd, me, Arc::clone(&self.seen), self.quiet)),
             _ => lxd,
         }
     }
@@ -275,30 +270,10 @@ fn dispatch(ctx: &Ctx, command: Command, out: &mut dyn Write) -> Result<(), Erro
     }
 }
 
-/// Which backend speaks to LXD: the REST API, or (`LDM_BACKEND=cli`, for
-/// the command tests that still run the python double of `lxc`) the
-/// client program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Api,
-    Cli,
-}
-
-fn backend() -> Result<Backend, Error> {
-    match std::env::var("LDM_BACKEND") {
-        Err(_) => Ok(Backend::Api),
-        Ok(v) if v.is_empty() || v == "api" => Ok(Backend::Api),
-        Ok(v) if v == "cli" => Ok(Backend::Cli),
-        Ok(v) => Err(Error::Usage(format!(
-            "LDM_BACKEND={v:?}: use api (the default) or cli"
-        ))),
-    }
-}
-
 /// How commands reach LXD: one client per remote asked for. The family
 /// note ("LXD is not installed; using Incus") is printed here, once per
 /// user, and only for commands that call LXD.
-fn connector(cli: &Cli) -> Result<Connect, Error> {
+fn connector(cli: &Cli) -> Connect {
     let uses_lxd = !matches!(
         cli.command,
         Command::Create(_)
@@ -309,26 +284,6 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
             | Command::Completions { .. }
             | Command::Man
     );
-    if backend()? == Backend::Cli {
-        let (client, note) = Client::from_env();
-        // Said once per user, when it matters: not for commands that never
-        // call LXD, and not under -q (the marker is then not written either).
-        if let (Some(note), true, false) = (note, uses_lxd, cli.quiet) {
-            note_once("incus", &note);
-        }
-        return Ok(Arc::new(
-            move |remote: Option<&str>,
-                  _project: Option<&str>,
-                  wait: Duration,
-                  on_wait: OnWait|
-                  -> Arc<dyn Lxd> {
-                // The CLI backend (going away) addresses the client's
-                // current project only.
-                let client = client.clone().with_remote(remote.map(str::to_string));
-                Arc::new(Patient::new(client, wait, on_wait))
-            },
-        ));
-    }
     let choice = api::choose(&api::env_var, &api::MACHINE);
     if let (Some((key, note)), true, false) = (&choice.note, uses_lxd, cli.quiet) {
         said_once(key, note);
@@ -339,7 +294,7 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
         (false, false, true) => ShowProgress::Lines,
         (false, false, false) => ShowProgress::Off,
     };
-    Ok(Arc::new(
+    Arc::new(
         move |remote: Option<&str>,
               project: Option<&str>,
               wait: Duration,
@@ -353,7 +308,7 @@ fn connector(cli: &Cli) -> Result<Connect, Error> {
                 progress,
             ))
         },
-    ))
+    )
 }
 
 /// Prints `message` on stderr the first time `key` comes up for this user,
@@ -433,23 +388,6 @@ fn command_name(command: &Command) -> &'static str {
     }
 }
 
-/// Prints `message` on stderr the first time `key` comes up for this user
-/// (the CLI backend's marker in the cache folder, which its tests read).
-fn note_once(key: &str, message: &str) {
-    let dir = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|d| d.join("ldm"));
-    let marker = dir.as_ref().map(|d| d.join(format!("noted-{key}")));
-    if marker.as_ref().is_some_and(|m| m.exists()) {
-        return;
-    }
-    eprintln!("ldm: {message}");
-    if let (Some(dir), Some(marker)) = (dir, marker) {
-        let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(marker, message));
-    }
-}
-
 fn context(cli: &Cli) -> Result<Ctx, Error> {
     let cwd = std::env::current_dir().map_err(Error::io("read the current folder", None))?;
     let start = match &cli.dir {
@@ -509,13 +447,12 @@ fn context(cli: &Cli) -> Result<Ctx, Error> {
         quiet: cli.quiet,
         step_timeout: cli.step_timeout,
         style: style::Style::for_stdout(cli.color),
-        connect: connector(cli)?,
+        connect: connector(cli),
         user: UserDirs::from_env().ok(),
         log_seen: Mutex::new(None),
         project_at: Mutex::new(None),
         lxd_project: Mutex::new(None),
         seen: Seen::default(),
-        owned: backend()? == Backend::Api,
     })
 }
 

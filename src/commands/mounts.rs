@@ -354,7 +354,8 @@ mod tests {
     /// user's ids, where LXD would take it; never for host root either.
     #[test]
     fn mounts_are_never_idmapped_and_never_for_host_root() {
-        use crate::lxd::fake::Fake;
+        use crate::lxd::double::Served;
+        use crate::lxd::Lxd;
         use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
         let src = d.path().join("src");
@@ -363,10 +364,19 @@ mod tests {
         let m = Mount::parse("src:/srv/src").unwrap();
         let mounts = [(m, src.clone())];
         let attach_as = |host: u32, user: u32, old_shifted: bool| {
-            let fake = Fake::new().with_instance("p-a", true, &[]);
+            let served = Served::new();
+            served.seed("p-a", lxd_double::Instance::running());
+            let lxd = served.api();
+            let shifted = || {
+                let inst = served.double.instance("default", "p-a").unwrap();
+                inst.devices
+                    .values()
+                    .any(|d| d.get("shift").is_some_and(|v| v == "true"))
+            };
             if old_shifted {
-                fake.add_disk("p-a", &disk(&mounts[0].0, &src, true))
+                lxd.add_disk("p-a", &disk(&mounts[0].0, &src, true))
                     .unwrap();
+                assert!(shifted());
             }
             let t = Target {
                 lxd_name: "p-a",
@@ -382,15 +392,9 @@ mod tests {
                 replace_own: false,
             };
             let progress = Progress::new(true, 0);
-            let r = attach(&fake, &t, std::time::Duration::from_secs(1), &progress).unwrap();
-            let shifted = fake
-                .instance("p-a")
-                .unwrap()
-                .unwrap()
-                .disks
-                .iter()
-                .any(|d| d.shift);
-            (r, shifted)
+            let r = attach(&lxd, &t, std::time::Duration::from_secs(1), &progress).unwrap();
+            // What the server holds, not what the client says.
+            (r, shifted())
         };
         // The owner's source, the container user with the owner's ids:
         // raw.idmap (here it needs the one-time root step), no shift.

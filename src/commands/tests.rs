@@ -1,32 +1,37 @@
-//! Unit tests of command logic against the in-process LXD FAKE
-//! (`lxd/fake.rs`): the decisions commands make from what LXD answers,
-//! without a client program. Command lines and the client's messages are
-//! tested against the python TEST DOUBLE in `tests/`.
+//! Unit tests of command logic against the API TEST DOUBLE
+//! (`crates/lxd-double`, served by `lxd/double.rs`) through the real
+//! backend: the decisions commands make from what LXD answers, and the
+//! requests they send. The `ldm` binary's own tests are in `tests/`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lxd_double::{Action, ExecRule, Hold, Instance as Seed, Snapshot};
+
 use super::*;
 use crate::cli::{ContainerCreate, Doctor};
-use crate::lxd::fake::Fake;
+use crate::lxd::api::{Api, Patience};
+use crate::lxd::double::Served;
 use crate::model::{Mutation, Op};
 
-/// A project `p` in a fresh folder, and a context whose LXD is `fake`;
-/// `remotes` records the remote of every client the commands build.
+/// A project `p` in a fresh folder, and a context whose LXD is the double
+/// (every image alias but `missing*` exists); `remotes` records the remote
+/// of every client the commands build.
 struct Setup {
     _dir: tempfile::TempDir,
     ctx: Ctx,
-    fake: Arc<Fake>,
+    served: Served,
     remotes: Arc<Mutex<Vec<Option<String>>>>,
 }
 
-fn setup(fake: Fake) -> Setup {
+fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let opts = store::Options::default();
     Store::create(dir.path(), &Project::new("p", vec![]), opts.clone()).unwrap();
-    let fake = Arc::new(fake);
+    let served = Served::new();
+    served.double.state().behaviour.images_on_demand = true;
     let remotes = Arc::new(Mutex::new(Vec::new()));
-    let (f, r) = (Arc::clone(&fake), Arc::clone(&remotes));
+    let (socket, r) = (served.double.socket().to_path_buf(), Arc::clone(&remotes));
     let connect: Connect = Arc::new(
         move |remote: Option<&str>,
               _project: Option<&str>,
@@ -34,7 +39,11 @@ fn setup(fake: Fake) -> Setup {
               on_wait: crate::lxd::OnWait|
               -> Arc<dyn Lxd> {
             r.lock().unwrap().push(remote.map(str::to_string));
-            Arc::new(crate::lxd::Patient::new(Arc::clone(&f), wait, on_wait))
+            Arc::new(Api::on_socket(
+                &socket,
+                remote,
+                Patience::new(wait, on_wait),
+            ))
         },
     );
     let ctx = Ctx {
@@ -52,14 +61,20 @@ fn setup(fake: Fake) -> Setup {
         project_at: Mutex::new(None),
         lxd_project: Mutex::new(None),
         seen: Default::default(),
-        owned: true,
     };
     Setup {
         _dir: dir,
         ctx,
-        fake,
+        served,
         remotes,
     }
+}
+
+/// The container user's ids, as `id -u` and `id -g` print them.
+fn user_ids(s: &Setup, uid: u32, gid: u32) {
+    s.served
+        .double
+        .exec_rule(ExecRule::contains("id -u").stdout(&format!("{uid}\n{gid}\n")));
 }
 
 fn create_args(name: &str, image: &str) -> ContainerCreate {
@@ -94,41 +109,81 @@ fn interrupted_create(s: &Setup, name: &str, image: &str) {
 
 #[test]
 fn create_launches_sets_up_and_records_initial_state() {
-    let s = setup(Fake::new());
+    let s = setup();
     // As root, ldm's host user is the folder's owner (not root); the
-    // instance has the raw.idmap ldm would set (as from a profile), so the
-    // device goes in without the root step or a restart, never idmapped.
+    // instance has the raw.idmap ldm would set (as a user or an earlier
+    // run would have set it), so the device goes in without the root step
+    // or a restart, never idmapped.
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
     }
     let host = mounts::host_ids(&s.ctx.start);
-    s.fake.server().user_ids = Some((host.uid, host.gid));
-    s.fake.server().launch_raw_idmap = Some(mounts::raw_idmap(host, host));
+    user_ids(&s, host.uid, host.gid);
+    s.served
+        .double
+        .state()
+        .behaviour
+        .create_config
+        .insert("raw.idmap".into(), mounts::raw_idmap(host, host));
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
     assert_eq!(
-        s.fake.calls(),
+        s.served.acts(),
         [
-            "launch p-dev",
-            "exec p-dev",
-            "exec p-dev",
-            // The project folder, mounted by default: the user's ids, that
-            // the server is this machine, what LXD has, then the disk
-            // device (not idmapped).
-            "exec p-dev",
-            "remote_server ",
-            "instance p-dev",
-            "add_disk p-dev",
-            "snapshot p-dev",
+            // Launched: made, then started.
+            "POST /1.0/instances",
+            "PUT /1.0/instances/p-dev/state",
+            // Setup steps.
+            "POST /1.0/instances/p-dev/exec",
+            "POST /1.0/instances/p-dev/exec",
+            // The project folder, mounted by default: the user's ids, what
+            // LXD has (once its operations ended), then the disk device
+            // (not idmapped). The socket is this machine: no request.
+            "POST /1.0/instances/p-dev/exec",
+            "GET /1.0/operations",
+            "GET /1.0/instances/p-dev",
+            "PATCH /1.0/instances/p-dev",
+            "POST /1.0/instances/p-dev/snapshots",
             // The IPv4 wait.
-            "state p-dev"
+            "GET /1.0/instances/p-dev/state"
         ]
+    );
+    let reqs = s.served.double.requests();
+    let body = |method: &str, path: &str| {
+        reqs.iter()
+            .find(|r| r.is(method, path))
+            .map(|r| r.json())
+            .unwrap()
+    };
+    let made = body("POST", "/1.0/instances");
+    assert_eq!(made["name"], "p-dev");
+    assert_eq!(made["source"]["alias"], "img");
+    assert_eq!(made["config"]["user.ldm.container"], "dev");
+    assert_eq!(body("PUT", "/1.0/instances/p-dev/state")["action"], "start");
+    let devices = &body("PATCH", "/1.0/instances/p-dev")["devices"];
+    let disk = devices.as_object().unwrap().values().next().unwrap();
+    assert_eq!(disk["path"], "/home/dev/p", "{devices}");
+    assert!(
+        disk["shift"].is_null() || disk["shift"] == "false",
+        "{devices}"
+    );
+    assert_eq!(
+        body("POST", "/1.0/instances/p-dev/snapshots")["name"],
+        "initial-state"
     );
     let p = project(&s);
     assert!(p.containers["dev"].pending.is_none());
     assert_eq!(p.containers["dev"].mounts[0].to_string(), ".:/home/dev/p");
-    let disks = s.fake.instance("p-dev").unwrap().unwrap().disks;
-    assert!(disks.len() == 1 && !disks[0].shift, "{disks:?}");
+    let inst = s.served.double.instance("default", "p-dev").unwrap();
+    let disks: Vec<_> = inst
+        .devices
+        .values()
+        .filter(|d| d.contains_key("source"))
+        .collect();
+    assert!(
+        disks.len() == 1 && disks[0].get("shift").is_none_or(|v| v != "true"),
+        "{disks:?}"
+    );
     assert!(p.containers["dev"].snapshots.contains_key("initial-state"));
     // The client was built from the project, which names no remote.
     assert_eq!(*s.remotes.lock().unwrap(), [None]);
@@ -136,56 +191,119 @@ fn create_launches_sets_up_and_records_initial_state() {
 
 #[test]
 fn resumed_create_finds_the_instance_launched_and_goes_on() {
-    let s = setup(Fake::new().with_instance("p-dev", false, &[]));
+    let s = setup();
+    s.served.seed("p-dev", Seed::stopped());
     interrupted_create(&s, "dev", "img");
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
-    let calls = s.fake.calls();
+    let acts = s.served.acts();
     // LXD has it: started, not launched again.
-    assert_eq!(calls[..2], ["instance p-dev", "start p-dev"], "{calls:?}");
+    assert_eq!(
+        acts[..3],
+        [
+            "GET /1.0/operations",
+            "GET /1.0/instances/p-dev",
+            "PUT /1.0/instances/p-dev/state"
+        ],
+        "{acts:?}"
+    );
+    assert!(!acts.iter().any(|c| c == "POST /1.0/instances"), "{acts:?}");
+    let start = s.served.double.requests();
+    let start = start
+        .iter()
+        .find(|r| r.is("PUT", "/1.0/instances/p-dev/state"));
+    assert_eq!(start.unwrap().json()["action"], "start");
     assert!(project(&s).containers["dev"].pending.is_none());
 }
 
 #[test]
 fn create_over_an_unrecorded_instance_is_a_conflict_and_frees_the_name() {
-    let s = setup(Fake::new().with_instance("p-dev", true, &[]));
+    let s = setup();
+    s.served.seed("p-dev", Seed::running());
     let e = container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
     assert!(e.to_string().contains("pick another name"), "{e}");
     assert!(project(&s).containers.is_empty());
-    // Then its marks are asked for (whose is it?): one request, on this
-    // failure only.
-    assert_eq!(s.fake.calls(), ["launch p-dev", "instance p-dev"]);
+    // The create failed; was the instance there before it (LXD's own
+    // words are not read), and whose is it? Asked on this failure only.
+    assert_eq!(
+        s.served.acts(),
+        [
+            "POST /1.0/instances",
+            "GET /1.0/operations",
+            "GET /1.0/instances/p-dev",
+            "GET /1.0/instances/p-dev"
+        ]
+    );
+    assert!(s
+        .served
+        .double
+        .instance("default", "p-dev")
+        .unwrap()
+        .is_running());
 }
 
 #[test]
 fn resumed_create_with_another_image_is_refused_before_lxd() {
-    let s = setup(Fake::new());
+    let s = setup();
     interrupted_create(&s, "dev", "img");
     let e = container::create(&s.ctx, &create_args("dev", "other"), &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e:?}");
-    assert!(s.fake.calls().is_empty(), "{:?}", s.fake.calls());
+    assert!(s.served.calls().is_empty(), "{:?}", s.served.calls());
 }
 
 #[test]
 fn failed_launch_that_made_nothing_forgets_the_name() {
-    let s = setup(Fake::new());
+    let s = setup();
     let e =
         container::create(&s.ctx, &create_args("dev", "missing-x"), &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
-    assert_eq!(s.fake.calls(), ["launch p-dev", "instance p-dev"]);
+    // The 404 is the image's (the LXD project exists), and nothing was
+    // made: its marks are asked for once.
+    assert_eq!(
+        s.served.acts(),
+        [
+            "POST /1.0/instances",
+            "GET /1.0/operations",
+            "GET /1.0/projects/default",
+            "GET /1.0/operations",
+            "GET /1.0/instances/p-dev"
+        ]
+    );
     assert!(project(&s).containers.is_empty());
 }
 
 #[test]
 fn create_waits_out_lxd_busy_state_within_its_timeout() {
-    let s = setup(Fake::new().busy("launch", 2));
+    let s = setup();
+    let hold = Hold::For(Duration::from_millis(500));
+    let op = s
+        .served
+        .double
+        .busy("default", "p-dev", Action::Start, hold);
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
-    assert_eq!(s.fake.calls()[..3], ["launch p-dev"; 3]);
+    // Refused while the other operation held the name, waited for by id,
+    // then made.
+    let calls = s.served.take_calls();
+    assert_eq!(
+        calls[..5],
+        [
+            "POST /1.0/instances".to_string(),
+            calls[1].clone(),
+            "GET /1.0/operations".to_string(),
+            format!("GET /1.0/operations/{op}/wait"),
+            "POST /1.0/instances".to_string(),
+        ],
+        "{calls:?}"
+    );
+    assert!(project(&s).containers["dev"].pending.is_none());
     let mut args = create_args("web", "img");
     args.timeout = Duration::ZERO;
-    s.fake.server().busy.insert("launch", 1);
+    s.served
+        .double
+        .busy("default", "p-web", Action::Start, Hold::UntilReleased);
     let e = container::create(&s.ctx, &args, &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::Busy { .. }), "{e:?}");
+    s.served.double.release_all();
 }
 
 fn doctor_args(fix: bool) -> Doctor {
@@ -199,10 +317,10 @@ fn doctor_args(fix: bool) -> Doctor {
 
 #[test]
 fn doctor_reports_drift_and_fix_adopts_what_lxd_has() {
-    let fake = Fake::new()
-        .with_instance("p-x", true, &["s1"])
-        .with_instance("other-y", true, &[]);
-    let s = setup(fake);
+    let s = setup();
+    s.served
+        .seed("p-x", Seed::running().snapshot("s1"))
+        .seed("other-y", Seed::running());
     // Adopted by its marks of this checkout only (issue 23): unmarked,
     // it is not offered.
     let mut out = Vec::new();
@@ -222,10 +340,13 @@ fn doctor_reports_drift_and_fix_adopts_what_lxd_has() {
         ("user.ldm.project", "p".to_string()),
         ("user.ldm.container", "x".to_string()),
     ];
-    s.fake.server().instances.get_mut("p-x").unwrap().user = marks
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    {
+        let mut st = s.served.double.state();
+        let x = st.instance_mut("default", "p-x").unwrap();
+        for (k, v) in &marks {
+            x.config.insert(k.to_string(), v.clone());
+        }
+    }
     let mut out = Vec::new();
     let e = doctor::run(&s.ctx, &doctor_args(false), &mut out).unwrap_err();
     assert!(matches!(e, Error::Drift(_)), "{e:?}");
@@ -248,17 +369,29 @@ fn doctor_reports_drift_and_fix_adopts_what_lxd_has() {
 
     // An interrupted `image create`'s temporary snapshot: --fix deletes it
     // from LXD and never records it.
-    s.fake.snapshot("p-x", "ldm-publish-42").unwrap();
+    {
+        let mut st = s.served.double.state();
+        let x = st.instance_mut("default", "p-x").unwrap();
+        let leftover = Snapshot::of(x, "ldm-publish-42", "2026-01-01T00:00:02Z");
+        x.snapshots.push(leftover);
+    }
     let mut out = Vec::new();
     doctor::run(&s.ctx, &doctor_args(false), &mut out).unwrap_err();
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains("ldm-publish-42 is a leftover"), "{text}");
+    s.served.take_calls();
     doctor::run(&s.ctx, &doctor_args(true), &mut Vec::new()).unwrap();
-    let left: Vec<String> = s.fake.server().instances["p-x"]
-        .snapshots
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
+    let calls = s.served.calls();
+    assert!(
+        calls.contains(&"DELETE /1.0/instances/p-x/snapshots/ldm-publish-42".to_string()),
+        "{calls:?}"
+    );
+    let left = s
+        .served
+        .double
+        .instance("default", "p-x")
+        .unwrap()
+        .snapshot_names();
     assert_eq!(left, ["s1"]);
     assert!(!project(&s).containers["x"]
         .snapshots
@@ -267,13 +400,13 @@ fn doctor_reports_drift_and_fix_adopts_what_lxd_has() {
 
 #[test]
 fn image_commands_fail_before_lxd_when_the_project_cannot_be_read() {
-    let s = setup(Fake::new());
+    let s = setup();
     let yaml = s.ctx.start.join("containers.yaml");
     std::fs::write(&yaml, "project: p\nremote: shared\ncontainers: [\n").unwrap();
     let e = image::delete(&s.ctx, "base", true, &mut Vec::new()).unwrap_err();
     assert!(matches!(e, Error::Store(_)), "{e:?}");
     assert!(s.remotes.lock().unwrap().is_empty(), "no client was built");
-    assert!(s.fake.calls().is_empty());
+    assert!(s.served.calls().is_empty());
     // Readable again: the client is built for the project's remote.
     std::fs::write(&yaml, "project: p\nremote: shared\ncontainers: {}\n").unwrap();
     let list = crate::cli::ImageList {
@@ -282,6 +415,8 @@ fn image_commands_fail_before_lxd_when_the_project_cannot_be_read() {
     };
     image::list(&s.ctx, &list, &mut Vec::new()).unwrap();
     assert_eq!(*s.remotes.lock().unwrap(), [Some("shared".to_string())]);
+    let calls = s.served.calls();
+    assert!(calls.iter().any(|c| c == "GET /1.0/images"), "{calls:?}");
 }
 
 #[test]
@@ -305,17 +440,30 @@ fn a_note_is_said_once_per_user_and_key() {
 /// all), never an idmapped mount.
 #[test]
 fn a_container_user_with_other_ids_gets_no_idmapped_mount() {
-    let s = setup(Fake::new());
+    let s = setup();
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
     }
     let host = mounts::host_ids(&s.ctx.start);
-    s.fake.server().user_ids = Some((host.uid + 1, host.gid + 1));
+    user_ids(&s, host.uid + 1, host.gid + 1);
     container::create(&s.ctx, &create_args("dev", "img"), &mut Vec::new()).unwrap();
-    let calls = s.fake.calls();
+    let inst = s.served.double.instance("default", "p-dev").unwrap();
+    let disks: Vec<_> = inst
+        .devices
+        .values()
+        .filter(|d| d.contains_key("source"))
+        .collect();
     assert!(
-        !calls.iter().any(|c| c.starts_with("add_disk")),
-        "{calls:?}"
+        !disks
+            .iter()
+            .any(|d| d.get("shift").is_some_and(|v| v == "true")),
+        "{disks:?}"
     );
+    // Where the root step is still to do (as on this machine, for ids
+    // below 1001), no device at all and raw.idmap untouched.
+    if mounts::root_step(host).is_some() {
+        assert!(disks.is_empty(), "{disks:?}");
+        assert!(!s.served.acts().iter().any(|c| c.starts_with("PATCH")));
+    }
 }

@@ -177,7 +177,8 @@ fn has_address(fib_trie: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lxd::fake::Fake;
+    use crate::lxd::double::Served;
+    use lxd_double::Instance;
 
     /// fib_trie of a container whose eth0 is up without an address yet.
     const NO_ADDRESS: &str = "Main:
@@ -288,41 +289,62 @@ Local:
     #[test]
     fn lxd_is_asked_again_as_soon_as_the_view_shows_an_address() {
         let proc = proc_with(42, NO_ADDRESS);
-        let fake = Fake::new().with_instance("p-dev", true, &[]);
-        fake.server().instances.get_mut("p-dev").unwrap().ipv4 = None;
-        fake.server().pids.insert("p-dev".into(), 42);
+        let served = Served::new();
+        served.seed(
+            "p-dev",
+            Instance {
+                pid: 42,
+                ..Instance::running()
+            },
+        );
+        let set_address = |ip: Option<&str>| {
+            let mut st = served.double.state();
+            st.instance_mut("default", "p-dev").unwrap().ipv4 = ip.map(str::to_string);
+        };
+        set_address(None);
+        let lxd = served.api();
         let fib = proc.path().join("42/net/fib_trie");
         let start = Instant::now();
         let ip = std::thread::scope(|s| {
             s.spawn(|| {
                 // DHCP, 600 ms in: the kernel first, then LXD's view of it.
                 std::thread::sleep(Duration::from_millis(600));
-                fake.server().instances.get_mut("p-dev").unwrap().ipv4 = Some("10.0.0.9".into());
+                set_address(Some("10.0.0.9"));
                 std::fs::write(&fib, ADDRESS).unwrap();
             });
-            wait_with(&fake, "p-dev", Duration::from_secs(30), proc.path()).unwrap()
+            wait_with(&lxd, "p-dev", Duration::from_secs(30), proc.path()).unwrap()
         });
         assert_eq!(ip.as_deref(), Some("10.0.0.9"));
-        let asks = fake.calls().iter().filter(|c| *c == "state p-dev").count();
+        let calls = served.calls();
+        let asks = calls
+            .iter()
+            .filter(|c| *c == "GET /1.0/instances/p-dev/state")
+            .count();
         // Asking every 100 ms would have asked 7 times; the watch asks once
         // at the start and once when the address shows (a third ask only if
         // this machine stalled the writer for the whole backstop).
         assert!(
-            asks <= 3,
-            "{asks} asks in {:?}: {:?}",
-            start.elapsed(),
-            fake.calls()
+            asks <= 3 && asks == calls.len(),
+            "{asks} asks in {:?}: {calls:?}",
+            start.elapsed()
         );
     }
 
     #[test]
     fn no_address_in_time_is_none_after_a_last_ask() {
-        let fake = Fake::new().with_instance("p-dev", false, &[]);
+        let served = Served::new();
+        served.seed("p-dev", Instance::stopped());
         let limit = Duration::from_millis(250);
         let start = Instant::now();
-        let ip = wait_with(&fake, "p-dev", limit, Path::new("/nonexistent")).unwrap();
+        let ip = wait_with(&served.api(), "p-dev", limit, Path::new("/nonexistent")).unwrap();
         assert_eq!(ip, None);
         assert!(start.elapsed() >= limit);
-        assert!(fake.calls().len() >= 2, "{:?}", fake.calls());
+        // Asked at least once more at the end of the wait.
+        let calls = served.calls();
+        assert!(calls.len() >= 2, "{calls:?}");
+        assert!(
+            calls.iter().all(|c| c == "GET /1.0/instances/p-dev/state"),
+            "{calls:?}"
+        );
     }
 }

@@ -7,11 +7,6 @@
 /// Bytes kept of one line; the rest of it is counted, not kept.
 pub const MAX_LINE: usize = 16 * 1024;
 
-/// Bytes read from a stream at a time: ldm holds at most a few of these
-/// per stream in flight (the channels between the readers and the
-/// printer are bounded).
-pub const CHUNK: usize = 64 * 1024;
-
 /// Pieces of output a reader may have sent but the printer not yet taken.
 pub const IN_FLIGHT: usize = 4;
 

@@ -1,24 +1,20 @@
 //! The LXD backend: every operation ldm asks of LXD, as one trait.
 //!
-//! [`Lxd`] is implemented by [`cli::Client`], which runs the client program
-//! (`lxc`, or `incus` with `LDM_LXC=incus`), and, for unit tests, by an
-//! in-process fake (`fake.rs`). [`Patient`] wraps either and waits out
-//! LXD's busy state. Commands see only the trait and the typed results
-//! below: nothing outside `cli/` builds a client command line or reads
-//! the client's text, and this module knows nothing of the project store.
+//! [`Lxd`] is implemented by [`api::Api`], which speaks LXD's REST API
+//! (the client program is run only for an interactive shell, `ldm ssh`).
+//! Unit tests speak to the API TEST DOUBLE through the real backend
+//! (`double.rs`). Commands see only the trait and the typed results below,
+//! and this module knows nothing of the project store.
 //! Names passed in are full LXD instance names (`project-container`).
 //! DESIGN.md, "The LXD backend".
 
 pub mod api;
-pub mod cli;
 #[cfg(test)]
-pub mod fake;
+pub mod double;
 mod ipv4;
-mod json;
 mod lines;
 pub mod owned;
 pub mod owner;
-mod process;
 mod stopping;
 mod wait;
 
@@ -28,10 +24,9 @@ use std::time::Duration;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use cli::Client;
 pub use ipv4::wait_ipv4;
 pub use lines::MAX_LINE;
-pub use wait::{OnWait, Patient};
+pub use wait::OnWait;
 
 /// Asked about every 100 ms while [`Lxd::exec_lines`] runs: a signal to
 /// send the command now (SIGINT for Ctrl+C, SIGTERM at a timeout), or
@@ -118,13 +113,6 @@ pub struct Disk {
     /// Mounted read-only.
     pub readonly: bool,
     /// With `shift=true` (an idmapped mount).
-    pub shift: bool,
-}
-
-/// What the server can do to show host files with the container's ids.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Idmapping {
-    /// The kernel and LXD can idmap a mount (`shift=true` works).
     pub shift: bool,
 }
 
@@ -249,10 +237,6 @@ pub enum LxdError {
         /// Why.
         source: std::io::Error,
     },
-    /// A failure of the client program (the CLI backend, `LDM_BACKEND=cli`,
-    /// which goes once the command tests speak the API).
-    #[error(transparent)]
-    Cli(#[from] cli::CliError),
     /// The instance or snapshot does not exist.
     #[error("LXD has no {what}")]
     NotFound {
@@ -266,8 +250,9 @@ pub enum LxdError {
         what: String,
     },
     /// LXD is still running another operation on the instance (e.g. the
-    /// server-side create of a client that was killed). [`Patient`] waits
-    /// this out; it reaches a command only when the wait timed out.
+    /// server-side create of a client that was killed). The backend waits
+    /// for LXD's operations on it (`api/operations.rs`); this reaches a
+    /// command only when the wait timed out.
     #[error("LXD is still running another operation on {what}{}; wait for it to finish, or run the command again with a longer --timeout", waited_for(*waited))]
     Busy {
         /// The instance.
@@ -287,24 +272,7 @@ pub enum LxdError {
     NotReady {
         /// The command line.
         cmd: String,
-        /// What the client printed on stderr.
-        stderr: String,
-    },
-    /// LXD cannot idmap mounts here (`shift=true`): "Required idmapping
-    /// abilities not available".
-    #[error(
-        "LXD cannot shift ids on a mount of {what} (no idmapped mounts or shiftfs in this kernel)"
-    )]
-    NoShift {
-        /// The instance.
-        what: String,
-    },
-    /// LXD refuses a `raw.idmap` that maps ids it may not use.
-    #[error("LXD refuses the id mapping of {what}: {}", stderr.trim())]
-    IdmapRefused {
-        /// The instance.
-        what: String,
-        /// What the client printed.
+        /// LXD's account of the failure.
         stderr: String,
     },
     /// A command told to stop (a signal, then SIGKILL) had not ended
@@ -352,9 +320,8 @@ fn waited_for(waited: Duration) -> String {
 
 /// Every LXD operation ldm uses. `Send + Sync` so that a command may share
 /// its client with threads (`ldm proxy` looks addresses up from its
-/// connection threads). The real client runs the client program; the
-/// command tests replace that program with a test double so that the real
-/// command lines are exercised, and unit tests use the in-process fake.
+/// connection threads). Tests, unit tests included, run the real backend
+/// against the API test double (`crates/lxd-double`).
 pub trait Lxd: Send + Sync {
     /// All instances (one client call, however many there are).
     fn list(&self) -> Result<Vec<Instance>, LxdError>;
@@ -443,9 +410,10 @@ pub trait Lxd: Send + Sync {
     ) -> Result<(), LxdError>;
     /// Local images.
     fn images(&self) -> Result<Vec<Image>, LxdError>;
-    /// Publishes snapshot `snap` of `name` as an image with `alias`;
-    /// progress goes to this process's stderr when `progress` is set.
-    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError>;
+    /// Publishes snapshot `snap` of `name` as an image with `alias`
+    /// (progress on stderr as the client was built to show it: terminal,
+    /// `--progress`, `-q`).
+    fn publish(&self, name: &str, snap: &str, alias: &str) -> Result<(), LxdError>;
     /// Deletes the image an alias points to.
     fn delete_image(&self, alias: &str) -> Result<(), LxdError>;
     /// Renames an image alias in one step (the server never shows both or neither).
@@ -464,8 +432,6 @@ pub trait Lxd: Send + Sync {
     /// project's `remote:`, else the client's default remote (`lxc remote
     /// switch`).
     fn remote_server(&self) -> Result<Option<String>, LxdError>;
-    /// Whether the server can idmap mounts (`shift=true`).
-    fn idmapping(&self) -> Result<Idmapping, LxdError>;
     /// Who the server is, and the LXD project ldm's calls address.
     fn identity(&self) -> Result<Server, LxdError>;
     /// Adds disk device `disk` to `name` (live, if it runs).

@@ -8,9 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::owner::{Me, Owner, PREFIX};
-use super::{
-    Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
-};
+use super::{Away, Disk, ExecOutput, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State};
 
 /// A client that knows whose each instance is: reads note the owner of
 /// what they return, and every call that acts on an instance of another
@@ -297,9 +295,9 @@ impl Lxd for Owned {
     fn images(&self) -> Result<Vec<Image>, LxdError> {
         self.inner.images()
     }
-    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
+    fn publish(&self, name: &str, snap: &str, alias: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.publish(name, snap, alias, progress)
+        self.inner.publish(name, snap, alias)
     }
     fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
         self.inner.delete_image(alias)
@@ -318,9 +316,6 @@ impl Lxd for Owned {
     }
     fn remote_server(&self) -> Result<Option<String>, LxdError> {
         self.inner.remote_server()
-    }
-    fn idmapping(&self) -> Result<Idmapping, LxdError> {
-        self.inner.idmapping()
     }
     fn identity(&self) -> Result<Server, LxdError> {
         self.inner.identity()

@@ -46,8 +46,8 @@ pub struct Me {
 /// Whose an instance is, as its marks say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Owner {
-    /// Not asked: a bare client's answer (the CLI backend, unit tests'
-    /// fake), which knows no checkout.
+    /// Not asked: a bare client's answer (one not wrapped in
+    /// [`super::owned::Owned`]), which knows no checkout.
     #[default]
     Unknown,
     /// Made by this checkout.

@@ -405,3 +405,4 @@ impl Rng {
         self.next() % n
     }
 }
+pub mod api;

@@ -41,7 +41,10 @@
 //! are failed operations); /work/notes/api-catalogue.md's "Additions" lists
 //! what was found.
 //!
-//! Not modelled: HTTPS remotes and authentication (only the unix socket);
+//! HTTPS ([`Double::serve_https`]) is a TLS front end to the same socket,
+//! with a fixed TEST-ONLY certificate and no authentication.
+//!
+//! Not modelled: authentication and trust (`/1.0/certificates`);
 //! virtual machines, storage, networks beyond one `eth0` address, clusters,
 //! `/1.0/events`, backups, logs, console, migration, image upload and copy
 //! between servers; moving instances (`POST /1.0/instances/NAME` with
@@ -68,6 +71,7 @@ mod rules;
 mod server;
 mod shared;
 mod state;
+mod tls;
 mod util;
 mod ws;
 
@@ -87,6 +91,7 @@ pub use model::{Device, Image, Instance, Profile, Snapshot, Status};
 pub use operation::{Action, OpStatus, Operation};
 pub use shared::Hang;
 pub use state::{Behaviour, Family, Project, Server, State};
+pub use tls::{CLIENT_CRT, CLIENT_KEY, SERVER_CRT};
 
 use shared::{Inner, Shared};
 
@@ -105,6 +110,8 @@ pub struct Double {
     dir: PathBuf,
     socket: PathBuf,
     accept: Option<JoinHandle<()>>,
+    /// The HTTPS addresses it also serves ([`Double::serve_https`]).
+    https: std::sync::Mutex<Vec<std::net::SocketAddr>>,
 }
 
 /// The state, locked; changes are seen by the next request.
@@ -152,6 +159,7 @@ impl Double {
             dir: dir.to_path_buf(),
             socket,
             accept: Some(accept),
+            https: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -278,8 +286,11 @@ impl Drop for Double {
             }
             self.shared.notify();
         }
-        // Wake the accept loop so it sees the stop.
+        // Wake the accept loops so they see the stop.
         let _ = UnixStream::connect(&self.socket);
+        for a in self.https.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = std::net::TcpStream::connect(a);
+        }
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }

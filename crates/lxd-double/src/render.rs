@@ -134,10 +134,13 @@ fn counters() -> Value {
 
 /// A snapshot.
 pub fn snapshot(st: &State, project: &str, inst: &Instance, s: &Snapshot) -> Value {
+    // The snapshot's own config and devices under the instance's profiles
+    // (not a clone of the instance: that copies every snapshot, for each).
     let as_inst = Instance {
         config: s.config.clone(),
         devices: s.devices.clone(),
-        ..inst.clone()
+        profiles: inst.profiles.clone(),
+        ..Instance::stopped()
     };
     json!({
         "expires_at": NEVER,

@@ -109,6 +109,10 @@ pub struct Behaviour {
     /// (made on the spot), unless the alias starts with "missing": for
     /// tests that do not care which images exist.
     pub images_on_demand: bool,
+    /// Not LXD: config keys every instance made from an image gets besides
+    /// the request's, for state a user or an earlier run would have set by
+    /// the time a test looks (`raw.idmap`). Empty by default.
+    pub create_config: BTreeMap<String, String>,
 }
 
 impl Default for Behaviour {
@@ -120,6 +124,7 @@ impl Default for Behaviour {
             websocket_timeout: Duration::from_secs(5),
             addresses: true,
             images_on_demand: false,
+            create_config: BTreeMap::new(),
         }
     }
 }

@@ -135,8 +135,19 @@ pub struct Installed {
 /// The real machine.
 pub const MACHINE: Installed = Installed {
     socket: |f| f.sockets().iter().any(|p| p.exists()),
-    program: |f| super::super::process::on_path(f.program()),
+    program: |f| on_path(f.program()),
 };
+
+/// True if an executable named `program` is in a `PATH` folder.
+fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
 
 /// The process environment.
 pub fn env_var(name: &str) -> Option<OsString> {

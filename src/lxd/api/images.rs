@@ -46,13 +46,12 @@ impl Api {
 
     /// Publishes snapshot `snap` of `name` as an image with `alias`, the
     /// packing's progress shown as the client was built to show progress
-    /// (terminal, `--progress`, `-q`); `_progress` is the CLI backend's.
+    /// (terminal, `--progress`, `-q`).
     pub(super) fn publish_snapshot(
         &self,
         name: &str,
         snap: &str,
         alias: &str,
-        _progress: bool,
     ) -> Result<(), LxdError> {
         let taken = || LxdError::AlreadyExists {
             what: format!("image alias {alias}"),

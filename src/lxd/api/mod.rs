@@ -55,8 +55,7 @@ use types::ServerObj;
 
 use super::wait::OnWait;
 use super::{
-    Away, Disk, ExecOutput, Idmapping, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State,
-    Stop,
+    Away, Disk, ExecOutput, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State, Stop,
 };
 
 /// How long calls that act on an instance wait for LXD's other operations
@@ -143,6 +142,21 @@ impl Api {
                 Some((p.path, p.why)),
             ),
         };
+        Api::with_config(choice, config, problem, remote, project, patience, progress)
+    }
+
+    /// The client for `remote` of `config` (the client's configuration, or
+    /// the defaults when it had `problem`).
+    fn with_config(
+        choice: &Choice,
+        config: ClientConfig,
+        problem: Option<(PathBuf, String)>,
+        remote: Option<&str>,
+        project: Option<&str>,
+        patience: Patience,
+        progress: ShowProgress,
+    ) -> Api {
+        let family = choice.family;
         let name = remote.unwrap_or(&config.default_remote).to_string();
         let entry = config.remotes.get(&name).cloned();
         let conn = match (problem, entry) {
@@ -189,6 +203,41 @@ impl Api {
             hello: OnceLock::new(),
             known: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A client of the server on `socket` (the test double), for unit
+    /// tests: no configuration is read; `remote` (default `local`) and
+    /// `local` both name that socket, in LXD project `default`.
+    #[cfg(test)]
+    pub fn on_socket(socket: &Path, remote: Option<&str>, patience: Patience) -> Api {
+        let at = config::Remote {
+            addr: format!("unix://{}", socket.display()),
+            protocol: "lxd".into(),
+            public: false,
+            project: String::new(),
+        };
+        let config = ClientConfig {
+            dir: None,
+            default_remote: "local".into(),
+            remotes: [("local", &at), (remote.unwrap_or("local"), &at)]
+                .into_iter()
+                .map(|(n, r)| (n.to_string(), r.clone()))
+                .collect(),
+        };
+        let choice = Choice {
+            family: Family::Lxd,
+            program: "/nonexistent/lxc".into(),
+            note: None,
+        };
+        Api::with_config(
+            &choice,
+            config,
+            None,
+            remote,
+            None,
+            patience,
+            ShowProgress::Off,
+        )
     }
 
     /// The connection, or why there is none.
@@ -349,8 +398,8 @@ impl Lxd for Api {
         self.image_list()
     }
 
-    fn publish(&self, name: &str, snap: &str, alias: &str, progress: bool) -> Result<(), LxdError> {
-        self.publish_snapshot(name, snap, alias, progress)
+    fn publish(&self, name: &str, snap: &str, alias: &str) -> Result<(), LxdError> {
+        self.publish_snapshot(name, snap, alias)
     }
 
     fn delete_image(&self, alias: &str) -> Result<(), LxdError> {
@@ -384,18 +433,6 @@ impl Lxd for Api {
     fn remote_server(&self) -> Result<Option<String>, LxdError> {
         self.conn()?;
         Ok(self.far.then(|| self.remote.clone()))
-    }
-
-    fn idmapping(&self) -> Result<Idmapping, LxdError> {
-        let env = &self.hello()?.environment;
-        let on = |m: &BTreeMap<String, String>, k: &str| m.get(k).is_some_and(|v| v == "true");
-        // As LXD's container driver decides: idmapped mounts need both the
-        // kernel's and liblxc's; shiftfs is the older way.
-        Ok(Idmapping {
-            shift: (on(&env.kernel_features, "idmapped_mounts")
-                && on(&env.lxc_features, "idmapped_mounts_v2"))
-                || on(&env.kernel_features, "shiftfs"),
-        })
     }
 
     fn identity(&self) -> Result<Server, LxdError> {

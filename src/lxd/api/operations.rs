@@ -241,12 +241,157 @@ impl Api {
         }
     }
 
-    /// Says once per instance that ldm waits for LXD on it.
+    /// Says once per instance that ldm waits for LXD on it; nothing with
+    /// `--timeout 0`, which never waits.
     fn tell(&self, name: &str, doing: &str) {
+        if self.patience.limit.is_zero() {
+            return;
+        }
         // A poisoned set only means another thread panicked while telling.
         let mut told = self.patience.told.lock().unwrap_or_else(|p| p.into_inner());
         if told.insert(name.to_string()) {
             (self.patience.on_wait)(name, Some(doing).filter(|d| !d.is_empty()));
         }
+    }
+}
+
+/// LXD's busy state, against the API TEST DOUBLE: what the CLI backend's
+/// retry loop (`lxd::Patient`, gone with it) did, done by waiting for
+/// operations by id.
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use lxd_double::{Action, Hold, Instance};
+
+    use crate::lxd::double::Served;
+    use crate::lxd::{Lxd, LxdError};
+
+    /// The waits by id on operation `op` among `calls`.
+    fn waits_on(calls: &[String], op: &str) -> usize {
+        let wait = format!("GET /1.0/operations/{op}/wait");
+        calls.iter().filter(|c| **c == wait).count()
+    }
+
+    #[test]
+    fn a_call_on_a_busy_instance_waits_for_the_operation_and_tells_once() {
+        let served = Served::new();
+        served.seed("p-a", Instance::running());
+        let (lxd, told) = served.api_told(Duration::from_secs(30));
+        let hold = Hold::For(Duration::from_millis(300));
+        let op = served.double.busy("default", "p-a", Action::Update, hold);
+        let start = Instant::now();
+        lxd.stop("p-a").unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(250));
+        assert!(!served
+            .double
+            .instance("default", "p-a")
+            .unwrap()
+            .is_running());
+        let calls = served.take_calls();
+        assert_eq!(waits_on(&calls, &op), 1, "waited by id: {calls:?}");
+        // Refused once, then done once the operation ended.
+        let puts = calls
+            .iter()
+            .filter(|c| *c == "PUT /1.0/instances/p-a/state")
+            .count();
+        assert_eq!(puts, 2, "{calls:?}");
+        // Busy again: waited for, told once per instance.
+        let op = served.double.busy("default", "p-a", Action::Update, hold);
+        Lxd::start(&lxd, "p-a").unwrap();
+        assert_eq!(waits_on(&served.take_calls(), &op), 1);
+        assert_eq!(*told.lock().unwrap(), ["p-a Updating instance"]);
+        // Other refusals are not waited for: one try (its own operation
+        // awaited), one look at the others, none running.
+        assert!(matches!(
+            Lxd::start(&lxd, "p-a"),
+            Err(LxdError::AlreadyInState { .. })
+        ));
+        let calls = served.take_calls();
+        let count = |c: &str| calls.iter().filter(|x| *x == c).count();
+        assert_eq!(count("PUT /1.0/instances/p-a/state"), 1, "{calls:?}");
+        assert_eq!(count("GET /1.0/operations"), 1, "{calls:?}");
+        assert!(calls.len() <= 4, "{calls:?}");
+    }
+
+    #[test]
+    fn the_wait_gives_up_at_its_limit_saying_how_long_it_waited() {
+        let served = Served::new();
+        served.seed("p-a", Instance::running());
+        let (lxd, _) = served.api_told(Duration::from_secs(1));
+        let op = served
+            .double
+            .busy("default", "p-a", Action::Start, Hold::UntilReleased);
+        let start = Instant::now();
+        match lxd.delete("p-a") {
+            Err(LxdError::Busy { what, waited }) => {
+                assert_eq!(what, "p-a");
+                assert!(waited >= Duration::from_secs(1), "{waited:?}");
+                assert!(waited < Duration::from_secs(3), "{waited:?}");
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(3));
+        // One wait on the server for the whole limit, not a poll.
+        let calls = served.calls();
+        assert_eq!(waits_on(&calls, &op), 1, "{calls:?}");
+        assert!(served.double.instance("default", "p-a").is_some());
+        served.double.release_all();
+    }
+
+    #[test]
+    fn a_call_on_an_instance_lxd_is_still_creating_waits_for_the_create() {
+        // The killed create's server side: "not found" until it is done.
+        let served = Served::new();
+        let (lxd, told) = served.api_told(Duration::from_secs(30));
+        let op = served.double.creating(
+            "default",
+            "p-a",
+            Instance::running(),
+            Hold::For(Duration::from_millis(300)),
+        );
+        lxd.delete("p-a").unwrap();
+        assert_eq!(*told.lock().unwrap(), ["p-a Creating instance"]);
+        assert!(
+            served.double.instance("default", "p-a").is_none(),
+            "deleted once created"
+        );
+        let calls = served.take_calls();
+        assert_eq!(waits_on(&calls, &op), 1, "{calls:?}");
+        // The delete came after the wait for the create.
+        let waited = calls
+            .iter()
+            .position(|c| *c == format!("GET /1.0/operations/{op}/wait"));
+        let deleted = calls.iter().rposition(|c| c == "DELETE /1.0/instances/p-a");
+        assert!(waited < deleted && waited.is_some(), "{calls:?}");
+        // Missing, with nothing under way: not found at once.
+        assert!(served.double.wait_idle(Duration::from_secs(5)));
+        let start = Instant::now();
+        assert!(matches!(lxd.delete("p-a"), Err(LxdError::NotFound { .. })));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let calls = served.take_calls();
+        assert!(!calls.iter().any(|c| c.ends_with("/wait")), "{calls:?}");
+    }
+
+    #[test]
+    fn reads_go_straight_through() {
+        let served = Served::new();
+        served.seed("p-a", Instance::running());
+        let (lxd, told) = served.api_told(Duration::from_secs(30));
+        served
+            .double
+            .busy("default", "p-a", Action::Update, Hold::UntilReleased);
+        // (`instance` is not among them: it reads the instance once its
+        // operations ended, `Api::one`.)
+        let start = Instant::now();
+        assert_eq!(lxd.list().unwrap().len(), 1);
+        assert_eq!(lxd.statuses().unwrap().len(), 1);
+        assert!(lxd.state("p-a").unwrap().is_some());
+        assert!(lxd.snapshots("p-a").unwrap().is_empty());
+        assert!(lxd.images().unwrap().is_empty());
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert!(told.lock().unwrap().is_empty());
+        assert!(!served.calls().iter().any(|c| c.contains("/operations")));
+        served.double.release_all();
     }
 }

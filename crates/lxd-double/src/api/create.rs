@@ -258,7 +258,11 @@ fn source_of(st: &State, p: &str, source: &Value) -> Result<Source, Reply> {
 
 /// The instance `inst` becomes from `src` (when the operation ends).
 fn make(st: &mut State, p: &str, mut inst: Instance, src: Source) -> Result<Instance, String> {
+    let extra = st.behaviour.create_config.clone();
     let image_keys = |inst: &mut Instance, img: &Image| {
+        for (k, v) in &extra {
+            inst.config.entry(k.clone()).or_insert(v.clone());
+        }
         for (k, v) in &img.properties {
             inst.config.entry(format!("image.{k}")).or_insert(v.clone());
         }
