@@ -818,7 +818,6 @@ fn workflow(on: Server) {
     s.down_up();
     s.remove();
     s.two_checkouts();
-    s.two_lxd_projects();
     s.requests_per_command();
     s.in_another_lxd_project();
     s.interrupted_create();
@@ -2053,94 +2052,6 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
     /// A client whose current LXD project is not `default` (its own
     /// LXD_CONF, so the machine's client config is untouched): ldm's queries
     /// must read that project, as its other calls do.
-    /// Issue 23: two people's projects named alike on one server, each in
-    /// its own LXD project (`ldm create --lxd-project`, made by ldm),
-    /// each with its own `NAME-dev`; one folder's commands never reach
-    /// the other's. Making LXD projects is the server's matter (and a
-    /// restricted user, as Incus's `incus-user` makes, may not): the root
-    /// run only.
-    fn two_lxd_projects(&mut self) {
-        if !self.in_root_run("two projects named alike in two LXD projects") {
-            return;
-        }
-        self.step("two projects named alike in two LXD projects (--lxd-project), side by side");
-        let name = format!("{}l", self.project);
-        let inst = format!("{name}-dev");
-        let projects = [format!("{}la", self.project), format!("{}lb", self.project)];
-        let dirs = [self.scratch.join("lxdp-a"), self.scratch.join("lxdp-b")];
-        // A managed bridge refuses a second instance of one name, whatever
-        // its LXD project ("Instance DNS name ... already used on
-        // network"): the second person's containers attach to the bridge
-        // as a plain parent (no DNS name on it), as a server shared this
-        // way must set up (or give each LXD project its own network).
-        let base = self.profile.clone().unwrap_or_else(|| "default".into());
-        let shown = query(&format!("/1.0/profiles/{base}")).expect("the suite's profile");
-        let second = shown["devices"]["eth0"]["network"].as_str().map(|net| {
-            let p = format!("{}n", self.project);
-            lxc(&["profile", "copy", &base, &p]).ok();
-            lxc(&["profile", "device", "remove", &p, "eth0"]).ok();
-            let parent = format!("parent={net}");
-            lxc(&[
-                "profile",
-                "device",
-                "add",
-                &p,
-                "eth0",
-                "nic",
-                "nictype=bridged",
-                &parent,
-                "name=eth0",
-            ])
-            .ok();
-            p
-        });
-        let ldm = |dir: &std::path::Path, args: &[&str]| {
-            let mut cmd = self.ldm_cmd(args);
-            cmd.current_dir(dir);
-            if let (Some(p), true) = (&second, dir.ends_with("lxdp-b")) {
-                cmd.env("LDM_PROFILE", p);
-            }
-            run(
-                &mut cmd,
-                format!("ldm {} (in {})", args.join(" "), dir.display()),
-            )
-        };
-        for (dir, p) in dirs.iter().zip(&projects) {
-            std::fs::create_dir_all(dir).unwrap();
-            ldm(dir, &["create", "--name", &name, "--lxd-project", p]).ok();
-            let made = query(&format!("/1.0/projects/{p}")).expect("ldm made the LXD project");
-            assert_eq!(made["config"]["features.images"], "false", "{made}");
-            ldm(
-                dir,
-                &["container", "create", "dev", &self.image, "--no-mount"],
-            )
-            .ok();
-        }
-        let status = |p: &str| {
-            query(&format!("/1.0/instances/{inst}?project={p}")).map(|i| i["status"].clone())
-        };
-        for p in &projects {
-            assert_eq!(status(p), Some("Running".into()), "{inst} in {p}");
-        }
-        assert!(
-            query(&format!("/1.0/instances/{inst}")).is_none(),
-            "{inst} in default"
-        );
-        ldm(&dirs[0], &["down", "dev"]).ok();
-        assert_eq!(status(&projects[0]), Some("Stopped".into()));
-        assert_eq!(status(&projects[1]), Some("Running".into()));
-        ldm(&dirs[0], &["project", "delete", "--force"]).ok();
-        assert_eq!(status(&projects[0]), None);
-        assert_eq!(status(&projects[1]), Some("Running".into()));
-        ldm(&dirs[1], &["project", "delete", "--force"]).ok();
-        assert_eq!(status(&projects[1]), None);
-        if let Some(p) = &second {
-            lxc(&["profile", "delete", p]).ok();
-        }
-        // The LXD projects go with the suite's cleanup (their names start
-        // with the run's stem).
-    }
-
     fn in_another_lxd_project(&mut self) {
         if !self.in_root_run("a client whose current LXD project is not default") {
             return;
