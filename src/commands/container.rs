@@ -323,15 +323,9 @@ pub(super) fn launch(
         op::not_away(lxd, lxd_name, false)?;
     }
     let made = match one_boot {
-        Some(ob) => match first_boot::create(lxd, image, lxd_name, config, ob.host, &s.user) {
-            Err(LxdError::Unsupported { what }) => {
-                if !ob.quiet {
-                    eprintln!("note: {lxd_name}: {what} is not something this LXD client does; mounting restarts the container once to apply raw.idmap");
-                }
-                lxd.launch(image, lxd_name, config).map(|()| false)
-            }
-            r => r.map(|()| true),
-        },
+        Some(ob) => {
+            first_boot::create(lxd, image, lxd_name, config, ob.host, &s.user).map(|()| true)
+        }
         None => lxd.launch(image, lxd_name, config).map(|()| false),
     };
     match made {

@@ -146,14 +146,6 @@ pub fn start(
     let (host, quiet) = (ob.host, ob.quiet);
     let guess = mounts::raw_idmap(host, choose("", "", user, host, false));
     let read = image_ids(lxd, lxd_name, user, host);
-    if let (Known::Ask, Err((_, true))) = (&known, &read) {
-        // A client that cannot read files cannot create stopped either:
-        // the interrupted run launched it, as before.
-        return match lxd.start(lxd_name) {
-            Ok(()) | Err(LxdError::AlreadyInState { .. }) => Ok(None),
-            Err(e) => Err(Error::lxd(format!("starting {lxd_name}{hint}"))(e)),
-        };
-    }
     let (running, current) = match known {
         Known::Created => (false, Some(guess)),
         Known::Ask => {
@@ -167,7 +159,7 @@ pub fn start(
         .is_none_or(|v| mounts::is_own_idmap(v, host));
     let planned = match read {
         Ok(ids) => Some(ids),
-        Err((why, _)) => {
+        Err(why) => {
             if !quiet {
                 eprintln!(
                     "note: {lxd_name}: the container user's ids cannot be chosen before its first boot ({why}); mounting restarts it once to apply raw.idmap"
@@ -208,23 +200,19 @@ pub fn start(
 }
 
 /// The ids `user` gets in `lxd_name`'s image (its files read through the
-/// files API, which a stopped container allows); `Err` says why not, and
-/// whether it is that the client cannot read files at all.
-fn image_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str, host: Ids) -> Result<Ids, (String, bool)> {
+/// files API, which a stopped container allows); `Err` says why not.
+fn image_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str, host: Ids) -> Result<Ids, String> {
     let read = |path: &str| {
         lxd.read_file(lxd_name, path, LIMIT)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| {
-                let unsupported = matches!(e, LxdError::Unsupported { .. });
-                (format!("reading the image's {path}: {e}"), unsupported)
-            })
+            .map_err(|e| format!("reading the image's {path}: {e}"))
     };
     let passwd = read("/etc/passwd")?;
     let group = read("/etc/group")?;
     let cloud_init = match lxd.read_file(lxd_name, CLOUD_INIT, LIMIT) {
         Err(LxdError::NotFound { .. }) => false,
         Ok(_) | Err(LxdError::Protocol { .. }) => true,
-        Err(e) => return Err((format!("looking for {CLOUD_INIT} in the image: {e}"), false)),
+        Err(e) => return Err(format!("looking for {CLOUD_INIT} in the image: {e}")),
     };
     Ok(choose(&passwd, &group, user, host, cloud_init))
 }

@@ -295,13 +295,6 @@ pub enum LxdError {
         /// What to do.
         next: String,
     },
-    /// This client cannot do it (the CLI backend lacks what only the
-    /// API backend does); the caller takes the longer way.
-    #[error("this LXD client cannot do it: {what}")]
-    Unsupported {
-        /// What it cannot do.
-        what: String,
-    },
     /// Start of a running or stop of a stopped instance.
     #[error("{what} is already in that state")]
     AlreadyInState {
@@ -342,23 +335,12 @@ pub trait Lxd: Send + Sync {
     /// Creates and starts `name` from `image` with `config` keys set at launch.
     fn launch(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError>;
     /// Creates `name` from `image` with `config` keys, stopped: what
-    /// [`Lxd::launch`] does before its start. A client that cannot says
-    /// [`LxdError::Unsupported`] (the CLI backend, which goes).
-    fn create(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError> {
-        let _ = (image, name, config);
-        Err(LxdError::Unsupported {
-            what: "creating an instance without starting it".into(),
-        })
-    }
+    /// [`Lxd::launch`] does before its start.
+    fn create(&self, image: &str, name: &str, config: &[(&str, &str)]) -> Result<(), LxdError>;
     /// The bytes of the regular file `path` in `name`, running or stopped;
     /// [`LxdError::NotFound`] if there is none, [`LxdError::Protocol`] if it
     /// is not a regular file or longer than `limit` bytes.
-    fn read_file(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
-        let _ = (name, path, limit);
-        Err(LxdError::Unsupported {
-            what: "reading a file of an instance".into(),
-        })
-    }
+    fn read_file(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError>;
     /// Starts a stopped instance.
     fn start(&self, name: &str) -> Result<(), LxdError>;
     /// Stops a running instance.
@@ -448,27 +430,12 @@ pub trait Lxd: Send + Sync {
     /// Restarts a running instance.
     fn restart(&self, name: &str) -> Result<(), LxdError>;
     /// Makes LXD project `name` (sharing the default project's images and
-    /// profiles) unless the server has it; true when it was made. Only the
-    /// API backend makes projects.
-    fn ensure_project(&self, name: &str) -> Result<bool, LxdError> {
-        Err(LxdError::Protocol {
-            server: "LXD",
-            request: format!("making LXD project {name}"),
-            why: "this backend cannot make LXD projects; unset LDM_BACKEND to use LXD's API".into(),
-        })
-    }
+    /// profiles) unless the server has it; true when it was made.
+    fn ensure_project(&self, name: &str) -> Result<bool, LxdError>;
     /// Renames stopped instance `name` to `new` in the same LXD project
     /// (LXD refuses a running one). [`LxdError::AlreadyExists`] when `new`
-    /// is taken, [`LxdError::NotFound`] when `name` is gone. Only the API
-    /// backend renames; the CLI backend, going away, says it cannot.
-    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError> {
-        let _ = new;
-        Err(LxdError::Protocol {
-            server: "LXD",
-            request: format!("rename of {name}"),
-            why: "this backend cannot rename instances; unset LDM_BACKEND to use LXD's API".into(),
-        })
-    }
+    /// is taken, [`LxdError::NotFound`] when `name` is gone.
+    fn rename(&self, name: &str, new: &str) -> Result<(), LxdError>;
     /// Runs `argv` inside `name` feeding `stdin`, handing each line of its
     /// output (stdout and stderr) to `line` as it comes; returns its exit
     /// code. LXD's own failures are errors, as for [`Lxd::exec`]. Lines

@@ -255,9 +255,8 @@ impl Api {
     }
 }
 
-/// LXD's busy state, against the API TEST DOUBLE: what the CLI backend's
-/// retry loop (`lxd::Patient`, gone with it) did, done by waiting for
-/// operations by id.
+/// LXD's busy state, against the API TEST DOUBLE: other operations on an
+/// instance are waited for by id.
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
