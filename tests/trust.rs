@@ -693,3 +693,37 @@ fn what_the_user_types_is_allowed_and_trust_shows_and_revokes_it() {
         assert!(calls(&env).is_empty(), "{cmd:?}");
     }
 }
+
+/// `lxd_project:` from a cloned file says where the containers live (and
+/// ldm makes that LXD project on the server): like `remote:`, nothing of
+/// it reaches the server until the user allows it. `ldm up` in the fresh
+/// clone asks first and makes no request; after `ldm trust --yes` the
+/// containers go in that LXD project.
+#[test]
+fn a_cloned_lxd_project_is_asked_for_before_any_request() {
+    let env = env();
+    clone_with(
+        &env,
+        "project: p\nlxd_project: theirs\ncontainers:\n  dev:\n    image: img\n",
+    );
+    as_user(&env, &[]);
+    calls(&env);
+    let run = env.fail(&["up"]);
+    assert!(calls(&env).is_empty(), "no LXD call before the user allows");
+    run.err_has("LXD project theirs");
+    run.err_has("ldm trust");
+    assert!(!env.double.state().projects.contains_key("theirs"));
+
+    env.ok(&["trust", "--yes"]);
+    // `up` uses the LXD project; `ldm create --lxd-project` makes it.
+    env.double
+        .add_project("theirs", &[("features.images", "false")]);
+    env.ok(&["up"]);
+    let reqs = calls(&env);
+    assert!(launched(&reqs), "{:#?}", show(&reqs));
+    assert!(
+        env.double.instance("theirs", "p-dev").is_some(),
+        "{:#?}",
+        show(&reqs)
+    );
+}

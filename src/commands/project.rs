@@ -43,13 +43,16 @@ pub fn create(ctx: &Ctx, args: &ProjectCreate, out: &mut dyn Write) -> Result<()
     if let Ok(Some(log)) = store.log_identity() {
         gate::remember_log(ctx, &dir, &log);
     }
-    if let Some(r) = &args.remote {
-        gate::allow_typed(
-            ctx,
-            &dir,
-            vec![Item::Remote { name: r.clone() }],
-            Vec::new(),
-        )?;
+    // A remote and an LXD project typed here are allowed.
+    let typed: Vec<Item> = (args.remote.iter().map(|r| Item::Remote { name: r.clone() }))
+        .chain(
+            args.lxd_project
+                .iter()
+                .map(|p| Item::LxdProject { name: p.clone() }),
+        )
+        .collect();
+    if !typed.is_empty() {
+        gate::allow_typed(ctx, &dir, typed, Vec::new())?;
     }
     say(
         out,

@@ -163,6 +163,7 @@ fn show(r: &Review, waiting: &[Found], json: bool, out: &mut dyn Write) -> Resul
 fn allowed_line(i: &Item) -> String {
     match i {
         Item::Remote { name } => format!("remote {name}"),
+        Item::LxdProject { name } => format!("LXD project {name}"),
         Item::Mount { source, readonly } => format!(
             "mount {}{}",
             source.display(),

@@ -48,6 +48,12 @@ pub enum Item {
         /// The remote's name.
         name: String,
     },
+    /// `lxd_project:`: the containers live in that LXD project of the
+    /// server, which ldm makes if the server lacks it.
+    LxdProject {
+        /// The LXD project's name.
+        name: String,
+    },
     /// A mount whose host side, resolved, is outside the project folder.
     Mount {
         /// The real path.
@@ -120,6 +126,14 @@ pub fn scan(project: &Project, dir: &Path, homes: &Homes) -> Vec<Found> {
         };
     if let Some(name) = &project.remote {
         add(Item::Remote { name: name.clone() }, Use::New, None, None);
+    }
+    if let Some(name) = &project.lxd_project {
+        add(
+            Item::LxdProject { name: name.clone() },
+            Use::New,
+            None,
+            None,
+        );
     }
     // A source written the same way resolves the same way: once each.
     let mut resolved: Vec<(String, sources::Source)> = Vec::new();
@@ -346,6 +360,9 @@ impl Found {
             Item::Remote { name } => format!(
                 "remote {name}: every LXD call (containers, files, images) goes to that server instead of this machine's LXD"
             ),
+            Item::LxdProject { name } => format!(
+                "LXD project {name}: the containers live in it (ldm makes it on the server if it is missing) instead of the client's current project"
+            ),
             Item::Mount { source, readonly } => {
                 let how = if *readonly { "read-only" } else { "read-write" };
                 let name = match self.uses.iter().next() {
@@ -382,6 +399,7 @@ impl Found {
     pub fn noun(&self) -> (&'static str, &'static str) {
         match self.item {
             Item::Remote { .. } => ("remote", "remotes"),
+            Item::LxdProject { .. } => ("LXD project", "LXD projects"),
             Item::Mount { .. } => ("mount outside the project", "mounts outside the project"),
             Item::Step { .. } | Item::Script { .. } => ("setup step", "setup steps"),
             Item::Setting { .. } => ("setting turned back on", "settings turned back on"),

@@ -108,7 +108,8 @@ impl Need {
             (Who::New(name), Use::Container(c)) => c == name,
         };
         match &f.item {
-            Item::Remote { .. } => self.remote,
+            // Where the containers live, as the remote says which server.
+            Item::Remote { .. } | Item::LxdProject { .. } => self.remote,
             Item::Mount { .. } => self.mounts && f.uses.iter().any(whose),
             Item::Step { .. } | Item::Script { .. } => self.steps && f.uses.iter().any(whose),
             Item::Setting { .. } => self.settings && f.uses.iter().any(whose),
