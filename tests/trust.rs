@@ -715,7 +715,14 @@ fn a_cloned_lxd_project_is_asked_for_before_any_request() {
     assert!(!env.double.state().projects.contains_key("theirs"));
 
     env.ok(&["trust", "--yes"]);
-    // `up` uses the LXD project; `ldm create --lxd-project` makes it.
+    // `up` uses the LXD project; `ldm create --lxd-project` makes it, and
+    // says so when the server lacks it.
+    let r = env.fail(&["up"]);
+    assert!(
+        r.stdout
+            .contains("LXD has no project theirs (the project file's lxd_project:"),
+        "{r:#?}"
+    );
     env.double
         .add_project("theirs", &[("features.images", "false")]);
     env.ok(&["up"]);

@@ -90,10 +90,17 @@ impl Api {
         let project = format!("/1.0/projects/{}", encode(&self.project));
         match self.get::<serde_json::Value>(&project) {
             Err(e) if status(&e) == Some(404) => LxdError::NotFound {
-                what: format!(
-                    "project {} (the client's current LXD project)",
-                    self.project
-                ),
+                what: if self.pinned {
+                    format!(
+                        "project {} (the project file's lxd_project:; `ldm create --lxd-project {}` in a new folder makes it, or an admin with `lxc project create`)",
+                        self.project, self.project
+                    )
+                } else {
+                    format!(
+                        "project {} (the client's current LXD project)",
+                        self.project
+                    )
+                },
             },
             _ => LxdError::NotFound {
                 what: format!("image {image}"),

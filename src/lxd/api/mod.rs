@@ -107,6 +107,9 @@ pub struct Api {
     named_remote: bool,
     /// The LXD project every request names.
     project: String,
+    /// `project` is the project file's `lxd_project:`, not the client's
+    /// current project.
+    pinned: bool,
     /// Its server is on another machine (not the unix socket).
     far: bool,
     conn: Result<Conn, (PathBuf, String)>,
@@ -179,6 +182,7 @@ impl Api {
                 ..
             })
         );
+        let pinned = project.is_some();
         let project = match project {
             Some(p) => p.to_string(),
             None => config
@@ -194,6 +198,7 @@ impl Api {
             remote: name,
             named_remote: remote.is_some(),
             project,
+            pinned,
             far,
             conn,
             config: Arc::new(config),
