@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::request::{encode, status, Body};
+use super::request::{encode, status, Body, Reply};
 use super::Api;
 use crate::lxd::LxdError;
 
@@ -159,11 +159,10 @@ impl Api {
         Ok(())
     }
 
-    /// The bytes of the regular file `path` in `name` (running or stopped:
-    /// LXD 5.0.2 and Incus 6.0.4 read a stopped container's files too), at
-    /// most `limit` of them; a folder, a symlink or a longer file is an
-    /// answer ldm does not take.
-    pub(super) fn read_one(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+    /// `GET` of `path` in `name`: the request (for messages) and a reply
+    /// whose status is a success; a 404 is [`Api::missing`], any other
+    /// error status LXD's error.
+    fn get_file(&self, name: &str, path: &str) -> Result<(String, Reply), LxdError> {
         let url = self.files_path(name, path);
         let request = format!("GET {}/files", self.instance_path(name));
         let reply = self.send("GET", &url, Body::Empty, None)?;
@@ -174,6 +173,15 @@ impl Api {
                 Ok(_) => self.protocol(&request, "an error status without an error"),
             });
         }
+        Ok((request, reply))
+    }
+
+    /// The bytes of the regular file `path` in `name` (running or stopped:
+    /// LXD 5.0.2 and Incus 6.0.4 read a stopped container's files too), at
+    /// most `limit` of them; a folder, a symlink or a longer file is an
+    /// answer ldm does not take.
+    pub(super) fn read_one(&self, name: &str, path: &str, limit: u64) -> Result<Vec<u8>, LxdError> {
+        let (request, reply) = self.get_file(name, path)?;
         match reply.file.kind.as_deref() {
             Some("file") | None => {}
             Some(other) => {
@@ -225,16 +233,7 @@ impl Api {
         recursive: bool,
         depth: usize,
     ) -> Result<(), LxdError> {
-        let url = self.files_path(name, path);
-        let request = format!("GET {}/files", self.instance_path(name));
-        let reply = self.send("GET", &url, Body::Empty, None)?;
-        if reply.status >= 400 {
-            return Err(match self.envelope(&request, reply) {
-                Err(e) if status(&e) == Some(404) => Self::missing(name, path),
-                Err(e) => e,
-                Ok(_) => self.protocol(&request, "an error status without an error"),
-            });
-        }
+        let (request, reply) = self.get_file(name, path)?;
         let mode = reply.file.mode.unwrap_or(0o644) & 0o7777;
         match reply.file.kind.as_deref() {
             Some("directory") if recursive => {
