@@ -229,13 +229,36 @@ fn run(cmd: &mut Command, what: String) -> Run {
 }
 
 /// The server's client program (`lxc`, or `incus` in the Incus run).
+///
+/// An `exec` that LXD could not attach to the instance (its forkexec
+/// failed: the client exits 255 with [`TRANSIENT_EXEC`], nothing ran; a
+/// known LXD flake, canonical/lxd#12084, seen in CI on a running instance)
+/// is tried again, at most 5 times a second apart, and said on stderr.
 fn lxc(args: &[&str]) -> Run {
     let s = server();
     let argv = s.argv(args);
-    run(
-        Command::new(s.program()).args(&argv).env("LC_ALL", "C"),
-        format!("{} {}", s.program(), argv.join(" ")),
-    )
+    let once = || {
+        run(
+            Command::new(s.program()).args(&argv).env("LC_ALL", "C"),
+            format!("{} {}", s.program(), argv.join(" ")),
+        )
+    };
+    let mut r = once();
+    for _ in 0..5 {
+        if args.first() != Some(&"exec")
+            || r.code != Some(255)
+            || !r.stderr.contains(TRANSIENT_EXEC)
+        {
+            break;
+        }
+        eprintln!(
+            "e2e: `{}` hit LXD's transient exec error; trying again",
+            r.what
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        r = once();
+    }
+    r
 }
 
 fn lxc_json(args: &[&str]) -> Value {
@@ -940,14 +963,6 @@ impl Suite {
         let mut argv = vec!["exec", lxd_name, "--", "sh", "-c", &wrapped, "sh"];
         argv.extend(args);
         let mut r = lxc(&argv);
-        for _ in 0..5 {
-            if r.code != Some(255) || !r.stderr.contains(TRANSIENT_EXEC) {
-                break;
-            }
-            eprintln!("e2e: `lxc exec {lxd_name}` hit LXD's transient exec error; retrying");
-            std::thread::sleep(Duration::from_secs(1));
-            r = lxc(&argv);
-        }
         if r.code == Some(255) {
             return r; // the client's own failure: nothing ran
         }
