@@ -31,6 +31,8 @@
 //! Knobs: `LDM_E2E_BENCH=1|0` (the measurements that check nothing; by
 //! default in the LXD run only), `LDM_E2E_DEBIAN_ALIAS` (image, default
 //! `ldm-debian`),
+//! `LDM_E2E_ONLY=STEP` (one self-contained step: `two_checkouts`,
+//! `in_another_lxd_project`, `lxd_project_per_person`),
 //! `LDM_E2E_PROFILE` (profile for launches, default `ldm-e2e` when it
 //! exists), `LDM_E2E_KEEP=1` (leave instances, images and files behind for
 //! debugging), `LDM_E2E_LDM` (the ldm binary to test; default the one cargo
@@ -639,6 +641,21 @@ fn sweep(stem: &str, stale: bool) {
         let r = lxc(&["project", "delete", p]);
         eprintln!("e2e cleanup: deleted LXD project {p} (exit {:?})", r.code);
     }
+    // The profile and network of the step `lxd_project_per_person`
+    // (profile first: it names the network). Stale ones go too: the
+    // network's fixed address would refuse the next run's.
+    for (kind, list) in [("profile", "/1.0/profiles"), ("network", "/1.0/networks")] {
+        let all = query(list).unwrap_or_default();
+        for path in all.as_array().into_iter().flatten() {
+            let Some(n) = path.as_str().and_then(|p| p.rsplit('/').next()) else {
+                continue;
+            };
+            if n.starts_with(stem) || (stale && n.starts_with(STEM_PREFIX)) {
+                let r = lxc(&[kind, "delete", n]);
+                eprintln!("e2e cleanup: deleted {kind} {n} (exit {:?})", r.code);
+            }
+        }
+    }
     let images = query("/1.0/images?recursion=1").unwrap_or_default();
     for img in images.as_array().into_iter().flatten() {
         let old = stale
@@ -828,6 +845,16 @@ fn workflow(on: Server) {
         unsafe { libc::geteuid() }
     );
 
+    // For a developer's quick run of one self-contained step (CI runs all).
+    if let Ok(only) = std::env::var("LDM_E2E_ONLY") {
+        match only.as_str() {
+            "two_checkouts" => s.two_checkouts(),
+            "in_another_lxd_project" => s.in_another_lxd_project(),
+            "lxd_project_per_person" => s.lxd_project_per_person(),
+            other => panic!("LDM_E2E_ONLY={other}: not a self-contained step"),
+        }
+        return;
+    }
     s.project_create();
     s.parallel_create();
     s.list();
@@ -843,6 +870,7 @@ fn workflow(on: Server) {
     s.two_checkouts();
     s.requests_per_command();
     s.in_another_lxd_project();
+    s.lxd_project_per_person();
     s.interrupted_create();
     s.killed_then_acted_on_at_once();
     s.killed_create_at_each_step_then_removed();
@@ -2181,6 +2209,120 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         ldm(&["remove", "-f", "p1"]).ok();
         assert_eq!(status(&lxd), None);
         lxc(&["project", "delete", &proj]).ok();
+    }
+
+    /// An LXD project per team member on one server (`ldm create
+    /// --lxd-project`): two checkouts of one project, so two `PROJECT-dev`.
+    /// On the one managed bridge with DNS, LXD refuses to start the second
+    /// (one instance of a name per network) and ldm says why and what to
+    /// do; with the second person's containers on a network of their own
+    /// (LDM_PROFILE), both run side by side and neither's commands touch
+    /// the other's.
+    fn lxd_project_per_person(&mut self) {
+        if !self.in_root_run("an LXD project per team member") {
+            return;
+        }
+        self.step("an LXD project per person: two PROJECT-dev side by side");
+        let (mine, theirs) = (format!("{}a", self.project), format!("{}b", self.project));
+        let name = format!("{}t", self.project);
+        let inst = format!("{name}-dev");
+        // The second person's network (no DNS) and a profile on it, made
+        // from the suite's; deleted at the end, and by name if left.
+        let net = format!("{}n", self.project);
+        let profile = format!("{}-nodns", self.project);
+        let base = self.profile.clone().unwrap_or_else(|| "default".into());
+        let address = match server() {
+            Server::Lxd => "198.18.90.1/24",
+            Server::Incus => "198.18.91.1/24",
+        };
+        lxc(&[
+            "network",
+            "create",
+            &net,
+            "--type=bridge",
+            &format!("ipv4.address={address}"),
+            "ipv4.nat=false",
+            "ipv6.address=none",
+            "dns.mode=none",
+        ])
+        .ok();
+        lxc(&["profile", "copy", &base, &profile]).ok();
+        lxc(&[
+            "profile", "device", "set", &profile, "eth0", "network", &net,
+        ])
+        .ok();
+        let folder = |who: &str| {
+            let d = self.scratch.join(format!("person-{who}"));
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        let (a, b) = (folder("a"), folder("b"));
+        let ldm = |dir: &std::path::Path, args: &[&str], profile: Option<&str>| {
+            let mut cmd = self.ldm_cmd(args);
+            cmd.current_dir(dir);
+            if let Some(p) = profile {
+                cmd.env("LDM_PROFILE", p);
+            }
+            run(
+                &mut cmd,
+                format!("ldm {} (in {})", args.join(" "), dir.display()),
+            )
+        };
+        let status = |project: &str| {
+            query(&format!("/1.0/instances/{inst}?project={project}"))
+                .map(|i| i["status"].as_str().unwrap_or("").to_string())
+        };
+        ldm(
+            &a,
+            &["create", "--name", &name, "--lxd-project", &mine],
+            None,
+        )
+        .ok();
+        ldm(
+            &b,
+            &["create", "--name", &name, "--lxd-project", &theirs],
+            None,
+        )
+        .ok();
+        let create = ["container", "create", "dev", &self.image, "--no-mount"];
+        ldm(&a, &create, None).ok();
+        // On the same bridge: LXD refuses the start; ldm says why.
+        let r = ldm(&b, &create, None).expect_code(1);
+        assert!(
+            r.stderr.contains(&format!(
+                "LXD project {mine} has an instance named {inst} too, and on one managed network with DNS"
+            )) && r.stderr.contains("LDM_PROFILE=PROFILE"),
+            "{}",
+            r.describe()
+        );
+        assert_eq!(status(&mine).as_deref(), Some("Running"));
+        ldm(&b, &["remove", "-f", "dev"], None).ok();
+        assert_eq!(status(&theirs), None);
+        // On a network of their own: side by side.
+        ldm(&b, &create, Some(&profile)).ok();
+        assert_eq!(status(&mine).as_deref(), Some("Running"));
+        assert_eq!(status(&theirs).as_deref(), Some("Running"));
+        for (dir, other) in [(&a, &theirs), (&b, &mine)] {
+            let r = ldm(dir, &["list", "--json"], None).ok();
+            let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+            assert_eq!(v[0]["name"], "dev", "{}", r.describe());
+            assert!(!r.out().contains(other.as_str()), "{}", r.describe());
+        }
+        ldm(&b, &["down"], None).ok();
+        assert_eq!(status(&theirs).as_deref(), Some("Stopped"));
+        assert_eq!(status(&mine).as_deref(), Some("Running"));
+        ldm(&b, &["up"], None).ok();
+        assert_eq!(status(&theirs).as_deref(), Some("Running"));
+        ldm(&b, &["project", "delete", "-f"], None).ok();
+        assert_eq!(status(&theirs), None);
+        assert_eq!(status(&mine).as_deref(), Some("Running"));
+        ldm(&a, &["project", "delete", "-f"], None).ok();
+        assert_eq!(status(&mine), None);
+        for p in [&mine, &theirs] {
+            lxc(&["project", "delete", p]).ok();
+        }
+        lxc(&["profile", "delete", &profile]).ok();
+        lxc(&["network", "delete", &net]).ok();
     }
 
     fn interrupted_create(&mut self) {

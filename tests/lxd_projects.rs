@@ -399,3 +399,61 @@ fn regression_a_failed_look_in_other_projects_is_said() {
     run.err_has("could not look for the missing containers in other LXD projects");
     run.err_has("LXD has no instance p-a");
 }
+
+/// Two people's checkouts of one project (`p`), each in an LXD project of
+/// their own (`ldm create --lxd-project`), on one server: both have a
+/// `p-a`. LXD refuses to start the second on a managed network with DNS
+/// (one instance of a name per network); ldm says so, with the two ways
+/// out, and leaves the first person's `p-a` alone. Decided from the failed
+/// start and the server's instances (one look in every project, made on
+/// this failure only), never from LXD's words: the double's failure text
+/// here is not LXD's.
+#[test]
+fn a_start_refused_beside_a_same_named_instance_of_another_lxd_project_says_why_and_what_to_do() {
+    let env = Env::empty();
+    env.double.state().behaviour.images_on_demand = true;
+    for (folder, lxd) in [("alice", "alice"), ("bob", "bob")] {
+        std::fs::create_dir_all(env.folder(folder)).unwrap();
+        env.run_in(folder, &["create", "--name", "p", "--lxd-project", lxd])
+            .ok();
+    }
+    env.run_in("alice", &["container", "create", "a", "img", "--no-mount"])
+        .ok();
+    env.take_requests();
+    // Bob's launch: the create works, the start is refused (as LXD does
+    // for the DNS name, "Failed start validation for device eth0").
+    env.double.fail_operation(
+        Match::new("PUT", "/1.0/instances/p-a/state"),
+        "the start failed",
+    );
+    let run = env
+        .run_in("bob", &["container", "create", "a", "img", "--no-mount"])
+        .fail();
+    run.err_has("the start failed; LXD project alice has an instance named p-a too, and on one managed network with DNS LXD runs only one instance of a name");
+    run.err_has("`lxc network set NETWORK dns.mode none`");
+    run.err_has("LDM_PROFILE=PROFILE");
+    let reqs = env.take_requests();
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| r.query("all-projects").as_deref() == Some("true"))
+            .count(),
+        1,
+        "{:#?}",
+        calls(&reqs)
+    );
+    assert!(env.double.instance("alice", "p-a").unwrap().is_running());
+    // A start refused with no same-named instance elsewhere is LXD's
+    // failure as it was.
+    env.double.clear_knobs();
+    env.run_in("alice", &["container", "create", "b", "img", "--no-mount"])
+        .ok();
+    env.run_in("alice", &["down", "b"]).ok();
+    env.double.fail_operation(
+        Match::new("PUT", "/1.0/instances/p-b/state"),
+        "the start failed",
+    );
+    let run = env.run_in("alice", &["up", "b"]);
+    assert_ne!(run.code, 0, "{run:#?}");
+    assert!(run.said().contains("the start failed"), "{run:#?}");
+    assert!(!run.said().contains("an instance named"), "{run:#?}");
+}

@@ -243,6 +243,22 @@ pub enum LxdError {
         /// What was looked for.
         what: String,
     },
+    /// A start LXD refused while another LXD project of the server has an
+    /// instance of the same name: on a managed network with DNS, LXD starts
+    /// one instance of a name (its words, kept in `source`, say when that
+    /// is why). Told from the failed start and the server's instances,
+    /// never from the words.
+    #[error("{source}; LXD project {others} has an instance named {name} too, and on one managed network with DNS LXD runs only one instance of a name: give this LXD project's containers another network (a profile whose eth0 is on another bridge, used with LDM_PROFILE=PROFILE), or turn the network's DNS off (`{program} network set NETWORK dns.mode none`), then `ldm up`")]
+    SameNameElsewhere {
+        /// The instance.
+        name: String,
+        /// The other LXD projects that have one of that name, comma separated.
+        others: String,
+        /// The client program (`lxc`, `incus`).
+        program: String,
+        /// The failed start.
+        source: Box<LxdError>,
+    },
     /// The instance or snapshot exists already.
     #[error("LXD already has {what}")]
     AlreadyExists {

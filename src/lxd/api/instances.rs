@@ -154,7 +154,32 @@ impl Api {
                 self.note_running(name, Some(action != "stop"));
                 Ok(())
             }
+            Some(_) if action == "start" => Err(self.start_refused(name, e)),
             Some(_) => Err(e),
+        }
+    }
+
+    /// A start that failed: [`LxdError::SameNameElsewhere`] when another
+    /// LXD project of the server has an instance of that name (one request,
+    /// on this failure only; a server that does not let this client list
+    /// every project leaves `e` as it is).
+    fn start_refused(&self, name: &str, e: LxdError) -> LxdError {
+        let Ok(away) = self.in_other_projects() else {
+            return e;
+        };
+        let others: Vec<String> = away
+            .into_iter()
+            .filter(|a| a.instance == name)
+            .map(|a| a.project)
+            .collect();
+        if others.is_empty() {
+            return e;
+        }
+        LxdError::SameNameElsewhere {
+            name: name.to_string(),
+            others: others.join(", "),
+            program: self.family_program(),
+            source: Box::new(e),
         }
     }
 
