@@ -9,6 +9,8 @@
 //! 2. A file that names another checkout's instance gets nothing of it.
 //! 3. `doctor` matches names exactly: project `web` never adopts `web-api-dev`.
 //! 4. `doctor` in a copy never offers the first checkout's containers.
+//! 5. After `lxc remote switch`, nothing is forgotten or made again on the
+//!    new server: the checkout's record says where its containers are.
 //!
 //! And: what ldm makes carries the marks (launch and copy, in the request
 //! that makes it); an unmarked instance the file names is managed as before.
@@ -426,4 +428,65 @@ fn a_clone_never_runs_its_steps_in_the_first_checkouts_container() {
         execs.is_empty(),
         "the clone's step ran in p-dev: {execs:#?}"
     );
+}
+
+/// Points the client's default remote at `remote` (`lxc remote switch`).
+fn switch_remote(env: &Env, remote: &str) {
+    let path = env.root.join("conf/config.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, rest) = text.split_once("default-remote: ").unwrap();
+    let (_, tail) = rest.split_once('\n').unwrap();
+    std::fs::write(&path, format!("{head}default-remote: {remote}\n{tail}")).unwrap();
+}
+
+/// Finding 5: after `lxc remote switch far` (no `remote:` in the file),
+/// `up` re-created the container on `far`, and `remove -f` and `doctor
+/// --fix` forgot the local one, which lived on unmanaged. Now each says
+/// where this folder made it and how to switch back, and changes nothing
+/// on either server or in the project; with no request more than before
+/// (the record is the user's state folder's). A copy of the folder, which
+/// made nothing, makes its own on `far`.
+#[test]
+fn finding_5_a_client_switched_to_another_server_neither_forgets_nor_re_creates() {
+    let env = first_checkout();
+    let far = env.remote_double("far");
+    far.add_image("default", Image::new("ldm-debian"));
+    switch_remote(&env, "far");
+    let says = "this folder made p-dev on remote `local` (";
+    let back = "and the client now points at remote `far` (";
+    let run = env.run_in("a", &["list"]).ok();
+    assert!(run.stdout.contains("NOT FOUND"), "{run:#?}");
+    run.err_has(says);
+    run.err_has(back);
+    run.err_has("switch back with `lxc remote switch local`");
+    let run = env.run_in("a", &["up", "--dry-run"]).ok();
+    run.out_has("dev: cannot: is not on the server the client points at: this folder made p-dev");
+    for args in [
+        &["up"][..],
+        &["up", "dev"],
+        &["remove", "-f", "dev"],
+        &["doctor", "--fix"],
+        &["container", "reset", "dev"],
+    ] {
+        let run = env.run_in("a", args);
+        assert_eq!(run.code, 1, "{args:?}: {run:#?}");
+        assert!(run.said().contains(says), "{args:?}: {run:#?}");
+    }
+    assert!(far.state().projects["default"].instances.is_empty());
+    assert!(env.running("p-dev"));
+    let file = std::fs::read_to_string(env.folder("a").join("containers.yaml")).unwrap();
+    assert!(file.contains("dev:"), "{file}");
+    // Back on `local`: all as before.
+    switch_remote(&env, "local");
+    env.run_in("a", &["doctor"])
+        .ok()
+        .out_has("the project and LXD agree");
+    // A copy made nothing anywhere: on `far` it makes its own.
+    env.copy("a", "b");
+    switch_remote(&env, "far");
+    env.run_in("b", &["up"]).ok();
+    assert!(far.state().projects["default"]
+        .instances
+        .contains_key("p-dev"));
+    assert!(env.running("p-dev"));
 }

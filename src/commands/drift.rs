@@ -78,10 +78,7 @@ fn drift(container: &str, message: String, fix: &str, mutations: Vec<Mutation>) 
 fn elsewhere(name: &str, a: &Away) -> Drift {
     drift(
         name,
-        format!(
-            "recorded, but not in LXD's current project: {}",
-            op::away(a)
-        ),
+        format!("recorded, but {}: {}", op::not_where(a), op::away(a)),
         "nothing (it is not forgotten)",
         Vec::new(),
     )

@@ -300,7 +300,23 @@ pub fn none_away(lxd: &dyn Lxd, missing: &[String], undone: &str) -> Result<(), 
 
 /// "p-a is not in LXD's current project: LXD project dev has ...".
 fn not_here(lxd_name: &str, a: &Away) -> String {
-    format!("{lxd_name} is not in LXD's current project: {}", away(a))
+    format!("{lxd_name} {}", not_there(a))
+}
+
+/// "is not in LXD's current project: ...", or, for a container this
+/// folder made on another server, "is not on the server ...".
+pub fn not_there(a: &Away) -> String {
+    format!("is {}: {}", not_where(a), away(a))
+}
+
+/// "not in LXD's current project", or "not on the server the client
+/// points at" for a container this folder made on another server.
+pub fn not_where(a: &Away) -> &'static str {
+    if a.server.is_some() {
+        "not on the server the client points at"
+    } else {
+        "not in LXD's current project"
+    }
 }
 
 /// Says, on stderr, that LXD would not list the other projects, for the
@@ -328,6 +344,16 @@ pub fn find_away<'a>(other: &'a [Away], lxd_name: &str) -> Option<&'a Away> {
 /// has (the client's current project changed since, or the name is
 /// another's there): what to run either way.
 pub fn away(a: &Away) -> String {
+    if let Some((made, now)) = &a.server {
+        return format!(
+            "this folder made {} on {} (LXD project {}), and the client now points at {}; switch back with `{}` (nothing was changed); to have it on the new server instead, remove it there first",
+            a.instance,
+            text::escape(made),
+            text::escape(&a.project),
+            text::escape(now),
+            text::escape(&a.switch)
+        );
+    }
     format!(
         "LXD project {} has an instance named {}, and the client's current project has none; if it is this container, switch back with `{}`; if not, delete or rename it there",
         text::escape(&a.project),

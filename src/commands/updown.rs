@@ -155,7 +155,7 @@ fn not_elsewhere(
             missing(name, action),
             op::find_away(&other, &project.lxd_name(name)),
         ) {
-            *action = Action::Refuse(format!("is not in LXD's current project: {}", op::away(a)));
+            *action = Action::Refuse(op::not_there(a));
         }
     }
 }

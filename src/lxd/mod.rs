@@ -15,6 +15,7 @@ mod ipv4;
 mod lines;
 pub mod owned;
 pub mod owner;
+mod pins;
 mod stopping;
 mod wait;
 
@@ -156,16 +157,38 @@ pub struct Image {
     pub description: String,
 }
 
-/// An instance in an LXD project other than the one ldm's calls address.
+/// An instance in an LXD project other than the one ldm's calls address,
+/// or (with `server`) one this checkout made on another server than the
+/// one the client now points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Away {
     /// Instance name.
     pub instance: String,
     /// Its LXD project.
     pub project: String,
-    /// The client command that makes that project current
-    /// (`lxc project switch [REMOTE:]PROJECT`).
+    /// The client command that makes that project (or server) current
+    /// (`lxc project switch [REMOTE:]PROJECT`, `lxc remote switch REMOTE`).
     pub switch: String,
+    /// Set when the checkout's record says the instance was made on
+    /// another server (nothing was asked of either): where it was made,
+    /// and where the client points now, in words.
+    pub server: Option<(String, String)>,
+}
+
+/// Where ldm's calls go, told from the client's configuration alone (no
+/// request): the server as reached (its unix socket, or `https://HOST:PORT`)
+/// and the LXD project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The server's identity: its socket or HTTPS address, whatever the
+    /// remote is called.
+    pub server: String,
+    /// The remote and server in words, for messages.
+    pub what: String,
+    /// The client command that makes this remote the default again.
+    pub switch: String,
+    /// The LXD project the calls name.
+    pub project: String,
 }
 
 /// A failed LXD operation. The typed variants are what commands decide
@@ -432,6 +455,8 @@ pub trait Lxd: Send + Sync {
     fn remote_server(&self) -> Result<Option<String>, LxdError>;
     /// Who the server is, and the LXD project ldm's calls address.
     fn identity(&self) -> Result<Server, LxdError>;
+    /// Where the calls go, from the configuration alone (no request).
+    fn target(&self) -> Result<Target, LxdError>;
     /// Adds disk device `disk` to `name` (live, if it runs).
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError>;
     /// Removes device `device` from `name`.

@@ -8,7 +8,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::owner::{Me, Owner, PREFIX};
-use super::{Away, Disk, ExecOutput, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State};
+use super::pins::{Pin, Pins};
+use super::{
+    Away, Disk, ExecOutput, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State, Target,
+};
 
 /// A client that knows whose each instance is: reads note the owner of
 /// what they return, and every call that acts on an instance of another
@@ -21,6 +24,7 @@ pub struct Owned {
     me: Me,
     seen: Seen,
     quiet: bool,
+    pins: Pins,
 }
 
 /// The owners one command's clients have seen, by instance name (a
@@ -31,11 +35,20 @@ impl Owned {
     /// Wraps `inner` for the checkout `me`, sharing what it sees in `seen`.
     /// `quiet`: no line when an instance is marked (`-q`).
     pub fn new(inner: Arc<dyn Lxd>, me: Me, seen: Seen, quiet: bool) -> Owned {
+        let pins = Pins::of(me.users.as_ref(), &me.checkout);
         Owned {
             inner,
             me,
             seen,
             quiet,
+            pins,
+        }
+    }
+
+    /// Records where `name`, this checkout's, is (best effort).
+    fn pin(&self, name: &str) {
+        if let Ok(t) = self.inner.target() {
+            self.pins.record(name, &Pin::at(&t));
         }
     }
 
@@ -78,6 +91,9 @@ impl Owned {
 
     fn note(&self, inst: &Instance) -> Owner {
         let owner = self.me.owner(&inst.user);
+        if owner == Owner::Ours {
+            self.pin(&inst.name);
+        }
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -149,6 +165,7 @@ impl Owned {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), Owner::Ours);
+        self.pin(name);
     }
 
     fn marks(&self, name: &str) -> Vec<(&'static str, String)> {
@@ -235,7 +252,9 @@ impl Lxd for Owned {
     }
     fn delete(&self, name: &str) -> Result<(), LxdError> {
         self.guard(name)?;
-        self.inner.delete(name)
+        self.inner.delete(name)?;
+        self.pins.forget(name);
+        Ok(())
     }
     fn exec(&self, name: &str, argv: &[&str], stdin: &[u8]) -> Result<ExecOutput, LxdError> {
         self.guard(name)?;
@@ -311,8 +330,35 @@ impl Lxd for Owned {
     fn operations(&self, name: &str) -> Result<Vec<String>, LxdError> {
         self.inner.operations(name)
     }
+    /// Also this checkout's containers that its records put on another
+    /// server than the one the client points at now (`lxc remote switch`):
+    /// no request, and said even when the new server cannot be asked.
     fn elsewhere(&self) -> Result<Vec<Away>, LxdError> {
-        self.inner.elsewhere()
+        let here = self.inner.target()?;
+        let mut away: Vec<Away> = self
+            .pins
+            .all()
+            .into_iter()
+            .filter(|(_, p)| p.server != here.server)
+            .map(|(instance, p)| Away {
+                instance,
+                project: p.project,
+                switch: p.switch,
+                server: Some((p.what, here.what.clone())),
+            })
+            .collect();
+        match self.inner.elsewhere() {
+            Ok(more) => {
+                let pinned: Vec<String> = away.iter().map(|a| a.instance.clone()).collect();
+                away.extend(more.into_iter().filter(|m| !pinned.contains(&m.instance)));
+            }
+            Err(_) if !away.is_empty() => {}
+            Err(e) => return Err(e),
+        }
+        Ok(away)
+    }
+    fn target(&self) -> Result<Target, LxdError> {
+        self.inner.target()
     }
     fn remote_server(&self) -> Result<Option<String>, LxdError> {
         self.inner.remote_server()
@@ -353,6 +399,7 @@ impl Lxd for Owned {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+        self.pins.forget(name);
         self.remark(new, before)
     }
     fn exec_lines(

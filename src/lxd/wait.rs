@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::{
     Away, Disk, ExecOutput, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State, Stop,
+    Target,
 };
 
 /// Told once per instance, when ldm starts waiting for LXD on it: the
@@ -116,6 +117,9 @@ impl<L: Lxd + ?Sized> Lxd for std::sync::Arc<L> {
     }
     fn identity(&self) -> Result<Server, LxdError> {
         (**self).identity()
+    }
+    fn target(&self) -> Result<Target, LxdError> {
+        (**self).target()
     }
     fn add_disk(&self, name: &str, disk: &Disk) -> Result<(), LxdError> {
         (**self).add_disk(name, disk)

@@ -303,6 +303,7 @@ impl Api {
                 ),
                 instance: o.name,
                 project: o.project,
+                server: None,
             })
             .collect())
     }

@@ -56,6 +56,7 @@ use types::ServerObj;
 use super::wait::OnWait;
 use super::{
     Away, Disk, ExecOutput, Image, Instance, Lxd, LxdError, Server, SnapshotInfo, State, Stop,
+    Target,
 };
 
 /// How long calls that act on an instance wait for LXD's other operations
@@ -454,6 +455,16 @@ impl Lxd for Api {
             fingerprint: h.environment.certificate_fingerprint.clone(),
             project: self.project.clone(),
             remote: self.remote.clone(),
+        })
+    }
+
+    fn target(&self) -> Result<Target, LxdError> {
+        let conn = self.conn()?;
+        Ok(Target {
+            server: conn.endpoint.to_string(),
+            what: format!("remote `{}` ({})", self.remote, conn.endpoint),
+            switch: format!("{} remote switch {}", self.family_program(), self.remote),
+            project: self.project.clone(),
         })
     }
 
