@@ -3,148 +3,43 @@
 //! renamed, marked, started again as they were). Against the API test
 //! double with the real `ldm` binary. A rename that fails or is killed half
 //! way shows `RENAMING (interrupted)`, and running it again finishes it.
-//! (The harness is tests/ownership.rs's, until the shared one lands.)
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
-use lxd_double::{Double, HangAt, Image, Instance, Match};
+use std::process::Stdio;
 
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use common::api::{canonical, Env};
+use lxd_double::{HangAt, Image, Instance, Match};
 
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(self.code, 0, "{self:#?}");
-        self
-    }
-
-    fn code(self, code: i32) -> Run {
-        assert_eq!(self.code, code, "{self:#?}");
-        self
-    }
-}
-
-/// Two folders (`a`, the first checkout, and later its copy `b`) of one
-/// user, and an LXD double with the image `ldm-debian`.
-struct Env {
-    double: Double,
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    home: PathBuf,
-    conf: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_path_buf();
-        let (home, conf) = (root.join("home"), root.join("conf"));
-        for d in [&home, &conf, &root.join("a")] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        std::fs::write(
-            conf.join("config.yml"),
-            Double::client_config("local", "default"),
-        )
-        .unwrap();
-        let double = Double::start(&root.join("lxd")).unwrap();
-        double.add_image("default", Image::new("ldm-debian"));
-        Env {
-            double,
-            _tmp: tmp,
-            root,
-            home,
-            conf,
-        }
-    }
-
-    fn dir(&self, folder: &str) -> PathBuf {
-        self.root.join(folder)
-    }
-
-    fn ldm(&self, folder: &str, args: &[&str]) -> Run {
-        let out = self
-            .command(folder, args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ldm");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// `ldm ARGS` in `folder`, not started yet.
-    fn command(&self, folder: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ldm"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("LDM_") || k.starts_with("LXD_") || k.starts_with("INCUS_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.args(args)
-            .current_dir(self.dir(folder))
-            .env("LDM_LXC", "/nonexistent/lxc")
-            .env("LXD_DIR", self.double.dir())
-            .env("LXD_CONF", &self.conf)
-            .env("HOME", &self.home)
-            .env("XDG_STATE_HOME", self.home.join("state"))
-            .env("XDG_CACHE_HOME", self.home.join("cache"))
-            .env("NO_COLOR", "1");
-        cmd
-    }
-
-    /// `cp -r a b`: a second checkout with the same files.
-    fn copy(&self, from: &str, to: &str) {
-        let st = Command::new("cp")
-            .arg("-r")
-            .arg(self.dir(from))
-            .arg(self.dir(to))
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    fn instance(&self, name: &str) -> Option<Instance> {
-        self.double.instance("default", name)
-    }
-
-    fn running(&self, name: &str) -> bool {
-        self.instance(name).is_some_and(|i| i.is_running())
-    }
-}
-
-fn canonical(p: &Path) -> String {
-    std::fs::canonicalize(p).unwrap().display().to_string()
+/// Folder `a` of one user, and an LXD double with the image `ldm-debian`.
+fn new_env() -> Env {
+    let env = Env::empty();
+    std::fs::create_dir_all(env.folder("a")).unwrap();
+    env.double.add_image("default", Image::new("ldm-debian"));
+    env
 }
 
 /// A project `p` in folder `a` with container `dev` made by ldm (running)
 /// and `web` (stopped, with a snapshot of its own).
 fn two_containers() -> Env {
-    let env = Env::new();
-    env.ldm("a", &["create", "--name", "p"]).ok();
+    let env = new_env();
+    env.run_in("a", &["create", "--name", "p"]).ok();
     for name in ["dev", "web"] {
-        env.ldm(
+        env.run_in(
             "a",
             &["container", "create", name, "ldm-debian", "--no-mount"],
         )
         .ok();
     }
-    env.ldm("a", &["container", "snapshot", "create", "web", "s1"])
+    env.run_in("a", &["container", "snapshot", "create", "web", "s1"])
         .ok();
-    env.ldm("a", &["down", "web"]).ok();
+    env.run_in("a", &["down", "web"]).ok();
     assert!(env.running("p-dev") && !env.running("p-web"));
     env
 }
 
 fn project_of(env: &Env, folder: &str) -> String {
-    let text = std::fs::read_to_string(env.dir(folder).join("containers.yaml")).unwrap();
+    let text = std::fs::read_to_string(env.folder(folder).join("containers.yaml")).unwrap();
     let line = text
         .lines()
         .find(|l| l.starts_with("project:"))
@@ -168,14 +63,14 @@ fn marks(env: &Env, name: &str) -> (String, String, String) {
 fn a_project_with_a_running_and_a_stopped_container_is_renamed_in_lxd() {
     let env = two_containers();
     let checkout = env.instance("p-dev").unwrap().config["user.ldm.checkout"].clone();
-    let r = env.ldm("a", &["project", "rename", "q"]).ok();
+    let r = env.run_in("a", &["project", "rename", "q"]).ok();
     assert!(r.stdout.contains("Renamed project p to q"), "{r:#?}");
     assert!(r.stderr.contains("p-dev is now q-dev"), "{r:#?}");
     assert_eq!(project_of(&env, "a"), "q");
     assert!(env.instance("p-dev").is_none() && env.instance("p-web").is_none());
     assert!(env.running("q-dev"), "running before, running after");
     assert!(!env.running("q-web"), "stopped before, stopped after");
-    let folder = canonical(&env.dir("a"));
+    let folder = canonical(&env.folder("a"));
     assert_eq!(
         marks(&env, "q-dev"),
         ("q".into(), "dev".into(), folder.clone())
@@ -188,7 +83,7 @@ fn a_project_with_a_running_and_a_stopped_container_is_renamed_in_lxd() {
     let names: Vec<String> = env.instance("q-web").unwrap().snapshot_names();
     assert!(names.contains(&"s1".to_string()), "{names:?}");
     // The project goes on under its new name.
-    let list = env.ldm("a", &["list"]).ok();
+    let list = env.run_in("a", &["list"]).ok();
     let rows: Vec<&str> = list.stdout.lines().skip(1).collect();
     assert!(
         rows[0].starts_with("dev ") && rows[0].contains("RUNNING"),
@@ -198,12 +93,12 @@ fn a_project_with_a_running_and_a_stopped_container_is_renamed_in_lxd() {
         rows[1].starts_with("web ") && rows[1].contains("STOPPED"),
         "{list:#?}"
     );
-    env.ldm("a", &["up", "web"]).ok();
+    env.run_in("a", &["up", "web"]).ok();
     assert!(env.running("q-web"));
-    env.ldm("a", &["container", "reset", "web", "s1"]).ok();
-    env.ldm("a", &["doctor"]).ok();
+    env.run_in("a", &["container", "reset", "web", "s1"]).ok();
+    env.run_in("a", &["doctor"]).ok();
     // Once more is nothing to do.
-    let again = env.ldm("a", &["project", "rename", "q"]).ok();
+    let again = env.run_in("a", &["project", "rename", "q"]).ok();
     assert!(again.stdout.contains("named q already"), "{again:#?}");
 }
 
@@ -212,22 +107,22 @@ fn a_project_with_a_running_and_a_stopped_container_is_renamed_in_lxd() {
 /// nothing of the first's, and makes its own container beside it.
 #[test]
 fn a_copy_renamed_with_the_command_makes_its_own_containers_beside_the_firsts() {
-    let env = Env::new();
-    env.ldm("a", &["create", "--name", "p"]).ok();
-    env.ldm(
+    let env = new_env();
+    env.run_in("a", &["create", "--name", "p"]).ok();
+    env.run_in(
         "a",
         &["container", "create", "dev", "ldm-debian", "--no-mount"],
     )
     .ok();
     env.copy("a", "b");
-    let refused = env.ldm("b", &["up"]).code(1);
+    let refused = env.run_in("b", &["up"]).code(1);
     assert!(
         refused.stdout.contains("`ldm project rename b`"),
         "{refused:#?}"
     );
     let first = marks(&env, "p-dev");
 
-    let r = env.ldm("b", &["project", "rename", "b"]).ok();
+    let r = env.run_in("b", &["project", "rename", "b"]).ok();
     assert!(r.stderr.contains("left LXD's p-dev alone"), "{r:#?}");
     assert_eq!(project_of(&env, "b"), "b");
     assert_eq!(project_of(&env, "a"), "p");
@@ -238,16 +133,16 @@ fn a_copy_renamed_with_the_command_makes_its_own_containers_beside_the_firsts() 
         "the first's instance is untouched"
     );
 
-    env.ldm("b", &["up"]).ok();
+    env.run_in("b", &["up"]).ok();
     assert!(env.running("b-dev") && env.running("p-dev"));
     assert_eq!(
         marks(&env, "b-dev"),
-        ("b".into(), "dev".into(), canonical(&env.dir("b")))
+        ("b".into(), "dev".into(), canonical(&env.folder("b")))
     );
-    env.ldm("a", &["down", "dev"]).ok();
+    env.run_in("a", &["down", "dev"]).ok();
     assert!(!env.running("p-dev") && env.running("b-dev"));
-    env.ldm("a", &["doctor"]).ok();
-    env.ldm("b", &["doctor"]).ok();
+    env.run_in("a", &["doctor"]).ok();
+    env.run_in("b", &["doctor"]).ok();
 }
 
 /// A name LXD has for another instance is refused before anything changes.
@@ -255,14 +150,14 @@ fn a_copy_renamed_with_the_command_makes_its_own_containers_beside_the_firsts() 
 fn a_taken_name_is_refused_and_nothing_changes() {
     let env = two_containers();
     env.double.seed("default", "q-web", Instance::stopped());
-    let before = std::fs::read(env.dir("a").join("containers.yaml")).unwrap();
-    let r = env.ldm("a", &["project", "rename", "q"]).code(1);
+    let before = std::fs::read(env.folder("a").join("containers.yaml")).unwrap();
+    let r = env.run_in("a", &["project", "rename", "q"]).code(1);
     assert!(
         r.stderr.contains("q-web") && r.stderr.contains("nothing was renamed"),
         "{r:#?}"
     );
     assert_eq!(
-        std::fs::read(env.dir("a").join("containers.yaml")).unwrap(),
+        std::fs::read(env.folder("a").join("containers.yaml")).unwrap(),
         before
     );
     assert!(env.running("p-dev") && env.instance("p-web").is_some());
@@ -275,12 +170,12 @@ fn a_taken_name_is_refused_and_nothing_changes() {
 #[test]
 fn a_rename_failing_half_way_is_visible_and_finished_by_running_it_again() {
     let env = two_containers();
-    env.ldm("a", &["up", "web"]).ok();
+    env.run_in("a", &["up", "web"]).ok();
     env.double.fail_operation(
         Match::new("POST", "/1.0/instances/p-web"),
         "Failed to rename: disk full",
     );
-    let r = env.ldm("a", &["project", "rename", "q"]);
+    let r = env.run_in("a", &["project", "rename", "q"]);
     assert_ne!(r.code, 0, "{r:#?}");
     assert!(r.stderr.contains("ldm project rename q"), "{r:#?}");
     env.double.clear_knobs();
@@ -294,11 +189,11 @@ fn a_rename_failing_half_way_is_visible_and_finished_by_running_it_again() {
 #[test]
 fn a_rename_killed_half_way_is_visible_and_finished_by_running_it_again() {
     let env = two_containers();
-    env.ldm("a", &["up", "web"]).ok();
+    env.run_in("a", &["up", "web"]).ok();
     env.double
         .hang(Match::new("POST", "/1.0/instances/p-web"), HangAt::Response);
     let mut child = env
-        .command("a", &["project", "rename", "q"])
+        .command_in(&env.folder("a"), &["project", "rename", "q"], &[])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -323,18 +218,18 @@ fn a_rename_killed_half_way_is_visible_and_finished_by_running_it_again() {
 /// What an interrupted rename of `p` to `q` shows, with web's instance
 /// named `web` in LXD, until the same command finishes it.
 fn interrupted_then_finished(env: &Env, web: &str) {
-    let list = env.ldm("a", &["list"]);
+    let list = env.run_in("a", &["list"]);
     assert!(list.stdout.contains("RENAMING (interrupted)"), "{list:#?}");
-    let doctor = env.ldm("a", &["doctor"]);
+    let doctor = env.run_in("a", &["doctor"]);
     let said = format!("{}{}", doctor.stdout, doctor.stderr);
     assert!(said.contains("interrupted renaming"), "{doctor:#?}");
     if web == "p-web" {
-        let fix = env.ldm("a", &["doctor", "--fix", "--force"]);
+        let fix = env.run_in("a", &["doctor", "--fix", "--force"]);
         let said = format!("{}{}", fix.stdout, fix.stderr);
         assert!(said.contains("ldm project rename q"), "{fix:#?}");
         assert!(env.instance("p-web").is_some(), "doctor forgot nothing");
     }
-    let up = env.ldm("a", &["up"]);
+    let up = env.run_in("a", &["up"]);
     assert!(
         format!("{}{}", up.stdout, up.stderr).contains("ldm project rename q"),
         "{up:#?}"
@@ -346,10 +241,10 @@ fn interrupted_then_finished(env: &Env, web: &str) {
     assert_eq!(webs, 1, "up made no second web");
     assert!(!env.running(web), "up left it to the rename");
     // Another name is refused until this one is finished.
-    let other = env.ldm("a", &["project", "rename", "z"]).code(1);
+    let other = env.run_in("a", &["project", "rename", "z"]).code(1);
     assert!(other.stderr.contains("ldm project rename q"), "{other:#?}");
 
-    let again = env.ldm("a", &["project", "rename", "q"]).ok();
+    let again = env.run_in("a", &["project", "rename", "q"]).ok();
     assert!(
         again.stdout.contains("Renamed project p to q"),
         "{again:#?}"
@@ -362,7 +257,7 @@ fn interrupted_then_finished(env: &Env, web: &str) {
     );
     assert!(env.running("q-dev"));
     assert_eq!(marks(env, "q-web").0, "q");
-    let list = env.ldm("a", &["list"]).ok();
+    let list = env.run_in("a", &["list"]).ok();
     assert!(!list.stdout.contains("RENAMING"), "{list:#?}");
-    env.ldm("a", &["doctor"]).ok();
+    env.run_in("a", &["doctor"]).ok();
 }
