@@ -360,3 +360,34 @@ fn a_create_killed_before_the_first_start_is_finished_by_a_rerun() {
     assert!(inst.is_running());
     assert!(inst.devices.keys().any(|k| k.starts_with("ldm-mount-")));
 }
+
+/// An image whose container user is root inside (`dev` with uid 0): ldm
+/// never maps the host user to the container's root (every root process
+/// of the container would run as the host user on the host). The
+/// container is made, without the mount and without any raw.idmap, and
+/// the create says why.
+#[test]
+fn a_container_user_that_is_root_inside_gets_no_mapping() {
+    let passwd = format!("{PASSWD}dev:x:0:0::/root:/bin/bash\n");
+    let env = Env::new(Family::Lxd, image(&passwd, GROUP));
+    env.user_gets(0, 0);
+    let (code, out, err) = env.ldm(&["container", "create", "a", "ldm-debian"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("Not mounted: the container user of p-a has uid or gid 0 (root) inside"),
+        "{said}"
+    );
+    let inst = env.double.instance("default", "p-a").unwrap();
+    assert!(inst.is_running());
+    assert!(
+        inst.config.get("raw.idmap").is_none_or(|v| v.is_empty()),
+        "{:?}",
+        inst.config
+    );
+    assert!(
+        !inst.devices.keys().any(|k| k.starts_with("ldm-mount-")),
+        "{:?}",
+        inst.devices
+    );
+}

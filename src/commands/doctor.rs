@@ -338,10 +338,9 @@ fn fix_mount(
                         command,
                     })
                 }
-                Attached::HostRoot => {
+                Attached::Root(why) => {
                     return Err(Error::Refused(format!(
-                        "cannot mount {mount} in {lxd_name}: {}",
-                        mounts::HOST_ROOT
+                        "cannot mount {mount} in {lxd_name}: {why}"
                     )))
                 }
                 Attached::Remote { remote } => {

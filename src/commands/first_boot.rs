@@ -214,7 +214,12 @@ fn image_ids(lxd: &dyn Lxd, lxd_name: &str, user: &str, host: Ids) -> Result<Ids
         Ok(_) | Err(LxdError::Protocol { .. }) => true,
         Err(e) => return Err(format!("looking for {CLOUD_INIT} in the image: {e}")),
     };
-    Ok(choose(&passwd, &group, user, host, cloud_init))
+    let ids = choose(&passwd, &group, user, host, cloud_init);
+    if ids.uid == 0 || ids.gid == 0 {
+        // Never mapped (mounts::attach says why, after the boot).
+        return Err(format!("the image's {user} is root (uid or gid 0)"));
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]

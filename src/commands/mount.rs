@@ -140,12 +140,11 @@ pub fn mount(ctx: &Ctx, args: &MountArgs, out: &mut dyn Write) -> Result<(), Err
                 command,
             })
         }
-        Ok(Attached::HostRoot) => {
+        Ok(Attached::Root(why)) => {
             op::record(&mut store, undo())?;
             Err(Error::Refused(format!(
-                "cannot mount {} in {name}: {}",
-                m.host,
-                mounts::HOST_ROOT
+                "cannot mount {} in {name}: {why}",
+                m.host
             )))
         }
         Ok(Attached::Remote { remote }) => {

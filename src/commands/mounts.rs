@@ -122,9 +122,11 @@ pub enum Attached {
         /// The command to run as root.
         command: String,
     },
-    /// The host user is root: mapping it into the container would give
-    /// the container root's files. Nothing was changed.
-    HostRoot,
+    /// Mapping would join root of one side to the other: the host user is
+    /// root (the container would get root's files), or the container user
+    /// is root inside (the container's root would run as the host user).
+    /// Nothing was changed; the words say which.
+    Root(String),
     /// The LXD server is on another machine (the client's default remote
     /// `remote`): the host folders are not there. Nothing was changed.
     Remote {
@@ -140,7 +142,14 @@ pub fn remote_words(remote: &str) -> String {
     )
 }
 
-/// Why [`Attached::HostRoot`] mounts nothing, for messages.
+/// Why [`Attached::Root`] mounts nothing when the container user of
+/// `lxd_name` is root inside (uid or gid 0: an image whose user is root, or
+/// `user: root`).
+pub fn user_root(lxd_name: &str) -> String {
+    format!("the container user of {lxd_name} has uid or gid 0 (root) inside, and mapping your uid to it would run every root process of the container as you on the host, which ldm never does; use an image whose user is not root, or another `user:`")
+}
+
+/// Why [`Attached::Root`] mounts nothing when ldm runs as root.
 pub const HOST_ROOT: &str = "ldm runs as root and the project folder belongs to root, so its files cannot be mapped to the container user without mapping host root into the container, which ldm never does; run ldm as the folder's owner (a user in group lxd)";
 
 /// What [`attach`] mounts into which instance.
@@ -214,7 +223,12 @@ pub fn attach(
     // Host root's files are never shown to a container: mapping host root
     // into it would give the container root's files.
     if t.host.uid == 0 || t.host.gid == 0 {
-        return Ok(Attached::HostRoot);
+        return Ok(Attached::Root(HOST_ROOT.into()));
+    }
+    // Nor is the host user made the container's root: every root process
+    // of the container would run as the host user on the host.
+    if t.user.uid == 0 || t.user.gid == 0 {
+        return Ok(Attached::Root(user_root(t.lxd_name)));
     }
     // A device at the same name with other values is an older mount at
     // this path: replace it.
@@ -406,7 +420,7 @@ mod tests {
         let (r, shifted) = attach_as(owner.max(1), owner.max(1), true);
         assert!(!shifted, "{r:?}");
         let (r, shifted) = attach_as(0, 0, false);
-        assert!(!shifted && r == Attached::HostRoot, "{r:?}");
+        assert!(!shifted && r == Attached::Root(HOST_ROOT.into()), "{r:?}");
     }
 
     #[test]

@@ -314,7 +314,7 @@ fn mount(
             let done: Vec<Mount> = done.into_iter().cloned().collect();
             Ok(Some(needs_root(plan.name, &done, &command)))
         }
-        Attached::HostRoot => Ok(Some(format!("Not mounted: {}", mounts::HOST_ROOT))),
+        Attached::Root(why) => Ok(Some(format!("Not mounted: {why}"))),
         Attached::Remote { remote } => Ok(Some(format!(
             "Not mounted: {}",
             mounts::remote_words(&remote)
