@@ -334,7 +334,6 @@ fn snapshots(owners: &Owners, name: &str, c: &Container, i: &Instance) -> Vec<Dr
 
 /// Instances named like this project's containers that it does not record.
 fn unrecorded(project: &Project, instances: &[Instance]) -> Vec<Drift> {
-    let prefix = format!("{}-", project.project);
     instances
         .iter()
         .filter_map(|i| {
@@ -348,10 +347,9 @@ fn unrecorded(project: &Project, instances: &[Instance]) -> Vec<Drift> {
                     (*p == project.project && i.name == project.lxd_name(c))
                         .then_some(c.as_str())?
                 }
-                Owner::Unmarked | Owner::Other(_) => return None,
-                // A bare client (no checkout: no state folder) knows no
-                // marks: the prefix.
-                Owner::Unknown => i.name.strip_prefix(&prefix)?,
+                // Nor without marks to read: a client with no checkout (the
+                // user has no state folder) adopts nothing rather than guess.
+                Owner::Unmarked | Owner::Other(_) | Owner::Unknown => return None,
             };
             if project.containers.contains_key(name)
                 || validate::container_name(&project.project, name).is_err()
@@ -469,7 +467,20 @@ mod tests {
             .seed("p-new", Seed::stopped().snapshot("s"))
             .seed("q-x", Seed::running());
         let lxd = served.api();
-        let drifts = compare(&owners, &p, &lxd.list().unwrap(), &[]);
+        // A bare client knows no marks: nothing is adopted by its name.
+        let bare = compare(&owners, &p, &lxd.list().unwrap(), &[]);
+        assert!(!bare.iter().any(|d| d.container == "new"), "{bare:?}");
+        // p-new as this checkout made it, with its marks.
+        let listed = || {
+            let mut all = lxd.list().unwrap();
+            for i in all.iter_mut().filter(|i| i.name == "p-new") {
+                i.owner = Owner::Ours;
+                i.user.insert(owner::PROJECT.into(), "p".into());
+                i.user.insert(owner::CONTAINER.into(), "new".into());
+            }
+            all
+        };
+        let drifts = compare(&owners, &p, &listed(), &[]);
         let said: Vec<(&str, &str)> = drifts
             .iter()
             .map(|d| (d.container.as_str(), d.fix.as_str()))
@@ -499,7 +510,7 @@ mod tests {
         for m in drifts.iter().flat_map(|d| d.mutations.clone()) {
             fixed.apply(&m).unwrap();
         }
-        let mut instances = lxd.list().unwrap();
+        let mut instances = listed();
         instances[0].snapshots.retain(|s| s.name != "ldm-publish-9");
         assert!(compare(&owners, &fixed, &instances, &[]).is_empty());
     }
