@@ -24,7 +24,9 @@ USER_LOG (optional) that of the e2e test binary run with `--ignored
 import re
 import sys
 
-RUNNING = re.compile(r"^\s+Running (?:unittests )?(\S+) \(")
+# A test binary is its source path and its crate's binary name: every
+# crate of the workspace has a `src/lib.rs`, told apart by the latter.
+RUNNING = re.compile(r"^\s+Running (?:unittests )?(\S+) \((?:\S*/)?([^/\s]+?)(?:-[0-9a-f]{16})?\)")
 DOCTESTS = re.compile(r"^\s+Doc-tests (\S+)")
 SUMMARY = re.compile(
     r"test result: (?:ok|FAILED)\. (\d+) passed; (\d+) failed; (\d+) ignored; \d+ measured; \d+ filtered out"
@@ -46,13 +48,16 @@ def parse(path):
         lines = f.read().splitlines()
     binaries, current, by_name = [], None, {}
     for line in lines:
-        m = RUNNING.match(line) or DOCTESTS.match(line)
+        m = RUNNING.match(line)
+        name = "%s (%s)" % m.groups() if m else None
+        m = m or DOCTESTS.match(line)
         if m:
+            name = name or m.group(1)
             # A binary run again (the end-to-end suite, once per server)
             # adds to its first run: one binary, its counts summed.
-            current = by_name.get(m.group(1))
+            current = by_name.get(name)
             if current is None:
-                current = by_name[m.group(1)] = Binary(m.group(1))
+                current = by_name[name] = Binary(name)
                 binaries.append(current)
             continue
         m = SUMMARY.search(line)

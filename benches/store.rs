@@ -601,7 +601,7 @@ impl Syscalls {
             0
         );
         // Padded to the store's fixed 256-byte note, so every write covers
-        // the previous one (src/store/lock.rs).
+        // the previous one (crates/ldm-store/src/lock.rs).
         let mut note = format!(
             "pid {:>10} (ldm) since 2026-01-01T00:00:00Z",
             std::process::id()

@@ -2,25 +2,30 @@
 //! store. The successor of `lxc-dev-manager`, reading and writing the same
 //! `containers.yaml`.
 //!
-//! Modules follow the data (DESIGN.md, "Architecture"): [`model`] (state,
-//! mutations and validation, no I/O), [`store`] (the files), [`lxd`] (the
-//! LXD client), [`proxy`] (port forwarding), [`commands`] (one file per
-//! command group), [`cli`] (clap definitions), [`yaml`] (the YAML crate).
-//! Commands use model, store and lxd; store and lxd never meet. [`run`] is
-//! the single entry point `main.rs` calls.
+//! This package is the CLI: [`commands`] (one file per command group),
+//! [`cli`] (clap definitions), [`trust`] (what the user allowed), output
+//! and interrupts. The layers below are crates of the workspace
+//! (DESIGN.md, "Architecture"), re-exported under their module names:
+//! [`model`] (state, mutations and validation, no I/O), [`store`] (the
+//! files), [`lxd`] (the LXD client), [`proxy`] (port forwarding), [`yaml`]
+//! (the YAML crate), [`user_state`], [`users`] and [`sys`]. Each crate's
+//! Cargo.toml says what it may use: store and lxd never meet, and the model
+//! knows neither. [`run`] is the single entry point `main.rs` calls.
 
 pub mod cli;
 pub mod commands;
 pub mod interrupt;
-pub mod lxd;
-pub mod model;
 pub mod output;
-pub mod proxy;
-pub mod store;
 pub mod trust;
-pub mod user_state;
-pub mod users;
-pub mod yaml;
+
+pub use ldm_lxd as lxd;
+pub use ldm_model as model;
+pub use ldm_proxy as proxy;
+pub use ldm_store as store;
+pub use ldm_sys as sys;
+pub use ldm_sys::users;
+pub use ldm_user_state as user_state;
+pub use ldm_yaml as yaml;
 
 use std::io::{self, Write};
 use std::path::PathBuf;

@@ -1,15 +1,16 @@
 //! No decision of the LXD backend reads the words of an error (issue 24):
 //! status codes, operation states and what the server reports decide, and
 //! LXD's words only travel to the message shown. Checked on the source of
-//! `src/lxd/` (non-test code):
+//! `crates/ldm-lxd/src/` (non-test code):
 //!
 //! - no string search (`contains`, `starts_with`, `find`, ...) or
 //!   comparison on a value named like an error text (`err`, `error`,
 //!   `message`, `stderr`, `why`, `text`, ...);
 //! - no phrase of LXD's or Incus's error messages as a literal.
 //!
-//! And on the rest of `src/` (but `tests.rs` modules): no search of a text
-//! for a phrase of LXD's errors, and no search in an error's display.
+//! And on the rest of ldm (`src/` and the `crates/ldm-*` crates, but
+//! `tests.rs` modules): no search of a text for a phrase of LXD's errors,
+//! and no search in an error's display.
 
 use std::path::{Path, PathBuf};
 
@@ -113,7 +114,7 @@ const PHRASES: [&str; 12] = [
 
 #[test]
 fn the_backend_decides_nothing_by_the_words_of_an_error() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lxd");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/ldm-lxd/src");
     let mut bad = Vec::new();
     for f in files(&root) {
         for (n, line) in code_lines(&f) {
@@ -206,9 +207,18 @@ fn matches_lxds_words(line: &str) -> Option<String> {
 /// an error's display for anything.
 #[test]
 fn nothing_in_ldm_matches_lxds_words() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut bad = Vec::new();
-    for f in files(&root) {
+    let mut ours = files(&root.join("src"));
+    for e in std::fs::read_dir(root.join("crates")).unwrap() {
+        let c = e.unwrap().path();
+        // ldm's crates; not the test double, whose words are LXD's.
+        if c.file_name().unwrap().to_string_lossy().starts_with("ldm-") {
+            ours.extend(files(&c.join("src")));
+        }
+    }
+    assert!(ours.len() > 100, "found {} files of ldm", ours.len());
+    for f in ours {
         // A module of tests (`tests.rs`) checks ldm's own messages.
         if f.file_name().is_some_and(|n| n == "tests.rs") {
             continue;

@@ -13,8 +13,8 @@
 
 #![no_main]
 
-use ldm::store::log::{self, Tail};
-use ldm::store::record::{self, Decoded, RECORD_HEADER_LEN};
+use ldm_store::log::{self, Tail};
+use ldm_store::record::{self, Decoded, RECORD_HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

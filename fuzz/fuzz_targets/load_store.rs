@@ -20,7 +20,7 @@
 //! Flag bit 2: no log file at all.
 //! Flag bit 3: the YAML part follows a project with an anchored snapshot
 //! (`&s`) and an open `snapshots:` map, so that aliases (`sN: *s`) land
-//! where the model copies them: the YAML bounds (src/yaml.rs) must refuse
+//! where the model copies them: the YAML bounds (crates/ldm-yaml) must refuse
 //! an expansion, and what loads must stay proportional to the file, which
 //! is checked on the load cache a writer leaves.
 
@@ -29,7 +29,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use ldm::store::{record, recover, snapshot, Options, OsFs, Paths, Store};
+use ldm_store::{record, recover, snapshot, Options, OsFs, Paths, Store};
 use libfuzzer_sys::fuzz_target;
 
 /// One folder per fuzzing process, in memory when /dev/shm exists.

@@ -48,8 +48,7 @@ pub fn write(dir: &Path) -> std::io::Result<Option<PathBuf>> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&path)?;
     let meta = f.metadata()?;
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = ldm_sys::euid();
     if !meta.is_file() || meta.uid() != me {
         return Err(std::io::Error::other(
             "it is not a regular file of yours; add the rules by hand",

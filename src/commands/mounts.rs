@@ -33,12 +33,9 @@ pub struct Ids {
 /// folder `dir`.
 pub fn host_ids(dir: &Path) -> Ids {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid and getegid cannot fail and touch no memory.
-    let me = unsafe {
-        Ids {
-            uid: libc::geteuid(),
-            gid: libc::getegid(),
-        }
+    let me = Ids {
+        uid: ldm_sys::euid(),
+        gid: ldm_sys::egid(),
     };
     if me.uid != 0 {
         return me;

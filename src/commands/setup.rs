@@ -213,15 +213,11 @@ fn exec_failed(lxd_name: &str, doing: &str, out: &ExecOutput, hint: &str) -> Err
 /// password itself never leaves ldm, and no character in it is special.
 fn crypt(password: &str) -> Result<String, Error> {
     let mut salt = [0u8; 12];
-    // SAFETY: getrandom writes at most salt.len() bytes into salt.
-    let n = unsafe { libc::getrandom(salt.as_mut_ptr().cast(), salt.len(), 0) };
-    if n != salt.len() as isize {
-        return Err(Error::Io {
-            action: "read random bytes (getrandom) for the password salt".into(),
-            path: None,
-            source: std::io::Error::last_os_error(),
-        });
-    }
+    ldm_sys::random_bytes(&mut salt).map_err(|source| Error::Io {
+        action: "read random bytes (getrandom) for the password salt".into(),
+        path: None,
+        source,
+    })?;
     ShaCrypt::SHA512
         .hash_password_with_salt(password.as_bytes(), &salt)
         .map(|h| h.to_string())

@@ -73,8 +73,7 @@ pub fn judge(
             forceable: true,
         });
     }
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } == 0 && sources::owner(&s.path) != Some(host.uid) {
+    if ldm_sys::euid() == 0 && sources::owner(&s.path) != Some(host.uid) {
         return Ok(Judged::Refused {
             why: format!(
                 "ldm runs as root, and {} is not owned by the project folder's owner ({}); a container must not get files its user could not reach. Run ldm as the folder's owner",

@@ -114,8 +114,7 @@ fn create_launches_sets_up_and_records_initial_state() {
     // instance has the raw.idmap ldm would set (as a user or an earlier
     // run would have set it), so the device goes in without the root step
     // or a restart, never idmapped.
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if ldm_sys::euid() == 0 {
         std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
     }
     let host = mounts::host_ids(&s.ctx.start);
@@ -441,8 +440,7 @@ fn a_note_is_said_once_per_user_and_key() {
 #[test]
 fn a_container_user_with_other_ids_gets_no_idmapped_mount() {
     let s = setup();
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if ldm_sys::euid() == 0 {
         std::os::unix::fs::chown(&s.ctx.start, Some(1000), Some(1000)).unwrap();
     }
     let host = mounts::host_ids(&s.ctx.start);

@@ -97,8 +97,7 @@ impl Homes {
             let mine = std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
                 .map(PathBuf::from);
-            // SAFETY: geteuid cannot fail.
-            let me = unsafe { libc::geteuid() };
+            let me = ldm_sys::euid();
             // A user running ldm for themselves has HOME; the database (a
             // lookup that costs a fresh process ~0.1 ms) is asked for
             // another host user (ldm run as root) or without HOME.
