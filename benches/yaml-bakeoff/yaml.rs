@@ -1,7 +1,9 @@
 //! Which YAML crate for `containers.yaml`: the candidates side by side in one
 //! run (DESIGN.md, "Choosing the YAML crate").
 //!
-//! `cargo bench --bench yaml`. A plain harness (no criterion), three tables:
+//! `cargo bench --manifest-path benches/yaml-bakeoff/Cargo.toml` (a package
+//! outside ldm's workspace, so the candidates stay out of ldm's lockfile).
+//! A plain harness (no criterion), three tables:
 //!
 //! 1. Speed: parse (plain, and with unknown-key tracking as the store does)
 //!    and emit of a `containers.yaml` with 10,000 snapshots, ldm's own model
@@ -26,7 +28,7 @@
 //! serde support: their rows go through `serde_json::Value` both ways, the
 //! cheapest way ldm could use them.
 //!
-//! `cargo bench --bench yaml -- dump DIR` writes each candidate's output of
+//! `cargo bench --manifest-path benches/yaml-bakeoff/Cargo.toml -- dump DIR` writes each candidate's output of
 //! the fidelity project to `DIR/N.yaml` and what the Go tool should read
 //! from it to `DIR/expected.json` (JSON of the Go tool's struct), for a check
 //! with the real yaml.v3 where Go is at hand (DESIGN.md says how it went).
@@ -39,8 +41,8 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use ldm::model::{Container, Defaults, Op, Owner, Pending, Project, Snapshot, User};
-use ldm::store::snapshot;
+use ldm_model::{Container, Defaults, Op, Owner, Pending, Project, Snapshot, User};
+use ldm_store::snapshot;
 use serde::{Deserialize, Deserializer, Serialize};
 
 const SNAPSHOTS: usize = 10_000;
@@ -399,7 +401,7 @@ mod rust2_tree {
 mod go_view {
     use std::collections::BTreeMap;
 
-    use ldm::model::Project;
+    use ldm_model::Project;
     use saphyr_parser::{Event, Parser, ScalarStyle};
 
     enum Node {
@@ -427,7 +429,7 @@ mod go_view {
 
     /// What yaml.v3 should read from a document holding `p`.
     pub fn expected(p: &Project) -> View {
-        let user = |u: &Option<ldm::model::User>| {
+        let user = |u: &Option<ldm_model::User>| {
             u.as_ref().map_or_else(Default::default, |u| {
                 (
                     u.name.clone().unwrap_or_default(),
