@@ -4,30 +4,31 @@
 //! (the client program is run only for an interactive shell, `ldm ssh`).
 //! Unit tests (here and, with feature `double`, the CLI's) speak to the
 //! API TEST DOUBLE through the real backend (`double.rs`). Commands see
-//! only the trait and the typed results below, and this crate knows nothing
-//! of the project store: its Cargo.toml does not name it.
+//! only the trait and its typed results (`results.rs`, `error.rs`); this
+//! crate knows nothing of the project store: its Cargo.toml does not name it.
 //! Names passed in are full LXD instance names (`project-container`).
 //! DESIGN.md, "The LXD backend".
 
 pub mod api;
 #[cfg(any(test, feature = "double"))]
 pub mod double;
+mod error;
 mod ipv4;
 mod lines;
 pub mod owned;
 pub mod owner;
 mod pins;
+mod results;
 mod stopping;
 mod wait;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
-use thiserror::Error;
-
+pub use error::LxdError;
 pub use ipv4::wait_ipv4;
 pub use lines::MAX_LINE;
+pub use results::{Away, Disk, ExecOutput, Image, Instance, Server, SnapshotInfo, State, Target};
 pub use wait::OnWait;
 
 /// Asked about every 100 ms while [`Lxd::exec_lines`] runs: a signal to
@@ -40,316 +41,6 @@ pub type Stop<'a> = &'a dyn Fn() -> Option<i32>;
 /// then kills the step's whole process group), then SIGKILL; after that
 /// ldm stops waiting for it.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
-
-/// One instance as LXD reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Instance {
-    /// Full LXD name.
-    pub name: String,
-    /// `Running`, `Stopped`, ...
-    pub status: String,
-    /// First global IPv4 address, if any.
-    pub ipv4: Option<String>,
-    /// Its snapshots.
-    pub snapshots: Vec<SnapshotInfo>,
-    /// The image description LXD recorded at launch, if any.
-    pub image: Option<String>,
-    /// Its own disk devices that show a host path inside it (not the
-    /// profile's, not the root disk).
-    pub disks: Vec<Disk>,
-    /// Its `raw.idmap` config, if set.
-    pub raw_idmap: Option<String>,
-    /// The id map it runs with (`volatile.idmap.current`, JSON), if LXD
-    /// says: `raw.idmap` takes effect only at a start.
-    #[serde(skip)]
-    pub idmap_current: Option<String>,
-    /// Its `user.*` config keys (ldm's own marks live there).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub user: BTreeMap<String, String>,
-    /// Whose it is, by its marks: set by the client a command gets
-    /// ([`owned::Owned`]), [`owner::Owner::Unknown`] from a bare one.
-    #[serde(skip)]
-    pub owner: owner::Owner,
-}
-
-/// Who the server is: what ldm keys what it knows of a server on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Server {
-    /// `lxd` or `incus`.
-    pub family: String,
-    /// Its name (`environment.server_name`).
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// SHA-256 of its certificate: the same whichever way it is reached.
-    pub fingerprint: String,
-    /// The LXD project ldm's requests name.
-    pub project: String,
-    /// The client's remote it was reached by (`local`, ...).
-    pub remote: String,
-}
-
-/// What LXD says of an instance's running state: the cheap question
-/// (`/1.0/instances/NAME/state`), whose cost does not grow with the
-/// instance's snapshots, asked while waiting for an address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct State {
-    /// `Running`, `Stopped`, ...
-    pub status: String,
-    /// First global IPv4 address not on `lo`, if any.
-    pub ipv4: Option<String>,
-    /// The process id of its init, when it runs on this machine's LXD
-    /// (`None` for a remote, whose ids mean nothing here).
-    pub pid: Option<u32>,
-}
-
-/// A disk device showing a host path inside an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Disk {
-    /// Device name.
-    pub device: String,
-    /// Absolute host path.
-    pub source: String,
-    /// Path inside the instance.
-    pub path: String,
-    /// Mounted read-only.
-    pub readonly: bool,
-    /// With `shift=true` (an idmapped mount).
-    pub shift: bool,
-}
-
-impl Instance {
-    /// True when LXD says it is running.
-    pub fn is_running(&self) -> bool {
-        self.status.eq_ignore_ascii_case("running")
-    }
-}
-
-/// One snapshot as LXD reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SnapshotInfo {
-    /// Snapshot name (without the instance prefix).
-    pub name: String,
-    /// Creation time as LXD reports it (RFC 3339).
-    pub created_at: String,
-}
-
-/// Output of a command run inside an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecOutput {
-    /// Exit code of the command (LXD passes it through).
-    pub code: i32,
-    /// Its standard output.
-    pub stdout: Vec<u8>,
-    /// Its standard error.
-    pub stderr: Vec<u8>,
-}
-
-/// One image in the local image store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Image {
-    /// Its aliases (may be empty).
-    pub aliases: Vec<String>,
-    /// Full fingerprint.
-    pub fingerprint: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// The `description` property.
-    pub description: String,
-}
-
-/// An instance in an LXD project other than the one ldm's calls address,
-/// or (with `server`) one this checkout made on another server than the
-/// one the client now points at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Away {
-    /// Instance name.
-    pub instance: String,
-    /// Its LXD project.
-    pub project: String,
-    /// The client command that makes that project (or server) current
-    /// (`lxc project switch [REMOTE:]PROJECT`, `lxc remote switch REMOTE`).
-    pub switch: String,
-    /// Set when the checkout's record says the instance was made on
-    /// another server (nothing was asked of either): where it was made,
-    /// and where the client points now, in words.
-    pub server: Option<(String, String)>,
-}
-
-/// Where ldm's calls go, told from the client's configuration alone (no
-/// request): the server as reached (its unix socket, or `https://HOST:PORT`)
-/// and the LXD project.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The server's identity: its socket or HTTPS address, whatever the
-    /// remote is called.
-    pub server: String,
-    /// The remote and server in words, for messages.
-    pub what: String,
-    /// The client command that makes this remote the default again.
-    pub switch: String,
-    /// The LXD project the calls name.
-    pub project: String,
-}
-
-/// A failed LXD operation. The typed variants are what commands decide
-/// on; each is decided from status codes, operation states and what the
-/// server reports, never from the words of a message (LXD's words are kept
-/// for the message shown).
-#[derive(Debug, Error)]
-pub enum LxdError {
-    /// The server could not be reached (no socket, refused, not allowed).
-    #[error("cannot reach {server}: {source}; {next}")]
-    Unreachable {
-        /// The server (its socket or address) and the family.
-        server: String,
-        /// Why.
-        source: std::io::Error,
-        /// What to do about it.
-        next: String,
-    },
-    /// The server answered a request with an error: its HTTP status and
-    /// its own words.
-    #[error("{server} refused {request}: {message} (HTTP {status})")]
-    Refused {
-        /// `LXD` or `Incus`.
-        server: &'static str,
-        /// Method and path.
-        request: String,
-        /// The HTTP status (LXD's `error_code`).
-        status: u16,
-        /// LXD's words.
-        message: String,
-    },
-    /// A background operation failed.
-    #[error("{server} could not finish {request} ({description}): {message}")]
-    OperationFailed {
-        /// `LXD` or `Incus`.
-        server: &'static str,
-        /// Method and path that started it.
-        request: String,
-        /// The operation's description ("Creating instance").
-        description: String,
-        /// LXD's words.
-        message: String,
-    },
-    /// The server's answer does not follow the API.
-    #[error("unexpected answer from {server} to {request}: {why}")]
-    Protocol {
-        /// `LXD` or `Incus`.
-        server: &'static str,
-        /// Method and path.
-        request: String,
-        /// What was wrong.
-        why: String,
-    },
-    /// The client's configuration (config.yml, certificates) cannot be used.
-    #[error("{}: {why}", path.display())]
-    Config {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong, and what to do.
-        why: String,
-    },
-    /// A host file or folder of a copy (`ldm mv`) could not be read or written.
-    #[error("cannot {action} {}: {source}", path.display())]
-    HostFile {
-        /// What ldm was doing, as a verb phrase.
-        action: String,
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The instance or snapshot does not exist.
-    #[error("LXD has no {what}")]
-    NotFound {
-        /// What was looked for.
-        what: String,
-    },
-    /// A start LXD refused while another LXD project of the server has an
-    /// instance of the same name: on a managed network with DNS, LXD starts
-    /// one instance of a name (its words, kept in `source`, say when that
-    /// is why). Told from the failed start and the server's instances,
-    /// never from the words.
-    #[error("{source}; LXD project {others} has an instance named {name} too, and on one managed network with DNS LXD runs only one instance of a name: give this LXD project's containers another network (a profile whose eth0 is on another bridge, used with LDM_PROFILE=PROFILE), or turn the network's DNS off (`{program} network set NETWORK dns.mode none`), then `ldm up`")]
-    SameNameElsewhere {
-        /// The instance.
-        name: String,
-        /// The other LXD projects that have one of that name, comma separated.
-        others: String,
-        /// The client program (`lxc`, `incus`).
-        program: String,
-        /// The failed start.
-        source: Box<LxdError>,
-    },
-    /// The instance or snapshot exists already.
-    #[error("LXD already has {what}")]
-    AlreadyExists {
-        /// What was created.
-        what: String,
-    },
-    /// LXD is still running another operation on the instance (e.g. the
-    /// server-side create of a client that was killed). The backend waits
-    /// for LXD's operations on it (`api/operations.rs`); this reaches a
-    /// command only when the wait timed out.
-    #[error("LXD is still running another operation on {what}{}; wait for it to finish, or run the command again with a longer --timeout", waited_for(*waited))]
-    Busy {
-        /// The instance.
-        what: String,
-        /// How long ldm waited for LXD before giving up.
-        waited: Duration,
-    },
-    /// A command to run inside an instance that is not running.
-    #[error("{what} is not running")]
-    NotRunning {
-        /// The instance.
-        what: String,
-    },
-    /// LXD failed to start a command inside the instance, as it does for a
-    /// moment right after the instance boots; retrying is the cure.
-    #[error("`{cmd}` failed: LXD could not start the command yet: {}", stderr.trim())]
-    NotReady {
-        /// The command line.
-        cmd: String,
-        /// LXD's account of the failure.
-        stderr: String,
-    },
-    /// A command told to stop (a signal, then SIGKILL) had not ended
-    /// [`STOP_GRACE`] after each.
-    #[error("`{cmd}` in {what} did not end after SIGKILL; it may still be running there (see `ps` inside it)")]
-    Unstoppable {
-        /// The instance.
-        what: String,
-        /// The command line.
-        cmd: String,
-    },
-    /// The instance is another checkout's (its owner marks say so): ldm
-    /// does not act on it.
-    #[error("LXD's {name} belongs to {whose}; {next}")]
-    NotOurs {
-        /// The instance.
-        name: String,
-        /// Whose it is (its folder and machine).
-        whose: String,
-        /// What to do.
-        next: String,
-    },
-    /// Start of a running or stop of a stopped instance.
-    #[error("{what} is already in that state")]
-    AlreadyInState {
-        /// The instance.
-        what: String,
-    },
-}
-
-fn waited_for(waited: Duration) -> String {
-    if waited.is_zero() {
-        String::new()
-    } else {
-        format!(" after {} s", waited.as_secs_f64().round())
-    }
-}
 
 /// Every LXD operation ldm uses. `Send + Sync` so that a command may share
 /// its client with threads (`ldm proxy` looks addresses up from its
