@@ -1,6 +1,9 @@
 //! The command line, as clap structs: the raw layer. Commands turn these
 //! into validated `model` values before taking any lock.
 
+// Over 400 lines: every clap struct of the command line, declarations only,
+// in the order `--help` shows them.
+
 use std::path::PathBuf;
 use std::time::Duration;
 

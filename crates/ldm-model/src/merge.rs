@@ -15,6 +15,8 @@
 //! without the mark, the absence of those keys is not a change: they are
 //! taken as the base had them ([`Writer::KeyDropping`]).
 
+// Over 400 lines with its tests (about 140): one three-way merge, key by key.
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 

@@ -4,6 +4,9 @@
 //! that a project valid there is valid here. Every error says what is wrong
 //! and what is allowed.
 
+// Over 400 lines with its tests: one small function per thing a user types,
+// all the Go tool's rules in one place.
+
 use thiserror::Error;
 
 /// Names the Go tool reserves because they read like subcommands.

@@ -15,6 +15,9 @@
 //! carrying a [`Refusal`], which the store turns into a message naming the
 //! file and what to do.
 
+// Over 400 lines with its tests: the I/O seam (`Fs`) and the safe opens it
+// offers are one job, the one door to the file system.
+
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};

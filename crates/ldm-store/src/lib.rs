@@ -33,6 +33,9 @@
 //! opens), `project_file.rs` (other project files ldm reads: setup
 //! scripts), `failpoint.rs`.
 
+// Over 400 lines: the `Store` facade (every public operation, each a few
+// lines over the modules below) and the map of those modules.
+
 // Public: what commands use, the I/O seam tests replace, and the on-disk
 // format (records, log scanning, the YAML document), which tests, the
 // fuzzers and tools read. `recover::load` is the read-only way to look at a

@@ -9,6 +9,9 @@
 //! after keeping its bytes (it cannot know that nobody was told "done").
 //! A record of a kind this ldm does not know is neither: [`Tail::Newer`].
 
+// Over 400 lines with its tests (about 230): scanning and the
+// torn-tail-or-damage rule, with the cases that pin it.
+
 use ldm_model::Mutation;
 
 use super::record::{self, Decoded};

@@ -17,6 +17,9 @@
 //! All integers are little-endian. The checksum covers the length, so a
 //! flipped length bit can never make the reader accept other bytes as a record.
 
+// Over 400 lines with its tests (about 200): every number of the on-disk log
+// format, and the tests that freeze them.
+
 use thiserror::Error;
 
 /// First eight bytes of every log file. `\r\n` catches text-mode mangling.

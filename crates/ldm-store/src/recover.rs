@@ -6,6 +6,9 @@
 //! temp files. Damage in the middle of the log and records of a newer ldm
 //! are errors, and nothing is touched (DESIGN.md, "Recovery").
 
+// Over 400 lines: `load` is one pass over the files whose findings feed each
+// other (tail, lineage, merge, upgrade); its tests are in recover_tests.rs.
+
 use std::io::ErrorKind;
 
 use super::cache::{Key, Stamp};

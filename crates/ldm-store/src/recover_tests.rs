@@ -3,6 +3,8 @@
 //! pins a behaviour a mutation of the loader changed without a failing
 //! test (issue 25, item 20).
 
+// Over 400 lines: test-only, the unit tests of recover.rs and cleanup.rs.
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

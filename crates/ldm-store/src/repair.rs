@@ -10,6 +10,10 @@
 //! of a newer ldm is dropped only with `--force`. It never edits a YAML by
 //! guesswork: a YAML that does not parse must be fixed by hand.
 
+// Over 400 lines: inspection and repair share every judgment (through
+// `recover::load`); apart they could drift, and `doctor` must never call
+// healthy what a command refuses.
+
 use std::io::ErrorKind;
 use std::path::PathBuf;
 

@@ -6,6 +6,9 @@
 //! version (1 or 2) by compaction. Appending and
 //! what follows a commit are in `append.rs`; `create` in `create.rs`.
 
+// Over 400 lines: the steps a writer takes under the lock follow one another
+// on one loaded state; each is a function, their order is the file.
+
 use std::sync::atomic::Ordering;
 
 use super::backup;

@@ -1,6 +1,8 @@
 //! Files (push, pull, folders, headers, LXD's refusals) and images (list,
 //! publish with progress, aliases, delete), and snapshots.
 
+// Over 400 lines: test-only, one scenario per test.
+
 mod client;
 
 use std::time::Duration;
