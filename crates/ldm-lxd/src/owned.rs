@@ -3,6 +3,10 @@
 //! every call that acts on another checkout's instance is refused before
 //! it reaches LXD. DESIGN.md, "Ownership".
 
+// Over 400 lines: each Lxd method written out with its own ownership rule
+// (refuse, guard, mark, or pass through), so that a new trait method needs
+// a decision here rather than inheriting one.
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
