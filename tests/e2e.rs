@@ -3105,10 +3105,10 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
             loud("e2e: container create with a mount vs --no-mount: timed in the non-root run (as root nothing is mounted)");
             return;
         }
-        // Which goes first alternates too: the first create of a pair
-        // runs while LXD still deletes the last pair's files (seen: the
-        // mounted create, always first, took 2-3 s more from the second
-        // pair on, in its launch alone).
+        // Which goes first alternates too, and each starts from a quiet
+        // disk: the first create of a pair ran while LXD still deleted the
+        // last pair's files (seen: the mounted create, always first, took
+        // 2-3 s more from the second pair on, in its launch alone).
         let rounds: u32 = if self.bench { 4 } else { 1 };
         self.step(&format!(
             "container create with the mount vs --no-mount, alternating (and which goes first), {rounds} pair(s)"
@@ -3116,7 +3116,14 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
         let (mut with, mut without) = (Vec::new(), Vec::new());
         for i in 0..rounds {
             let (m, n) = (format!("mc{i}"), format!("nc{i}"));
+            // Each create starts from a quiet disk: the host's dirty pages
+            // written (LXD's deletes of earlier containers), a second's rest.
+            let settle = || {
+                let _ = Command::new("sync").status();
+                std::thread::sleep(Duration::from_secs(1));
+            };
             let mounted = |s: &Self| {
+                settle();
                 let r = s.ldm(&["container", "create", &m, &s.image]).ok();
                 s.show_progress(&r);
                 assert!(
@@ -3133,6 +3140,7 @@ while (my $c = $s->accept) { if (fork() == 0) { my ($b, $n, $t) = ("", 0, 0); wh
                 r.took
             };
             let plain = |s: &Self| {
+                settle();
                 let r = s
                     .ldm(&["container", "create", &n, &s.image, "--no-mount"])
                     .ok();
