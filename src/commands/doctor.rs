@@ -1,5 +1,8 @@
 //! `ldm doctor [--json] [--repair]` and `ldm compact`: store maintenance.
 
+// Over 400 lines by a few: the report, its --fix (drift, mounts) and
+// `compact` share one walk of the store and of LXD.
+
 use std::io::Write;
 
 use serde::Serialize;

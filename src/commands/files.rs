@@ -3,6 +3,9 @@
 //! or `prefix*` to fan out; `~` is the container user's home. Files end up
 //! owned by the container's user. Every path travels as one argv element.
 
+// Over 400 lines with its tests (about 35): copying both ways, with the
+// path rules they pin.
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -3,6 +3,9 @@
 //! backend: the decisions commands make from what LXD answers, and the
 //! requests they send. The `ldm` binary's own tests are in `tests/`.
 
+// Over 400 lines: tests only, one per decision a command makes from
+// LXD's answers.
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +15,8 @@ use super::*;
 use crate::cli::{ContainerCreate, Doctor};
 use crate::lxd::api::{Api, Patience};
 use crate::lxd::double::Served;
-use crate::model::{Mutation, Op};
+use crate::model::{Mutation, Op, Project};
+use crate::store::Store;
 
 /// A project `p` in a fresh folder, and a context whose LXD is the double
 /// (every image alias but `missing*` exists); `remotes` records the remote
